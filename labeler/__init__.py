@@ -1,0 +1,1 @@
+"""labeler: label, search and review image collections with CLIP prompt ensembles."""

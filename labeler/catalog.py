@@ -1,0 +1,205 @@
+"""The catalog: SQLAlchemy 2 models for images, their files, models, vectors, labels and reviews.
+
+The schema is created only by the Alembic migrations in ``migrations/``. Nothing here is
+SQLite-specific, so the same models run on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Image(Base):
+    """One distinct content (by SHA-256). The same bytes at two paths are one image."""
+
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)  # bytes
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    format: Mapped[str] = mapped_column(String(16))
+    # ok: at least one path exists; missing: every known path is gone
+    status: Mapped[str] = mapped_column(String(16), default="ok", index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    files: Mapped[list["ImageFile"]] = relationship(back_populates="image", order_by="ImageFile.id")
+
+    @property
+    def path(self) -> str | None:
+        """The first present path, else the first known one."""
+        present = [f.path for f in self.files if f.status == "ok"]
+        return present[0] if present else (self.files[0].path if self.files else None)
+
+
+class ImageFile(Base):
+    """A path seen on disk. Failed files have no image, only a reason."""
+
+    __tablename__ = "image_files"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    path: Mapped[str] = mapped_column(String(4096), unique=True)
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), default="ok", index=True)  # ok | failed | missing
+    error: Mapped[str | None] = mapped_column(Text)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    image: Mapped[Image | None] = relationship(back_populates="files")
+
+
+class Model(Base):
+    """An embedding model. Vectors of two models are never mixed."""
+
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    spec: Mapped[str] = mapped_column(String(1024), unique=True)
+    dim: Mapped[int] = mapped_column(Integer)
+    preprocess: Mapped[dict] = mapped_column(JSON, default=dict)
+    logit_scale: Mapped[float] = mapped_column(Float, default=100.0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Embedding(Base):
+    """A unit-normalised float32 vector per image and model, kept so the index can be rebuilt."""
+
+    __tablename__ = "embeddings"
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def array(self) -> np.ndarray:
+        return np.frombuffer(self.vector, dtype=np.float32)
+
+
+class Setting(Base):
+    """Collection-wide key/value settings, such as the collection's model spec."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class PromptSetRecord(Base):
+    """A version of a prompt set as it was used: name, version, content hash and source."""
+
+    __tablename__ = "prompt_sets"
+    __table_args__ = (UniqueConstraint("name", "content_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), index=True)
+    version: Mapped[str] = mapped_column(String(64))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(Text)
+    path: Mapped[str | None] = mapped_column(String(4096))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PromptEmbedding(Base):
+    """Cache of encoded prompt texts, so a prompt is never encoded twice for a model."""
+
+    __tablename__ = "prompt_embeddings"
+
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), primary_key=True)
+    text_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(512))
+    role: Mapped[str] = mapped_column(String(16), default="reviewer")  # reviewer | admin
+    api_token_hash: Mapped[str | None] = mapped_column(String(128), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Label(Base):
+    """The current label of one image in one group (concept or attribute).
+
+    ``version`` guards against lost updates: a review made on a stale view is refused.
+    """
+
+    __tablename__ = "labels"
+    __table_args__ = (
+        UniqueConstraint("image_id", "group"),
+        Index("ix_labels_group_value", "group", "value"),
+        Index("ix_labels_group_status", "group", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    group: Mapped[str] = mapped_column(String(128))
+    value: Mapped[str | None] = mapped_column(String(256))  # None: "none of these"
+    predicted: Mapped[str | None] = mapped_column(String(256))  # the model's proposal
+    confidence: Mapped[float | None] = mapped_column(Float)
+    margin: Mapped[float | None] = mapped_column(Float)
+    strategy: Mapped[str | None] = mapped_column(String(32))
+    scores: Mapped[dict | None] = mapped_column(JSON)  # {option: {"cosine", "confidence"}}
+    prompt_set_id: Mapped[int | None] = mapped_column(ForeignKey("prompt_sets.id", ondelete="SET NULL"))
+    # proposed | accepted | corrected | rejected
+    status: Mapped[str] = mapped_column(String(16), default="proposed")
+    reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    reviewed_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+    image: Mapped[Image] = relationship()
+    prompt_set: Mapped[PromptSetRecord | None] = relationship()
+
+    @property
+    def reviewed(self) -> bool:
+        return self.status != "proposed"
+
+
+class ReviewEvent(Base):
+    """Append-only history of every review decision."""
+
+    __tablename__ = "review_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(String(16))  # accept | correct | reject | undo | import
+    before_value: Mapped[str | None] = mapped_column(String(256))
+    after_value: Mapped[str | None] = mapped_column(String(256))
+    before_status: Mapped[str] = mapped_column(String(16))
+    after_status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    user: Mapped[User | None] = relationship()

@@ -1,0 +1,63 @@
+"""One source of configuration: defaults, then the environment, then explicit overrides (CLI flags)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Config:
+    """Where labeler keeps its state and how it runs.
+
+    Everything lives under ``home`` (``LABELER_HOME``, default ``./instance``): the SQLite
+    catalog, the FAISS indexes and the thumbnails.
+    """
+
+    home: Path = field(default_factory=lambda: Path("instance"))
+    database_url: str | None = None  # None: SQLite file inside home
+    model: str | None = None  # None: the collection's model, else DEFAULT_MODEL
+    device: str | None = None  # None: cuda when available, else cpu
+    batch_size: int = 64
+    workers: int | None = None  # decode threads; None: all cores
+    checkpoint_every: int = 256  # images between index saves
+    thumbnail_size: int = 256
+    max_pixels: int = 128_000_000  # larger images are refused as decompression bombs
+    secret_key: str | None = None  # Flask sessions; None: generated once into home
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Config":
+        env = dict(os.environ if env is None else env)
+        values: dict = {}
+        if env.get("LABELER_HOME"):
+            values["home"] = Path(env["LABELER_HOME"])
+        if env.get("LABELER_DATABASE_URL"):
+            values["database_url"] = env["LABELER_DATABASE_URL"]
+        if env.get("LABELER_MODEL"):
+            values["model"] = env["LABELER_MODEL"]
+        if env.get("LABELER_DEVICE"):
+            values["device"] = env["LABELER_DEVICE"]
+        if env.get("LABELER_SECRET_KEY"):
+            values["secret_key"] = env["LABELER_SECRET_KEY"]
+        if env.get("LABELER_BATCH_SIZE"):
+            values["batch_size"] = int(env["LABELER_BATCH_SIZE"])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "home" in values:
+            values["home"] = Path(values["home"])
+        return cls(**values)
+
+    def with_(self, **changes) -> "Config":
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'catalog.db').resolve()}"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.home / "indexes"
+
+    @property
+    def thumbnail_dir(self) -> Path:
+        return self.home / "thumbnails"

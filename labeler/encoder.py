@@ -1,0 +1,193 @@
+"""The encoder: one place that loads an open_clip model and turns images and texts into vectors.
+
+Model specs:
+
+* ``labeler-tiny`` - the bundled demo model (``labeler/models/labeler-tiny``);
+* ``local-dir:/path`` - a folder in open_clip's format (``open_clip_config.json`` + weights);
+* ``ARCH:/path/to/weights`` - an open_clip architecture with a local weights file;
+* ``ARCH:PRETRAINED`` - an open_clip pretrained tag, downloaded by open_clip when online;
+* ``hf-hub:org/repo`` - a Hugging Face hub repo, when online.
+
+All of them go through ``open_clip.create_model_and_transforms``. A spec that cannot be
+loaded raises :class:`ModelUnavailable` naming the remedies; there is no silent fallback.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .errors import ModelUnavailable
+
+TINY_NAME = "labeler-tiny"
+TINY_DIR = Path(__file__).resolve().parent / "models" / TINY_NAME
+DEFAULT_MODEL = TINY_NAME
+
+REMEDIES = (
+    "Fix it in one of three ways: (1) connect to the network once so open_clip can download "
+    "'{spec}' into its cache; (2) point at a local weights file: --model ARCH:/path/to/weights.pt; "
+    "(3) point at a local model folder: --model local-dir:/path (or use the bundled --model labeler-tiny)."
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model spec; ``name`` and ``pretrained`` are what open_clip receives."""
+
+    spec: str
+    name: str
+    pretrained: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.name.startswith("local-dir:") or (
+            self.pretrained is not None and _looks_like_path(self.pretrained)
+        )
+
+
+def _looks_like_path(value: str) -> bool:
+    return value.startswith((".", "/", "~")) or os.sep in value or Path(value).suffix in {
+        ".pt", ".pth", ".bin", ".safetensors"}
+
+
+def parse_model_spec(spec: str) -> ModelSpec:
+    """Parse a user's model spec into what open_clip's factory takes."""
+    spec = spec.strip()
+    if not spec:
+        raise ModelUnavailable("empty model spec; use e.g. labeler-tiny or ViT-B-32:laion2b_s34b_b79k")
+    if spec == TINY_NAME:
+        return ModelSpec(spec, f"local-dir:{TINY_DIR}")
+    if spec.startswith(("local-dir:", "hf-hub:")):
+        return ModelSpec(spec, spec)
+    arch, sep, pretrained = spec.partition(":")
+    return ModelSpec(spec, arch, pretrained if sep else None)
+
+
+def _check_available(parsed: ModelSpec) -> None:
+    """Fail early, with the remedies, where open_clip would fail deep inside or download."""
+    import open_clip
+
+    if parsed.name.startswith("local-dir:"):
+        folder = Path(parsed.name[len("local-dir:"):]).expanduser()
+        if not (folder / "open_clip_config.json").is_file():
+            raise ModelUnavailable(
+                f"model folder {folder} has no open_clip_config.json. " + REMEDIES.format(spec=parsed.spec))
+        if not any(folder.glob("open_clip_model.*")) and not any(folder.glob("open_clip_pytorch_model.*")):
+            hint = " Train it with scripts/train_demo_model.py." if parsed.spec == TINY_NAME else ""
+            raise ModelUnavailable(f"model folder {folder} has no weights.{hint} " + REMEDIES.format(spec=parsed.spec))
+        return
+    if parsed.name.startswith("hf-hub:"):
+        return
+    if parsed.name not in open_clip.list_models():
+        raise ModelUnavailable(f"unknown open_clip architecture '{parsed.name}' in model spec '{parsed.spec}'")
+    if parsed.pretrained is None:
+        raise ModelUnavailable(
+            f"model spec '{parsed.spec}' names no weights; use ARCH:PRETRAINED or ARCH:/path/to/weights. "
+            + REMEDIES.format(spec=parsed.spec))
+    if _looks_like_path(parsed.pretrained):
+        if not Path(parsed.pretrained).expanduser().is_file():
+            raise ModelUnavailable(
+                f"weights file {parsed.pretrained} does not exist. " + REMEDIES.format(spec=parsed.spec))
+    elif parsed.pretrained not in open_clip.list_pretrained_tags_by_model(parsed.name):
+        known = ", ".join(open_clip.list_pretrained_tags_by_model(parsed.name)) or "none"
+        raise ModelUnavailable(
+            f"open_clip has no pretrained tag '{parsed.pretrained}' for {parsed.name} (known: {known})")
+
+
+def pick_device(requested: str | None = None) -> str:
+    import torch
+
+    if requested:
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Encoder:
+    """A loaded open_clip model. Vectors are float32 and unit-normalised.
+
+    ``preprocess`` turns a PIL image into a ``[3, H, W]`` tensor; ``encode_images`` takes a
+    batch of those.
+    """
+
+    def __init__(self, spec: str, device: str | None = None):
+        import open_clip
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        self.spec = spec
+        self.parsed = parse_model_spec(spec)
+        _check_available(self.parsed)
+        self.device = pick_device(device)
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                self.parsed.name, pretrained=self.parsed.pretrained, device=self.device)
+            self.tokenizer = open_clip.get_tokenizer(self.parsed.name)
+        except ModelUnavailable:
+            raise
+        except Exception as exc:  # open_clip raises many kinds for missing or offline weights
+            raise ModelUnavailable(
+                f"cannot load model '{spec}': {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. "
+                + REMEDIES.format(spec=spec)) from exc
+        model.eval()
+        self.model = model
+        self.preprocess: Callable = preprocess
+        self.logit_scale = float(model.logit_scale.exp().item()) if hasattr(model, "logit_scale") else 100.0
+        with torch.no_grad():
+            self.dim = int(self.encode_texts(["a photo"]).shape[1])
+
+    @property
+    def image_size(self) -> int:
+        size = getattr(self.model.visual, "image_size", 224)
+        return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+    @property
+    def preprocess_info(self) -> dict:
+        return {"image_size": self.image_size, "transform": repr(self.preprocess)}
+
+    def encode_images(self, batch) -> np.ndarray:
+        """``batch``: a ``[N, 3, H, W]`` tensor or a list of ``[3, H, W]`` tensors → ``[N, D]``."""
+        import torch
+
+        if isinstance(batch, (list, tuple)):
+            batch = torch.stack(list(batch))
+        with torch.inference_mode():
+            features = self.model.encode_image(batch.to(self.device))
+        return _unit(features.float().cpu().numpy())
+
+    def encode_pil(self, images: Sequence) -> np.ndarray:
+        """PIL images → ``[N, D]``."""
+        return self.encode_images([self.preprocess(im) for im in images])
+
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """Texts → ``[N, D]`` unit vectors."""
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                tokens = self.tokenizer(list(texts[start:start + batch_size])).to(self.device)
+                out.append(self.model.encode_text(tokens).float().cpu().numpy())
+        if not out:
+            return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
+        return _unit(np.concatenate(out))
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+_cache: dict[tuple[str, str | None], Encoder] = {}
+
+
+def load_encoder(spec: str, device: str | None = None) -> Encoder:
+    """Load (once per process) the encoder for ``spec``."""
+    key = (spec, device)
+    if key not in _cache:
+        _cache[key] = Encoder(spec, device)
+    return _cache[key]

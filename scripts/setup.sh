@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Idempotent set-up: .venv/ with pinned torch, the project and its test tools.
+# Usage: scripts/setup.sh [--test]   (--test also installs pytest, Playwright and Debian's chromium)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+TORCH_PINS="torch==2.14.1 torchvision==0.29.1"
+
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
+
+# Install torch first, pinned: the project's own ranges then never pull another build.
+if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
+    echo "setup: installing $TORCH_PINS (a few minutes the first time)" >&2
+    pip install $TORCH_PINS
+fi
+
+stamp=.venv/.labeler-installed
+extras=""
+[ "${1:-}" = "--test" ] && extras="[test]"
+want="$(sha256sum pyproject.toml | cut -c1-16)$extras"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "setup: installing labeler$extras" >&2
+    pip install -e ".$extras" $TORCH_PINS
+    echo "$want" > "$stamp"
+fi
+
+if [ "${1:-}" = "--test" ] && [ ! -x /usr/bin/chromium ]; then
+    echo "setup: installing Debian's chromium for the browser tests" >&2
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
