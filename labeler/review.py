@@ -1,0 +1,264 @@
+"""Review decisions on labels: accept, correct, reject, skip and undo, plus bulk accepts.
+
+Every decision writes the label's new state and an append-only ``ReviewEvent`` in the same
+transaction, so a crash leaves either both or neither. A decision carries the label
+``version`` the reviewer saw; if someone else changed the label since, it is refused with
+:class:`StaleLabel` instead of overwriting their work. The ``UPDATE`` itself is guarded by
+SQLAlchemy's ``version_id_col`` (``... WHERE version = :seen``), which closes the race
+between our check and the write.
+
+Pure catalog logic: no Flask here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from sqlalchemy import Integer, case, cast, func, select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from .catalog import Image, Label, ReviewEvent, utcnow
+from .errors import LabelerError, NotFound
+
+ACTIONS = ("accept", "correct", "reject", "skip", "undo")
+STATUSES = ("proposed", "accepted", "corrected", "rejected")
+SORTS = ("uncertainty", "confidence", "confidence_asc", "id")
+MAX_VALUE_LENGTH = 256
+HISTOGRAM_BINS = 10
+
+
+class ReviewError(LabelerError):
+    """A decision that cannot be made as asked (unknown action, empty correction, ...)."""
+
+
+class StaleLabel(ReviewError):
+    """The label changed since the reviewer saw it; reload and decide again."""
+
+    def __init__(self, label: Label, seen_version: int | None):
+        self.label_id = label.id
+        self.current_version = label.version
+        self.seen_version = seen_version
+        super().__init__(
+            f"label {label.id} was changed by someone else (you saw version {seen_version}, "
+            f"it is now version {label.version}: {label.status} '{label.value}'); reload and review it again")
+
+
+def get_label(session: Session, label_id: int) -> Label:
+    label = session.get(Label, label_id)
+    if label is None:
+        raise NotFound(f"no label with id {label_id}")
+    return label
+
+
+def _record(session: Session, label: Label, user_id: int | None, action: str,
+            value: str | None, status: str) -> ReviewEvent:
+    event = ReviewEvent(label_id=label.id, user_id=user_id, action=action,
+                        before_value=label.value, after_value=value,
+                        before_status=label.status, after_status=status)
+    session.add(event)
+    label.value = value
+    label.status = status
+    label.reviewed_by = user_id if status != "proposed" else None
+    label.reviewed_at = utcnow() if status != "proposed" else None
+    return event
+
+
+def _clean_value(value: str | None) -> str:
+    value = (value or "").strip()
+    if not value:
+        raise ReviewError("a correction needs a value; pick an option or type one")
+    if len(value) > MAX_VALUE_LENGTH:
+        raise ReviewError(f"a value must be at most {MAX_VALUE_LENGTH} characters")
+    return value
+
+
+def _undo_target(session: Session, label_id: int) -> ReviewEvent | None:
+    """The newest decision on the label not yet undone (undos pair off like a stack)."""
+    events = session.scalars(select(ReviewEvent).where(ReviewEvent.label_id == label_id)
+                             .order_by(ReviewEvent.id.desc())).all()
+    pending_undos = 0
+    for event in events:
+        if event.action == "undo":
+            pending_undos += 1
+        elif pending_undos:
+            pending_undos -= 1
+        else:
+            return event
+    return None
+
+
+def decide(session: Session, label_id: int, action: str, user_id: int | None,
+           seen_version: int | None, value: str | None = None) -> Label:
+    """Apply one decision to a label and flush it; the caller's transaction commits.
+
+    ``seen_version`` is the label version the reviewer's view showed. ``skip`` changes
+    nothing and records nothing. Raises :class:`StaleLabel`, :class:`ReviewError` or
+    :class:`NotFound`.
+    """
+    if action not in ACTIONS:
+        raise ReviewError(f"unknown action '{action}'; use one of: {', '.join(ACTIONS)}")
+    label = get_label(session, label_id)
+    if seen_version is None:
+        raise ReviewError("a decision must say which label version it was made on")
+    if label.version != int(seen_version):
+        raise StaleLabel(label, seen_version)
+    if action == "skip":
+        return label
+    if action == "accept":
+        _record(session, label, user_id, "accept", label.value if label.value is not None else label.predicted,
+                "accepted")
+    elif action == "correct":
+        _record(session, label, user_id, "correct", _clean_value(value), "corrected")
+    elif action == "reject":
+        _record(session, label, user_id, "reject", None, "rejected")
+    else:  # undo
+        target = _undo_target(session, label.id)
+        if target is None:
+            raise ReviewError(f"label {label.id} has no decision to undo")
+        _record(session, label, user_id, "undo", target.before_value, target.before_status)
+    try:
+        session.flush()
+    except StaleDataError:
+        # Another transaction committed between our read and our UPDATE ... WHERE version.
+        session.rollback()
+        raise StaleLabel(get_label(session, label_id), seen_version) from None
+    return label
+
+
+@dataclass
+class BulkResult:
+    accepted: list[int] = field(default_factory=list)
+    conflicts: list[dict] = field(default_factory=list)  # {id, message}
+
+    def as_dict(self) -> dict:
+        return {"accepted": self.accepted, "conflicts": self.conflicts}
+
+
+def accept_many(session: Session, seen: Sequence[tuple[int, int]], user_id: int | None) -> BulkResult:
+    """Accept each ``(label_id, seen_version)``; stale or missing ones are reported, not applied."""
+    result = BulkResult()
+    for label_id, version in seen:
+        try:
+            with session.begin_nested():
+                decide(session, int(label_id), "accept", user_id, version)
+            result.accepted.append(int(label_id))
+        except (StaleLabel, NotFound, ReviewError) as exc:
+            result.conflicts.append({"id": int(label_id), "message": str(exc)})
+    return result
+
+
+def _above_query(group: str, threshold: float, option: str | None):
+    # Only untouched proposals: a threshold accept never overrides a person's decision.
+    query = select(Label).where(Label.group == group, Label.status == "proposed",
+                                Label.confidence >= threshold, Label.value.is_not(None))
+    if option:
+        query = query.where(Label.value == option)
+    return query
+
+
+def preview_accept_above(session: Session, group: str, threshold: float, option: str | None = None) -> int:
+    """How many proposed labels of ``group`` (and ``option``) have confidence >= ``threshold``."""
+    query = _above_query(group, threshold, option).with_only_columns(func.count(Label.id))
+    return int(session.scalar(query) or 0)
+
+
+def accept_above(session: Session, group: str, threshold: float, user_id: int | None,
+                 option: str | None = None) -> int:
+    """Accept every proposed label with confidence >= ``threshold``; returns how many."""
+    if not 0.0 <= threshold <= 1.0:
+        raise ReviewError("the confidence threshold must be between 0 and 1")
+    labels = session.scalars(_above_query(group, threshold, option)).all()
+    for label in labels:
+        _record(session, label, user_id, "accept", label.value, "accepted")
+    try:
+        session.flush()
+    except StaleDataError:
+        session.rollback()
+        raise ReviewError("labels changed while accepting; nothing was accepted, try again") from None
+    return len(labels)
+
+
+# -- reading -----------------------------------------------------------------------------
+
+def label_query(group: str | None = None, value: str | None = None, status: str | None = None,
+                sort: str = "uncertainty"):
+    """Labels of present images, filtered, in review order (smallest margin first by default)."""
+    if status and status not in STATUSES:
+        raise ReviewError(f"unknown status '{status}'; use one of: {', '.join(STATUSES)}")
+    if sort not in SORTS:
+        raise ReviewError(f"unknown sort '{sort}'; use one of: {', '.join(SORTS)}")
+    query = select(Label).join(Image, Image.id == Label.image_id).where(Image.status == "ok")
+    if group:
+        query = query.where(Label.group == group)
+    if value:
+        query = query.where(Label.value == value)
+    if status:
+        query = query.where(Label.status == status)
+    order = {
+        "uncertainty": (Label.margin.is_(None), Label.margin.asc(), Label.id),
+        "confidence": (Label.confidence.is_(None), Label.confidence.desc(), Label.id),
+        "confidence_asc": (Label.confidence.is_(None), Label.confidence.asc(), Label.id),
+        "id": (Label.id,),
+    }[sort]
+    return query.order_by(*order)
+
+
+def list_labels(session: Session, group: str | None = None, value: str | None = None,
+                status: str | None = None, sort: str = "uncertainty", limit: int = 60,
+                offset: int = 0) -> tuple[list[Label], int]:
+    """One page of labels and the total that match."""
+    query = label_query(group, value, status, sort)
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    labels = session.scalars(query.limit(max(1, min(limit, 500))).offset(max(0, offset))).all()
+    return list(labels), int(total or 0)
+
+
+def groups(session: Session) -> list[str]:
+    return list(session.scalars(select(Label.group).distinct().order_by(Label.group)))
+
+
+def options(session: Session, group: str) -> list[str]:
+    """Every value seen in ``group``: predicted ones and corrections."""
+    values = set(session.scalars(select(Label.predicted).where(Label.group == group).distinct()))
+    values |= set(session.scalars(select(Label.value).where(Label.group == group).distinct()))
+    return sorted(v for v in values if v is not None)
+
+
+def history(session: Session, label_ids: Sequence[int]) -> list[ReviewEvent]:
+    """The review events of the labels, oldest first."""
+    if not label_ids:
+        return []
+    return list(session.scalars(select(ReviewEvent).where(ReviewEvent.label_id.in_(list(label_ids)))
+                                .order_by(ReviewEvent.id)))
+
+
+def stats(session: Session) -> dict:
+    """Per group: counts per option, counts per status, and a confidence histogram.
+
+    ``histogram`` has ``HISTOGRAM_BINS`` equal bins over [0, 1]; the last includes 1.0.
+    """
+    present = select(Label).join(Image, Image.id == Label.image_id).where(Image.status == "ok").subquery()
+    out: dict[str, dict] = {}
+    rows = session.execute(select(present.c.group, present.c.value, present.c.status, func.count())
+                           .group_by(present.c.group, present.c.value, present.c.status)).all()
+    for group, value, status, count in rows:
+        entry = out.setdefault(group, {"options": {}, "statuses": {s: 0 for s in STATUSES}, "total": 0,
+                                       "histogram": [0] * HISTOGRAM_BINS})
+        key = value if value is not None else "(none)"
+        entry["options"][key] = entry["options"].get(key, 0) + count
+        entry["statuses"][status] = entry["statuses"].get(status, 0) + count
+        entry["total"] += count
+    # CASE rather than a two-argument MIN, which PostgreSQL lacks.
+    bucket = case((present.c.confidence >= 1.0, HISTOGRAM_BINS - 1),
+                  else_=cast(present.c.confidence * HISTOGRAM_BINS, Integer))
+    for group, b, count in session.execute(
+            select(present.c.group, bucket, func.count()).where(present.c.confidence.is_not(None))
+            .group_by(present.c.group, bucket)).all():
+        if group in out and b is not None:
+            out[group]["histogram"][max(0, int(b))] += count
+    for entry in out.values():
+        entry["reviewed"] = entry["total"] - entry["statuses"].get("proposed", 0)
+        entry["options"] = dict(sorted(entry["options"].items(), key=lambda kv: (-kv[1], kv[0])))
+    return dict(sorted(out.items()))

@@ -1,0 +1,119 @@
+"""The review web app: ``create_app(config)`` builds it; one blueprint per user task.
+
+Blueprints: ``auth`` (login), ``review`` (dashboard, queue, image detail), ``images`` (thumbnail
+and full image by catalog id), ``search``, ``lab`` (prompt lab, admins) and ``api`` (JSON).
+Templates and static files are the repository's top-level ``templates/`` and ``static/``.
+
+Cookies: HttpOnly and SameSite=Lax always. ``SESSION_COOKIE_SECURE`` is off by default so
+the app works on http://127.0.0.1; set ``LABELER_SECURE_COOKIES=1`` behind HTTPS.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from flask import Flask, g, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from ..collection import Collection
+from ..config import Config
+from ..errors import LabelerError, NotFound
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+TEMPLATES = ROOT / "templates"
+STATIC = ROOT / "static"
+
+
+def load_secret_key(config: Config) -> str:
+    """``config.secret_key`` (``LABELER_SECRET_KEY``), else one generated once into ``<home>/secret_key``."""
+    if config.secret_key:
+        return config.secret_key
+    path = config.home / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    config.home.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    # O_EXCL: two workers starting at once must not each write a different key.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    return key
+
+
+def create_app(config: Config | None = None, test_config: dict | None = None) -> Flask:
+    config = config or Config.from_env()
+    app = Flask("labeler", template_folder=str(TEMPLATES), static_folder=str(STATIC),
+                instance_path=str(config.home.resolve()))
+    app.config.update(
+        SECRET_KEY=load_secret_key(config),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=os.environ.get("LABELER_SECURE_COOKIES", "") not in ("", "0", "false"),
+        SESSION_COOKIE_NAME="labeler_session",
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+        LABELER_CONFIG=config,
+    )
+    if test_config:
+        app.config.update(test_config)
+    # One collection per app; its encoder loads lazily, on the first search or lab preview.
+    app.extensions["labeler"] = Collection(config)
+
+    from . import api, auth, images, lab, review, search
+
+    auth.init_app(app)
+    for module in (auth, review, images, search, lab, api):
+        app.register_blueprint(module.bp)
+    _register_errors(app)
+
+    @app.context_processor
+    def _globals() -> dict:
+        return {"current_user": g.get("user"), "csrf_token": auth.csrf_token}
+
+    return app
+
+
+def collection() -> Collection:
+    from flask import current_app
+
+    return current_app.extensions["labeler"]
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or request.path == "/api"
+
+
+def error_response(status: int, message: str, **extra):
+    """A JSON error for the API, an HTML page elsewhere; never a stack trace."""
+    if wants_json():
+        return jsonify({"error": message, "status": status, **extra}), status
+    return render_template("error.html", status=status, message=message), status
+
+
+def _register_errors(app: Flask) -> None:
+    from ..review import StaleLabel
+
+    @app.errorhandler(StaleLabel)
+    def _stale(exc: StaleLabel):
+        return error_response(409, str(exc), label_id=exc.label_id, current_version=exc.current_version)
+
+    @app.errorhandler(NotFound)
+    def _not_found(exc: NotFound):
+        return error_response(404, str(exc))
+
+    @app.errorhandler(LabelerError)
+    def _user_error(exc: LabelerError):
+        return error_response(400, str(exc))
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        return error_response(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def _crash(exc: Exception):
+        app.logger.exception("unhandled error on %s", request.path)
+        return error_response(500, "internal error; the details are in the server log")

@@ -1,0 +1,145 @@
+"""Fixtures for the web tests: one labeled collection built once per session, copied per test.
+
+The collection is 60 workshop images indexed with the real pipeline and labeled with the real
+labeling code and prompt set. The model is ``labeler-tiny`` when its weights exist, else a
+small randomly initialised open_clip model (the UI needs a real model, not a good one).
+Import with ``from tests.web_fixtures import *``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from labeler import db, users
+from labeler.collection import Collection
+from labeler.config import Config
+from labeler.encoder import TINY_DIR
+
+__all__ = ["web_build", "web_config", "app", "client", "other_client", "Users", "login", "page_csrf",
+           "post_json", "WebBuild"]
+
+IMAGE_COUNT = 60
+PASSWORD = "correct horse battery"
+SECRET = "test-secret-key-not-for-production"
+
+
+class Users:
+    admin = "ada"
+    reviewer = "rita"
+    second = "rob"  # a second reviewer working at the same time
+    evil = "<script>alert(1)</script>"
+
+
+def _dev_model(folder: Path) -> str:
+    """A random small open_clip model in open_clip's local-dir format."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = {"embed_dim": 64,
+           "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
+           "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
+    (folder / "open_clip_config.json").write_text(json.dumps({
+        "model_cfg": cfg,
+        "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]}}))
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**cfg)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
+    return f"local-dir:{folder}"
+
+
+def _model_spec(root: Path) -> str:
+    if os.environ.get("LABELER_TEST_MODEL"):
+        return os.environ["LABELER_TEST_MODEL"]
+    if (TINY_DIR / "open_clip_model.safetensors").exists():
+        return "labeler-tiny"
+    return _dev_model(root / "dev-model")
+
+
+@dataclass(frozen=True)
+class WebBuild:
+    home: Path
+    images: Path
+    model: str
+
+
+@pytest.fixture(scope="session")
+def web_build(tmp_path_factory) -> WebBuild:
+    """Index and label the world once; tests get copies (``web_config``)."""
+    from labeler import labeling, pipeline
+    from labeler.prompts import load_prompt_set
+    from labeler.world import generate_world
+
+    root = tmp_path_factory.mktemp("web-build")
+    model = _model_spec(root)
+    images = generate_world(root / "images", IMAGE_COUNT, seed=7)
+    images = Path(images)
+    images = images.parent if images.is_file() else images
+    config = Config(home=root / "home", model=model)
+    collection = Collection(config)
+    pipeline.index_paths(collection, [images])
+    labeling.label_collection(collection, load_prompt_set("workshop"))
+    with db.session_scope(config) as s:
+        users.create_user(s, Users.admin, PASSWORD, "admin")
+        users.create_user(s, Users.reviewer, PASSWORD, "reviewer")
+        users.create_user(s, Users.second, PASSWORD, "reviewer")
+    # Fold the WAL into the main file so a plain copy of the folder is the whole catalog.
+    with db.get_engine(config).connect() as conn:
+        conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+    return WebBuild(home=config.home, images=images, model=model)
+
+
+@pytest.fixture
+def web_config(web_build: WebBuild, tmp_path: Path) -> Config:
+    home = tmp_path / "home"
+    shutil.copytree(web_build.home, home, ignore=shutil.ignore_patterns("*-wal", "*-shm"))
+    return Config(home=home, model=web_build.model, secret_key=SECRET)
+
+
+@pytest.fixture
+def app(web_config: Config):
+    from labeler.web import create_app
+
+    return create_app(web_config, {"TESTING": True})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def other_client(app):
+    """A second browser: another reviewer's session."""
+    return app.test_client()
+
+
+def page_csrf(client, url: str = "/") -> str:
+    """The CSRF token a page hands to its forms and scripts."""
+    html = client.get(url).get_data(as_text=True)
+    match = re.search(r'<meta name="csrf-token" content="([^"]+)">', html)
+    assert match, f"no CSRF token on {url}"
+    return match.group(1)
+
+
+def login(client, name: str, password: str = PASSWORD) -> str:
+    """Log in through the form; returns the session's CSRF token."""
+    token = page_csrf(client, "/auth/login")
+    response = client.post("/auth/login", data={"username": name, "password": password, "csrf_token": token})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return page_csrf(client, "/")
+
+
+def post_json(client, url: str, body: dict, csrf: str | None = None, **headers):
+    if csrf is not None:
+        headers["X-CSRF-Token"] = csrf
+    return client.post(url, json=body, headers=headers)
