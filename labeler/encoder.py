@@ -96,6 +96,38 @@ def _check_available(parsed: ModelSpec) -> None:
         known = ", ".join(open_clip.list_pretrained_tags_by_model(parsed.name)) or "none"
         raise ModelUnavailable(
             f"open_clip has no pretrained tag '{parsed.pretrained}' for {parsed.name} (known: {known})")
+    elif not _hub_cached(parsed) and not _hub_reachable():
+        raise ModelUnavailable(
+            f"weights for '{parsed.spec}' are not cached and the model hub is unreachable (offline). "
+            + REMEDIES.format(spec=parsed.spec))
+
+
+def _hub_cached(parsed: ModelSpec) -> bool:
+    """Whether open_clip's download for this tag is already in the local cache."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(parsed.name, parsed.pretrained) or {}
+    if cfg.get("hf_hub"):
+        from huggingface_hub import try_to_load_from_cache
+
+        repo = cfg["hf_hub"].rstrip("/")
+        return any(isinstance(try_to_load_from_cache(repo, name), str)
+                   for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"))
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "clip"
+    return bool(cfg.get("url")) and (cache / Path(cfg["url"]).name).exists()
+
+
+def _hub_reachable(host: str = "huggingface.co") -> bool:
+    """A cheap name lookup, so an offline machine fails at once instead of after retries."""
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return False
+    try:
+        socket.getaddrinfo(host, 443)
+        return True
+    except OSError:
+        return False
 
 
 def pick_device(requested: str | None = None) -> str:

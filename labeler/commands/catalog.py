@@ -1,0 +1,155 @@
+"""Catalog commands: db upgrade, index, ingest, embed, check, stats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+from sqlalchemy import func, select
+
+from .. import db
+from ..catalog import Image, ImageFile
+from ..cli import Progress, emit, get_collection, get_config, json_option
+from ..collection import Collection
+from ..index import FaissIndex
+from ..pipeline import embed_pending, index_paths
+
+
+@click.group("db")
+def db_group() -> None:
+    """Manage the catalog's schema."""
+
+
+@db_group.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@json_option
+def db_upgrade(revision: str, as_json: bool) -> None:
+    """Apply the Alembic migrations."""
+    config = get_config()
+    db.upgrade(config, revision)
+    emit(as_json, {"revision": db.current_revision(config), "url": config.db_url},
+         lambda d: click.echo(f"catalog at revision {d['revision']} ({d['url']})"))
+
+
+def _print_index(report: dict) -> None:
+    click.echo(f"{report['files']} files: {report['added']} added, {report['unchanged']} unchanged, "
+               f"{report['failed']} failed, {report['missing']} missing; {report['embedded']} embedded "
+               f"in {report['seconds']:.1f}s")
+    for failure in report["failures"][:20]:
+        click.echo(f"  failed: {failure['path']}: {failure['reason']}", err=True)
+    if len(report["failures"]) > 20:
+        click.echo(f"  ... and {len(report['failures']) - 20} more (see --json)", err=True)
+
+
+def _run_index(paths: tuple[Path, ...], embed: bool, as_json: bool) -> None:
+    collection = get_collection()
+    label = "indexing" if embed else "ingesting"
+    with Progress(label, None, quiet=as_json) as bar:
+        report = index_paths(collection, list(paths), embed=embed, progress=bar.update, total=bar.set_total)
+    emit(as_json, report.to_json(), _print_index)
+
+
+paths_argument = click.argument("paths", nargs=-1, required=True,
+                                type=click.Path(exists=True, path_type=Path))
+
+
+@click.command("index")
+@paths_argument
+@json_option
+def index_cmd(paths: tuple[Path, ...], as_json: bool) -> None:
+    """Register every image under PATHS and embed what is new (incremental)."""
+    _run_index(paths, True, as_json)
+
+
+@click.command("ingest")
+@paths_argument
+@json_option
+def ingest_cmd(paths: tuple[Path, ...], as_json: bool) -> None:
+    """Register images (hash, decode, thumbnail) without embedding them."""
+    _run_index(paths, False, as_json)
+
+
+@click.command("embed")
+@json_option
+def embed_cmd(as_json: bool) -> None:
+    """Embed every registered image that has no vector for the collection's model."""
+    collection = get_collection()
+    with Progress("embedding", None, quiet=as_json) as bar:
+        embedded = embed_pending(collection, progress=bar.update, total=bar.set_total)
+    emit(as_json, {"embedded": embedded, "model": collection.model_spec},
+         lambda d: click.echo(f"{d['embedded']} embedded with {d['model']}"))
+
+
+def check_collection(collection: Collection) -> list[str]:
+    """Problems between the catalog's stored vectors and the index file; empty when consistent."""
+    model_id = collection.model_id
+    if model_id is None:
+        return []
+    ids, vecs = collection.vectors(model_id=model_id)
+    path = collection.index_path(model_id)
+    if not path.exists():
+        return [f"index file {path} is missing ({len(ids)} vectors in the catalog)"] if len(ids) else []
+    try:
+        index = FaissIndex.load(path)
+    except Exception as exc:
+        return [f"index file {path} is unreadable: {exc}"]
+    problems = []
+    if len(ids) and index.dim != vecs.shape[1]:
+        problems.append(f"index dimension {index.dim} != stored vectors' {vecs.shape[1]}")
+    have = index.ids()
+    if len(np.unique(have)) != len(have):
+        problems.append(f"index holds {len(have) - len(np.unique(have))} duplicate ids")
+    extra = np.setdiff1d(have, ids)
+    missing = np.setdiff1d(ids, have)
+    if len(extra):
+        problems.append(f"index holds {len(extra)} ids with no stored vector: {extra[:10].tolist()}")
+    if len(missing):
+        problems.append(f"{len(missing)} stored vectors are not in the index: {missing[:10].tolist()}")
+    return problems
+
+
+@click.command("check")
+@click.option("--repair", is_flag=True, help="Rebuild the index from the catalog's stored vectors.")
+@json_option
+def check_cmd(repair: bool, as_json: bool) -> None:
+    """Verify that the index ids equal the catalog's embedded ids."""
+    collection = get_collection()
+    problems = check_collection(collection)
+    repaired = False
+    if problems and repair:
+        collection.sync_index(rebuild=True)
+        repaired = True
+        problems = check_collection(collection)
+    data = {"ok": not problems, "problems": problems, "repaired": repaired}
+
+    def human(d: dict) -> None:
+        for problem in d["problems"]:
+            click.echo(f"problem: {problem}")
+        click.echo(("repaired; " if d["repaired"] else "") + ("ok" if d["ok"] else "not ok (try --repair)"))
+
+    emit(as_json, data, human)
+    if problems:
+        raise SystemExit(1)
+
+
+@click.command("stats")
+@json_option
+def stats_cmd(as_json: bool) -> None:
+    """Counts of images, vectors, failures and missing files."""
+    collection = get_collection()
+    with collection.session() as s:
+        count = lambda q: s.scalar(select(func.count()).select_from(q.subquery()))  # noqa: E731
+        data = {
+            "images": count(select(Image.id)),
+            "embedded": collection.embedded_count(),
+            "failed": count(select(ImageFile.id).where(ImageFile.status == "failed")),
+            "missing": count(select(Image.id).where(Image.status == "missing")),
+            "files": count(select(ImageFile.id)),
+            "model": collection.stored_model_spec,
+            "home": str(collection.config.home),
+        }
+    emit(as_json, data, lambda d: click.echo("\n".join(f"{k:>9}: {v}" for k, v in d.items())))
+
+
+COMMANDS = [db_group, index_cmd, ingest_cmd, embed_cmd, check_cmd, stats_cmd]

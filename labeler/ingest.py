@@ -1,0 +1,205 @@
+"""Ingest: walk folders, recognise files by size/mtime and content hash, decode, thumbnail.
+
+Stages, as in clip-retrieval: :func:`walk` reads the file system, :func:`load_file` maps one
+path to a :class:`LoadedFile` (hash, decode, thumbnail, model input; safe to run in worker
+threads), and :class:`CatalogWriter` writes the results. The runner in ``pipeline.py`` joins them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from .catalog import Image, ImageFile
+from .config import Config
+from .images import BadImage, decode, is_image_path, thumbnail_bytes
+
+
+def walk(roots: Iterable[Path]) -> Iterator[Path]:
+    """Every image-named file under ``roots`` (files or folders), absolute, each once.
+
+    Follows symlinks but never enters a directory twice, so symlink loops end.
+    """
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[str] = set()
+    for root in roots:
+        root = Path(os.path.abspath(root))
+        if root.is_file():
+            if str(root) not in seen_files:
+                seen_files.add(str(root))
+                yield root
+            continue
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            try:
+                st = os.stat(dirpath)
+            except OSError:
+                dirnames[:] = []
+                continue
+            if (st.st_dev, st.st_ino) in seen_dirs:
+                dirnames[:] = []
+                continue
+            seen_dirs.add((st.st_dev, st.st_ino))
+            dirnames.sort()
+            for name in sorted(filenames):
+                path = Path(dirpath) / name
+                if is_image_path(path) and str(path) not in seen_files:
+                    seen_files.add(str(path))
+                    yield path
+
+
+@dataclass
+class LoadedFile:
+    """What one worker learned about one file."""
+
+    path: Path
+    size: int
+    mtime: float
+    sha256: str | None = None
+    width: int = 0
+    height: int = 0
+    format: str = ""
+    error: str | None = None
+    thumbnail: bytes | None = None
+    pixels: object | None = None  # the model's input tensor, when embedding
+
+
+def file_stat(path: Path) -> tuple[int, float]:
+    st = path.stat()
+    return st.st_size, st.st_mtime
+
+
+def load_file(path: Path, config: Config, preprocess: Callable | None = None,
+              draft_size: int | None = None) -> LoadedFile:
+    """Read, hash and decode one file. Never raises for bad content: the reason goes in ``error``."""
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+            return LoadedFile(path, 0, st.st_mtime, error="not a regular file")
+        data = path.read_bytes()
+    except OSError as exc:
+        return LoadedFile(path, 0, 0.0, error=f"unreadable: {exc.strerror or exc}")
+    mtime = st.st_mtime
+    result = LoadedFile(path, len(data), mtime, sha256=hashlib.sha256(data).hexdigest())
+    try:
+        decoded = decode(data, config.max_pixels, draft_size=draft_size)
+        result.width, result.height, result.format = decoded.width, decoded.height, decoded.format
+        if not thumbnail_path(config, result.sha256).exists():
+            result.thumbnail = thumbnail_bytes(decoded.image, config.thumbnail_size)
+        if preprocess is not None:
+            result.pixels = preprocess(decoded.image)
+    except BadImage as exc:
+        result.error = str(exc)
+    except Exception as exc:  # a decoder bug on hostile input must not stop the run
+        result.error = f"cannot decode: {type(exc).__name__}: {exc}"
+    return result
+
+
+def thumbnail_path(config: Config, sha256: str) -> Path:
+    return config.thumbnail_dir / sha256[:2] / f"{sha256}.webp"
+
+
+def write_thumbnail(config: Config, sha256: str, data: bytes) -> None:
+    path = thumbnail_path(config, sha256)
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+@dataclass
+class IngestCounts:
+    added: int = 0  # new or changed files registered
+    unchanged: int = 0
+    failed: int = 0
+    duplicates: int = 0  # new paths whose content was already known
+    moved: int = 0  # files gone whose content is still present at another path
+    missing: int = 0  # files gone since the last run
+    failures: list[dict] = field(default_factory=list)
+    revived: list[int] = field(default_factory=list)  # images present again after being missing
+
+
+class CatalogWriter:
+    """Writes loaded files into the catalog: images by content hash, files by path."""
+
+    def __init__(self, session: Session, config: Config, counts: IngestCounts):
+        self.session = session
+        self.config = config
+        self.counts = counts
+
+    def record(self, loaded: LoadedFile) -> Image | None:
+        """Register ``loaded``; returns its image (None for a failed file)."""
+        path = str(loaded.path)
+        row = self.session.scalar(select(ImageFile).where(ImageFile.path == path))
+        if row is None:
+            row = ImageFile(path=path, size=loaded.size, mtime=loaded.mtime)
+            self.session.add(row)
+        row.size, row.mtime = loaded.size, loaded.mtime
+        previous = row.image_id
+        if loaded.error is not None:
+            row.status, row.error, row.image_id = "failed", loaded.error, None
+            self.counts.failed += 1
+            self.counts.failures.append({"path": path, "reason": loaded.error})
+            self._orphaned(previous, None)
+            return None
+        image = self.session.scalar(select(Image).where(Image.sha256 == loaded.sha256))
+        if image is None:
+            image = Image(sha256=loaded.sha256, size=loaded.size, width=loaded.width,
+                          height=loaded.height, format=loaded.format, status="ok")
+            self.session.add(image)
+            self.session.flush()
+        else:
+            self.counts.duplicates += 1
+            if image.status == "missing":
+                self.counts.revived.append(image.id)
+            image.status = "ok"
+        if loaded.thumbnail is not None:
+            write_thumbnail(self.config, loaded.sha256, loaded.thumbnail)
+        row.image_id, row.status, row.error = image.id, "ok", None
+        self.counts.added += 1
+        self._orphaned(previous, image.id)
+        return image
+
+    def _orphaned(self, previous: int | None, current: int | None) -> None:
+        # A changed file leaves its old content behind: missing unless another path has it.
+        if previous is not None and previous != current:
+            self.session.flush()
+            self.refresh_image_status([previous])
+
+    def mark_missing(self, roots: Iterable[Path], seen: set[str]) -> list[int]:
+        """Files under ``roots`` not seen in this walk are missing; returns images now missing."""
+        prefixes = [str(Path(os.path.abspath(r))) for r in roots]
+        gone: list[ImageFile] = []
+        for prefix in prefixes:
+            like = prefix.rstrip(os.sep) + os.sep
+            rows = self.session.scalars(select(ImageFile).where(
+                ImageFile.status != "missing",
+                (ImageFile.path == prefix) | ImageFile.path.startswith(like, autoescape=True)))
+            gone.extend(r for r in rows if r.path not in seen)
+        for row in gone:
+            row.status = "missing"
+        self.counts.missing += len(gone)
+        self.session.flush()
+        now_missing = self.refresh_image_status({r.image_id for r in gone if r.image_id is not None})
+        self.counts.moved += sum(1 for r in gone if r.image_id is not None and r.image_id not in now_missing)
+        return now_missing
+
+    def refresh_image_status(self, image_ids: Iterable[int]) -> list[int]:
+        """An image is missing when none of its files is present; returns those ids."""
+        missing = []
+        for image_id in image_ids:
+            present = self.session.scalar(select(ImageFile.id).where(
+                ImageFile.image_id == image_id, ImageFile.status == "ok").limit(1))
+            if present is None:
+                missing.append(image_id)
+        if missing:
+            self.session.execute(update(Image).where(Image.id.in_(missing)).values(status="missing"))
+        return missing

@@ -1,0 +1,99 @@
+"""Real image files for tests: distinct generated pictures and a corpus of broken ones."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+FORMATS = [("png", "PNG"), ("jpg", "JPEG"), ("webp", "WEBP"), ("gif", "GIF"), ("bmp", "BMP"), ("tiff", "TIFF")]
+
+
+def picture(seed: int, size: tuple[int, int] = (96, 72)) -> Image.Image:
+    """A distinct picture: a noisy background with a few coloured shapes."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, 3)
+    pixels = np.clip(base + rng.normal(0, 25, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+    img = Image.fromarray(pixels)
+    draw = ImageDraw.Draw(img)
+    for _ in range(3):
+        x0, y0 = rng.integers(0, size[0] // 2), rng.integers(0, size[1] // 2)
+        x1, y1 = x0 + rng.integers(10, size[0] // 2), y0 + rng.integers(10, size[1] // 2)
+        draw.rectangle((int(x0), int(y0), int(x1), int(y1)), fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+    return img
+
+
+def write_good_images(folder: Path, count: int, seed: int = 0, formats=FORMATS) -> list[Path]:
+    """``count`` distinct images in rotating formats."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        ext, fmt = formats[i % len(formats)]
+        path = folder / f"good_{seed}_{i:04d}.{ext}"
+        picture(seed * 100_000 + i).save(path, fmt)
+        paths.append(path)
+    return paths
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def png_with_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` with a tiny payload: a decompression bomb."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+
+
+def jpeg_bytes(seed: int, size=(120, 90)) -> bytes:
+    out = io.BytesIO()
+    picture(seed, size).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def write_broken_corpus(folder: Path, copies: int = 1) -> dict[str, str]:
+    """Broken files of every kind the ingest must survive; returns {path: kind}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    made: dict[str, str] = {}
+
+    def put(name: str, data: bytes, kind: str) -> None:
+        path = folder / name
+        path.write_bytes(data)
+        made[str(path)] = kind
+
+    for c in range(copies):
+        good_jpeg = jpeg_bytes(10_000 + c)
+        png = io.BytesIO()
+        picture(20_000 + c).save(png, "PNG")
+        put(f"zero_{c}.jpg", b"", "zero-byte")
+        put(f"truncated_{c}.jpg", good_jpeg[: len(good_jpeg) // 2], "truncated")
+        put(f"truncated_{c}.png", png.getvalue()[: len(png.getvalue()) // 2], "truncated")
+        put(f"text_{c}.png", b"this is not an image\n" * 20, "non-image")
+        put(f"html_{c}.jpeg", b"<html><body>nope</body></html>", "non-image")
+        put(f"bomb_{c}.png", png_with_header(60_000 + c, 60_000), "decompression bomb")
+        put(f"sliver_{c}.png", _encoded(Image.new("RGB", (2000 + c, 1)), "PNG"), "absurd dimensions")
+        dangling = folder / f"dangling_{c}.jpg"
+        dangling.symlink_to(folder / f"does_not_exist_{c}.jpg")
+        made[str(dangling)] = "unreadable"
+    return made
+
+
+def _encoded(img: Image.Image, fmt: str) -> bytes:
+    out = io.BytesIO()
+    img.save(out, fmt)
+    return out.getvalue()
+
+
+def jpeg_with_orientation(seed: int, orientation: int, size=(80, 40)) -> bytes:
+    """A JPEG stored ``size`` wide whose EXIF says to rotate it on display."""
+    img = picture(seed, size)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    out = io.BytesIO()
+    img.save(out, "JPEG", exif=exif.tobytes())
+    return out.getvalue()
