@@ -1,0 +1,123 @@
+"""``label``, ``evaluate``, ``export`` and ``import-labels``: thin wrappers over labeling, evaluate and export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..cli import Progress, emit, get_collection, json_option
+from ..errors import LabelerError
+from ..scoring import STRATEGIES
+
+prompt_set_option = click.option("--prompt-set", "prompt_set_path", required=True, metavar="FILE",
+                                 help="Prompt set YAML, or the name of one in prompt_sets/ (e.g. workshop).")
+
+
+@click.command("label")
+@prompt_set_option
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="weighted", show_default=True,
+              help="How a group's prompts are combined into one score per option.")
+@click.option("--group", "groups", multiple=True, metavar="G", help="Only these groups (repeatable).")
+@json_option
+def label(prompt_set_path: str, strategy: str, groups: tuple[str, ...], as_json: bool) -> None:
+    """Auto-label every embedded image with every group of a prompt set (reviewed labels are kept)."""
+    from ..labeling import check_request, label_collection
+    from ..prompts import load_prompt_set
+
+    # Validate everything before the catalog is opened, so a bad prompt set changes nothing.
+    prompt_set = load_prompt_set(prompt_set_path)
+    check_request(prompt_set, strategy, groups)
+    collection = get_collection()
+    collection.require_model_id()
+    with Progress("labeling", collection.embedded_count(), as_json) as bar:
+        report = label_collection(collection, prompt_set, strategy, groups or None, progress=bar.update)
+
+    def human(data: dict) -> None:
+        click.echo(f"labeled {data['labeled']} (inserted {data['inserted']}, updated {data['updated']}, "
+                   f"unchanged {data['unchanged']}), kept {data['kept_reviewed']} reviewed, "
+                   f"{data['images']} images in {data['seconds']:.2f}s with {strategy}")
+        for group, counts in data["groups"].items():
+            top = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+            click.echo(f"  {group}: {top}")
+
+    emit(as_json, report.to_dict(), human)
+
+
+@click.command("evaluate")
+@prompt_set_option
+@click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="CSV with a file/path/image_id column and one column per group.")
+@click.option("--reviewed", is_flag=True, help="Use reviewed (accepted/corrected) labels as the truth.")
+@click.option("--strategy", "strategies", type=click.Choice(STRATEGIES), multiple=True,
+              help="Strategies to compare (repeatable) [default: all].")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write evaluation.json, evaluation.csv and evaluation.png here.")
+@json_option
+def evaluate_command(prompt_set_path: str, truth: Path | None, reviewed: bool, strategies: tuple[str, ...],
+                     out: Path | None, as_json: bool) -> None:
+    """Compare the strategies on images with known labels: accuracy, confidence on the truth, ECE."""
+    from .. import evaluate
+    from ..prompts import load_prompt_set
+
+    if (truth is None) == (not reviewed):
+        raise LabelerError("give exactly one of --truth FILE or --reviewed")
+    prompt_set = load_prompt_set(prompt_set_path)
+    collection = get_collection()
+    collection.require_model_id()
+    known = (evaluate.truth_from_csv(collection, truth, list(prompt_set.groups)) if truth
+             else evaluate.truth_from_reviews(collection, list(prompt_set.groups)))
+    results = evaluate.evaluate(collection, prompt_set, known, strategies or STRATEGIES)
+    written = evaluate.write_outputs(results, out) if out else {}
+    if known.unmatched:
+        click.echo(f"warning: {len(known.unmatched)} truth rows match no image (first: {known.unmatched[0]})",
+                   err=True)
+
+    def human(_: dict) -> None:
+        for group, by_strategy in results.items():
+            click.echo(f"\n{group}  (n={next(iter(by_strategy.values()))['n']})")
+            click.echo(f"  {'strategy':<16}{'accuracy':>10}{'true conf':>11}{'ECE':>8}")
+            for strategy, m in by_strategy.items():
+                click.echo(f"  {strategy:<16}{m['accuracy']:>10.3f}{m['mean_true_confidence']:>11.3f}{m['ece']:>8.3f}")
+        for kind, path in written.items():
+            click.echo(f"wrote {path}")
+
+    emit(as_json, evaluate.public(results), human)
+
+
+@click.command("export")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "coco", "labelstudio"]), default="csv",
+              show_default=True)
+@click.option("--group", "groups", multiple=True, metavar="G", help="Only these groups (repeatable).")
+@click.option("--concept-group", default="concept", show_default=True, help="The group that gives COCO categories.")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@json_option
+def export(fmt: str, groups: tuple[str, ...], concept_group: str, out: Path, as_json: bool) -> None:
+    """Export every label to OUT as csv, jsonl, coco or labelstudio."""
+    from ..export import export_labels
+
+    result = export_labels(get_collection(), fmt, out, groups or None, concept_group)
+    emit(as_json, result, lambda d: click.echo(f"wrote {d['labels']} labels of {d['images']} images to {d['path']}"))
+
+
+@click.command("import-labels")
+@click.argument("csv_path", metavar="CSV", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--group", "groups", multiple=True, metavar="G", help="Only these columns (repeatable).")
+@json_option
+def import_labels(csv_path: Path, groups: tuple[str, ...], as_json: bool) -> None:
+    """Import reviewed labels: columns file|path|image_id plus one column per group; written as accepted."""
+    from ..export import import_labels as run_import
+
+    report = run_import(get_collection(), csv_path, groups or None)
+
+    def human(d: dict) -> None:
+        click.echo(f"imported {d['imported']} labels ({d['unchanged']} unchanged) for groups {', '.join(d['groups'])}")
+        for miss in d["unmatched"][:20]:
+            click.echo(f"  line {miss['line']}: no image matches {miss['ref']!r}", err=True)
+        if len(d["unmatched"]) > 20:
+            click.echo(f"  ... and {len(d['unmatched']) - 20} more unmatched rows", err=True)
+
+    emit(as_json, report, human)
+
+
+COMMANDS = [label, evaluate_command, export, import_labels]

@@ -1,0 +1,278 @@
+"""Search: free text, image to image, combined queries, label filters and concept retrieval.
+
+Every query becomes one unit vector and goes through the collection's FAISS index; filters are
+applied afterwards through the catalog, over-fetching until enough hits pass.
+
+Query syntax (:func:`parse_query`): terms joined by ``+`` and ``-``, each an optionally weighted
+quoted text or image reference::
+
+    "hammer" - "toy" + image:123
+    0.5*"red" + "hammer"
+
+A query with no quotes and no ``image:`` is one plain text, so ``red hammer`` just works.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from sqlalchemy import select
+
+from . import scoring
+from .catalog import Image, ImageFile, Label
+from .collection import Collection
+from .errors import LabelerError, NotFound
+from .prompts import PromptSet, generic_templates
+
+
+class QuerySyntaxError(LabelerError):
+    """A combined query that cannot be parsed."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    image_id: int
+    path: str | None
+    score: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Term:
+    """One part of a combined query: ``weight * text`` or ``weight * image:ID``."""
+
+    weight: float
+    text: str | None = None
+    image_id: int | None = None
+
+
+_TOKEN = re.compile(r"""
+    \s*(?:
+      (?P<number>\d+(?:\.\d*)?|\.\d+)
+    | (?P<quoted>"(?:[^"\\]|\\.)*")
+    | (?P<image>image:(?P<image_id>\S+?)(?=[\s+\-*]|$))
+    | (?P<op>[+\-*])
+    | (?P<bad>\S)
+    )""", re.VERBOSE)
+
+
+def parse_query(query: str) -> list[Term]:
+    """Parse a combined query into weighted terms; raises :class:`QuerySyntaxError` with the position."""
+    query = query.strip()
+    if not query:
+        raise QuerySyntaxError("empty query")
+    if '"' not in query and "image:" not in query:
+        return [Term(1.0, text=query)]
+    terms: list[Term] = []
+    sign, weight, expect = 1.0, None, "term"  # expect: term | op
+    pos = 0
+    while pos < len(query):
+        match = _TOKEN.match(query, pos)
+        if match is None or match.end() == pos:
+            break
+        pos = match.end()
+        kind = match.lastgroup if match.lastgroup != "image_id" else "image"
+        at = f"at column {match.start(kind) + 1}"
+        if kind == "bad":
+            raise QuerySyntaxError(f"unexpected {match.group('bad')!r} {at} in query {query!r}")
+        if expect == "op":
+            if kind != "op" or match.group("op") == "*":
+                raise QuerySyntaxError(f"expected + or - {at} in query {query!r}")
+            sign, expect = (1.0 if match.group("op") == "+" else -1.0), "term"
+            continue
+        if kind == "op":
+            if match.group("op") == "-" and not terms and weight is None and sign == 1.0:
+                sign = -1.0
+                continue
+            raise QuerySyntaxError(f"expected a term {at} in query {query!r}")
+        if kind == "number":
+            if weight is not None:
+                raise QuerySyntaxError(f"expected * after a weight {at} in query {query!r}")
+            weight = float(match.group("number"))
+            star = _TOKEN.match(query, pos)
+            if star is None or star.lastgroup != "op" or star.group("op") != "*":
+                raise QuerySyntaxError(f"expected * after weight {weight:g} {at} in query {query!r}")
+            pos = star.end()
+            continue
+        w = sign * (1.0 if weight is None else weight)
+        if kind == "quoted":
+            text = match.group("quoted")[1:-1].replace('\\"', '"').strip()
+            if not text:
+                raise QuerySyntaxError(f"empty quoted text {at} in query {query!r}")
+            terms.append(Term(w, text=text))
+        else:
+            raw = match.group("image_id")
+            if not raw.isdigit():
+                raise QuerySyntaxError(f"image:{raw} {at}: an image reference is image:ID with a numeric id")
+            terms.append(Term(w, image_id=int(raw)))
+        sign, weight, expect = 1.0, None, "op"
+    if expect == "term":
+        raise QuerySyntaxError(f"query ends where a term is expected: {query!r}")
+    return terms
+
+
+# -- query vectors ---------------------------------------------------------------------------
+def text_vector(collection: Collection, text: str, templates: bool = False) -> np.ndarray:
+    """A unit query vector ``[D]`` for ``text``; with ``templates``, the mean over the generic templates."""
+    texts = [t.format(name=text) for t in generic_templates()] if templates else [text]
+    return scoring.unit(collection.text_vectors(texts).mean(axis=0))
+
+
+def image_vector(collection: Collection, image_id: int) -> np.ndarray:
+    """The stored unit vector ``[D]`` of a present image."""
+    ids, vecs = collection.vectors([int(image_id)])
+    if len(ids) == 0:
+        raise NotFound(f"image {image_id} is not in the collection (or its file is missing, or it is not embedded)")
+    return vecs[0]
+
+
+def query_vector(collection: Collection, query: str, templates: bool = False) -> np.ndarray:
+    """The unit vector ``[D]`` of a combined query: the weighted sum of its terms' unit vectors."""
+    terms = parse_query(query)
+    total = None
+    for term in terms:
+        vec = (text_vector(collection, term.text, templates) if term.text is not None
+               else image_vector(collection, term.image_id))
+        total = term.weight * vec if total is None else total + term.weight * vec
+    if float(np.linalg.norm(total)) < 1e-6:
+        raise QuerySyntaxError(f"the terms of {query!r} cancel out")
+    return scoring.unit(total)
+
+
+def concept_vector(collection: Collection, prompt_set: PromptSet, concept: str) -> np.ndarray:
+    """An option's ensemble vector ``[D]``: the weighted mean of its prompts' unit vectors, renormalised.
+
+    ``concept`` is ``GROUP=OPTION`` or an option name, looked up in concept groups first.
+    """
+    group_name, _, option_name = concept.rpartition("=")
+    groups = ([prompt_set.group(group_name)] if group_name else
+              sorted(prompt_set.groups.values(), key=lambda g: g.kind != "concept"))
+    for group in groups:
+        if option_name in group.option_names:
+            option = group.option(option_name)
+            vecs = collection.text_vectors([p.text for p in option.prompts])
+            weights = np.array([p.weight for p in option.prompts], np.float32)
+            return scoring.unit(weights @ scoring.unit(vecs))  # the weighted mean embedding
+    raise NotFound(f"prompt set '{prompt_set.name}' has no option '{concept}'")
+
+
+# -- filters and hits --------------------------------------------------------------------
+def parse_where(items: Sequence[str]) -> dict[str, str]:
+    """``["concept=hammer", "color=red"]`` → ``{"concept": "hammer", "color": "red"}``."""
+    where = {}
+    for item in items:
+        group, sep, value = item.partition("=")
+        if not sep or not group.strip() or not value.strip():
+            raise LabelerError(f"bad filter {item!r}: use GROUP=VALUE, e.g. concept=hammer")
+        where[group.strip()] = value.strip()
+    return where
+
+
+REVIEW_STATUSES = ("proposed", "accepted", "corrected", "rejected", "reviewed")
+
+
+def allowed_ids(collection: Collection, where: dict[str, str] | None, status: str | None) -> set[int] | None:
+    """Image ids passing the label filters; None when there are no filters.
+
+    ``status`` applies to the labels of the ``where`` groups, or to any label without ``where``;
+    ``reviewed`` means any status but proposed.
+    """
+    if not where and not status:
+        return None
+    if status and status not in REVIEW_STATUSES:
+        raise LabelerError(f"unknown status '{status}' (known: {', '.join(REVIEW_STATUSES)})")
+
+    def status_clause():
+        return Label.status != "proposed" if status == "reviewed" else Label.status == status
+
+    result: set[int] | None = None
+    with collection.session() as s:
+        for group, value in (where or {}).items():
+            query = select(Label.image_id).where(Label.group == group, Label.value == value)
+            if status:
+                query = query.where(status_clause())
+            ids = set(s.scalars(query))
+            result = ids if result is None else result & ids
+        if result is None:
+            result = set(s.scalars(select(Label.image_id).where(status_clause()).distinct()))
+    return result
+
+
+def present_paths(collection: Collection, image_ids: Sequence[int]) -> dict[int, str | None]:
+    """Paths of the present images among ``image_ids``; missing images are left out."""
+    ids = [int(i) for i in image_ids]
+    paths: dict[int, str | None] = {}
+    with collection.session() as s:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = s.execute(select(Image.id, ImageFile.path, ImageFile.status)
+                             .join(ImageFile, ImageFile.image_id == Image.id, isouter=True)
+                             .where(Image.id.in_(chunk), Image.status == "ok").order_by(ImageFile.id)).all()
+            for image_id, path, file_status in rows:
+                if image_id not in paths or (paths[image_id] is None and file_status == "ok"):
+                    paths[image_id] = path if file_status == "ok" else paths.get(image_id)
+    return paths
+
+
+def nearest(collection: Collection, vector: np.ndarray, k: int, allowed: set[int] | None = None,
+            exclude: set[int] | None = None) -> list[Hit]:
+    """The ``k`` best present images for a unit ``vector`` ``[D]``, best first, over-fetching when filtering."""
+    if k <= 0:
+        raise LabelerError("k must be at least 1")
+    index = collection.index
+    total = len(index)
+    if total == 0 or (allowed is not None and not allowed):
+        return []
+    fetch = min(total, k + len(exclude or ()) if allowed is None else k * 4)
+    while True:
+        scores, ids = index.search(vector[None, :], fetch)
+        candidates = [(int(i), float(sc)) for i, sc in zip(ids[0], scores[0]) if i >= 0
+                      and (allowed is None or int(i) in allowed) and int(i) not in (exclude or ())]
+        paths = present_paths(collection, [i for i, _ in candidates])
+        hits = [Hit(i, paths[i], sc) for i, sc in candidates if i in paths]
+        if len(hits) >= k or fetch >= total:
+            return hits[:k]
+        fetch = min(total, fetch * 4)
+
+
+def search(collection: Collection, query: str, k: int = 20, where: dict | None = None, status: str | None = None,
+           templates: bool = False) -> list[Hit]:
+    """Free-text or combined query → hits best first, filtered by labels and review status."""
+    vector = query_vector(collection, query, templates)
+    return nearest(collection, vector, k, allowed_ids(collection, where, status))
+
+
+def search_concept(collection: Collection, prompt_set: PromptSet, concept: str, k: int = 20,
+                   where: dict | None = None, status: str | None = None) -> list[Hit]:
+    """A concept's top ``k`` through the index, using the option's ensemble vector."""
+    vector = concept_vector(collection, prompt_set, concept)
+    return nearest(collection, vector, k, allowed_ids(collection, where, status))
+
+
+def resolve_image(collection: Collection, ref: str | int) -> int:
+    """An image id, given an id or a path known to the catalog."""
+    text = str(ref).strip()
+    if text.isdigit():
+        return int(text)
+    candidates = {os.path.abspath(text), str(Path(text).expanduser().resolve())}
+    with collection.session() as s:
+        image_id = s.scalar(select(ImageFile.image_id).where(ImageFile.path.in_(candidates),
+                                                             ImageFile.image_id.is_not(None)))
+    if image_id is None:
+        raise NotFound(f"no image in the catalog at {text}")
+    return int(image_id)
+
+
+def similar(collection: Collection, image: int | str, k: int = 20, where: dict | None = None,
+            status: str | None = None) -> list[Hit]:
+    """Images most like ``image`` (an id or a path), best first, the image itself left out."""
+    image_id = resolve_image(collection, image)
+    vector = image_vector(collection, image_id)
+    return nearest(collection, vector, k, allowed_ids(collection, where, status), exclude={image_id})
