@@ -144,7 +144,7 @@ class Collection:
             for start in range(0, len(unique), 500):
                 chunk = unique[start:start + 500]
                 found.update(s.execute(select(PromptEmbedding.text_hash, PromptEmbedding.vector).where(
-                    PromptEmbedding.model_id == model_id, PromptEmbedding.text_hash.in_(chunk))).tuples())
+                    PromptEmbedding.model_id == model_id, PromptEmbedding.text_hash.in_(chunk))).all())
             missing = {k: t for k, t in zip(keys, texts) if k not in found}
             if missing:
                 vecs = self.encoder.encode_texts(list(missing.values()))
