@@ -177,6 +177,25 @@ class LabelReport:
 
 
 _COMPARED = ("value", "predicted", "confidence", "margin", "strategy", "scores", "prompt_set_id")
+_EXACT = ("value", "predicted", "strategy", "prompt_set_id")
+# BLAS sums in a different order for a different chunk size; last-bit noise is not a change.
+_TOLERANCE = 2 * 10 ** -SCORE_DIGITS
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    return a == b or (a is not None and b is not None and abs(a - b) <= _TOLERANCE)
+
+
+def _same(old: dict, new: dict) -> bool:
+    """Whether a stored label already says what the new proposal says."""
+    if any(old[k] != new[k] for k in _EXACT):
+        return False
+    if not (_close(old["confidence"], new["confidence"]) and _close(old["margin"], new["margin"])):
+        return False
+    old_scores, new_scores = old["scores"] or {}, new["scores"]
+    if old_scores.keys() != new_scores.keys():
+        return False
+    return all(_close(old_scores[o].get(k), new_scores[o][k]) for o in new_scores for k in new_scores[o])
 
 
 def label_collection(collection: Collection, prompt_set: PromptSet, strategy: str = DEFAULT_STRATEGY,
@@ -238,7 +257,7 @@ def _write_chunk(session: Session, ids: np.ndarray, proposals: dict, strategy: s
             if old is None:
                 inserts.append({**new, "image_id": image_id, "group": name, "status": "proposed",
                                 "version": 1, "updated_at": now})
-            elif any(old[k] != new[k] for k in _COMPARED):
+            elif not _same(old, new):
                 updates.append({**new, "b_id": old["id"], "b_version": old["version"],
                                 "version": old["version"] + 1, "updated_at": now})
             else:

@@ -1,0 +1,224 @@
+"""Bulk labeling against a real collection: a real open_clip model, real images, SQLite and FAISS.
+
+The fixtures here (a small randomly initialised open_clip model and an indexed workshop world)
+are shared with the search, evaluate and export tests: they need a real model, not a good one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from labeler import db, scoring
+from labeler.catalog import Label, PromptSetRecord
+from labeler.collection import Collection
+from labeler.config import Config
+from labeler.labeling import explain, label_collection
+from labeler.prompts import load_prompt_set
+from tests.conftest import Cli, manage
+
+WORLD_SIZE = 40
+
+
+@pytest.fixture(scope="session")
+def dev_model(tmp_path_factory) -> str:
+    """A randomly initialised small open_clip model in a local-dir folder."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("dev-model")
+    cfg = {"embed_dim": 64,
+           "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
+           "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": {
+        "mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]}}))
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**cfg)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "open_clip_model.safetensors")
+    return f"local-dir:{folder}"
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> Path:
+    """A small workshop world: images plus truth.csv."""
+    from labeler.world import generate_world
+
+    folder = tmp_path_factory.mktemp("world")
+    generate_world(folder, WORLD_SIZE, seed=7, size=64)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def indexed_home(tmp_path_factory, dev_model, world) -> Path:
+    """A home with the world indexed once; each test works on its own copy."""
+    from labeler.pipeline import index_paths
+
+    home = tmp_path_factory.mktemp("indexed") / "home"
+    collection = Collection(Config(home=home, model=dev_model))
+    index_paths(collection, [world])
+    db.dispose_engines()  # checkpoint the WAL so a file copy is the whole catalog
+    return home
+
+
+@pytest.fixture
+def coll(indexed_home, dev_model, tmp_path) -> Collection:
+    home = tmp_path / "home"
+    shutil.copytree(indexed_home, home)
+    return Collection(Config(home=home, model=dev_model))
+
+
+@pytest.fixture
+def dev_run(coll, dev_model) -> Cli:
+    return Cli(coll.config.home, dev_model)
+
+
+def labels_table(collection: Collection) -> list[tuple]:
+    with collection.session() as s:
+        return [tuple(r) for r in s.execute(select(Label.id, Label.image_id, Label.group, Label.value, Label.status,
+                                                   Label.confidence, Label.version, Label.updated_at)
+                                            .order_by(Label.id))]
+
+
+def test_label_writes_one_label_per_image_and_group(coll):
+    prompt_set = load_prompt_set("workshop")
+    report = label_collection(coll, prompt_set, "mean-score").to_dict()
+    groups = list(prompt_set.groups)
+    assert report["labeled"] == WORLD_SIZE * len(groups) and report["inserted"] == report["labeled"]
+    assert report["kept_reviewed"] == 0
+    assert {g: sum(c.values()) for g, c in report["groups"].items()} == {g: WORLD_SIZE for g in groups}
+
+    # The stored answer is what an independent per-image computation gives.
+    ids, vecs = coll.vectors()
+    concept = prompt_set.groups["concept"]
+    scale = coll.encoder.logit_scale
+    with coll.session() as s:
+        labels = {l.image_id: l for l in s.scalars(select(Label).where(Label.group == "concept"))}
+        record = s.scalar(select(PromptSetRecord))
+    assert (record.name, record.version, record.content_hash) == ("workshop", "1", prompt_set.content_hash)
+    for image_id, vec in zip(ids[:10], vecs[:10]):
+        scores = []
+        for option in concept.options:
+            texts = [p.text for p in option.prompts]
+            scores.append(float(np.mean(coll.text_vectors(texts) @ vec)))
+        exp = np.exp(scale * (np.array(scores) - max(scores)))
+        conf = exp / exp.sum()
+        label = labels[int(image_id)]
+        best = int(np.argmax(scores))
+        assert label.value == label.predicted == concept.options[best].name
+        assert label.confidence == pytest.approx(conf[best], abs=1e-5)
+        assert label.margin == pytest.approx(conf[best] - np.sort(conf)[-2], abs=1e-5)
+        assert (label.strategy, label.status, label.prompt_set_id, label.version) == ("mean-score", "proposed",
+                                                                                      record.id, 1)
+        assert label.scores[concept.options[0].name]["cosine"] == pytest.approx(scores[0], abs=1e-4)
+
+
+def test_rerun_changes_nothing(coll):
+    prompt_set = load_prompt_set("workshop")
+    first = label_collection(coll, prompt_set)
+    before = labels_table(coll)
+    again = label_collection(coll, prompt_set)
+    assert again.unchanged == again.labeled == first.labeled
+    assert again.inserted == again.updated == 0
+    assert labels_table(coll) == before  # no version bump, no timestamp change
+    assert again.to_dict()["groups"] == first.to_dict()["groups"]
+
+
+def test_chunked_scoring_gives_the_same_labels(coll):
+    prompt_set = load_prompt_set("workshop")
+    label_collection(coll, prompt_set, chunk_rows=100_000)
+    before = labels_table(coll)
+    report = label_collection(coll, prompt_set, chunk_rows=7)
+    assert report.unchanged == report.labeled and labels_table(coll) == before
+
+
+def test_reviewed_labels_survive_a_rerun(coll):
+    prompt_set = load_prompt_set("workshop")
+    label_collection(coll, prompt_set, "single")
+    with coll.session() as s:
+        labels = s.scalars(select(Label).where(Label.group == "concept").order_by(Label.id).limit(3)).all()
+        labels[0].status, labels[0].value = "corrected", "saw"
+        labels[1].status = "accepted"
+        labels[2].status = "rejected"
+    reviewed = {l.id for l in labels}
+    before = {r[0]: r for r in labels_table(coll)}
+    report = label_collection(coll, prompt_set, "max-score")
+    assert report.kept_reviewed == 3
+    assert report.labeled == WORLD_SIZE * len(prompt_set.groups) - 3
+    after = {r[0]: r for r in labels_table(coll)}
+    for label_id in reviewed:
+        assert after[label_id] == before[label_id]
+    with coll.session() as s:
+        strategies = set(s.scalars(select(Label.strategy).where(Label.id.not_in(reviewed))))
+        changed = s.scalar(select(func.count()).select_from(Label).where(Label.version == 3))
+    assert strategies == {"max-score"}
+    # Updated rows go up exactly one version (the reviewed ones went to 2 by their review).
+    assert changed == 0
+    assert all(after[i][6] == before[i][6] + 1 for i in after if i not in reviewed and after[i][5] != before[i][5])
+
+
+def test_none_threshold_answers_none(coll, tmp_path):
+    path = tmp_path / "strict.yaml"
+    path.write_text("name: strict\nversion: 1\ngroups:\n  concept:\n    none: {name: nothing, threshold: 0.99}\n"
+                    "    options:\n      hammer: ['a hammer']\n      ball: ['a ball']\n      book: ['a book']\n")
+    report = label_collection(coll, load_prompt_set(path), "mean-score").to_dict()
+    assert report["groups"]["concept"] == {"nothing": WORLD_SIZE}
+    with coll.session() as s:
+        values = set(s.scalars(select(Label.value).where(Label.group == "concept")))
+        predicted = set(s.scalars(select(Label.predicted).where(Label.group == "concept")))
+    assert values == {None} and predicted == {None}
+
+
+def test_explain_gives_per_prompt_cosines(coll):
+    prompt_set = load_prompt_set("workshop")
+    ids, vecs = coll.vectors()
+    detail = explain(coll, int(ids[0]), prompt_set, "weighted")
+    hammer = detail["concept"]["options"]["hammer"]
+    texts = [p["text"] for p in hammer["prompts"]]
+    assert texts == [p.text for p in prompt_set.groups["concept"].option("hammer").prompts]
+    expected = coll.text_vectors(texts) @ vecs[0]
+    np.testing.assert_allclose([p["cosine"] for p in hammer["prompts"]], expected, atol=1e-5)
+    weights = np.array([p["weight"] for p in hammer["prompts"]])
+    assert hammer["cosine"] == pytest.approx(float(weights @ expected / weights.sum()), abs=1e-5)
+    assert sum(o["confidence"] for o in detail["concept"]["options"].values()) == pytest.approx(1.0)
+    assert detail["concept"]["answer"] in prompt_set.groups["concept"].option_names
+
+
+def test_label_cli_json_contract(dev_run):
+    out = dev_run.json("label", "--prompt-set", "prompt_sets/workshop.yaml", "--group", "color", "--group", "size")
+    assert set(out["groups"]) == {"color", "size"}
+    assert out["labeled"] == 2 * WORLD_SIZE and out["kept_reviewed"] == 0
+    assert out["prompt_set"]["name"] == "workshop"
+    again = dev_run.json("label", "--prompt-set", "workshop", "--group", "color", "--group", "size")
+    assert again["unchanged"] == 2 * WORLD_SIZE
+
+
+def test_malformed_prompt_set_fails_precisely_and_changes_nothing(coll, dev_model, tmp_path):
+    label_collection(coll, load_prompt_set("workshop"), "single")
+    before = labels_table(coll)
+    with coll.session() as s:
+        sets_before = s.scalar(select(func.count()).select_from(PromptSetRecord))
+    db.dispose_engines()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nversion: 1\ngroups:\n  color:\n    options:\n      red:\n        prompts: []\n"
+                   "      blue: ['a blue thing']\n")
+    result = manage("--home", coll.config.home, "--model", dev_model, "label", "--prompt-set", bad, "--json")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip() == f"error: {bad}: groups.color.options.red.prompts: empty"
+    result = manage("--home", coll.config.home, "--model", dev_model, "label", "--prompt-set", "workshop",
+                    "--group", "colour")
+    assert result.returncode == 2 and "no group 'colour'" in result.stderr
+    assert labels_table(coll) == before
+    with coll.session() as s:
+        assert s.scalar(select(func.count()).select_from(PromptSetRecord)) == sets_before
+
+
+def test_label_needs_an_embedded_collection(tmp_path, dev_model):
+    result = manage("--home", tmp_path / "empty", "--model", dev_model, "label", "--prompt-set", "workshop")
+    assert result.returncode == 2 and result.stderr.startswith("error: no images are embedded")
