@@ -106,7 +106,7 @@ def _load_commands() -> None:
     from .commands import catalog
 
     _register(catalog.COMMANDS)
-    for name in ("world", "labels", "search", "web"):
+    for name in ("world", "labels", "search", "web", "demo"):
         try:
             module = __import__(f"labeler.commands.{name}", fromlist=["COMMANDS"])
         except ModuleNotFoundError as exc:

@@ -40,8 +40,9 @@ class Config:
             values["device"] = env["LABELER_DEVICE"]
         if env.get("LABELER_SECRET_KEY"):
             values["secret_key"] = env["LABELER_SECRET_KEY"]
-        if env.get("LABELER_BATCH_SIZE"):
-            values["batch_size"] = int(env["LABELER_BATCH_SIZE"])
+        for key in ("batch_size", "checkpoint_every", "workers"):
+            if env.get(f"LABELER_{key.upper()}"):
+                values[key] = int(env[f"LABELER_{key.upper()}"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "home" in values:
             values["home"] = Path(values["home"])

@@ -1,0 +1,13 @@
+# The two commands for a fresh machine (see README.md). Both set themselves up idempotently.
+.PHONY: demo test setup
+
+demo:  ## set up, build the demo collection, index and label it, serve the UI on 127.0.0.1:5000
+	scripts/setup.sh
+	.venv/bin/python manage.py demo
+
+test:  ## set up (with test tools and Debian's chromium) and run every test, slow ones included
+	scripts/setup.sh --test
+	.venv/bin/python -m pytest -q
+
+setup:
+	scripts/setup.sh --test

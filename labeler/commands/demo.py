@@ -1,0 +1,98 @@
+"""``demo``: the main job on the embedded defaults: build the demo world, index it, label it, serve it."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+
+import click
+from sqlalchemy import func, select
+
+from ..catalog import User
+from ..cli import Progress, emit, get_config, json_option
+from ..collection import Collection
+from ..encoder import TINY_NAME
+
+
+def _world(out: Path, count: int, seed: int, quiet: bool) -> Path:
+    """Generate the demo world once; a rerun with the same count and seed reuses it."""
+    from ..world import generate_world
+
+    marker = out / "world.json"
+    wanted = {"count": count, "seed": seed}
+    if marker.exists() and json.loads(marker.read_text()) == wanted and (out / "truth.csv").exists():
+        return out / "truth.csv"
+    with Progress("generating", count, quiet) as bar:
+        done = 0
+
+        def progress(n_done: int) -> None:
+            nonlocal done
+            bar.update(n_done - done)
+            done = n_done
+
+        truth = generate_world(out, count, seed, progress=progress)
+    marker.write_text(json.dumps(wanted))
+    return truth
+
+
+def _demo_user(collection: Collection) -> dict | None:
+    """An admin account for a fresh demo, so the UI can be opened at once."""
+    from ..users import create_user
+
+    with collection.session() as s:
+        if s.scalar(select(func.count()).select_from(User)):
+            return None
+        password = secrets.token_urlsafe(9)
+        create_user(s, "admin", password, "admin")
+    credentials = collection.config.home / "demo-credentials.txt"
+    credentials.write_text(f"admin {password}\n")
+    credentials.chmod(0o600)
+    return {"name": "admin", "password": password, "file": str(credentials)}
+
+
+@click.command("demo")
+@click.option("--count", default=2000, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=1, show_default=True, type=int, help="Seed of the demo world.")
+@click.option("--prompt-set", default="workshop", show_default=True, help="Prompt set used to label the demo.")
+@click.option("--serve/--no-serve", default=True, show_default=True, help="Serve the UI when ready.")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@json_option
+def demo(count: int, seed: int, prompt_set: str, serve: bool, port: int, as_json: bool) -> None:
+    """Build a demo collection under --home with labeler-tiny, label it, and serve the UI."""
+    from ..labeling import label_collection
+    from ..pipeline import index_paths
+    from ..prompts import load_prompt_set
+
+    config = get_config()
+    config = config.with_(model=config.model or TINY_NAME)
+    collection = Collection(config)
+    prompts = load_prompt_set(prompt_set)  # fail on a bad prompt set before any work
+    truth = _world(config.home / "demo-world", count, seed, as_json)
+    with Progress("indexing", count, as_json) as bar:
+        report = index_paths(collection, [truth.parent], progress=bar.update)
+    with Progress("labeling", None, as_json) as bar:
+        labels = label_collection(collection, prompts, progress=bar.update)
+    account = _demo_user(collection)
+    summary = {"home": str(config.home), "truth": str(truth), "index": report.to_json(),
+               "label": labels.to_dict(), "user": account, "url": f"http://127.0.0.1:{port}/"}
+
+    def human(d: dict) -> None:
+        i = d["index"]
+        click.echo(f"demo collection in {d['home']}: {i['files']} files, {i['embedded']} embedded now, "
+                   f"{d['label']['labeled']} labels written")
+        if d["user"]:
+            click.echo(f"log in as '{d['user']['name']}' with password '{d['user']['password']}' "
+                       f"(saved in {d['user']['file']})")
+
+    emit(as_json, summary, human)
+    if serve:
+        from waitress import serve as waitress_serve
+
+        from ..web import create_app
+
+        click.echo(f"labeler: serving on http://127.0.0.1:{port}/ (Ctrl+C stops)", err=True)
+        waitress_serve(create_app(config), host="127.0.0.1", port=port, threads=8, ident="labeler")
+
+
+COMMANDS = [demo]
