@@ -77,7 +77,8 @@ def explain_image(image_id: int, prompt_set_ids: list[int]) -> dict:
     try:
         with coll.session() as s:
             records = [s.get(PromptSetRecord, i) for i in prompt_set_ids]
-            strategies = dict(s.execute(select(Label.group, Label.strategy).where(Label.image_id == image_id)).tuples())
+            strategies = {group: strategy for group, strategy in
+                          s.execute(select(Label.group, Label.strategy).where(Label.image_id == image_id))}
         for record in filter(None, records):
             prompt_set = prompt_set_from_record(record)
             for group in prompt_set.groups:

@@ -111,7 +111,8 @@ def image_detail(image_id: int) -> dict:
         labels = list(s.scalars(select(Label).where(Label.image_id == image_id).order_by(Label.group)))
         events = review.history(s, [label.id for label in labels])
         user_ids = {e.user_id for e in events if e.user_id is not None}
-        names = dict(s.execute(select(User.id, User.name).where(User.id.in_(user_ids))).tuples()) if user_ids else {}
+        names = ({uid: name for uid, name in s.execute(select(User.id, User.name).where(User.id.in_(user_ids)))}
+                 if user_ids else {})
         group_of = {label.id: label.group for label in labels}
         return {
             "id": image.id,

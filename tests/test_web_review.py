@@ -1,0 +1,112 @@
+"""The review pages as a reviewer uses them: dashboard, queue, decisions, conflicts, detail."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+
+from labeler import db
+from labeler.catalog import Label
+from tests.web_fixtures import *  # noqa: F401,F403
+from tests.web_fixtures import Users, login, post_json
+
+
+def _cards(html: str) -> list[str]:
+    return re.findall(r'data-testid="card" data-label-id="(\d+)"', html)
+
+
+def test_dashboard_shows_counts_progress_and_histograms(client, web_config):
+    login(client, Users.reviewer)
+    html = client.get("/").get_data(as_text=True)
+    with db.session_scope(web_config) as s:
+        n = len(list(s.scalars(select(Label.id).where(Label.group == "concept"))))
+    assert 'data-testid="group-concept"' in html and 'data-testid="histogram-color"' in html
+    assert f"Reviewed 0 of {n}" in html
+    assert html.count('class="hist-bin"') == 10 * html.count('data-testid="histogram-')
+
+
+def test_queue_lists_proposals_most_uncertain_first_with_shortcuts(client, web_config):
+    login(client, Users.reviewer)
+    html = client.get("/review?group=concept").get_data(as_text=True)
+    ids = list(map(int, _cards(html)))
+    with db.session_scope(web_config) as s:
+        margins = {l.id: l.margin for l in s.scalars(select(Label).where(Label.id.in_(ids)))}
+    assert ids and [margins[i] for i in ids] == sorted(margins.values())
+    for key in ("j / → , k / ←", "Shift+A", ">u<", ">x<", ">?<", "1–9"):
+        assert key in html, key
+    assert 'data-testid="threshold-preview"' in html and 'src="/static/review.js"' in html
+
+
+def test_queue_filters_by_value_and_status(client):
+    csrf = login(client, Users.reviewer)
+    first = client.get("/api/labels?group=concept&limit=1").get_json()["labels"][0]
+    post_json(client, f"/api/labels/{first['id']}/review", {"action": "accept", "version": first["version"]}, csrf)
+    accepted = client.get("/review?group=concept&status=accepted").get_data(as_text=True)
+    assert _cards(accepted) == [str(first["id"])]
+    proposed = client.get("/review?group=concept").get_data(as_text=True)
+    assert str(first["id"]) not in _cards(proposed)
+    by_value = client.get(f"/review?group=concept&status=&value={first['value']}").get_data(as_text=True)
+    assert str(first["id"]) in _cards(by_value)
+    assert client.get("/review?status=maybe").status_code == 400
+    assert client.get("/review?page=x").status_code == 400
+
+
+def test_two_reviewers_the_second_on_a_stale_view_gets_409(client, other_client):
+    rita_csrf = login(client, Users.reviewer)
+    rob_csrf = login(other_client, Users.second)
+    label = client.get("/api/labels?group=concept&limit=1").get_json()["labels"][0]
+    seen = label["version"]  # both pages show this version
+    first = post_json(other_client, f"/api/labels/{label['id']}/review",
+                      {"action": "correct", "value": "saw", "version": seen}, rob_csrf)
+    assert first.status_code == 200
+    stale = post_json(client, f"/api/labels/{label['id']}/review", {"action": "accept", "version": seen}, rita_csrf)
+    assert stale.status_code == 409
+    body = stale.get_json()
+    assert "changed by someone else" in body["error"] and body["current_version"] == seen + 1
+    now = client.get(f"/api/labels/{label['id']}").get_json()
+    assert (now["value"], now["status"]) == ("saw", "corrected")
+    # Reloaded, rita can decide on the fresh version.
+    again = post_json(client, f"/api/labels/{label['id']}/review", {"action": "accept", "version": now["version"]},
+                      rita_csrf)
+    assert again.status_code == 200 and again.get_json()["label"]["value"] == "saw"
+
+
+def test_queue_js_shows_conflicts_and_escapes_data():
+    from pathlib import Path
+
+    js = (Path(__file__).resolve().parent.parent / "static" / "review.js").read_text()
+    helpers = (Path(__file__).resolve().parent.parent / "static" / "labeler.js").read_text()
+    assert "e.status === 409" in js and "showError" in js
+    assert ".innerHTML" not in js + helpers and ".outerHTML" not in js + helpers and "X-CSRF-Token" in helpers
+
+
+def test_corrected_script_value_is_shown_escaped_everywhere(client):
+    csrf = login(client, Users.reviewer)
+    label = client.get("/api/labels?group=concept&limit=1").get_json()["labels"][0]
+    evil = "<script>alert(1)</script>"
+    response = post_json(client, f"/api/labels/{label['id']}/review",
+                         {"action": "correct", "value": evil, "version": label["version"]}, csrf)
+    assert response.status_code == 200
+    pages = [client.get(f"/images/{label['image_id']}"), client.get("/review?group=concept&status=corrected"),
+             client.get("/"), client.get(f"/search?q=hammer&k=60")]
+    for page in pages:
+        html = page.get_data(as_text=True)
+        assert evil not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[0].get_data(as_text=True)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[1].get_data(as_text=True)
+
+
+def test_detail_page_shows_scores_prompts_and_history(client):
+    csrf = login(client, Users.reviewer)
+    label = client.get("/api/labels?group=concept&limit=1").get_json()["labels"][0]
+    post_json(client, f"/api/labels/{label['id']}/review", {"action": "reject", "version": label["version"]}, csrf)
+    html = client.get(f"/images/{label['image_id']}").get_data(as_text=True)
+    assert f'src="/images/{label["image_id"]}/full"' in html
+    assert 'data-testid="label-concept"' in html and 'data-testid="scores-color"' in html
+    assert 'data-testid="prompts-concept-hammer"' in html  # per-prompt cosines from labeling.explain
+    assert "a tool for driving nails" in html
+    rows = re.findall(r'<tr data-testid="history-row">(.*?)</tr>', html, re.S)
+    assert len(rows) == 1 and Users.reviewer in rows[0] and "reject" in rows[0]
+    assert f'href="/search?similar={label["image_id"]}"' in html
+    assert client.get("/images/999999").status_code == 404
