@@ -1,0 +1,96 @@
+"""The prompt lab: edit an option's prompts, preview, save a new version, run labeling."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import yaml
+from sqlalchemy import select
+
+from labeler import db
+from labeler.catalog import Label, PromptSetRecord
+from labeler.prompts import PROMPT_SET_DIR
+from tests.web_fixtures import *  # noqa: F401,F403
+from tests.web_fixtures import Users, login, post_json
+
+EDIT = "2 | a claw hammer for nails\na hammer with a wooden handle\n<script>alert(1)</script> hammer"
+
+
+def _form(csrf: str, **extra) -> dict:
+    return {"csrf_token": csrf, "set": "workshop", "group": "concept", "option": "hammer", "prompts": EDIT,
+            "strategy": "weighted", **extra}
+
+
+def test_lab_shows_the_options_prompts(client):
+    login(client, Users.admin)
+    html = client.get("/lab?set=workshop&group=concept&option=hammer").get_data(as_text=True)
+    textarea = re.search(r'data-testid="lab-prompts">(.*?)</textarea>', html, re.S).group(1)
+    assert "2 | a tool for driving nails" in textarea and "a metal hammer with a wooden handle" in textarea
+    assert "Save as version 2" in html
+    assert client.get("/lab?set=nope").status_code == 404
+    assert client.get("/lab?set=workshop&group=concept&option=nope").status_code == 404
+
+
+def test_preview_shows_matches_histogram_and_accuracy_per_strategy(client, web_build, web_config):
+    csrf = login(client, Users.admin)
+    no_truth = client.post("/lab/preview", data=_form(csrf)).get_data(as_text=True)
+    assert 'data-testid="lab-no-truth"' in no_truth
+    shutil.copy(web_build.images / "truth.csv", web_config.home / "truth.csv")
+    response = client.post("/lab/preview", data=_form(csrf))
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and 'data-testid="lab-result"' in html
+    assert len(re.findall(r'data-testid="lab-match"', html)) == 12
+    assert html.count('class="hist-bin"') == 10
+    table = re.search(r'data-testid="lab-accuracy">(.*?)</table>', html, re.S).group(1)
+    for strategy in ("single", "mean-embedding", "mean-score", "max-score", "weighted"):
+        assert f"<td>{strategy}</td>" in table
+    assert "known answers (truth.csv)" in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; hammer" in html and "<script>alert(1)</script>" not in html
+
+
+def test_bad_prompt_lines_are_reported_not_saved(client, web_config):
+    csrf = login(client, Users.admin)
+    response = client.post("/lab/preview", data=_form(csrf, prompts="heavy | a hammer"))
+    assert response.status_code == 400 and "must be a weight" in response.get_data(as_text=True)
+    empty = client.post("/lab/save", data=_form(csrf, prompts="\n  \n"))
+    assert empty.status_code == 400 and "at least one prompt" in empty.get_data(as_text=True)
+    assert not (web_config.home / "prompt_sets").exists()
+
+
+def test_save_writes_a_new_version_into_home_and_records_it(client, web_config):
+    csrf = login(client, Users.admin)
+    shipped = (PROMPT_SET_DIR / "workshop.yaml").read_text()
+    response = client.post("/lab/save", data=_form(csrf))
+    assert response.status_code == 302
+    saved = web_config.home / "prompt_sets" / "workshop.yaml"
+    data = yaml.safe_load(saved.read_text())
+    assert data["version"] == 2
+    hammer = data["groups"]["concept"]["options"]["hammer"]
+    assert hammer["prompts"][0] == {"text": "a claw hammer for nails", "weight": 2.0}
+    assert hammer["templates"] == []
+    assert (PROMPT_SET_DIR / "workshop.yaml").read_text() == shipped  # the package is never written
+    with db.session_scope(web_config) as s:
+        versions = sorted(s.scalars(select(PromptSetRecord.version).where(PromptSetRecord.name == "workshop")))
+    assert versions == ["1", "2"]
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Saved workshop version 2" in page and "Save as version 3" in page
+    assert str(saved) in page
+
+
+def test_run_labeling_from_the_lab_keeps_reviewed_labels(client, web_config):
+    csrf = login(client, Users.admin)
+    label = client.get("/api/labels?group=concept&limit=1").get_json()["labels"][0]
+    post_json(client, f"/api/labels/{label['id']}/review",
+              {"action": "correct", "value": "book", "version": label["version"]}, csrf)
+    client.post("/lab/save", data=_form(csrf))
+    response = client.post("/lab/label", data={"csrf_token": csrf, "set": "workshop", "strategy": "mean-score"})
+    assert response.status_code == 302
+    page = client.get("/").get_data(as_text=True)
+    assert "Labeled with workshop v2 (mean-score)" in page
+    with db.session_scope(web_config) as s:
+        strategies = set(s.scalars(select(Label.strategy).where(Label.status == "proposed")))
+        kept = s.get(Label, label["id"])
+    assert strategies == {"mean-score"}
+    assert (kept.value, kept.status, kept.strategy) == ("book", "corrected", label["strategy"])
+    assert client.post("/lab/label", data={"set": "workshop"}).status_code == 400  # no CSRF token
