@@ -1,0 +1,109 @@
+"""Evaluation: truth matching, metrics, the JSON contract, the written table and plot."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from labeler import scoring
+from labeler.encoder import TINY_DIR
+from labeler.evaluate import evaluate, group_metrics, truth_from_csv
+from labeler.prompts import load_prompt_set
+from tests.test_labeling import WORLD_SIZE, coll, dev_model, dev_run, indexed_home, world  # noqa: F401
+
+
+def test_group_metrics_by_hand():
+    names = ["cat", "dog"]
+    confidence = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8]])
+    decision = scoring.decide(confidence, none_threshold=0.65)  # image 1 (0.6) becomes none
+    truth = ["cat", "dog", "dog", "none"]
+    m = group_metrics(names, "none", confidence, decision.choice, decision.confidence, truth)
+    # answers: cat, none, dog, dog → right: yes, no, yes, no
+    assert m["accuracy"] == 0.5
+    assert m["per_option"] == {"cat": 1.0, "dog": 0.5, "none": 0.0}
+    assert m["mean_true_confidence"] == pytest.approx((0.9 + 0.4 + 0.7) / 3, abs=1e-4)
+    expected_ece = scoring.expected_calibration_error(np.array([0.9, 0.6, 0.7, 0.8]),
+                                                      np.array([True, False, True, False]))
+    assert m["ece"] == pytest.approx(expected_ece, abs=1e-4)
+
+
+def test_truth_rows_match_by_file_path_and_image_id(coll, world, tmp_path):
+    ids, _ = coll.vectors()
+    rows = list(csv.DictReader((world / "truth.csv").open()))
+    # A copy elsewhere, with an absolute path, an image_id and a row for no image.
+    other = tmp_path / "elsewhere" / "truth.csv"
+    other.parent.mkdir()
+    with other.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["file", "path", "image_id", "concept"])
+        writer.writeheader()
+        writer.writerow({"file": "", "path": str(world / rows[0]["file"]), "image_id": "", "concept": "hammer"})
+        writer.writerow({"file": rows[1]["file"], "path": "", "image_id": "", "concept": "saw"})
+        writer.writerow({"file": "", "path": "", "image_id": str(ids[2]), "concept": "mug"})
+        writer.writerow({"file": "no_such.png", "path": "", "image_id": "", "concept": "mug"})
+    truth = truth_from_csv(coll, other, ["concept", "color"])
+    assert sorted(truth.values["concept"].values()) == ["hammer", "mug", "saw"]
+    assert truth.values["concept"][int(ids[2])] == "mug"
+    assert truth.unmatched == ["no_such.png"]
+    assert "color" not in truth.values
+
+
+def test_evaluate_cli_json_table_and_plot(dev_run, world, tmp_path):
+    out = tmp_path / "report"
+    data = dev_run.json("evaluate", "--prompt-set", "workshop", "--truth", world / "truth.csv", "--out", out)
+    prompt_set = load_prompt_set("workshop")
+    assert set(data) == set(prompt_set.groups)
+    for group, by_strategy in data.items():
+        assert set(by_strategy) == set(scoring.STRATEGIES)
+        for metrics in by_strategy.values():
+            assert set(metrics) >= {"accuracy", "mean_true_confidence", "ece", "per_option"}
+            assert 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["ece"] <= 1
+            assert metrics["n"] == WORLD_SIZE
+            assert set(metrics["per_option"]) <= set(prompt_set.groups[group].option_names)
+    saved = json.loads((out / "evaluation.json").read_text())
+    assert saved["concept"]["single"]["accuracy"] == data["concept"]["single"]["accuracy"]
+    rows = list(csv.DictReader((out / "evaluation.csv").open()))
+    assert len(rows) == len(prompt_set.groups) * len(scoring.STRATEGIES)
+    assert {"group", "strategy", "accuracy", "mean_true_confidence", "ece"} <= set(rows[0])
+    with PILImage.open(out / "evaluation.png") as png:
+        assert png.format == "PNG" and png.width > 500
+    table = dev_run("evaluate", "--prompt-set", "workshop", "--truth", world / "truth.csv",
+                    "--strategy", "single", "--strategy", "weighted").output
+    assert "concept" in table and "weighted" in table and "mean-score" not in table
+
+
+def test_evaluate_on_reviewed_labels(dev_run, world):
+    assert "exactly one of" in dev_run("evaluate", "--prompt-set", "workshop", expect=2).output
+    assert "no truth for any group" in dev_run("evaluate", "--prompt-set", "workshop", "--reviewed", expect=2).output
+    dev_run("import-labels", world / "truth.csv", "--group", "concept")
+    data = dev_run.json("evaluate", "--prompt-set", "workshop", "--reviewed", "--strategy", "single")
+    assert list(data) == ["concept"] and data["concept"]["single"]["n"] == WORLD_SIZE
+    # The same truth from the CSV gives the same numbers.
+    same = dev_run.json("evaluate", "--prompt-set", "workshop", "--truth", world / "truth.csv",
+                        "--strategy", "single")
+    assert same["concept"] == data["concept"]
+
+
+@pytest.mark.slow
+def test_ensembles_beat_single_on_labeler_tiny(tmp_path):
+    if not (TINY_DIR / "open_clip_model.safetensors").exists():
+        pytest.skip("labeler-tiny weights are not built yet")
+    from labeler.collection import Collection
+    from labeler.config import Config
+    from labeler.evaluate import truth_from_csv
+    from labeler.pipeline import index_paths
+    from labeler.world import generate_world
+
+    truth_csv = generate_world(tmp_path / "world", 300, seed=12345)
+    collection = Collection(Config(home=tmp_path / "home", model="labeler-tiny"))
+    index_paths(collection, [tmp_path / "world"])
+    prompt_set = load_prompt_set("workshop")
+    results = evaluate(collection, prompt_set, truth_from_csv(collection, truth_csv, list(prompt_set.groups)))
+    concept = results["concept"]
+    for strategy in ("mean-embedding", "mean-score", "weighted"):
+        assert concept[strategy]["accuracy"] > concept["single"]["accuracy"], concept
+        assert concept[strategy]["mean_true_confidence"] > concept["single"]["mean_true_confidence"], concept

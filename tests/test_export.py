@@ -1,0 +1,131 @@
+"""Export in every format and import of reviewed labels, against a real labeled collection."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from sqlalchemy import select
+
+from labeler.catalog import Image, Label, ReviewEvent
+from labeler.labeling import label_collection
+from labeler.prompts import load_prompt_set
+from tests.test_labeling import WORLD_SIZE, coll, dev_model, dev_run, indexed_home, world  # noqa: F401
+
+GROUPS = ["color", "concept", "context", "handle", "material", "size"]
+
+
+@pytest.fixture
+def labeled(coll):
+    label_collection(coll, load_prompt_set("workshop"), "mean-score")
+    with coll.session() as s:
+        labels = {(l.image_id, l.group): l for l in s.scalars(select(Label))}
+        paths = {i.id: i.path for i in s.scalars(select(Image))}
+    return coll, labels, paths
+
+
+def test_export_csv_and_jsonl(labeled, dev_run, tmp_path):
+    coll, labels, paths = labeled
+    out = dev_run.json("export", "--format", "csv", tmp_path / "labels.csv")
+    assert out == {"format": "csv", "path": str(tmp_path / "labels.csv"), "images": WORLD_SIZE,
+                   "labels": WORLD_SIZE * len(GROUPS)}
+    rows = list(csv.DictReader((tmp_path / "labels.csv").open()))
+    assert len(rows) == WORLD_SIZE
+    assert list(rows[0])[:8] == ["image_id", "path", *GROUPS]
+    for row in rows:
+        image_id = int(row["image_id"])
+        assert row["path"] == paths[image_id]
+        assert row["concept"] == labels[(image_id, "concept")].value
+        assert float(row["concept:confidence"]) == pytest.approx(labels[(image_id, "concept")].confidence)
+        assert row["concept:status"] == "proposed"
+    dev_run("export", "--format", "jsonl", tmp_path / "labels.jsonl")
+    lines = [json.loads(line) for line in (tmp_path / "labels.jsonl").read_text().splitlines()]
+    assert len(lines) == WORLD_SIZE
+    first = lines[0]
+    assert first["labels"]["color"]["value"] == labels[(first["image_id"], "color")].value
+    assert first["path"] == paths[first["image_id"]]
+
+
+def test_export_coco(labeled, dev_run, tmp_path):
+    coll, labels, paths = labeled
+    dev_run("export", "--format", "coco", tmp_path / "coco.json")
+    data = json.loads((tmp_path / "coco.json").read_text())
+    assert len(data["images"]) == WORLD_SIZE and len(data["annotations"]) == WORLD_SIZE
+    categories = {c["id"]: c for c in data["categories"]}
+    assert {c["supercategory"] for c in categories.values()} == {"concept"}
+    for annotation in data["annotations"]:
+        image_id = annotation["image_id"]
+        assert categories[annotation["category_id"]]["name"] == labels[(image_id, "concept")].value
+        assert annotation["score"] == pytest.approx(labels[(image_id, "concept")].confidence)
+        assert annotation["attributes"]["color"] == labels[(image_id, "color")].value
+        assert "concept" not in annotation["attributes"]
+    assert {i["file_name"] for i in data["images"]} == set(paths.values())
+
+
+def test_export_label_studio(labeled, dev_run, tmp_path):
+    coll, labels, paths = labeled
+    dev_run("export", "--format", "labelstudio", tmp_path / "ls.json")
+    tasks = json.loads((tmp_path / "ls.json").read_text())
+    assert len(tasks) == WORLD_SIZE
+    task = tasks[0]
+    assert task["data"]["image"] == paths[task["id"]]
+    results = {r["from_name"]: r for r in task["predictions"][0]["result"]}
+    assert set(results) == set(GROUPS)
+    for group, result in results.items():
+        label = labels[(task["id"], group)]
+        assert result["type"] == "choices" and result["to_name"] == "image"
+        assert result["value"]["choices"] == [label.value]
+        assert result["score"] == pytest.approx(label.confidence)
+    assert "annotations" not in task
+
+
+def test_bad_format_is_one_clear_error(dev_run, tmp_path):
+    assert "Invalid value for '--format'" in dev_run("export", "--format", "xml", tmp_path / "x", expect=2).output
+
+
+def test_import_labels_accepts_and_logs_and_reports_unmatched(labeled, dev_run, world, tmp_path):
+    coll, labels, paths = labeled
+    image_ids = sorted(paths)
+    source = tmp_path / "reviewed.csv"
+    with source.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["image_id", "path", "concept", "color", "concept:confidence"])
+        writer.writerow([image_ids[0], "", "saw", "", "0.1"])
+        writer.writerow(["", paths[image_ids[1]], "mug", "red", ""])
+        writer.writerow(["", "/nowhere/x.png", "ball", "", ""])
+    report = dev_run.json("import-labels", source)
+    assert report["imported"] == 3 and report["unchanged"] == 0
+    assert report["groups"] == ["concept", "color"]
+    assert report["unmatched"] == [{"line": 4, "ref": "/nowhere/x.png"}]
+    with coll.session() as s:
+        saw = s.scalar(select(Label).where(Label.image_id == image_ids[0], Label.group == "concept"))
+        assert (saw.value, saw.status) == ("saw", "accepted")
+        assert saw.predicted == labels[(image_ids[0], "concept")].predicted  # the model's proposal is kept
+        events = s.scalars(select(ReviewEvent).where(ReviewEvent.action == "import")).all()
+    assert len(events) == 3
+    event = next(e for e in events if e.label_id == saw.id)
+    assert (event.before_value, event.after_value) == (labels[(image_ids[0], "concept")].value, "saw")
+    assert (event.before_status, event.after_status) == ("proposed", "accepted")
+    again = dev_run.json("import-labels", source)
+    assert again["imported"] == 0 and again["unchanged"] == 3
+    # Imported labels are reviewed: a relabel keeps them.
+    rerun = dev_run.json("label", "--prompt-set", "workshop", "--strategy", "max-score")
+    assert rerun["kept_reviewed"] == 3
+
+
+def test_import_truth_csv_by_file_name_and_roundtrip_of_export(coll, dev_run, world, tmp_path):
+    report = dev_run.json("import-labels", world / "truth.csv", "--group", "concept", "--group", "color")
+    assert report["imported"] == 2 * WORLD_SIZE and report["unmatched"] == []
+    dev_run("export", "--format", "csv", tmp_path / "out.csv")
+    back = dev_run.json("import-labels", tmp_path / "out.csv")
+    assert back["groups"] == ["color", "concept"]  # the GROUP:confidence/status columns are ignored
+    assert back["unchanged"] == 2 * WORLD_SIZE and back["imported"] == 0
+    truth = {row["file"]: row["concept"] for row in csv.DictReader((world / "truth.csv").open())}
+    exported = {row["path"].rsplit("/", 1)[-1]: row["concept"] for row in csv.DictReader((tmp_path / "out.csv").open())}
+    assert exported == truth
+    assert "no column for group" in dev_run("import-labels", world / "truth.csv", "--group", "shape", expect=2).output
+    assert "no such file" in dev_run("import-labels", tmp_path / "missing.csv", expect=2).output
+    (tmp_path / "bare.csv").write_text("name,concept\nx,saw\n")
+    assert "needs a column named file, path or image_id" in dev_run("import-labels", tmp_path / "bare.csv",
+                                                                     expect=2).output
