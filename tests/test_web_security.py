@@ -48,12 +48,13 @@ def test_a_missing_file_is_a_404_not_a_crash(client, web_config):
     assert response.status_code == 404 and "missing on disk" in response.get_data(as_text=True)
 
 
-def test_traversal_attempts_get_404(client):
+def test_traversal_attempts_get_404(client, other_client):
     login(client, Users.reviewer)
-    for url in TRAVERSALS:
-        response = client.get(url, follow_redirects=True)  # werkzeug merges // with a redirect first
-        assert response.status_code == 404, (url, response.status_code)
-        assert b"import" not in response.data and b"root:" not in response.data
+    for anyone in (client, other_client):  # logged in or not
+        for url in TRAVERSALS:
+            response = anyone.get(url, follow_redirects=True)  # werkzeug merges // with a redirect first
+            assert response.status_code == 404, (url, response.status_code)
+            assert b"import" not in response.data and b"root:" not in response.data
 
 
 def test_a_hostile_path_in_the_catalog_is_still_only_served_by_its_id(client, web_config):

@@ -43,6 +43,8 @@ def _load_user() -> None:
 
     g.user = None
     g.via_token = False
+    if request.routing_exception is not None:
+        return None  # no such route (e.g. a traversal attempt): a plain 404/405, logged in or not
     header = request.headers.get("Authorization", "")
     with collection().session() as s:
         if header.startswith("Bearer "):
