@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from . import scoring
 from .catalog import Image, ImageFile, Label
@@ -195,7 +195,10 @@ def allowed_ids(collection: Collection, where: dict[str, str] | None, status: st
     result: set[int] | None = None
     with collection.session() as s:
         for group, value in (where or {}).items():
-            query = select(Label.image_id).where(Label.group == group, Label.value == value)
+            matches = Label.value == value
+            if value == "none":  # "none of these" is stored as no value
+                matches = or_(matches, Label.value.is_(None))
+            query = select(Label.image_id).where(Label.group == group, matches)
             if status:
                 query = query.where(status_clause())
             ids = set(s.scalars(query))

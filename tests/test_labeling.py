@@ -172,6 +172,8 @@ def test_none_threshold_answers_none(coll, tmp_path):
         values = set(s.scalars(select(Label.value).where(Label.group == "concept")))
         predicted = set(s.scalars(select(Label.predicted).where(Label.group == "concept")))
     assert values == {None} and predicted == {None}
+    from labeler.search import search
+    assert len(search(coll, "a hammer", k=100, where={"concept": "none"})) == WORLD_SIZE
 
 
 def test_explain_gives_per_prompt_cosines(coll):
