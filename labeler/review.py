@@ -42,7 +42,8 @@ class StaleLabel(ReviewError):
         self.seen_version = seen_version
         super().__init__(
             f"label {label.id} was changed by someone else (you saw version {seen_version}, "
-            f"it is now version {label.version}: {label.status} '{label.value}'); reload and review it again")
+            f"it is now version {label.version}: {label.status} "
+            f"{repr(label.value) if label.value is not None else '(none of these)'}); reload and review it again")
 
 
 def get_label(session: Session, label_id: int) -> Label:

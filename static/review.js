@@ -149,6 +149,14 @@
     else decide(card, button.dataset.action);
   });
 
+  grid.addEventListener("focusin", (event) => {
+    // Focus by mouse or Tab moves the keyboard cursor too.
+    const card = event.target.closest('[data-testid="card"]');
+    if (!card) return;
+    current = cards().indexOf(card);
+    cards().forEach((c) => c.classList.toggle("focused", c === card));
+  });
+
   grid.addEventListener("submit", (event) => {
     event.preventDefault();
     const form = event.target;
@@ -174,7 +182,9 @@
       focusCard(current);
       return;
     }
-    if (target.matches("input, select, textarea") || event.ctrlKey || event.metaKey || event.altKey) return;
+    // Typing in a text field is typing, not a shortcut; a checkbox keeps the shortcuts working.
+    const typing = target.matches("select, textarea, input:not([type=checkbox]):not([type=radio])");
+    if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
     const card = focusedCard();
     const key = event.key;
     let handled = true;
