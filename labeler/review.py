@@ -122,9 +122,10 @@ def decide(session: Session, label_id: int, action: str, user_id: int | None,
     try:
         session.flush()
     except StaleDataError:
-        # Another transaction committed between our read and our UPDATE ... WHERE version.
-        session.rollback()
-        raise StaleLabel(get_label(session, label_id), seen_version) from None
+        # Another transaction committed between our read and our UPDATE ... WHERE version. The
+        # caller rolls back (only its savepoint, in a bulk accept); the message needs a fresh read.
+        with Session(session.get_bind()) as fresh:
+            raise StaleLabel(get_label(fresh, label_id), seen_version) from None
     return label
 
 
@@ -176,7 +177,7 @@ def accept_above(session: Session, group: str, threshold: float, user_id: int | 
     try:
         session.flush()
     except StaleDataError:
-        session.rollback()
+        # The caller's transaction rolls back, so it is all or nothing.
         raise ReviewError("labels changed while accepting; nothing was accepted, try again") from None
     return len(labels)
 

@@ -183,3 +183,35 @@ def test_stats_count_every_label_once(config):
     assert concept["reviewed"] == 1 and concept["statuses"]["accepted"] == 1
     assert len(concept["histogram"]) == review.HISTOGRAM_BINS
     assert set(stats) >= {"concept", "color"}
+
+
+def test_a_race_inside_a_bulk_accept_only_drops_the_raced_label(config):
+    rita, rob = _user_id(config, Users.reviewer), _user_id(config, Users.second)
+    with db.session_scope(config) as s:
+        labels = list(s.scalars(select(Label).where(Label.group == "size").order_by(Label.id).limit(3)))
+    factory = db.session_factory(config)
+    slow = factory()
+    try:
+        slow.get(Label, labels[2].id)  # read before rob's decision: the in-memory version is stale
+        _decide(config, labels[2].id, "reject", rob, labels[2].version)
+        result = review.accept_many(slow, [(l.id, l.version) for l in labels], rita)
+        slow.commit()
+    finally:
+        slow.close()
+    assert result.accepted == [labels[0].id, labels[1].id]
+    assert [c["id"] for c in result.conflicts] == [labels[2].id]
+    with db.session_scope(config) as s:
+        assert [s.get(Label, l.id).status for l in labels] == ["accepted", "accepted", "rejected"]
+
+
+def test_a_crash_before_commit_keeps_neither_event_nor_state(config):
+    rita = _user_id(config, Users.reviewer)
+    label = _first_label(config)
+    with pytest.raises(KeyboardInterrupt):
+        with db.session_scope(config) as s:
+            review.decide(s, label.id, "accept", rita, label.version)
+            raise KeyboardInterrupt  # the server dies mid-request, after the writes, before the commit
+    with db.session_scope(config) as s:
+        again = s.get(Label, label.id)
+        assert (again.status, again.version) == ("proposed", label.version)
+    assert _events(config, label.id) == []
