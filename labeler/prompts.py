@@ -30,11 +30,14 @@ NONE_KEYS = {"name", "threshold"}
 
 
 class PromptSetError(LabelerError):
-    """A prompt set that cannot be used; ``problems`` holds every ``file: key: reason``."""
+    """A prompt set that cannot be used; ``problems`` holds every ``file: key: reason``.
+
+    The message joins them with "; " so the CLI still prints one line.
+    """
 
     def __init__(self, problems: list[str]):
         self.problems = problems
-        super().__init__("\n".join(problems))
+        super().__init__("; ".join(problems))
 
 
 @dataclass(frozen=True)

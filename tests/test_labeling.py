@@ -212,7 +212,12 @@ def test_malformed_prompt_set_fails_precisely_and_changes_nothing(coll, dev_mode
     result = manage("--home", coll.config.home, "--model", dev_model, "label", "--prompt-set", bad, "--json")
     assert result.returncode == 2
     assert result.stdout == ""
-    assert result.stderr.strip() == f"error: {bad}: groups.color.options.red.prompts: empty"
+    assert result.stderr == f"error: {bad}: groups.color.options.red.prompts: empty\n"
+    bad.write_text(bad.read_text().replace("['a blue thing']", "{prompts: ['a {colour} thing'], weight: 2}"))
+    result = manage("--home", coll.config.home, "--model", dev_model, "label", "--prompt-set", bad)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1  # every problem, one line
+    assert f"{bad}: groups.color.options.red.prompts: empty; " in result.stderr
+    assert f"{bad}: groups.color.options.blue.weight: unknown key" in result.stderr
     result = manage("--home", coll.config.home, "--model", dev_model, "label", "--prompt-set", "workshop",
                     "--group", "colour")
     assert result.returncode == 2 and "no group 'colour'" in result.stderr
