@@ -46,3 +46,20 @@ def test_find_similar_and_query_errors(client):
     assert bad.status_code == 400 and 'data-testid="search-error"' in bad.get_data(as_text=True)
     echoed = client.get("/search?q=%3Cb%3Ebold%3C%2Fb%3E").get_data(as_text=True)
     assert "&lt;b&gt;bold&lt;/b&gt;" in echoed and "<b>bold</b>" not in echoed
+
+
+def test_search_combines_several_label_filters(client):
+    login(client, Users.reviewer)
+    first = client.get("/api/labels?group=concept&limit=1").get_json()["labels"][0]
+    image = client.get(f"/api/images/{first['image_id']}").get_json()
+    color = next(l["value"] for l in image["labels"] if l["group"] == "color")
+    url = f"/api/search?q=a+thing&k=60&group=concept&value={first['value']}&where=color={color}"
+    hits = client.get(url).get_json()["hits"]
+    assert first["image_id"] in [h["image_id"] for h in hits]
+    for hit in hits:
+        values = {l["group"]: l["value"] for l in hit["labels"]}
+        assert (values["concept"], values["color"]) == (first["value"], color)
+    page = client.get(f"/search?q=a+thing&k=60&where=color%3D{color}%2C+concept%3D{first['value']}")
+    assert first["image_id"] in _hits(page.get_data(as_text=True))
+    assert f'value="color={color}, concept={first["value"]}"' in page.get_data(as_text=True)
+    assert client.get("/api/search?q=x&where=color").status_code == 400

@@ -7,7 +7,7 @@
     POST /api/labels/accept-selected        {"labels": [{"id", "version"}, ...]}
     GET  /api/labels/accept-above?group&threshold&value    preview: {"count"}
     POST /api/labels/accept-above           {"group", "threshold", "value"?}
-    GET  /api/search?q&k&group&value&status&similar
+    GET  /api/search?q&k&group&value&where=GROUP=VALUE,...&status&similar
     GET  /api/images/<id>
     GET  /api/images/<id>/similar?k
 
@@ -141,4 +141,4 @@ def image(image_id: int):
 def similar(image_id: int):
     args = search_args()
     return jsonify({"hits": run_search("", args["k"], args["group"], args["value"], args["status"],
-                                       similar=image_id)})
+                                       similar=image_id, where=args["where"])})

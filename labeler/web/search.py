@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+
 from flask import Blueprint, abort, render_template, request
 from sqlalchemy import select
 
 from .. import review
+from .. import search as engine
 from ..catalog import Label
 from ..errors import LabelerError
 
@@ -14,6 +17,7 @@ bp = Blueprint("search", __name__)
 DEFAULT_K = 48
 MAX_K = 500
 SEARCH_STATUSES = (*review.STATUSES, "reviewed")
+_warm_up = threading.Lock()
 
 
 def search_args() -> dict:
@@ -27,18 +31,24 @@ def search_args() -> dict:
     status = args.get("status") or None
     if status and status not in SEARCH_STATUSES:
         abort(400, f"unknown status '{status}'; use one of: {', '.join(SEARCH_STATUSES)}")
+    where_items = [item.strip() for raw in args.getlist("where") for item in raw.split(",") if item.strip()]
+    try:
+        where = engine.parse_where(where_items)
+    except LabelerError as exc:
+        abort(400, str(exc))
     return {"q": (args.get("q") or "").strip(), "k": k, "group": args.get("group") or None,
-            "value": args.get("value") or None, "status": status, "similar": similar}
+            "value": args.get("value") or None, "status": status, "similar": similar, "where": where}
 
 
 def run_search(q: str, k: int, group: str | None = None, value: str | None = None,
-               status: str | None = None, similar: int | None = None) -> list[dict]:
+               status: str | None = None, similar: int | None = None,
+               where: dict[str, str] | None = None) -> list[dict]:
     """Hits as dicts (image_id, score, labels, urls), best first.
 
-    ``group`` + ``value`` keep images labeled so; ``status`` keeps images with a label in that
-    review state (in ``group`` when given). Ranking and filtering are ``labeler.search``'s.
+    ``group`` + ``value`` and every ``where`` ``{group: value}`` keep images labeled so (all of
+    them); ``status`` keeps images whose filtered labels (or any label, without filters) are in
+    that review state. Ranking and filtering are ``labeler.search``'s.
     """
-    from .. import search as engine
     from . import collection
 
     coll = collection()
@@ -46,7 +56,11 @@ def run_search(q: str, k: int, group: str | None = None, value: str | None = Non
         return []
     if value and not group:
         abort(400, "a value filter needs a group")
-    where = {group: value} if group and value else None
+    where = {**(where or {}), **({group: value} if group and value else {})} or None
+    with _warm_up:  # waitress threads: load the index and the model once, not once per thread
+        _ = coll.index
+        if q:
+            _ = coll.encoder
     if similar is not None:
         hits = engine.similar(coll, similar, k, where=where, status=status)
     else:
