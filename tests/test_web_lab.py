@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 import shutil
+from html import unescape as html_unescape
 
 import yaml
 from sqlalchemy import select
 
 from labeler import db
 from labeler.catalog import Label, PromptSetRecord
-from labeler.prompts import PROMPT_SET_DIR
+from labeler.prompts import PROMPT_SET_DIR, load_prompt_set
 from tests.web_fixtures import *  # noqa: F401,F403
 from tests.web_fixtures import Users, login, post_json
 
@@ -22,12 +23,18 @@ def _form(csrf: str, **extra) -> dict:
             "strategy": "weighted", **extra}
 
 
+def _shipped_version() -> int:
+    return int(yaml.safe_load((PROMPT_SET_DIR / "workshop.yaml").read_text())["version"])
+
+
 def test_lab_shows_the_options_prompts(client):
     login(client, Users.admin)
     html = client.get("/lab?set=workshop&group=concept&option=hammer").get_data(as_text=True)
-    textarea = re.search(r'data-testid="lab-prompts">(.*?)</textarea>', html, re.S).group(1)
-    assert "2 | a tool for driving nails" in textarea and "a metal hammer with a wooden handle" in textarea
-    assert "Save as version 2" in html
+    textarea = html_unescape(re.search(r'data-testid="lab-prompts">(.*?)</textarea>', html, re.S).group(1))
+    for prompt in load_prompt_set("workshop").group("concept").option("hammer").prompts:
+        line = prompt.text if prompt.weight == 1.0 else f"{prompt.weight:g} | {prompt.text}"
+        assert line in textarea.splitlines()
+    assert f"Save as version {_shipped_version() + 1}" in html
     assert client.get("/lab?set=nope").status_code == 404
     assert client.get("/lab?set=workshop&group=concept&option=nope").status_code == 404
 
@@ -65,16 +72,17 @@ def test_save_writes_a_new_version_into_home_and_records_it(client, web_config):
     assert response.status_code == 302
     saved = web_config.home / "prompt_sets" / "workshop.yaml"
     data = yaml.safe_load(saved.read_text())
-    assert data["version"] == 2
+    assert data["version"] == _shipped_version() + 1
     hammer = data["groups"]["concept"]["options"]["hammer"]
     assert hammer["prompts"][0] == {"text": "a claw hammer for nails", "weight": 2.0}
     assert hammer["templates"] == []
     assert (PROMPT_SET_DIR / "workshop.yaml").read_text() == shipped  # the package is never written
     with db.session_scope(web_config) as s:
         versions = sorted(s.scalars(select(PromptSetRecord.version).where(PromptSetRecord.name == "workshop")))
-    assert versions == ["1", "2"]
+    assert versions == [str(_shipped_version()), str(_shipped_version() + 1)]
     page = client.get(response.headers["Location"]).get_data(as_text=True)
-    assert "Saved workshop version 2" in page and "Save as version 3" in page
+    assert f"Saved workshop version {_shipped_version() + 1}" in page
+    assert f"Save as version {_shipped_version() + 2}" in page
     assert str(saved) in page
 
 
@@ -87,7 +95,7 @@ def test_run_labeling_from_the_lab_keeps_reviewed_labels(client, web_config):
     response = client.post("/lab/label", data={"csrf_token": csrf, "set": "workshop", "strategy": "mean-score"})
     assert response.status_code == 302
     page = client.get("/").get_data(as_text=True)
-    assert "Labeled with workshop v2 (mean-score)" in page
+    assert f"Labeled with workshop v{_shipped_version() + 1} (mean-score)" in page
     with db.session_scope(web_config) as s:
         strategies = set(s.scalars(select(Label.strategy).where(Label.status == "proposed")))
         kept = s.get(Label, label["id"])
