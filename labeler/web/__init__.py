@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..collection import Collection
 from ..config import Config
-from ..errors import LabelerError, NotFound
+from ..errors import LabelerError, ModelUnavailable, NotFound
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 TEMPLATES = ROOT / "templates"
@@ -104,6 +104,10 @@ def _register_errors(app: Flask) -> None:
     @app.errorhandler(NotFound)
     def _not_found(exc: NotFound):
         return error_response(404, str(exc))
+
+    @app.errorhandler(ModelUnavailable)
+    def _no_model(exc: ModelUnavailable):
+        return error_response(503, str(exc))  # the server's setup, not the request, is at fault
 
     @app.errorhandler(LabelerError)
     def _user_error(exc: LabelerError):
