@@ -113,3 +113,23 @@ def test_detail_page_shows_scores_prompts_and_history(client):
     assert len(rows) == 1 and Users.reviewer in rows[0] and "reject" in rows[0]
     assert f'href="/search?similar={label["image_id"]}"' in html
     assert client.get("/images/999999").status_code == 404
+
+
+def test_a_fresh_empty_collection_still_serves_every_page(tmp_path):
+    from labeler import users
+    from labeler.config import Config
+    from labeler.web import create_app
+
+    config = Config(home=tmp_path / "empty", secret_key="k")
+    with db.session_scope(config) as s:
+        users.create_user(s, "ada", "long enough pw", "admin")
+    client = create_app(config, {"TESTING": True}).test_client()
+    login(client, "ada", "long enough pw")
+    assert 'data-testid="no-labels"' in client.get("/").get_data(as_text=True)
+    assert 'data-testid="queue-empty"' in client.get("/review").get_data(as_text=True)
+    search = client.get("/search?q=hammer")
+    assert search.status_code == 400 and "no images are embedded" in search.get_data(as_text=True)
+    assert client.get("/api/search?q=hammer").status_code == 400
+    assert client.get("/api/labels").get_json() == {"labels": [], "total": 0, "limit": 50, "offset": 0}
+    assert client.get("/lab").status_code == 200
+    assert client.get("/images/1/thumb").status_code == 404
