@@ -8,6 +8,8 @@ assuming it.
 
 The model is ``labeler-tiny`` when its weights exist, else a random small open_clip model
 (the UI needs a real model, not a good one); ``LABELER_TEST_MODEL`` overrides both.
+``LABELER_BROWSER_HOME=DIR`` keeps the built collection in DIR for faster reruns while developing
+(set ``LABELER_TEST_MODEL`` too, so the rerun uses the same model).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ SERVER_START_S = 90.0
 
 # One label group per test module, so tests never decide on each other's labels.
 GROUP_OF = {"keyboard": "concept", "correct": "material", "bulk_selected": "color",
-            "bulk_threshold": "size", "conflict": "context"}
+            "bulk_threshold": "size", "conflict": "context", "detail": "handle"}
 
 
 class Accounts:

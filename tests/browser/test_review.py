@@ -177,3 +177,27 @@ def test_bulk_accept_above_threshold_previews_the_count(contexts: Contexts, demo
                 for label in proposed}
     assert sorted(i for i, status in statuses.items() if status == "accepted") == expected
     assert all(status == "proposed" for i, status in statuses.items() if i not in expected)
+
+
+def test_detail_page_shows_scores_and_the_decision_history(contexts: Contexts) -> None:
+    page = contexts.page(Accounts.reviewer)
+    group = GROUP_OF["detail"]
+    card = open_queue(page, group).first
+    label_id = card.get_attribute("data-label-id")
+    page.keyboard.press("a")
+    expect(card.get_by_test_id("status")).to_have_text("accepted")
+    card.get_by_test_id("detail-link").click()
+
+    expect(page.get_by_test_id("full-image")).to_be_visible()
+    page.wait_for_function("(img) => img.complete && img.naturalWidth > 0",
+                           arg=page.get_by_test_id("full-image").element_handle())
+    label = page.locator(f'[data-testid="label-{group}"][data-label-id="{label_id}"]')
+    expect(label.get_by_test_id("label-status")).to_have_text("accepted")
+    options = api(page, f"/api/labels/{label_id}")["options"]
+    assert len(options) >= 2
+    # A header row, then one row per option with its score.
+    expect(page.get_by_test_id(f"scores-{group}").locator("tr")).to_have_count(1 + len(options))
+    row = page.get_by_test_id("history-row").filter(has_text=group)
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text(Accounts.reviewer)
+    expect(row).to_contain_text("accept")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import pytest
 
-from labeler.encoder import TINY_NAME
 from tests.browser.conftest import Accounts, Contexts, Demo, api, expect, has_tiny_weights
 
 pytestmark = pytest.mark.browser
@@ -16,10 +16,9 @@ QUERY = "metal hammer with wooden handle"
 
 
 def test_search_for_a_hammer_shows_hammers_first(contexts: Contexts, demo: Demo) -> None:
-    if not has_tiny_weights():
+    # Without the weights the suite runs on a random model, which cannot find anything.
+    if not has_tiny_weights() and not os.environ.get("LABELER_TEST_MODEL"):
         pytest.skip("labeler-tiny weights are not built yet (scripts/train_demo_model.py)")
-    if demo.model != TINY_NAME:
-        pytest.skip(f"search quality is only asserted for {TINY_NAME}, not {demo.model}")
     page = contexts.page(Accounts.reviewer)
     page.get_by_test_id("nav-search").click()
     page.get_by_test_id("search-query").fill(QUERY)
