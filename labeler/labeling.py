@@ -22,7 +22,8 @@ from .collection import Collection
 from .errors import LabelerError, NotFound
 from .prompts import Group, PromptSet, PromptSetError
 
-DEFAULT_STRATEGY = "weighted"
+# On the demo world (manage.py evaluate) it gives the most confidence on the truth and the lowest ECE.
+DEFAULT_STRATEGY = "mean-embedding"
 CHUNK_ROWS = 50_000
 SCORE_DIGITS = 4  # stored per-option scores; enough to explain, small enough to store compactly
 

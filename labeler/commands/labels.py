@@ -8,6 +8,7 @@ import click
 
 from ..cli import Progress, emit, get_collection, json_option
 from ..errors import LabelerError
+from ..labeling import DEFAULT_STRATEGY
 from ..scoring import STRATEGIES
 
 prompt_set_option = click.option("--prompt-set", "prompt_set_path", required=True, metavar="FILE",
@@ -16,7 +17,7 @@ prompt_set_option = click.option("--prompt-set", "prompt_set_path", required=Tru
 
 @click.command("label")
 @prompt_set_option
-@click.option("--strategy", type=click.Choice(STRATEGIES), default="weighted", show_default=True,
+@click.option("--strategy", type=click.Choice(STRATEGIES), default=DEFAULT_STRATEGY, show_default=True,
               help="How a group's prompts are combined into one score per option.")
 @click.option("--group", "groups", multiple=True, metavar="G", help="Only these groups (repeatable).")
 @json_option
