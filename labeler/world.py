@@ -188,16 +188,19 @@ def _background(context: str, size: int, rng: np.random.Generator) -> np.ndarray
     return img
 
 
-def _texture(material: str, rgb: np.ndarray, u: np.ndarray, t: np.ndarray, size: int,
+def _texture(material: str, rgb: np.ndarray, u: np.ndarray, t: np.ndarray, v_px: np.ndarray,
              rng: np.random.Generator) -> np.ndarray:
-    """Colour a part. u runs along the object, t across the part (0..1). Returns [H, W, 3]."""
+    """Colour a part: u runs along the object, t across the part (0..1), v_px across it in pixels.
+
+    Returns [H, W, 3] float32 in 0..255.
+    """
     if material == "metal":  # cross gradient + a sharp specular band
         shade = 0.55 + 0.55 * t
         spec = np.exp(-((t - 0.28) / 0.09) ** 2)[..., None]
         return (rgb * shade[..., None]) * (1 - 0.85 * spec) + 255 * 0.85 * spec
-    if material == "wood":  # grain stripes running along the part
+    if material == "wood":  # grain stripes along the part, ~6 px apart so thin parts show them too
         phase = rng.uniform(0, 6.3)
-        grain = 0.78 + 0.22 * (0.5 + 0.5 * np.sin(t * 26 + 2.5 * np.sin(u * 9 + phase)))
+        grain = 0.72 + 0.28 * (0.5 + 0.5 * np.sin(v_px * 1.05 + 2.0 * np.sin(u * 9 + phase)))
         return rgb * grain[..., None] * 0.95 + np.array([30, 18, 5], np.float32) * (1 - grain[..., None])
     if material == "plastic":  # flat and bright with a small round gloss spot
         return np.broadcast_to(rgb, u.shape + (3,)).astype(np.float32)
@@ -243,7 +246,7 @@ def render(seed: int, index: int, size: int = 128) -> tuple[Image.Image, dict[st
         pv = np.array([p[1] for p in part.points])
         t = np.clip((v - pv.min()) / max(1e-6, pv.max() - pv.min()), 0, 1)
         if part.role == "body":
-            tex = _texture(row["material"], body_rgb, u, t, size, rng)
+            tex = _texture(row["material"], body_rgb, u, t, v * scale, rng)
             if row["material"] == "plastic":  # gloss spot near the part's centre
                 pu = np.array([p[0] for p in part.points])
                 du = (u - (pu.min() * 0.4 + pu.max() * 0.6)) / max(0.05, pu.max() - pu.min())
@@ -252,13 +255,13 @@ def render(seed: int, index: int, size: int = 128) -> tuple[Image.Image, dict[st
         elif part.role == "handle":
             handle = row["handle"]
             if handle == "plastic":  # plastic grips share the object's colour
-                tex = _texture("plastic", body_rgb * 0.9, u, t, size, rng)
+                tex = _texture("plastic", body_rgb * 0.9, u, t, v * scale, rng)
             else:
                 mat = {"wooden": "wood", "rubber": "rubber", "metal": "metal"}[handle]
-                tex = _texture(mat, np.array(_FIXED_RGB[handle], np.float32), u, t, size, rng)
+                tex = _texture(mat, np.array(_FIXED_RGB[handle], np.float32), u, t, v * scale, rng)
         else:
             finish = "metal" if part.role == "steel" else "plastic"
-            tex = _texture(finish, np.array(_FIXED_RGB[part.role], np.float32), u, t, size, rng)
+            tex = _texture(finish, np.array(_FIXED_RGB[part.role], np.float32), u, t, v * scale, rng)
         img = img * (1 - mask) + tex * mask
 
     edge = np.asarray(outline, np.float32)[..., None] / 255.0
