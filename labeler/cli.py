@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import click
 
@@ -97,23 +97,13 @@ class Progress:
         self.close()
 
 
-def _register(commands: Iterable[click.Command]) -> None:
-    for command in commands:
-        cli.add_command(command)
-
-
 def _load_commands() -> None:
-    from .commands import catalog
+    # Imported here, after the helpers above exist: the command modules import them.
+    from .commands import catalog, demo, labels, search, web, world
 
-    _register(catalog.COMMANDS)
-    for name in ("world", "labels", "search", "web", "demo"):
-        try:
-            module = __import__(f"labeler.commands.{name}", fromlist=["COMMANDS"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"labeler.commands.{name}":
-                raise
-            continue
-        _register(module.COMMANDS)
+    for module in (catalog, world, labels, search, web, demo):
+        for command in module.COMMANDS:
+            cli.add_command(command)
 
 
 _load_commands()

@@ -13,25 +13,16 @@ from ..catalog import User
 from ..cli import Progress, emit, get_config, json_option
 from ..collection import Collection
 from ..encoder import TINY_NAME
+from .world import generate_with_progress
 
 
 def _world(out: Path, count: int, seed: int, quiet: bool) -> Path:
     """Generate the demo world once; a rerun with the same count and seed reuses it."""
-    from ..world import generate_world
-
     marker = out / "world.json"
     wanted = {"count": count, "seed": seed}
     if marker.exists() and json.loads(marker.read_text()) == wanted and (out / "truth.csv").exists():
         return out / "truth.csv"
-    with Progress("generating", count, quiet) as bar:
-        done = 0
-
-        def progress(n_done: int) -> None:
-            nonlocal done
-            bar.update(n_done - done)
-            done = n_done
-
-        truth = generate_world(out, count, seed, progress=progress)
+    truth = generate_with_progress(out, count, seed, size=128, quiet=quiet)
     marker.write_text(json.dumps(wanted))
     return truth
 
