@@ -41,8 +41,9 @@
   }
 
   async function decide(card, action, value) {
-    if (!card) return;
+    if (!card || card.dataset.busy) return;  // a second key press must not race the first answer
     if (action === "skip") { focusCard(cards().indexOf(card) + 1); return; }
+    card.dataset.busy = "1";
     try {
       const body = {action, version: Number(card.dataset.version)};
       if (value !== undefined) body.value = value;
@@ -56,6 +57,8 @@
     } catch (e) {
       labeler.showError(e.message);
       if (e.status === 409) refresh(card);  // show what the other reviewer decided
+    } finally {
+      delete card.dataset.busy;
     }
   }
 
