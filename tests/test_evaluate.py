@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image as PILImage
 
 from labeler import scoring
-from labeler.encoder import TINY_DIR
+from tests.conftest import WORLD_SIZE
 from labeler.evaluate import evaluate, group_metrics, truth_from_csv, write_outputs
 from labeler.prompts import load_prompt_set
-from tests.test_labeling import WORLD_SIZE, coll, dev_model, dev_run, indexed_home, world  # noqa: F401
 
 
 def test_group_metrics_by_hand():
@@ -92,9 +89,7 @@ def test_evaluate_on_reviewed_labels(dev_run, world):
 @pytest.mark.slow
 def test_ensembles_beat_single_on_labeler_tiny(tmp_path):
     """The study's before/after on the demo model: the ensemble lifts confidence on the true concept."""
-    spec = os.environ.get("LABELER_TEST_MODEL", "labeler-tiny")
-    if spec == "labeler-tiny" and not (TINY_DIR / "open_clip_model.safetensors").exists():
-        pytest.skip("labeler-tiny weights are not built yet")
+    spec = "labeler-tiny"
     from labeler.collection import Collection
     from labeler.config import Config
     from labeler.pipeline import index_paths

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from labeler.catalog import Image, Label, ReviewEvent
 from labeler.labeling import label_collection
 from labeler.prompts import load_prompt_set
-from tests.test_labeling import WORLD_SIZE, coll, dev_model, dev_run, indexed_home, world  # noqa: F401
+from tests.conftest import WORLD_SIZE
 
 GROUPS = ["color", "concept", "context", "handle", "material", "size"]
 

@@ -6,77 +6,17 @@ are shared with the search, evaluate and export tests: they need a real model, n
 
 from __future__ import annotations
 
-import json
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from labeler import db, scoring
+from labeler import db
 from labeler.catalog import Label, PromptSetRecord
 from labeler.collection import Collection
-from labeler.config import Config
 from labeler.labeling import explain, label_collection
 from labeler.prompts import load_prompt_set
-from tests.conftest import Cli, manage
-
-WORLD_SIZE = 40
-
-
-@pytest.fixture(scope="session")
-def dev_model(tmp_path_factory) -> str:
-    """A randomly initialised small open_clip model in a local-dir folder."""
-    import open_clip
-    import torch
-    from safetensors.torch import save_file
-
-    folder = tmp_path_factory.mktemp("dev-model")
-    cfg = {"embed_dim": 64,
-           "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
-           "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
-    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": {
-        "mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]}}))
-    torch.manual_seed(0)
-    model = open_clip.CLIP(**cfg)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "open_clip_model.safetensors")
-    return f"local-dir:{folder}"
-
-
-@pytest.fixture(scope="session")
-def world(tmp_path_factory) -> Path:
-    """A small workshop world: images plus truth.csv."""
-    from labeler.world import generate_world
-
-    folder = tmp_path_factory.mktemp("world")
-    generate_world(folder, WORLD_SIZE, seed=7, size=64)
-    return folder
-
-
-@pytest.fixture(scope="session")
-def indexed_home(tmp_path_factory, dev_model, world) -> Path:
-    """A home with the world indexed once; each test works on its own copy."""
-    from labeler.pipeline import index_paths
-
-    home = tmp_path_factory.mktemp("indexed") / "home"
-    collection = Collection(Config(home=home, model=dev_model))
-    index_paths(collection, [world])
-    db.dispose_engines()  # checkpoint the WAL so a file copy is the whole catalog
-    return home
-
-
-@pytest.fixture
-def coll(indexed_home, dev_model, tmp_path) -> Collection:
-    home = tmp_path / "home"
-    shutil.copytree(indexed_home, home)
-    return Collection(Config(home=home, model=dev_model))
-
-
-@pytest.fixture
-def dev_run(coll, dev_model) -> Cli:
-    return Cli(coll.config.home, dev_model)
-
+from tests.conftest import WORLD_SIZE, manage
 
 def labels_table(collection: Collection) -> list[tuple]:
     with collection.session() as s:
@@ -200,7 +140,7 @@ def test_label_cli_json_contract(dev_run):
     assert again["unchanged"] == 2 * WORLD_SIZE
 
 
-def test_malformed_prompt_set_fails_precisely_and_changes_nothing(coll, dev_model, tmp_path):
+def test_malformed_prompt_set_fails_precisely_and_changes_nothing(coll, model_spec, tmp_path):
     label_collection(coll, load_prompt_set("workshop"), "single")
     before = labels_table(coll)
     with coll.session() as s:
@@ -209,16 +149,16 @@ def test_malformed_prompt_set_fails_precisely_and_changes_nothing(coll, dev_mode
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\nversion: 1\ngroups:\n  color:\n    options:\n      red:\n        prompts: []\n"
                    "      blue: ['a blue thing']\n")
-    result = manage("--home", coll.config.home, "--model", dev_model, "label", "--prompt-set", bad, "--json")
+    result = manage("--home", coll.config.home, "--model", model_spec, "label", "--prompt-set", bad, "--json")
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr == f"error: {bad}: groups.color.options.red.prompts: empty\n"
     bad.write_text(bad.read_text().replace("['a blue thing']", "{prompts: ['a {colour} thing'], weight: 2}"))
-    result = manage("--home", coll.config.home, "--model", dev_model, "label", "--prompt-set", bad)
+    result = manage("--home", coll.config.home, "--model", model_spec, "label", "--prompt-set", bad)
     assert result.returncode == 2 and result.stderr.count("\n") == 1  # every problem, one line
     assert f"{bad}: groups.color.options.red.prompts: empty; " in result.stderr
     assert f"{bad}: groups.color.options.blue.weight: unknown key" in result.stderr
-    result = manage("--home", coll.config.home, "--model", dev_model, "label", "--prompt-set", "workshop",
+    result = manage("--home", coll.config.home, "--model", model_spec, "label", "--prompt-set", "workshop",
                     "--group", "colour")
     assert result.returncode == 2 and "no group 'colour'" in result.stderr
     assert labels_table(coll) == before
@@ -226,6 +166,6 @@ def test_malformed_prompt_set_fails_precisely_and_changes_nothing(coll, dev_mode
         assert s.scalar(select(func.count()).select_from(PromptSetRecord)) == sets_before
 
 
-def test_label_needs_an_embedded_collection(tmp_path, dev_model):
-    result = manage("--home", tmp_path / "empty", "--model", dev_model, "label", "--prompt-set", "workshop")
+def test_label_needs_an_embedded_collection(tmp_path, model_spec):
+    result = manage("--home", tmp_path / "empty", "--model", model_spec, "label", "--prompt-set", "workshop")
     assert result.returncode == 2 and result.stderr.startswith("error: no images are embedded")

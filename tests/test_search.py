@@ -13,7 +13,6 @@ from labeler.labeling import label_collection
 from labeler.prompts import generic_templates, load_prompt_set
 from labeler.search import (QuerySyntaxError, Term, concept_vector, parse_query, query_vector, search,
                             search_concept, similar)
-from tests.test_labeling import coll, dev_model, dev_run, indexed_home, world  # noqa: F401 (fixtures)
 
 
 def exact_ranking(collection: Collection, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -91,7 +91,7 @@ def test_corrected_script_value_is_shown_escaped_everywhere(client):
                          {"action": "correct", "value": evil, "version": label["version"]}, csrf)
     assert response.status_code == 200
     pages = [client.get(f"/images/{label['image_id']}"), client.get("/review?group=concept&status=corrected"),
-             client.get("/"), client.get(f"/search?q=hammer&k=60")]
+             client.get("/"), client.get("/search?q=hammer&k=60")]
     for page in pages:
         html = page.get_data(as_text=True)
         assert evil not in html

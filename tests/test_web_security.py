@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import select, text
 
 from labeler import db
-from labeler.catalog import Image, ImageFile
+from labeler.catalog import Image
 from tests.web_fixtures import *  # noqa: F401,F403
 from tests.web_fixtures import Users, login
 

@@ -1,15 +1,12 @@
 """Fixtures for the web tests: one labeled collection built once per session, copied per test.
 
 The collection is 60 workshop images indexed with the real pipeline and labeled with the real
-labeling code and prompt set. The model is ``labeler-tiny`` when its weights exist, else a
-small randomly initialised open_clip model (the UI needs a real model, not a good one).
+labeling code and prompt set. The model is the suite's ``model_spec`` (labeler-tiny).
 Import with ``from tests.web_fixtures import *``.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -21,7 +18,6 @@ from sqlalchemy import text
 from labeler import db, users
 from labeler.collection import Collection
 from labeler.config import Config
-from labeler.encoder import TINY_DIR
 
 __all__ = ["web_build", "web_config", "app", "client", "other_client", "Users", "login", "page_csrf",
            "post_json", "WebBuild"]
@@ -38,33 +34,6 @@ class Users:
     evil = "<script>alert(1)</script>"
 
 
-def _dev_model(folder: Path) -> str:
-    """A random small open_clip model in open_clip's local-dir format."""
-    import open_clip
-    import torch
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    cfg = {"embed_dim": 64,
-           "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
-           "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
-    (folder / "open_clip_config.json").write_text(json.dumps({
-        "model_cfg": cfg,
-        "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]}}))
-    torch.manual_seed(0)
-    model = open_clip.CLIP(**cfg)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
-    return f"local-dir:{folder}"
-
-
-def _model_spec(root: Path) -> str:
-    if os.environ.get("LABELER_TEST_MODEL"):
-        return os.environ["LABELER_TEST_MODEL"]
-    if (TINY_DIR / "open_clip_model.safetensors").exists():
-        return "labeler-tiny"
-    return _dev_model(root / "dev-model")
-
-
 @dataclass(frozen=True)
 class WebBuild:
     home: Path
@@ -73,14 +42,14 @@ class WebBuild:
 
 
 @pytest.fixture(scope="session")
-def web_build(tmp_path_factory) -> WebBuild:
+def web_build(tmp_path_factory, model_spec: str) -> WebBuild:
     """Index and label the world once; tests get copies (``web_config``)."""
     from labeler import labeling, pipeline
     from labeler.prompts import load_prompt_set
     from labeler.world import generate_world
 
     root = tmp_path_factory.mktemp("web-build")
-    model = _model_spec(root)
+    model = model_spec
     images = generate_world(root / "images", IMAGE_COUNT, seed=7)
     images = Path(images)
     images = images.parent if images.is_file() else images

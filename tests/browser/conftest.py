@@ -6,15 +6,12 @@ test gets fresh browser contexts (own cookies) at 1280×800. Tests share the one
 test works on its own label group (see ``GROUP_OF``) and reads the state it starts from instead of
 assuming it.
 
-The model is ``labeler-tiny`` when its weights exist, else a random small open_clip model
-(the UI needs a real model, not a good one); ``LABELER_TEST_MODEL`` overrides both.
-``LABELER_BROWSER_HOME=DIR`` keeps the built collection in DIR for faster reruns while developing
-(set ``LABELER_TEST_MODEL`` too, so the rerun uses the same model).
+The model is the suite's ``model_spec`` (labeler-tiny). ``LABELER_BROWSER_HOME=DIR`` keeps the
+built collection in DIR for faster reruns while developing.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import sqlite3
@@ -29,7 +26,6 @@ from typing import Iterator
 
 import pytest
 
-from labeler.encoder import TINY_DIR, TINY_NAME
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright  # noqa: E402
@@ -80,31 +76,6 @@ class Demo:
         return self.query("SELECT id FROM users WHERE name = ?", name)[0][0]
 
 
-def _dev_model(folder: Path) -> str:
-    """A random small open_clip model in open_clip's local-dir format."""
-    import open_clip
-    import torch
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    cfg = {"embed_dim": 64,
-           "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
-           "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
-    (folder / "open_clip_config.json").write_text(json.dumps({
-        "model_cfg": cfg,
-        "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073],
-                           "std": [0.26862954, 0.26130258, 0.27577711]}}))
-    torch.manual_seed(0)
-    model = open_clip.CLIP(**cfg)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-              str(folder / "open_clip_model.safetensors"))
-    return f"local-dir:{folder}"
-
-
-def has_tiny_weights() -> bool:
-    return (TINY_DIR / "open_clip_model.safetensors").exists()
-
-
 def manage(home: Path, model: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     """``python manage.py --home HOME --model MODEL ARGS`` in a real subprocess; fails the test on error."""
     cmd = [sys.executable, str(ROOT / "manage.py"), "--home", str(home), "--model", model, *args]
@@ -136,16 +107,7 @@ def _wait_until_serving(url: str, server: subprocess.Popen, log: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def browser_model(tmp_path_factory) -> str:
-    if os.environ.get("LABELER_TEST_MODEL"):
-        return os.environ["LABELER_TEST_MODEL"]
-    if has_tiny_weights():
-        return TINY_NAME
-    return _dev_model(tmp_path_factory.mktemp("browser-model"))
-
-
-@pytest.fixture(scope="session")
-def demo(tmp_path_factory, browser_model: str) -> Iterator[Demo]:
+def demo(tmp_path_factory, model_spec: str) -> Iterator[Demo]:
     """The demo collection, three accounts and the real server on a free port."""
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set LABELER_CHROMIUM)")
@@ -153,11 +115,11 @@ def demo(tmp_path_factory, browser_model: str) -> Iterator[Demo]:
     kept = os.environ.get("LABELER_BROWSER_HOME")
     home = Path(kept) if kept else tmp_path_factory.mktemp("browser") / "home"
     if not (home / "catalog.db").exists():
-        manage(home, browser_model, "demo", "--count", str(DEMO_COUNT), "--seed", str(DEMO_SEED),
+        manage(home, model_spec, "demo", "--count", str(DEMO_COUNT), "--seed", str(DEMO_SEED),
                "--no-serve", "--json")
         for name, role in ((Accounts.admin, "admin"), (Accounts.reviewer, "reviewer"),
                            (Accounts.second, "reviewer")):
-            manage(home, browser_model, "user", "add", name, "--role", role, "--password-stdin",
+            manage(home, model_spec, "user", "add", name, "--role", role, "--password-stdin",
                    stdin=PASSWORD + "\n")
 
     port = _free_port()
@@ -165,11 +127,11 @@ def demo(tmp_path_factory, browser_model: str) -> Iterator[Demo]:
     log = home / "server.log"
     with log.open("w") as log_file:
         server = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "--home", str(home), "--model",
-                                   browser_model, "serve", "--port", str(port), "--threads", "4"],
+                                   model_spec, "serve", "--port", str(port), "--threads", "4"],
                                   cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
     try:
         _wait_until_serving(url, server, log)
-        yield Demo(home=home, model=browser_model, url=url)
+        yield Demo(home=home, model=model_spec, url=url)
     finally:
         server.terminate()
         try:
@@ -251,5 +213,5 @@ def wait_for_images(page: Page) -> None:
     assert not broken, f"images that did not load: {broken}"
 
 
-__all__ = ["Accounts", "Contexts", "Demo", "GROUP_OF", "api", "expect", "has_tiny_weights", "login",
+__all__ = ["Accounts", "Contexts", "Demo", "GROUP_OF", "api", "expect", "login",
            "queue_url", "wait_for_images"]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import Accounts, Contexts, Demo, api, expect, has_tiny_weights
+from tests.browser.conftest import Accounts, Contexts, Demo, api, expect
 
 pytestmark = pytest.mark.browser
 
@@ -16,9 +15,6 @@ QUERY = "metal hammer with wooden handle"
 
 
 def test_search_for_a_hammer_shows_hammers_first(contexts: Contexts, demo: Demo) -> None:
-    # Without the weights the suite runs on a random model, which cannot find anything.
-    if not has_tiny_weights() and not os.environ.get("LABELER_TEST_MODEL"):
-        pytest.skip("labeler-tiny weights are not built yet (scripts/train_demo_model.py)")
     page = contexts.page(Accounts.reviewer)
     page.get_by_test_id("nav-search").click()
     page.get_by_test_id("search-query").fill(QUERY)
