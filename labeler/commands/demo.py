@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 from pathlib import Path
 
 import click
@@ -25,6 +26,11 @@ def _world(out: Path, count: int, seed: int, quiet: bool) -> Path:
     truth = generate_with_progress(out, count, seed, size=128, quiet=quiet)
     marker.write_text(json.dumps(wanted))
     return truth
+
+
+def _share_truth(home: Path, truth: Path) -> None:
+    """The prompt lab scores strategies against ``<home>/truth.csv``; for the demo that is the world's."""
+    shutil.copyfile(truth, home / "truth.csv")
 
 
 def _demo_user(collection: Collection) -> dict | None:
@@ -64,6 +70,7 @@ def demo(count: int, seed: int, prompt_set: str, serve: bool, port: int, as_json
         report = index_paths(collection, [truth.parent], progress=bar.update)
     with Progress("labeling", None, as_json) as bar:
         labels = label_collection(collection, prompts, progress=bar.update)
+    _share_truth(config.home, truth)
     account = _demo_user(collection)
     summary = {"home": str(config.home), "truth": str(truth), "index": report.to_json(),
                "label": labels.to_dict(), "user": account, "url": f"http://127.0.0.1:{port}/"}
