@@ -194,21 +194,24 @@ def _texture(material: str, rgb: np.ndarray, u: np.ndarray, t: np.ndarray, v_px:
 
     Returns [H, W, 3] float32 in 0..255.
     """
-    if material == "metal":  # cross gradient + a sharp specular band
-        shade = 0.55 + 0.55 * t
-        spec = np.exp(-((t - 0.28) / 0.09) ** 2)[..., None]
-        return (rgb * shade[..., None]) * (1 - 0.85 * spec) + 255 * 0.85 * spec
-    if material == "wood":  # grain stripes along the part, ~6 px apart so thin parts show them too
+    # The four finishes must stay apart after the model's 2x downscale: metal is greyish with a
+    # bright band, wood has broad dark grain, plastic is flat and saturated, rubber is dull and dark.
+    if material == "metal":  # desaturated cross gradient + a broad specular band
+        grey = rgb * 0.6 + rgb.mean() * 0.4
+        shade = 0.5 + 0.6 * t
+        spec = np.exp(-((t - 0.3) / 0.12) ** 2)[..., None]
+        return (grey * shade[..., None]) * (1 - 0.9 * spec) + 255 * 0.9 * spec
+    if material == "wood":  # grain stripes ~10 px apart, dark and broad enough to survive the downscale
         phase = rng.uniform(0, 6.3)
-        grain = 0.72 + 0.28 * (0.5 + 0.5 * np.sin(v_px * 1.05 + 2.0 * np.sin(u * 9 + phase)))
-        return rgb * grain[..., None] * 0.95 + np.array([30, 18, 5], np.float32) * (1 - grain[..., None])
-    if material == "plastic":  # flat and bright with a small round gloss spot
-        return np.broadcast_to(rgb, u.shape + (3,)).astype(np.float32)
-    if material == "rubber":  # matte, darker, speckled
-        # 2-px speckle so it survives the model's 2x downscale
-        half = rng.uniform(-1, 1, ((u.shape[0] + 1) // 2, (u.shape[1] + 1) // 2)).astype(np.float32)
-        speck = np.repeat(np.repeat(half, 2, 0), 2, 1)[: u.shape[0], : u.shape[1]]
-        return rgb * (0.72 + 0.16 * speck)[..., None] + 10 * (speck > 0.85)[..., None]
+        grain = 0.5 + 0.5 * (0.5 + 0.5 * np.sin(v_px * 0.63 + 2.0 * np.sin(u * 9 + phase)))
+        return rgb * grain[..., None] * 0.95 + np.array([40, 24, 8], np.float32) * (1 - grain[..., None])
+    if material == "plastic":  # flat, bright and saturated (the gloss spot is added by the caller)
+        vivid = np.clip(rgb + (rgb - rgb.mean()) * 0.25, 0, 255)
+        return np.broadcast_to(vivid, u.shape + (3,)).astype(np.float32)
+    if material == "rubber":  # dull and dark with coarse 4-px mottling
+        quarter = rng.uniform(-1, 1, ((u.shape[0] + 3) // 4, (u.shape[1] + 3) // 4)).astype(np.float32)
+        mottle = np.repeat(np.repeat(quarter, 4, 0), 4, 1)[: u.shape[0], : u.shape[1]]
+        return rgb * (0.5 + 0.08 * mottle)[..., None] + 12
     raise ValueError(f"unknown material {material!r}")
 
 
