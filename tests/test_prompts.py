@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+import yaml
 
 from labeler.prompts import PROMPT_SET_DIR, PromptSetError, generic_templates, load_prompt_set
 
@@ -30,7 +31,9 @@ def test_workshop_options_expand_prompts_then_templates_with_weights():
     assert concept.kind == "concept" and concept.baseline == "a photo of a {name}"
     hammer = concept.option("hammer")
     texts = [p.text for p in hammer.prompts]
-    assert texts[0] == "a metal hammer with a wooden handle"
+    raw = yaml.safe_load((PROMPT_SET_DIR / "workshop.yaml").read_text())["groups"]["concept"]["options"]["hammer"]
+    first = raw["prompts"][0]
+    assert texts[0] == (first["text"] if isinstance(first, dict) else first)  # its own prompts come first
     assert texts[-2:] == ["a photo of a hammer", "a hammer"]  # the group's templates on the name
     assert {p.text: p.weight for p in hammer.prompts}["a tool for driving nails"] == 2.0
     assert prompt_set.groups["material"].baseline_prompt(prompt_set.groups["material"].option("wood")) \
