@@ -100,6 +100,16 @@ class Collection:
         return model_id
 
     # -- stored vectors ------------------------------------------------------------
+    def _present(self, model_id: int, *columns):
+        return (select(*columns).join(Image, Image.id == Embedding.image_id)
+                .where(Embedding.model_id == model_id, Image.status == "ok").order_by(Embedding.image_id))
+
+    def stored_ids(self, model_id: int | None = None) -> np.ndarray:
+        """Ids ``[N]`` of the present images that have a vector for the model; no vectors are read."""
+        model_id = model_id or self.require_model_id()
+        with self.session() as s:
+            return np.fromiter(s.scalars(self._present(model_id, Embedding.image_id)), dtype=np.int64)
+
     def vectors(self, image_ids: Sequence[int] | None = None, model_id: int | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
         """Stored vectors of the model in force: (ids ``[N]`` int64, vectors ``[N, D]`` float32).
@@ -107,12 +117,14 @@ class Collection:
         Only images whose file is still present; ``image_ids`` restricts to those ids.
         """
         model_id = model_id or self.require_model_id()
-        query = (select(Embedding.image_id, Embedding.vector).join(Image, Image.id == Embedding.image_id)
-                 .where(Embedding.model_id == model_id, Image.status == "ok").order_by(Embedding.image_id))
-        if image_ids is not None:
-            query = query.where(Embedding.image_id.in_(list(map(int, image_ids))))
+        query = self._present(model_id, Embedding.image_id, Embedding.vector)
         with self.session() as s:
-            rows = s.execute(query).all()
+            if image_ids is None:
+                rows = s.execute(query).all()
+            else:  # in chunks: SQLite caps the number of bound parameters
+                wanted = list(map(int, image_ids))
+                rows = [r for start in range(0, len(wanted), 10_000) for r in s.execute(
+                    query.where(Embedding.image_id.in_(wanted[start:start + 10_000]))).all()]
         if not rows:
             return np.zeros(0, np.int64), np.zeros((0, self.encoder_dim(model_id)), np.float32)
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
@@ -165,29 +177,32 @@ class Collection:
         return self._index
 
     def sync_index(self, rebuild: bool = False) -> FaissIndex:
-        """Load the index and add or remove whatever differs from the stored vectors."""
+        """Load the index and add or remove whatever differs from the stored vectors.
+
+        Only ids are compared; vectors are read for the ids the index lacks (all of them when
+        the file is missing, unreadable or rebuilt).
+        """
         model_id = self.require_model_id()
         path = self.index_path(model_id)
-        ids, vecs = self.vectors(model_id=model_id)
+        dim = self.encoder_dim(model_id)
         index = None
         if path.exists() and not rebuild:
             try:
                 index = FaissIndex.load(path)
             except Exception:
                 index = None  # unreadable: rebuilt from the stored vectors below
-            if index is not None and index.dim != vecs.shape[1]:
+            if index is not None and index.dim != dim:
                 index = None
         if index is None:
-            index = FaissIndex(vecs.shape[1])
-            index.add(ids, vecs)
+            index = FaissIndex(dim)
+            index.add(*self.vectors(model_id=model_id))
             index.save(path)
         else:
-            have = index.ids()
-            extra = np.setdiff1d(have, ids)
-            missing = np.isin(ids, have, invert=True)
-            if len(extra) or missing.any():
+            ids, have = self.stored_ids(model_id), index.ids()
+            extra, missing = np.setdiff1d(have, ids), np.setdiff1d(ids, have)
+            if len(extra) or len(missing):
                 index.remove(extra)
-                index.add(ids[missing], vecs[missing])
+                index.add(*self.vectors(missing, model_id=model_id))
                 index.save(path)
         self._index = index
         return index

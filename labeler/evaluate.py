@@ -130,15 +130,6 @@ def group_metrics(names: list[str], none_name: str | None, confidence: np.ndarra
     }
 
 
-def stored_vectors(collection: Collection, image_ids: list[int], chunk: int = 10_000
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Stored vectors of ``image_ids`` a chunk at a time (SQLite caps the size of an IN list)."""
-    parts = [collection.vectors(image_ids[start:start + chunk]) for start in range(0, len(image_ids), chunk)]
-    if not parts:
-        return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-
 def evaluate(collection: Collection, prompt_set: PromptSet, truth: Truth,
              strategies: Sequence[str] = scoring.STRATEGIES) -> dict:
     """``{group: {strategy: metrics}}`` for every group of ``prompt_set`` that has truth.
@@ -158,7 +149,7 @@ def evaluate(collection: Collection, prompt_set: PromptSet, truth: Truth,
         known = set(group.option_names) | ({group.group.none_name} if group.group.none_name else set())
         pairs = sorted((i, v) for i, v in truth.values[group_name].items() if v in known)
         skipped = len(truth.values[group_name]) - len(pairs)
-        ids, vecs = stored_vectors(collection, [i for i, _ in pairs])
+        ids, vecs = collection.vectors([i for i, _ in pairs])
         if len(ids) == 0:
             continue
         value_of = dict(pairs)

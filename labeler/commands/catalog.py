@@ -86,7 +86,7 @@ def check_collection(collection: Collection) -> list[str]:
     model_id = collection.model_id
     if model_id is None:
         return []
-    ids, vecs = collection.vectors(model_id=model_id)
+    ids, dim = collection.stored_ids(model_id), collection.encoder_dim(model_id)
     path = collection.index_path(model_id)
     if not path.exists():
         return [f"index file {path} is missing ({len(ids)} vectors in the catalog)"] if len(ids) else []
@@ -95,8 +95,8 @@ def check_collection(collection: Collection) -> list[str]:
     except Exception as exc:
         return [f"index file {path} is unreadable: {exc}"]
     problems = []
-    if len(ids) and index.dim != vecs.shape[1]:
-        problems.append(f"index dimension {index.dim} != stored vectors' {vecs.shape[1]}")
+    if index.dim != dim:
+        problems.append(f"index dimension {index.dim} != the model's {dim}")
     have = index.ids()
     if len(np.unique(have)) != len(have):
         problems.append(f"index holds {len(have) - len(np.unique(have))} duplicate ids")
