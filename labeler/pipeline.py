@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from .catalog import Embedding, Image, ImageFile
 from .collection import Collection
+from .errors import LabelerError
 from .ingest import CatalogWriter, IngestCounts, LoadedFile, file_stat, load_file, walk
 
 ProgressFn = Callable[[int], None]
@@ -105,8 +106,6 @@ def index_paths(collection: Collection, roots: Sequence[Path], embed: bool = Tru
     config = collection.config
     for root in roots:
         if not Path(root).exists():
-            from .errors import LabelerError
-
             raise LabelerError(f"no such file or folder: {root}")
     paths = list(walk(roots))
     if total:
@@ -114,24 +113,26 @@ def index_paths(collection: Collection, roots: Sequence[Path], embed: bool = Tru
     counts = IngestCounts()
     to_load: list[Path] = []
     with collection.session() as s:
-        known = {f.path: f for f in s.scalars(select(ImageFile))}
-        for path in paths:
-            row = known.get(str(path))
-            try:
-                size, mtime = file_stat(path)
-            except OSError:
-                to_load.append(path)
-                continue
-            if row is not None and row.size == size and row.mtime == mtime and row.status in ("ok", "failed"):
-                if row.status == "failed":
-                    counts.failed += 1
-                    counts.failures.append({"path": row.path, "reason": row.error})
-                else:
-                    counts.unchanged += 1
-                if progress:
-                    progress(1)
+        # Plain tuples, not ORM objects: this is one row per file of the collection.
+        known = {row.path: row for row in s.execute(
+            select(ImageFile.path, ImageFile.size, ImageFile.mtime, ImageFile.status, ImageFile.error))}
+    for path in paths:
+        row = known.get(str(path))
+        try:
+            size, mtime = file_stat(path)
+        except OSError:
+            to_load.append(path)
+            continue
+        if row is not None and row.size == size and row.mtime == mtime and row.status in ("ok", "failed"):
+            if row.status == "failed":
+                counts.failed += 1
+                counts.failures.append({"path": row.path, "reason": row.error})
             else:
-                to_load.append(path)
+                counts.unchanged += 1
+            if progress:
+                progress(1)
+        else:
+            to_load.append(path)
 
     model_id = collection.adopt_model() if embed else None
     vectors = VectorWriter(collection, model_id) if embed else None
