@@ -67,6 +67,8 @@ def _record(session: Session, label: Label, user_id: int | None, action: str,
 
 
 def _clean_value(value: str | None) -> str:
+    if value is not None and not isinstance(value, str):
+        raise ReviewError("a correction's value must be text")
     value = (value or "").strip()
     if not value:
         raise ReviewError("a correction needs a value; pick an option or type one")
@@ -139,7 +141,11 @@ class BulkResult:
 
 
 def accept_many(session: Session, seen: Sequence[tuple[int, int]], user_id: int | None) -> BulkResult:
-    """Accept each ``(label_id, seen_version)``; stale or missing ones are reported, not applied."""
+    """Accept each ``(label_id, seen_version)``; stale or missing ones are reported, not applied.
+
+    Each label and its event are saved together, independently of the others: a conflict on one
+    never undoes the rest (with pysqlite each savepoint's release is already durable).
+    """
     result = BulkResult()
     for label_id, version in seen:
         try:
@@ -153,8 +159,9 @@ def accept_many(session: Session, seen: Sequence[tuple[int, int]], user_id: int 
 
 def _above_query(group: str, threshold: float, option: str | None):
     # Only untouched proposals: a threshold accept never overrides a person's decision.
-    query = select(Label).where(Label.group == group, Label.status == "proposed",
-                                Label.confidence >= threshold, Label.value.is_not(None))
+    query = (select(Label).join(Image, Image.id == Label.image_id)
+             .where(Image.status == "ok", Label.group == group, Label.status == "proposed",
+                    Label.confidence >= threshold, Label.value.is_not(None)))
     if option:
         query = query.where(Label.value == option)
     return query

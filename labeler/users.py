@@ -19,6 +19,7 @@ from .errors import LabelerError, NotFound
 
 ROLES = ("reviewer", "admin")
 MIN_PASSWORD_LENGTH = 8
+_DUMMY_HASH = generate_password_hash("not a real password")  # for unknown names
 
 
 class UserError(LabelerError):
@@ -58,7 +59,7 @@ def authenticate(session: Session, name: str, password: str) -> User | None:
     user = session.scalar(select(User).where(User.name == name.strip()))
     if user is None:
         # Hash anyway so a missing name takes as long as a wrong password.
-        check_password_hash(generate_password_hash("x"), password)
+        check_password_hash(_DUMMY_HASH, password)
         return None
     return user if check_password_hash(user.password_hash, password) else None
 

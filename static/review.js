@@ -40,9 +40,10 @@
     } catch (e) { /* the error banner already explains */ }
   }
 
+  // Resolves true when the server took the decision.
   async function decide(card, action, value) {
-    if (!card || card.dataset.busy) return;  // a second key press must not race the first answer
-    if (action === "skip") { focusCard(cards().indexOf(card) + 1); return; }
+    if (!card || card.dataset.busy) return false;  // a second key press must not race the first answer
+    if (action === "skip") { focusCard(cards().indexOf(card) + 1); return true; }
     card.dataset.busy = "1";
     try {
       const body = {action, version: Number(card.dataset.version)};
@@ -54,9 +55,11 @@
         undoStack.push(card);
         focusCard(cards().indexOf(card) + 1);
       }
+      return true;
     } catch (e) {
       labeler.showError(e.message);
       if (e.status === 409) refresh(card);  // show what the other reviewer decided
+      return false;
     } finally {
       delete card.dataset.busy;
     }
@@ -201,8 +204,11 @@
     else if (key === "x" && card) toggleSelect(card);
     else if (key === "u") {
       const last = undoStack.pop();
-      if (last) { focusCard(cards().indexOf(last)); decide(last, "undo"); }
-      else labeler.showError("Nothing to undo on this page.");
+      if (!last) labeler.showError("Nothing to undo on this page.");
+      else {
+        focusCard(cards().indexOf(last));
+        decide(last, "undo").then((done) => { if (!done) undoStack.push(last); });  // keep it for a retry
+      }
     }
     else if (/^[1-9]$/.test(key) && card) {
       const value = optionAt(card, Number(key));

@@ -215,3 +215,19 @@ def test_a_crash_before_commit_keeps_neither_event_nor_state(config):
         again = s.get(Label, label.id)
         assert (again.status, again.version) == ("proposed", label.version)
     assert _events(config, label.id) == []
+
+
+def test_accept_above_leaves_labels_of_missing_images_alone(config):
+    from labeler.catalog import Image
+
+    with db.session_scope(config) as s:
+        labels = list(s.scalars(select(Label).where(Label.group == "concept", Label.status == "proposed",
+                                                    Label.value.is_not(None))))
+        gone = labels[0].image_id
+        s.get(Image, gone).status = "missing"
+        expected = sum(1 for lb in labels if lb.image_id != gone)
+    with db.session_scope(config) as s:
+        assert review.preview_accept_above(s, "concept", 0.0) == expected
+        assert review.accept_above(s, "concept", 0.0, _user_id(config, Users.reviewer)) == expected
+    with db.session_scope(config) as s:
+        assert s.scalar(select(Label.status).where(Label.image_id == gone, Label.group == "concept")) == "proposed"

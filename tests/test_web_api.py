@@ -120,3 +120,20 @@ def test_search_api_with_filters(client):
     bad = client.get('/api/search?q="unclosed')
     assert bad.status_code == 400 and bad.get_json()["error"]
     assert client.get("/api/search?q=x&k=lots").status_code == 400
+
+
+def test_out_of_range_ids_and_non_text_values_are_client_errors(client):
+    csrf = login(client, Users.reviewer)
+    huge = 2**70
+    for url in (f"/api/labels/{huge}", f"/images/{huge}", f"/api/images/{huge}"):
+        assert client.get(url).status_code == 404, url
+    assert client.get(f"/api/labels?offset={huge}").status_code == 400
+    assert client.get(f"/search?similar={huge}").status_code == 400
+    assert client.get(f"/review?page={huge}").status_code == 200  # past the end: an empty page
+    label = client.get("/api/labels?limit=1").get_json()["labels"][0]
+    url = f"/api/labels/{label['id']}/review"
+    assert post_json(client, url, {"action": "correct", "value": 5, "version": label["version"]}, csrf).status_code == 400
+    assert post_json(client, "/api/labels/accept-above", {"group": ["concept"], "threshold": 0.5},
+                     csrf).status_code == 400
+    assert post_json(client, "/api/labels/accept-selected", {"labels": [{"id": huge, "version": 1}]},
+                     csrf).status_code == 400

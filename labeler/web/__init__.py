@@ -16,6 +16,7 @@ from pathlib import Path
 
 from flask import Flask, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from ..collection import Collection
 from ..config import Config
@@ -24,6 +25,17 @@ from ..errors import LabelerError, ModelUnavailable, NotFound
 ROOT = Path(__file__).resolve().parent.parent.parent
 TEMPLATES = ROOT / "templates"
 STATIC = ROOT / "static"
+
+
+MAX_ID = 2**63 - 1
+
+
+class CatalogId(IntegerConverter):
+    """``<int:...>`` limited to what the database can hold; a larger number is a 404."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(map, *args, **kwargs)
 
 
 def load_secret_key(config: Config) -> str:
@@ -62,6 +74,8 @@ def create_app(config: Config | None = None, test_config: dict | None = None) ->
         app.config.update(test_config)
     # One collection per app; its encoder loads lazily, on the first search or lab preview.
     app.extensions["labeler"] = Collection(config)
+    app.url_map.converters["int"] = CatalogId  # before the blueprints' rules are built
+
 
     from . import api, auth, images, lab, review, search
 

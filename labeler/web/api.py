@@ -19,6 +19,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, g, jsonify, request
 
 from .. import review
+from . import MAX_ID
 from .review import image_detail, label_dict
 from .search import run_search, search_args
 
@@ -34,9 +35,18 @@ def _json_body() -> dict:
 
 def _int(value, name: str) -> int:
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         abort(400, f"{name} must be an integer")
+    if abs(number) > MAX_ID:  # beyond what the database can hold
+        abort(400, f"{name} is out of range")
+    return number
+
+
+def _text(value, name: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        abort(400, f"{name} must be a string")
+    return value or None
 
 
 def _threshold(value) -> float:
@@ -113,11 +123,11 @@ def accept_above():
     from . import collection
 
     source = request.args if request.method == "GET" else _json_body()
-    group = source.get("group")
+    group = _text(source.get("group"), "group")
     if not group:
         abort(400, "group is required")
     threshold = _threshold(source.get("threshold"))
-    value = source.get("value") or None
+    value = _text(source.get("value"), "value")
     with collection().session() as s:
         if request.method == "GET":
             return jsonify({"count": review.preview_accept_above(s, group, threshold, value),

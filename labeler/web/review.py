@@ -58,7 +58,7 @@ def queue_filters() -> dict:
     """The queue's filters from the query string; unknown values are user errors (400)."""
     args = request.args
     try:
-        page = max(1, int(args.get("page", 1)))
+        page = min(max(1, int(args.get("page", 1))), 1_000_000)  # past the end is an empty page
     except ValueError:
         abort(400, "page must be a number")
     return {

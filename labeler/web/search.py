@@ -8,6 +8,7 @@ from flask import Blueprint, abort, render_template, request
 from sqlalchemy import select
 
 from .. import review
+from . import MAX_ID
 from .. import search as engine
 from ..catalog import Label
 from ..errors import LabelerError
@@ -28,6 +29,8 @@ def search_args() -> dict:
         similar = int(args["similar"]) if args.get("similar") else None
     except ValueError:
         abort(400, "k and similar must be numbers")
+    if similar is not None and not 0 < similar <= MAX_ID:
+        abort(400, "similar must be an image id")
     status = args.get("status") or None
     if status and status not in SEARCH_STATUSES:
         abort(400, f"unknown status '{status}'; use one of: {', '.join(SEARCH_STATUSES)}")
