@@ -38,8 +38,8 @@ class Truth:
 def match_rows(collection: Collection, csv_path: Path, rows: list[dict[str, str]]) -> list[int | None]:
     """Catalog image id of each CSV row (``image_id``, ``path`` or ``file``), None when none matches.
 
-    A ``file`` is relative to the CSV's folder; when that path is unknown, a file name that is
-    unique in the catalog still matches.
+    A ``file`` is relative to the CSV's folder; when that path is unknown, a bare file name that is
+    unique in the catalog still matches. A ``path`` must match exactly.
     """
     base = csv_path.resolve().parent
     by_path: dict[str, int] = {}
@@ -60,13 +60,14 @@ def match_rows(collection: Collection, csv_path: Path, rows: list[dict[str, str]
             candidate = int(row["image_id"])
             image_id = candidate if candidate in known_ids else None
         else:
+            exact = bool((row.get("path") or "").strip())
             ref = (row.get("path") or row.get("file") or "").strip()
             if ref:
                 full = Path(ref).expanduser()
                 full = full if full.is_absolute() else base / full
                 image_id = by_path.get(os.path.abspath(full)) or by_path.get(str(full.resolve()))
-                if image_id is None:
-                    image_id = by_name.get(os.path.basename(ref))
+                if image_id is None and not exact and os.path.basename(ref) == ref:
+                    image_id = by_name.get(ref)
         matched.append(image_id)
     return matched
 

@@ -114,14 +114,14 @@ def coco(items, groups: list[str], concept_group: str = CONCEPT_GROUP) -> dict:
 
 def label_studio(items) -> list[dict]:
     """Label Studio tasks: the model's labels as predictions, reviewed labels also as annotations."""
-    def result(group: str, label: Label) -> dict:
+    def result(group: str, value: str, score: float | None) -> dict:
         return {"from_name": group, "to_name": "image", "type": "choices",
-                "value": {"choices": [label.value]}, "score": label.confidence}
+                "value": {"choices": [value]}, "score": score}
 
     tasks = []
     for image, labels in items:
-        predicted = [result(g, l) for g, l in labels.items() if l.value is not None]
-        reviewed = [result(g, l) for g, l in labels.items() if l.reviewed and l.value is not None]
+        predicted = [result(g, l.predicted, l.confidence) for g, l in labels.items() if l.predicted is not None]
+        reviewed = [result(g, l.value, None) for g, l in labels.items() if l.reviewed and l.value is not None]
         scores = [l.confidence for l in labels.values() if l.confidence is not None]
         strategies = sorted({l.strategy for l in labels.values() if l.strategy})
         task = {"id": image.id, "data": {"image": image.path},
@@ -138,7 +138,7 @@ def import_labels(collection: Collection, csv_path: Path, groups: Sequence[str] 
     """Write each CSV row's group columns as accepted labels, with an ``import`` review event.
 
     Columns: ``file``, ``path`` or ``image_id``, then one column per group (columns with ``:`` are
-    ignored, so a CSV export reads back). Rows that match no image are reported, not fatal; a value
+    ignored, so a CSV export reads back; its still-proposed values are skipped, never accepted). Rows that match no image are reported, not fatal; a value
     already accepted is left alone, so a rerun changes nothing.
     """
     rows = read_csv(csv_path)
@@ -163,7 +163,7 @@ def import_labels(collection: Collection, csv_path: Path, groups: Sequence[str] 
                                                                           Label.group.in_(columns)))}
             for group in columns:
                 value = (row.get(group) or "").strip()
-                if not value:
+                if not value or (row.get(f"{group}:status") or "").strip() == "proposed":
                     continue
                 label = existing.get(group)
                 if label is not None and label.value == value and label.status in ("accepted", "corrected"):

@@ -7,7 +7,9 @@ whole file before anything uses it and reports every mistake as ``file: key: rea
 from __future__ import annotations
 
 import hashlib
+import math
 import string
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +107,8 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
     seen: set = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, Hashable):
+            continue  # PyYAML's own constructor reports it as a syntax problem
         if key in seen:
             loader.duplicates.append((str(key), key_node.start_mark.line + 1))
         seen.add(key)
@@ -144,6 +148,10 @@ def template_problem(template: Any) -> str | None:
     other = sorted({f for f in fields if f != "name"})
     if other:
         return f"bad template {template!r}: unknown field {{{other[0]}}}, only {{name}} is allowed"
+    try:
+        template.format(name="x")
+    except (ValueError, IndexError, KeyError) as exc:  # e.g. {name!x} or {name:d}
+        return f"bad template {template!r}: {exc}"
     return None
 
 
@@ -288,9 +296,14 @@ def _parse_group(name: str, raw: Any, set_templates: list[str] | None, where: st
 
     raw_options = raw.get("options")
     if not isinstance(raw_options, dict) or not raw_options:
-        problems.append(f"{where}: {key}.options: empty; a group needs at least one option")
+        problems.append(f"{where}: {key}.options: empty; a group needs at least two options")
         return None
+    if len(raw_options) < 2:  # confidence is a softmax over the options: with one it is always 1
+        problems.append(f"{where}: {key}.options: a group needs at least two options")
     options = []
+    names = [str(n) for n in raw_options]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"{where}: {key}.options: duplicate name '{dup}'")
     for option_name, raw_option in raw_options.items():
         option = _parse_option(str(option_name), raw_option, inherited, f"{key}.options.{option_name}",
                                where, problems)
@@ -357,7 +370,8 @@ def _parse_prompt(item: Any, key: str, where: str, problems: list[str]) -> Promp
         if not isinstance(text, str) or not text.strip():
             problems.append(f"{where}: {key}.text: required, a non-empty string")
             return None
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) \
+                or weight <= 0:
             problems.append(f"{where}: {key}.weight: must be a positive number, got {weight!r}")
             return None
         return Prompt(text.strip(), float(weight))

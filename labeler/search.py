@@ -62,6 +62,9 @@ _TOKEN = re.compile(r"""
     | (?P<bad>\S)
     )""", re.VERBOSE)
 
+EXACT_FILTER_LIMIT = 50_000  # filtered sets up to this size are scored directly
+MAX_IMAGE_ID = 2**63 - 1  # the catalog's ids are 64-bit integers
+
 
 def parse_query(query: str) -> list[Term]:
     """Parse a combined query into weighted terms; raises :class:`QuerySyntaxError` with the position."""
@@ -109,8 +112,8 @@ def parse_query(query: str) -> list[Term]:
             terms.append(Term(w, text=text))
         else:
             raw = match.group("image_id")
-            if not raw.isdigit():
-                raise QuerySyntaxError(f"image:{raw} {at}: an image reference is image:ID with a numeric id")
+            if not raw.isdigit() or int(raw) > MAX_IMAGE_ID:
+                raise QuerySyntaxError(f"image:{raw} {at}: an image reference is image:ID with a catalog id")
             terms.append(Term(w, image_id=int(raw)))
         sign, weight, expect = 1.0, None, "op"
     if expect == "term":
@@ -229,6 +232,13 @@ def nearest(collection: Collection, vector: np.ndarray, k: int, allowed: set[int
     """The ``k`` best present images for a unit ``vector`` ``[D]``, best first, over-fetching when filtering."""
     if k <= 0:
         raise LabelerError("k must be at least 1")
+    if allowed is not None and len(allowed) <= EXACT_FILTER_LIMIT:
+        # A small filtered set: score its stored vectors at once instead of widening index searches.
+        ids, vecs = collection.vectors(sorted(allowed - (exclude or set())))
+        scores = vecs @ vector
+        best = np.argsort(-scores, kind="stable")[:k]
+        paths = present_paths(collection, [int(i) for i in ids[best]])
+        return [Hit(int(ids[j]), paths[int(ids[j])], float(scores[j])) for j in best if int(ids[j]) in paths]
     index = collection.index
     total = len(index)
     if total == 0 or (allowed is not None and not allowed):
@@ -263,6 +273,8 @@ def resolve_image(collection: Collection, ref: str | int) -> int:
     """An image id, given an id or a path known to the catalog."""
     text = str(ref).strip()
     if text.isdigit():
+        if int(text) > MAX_IMAGE_ID:
+            raise NotFound(f"no image {text} in the catalog")
         return int(text)
     candidates = {os.path.abspath(text), str(Path(text).expanduser().resolve())}
     with collection.session() as s:

@@ -75,7 +75,7 @@ def test_export_label_studio(labeled, dev_run, tmp_path):
     for group, result in results.items():
         label = labels[(task["id"], group)]
         assert result["type"] == "choices" and result["to_name"] == "image"
-        assert result["value"]["choices"] == [label.value]
+        assert result["value"]["choices"] == [label.predicted]  # the model's answer, whatever people did
         assert result["score"] == pytest.approx(label.confidence)
     assert "annotations" not in task
 
@@ -129,3 +129,16 @@ def test_import_truth_csv_by_file_name_and_roundtrip_of_export(coll, dev_run, wo
     (tmp_path / "bare.csv").write_text("name,concept\nx,saw\n")
     assert "needs a column named file, path or image_id" in dev_run("import-labels", tmp_path / "bare.csv",
                                                                      expect=2).output
+
+
+def test_exported_proposals_never_come_back_as_reviews(labeled, dev_run, tmp_path):
+    dev_run("export", "--format", "csv", tmp_path / "out.csv")
+    back = dev_run.json("import-labels", tmp_path / "out.csv")
+    assert back["imported"] == 0  # every exported value was still only the model's proposal
+
+
+def test_a_path_column_matches_exactly_never_by_file_name(coll, dev_run, world, tmp_path):
+    name = sorted(world.glob("img_*"))[0].name
+    (tmp_path / "paths.csv").write_text(f"path,concept\n/nowhere/{name},saw\n")
+    report = dev_run.json("import-labels", tmp_path / "paths.csv")
+    assert report["imported"] == 0 and len(report["unmatched"]) == 1

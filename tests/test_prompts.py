@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from labeler.prompts import PROMPT_SET_DIR, PromptSetError, generic_templates, load_prompt_set
+from labeler.prompts import (
+    PROMPT_SET_DIR,
+    PromptSetError,
+    generic_templates,
+    load_prompt_set,
+)
 
 
 def write(tmp_path: Path, text: str, name: str = "set.yaml") -> Path:
@@ -141,3 +147,18 @@ def test_missing_file_and_wrong_shape(tmp_path):
         load_prompt_set(write(tmp_path, "version: 1\ngroups: {g: {options: {a: [x]}}}\n"))
     with pytest.raises(PromptSetError, match="must be a mapping"):
         load_prompt_set(write(tmp_path, "- just\n- a list\n"))
+
+
+@pytest.mark.parametrize("group, reason", [
+    ("    options:\n      a: ['x']\n", "groups.g.options: a group needs at least two options"),
+    ("    options:\n      a: [{text: x, weight: .nan}]\n      b: ['y']\n", "weight: must be a positive number"),
+    ("    options:\n      a: [{text: x, weight: .inf}]\n      b: ['y']\n", "weight: must be a positive number"),
+    ("    templates: ['a {name!x}']\n    options:\n      a: ['x']\n      b: ['y']\n", "bad template"),
+    ("    templates: ['a {name:d}']\n    options:\n      a: ['x']\n      b: ['y']\n", "bad template"),
+    ("    options:\n      1: ['x']\n      '1': ['y']\n", "duplicate name '1'"),
+    ("    options:\n      ? [a, b]\n      : ['x']\n      c: ['y']\n", "YAML"),
+])
+def test_more_mistakes_are_one_precise_error(tmp_path, group, reason):
+    path = write(tmp_path, "name: m\nversion: 1\ngroups:\n  g:\n" + group)
+    with pytest.raises(PromptSetError, match=re.escape(reason)):
+        load_prompt_set(path)

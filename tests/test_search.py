@@ -35,6 +35,7 @@ def test_parse_query():
     ('"a" "b"', "expected + or - at column 5"),
     ('"a" +', "ends where a term is expected"),
     ("image:x", "image reference is image:ID"),
+    ("image:99999999999999999999", "image reference is image:ID"),
     ('2 "a"', "expected * after weight 2"),
     ('"a" + foo', "unexpected 'f' at column 7"),
     ('""', "empty quoted text"),
