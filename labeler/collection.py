@@ -127,9 +127,25 @@ class Collection:
                     query.where(Embedding.image_id.in_(wanted[start:start + 10_000]))).all()]
         if not rows:
             return np.zeros(0, np.int64), np.zeros((0, self.encoder_dim(model_id)), np.float32)
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
-        return ids, vecs
+        return _decode(rows)
+
+    def vector_chunks(self, model_id: int | None = None, chunk_rows: int = 50_000
+                      ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Like :meth:`vectors` for every present image, ``chunk_rows`` at a time, so memory stays bounded.
+
+        Keyset paging (``image_id > last``) avoids both OFFSET scans and huge ``IN`` lists.
+        """
+        model_id = model_id or self.require_model_id()
+        last = -1
+        while True:
+            with self.session() as s:
+                rows = s.execute(self._present(model_id, Embedding.image_id, Embedding.vector)
+                                 .where(Embedding.image_id > last).limit(chunk_rows)).all()
+            if not rows:
+                return
+            ids, vecs = _decode(rows)
+            yield ids, vecs
+            last = int(ids[-1])
 
     def encoder_dim(self, model_id: int) -> int:
         with self.session() as s:
@@ -195,7 +211,8 @@ class Collection:
                 index = None
         if index is None:
             index = FaissIndex(dim)
-            index.add(*self.vectors(model_id=model_id))
+            for ids, vecs in self.vector_chunks(model_id):
+                index.add(ids, vecs)
             index.save(path)
         else:
             ids, have = self.stored_ids(model_id), index.ids()
@@ -210,3 +227,9 @@ class Collection:
     def save_index(self) -> None:
         if self._index is not None:
             self._index.save(self.index_path(self.require_model_id()))
+
+
+def _decode(rows) -> tuple[np.ndarray, np.ndarray]:
+    """``(image_id, vector bytes)`` rows → (ids ``[N]`` int64, vectors ``[N, D]`` float32)."""
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    return ids, np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)

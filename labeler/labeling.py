@@ -10,14 +10,14 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from . import scoring
-from .catalog import Embedding, Image, Label, Model, PromptSetRecord, utcnow
+from .catalog import Label, Model, PromptSetRecord, utcnow
 from .collection import Collection
 from .errors import LabelerError, NotFound
 from .prompts import Group, PromptSet, PromptSetError
@@ -127,27 +127,6 @@ def record_prompt_set(session: Session, prompt_set: PromptSet) -> int:
     return row.id
 
 
-def stored_vector_chunks(collection: Collection, model_id: int, chunk_rows: int = CHUNK_ROWS
-                         ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Stored vectors of present images in id order, ``chunk_rows`` at a time: (ids ``[n]``, vecs ``[n, D]``).
-
-    Keyset paging (``image_id > last``) keeps memory bounded and avoids huge ``IN`` lists.
-    """
-    last = -1
-    while True:
-        query = (select(Embedding.image_id, Embedding.vector).join(Image, Image.id == Embedding.image_id)
-                 .where(Embedding.model_id == model_id, Image.status == "ok", Embedding.image_id > last)
-                 .order_by(Embedding.image_id).limit(chunk_rows))
-        with collection.session() as s:
-            rows = s.execute(query).all()
-        if not rows:
-            return
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
-        yield ids, vecs
-        last = int(ids[-1])
-
-
 def _scores_json(names: list[str], cosines: np.ndarray, confidence: np.ndarray) -> list[dict]:
     """Per image ``{option: {"cosine", "confidence"}}``, rounded so a rerun compares equal."""
     cos = np.round(cosines.astype(np.float64), SCORE_DIGITS).tolist()
@@ -216,7 +195,7 @@ def label_collection(collection: Collection, prompt_set: PromptSet, strategy: st
         prompt_set_id = record_prompt_set(s, prompt_set)
     report.prompt_set = {"id": prompt_set_id, "name": prompt_set.name, "version": prompt_set.version,
                          "content_hash": prompt_set.content_hash}
-    for ids, vecs in stored_vector_chunks(collection, model_id, chunk_rows):
+    for ids, vecs in collection.vector_chunks(model_id, chunk_rows):
         proposals = {}
         for name in names:
             group = encoded[name]

@@ -7,20 +7,12 @@ from pathlib import Path
 from flask import Blueprint, abort, send_file
 
 from ..catalog import Image
-from ..config import Config
+from ..ingest import thumbnail_path
 
 bp = Blueprint("images", __name__, url_prefix="/images")
 
 MIMETYPES = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "webp": "image/webp",
              "gif": "image/gif", "bmp": "image/bmp", "tiff": "image/tiff"}
-
-
-def thumbnail_path(config: Config, sha: str) -> Path:
-    try:
-        from ..ingest import thumbnail_path as ingest_thumbnail_path
-    except ImportError:  # the ingest stage is optional for serving
-        return Path(config.thumbnail_dir) / sha[:2] / f"{sha}.webp"
-    return Path(ingest_thumbnail_path(config, sha))
 
 
 def _image(image_id: int) -> Image:
