@@ -7,6 +7,7 @@ the model choice and the index lifecycle live in one place.
 from __future__ import annotations
 
 import hashlib
+import threading
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -33,6 +34,7 @@ class Collection:
         self.config = config
         self._sessions = db.session_factory(config)
         self._index: FaissIndex | None = None
+        self._index_lock = threading.Lock()  # web server threads share one collection
 
     # -- sessions -----------------------------------------------------------------
     @contextmanager
@@ -189,7 +191,9 @@ class Collection:
     def index(self) -> FaissIndex:
         """The model's FAISS index, loaded and brought in line with the catalog's vectors."""
         if self._index is None:
-            self._index = self.sync_index()
+            with self._index_lock:
+                if self._index is None:
+                    self._index = self.sync_index()
         return self._index
 
     def sync_index(self, rebuild: bool = False) -> FaissIndex:

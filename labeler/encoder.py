@@ -15,6 +15,7 @@ loaded raises :class:`ModelUnavailable` naming the remedies; there is no silent 
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -215,11 +216,13 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 _cache: dict[tuple[str, str | None], Encoder] = {}
+_loading = threading.Lock()
 
 
 def load_encoder(spec: str, device: str | None = None) -> Encoder:
-    """Load (once per process) the encoder for ``spec``."""
+    """Load (once per process, whatever the threads) the encoder for ``spec``."""
     key = (spec, device)
-    if key not in _cache:
-        _cache[key] = Encoder(spec, device)
-    return _cache[key]
+    with _loading:
+        if key not in _cache:
+            _cache[key] = Encoder(spec, device)
+        return _cache[key]

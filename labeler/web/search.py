@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 
 from flask import Blueprint, abort, render_template, request
 from sqlalchemy import select
@@ -18,7 +17,6 @@ bp = Blueprint("search", __name__)
 DEFAULT_K = 48
 MAX_K = 500
 SEARCH_STATUSES = (*review.STATUSES, "reviewed")
-_warm_up = threading.Lock()
 
 
 def search_args() -> dict:
@@ -60,10 +58,6 @@ def run_search(q: str, k: int, group: str | None = None, value: str | None = Non
     if value and not group:
         abort(400, "a value filter needs a group")
     where = {**(where or {}), **({group: value} if group and value else {})} or None
-    with _warm_up:  # waitress threads: load the index and the model once, not once per thread
-        _ = coll.index
-        if q:
-            _ = coll.encoder
     if similar is not None:
         hits = engine.similar(coll, similar, k, where=where, status=status)
     else:
