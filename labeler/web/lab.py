@@ -172,13 +172,17 @@ def truth_for(group: str) -> tuple[dict[int, str], str]:
 
 
 def preview(prompt_set: PromptSet, group: str, option: str, strategy: str,
-            truth: dict[int, str] | None = None) -> dict:
-    """Top matches of ``option``, the group's confidence histogram, and accuracy per strategy."""
+            truth: dict[int, str] | None = None,
+            vectors: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """Top matches of ``option``, the group's confidence histogram, and accuracy per strategy.
+
+    ``vectors`` (ids, vecs) lets a caller comparing two versions read the stored vectors once.
+    """
     from . import collection
 
     coll = collection()
     encoded = labeling.encode_groups(coll, prompt_set, [group])[group]
-    ids, vecs = coll.vectors()
+    ids, vecs = vectors if vectors is not None else coll.vectors()
     scale = labeling.logit_scale(coll)
     o = encoded.option_names.index(option)
     _, confidence, decision = encoded.decide(strategy, vecs, scale)
@@ -234,6 +238,8 @@ def page():
 @bp.route("/preview", methods=("POST",))
 @admin_required
 def preview_edit():
+    from . import collection
+
     files = prompt_set_files()
     stem = request.form.get("set", "")
     prompt_set, path = open_prompt_set(stem)
@@ -245,9 +251,10 @@ def preview_edit():
     try:
         edited, _ = edited_prompt_set(path, group, option, lines)
         truth, truth_source = truth_for(group)
-        result = preview(edited, group, option, strategy, truth)
+        vectors = collection().vectors()
+        result = preview(edited, group, option, strategy, truth, vectors)
         result.update(truth_count=len(truth), truth_source=truth_source)
-        baseline = preview(prompt_set, group, option, strategy, truth)
+        baseline = preview(prompt_set, group, option, strategy, truth, vectors)
     except LabelerError as exc:
         error = str(exc)
     return render_template("lab/lab.html", files=files, stem=stem, path=path, prompt_set=prompt_set,
