@@ -144,13 +144,17 @@ def evaluate(collection: Collection, prompt_set: PromptSet, truth: Truth,
                            f"(groups: {', '.join(prompt_set.groups)}); name CSV columns after the groups")
     encoded = encode_groups(collection, prompt_set, groups)
     scale = logit_scale(collection)
+    # One read for every group: the truth files usually name the same images in each column.
+    all_ids, all_vecs = collection.vectors(sorted({i for g in groups for i in truth.values[g]}))
+    row_of = {int(i): row for row, i in enumerate(all_ids)}
     results: dict[str, dict] = {}
     for group_name in groups:
         group = encoded[group_name]
         known = set(group.option_names) | ({group.group.none_name} if group.group.none_name else set())
         pairs = sorted((i, v) for i, v in truth.values[group_name].items() if v in known)
         skipped = len(truth.values[group_name]) - len(pairs)
-        ids, vecs = collection.vectors([i for i, _ in pairs])
+        rows = [row_of[i] for i, _ in pairs if i in row_of]
+        ids, vecs = all_ids[rows], all_vecs[rows]
         if len(ids) == 0:
             continue
         value_of = dict(pairs)
