@@ -1,36 +1,54 @@
 // The review queue: keyboard-driven decisions through the JSON API.
+// The keys come from the one shortcut table in templates/review/queue.html (it renders the page's
+// help too); this script only knows the actions they name, in `actions` below.
 "use strict";
 
 (function () {
   const grid = document.querySelector('[data-testid="queue-grid"]');
   if (!grid) return;
   const page = JSON.parse(document.getElementById("queue-data").textContent);
-  const cards = () => Array.from(grid.querySelectorAll('[data-testid="card"]'));
+  const byTestId = (id, root = document) => root.querySelector(`[data-testid="${id}"]`);
   const undoStack = [];  // cards this page decided, newest last
-  let current = 0;
+  let current = 0;  // the keyboard cursor: index of the focused card
+
+  // --- Cards and the keyboard cursor ---
+
+  function cards() {
+    return Array.from(grid.querySelectorAll('[data-testid="card"]'));
+  }
+
+  function focusedCard() {
+    return cards()[current] || null;
+  }
+
+  function markFocused(card) {
+    cards().forEach((c) => c.classList.toggle("focused", c === card));
+  }
 
   function focusCard(i) {
     const all = cards();
     if (!all.length) return;
     current = Math.max(0, Math.min(all.length - 1, i));
-    all.forEach((c, k) => c.classList.toggle("focused", k === current));
+    markFocused(all[current]);
     all[current].focus();
   }
 
-  function focusedCard() {
-    const all = cards();
-    return all[current] || null;
+  function focusNext(card) {
+    focusCard(cards().indexOf(card) + 1);
   }
+
+  function openDetail(card) {
+    window.location.href = byTestId("detail-link", card).href;
+  }
+
+  // --- Showing a label on its card ---
 
   function render(card, label) {
     card.dataset.version = label.version;
-    card.querySelector('[data-testid="value"]').textContent =
-      label.value === null ? "(none of these)" : label.value;
-    card.querySelector('[data-testid="status"]').textContent = label.status;
+    byTestId("value", card).textContent = label.value === null ? "(none of these)" : label.value;
+    byTestId("status", card).textContent = label.status;
     card.className = card.className.replace(/status-\S+/, "status-" + label.status);
-    if (label.confidence !== null) {
-      card.querySelector('[data-testid="confidence"]').textContent = label.confidence.toFixed(2);
-    }
+    if (label.confidence !== null) byTestId("confidence", card).textContent = label.confidence.toFixed(2);
   }
 
   async function refresh(card) {
@@ -40,10 +58,12 @@
     } catch (e) { /* the error banner already explains */ }
   }
 
+  // --- Decisions ---
+
   // Resolves true when the server took the decision.
   async function decide(card, action, value) {
     if (!card || card.dataset.busy) return false;  // a second key press must not race the first answer
-    if (action === "skip") { focusCard(cards().indexOf(card) + 1); return true; }
+    if (action === "skip") { focusNext(card); return true; }
     card.dataset.busy = "1";
     try {
       const body = {action, version: Number(card.dataset.version)};
@@ -53,7 +73,7 @@
       labeler.showError("");
       if (action !== "undo") {
         undoStack.push(card);
-        focusCard(cards().indexOf(card) + 1);
+        focusNext(card);
       }
       return true;
     } catch (e) {
@@ -65,29 +85,61 @@
     }
   }
 
-  function openCorrect(card) {
-    const form = card.querySelector('[data-testid="correct-form"]');
-    form.hidden = false;
-    form.querySelector('[data-testid="correct-select"]').focus();
+  function undoLast() {
+    const last = undoStack.pop();
+    if (!last) { labeler.showError("Nothing to undo on this page."); return; }
+    focusCard(cards().indexOf(last));
+    decide(last, "undo").then((done) => { if (!done) undoStack.push(last); });  // keep it for a retry
   }
 
+  // --- The correction form ---
+
+  function openCorrect(card) {
+    const form = byTestId("correct-form", card);
+    form.hidden = false;
+    byTestId("correct-select", form).focus();
+  }
+
+  function closeCorrect(form) {
+    form.hidden = true;
+    focusCard(current);
+  }
+
+  function submitCorrect(event) {
+    event.preventDefault();
+    const form = event.target;
+    const card = form.closest('[data-testid="card"]');
+    const typed = byTestId("correct-input", form).value.trim();
+    const value = typed || byTestId("correct-select", form).value;
+    form.hidden = true;
+    decide(card, "correct", value);
+  }
+
+  // The value of option n (1-based) in the card's list, or null when it has fewer.
   function optionAt(card, n) {
     const choices = card.querySelectorAll('[data-testid="correct-select"] option');
     return choices[n - 1] ? choices[n - 1].value : null;
   }
 
-  function toggleSelect(card) {
-    const box = card.querySelector('[data-testid="select"]');
-    box.checked = !box.checked;
-    updateSelectedCount();
+  function correctToOption(card, n) {
+    const value = optionAt(card, n);
+    if (value !== null) decide(card, "correct", value);
   }
 
+  // --- Selection and bulk accepts ---
+
   function selectedCards() {
-    return cards().filter((c) => c.querySelector('[data-testid="select"]').checked);
+    return cards().filter((c) => byTestId("select", c).checked);
   }
 
   function updateSelectedCount() {
-    document.querySelector('[data-testid="selected-count"]').textContent = selectedCards().length;
+    byTestId("selected-count").textContent = selectedCards().length;
+  }
+
+  function toggleSelect(card) {
+    const box = byTestId("select", card);
+    box.checked = !box.checked;
+    updateSelectedCount();
   }
 
   async function acceptSelected() {
@@ -105,7 +157,7 @@
     for (const label of result.accepted || []) {
       const card = byId.get(label.id);
       render(card, label);
-      card.querySelector('[data-testid="select"]').checked = false;
+      byTestId("select", card).checked = false;
       undoStack.push(card);
     }
     for (const conflict of result.conflicts || []) refresh(byId.get(conflict.id));
@@ -118,7 +170,7 @@
   }
 
   function thresholdQuery() {
-    const threshold = document.querySelector('[data-testid="threshold"]').value;
+    const threshold = byTestId("threshold").value;
     const params = new URLSearchParams({group: page.group || "", threshold});
     if (page.value) params.set("value", page.value);
     return {params, threshold: Number(threshold)};
@@ -128,10 +180,16 @@
     const {params} = thresholdQuery();
     try {
       const result = await labeler.api("GET", `/api/labels/accept-above?${params}`);
-      document.querySelector('[data-testid="threshold-count"]').textContent =
+      byTestId("threshold-count").textContent =
         `${result.count} proposed label${result.count === 1 ? "" : "s"} would be accepted.`;
-      document.querySelector('[data-testid="threshold-accept"]').disabled = result.count === 0;
+      byTestId("threshold-accept").disabled = result.count === 0;
     } catch (e) { labeler.showError(e.message); }
+  }
+
+  // A changed threshold needs a new preview before anything is accepted.
+  function forgetThresholdPreview() {
+    byTestId("threshold-accept").disabled = true;
+    byTestId("threshold-count").textContent = "";
   }
 
   async function acceptThreshold() {
@@ -144,7 +202,68 @@
     } catch (e) { labeler.showError(e.message); }
   }
 
-  grid.addEventListener("click", (event) => {
+  // --- Keyboard shortcuts ---
+
+  function toggleHelp() {
+    const help = byTestId("shortcuts");
+    help.hidden = !help.hidden;
+  }
+
+  // What each action of the shortcut table does, given the focused card (or null) and the key.
+  // An action returns false when it does not apply, so the key keeps its default.
+  const onCard = (run) => (card, key) => (card ? run(card, key) : false);
+  const actions = {
+    next: () => { focusCard(current + 1); },
+    previous: () => { focusCard(current - 1); },
+    accept: (card) => { decide(card, "accept"); },
+    reject: (card) => { decide(card, "reject"); },
+    skip: (card) => { decide(card, "skip"); },
+    correct: onCard((card) => { openCorrect(card); }),
+    option: onCard((card, key) => { correctToOption(card, Number(key)); }),
+    select: onCard((card) => { toggleSelect(card); }),
+    acceptSelected: () => { acceptSelected(); },
+    undo: () => { undoLast(); },
+    open: onCard((card) => { openDetail(card); }),
+    help: () => { toggleHelp(); },
+  };
+
+  // key name -> action name, from the table's rows.
+  function bindKeys(rows) {
+    const bound = new Map();
+    for (const row of rows) {
+      for (const [key, action] of Object.entries(row)) {
+        if (action in actions) bound.set(key, action);
+        else console.error(`the shortcut table binds ${key} to an unknown action ${action}`);
+      }
+    }
+    return bound;
+  }
+  const keyBindings = bindKeys(page.shortcuts);
+
+  // The table's name of a key press: "Shift+A" for a shifted letter, else the key itself.
+  function keyName(event) {
+    return event.shiftKey && /^[A-Z]$/.test(event.key) ? `Shift+${event.key}` : event.key;
+  }
+
+  // Typing in a text field is typing, not a shortcut; a checkbox keeps the shortcuts working.
+  function isTyping(target) {
+    return target.matches("select, textarea, input:not([type=checkbox]):not([type=radio])");
+  }
+
+  function onKeydown(event) {
+    const target = event.target;
+    if (event.key === "Escape" && target.closest('[data-testid="correct-form"]')) {
+      closeCorrect(target.closest('[data-testid="correct-form"]'));
+      return;
+    }
+    if (isTyping(target) || event.ctrlKey || event.metaKey || event.altKey) return;
+    const action = keyBindings.get(keyName(event));
+    if (action && actions[action](focusedCard(), event.key) !== false) event.preventDefault();
+  }
+
+  // --- Mouse and focus ---
+
+  function onGridClick(event) {
     const card = event.target.closest('[data-testid="card"]');
     if (!card) return;
     current = cards().indexOf(card);
@@ -153,75 +272,23 @@
     if (!button) return;
     if (button.dataset.action === "correct") openCorrect(card);
     else decide(card, button.dataset.action);
-  });
+  }
 
-  grid.addEventListener("focusin", (event) => {
-    // Focus by mouse or Tab moves the keyboard cursor too.
+  // Focus by mouse or Tab moves the keyboard cursor too.
+  function onGridFocus(event) {
     const card = event.target.closest('[data-testid="card"]');
     if (!card) return;
     current = cards().indexOf(card);
-    cards().forEach((c) => c.classList.toggle("focused", c === card));
-  });
+    markFocused(card);
+  }
 
-  grid.addEventListener("submit", (event) => {
-    event.preventDefault();
-    const form = event.target;
-    const card = form.closest('[data-testid="card"]');
-    const typed = form.querySelector('[data-testid="correct-input"]').value.trim();
-    const value = typed || form.querySelector('[data-testid="correct-select"]').value;
-    form.hidden = true;
-    decide(card, "correct", value);
-  });
-
-  document.querySelector('[data-testid="accept-selected"]').addEventListener("click", acceptSelected);
-  document.querySelector('[data-testid="threshold-preview"]').addEventListener("click", previewThreshold);
-  document.querySelector('[data-testid="threshold-accept"]').addEventListener("click", acceptThreshold);
-  document.querySelector('[data-testid="threshold"]').addEventListener("input", () => {
-    document.querySelector('[data-testid="threshold-accept"]').disabled = true;
-    document.querySelector('[data-testid="threshold-count"]').textContent = "";
-  });
-
-  document.addEventListener("keydown", (event) => {
-    const target = event.target;
-    if (event.key === "Escape" && target.closest('[data-testid="correct-form"]')) {
-      target.closest('[data-testid="correct-form"]').hidden = true;
-      focusCard(current);
-      return;
-    }
-    // Typing in a text field is typing, not a shortcut; a checkbox keeps the shortcuts working.
-    const typing = target.matches("select, textarea, input:not([type=checkbox]):not([type=radio])");
-    if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
-    const card = focusedCard();
-    const key = event.key;
-    let handled = true;
-    if (key === "j" || key === "ArrowRight") focusCard(current + 1);
-    else if (key === "k" || key === "ArrowLeft") focusCard(current - 1);
-    else if (key === "A" && event.shiftKey) acceptSelected();
-    else if (key === "a") decide(card, "accept");
-    else if (key === "r") decide(card, "reject");
-    else if (key === "s") decide(card, "skip");
-    else if (key === "c" && card) openCorrect(card);
-    else if (key === "x" && card) toggleSelect(card);
-    else if (key === "u") {
-      const last = undoStack.pop();
-      if (!last) labeler.showError("Nothing to undo on this page.");
-      else {
-        focusCard(cards().indexOf(last));
-        decide(last, "undo").then((done) => { if (!done) undoStack.push(last); });  // keep it for a retry
-      }
-    }
-    else if (/^[1-9]$/.test(key) && card) {
-      const value = optionAt(card, Number(key));
-      if (value !== null) decide(card, "correct", value);
-    }
-    else if (key === "Enter" && card) window.location.href = card.querySelector('[data-testid="detail-link"]').href;
-    else if (key === "?") {
-      const help = document.querySelector('[data-testid="shortcuts"]');
-      help.hidden = !help.hidden;
-    }
-    else handled = false;
-    if (handled) event.preventDefault();
-  });
-
+  grid.addEventListener("click", onGridClick);
+  grid.addEventListener("focusin", onGridFocus);
+  grid.addEventListener("submit", submitCorrect);
+  byTestId("accept-selected").addEventListener("click", acceptSelected);
+  byTestId("threshold-preview").addEventListener("click", previewThreshold);
+  byTestId("threshold-accept").addEventListener("click", acceptThreshold);
+  byTestId("threshold").addEventListener("input", forgetThresholdPreview);
+  document.addEventListener("keydown", onKeydown);
   focusCard(0);
 })();
