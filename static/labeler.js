@@ -1,8 +1,13 @@
-// Shared helpers: JSON API calls with the CSRF header, and one error banner.
+// Shared helpers: finding elements by test id, JSON API calls with the CSRF header, and one error banner.
 // Data from the server is only ever put into the page with textContent, never innerHTML.
 "use strict";
 
 const labeler = {
+  // Scripts find their elements by the same data-testid hooks the browser tests use.
+  byTestId(id, root = document) {
+    return root.querySelector(`[data-testid="${id}"]`);
+  },
+
   csrf() {
     const meta = document.querySelector('meta[name="csrf-token"]');
     return meta ? meta.content : "";
@@ -28,7 +33,7 @@ const labeler = {
   },
 
   showError(message) {
-    const banner = document.querySelector('[data-testid="error-banner"]');
+    const banner = labeler.byTestId("error-banner");
     if (!banner) return;
     banner.textContent = message;
     banner.hidden = !message;

@@ -7,7 +7,7 @@
   const grid = document.querySelector('[data-testid="queue-grid"]');
   if (!grid) return;
   const page = JSON.parse(document.getElementById("queue-data").textContent);
-  const byTestId = (id, root = document) => root.querySelector(`[data-testid="${id}"]`);
+  const byTestId = labeler.byTestId;
   const undoStack = [];  // cards this page decided, newest last
   let current = 0;  // the keyboard cursor: index of the focused card
 
