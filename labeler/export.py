@@ -15,8 +15,8 @@ from sqlalchemy.orm import selectinload
 
 from .catalog import Image, Label, ReviewEvent, utcnow
 from .collection import Collection
+from .csvfiles import ID_COLUMNS, match_rows, read_csv
 from .errors import LabelerError
-from .evaluate import ID_COLUMNS, match_rows, read_csv
 
 FORMATS = ("csv", "jsonl", "coco", "labelstudio")
 CONCEPT_GROUP = "concept"
