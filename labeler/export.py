@@ -13,7 +13,8 @@ from typing import Iterator, Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from .catalog import Image, Label, ReviewEvent, utcnow
+from . import review
+from .catalog import Image, Label
 from .collection import Collection
 from .csvfiles import ID_COLUMNS, match_rows, read_csv
 from .errors import LabelerError
@@ -154,7 +155,6 @@ def import_labels(collection: Collection, csv_path: Path, groups: Sequence[str] 
         raise LabelerError(f"{csv_path}: no group columns to import")
     ids = match_rows(collection, csv_path, rows)
     report = {"imported": 0, "unchanged": 0, "unmatched": [], "groups": columns}
-    now = utcnow()
     with collection.session() as s:
         for line, (row, image_id) in enumerate(zip(rows, ids), start=2):
             if image_id is None:
@@ -171,14 +171,8 @@ def import_labels(collection: Collection, csv_path: Path, groups: Sequence[str] 
                 if label is not None and label.value == value and label.status in ("accepted", "corrected"):
                     report["unchanged"] += 1
                     continue
-                before_value, before_status = (label.value, label.status) if label else (None, "proposed")
                 if label is None:
                     label = Label(image_id=image_id, group=group)
-                    s.add(label)
-                label.value, label.status = value, "accepted"
-                label.reviewed_by, label.reviewed_at = user_id, now
-                s.flush()
-                s.add(ReviewEvent(label_id=label.id, user_id=user_id, action="import", before_value=before_value,
-                                  after_value=value, before_status=before_status, after_status="accepted"))
+                review.record_import(s, label, value, user_id)
                 report["imported"] += 1
     return report

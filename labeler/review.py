@@ -66,6 +66,25 @@ def _record(session: Session, label: Label, user_id: int | None, action: str,
     return event
 
 
+def record_import(session: Session, label: Label, value: str, user_id: int | None) -> ReviewEvent:
+    """Store an imported ``value`` as accepted, with an ``import`` event; flushes.
+
+    ``label`` may be new (not yet in the session): it is inserted already accepted, and its
+    event's "before" is an empty proposal.
+    """
+    new = label.id is None
+    before_value, before_status = (None, "proposed") if new else (label.value, label.status)
+    label.value, label.status = value, "accepted"
+    label.reviewed_by, label.reviewed_at = user_id, utcnow()
+    if new:
+        session.add(label)
+    session.flush()  # a new label needs its id for the event
+    event = ReviewEvent(label_id=label.id, user_id=user_id, action="import", before_value=before_value,
+                        after_value=value, before_status=before_status, after_status="accepted")
+    session.add(event)
+    return event
+
+
 def _clean_value(value: str | None) -> str:
     if value is not None and not isinstance(value, str):
         raise ReviewError("a correction's value must be text")
