@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request
 from sqlalchemy import select
 
-from .. import review
+from .. import lab, review
 from ..catalog import Image, Label, User
 
 bp = Blueprint("review", __name__)
@@ -132,8 +132,8 @@ def image_detail(image_id: int) -> dict:
 
 @bp.route("/images/<int:image_id>")
 def detail(image_id: int):
-    from .lab import explain_image
+    from . import collection
 
     info = image_detail(image_id)
-    explanation = explain_image(image_id, info["prompt_set_ids"])
+    explanation = lab.explain_image(collection(), image_id, info["prompt_set_ids"])
     return render_template("review/detail.html", image=info, explanation=explanation)
