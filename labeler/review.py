@@ -24,6 +24,8 @@ from .errors import LabelerError, NotFound
 
 ACTIONS = ("accept", "correct", "reject", "skip", "undo")
 STATUSES = ("proposed", "accepted", "corrected", "rejected")
+# What a search may filter on: a label status, or "reviewed" for any status but proposed.
+FILTER_STATUSES = (*STATUSES, "reviewed")
 SORTS = ("uncertainty", "confidence", "confidence_asc", "id")
 MAX_VALUE_LENGTH = 256
 HISTOGRAM_BINS = 10

@@ -19,7 +19,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, g, jsonify, request
 
 from .. import review
-from . import MAX_ID
+from ..catalog import MAX_ID
 from .review import image_detail, label_dict
 from .search import run_search, search_args
 

@@ -7,16 +7,15 @@ from flask import Blueprint, abort, render_template, request
 from sqlalchemy import select
 
 from .. import review
-from . import MAX_ID
 from .. import search as engine
-from ..catalog import Label
+from ..catalog import MAX_ID, Label
 from ..errors import LabelerError
 
 bp = Blueprint("search", __name__)
 
 DEFAULT_K = 48
 MAX_K = 500
-SEARCH_STATUSES = (*review.STATUSES, "reviewed")
+SEARCH_STATUSES = review.FILTER_STATUSES
 
 
 def search_args() -> dict:
