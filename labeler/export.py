@@ -13,7 +13,7 @@ from typing import Iterator, Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from . import review
+from . import present, review
 from .catalog import Image, Label
 from .collection import Collection
 from .csvfiles import ID_COLUMNS, match_rows, read_csv
@@ -44,11 +44,6 @@ def labeled_images(collection: Collection, groups: Sequence[str] | None = None
             yield images[image_id], by_image[image_id]
 
 
-def _label_dict(label: Label) -> dict:
-    return {"value": label.value, "predicted": label.predicted, "confidence": label.confidence,
-            "margin": label.margin, "status": label.status, "strategy": label.strategy}
-
-
 def export_labels(collection: Collection, fmt: str, out: Path, groups: Sequence[str] | None = None,
                   concept_group: str = CONCEPT_GROUP) -> dict:
     """Write every label in ``fmt``; returns ``{"format", "path", "images", "labels"}``."""
@@ -64,7 +59,7 @@ def export_labels(collection: Collection, fmt: str, out: Path, groups: Sequence[
         elif fmt == "jsonl":
             for image, labels in items:
                 fh.write(json.dumps({"image_id": image.id, "path": image.path, "sha256": image.sha256,
-                                     "labels": {g: _label_dict(l) for g, l in labels.items()}}) + "\n")
+                                     "labels": {g: present.label_dict(l) for g, l in labels.items()}}) + "\n")
         elif fmt == "coco":
             json.dump(coco(items, all_groups, concept_group), fh, indent=1)
         else:

@@ -289,3 +289,16 @@ def similar(collection: Collection, image: int | str, k: int = 20, where: dict |
     vector = image_vector(collection, image_id)
     return nearest(collection, vector, k, allowed_ids(collection, where, status), exclude={image_id})
 
+
+def find(collection: Collection, text: str, k: int = 20, where: dict[str, str] | None = None,
+         status: str | None = None, similar_to: int | None = None) -> list[Hit]:
+    """Images like ``similar_to`` when given, else matches for the query ``text``; none for neither.
+
+    The web's one way in: the search page and ``/api/search`` take both kinds of query.
+    """
+    if similar_to is None and not text:
+        return []
+    _ = collection.index  # an empty collection is a clear error before any text is encoded
+    if similar_to is not None:
+        return similar(collection, similar_to, k, where=where, status=status)
+    return search(collection, text, k, where=where, status=status)
