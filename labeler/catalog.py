@@ -28,6 +28,9 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+MAX_ID = 2**63 - 1  # ids are 64-bit integers: a larger number names nothing in the catalog
+
+
 class Base(DeclarativeBase):
     pass
 

@@ -13,10 +13,11 @@ from typing import Iterator, Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from .catalog import Image, Label, ReviewEvent, utcnow
+from . import present, review
+from .catalog import Image, Label
 from .collection import Collection
+from .csvfiles import ID_COLUMNS, match_rows, read_csv
 from .errors import LabelerError
-from .evaluate import ID_COLUMNS, match_rows, read_csv
 
 FORMATS = ("csv", "jsonl", "coco", "labelstudio")
 CONCEPT_GROUP = "concept"
@@ -43,11 +44,6 @@ def labeled_images(collection: Collection, groups: Sequence[str] | None = None
             yield images[image_id], by_image[image_id]
 
 
-def _label_dict(label: Label) -> dict:
-    return {"value": label.value, "predicted": label.predicted, "confidence": label.confidence,
-            "margin": label.margin, "status": label.status, "strategy": label.strategy}
-
-
 def export_labels(collection: Collection, fmt: str, out: Path, groups: Sequence[str] | None = None,
                   concept_group: str = CONCEPT_GROUP) -> dict:
     """Write every label in ``fmt``; returns ``{"format", "path", "images", "labels"}``."""
@@ -63,7 +59,7 @@ def export_labels(collection: Collection, fmt: str, out: Path, groups: Sequence[
         elif fmt == "jsonl":
             for image, labels in items:
                 fh.write(json.dumps({"image_id": image.id, "path": image.path, "sha256": image.sha256,
-                                     "labels": {g: _label_dict(l) for g, l in labels.items()}}) + "\n")
+                                     "labels": {g: present.label_dict(l) for g, l in labels.items()}}) + "\n")
         elif fmt == "coco":
             json.dump(coco(items, all_groups, concept_group), fh, indent=1)
         else:
@@ -154,7 +150,6 @@ def import_labels(collection: Collection, csv_path: Path, groups: Sequence[str] 
         raise LabelerError(f"{csv_path}: no group columns to import")
     ids = match_rows(collection, csv_path, rows)
     report = {"imported": 0, "unchanged": 0, "unmatched": [], "groups": columns}
-    now = utcnow()
     with collection.session() as s:
         for line, (row, image_id) in enumerate(zip(rows, ids), start=2):
             if image_id is None:
@@ -171,14 +166,8 @@ def import_labels(collection: Collection, csv_path: Path, groups: Sequence[str] 
                 if label is not None and label.value == value and label.status in ("accepted", "corrected"):
                     report["unchanged"] += 1
                     continue
-                before_value, before_status = (label.value, label.status) if label else (None, "proposed")
                 if label is None:
                     label = Label(image_id=image_id, group=group)
-                    s.add(label)
-                label.value, label.status = value, "accepted"
-                label.reviewed_by, label.reviewed_at = user_id, now
-                s.flush()
-                s.add(ReviewEvent(label_id=label.id, user_id=user_id, action="import", before_value=before_value,
-                                  after_value=value, before_status=before_status, after_status="accepted"))
+                review.record_import(s, label, value, user_id)
                 report["imported"] += 1
     return report

@@ -208,20 +208,36 @@ def _unknown(data: dict, allowed: set[str], key: str, where: str, problems: list
 
 
 # -- the loader -------------------------------------------------------------------------
-def resolve_prompt_set_path(spec: str | Path) -> Path:
-    """A path, or a bare name of a file in ``prompt_sets/`` (``workshop`` → ``prompt_sets/workshop.yaml``)."""
+def home_prompt_set_dir(home: Path) -> Path:
+    """Where the prompt lab saves edited versions: ``<home>/prompt_sets/`` (never the package)."""
+    return Path(home) / "prompt_sets"
+
+
+def resolve_prompt_set_path(spec: str | Path, home: Path | None = None) -> Path:
+    """The file a prompt set spec names; the one rule the CLI and the lab share.
+
+    A path is a path. A bare name (``workshop``) is the home's saved version,
+    ``<home>/prompt_sets/workshop.yaml``, when the lab has saved one, else the shipped
+    ``prompt_sets/workshop.yaml``.
+    """
     path = Path(spec)
     if path.is_file():
         return path
-    for candidate in (PROMPT_SET_DIR / f"{spec}.yaml", PROMPT_SET_DIR / str(spec)):
-        if "/" not in str(spec) and candidate.is_file():
-            return candidate
+    if "/" not in str(spec):
+        folders = ([home_prompt_set_dir(home)] if home is not None else []) + [PROMPT_SET_DIR]
+        for folder in folders:
+            for candidate in (folder / f"{spec}.yaml", folder / str(spec)):
+                if candidate.is_file():
+                    return candidate
     raise PromptSetError([f"{spec}: no such prompt set file"])
 
 
-def load_prompt_set(spec: str | Path) -> PromptSet:
-    """Read and validate a prompt set file; raises :class:`PromptSetError` listing every problem."""
-    path = resolve_prompt_set_path(spec)
+def load_prompt_set(spec: str | Path, home: Path | None = None) -> PromptSet:
+    """Read and validate a prompt set file; raises :class:`PromptSetError` listing every problem.
+
+    ``home`` lets a bare name find the lab's saved version (see :func:`resolve_prompt_set_path`).
+    """
+    path = resolve_prompt_set_path(spec, home)
     raw = path.read_bytes()
     where = str(spec)
     try:

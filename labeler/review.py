@@ -24,6 +24,8 @@ from .errors import LabelerError, NotFound
 
 ACTIONS = ("accept", "correct", "reject", "skip", "undo")
 STATUSES = ("proposed", "accepted", "corrected", "rejected")
+# What a search may filter on: a label status, or "reviewed" for any status but proposed.
+FILTER_STATUSES = (*STATUSES, "reviewed")
 SORTS = ("uncertainty", "confidence", "confidence_asc", "id")
 MAX_VALUE_LENGTH = 256
 HISTOGRAM_BINS = 10
@@ -63,6 +65,25 @@ def _record(session: Session, label: Label, user_id: int | None, action: str,
     label.status = status
     label.reviewed_by = user_id if status != "proposed" else None
     label.reviewed_at = utcnow() if status != "proposed" else None
+    return event
+
+
+def record_import(session: Session, label: Label, value: str, user_id: int | None) -> ReviewEvent:
+    """Store an imported ``value`` as accepted, with an ``import`` event; flushes.
+
+    ``label`` may be new (not yet in the session): it is inserted already accepted, and its
+    event's "before" is an empty proposal.
+    """
+    new = label.id is None
+    before_value, before_status = (None, "proposed") if new else (label.value, label.status)
+    label.value, label.status = value, "accepted"
+    label.reviewed_by, label.reviewed_at = user_id, utcnow()
+    if new:
+        session.add(label)
+    session.flush()  # a new label needs its id for the event
+    event = ReviewEvent(label_id=label.id, user_id=user_id, action="import", before_value=before_value,
+                        after_value=value, before_status=before_status, after_status="accepted")
+    session.add(event)
     return event
 
 

@@ -24,10 +24,11 @@ import numpy as np
 from sqlalchemy import or_, select
 
 from . import scoring
-from .catalog import Image, ImageFile, Label
+from .catalog import MAX_ID, Image, ImageFile, Label
 from .collection import Collection
 from .errors import LabelerError, NotFound
 from .prompts import PromptSet, generic_templates
+from .review import FILTER_STATUSES
 
 
 class QuerySyntaxError(LabelerError):
@@ -63,7 +64,6 @@ _TOKEN = re.compile(r"""
     )""", re.VERBOSE)
 
 EXACT_FILTER_LIMIT = 50_000  # filtered sets up to this size are scored directly
-MAX_IMAGE_ID = 2**63 - 1  # the catalog's ids are 64-bit integers
 
 
 def parse_query(query: str) -> list[Term]:
@@ -112,7 +112,7 @@ def parse_query(query: str) -> list[Term]:
             terms.append(Term(w, text=text))
         else:
             raw = match.group("image_id")
-            if not raw.isdigit() or int(raw) > MAX_IMAGE_ID:
+            if not raw.isdigit() or int(raw) > MAX_ID:
                 raise QuerySyntaxError(f"image:{raw} {at}: an image reference is image:ID with a catalog id")
             terms.append(Term(w, image_id=int(raw)))
         sign, weight, expect = 1.0, None, "op"
@@ -178,9 +178,6 @@ def parse_where(items: Sequence[str]) -> dict[str, str]:
     return where
 
 
-REVIEW_STATUSES = ("proposed", "accepted", "corrected", "rejected", "reviewed")
-
-
 def allowed_ids(collection: Collection, where: dict[str, str] | None, status: str | None) -> set[int] | None:
     """Image ids passing the label filters; None when there are no filters.
 
@@ -189,8 +186,8 @@ def allowed_ids(collection: Collection, where: dict[str, str] | None, status: st
     """
     if not where and not status:
         return None
-    if status and status not in REVIEW_STATUSES:
-        raise LabelerError(f"unknown status '{status}' (known: {', '.join(REVIEW_STATUSES)})")
+    if status and status not in FILTER_STATUSES:
+        raise LabelerError(f"unknown status '{status}' (known: {', '.join(FILTER_STATUSES)})")
 
     def status_clause():
         return Label.status != "proposed" if status == "reviewed" else Label.status == status
@@ -273,7 +270,7 @@ def resolve_image(collection: Collection, ref: str | int) -> int:
     """An image id, given an id or a path known to the catalog."""
     text = str(ref).strip()
     if text.isdigit():
-        if int(text) > MAX_IMAGE_ID:
+        if int(text) > MAX_ID:
             raise NotFound(f"no image {text} in the catalog")
         return int(text)
     candidates = {os.path.abspath(text), str(Path(text).expanduser().resolve())}
@@ -291,3 +288,17 @@ def similar(collection: Collection, image: int | str, k: int = 20, where: dict |
     image_id = resolve_image(collection, image)
     vector = image_vector(collection, image_id)
     return nearest(collection, vector, k, allowed_ids(collection, where, status), exclude={image_id})
+
+
+def find(collection: Collection, text: str, k: int = 20, where: dict[str, str] | None = None,
+         status: str | None = None, similar_to: int | None = None) -> list[Hit]:
+    """Images like ``similar_to`` when given, else matches for the query ``text``; none for neither.
+
+    The web's one way in: the search page and ``/api/search`` take both kinds of query.
+    """
+    if similar_to is None and not text:
+        return []
+    _ = collection.index  # an empty collection is a clear error before any text is encoded
+    if similar_to is not None:
+        return similar(collection, similar_to, k, where=where, status=status)
+    return search(collection, text, k, where=where, status=status)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import Progress, emit, get_collection, json_option
+from ..cli import Progress, emit, get_collection, get_config, json_option
 from ..errors import LabelerError
 from ..labeling import DEFAULT_STRATEGY
 from ..scoring import STRATEGIES
@@ -27,7 +27,7 @@ def label(prompt_set_path: str, strategy: str, groups: tuple[str, ...], as_json:
     from ..prompts import load_prompt_set
 
     # Validate everything before the catalog is opened, so a bad prompt set changes nothing.
-    prompt_set = load_prompt_set(prompt_set_path)
+    prompt_set = load_prompt_set(prompt_set_path, home=get_config().home)
     check_request(prompt_set, strategy, groups)
     collection = get_collection()
     collection.require_model_id()
@@ -63,7 +63,7 @@ def evaluate_command(prompt_set_path: str, truth: Path | None, reviewed: bool, s
 
     if (truth is None) == (not reviewed):
         raise LabelerError("give exactly one of --truth FILE or --reviewed")
-    prompt_set = load_prompt_set(prompt_set_path)
+    prompt_set = load_prompt_set(prompt_set_path, home=get_config().home)
     collection = get_collection()
     collection.require_model_id()
     known = (evaluate.truth_from_csv(collection, truth, list(prompt_set.groups)) if truth

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..cli import emit, get_collection, json_option
+from ..cli import emit, get_collection, get_config, json_option
 from ..errors import LabelerError
 
 where_option = click.option("--where", "where", multiple=True, metavar="GROUP=VALUE",
@@ -45,7 +45,7 @@ def search_command(query: str | None, k: int, templates: bool, concept: str | No
             raise LabelerError("give a QUERY or --concept, not both")
         if not prompt_set_path:
             raise LabelerError("--concept needs --prompt-set FILE")
-        prompt_set = load_prompt_set(prompt_set_path)
+        prompt_set = load_prompt_set(prompt_set_path, home=get_config().home)
         hits = search.search_concept(get_collection(), prompt_set, concept, k, filters, status)
     else:
         if not query:

@@ -18,6 +18,7 @@ from flask import Flask, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
+from ..catalog import MAX_ID
 from ..collection import Collection
 from ..config import Config
 from ..errors import LabelerError, ModelUnavailable, NotFound
@@ -25,9 +26,6 @@ from ..errors import LabelerError, ModelUnavailable, NotFound
 ROOT = Path(__file__).resolve().parent.parent.parent
 TEMPLATES = ROOT / "templates"
 STATIC = ROOT / "static"
-
-
-MAX_ID = 2**63 - 1
 
 
 class CatalogId(IntegerConverter):

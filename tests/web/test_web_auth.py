@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from labeler import db, users
-from tests.web_fixtures import *  # noqa: F401,F403
-from tests.web_fixtures import PASSWORD, Users, login, page_csrf, post_json
+from tests.web.conftest import PASSWORD, Users, login, page_csrf, post_json
 
 PAGES = ["/", "/review", "/search?q=hammer", "/images/1", "/images/1/thumb", "/images/1/full", "/lab"]
 API = ["/api/stats", "/api/labels", "/api/labels/1", "/api/images/1", "/api/search?q=hammer",

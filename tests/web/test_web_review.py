@@ -10,8 +10,7 @@ from sqlalchemy import select
 from labeler import db
 from labeler.catalog import Label
 from labeler.prompts import load_prompt_set
-from tests.web_fixtures import *  # noqa: F401,F403
-from tests.web_fixtures import Users, login, post_json
+from tests.web.conftest import Users, login, post_json
 
 
 def _cards(html: str) -> list[str]:
@@ -77,8 +76,8 @@ def test_two_reviewers_the_second_on_a_stale_view_gets_409(client, other_client)
 def test_queue_js_shows_conflicts_and_escapes_data():
     from pathlib import Path
 
-    js = (Path(__file__).resolve().parent.parent / "static" / "review.js").read_text()
-    helpers = (Path(__file__).resolve().parent.parent / "static" / "labeler.js").read_text()
+    js = (Path(__file__).resolve().parents[2] / "static" / "review.js").read_text()
+    helpers = (Path(__file__).resolve().parents[2] / "static" / "labeler.js").read_text()
     assert "e.status === 409" in js and "showError" in js
     assert ".innerHTML" not in js + helpers and ".outerHTML" not in js + helpers and "X-CSRF-Token" in helpers
 

@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 
 from labeler import db, users
-from tests.web_fixtures import *  # noqa: F401,F403
-from tests.web_fixtures import Users
+from tests.web.conftest import Users
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:

@@ -12,8 +12,7 @@ from sqlalchemy import select
 from labeler import db
 from labeler.catalog import Label, PromptSetRecord
 from labeler.prompts import PROMPT_SET_DIR, load_prompt_set
-from tests.web_fixtures import *  # noqa: F401,F403
-from tests.web_fixtures import Users, login, post_json
+from tests.web.conftest import Users, login, post_json
 
 EDIT = "2 | a claw hammer for nails\na hammer with a wooden handle\n<script>alert(1)</script> hammer"
 

@@ -2,7 +2,7 @@
 
 The collection is 60 workshop images indexed with the real pipeline and labeled with the real
 labeling code and prompt set. The model is the suite's ``model_spec`` (labeler-tiny).
-Import with ``from tests.web_fixtures import *``.
+Tests under ``tests/web/`` get the fixtures; they import the helpers (``login``, ``Users``...) from here.
 """
 
 from __future__ import annotations
@@ -18,9 +18,6 @@ from sqlalchemy import text
 from labeler import db, users
 from labeler.collection import Collection
 from labeler.config import Config
-
-__all__ = ["web_build", "web_config", "app", "client", "other_client", "Users", "login", "page_csrf",
-           "post_json", "WebBuild"]
 
 IMAGE_COUNT = 60
 PASSWORD = "correct horse battery"

@@ -8,8 +8,7 @@ from sqlalchemy import func, select
 from labeler import db, review
 from labeler.catalog import Label, ReviewEvent, User
 from labeler.review import ReviewError, StaleLabel
-from tests.web_fixtures import *  # noqa: F401,F403
-from tests.web_fixtures import Users
+from tests.web.conftest import Users
 
 
 @pytest.fixture

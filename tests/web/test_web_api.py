@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from tests.web_fixtures import *  # noqa: F401,F403
-from tests.web_fixtures import Users, login, post_json
+from tests.web.conftest import Users, login, post_json
 
 
 def test_stats(client):

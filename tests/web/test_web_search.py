@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.web_fixtures import *  # noqa: F401,F403
-from tests.web_fixtures import Users, login, post_json
+from tests.web.conftest import Users, login, post_json
 
 
 def _hits(html: str) -> list[int]:

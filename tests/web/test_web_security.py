@@ -8,8 +8,7 @@ from sqlalchemy import select, text
 
 from labeler import db
 from labeler.catalog import Image
-from tests.web_fixtures import *  # noqa: F401,F403
-from tests.web_fixtures import Users, login
+from tests.web.conftest import Users, login
 
 TRAVERSALS = [
     "/images/../../etc/passwd",

@@ -1,0 +1,107 @@
+"""Catalog rows as plain dicts: what the web pages, the JSON API and the exports show.
+
+One function per kind of thing, so a label looks the same everywhere. Links are the front end's
+business: a caller that shows URLs passes ``links`` (an image id → ``{name: url}``), the
+library knows no routes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import review
+from .catalog import Image, Label, ReviewEvent, User
+from .errors import NotFound
+
+if TYPE_CHECKING:
+    from .search import Hit
+
+Links = Callable[[int], dict[str, str]]  # image id → {"thumb_url": ..., "detail_url": ..., ...}
+
+
+def _no_links(image_id: int) -> dict[str, str]:
+    return {}
+
+
+def label_dict(label: Label, links: Links = _no_links) -> dict:
+    """A label: its value and proposal, scores per option, review state and who reviewed it."""
+    scores = label.scores or {}
+    return {
+        "id": label.id,
+        "image_id": label.image_id,
+        "group": label.group,
+        "value": label.value,
+        "predicted": label.predicted,
+        "confidence": label.confidence,
+        "margin": label.margin,
+        "strategy": label.strategy,
+        "status": label.status,
+        "version": label.version,
+        "options": list(scores.keys()),
+        "scores": scores,
+        "reviewed_by": label.reviewed_by,
+        "reviewed_at": label.reviewed_at.isoformat() if label.reviewed_at else None,
+        **links(label.image_id),
+    }
+
+
+def event_dict(event: ReviewEvent, names: dict[int, str]) -> dict:
+    """A review event; ``names`` maps user ids to user names."""
+    return {
+        "id": event.id,
+        "label_id": event.label_id,
+        "user": names.get(event.user_id) if event.user_id is not None else None,
+        "action": event.action,
+        "before_value": event.before_value,
+        "after_value": event.after_value,
+        "before_status": event.before_status,
+        "after_status": event.after_status,
+        "created_at": event.created_at.isoformat(),
+    }
+
+
+def image_dict(image: Image, links: Links = _no_links) -> dict:
+    return {
+        "id": image.id,
+        "sha256": image.sha256,
+        "width": image.width,
+        "height": image.height,
+        "format": image.format,
+        "status": image.status,
+        "path": image.path,
+        **links(image.id),
+    }
+
+
+def image_detail(session: Session, image_id: int, links: Links = _no_links) -> dict:
+    """An image with its labels, their review history (with user names and groups) and the ids
+    of the prompt sets that made the labels; :class:`NotFound` when there is no such image."""
+    image = session.get(Image, image_id)
+    if image is None:
+        raise NotFound(f"no image with id {image_id}")
+    labels = list(session.scalars(select(Label).where(Label.image_id == image_id).order_by(Label.group)))
+    events = review.history(session, [label.id for label in labels])
+    user_ids = {e.user_id for e in events if e.user_id is not None}
+    names = ({uid: name for uid, name in session.execute(select(User.id, User.name).where(User.id.in_(user_ids)))}
+             if user_ids else {})
+    group_of = {label.id: label.group for label in labels}
+    return {
+        **image_dict(image, links),
+        "labels": [label_dict(label, links) for label in labels],
+        "history": [dict(event_dict(e, names), group=group_of.get(e.label_id)) for e in events],
+        "prompt_set_ids": sorted({label.prompt_set_id for label in labels if label.prompt_set_id}),
+    }
+
+
+def hit_dicts(session: Session, hits: Sequence["Hit"], links: Links = _no_links) -> list[dict]:
+    """Search hits, best first, each with its image's labels (by group)."""
+    ids = [int(h.image_id) for h in hits]
+    labels: dict[int, list[dict]] = {}
+    if ids:
+        for label in session.scalars(select(Label).where(Label.image_id.in_(ids)).order_by(Label.group)):
+            labels.setdefault(label.image_id, []).append(label_dict(label))
+    return [{"image_id": int(h.image_id), "score": float(h.score), "labels": labels.get(int(h.image_id), []),
+             **links(int(h.image_id))} for h in hits]

@@ -1,0 +1,100 @@
+"""Reading a request's arguments: the one place that turns query strings and JSON fields into
+typed values, and a bad one into a 400 with a message that names it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, request
+
+from .. import search
+from ..catalog import MAX_ID
+from ..errors import LabelerError
+from ..review import FILTER_STATUSES
+
+DEFAULT_K = 48
+MAX_K = 500
+MAX_PAGE = 1_000_000
+
+
+def integer(value: Any, name: str) -> int:
+    """``value`` as an integer the database can hold; else a 400."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        abort(400, f"{name} must be an integer")
+    if abs(number) > MAX_ID:
+        abort(400, f"{name} is out of range")
+    return number
+
+
+def clamped(value: Any, name: str, low: int, high: int) -> int:
+    """``value`` as an integer pulled into ``[low, high]``; only a non-number is a 400."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        abort(400, f"{name} must be an integer")
+    return min(high, max(low, number))
+
+
+def text(value: Any, name: str) -> str | None:
+    """A string field, None when empty or absent; anything else (a list, a number) is a 400."""
+    if value is not None and not isinstance(value, str):
+        abort(400, f"{name} must be a string")
+    return value or None
+
+
+def threshold(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        abort(400, "threshold must be a number between 0 and 1")
+    if not 0.0 <= number <= 1.0:
+        abort(400, "threshold must be a number between 0 and 1")
+    return number
+
+
+def json_body() -> dict:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        abort(400, "send a JSON object with Content-Type: application/json")
+    return data
+
+
+def queue_filters() -> dict:
+    """The review queue's filters; unknown values are user errors (400)."""
+    args = request.args
+    return {
+        "group": args.get("group") or None,
+        "value": args.get("value") or None,
+        "status": args.get("status", "proposed") or None,
+        "sort": args.get("sort", "uncertainty"),
+        "page": clamped(args.get("page", 1), "page", 1, MAX_PAGE),  # past the end is an empty page
+    }
+
+
+def search_args() -> dict:
+    """The search page's and ``/api/search``'s arguments: q, k, group, value, status, similar, where."""
+    args = request.args
+    k = clamped(args.get("k", DEFAULT_K), "k", 1, MAX_K)
+    similar = integer(args["similar"], "similar") if args.get("similar") else None
+    if similar is not None and similar <= 0:
+        abort(400, "similar must be an image id")
+    status = args.get("status") or None
+    if status and status not in FILTER_STATUSES:
+        abort(400, f"unknown status '{status}'; use one of: {', '.join(FILTER_STATUSES)}")
+    where_items = [item.strip() for raw in args.getlist("where") for item in raw.split(",") if item.strip()]
+    try:
+        where = search.parse_where(where_items)
+    except LabelerError as exc:
+        abort(400, str(exc))
+    return {"q": (args.get("q") or "").strip(), "k": k, "group": args.get("group") or None,
+            "value": args.get("value") or None, "status": status, "similar": similar, "where": where}
+
+
+def search_where(args: dict) -> dict[str, str] | None:
+    """``where`` plus the ``group`` = ``value`` filter: every one must hold."""
+    group, value = args["group"], args["value"]
+    if value and not group:
+        abort(400, "a value filter needs a group")
+    return {**(args["where"] or {}), **({group: value} if group and value else {})} or None
