@@ -24,7 +24,7 @@ import numpy as np
 from sqlalchemy import or_, select
 
 from . import scoring
-from .catalog import Image, ImageFile, Label
+from .catalog import MAX_ID, Image, ImageFile, Label
 from .collection import Collection
 from .errors import LabelerError, NotFound
 from .prompts import PromptSet, generic_templates
@@ -63,7 +63,6 @@ _TOKEN = re.compile(r"""
     )""", re.VERBOSE)
 
 EXACT_FILTER_LIMIT = 50_000  # filtered sets up to this size are scored directly
-MAX_IMAGE_ID = 2**63 - 1  # the catalog's ids are 64-bit integers
 
 
 def parse_query(query: str) -> list[Term]:
@@ -112,7 +111,7 @@ def parse_query(query: str) -> list[Term]:
             terms.append(Term(w, text=text))
         else:
             raw = match.group("image_id")
-            if not raw.isdigit() or int(raw) > MAX_IMAGE_ID:
+            if not raw.isdigit() or int(raw) > MAX_ID:
                 raise QuerySyntaxError(f"image:{raw} {at}: an image reference is image:ID with a catalog id")
             terms.append(Term(w, image_id=int(raw)))
         sign, weight, expect = 1.0, None, "op"
@@ -162,7 +161,7 @@ def concept_vector(collection: Collection, prompt_set: PromptSet, concept: str) 
             option = group.option(option_name)
             vecs = collection.text_vectors([p.text for p in option.prompts])
             weights = np.array([p.weight for p in option.prompts], np.float32)
-            return scoring.unit(weights @ scoring.unit(vecs))  # the weighted mean embedding
+            return scoring.mean_embeddings(vecs, np.zeros(len(vecs), np.int64), 1, weights)[0]
     raise NotFound(f"prompt set '{prompt_set.name}' has no option '{concept}'")
 
 
@@ -273,7 +272,7 @@ def resolve_image(collection: Collection, ref: str | int) -> int:
     """An image id, given an id or a path known to the catalog."""
     text = str(ref).strip()
     if text.isdigit():
-        if int(text) > MAX_IMAGE_ID:
+        if int(text) > MAX_ID:
             raise NotFound(f"no image {text} in the catalog")
         return int(text)
     candidates = {os.path.abspath(text), str(Path(text).expanduser().resolve())}
