@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import numpy as np
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -98,10 +97,6 @@ class Embedding(Base):
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), primary_key=True)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-    @property
-    def array(self) -> np.ndarray:
-        return np.frombuffer(self.vector, dtype=np.float32)
 
 
 class Setting(Base):

@@ -208,13 +208,13 @@ class Collection:
         index = None
         if path.exists() and not rebuild:
             try:
-                index = FaissIndex.load(path)
+                index = FaissIndex.load(path, gpu=self.config.index_gpu)
             except Exception:
                 index = None  # unreadable: rebuilt from the stored vectors below
             if index is not None and index.dim != dim:
                 index = None
         if index is None:
-            index = FaissIndex(dim)
+            index = FaissIndex(dim, self.config.index_factory, self.config.index_gpu)
             for ids, vecs in self.vector_chunks(model_id):
                 index.add(ids, vecs)
             index.save(path)

@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from .config import Config
@@ -105,7 +105,3 @@ def session_scope(config: Config) -> Iterator[Session]:
         raise
     finally:
         session.close()
-
-
-def table_names(config: Config) -> list[str]:
-    return inspect(get_engine(config)).get_table_names()

@@ -44,12 +44,6 @@ class ModelSpec:
     name: str
     pretrained: str | None = None
 
-    @property
-    def is_local(self) -> bool:
-        return self.name.startswith("local-dir:") or (
-            self.pretrained is not None and _looks_like_path(self.pretrained)
-        )
-
 
 def _looks_like_path(value: str) -> bool:
     return value.startswith((".", "/", "~")) or os.sep in value or Path(value).suffix in {
@@ -191,10 +185,6 @@ class Encoder:
         with torch.inference_mode():
             features = self.model.encode_image(batch.to(self.device))
         return unit(features.float().cpu().numpy())
-
-    def encode_pil(self, images: Sequence) -> np.ndarray:
-        """PIL images → ``[N, D]``."""
-        return self.encode_images([self.preprocess(im) for im in images])
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Texts → ``[N, D]`` unit vectors."""

@@ -7,21 +7,11 @@ atomic (temporary file, fsync, rename) so a crash never leaves a corrupt index b
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
 
 import faiss
 import numpy as np
 
 from .files import replace_atomically
-
-
-class VectorIndex(Protocol):
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
-    def remove(self, ids: np.ndarray) -> int: ...
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
-    def ids(self) -> np.ndarray: ...
-    def save(self, path: Path) -> None: ...
-    def __len__(self) -> int: ...
 
 
 class FaissIndex:
