@@ -44,6 +44,7 @@ def dispose_engines() -> None:
     for engine in _engines.values():
         engine.dispose()
     _engines.clear()
+    _factories.clear()  # they are bound to the engines just disposed
 
 
 def alembic_config(config: Config):
@@ -88,9 +89,16 @@ def ensure_schema(config: Config) -> None:
     _upgraded.add(config.db_url)
 
 
+_factories: dict[str, sessionmaker[Session]] = {}
+
+
 def session_factory(config: Config) -> sessionmaker[Session]:
+    """The one session factory of the database (its schema migrated on first use)."""
     ensure_schema(config)
-    return sessionmaker(get_engine(config), expire_on_commit=False)
+    factory = _factories.get(config.db_url)
+    if factory is None:
+        factory = _factories[config.db_url] = sessionmaker(get_engine(config), expire_on_commit=False)
+    return factory
 
 
 @contextmanager

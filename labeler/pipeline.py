@@ -68,14 +68,14 @@ class VectorWriter:
     def __init__(self, collection: Collection, model_id: int):
         self.collection = collection
         self.model_id = model_id
-        self.index = collection.sync_index()
+        self.index = collection.index_cache.sync()
         self.embedded = 0
         self._since_save = 0
 
     def write(self, image_ids: Sequence[int], pixels: Sequence) -> None:
         if not image_ids:
             return
-        vectors = self.collection.encoder.encode_images(list(pixels))
+        vectors = self.collection.models.encoder().encode_images(list(pixels))
         with self.collection.session() as s:
             # A duplicate may reach two batches; the primary key keeps one vector per image.
             done = set(s.scalars(select(Embedding.image_id).where(
@@ -91,7 +91,7 @@ class VectorWriter:
             self.save()
 
     def save(self) -> None:
-        self.index.save(self.collection.index_path(self.model_id))
+        self.index.save(self.collection.index_cache.path(self.model_id))
         self._since_save = 0
 
 
@@ -134,10 +134,10 @@ def index_paths(collection: Collection, roots: Sequence[Path], embed: bool = Tru
         else:
             to_load.append(path)
 
-    model_id = collection.adopt_model() if embed else None
+    model_id = collection.models.adopt() if embed else None
     vectors = VectorWriter(collection, model_id) if embed else None
-    preprocess = collection.encoder.preprocess if embed else None
-    draft = max(config.thumbnail_size, collection.encoder.image_size if embed else 0)
+    preprocess = collection.models.encoder().preprocess if embed else None
+    draft = max(config.thumbnail_size, collection.models.encoder().image_size if embed else 0)
     batch = max(1, config.batch_size)
 
     def load(path: Path) -> LoadedFile:
@@ -174,7 +174,7 @@ def index_paths(collection: Collection, roots: Sequence[Path], embed: bool = Tru
     if vectors is not None:
         vectors.write(pending_ids, pending_pixels)
         vectors.index.remove(np.asarray(newly_missing, dtype=np.int64))
-        revived, stored = collection.vectors(image_ids=counts.revived, model_id=model_id)
+        revived, stored = collection.vectors.read(image_ids=counts.revived, model_id=model_id)
         vectors.index.add(revived, stored)
         # Images registered earlier by `ingest` alone (or before a crash) still need vectors.
         embed_pending(collection, vectors=vectors)
@@ -182,7 +182,7 @@ def index_paths(collection: Collection, roots: Sequence[Path], embed: bool = Tru
     report = IndexReport(added=counts.added, unchanged=counts.unchanged, failed=counts.failed,
                          embedded=vectors.embedded if vectors else 0, duplicates=counts.duplicates,
                          moved=counts.moved, missing=counts.missing, files=len(paths),
-                         model=collection.model_spec if embed else None, failures=counts.failures)
+                         model=collection.models.spec() if embed else None, failures=counts.failures)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
@@ -190,7 +190,7 @@ def index_paths(collection: Collection, roots: Sequence[Path], embed: bool = Tru
 def embed_pending(collection: Collection, progress: ProgressFn | None = None,
                   total: Callable[[int], None] | None = None, vectors: VectorWriter | None = None) -> int:
     """Embed every present image that has no vector for the collection's model yet."""
-    model_id = collection.adopt_model()
+    model_id = collection.models.adopt()
     own_writer = vectors is None
     vectors = vectors or VectorWriter(collection, model_id)
     before = vectors.embedded
@@ -205,8 +205,8 @@ def embed_pending(collection: Collection, progress: ProgressFn | None = None,
     if total:
         total(len(first_path))
     config = collection.config
-    preprocess = collection.encoder.preprocess
-    draft = max(config.thumbnail_size, collection.encoder.image_size)
+    preprocess = collection.models.encoder().preprocess
+    draft = max(config.thumbnail_size, collection.models.encoder().image_size)
     batch = max(1, config.batch_size)
     items = list(first_path.items())
 

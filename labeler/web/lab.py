@@ -182,7 +182,7 @@ def preview(prompt_set: PromptSet, group: str, option: str, strategy: str,
 
     coll = collection()
     encoded = labeling.encode_groups(coll, prompt_set, [group])[group]
-    ids, vecs = vectors if vectors is not None else coll.vectors()
+    ids, vecs = vectors if vectors is not None else coll.vectors.read()
     scale = labeling.logit_scale(coll)
     o = encoded.option_names.index(option)
     _, confidence, decision = encoded.decide(strategy, vecs, scale)
@@ -251,7 +251,7 @@ def preview_edit():
     try:
         edited, _ = edited_prompt_set(path, group, option, lines)
         truth, truth_source = truth_for(group)
-        vectors = collection().vectors()
+        vectors = collection().vectors.read()
         result = preview(edited, group, option, strategy, truth, vectors)
         result.update(truth_count=len(truth), truth_source=truth_source)
         baseline = preview(prompt_set, group, option, strategy, truth, vectors)

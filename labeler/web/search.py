@@ -58,7 +58,7 @@ def run_search(q: str, k: int, group: str | None = None, value: str | None = Non
     if value and not group:
         abort(400, "a value filter needs a group")
     where = {**(where or {}), **({group: value} if group and value else {})} or None
-    _ = coll.index  # an empty collection is a clear 400 before any text is encoded
+    _ = coll.index_cache.get()  # an empty collection is a clear 400 before any text is encoded
     if similar is not None:
         hits = engine.similar(coll, similar, k, where=where, status=status)
     else:
