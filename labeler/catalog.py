@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import numpy as np
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -22,6 +21,9 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+MAX_ID = 2**63 - 1  # ids are 64-bit integers; a larger number names no row
 
 
 def utcnow() -> datetime:
@@ -98,10 +100,6 @@ class Embedding(Base):
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), primary_key=True)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-    @property
-    def array(self) -> np.ndarray:
-        return np.frombuffer(self.vector, dtype=np.float32)
 
 
 class Setting(Base):

@@ -25,6 +25,8 @@ class Config:
     thumbnail_size: int = 256
     max_pixels: int = 128_000_000  # larger images are refused as decompression bombs
     secret_key: str | None = None  # Flask sessions; None: generated once into home
+    index_factory: str = "Flat"  # a FAISS factory string: "Flat" (exact), "IVF1024,Flat", "HNSW32"
+    index_gpu: bool = False  # search on a GPU (needs faiss-gpu)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Config":
@@ -40,6 +42,10 @@ class Config:
             values["device"] = env["LABELER_DEVICE"]
         if env.get("LABELER_SECRET_KEY"):
             values["secret_key"] = env["LABELER_SECRET_KEY"]
+        if env.get("LABELER_INDEX_FACTORY"):
+            values["index_factory"] = env["LABELER_INDEX_FACTORY"]
+        if env.get("LABELER_INDEX_GPU"):
+            values["index_gpu"] = env["LABELER_INDEX_GPU"].strip().lower() not in ("0", "false", "no", "off")
         for key in ("batch_size", "checkpoint_every", "workers"):
             if env.get(f"LABELER_{key.upper()}"):
                 values[key] = int(env[f"LABELER_{key.upper()}"])

@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from .config import Config
@@ -44,6 +44,7 @@ def dispose_engines() -> None:
     for engine in _engines.values():
         engine.dispose()
     _engines.clear()
+    _factories.clear()  # they are bound to the engines just disposed
 
 
 def alembic_config(config: Config):
@@ -88,9 +89,16 @@ def ensure_schema(config: Config) -> None:
     _upgraded.add(config.db_url)
 
 
+_factories: dict[str, sessionmaker[Session]] = {}
+
+
 def session_factory(config: Config) -> sessionmaker[Session]:
+    """The one session factory of the database (its schema migrated on first use)."""
     ensure_schema(config)
-    return sessionmaker(get_engine(config), expire_on_commit=False)
+    factory = _factories.get(config.db_url)
+    if factory is None:
+        factory = _factories[config.db_url] = sessionmaker(get_engine(config), expire_on_commit=False)
+    return factory
 
 
 @contextmanager
@@ -105,7 +113,3 @@ def session_scope(config: Config) -> Iterator[Session]:
         raise
     finally:
         session.close()
-
-
-def table_names(config: Config) -> list[str]:
-    return inspect(get_engine(config)).get_table_names()

@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import ModelUnavailable
+from .scoring import unit
 
 TINY_NAME = "labeler-tiny"
 TINY_DIR = Path(__file__).resolve().parent / "models" / TINY_NAME
@@ -42,12 +43,6 @@ class ModelSpec:
     spec: str
     name: str
     pretrained: str | None = None
-
-    @property
-    def is_local(self) -> bool:
-        return self.name.startswith("local-dir:") or (
-            self.pretrained is not None and _looks_like_path(self.pretrained)
-        )
 
 
 def _looks_like_path(value: str) -> bool:
@@ -189,11 +184,7 @@ class Encoder:
             batch = torch.stack(list(batch))
         with torch.inference_mode():
             features = self.model.encode_image(batch.to(self.device))
-        return _unit(features.float().cpu().numpy())
-
-    def encode_pil(self, images: Sequence) -> np.ndarray:
-        """PIL images → ``[N, D]``."""
-        return self.encode_images([self.preprocess(im) for im in images])
+        return unit(features.float().cpu().numpy())
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Texts → ``[N, D]`` unit vectors."""
@@ -206,13 +197,7 @@ class Encoder:
                 out.append(self.model.encode_text(tokens).float().cpu().numpy())
         if not out:
             return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
-        return _unit(np.concatenate(out))
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
+        return unit(np.concatenate(out))
 
 
 _cache: dict[tuple[str, str | None], Encoder] = {}

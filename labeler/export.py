@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +17,7 @@ from .catalog import Image, Label
 from .collection import Collection
 from .csvfiles import ID_COLUMNS, match_rows, read_csv
 from .errors import LabelerError
+from .files import replace_atomically
 
 FORMATS = ("csv", "jsonl", "coco", "labelstudio")
 CONCEPT_GROUP = "concept"
@@ -51,20 +51,21 @@ def export_labels(collection: Collection, fmt: str, out: Path, groups: Sequence[
         raise LabelerError(f"unknown format '{fmt}' (known: {', '.join(FORMATS)})")
     items = list(labeled_images(collection, groups))
     all_groups = sorted({g for _, labels in items for g in labels})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
-        if fmt == "csv":
-            _write_csv(fh, items, all_groups)
-        elif fmt == "jsonl":
-            for image, labels in items:
-                fh.write(json.dumps({"image_id": image.id, "path": image.path, "sha256": image.sha256,
-                                     "labels": {g: present.label_dict(l) for g, l in labels.items()}}) + "\n")
-        elif fmt == "coco":
-            json.dump(coco(items, all_groups, concept_group), fh, indent=1)
-        else:
-            json.dump(label_studio(items), fh, indent=1)
-    os.replace(tmp, out)  # a failed export never leaves half a file under the real name
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            if fmt == "csv":
+                _write_csv(fh, items, all_groups)
+            elif fmt == "jsonl":
+                for image, labels in items:
+                    fh.write(json.dumps({"image_id": image.id, "path": image.path, "sha256": image.sha256,
+                                         "labels": {g: present.label_dict(l) for g, l in labels.items()}}) + "\n")
+            elif fmt == "coco":
+                json.dump(coco(items, all_groups, concept_group), fh, indent=1)
+            else:
+                json.dump(label_studio(items), fh, indent=1)
+
+    replace_atomically(out, write)  # a failed export never leaves half a file under the real name
     return {"format": fmt, "path": str(out), "images": len(items),
             "labels": sum(len(labels) for _, labels in items)}
 

@@ -6,21 +6,12 @@ atomic (temporary file, fsync, rename) so a crash never leaves a corrupt index b
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Protocol
 
 import faiss
 import numpy as np
 
-
-class VectorIndex(Protocol):
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
-    def remove(self, ids: np.ndarray) -> int: ...
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
-    def ids(self) -> np.ndarray: ...
-    def save(self, path: Path) -> None: ...
-    def __len__(self) -> int: ...
+from .files import replace_atomically
 
 
 class FaissIndex:
@@ -84,15 +75,4 @@ class FaissIndex:
 
     def save(self, path: Path) -> None:
         """Write atomically: a crash leaves either the old file or the new one."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        faiss.write_index(self._index, str(tmp))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        replace_atomically(Path(path), lambda tmp: faiss.write_index(self._index, str(tmp)))

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from .catalog import Image, ImageFile
 from .config import Config
+from .files import write_atomically
 from .images import BadImage, decode, is_image_path, thumbnail_bytes
 
 
@@ -107,12 +108,8 @@ def thumbnail_path(config: Config, sha256: str) -> Path:
 
 def write_thumbnail(config: Config, sha256: str, data: bytes) -> None:
     path = thumbnail_path(config, sha256)
-    if path.exists():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    if not path.exists():
+        write_atomically(path, data, durable=False)  # a cache: rebuilt from the image if lost
 
 
 @dataclass

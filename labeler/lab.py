@@ -12,7 +12,6 @@ No Flask here: every function takes the collection it works on.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from . import evaluate, labeling
 from .catalog import Label, PromptSetRecord
 from .collection import Collection
 from .errors import LabelerError, NotFound
+from .files import write_atomically
 from .prompts import (PROMPT_SET_DIR, PromptSet, PromptSetError, home_prompt_set_dir, load_prompt_set,
                       parse_prompt_set, resolve_prompt_set_path)
 from .review import HISTOGRAM_BINS
@@ -115,14 +115,6 @@ def edited_prompt_set(path: Path, group: str, option: str, lines: str) -> tuple[
     return parse_prompt_set(yaml.safe_load(text), path.name, text, content_hash), text
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so a reader sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def save_version(collection: Collection, name: str, group: str, option: str,
                  lines: str) -> tuple[PromptSet, Path, int]:
     """Save ``option``'s edited prompts as the next version of prompt set ``name``.
@@ -167,7 +159,7 @@ def preview(collection: Collection, prompt_set: PromptSet, group: str, option: s
     stored vectors once. ``histogram`` has ``HISTOGRAM_BINS`` counts over [0, 1].
     """
     encoded = labeling.encode_groups(collection, prompt_set, [group])[group]
-    ids, vecs = vectors if vectors is not None else collection.vectors()
+    ids, vecs = vectors if vectors is not None else collection.vectors.read()
     scale = labeling.logit_scale(collection)
     o = encoded.option_names.index(option)
     _, confidence, decision = encoded.decide(strategy, vecs, scale)
@@ -195,7 +187,7 @@ def compare(collection: Collection, saved: PromptSet, group: str, option: str, s
     """
     edited, _ = edited_prompt_set(path, group, option, lines)
     truth, truth_source = truth_for(collection, group)
-    vectors = collection.vectors()
+    vectors = collection.vectors.read()
     result = preview(collection, edited, group, option, strategy, truth, vectors)
     result.update(truth_count=len(truth), truth_source=truth_source)
     baseline = preview(collection, saved, group, option, strategy, truth, vectors)

@@ -89,7 +89,7 @@ def encode_groups(collection: Collection, prompt_set: PromptSet, groups: Sequenc
         texts += [p.text for o in group.options for p in o.prompts]
         texts += [group.baseline_prompt(o) for o in group.options]
     unique = list(dict.fromkeys(texts))
-    vectors = dict(zip(unique, collection.text_vectors(unique)))
+    vectors = dict(zip(unique, collection.vectors.text_vectors(unique)))
     encoded = {}
     for name in names:
         group = prompt_set.groups[name]
@@ -110,7 +110,7 @@ def encode_groups(collection: Collection, prompt_set: PromptSet, groups: Sequenc
 def logit_scale(collection: Collection) -> float:
     """The model's logit scale, from the catalog (so labeling needs no weights once prompts are cached)."""
     with collection.session() as s:
-        model = s.get(Model, collection.require_model_id())
+        model = s.get(Model, collection.models.require_id())
         return float(model.logit_scale)
 
 
@@ -187,7 +187,7 @@ def label_collection(collection: Collection, prompt_set: PromptSet, strategy: st
     """
     started = time.perf_counter()
     names = check_request(prompt_set, strategy, groups)
-    model_id = collection.require_model_id()
+    model_id = collection.models.require_id()
     encoded = encode_groups(collection, prompt_set, names)
     scale = logit_scale(collection)
     report = LabelReport(groups={g: Counter() for g in names}, strategy=strategy)
@@ -195,7 +195,7 @@ def label_collection(collection: Collection, prompt_set: PromptSet, strategy: st
         prompt_set_id = record_prompt_set(s, prompt_set)
     report.prompt_set = {"id": prompt_set_id, "name": prompt_set.name, "version": prompt_set.version,
                          "content_hash": prompt_set.content_hash}
-    for ids, vecs in collection.vector_chunks(model_id, chunk_rows):
+    for ids, vecs in collection.vectors.chunks(model_id, chunk_rows):
         proposals = {}
         for name in names:
             group = encoded[name]
@@ -266,9 +266,9 @@ def explain(collection: Collection, image_id: int, prompt_set: PromptSet, strate
     {"cosine", "confidence", "baseline": {"text", "cosine"}, "prompts": [{"text", "weight", "cosine"}]}}}}``.
     """
     names = check_request(prompt_set, strategy, groups)
-    ids, vecs = collection.vectors([image_id])
+    ids, vecs = collection.vectors.read([image_id])
     if len(ids) == 0:
-        raise NotFound(f"image {image_id} has no stored vector for model '{collection.model_spec}'")
+        raise NotFound(f"image {image_id} has no stored vector for model '{collection.models.spec()}'")
     encoded = encode_groups(collection, prompt_set, names)
     scale = logit_scale(collection)
     out = {}

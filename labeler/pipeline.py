@@ -1,4 +1,12 @@
-"""The runner: walk → load (worker threads) → embed (the model) → write (catalog, then index).
+"""The pipeline, in stages joined by one runner (clip-retrieval's reader → mapper → writer):
+
+1. plan: walk the roots and stat each file against the catalog → what to load (:func:`plan_files`);
+2. load: read, hash and decode in worker threads, prefetched (:func:`load_files`);
+3. embed: the encoder turns a batch of model inputs into vectors (:func:`embed_batch`);
+4. write: catalog rows first, then the index, saved every ``checkpoint_every`` (:class:`VectorWriter`).
+
+:class:`Runner` joins them for both ``index``/``ingest`` (:func:`index_paths`) and ``embed``
+(:func:`embed_pending`). Only the load stage's thread pool would change for a distributed run.
 
 Crash safety: vectors are committed to the catalog in small transactions and the catalog is
 the source of truth; the FAISS index is saved atomically every ``checkpoint_every`` images and
@@ -12,19 +20,27 @@ import os
 import time
 from collections import deque
 from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import asdict, dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from .catalog import Embedding, Image, ImageFile
 from .collection import Collection
+from .encoder import Encoder
 from .errors import LabelerError
 from .ingest import CatalogWriter, IngestCounts, LoadedFile, file_stat, load_file, walk
 
 ProgressFn = Callable[[int], None]
+Item = tuple[int | None, Path]  # (the image id when the catalog knows it, the file to load)
+Loaded = tuple[int | None, LoadedFile]
+# A chunk of loaded items → (image ids and model inputs to embed, how many items to report done).
+Register = Callable[[list[Loaded]], tuple[list[tuple[int, object]], int]]
 
 
 @dataclass
@@ -47,75 +63,18 @@ class IndexReport:
         return asdict(self)
 
 
-def prefetch_map(executor: Executor, fn: Callable, items: Iterable, depth: int) -> Iterator:
-    """Like ``executor.map`` but lazy: at most ``depth`` items in flight, results in order."""
-    pending: deque = deque()
-    for item in items:
-        pending.append(executor.submit(fn, item))
-        if len(pending) >= depth:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
+# -- 1. plan ------------------------------------------------------------------------------
+def plan_files(session: Session, paths: Sequence[Path], counts: IngestCounts,
+               progress: ProgressFn | None = None) -> list[Path]:
+    """The files to load: new, changed (size or mtime) or unstattable; the rest are counted.
 
-
-def _workers(collection: Collection) -> int:
-    return collection.config.workers or max(1, os.cpu_count() or 1)
-
-
-class VectorWriter:
-    """Embeds batches of model inputs and writes their vectors: catalog first, index second."""
-
-    def __init__(self, collection: Collection, model_id: int):
-        self.collection = collection
-        self.model_id = model_id
-        self.index = collection.sync_index()
-        self.embedded = 0
-        self._since_save = 0
-
-    def write(self, image_ids: Sequence[int], pixels: Sequence) -> None:
-        if not image_ids:
-            return
-        vectors = self.collection.encoder.encode_images(list(pixels))
-        with self.collection.session() as s:
-            # A duplicate may reach two batches; the primary key keeps one vector per image.
-            done = set(s.scalars(select(Embedding.image_id).where(
-                Embedding.model_id == self.model_id, Embedding.image_id.in_(list(image_ids)))))
-            keep = [i for i, image_id in enumerate(image_ids) if image_id not in done]
-            s.add_all(Embedding(image_id=image_ids[i], model_id=self.model_id,
-                                vector=vectors[i].tobytes()) for i in keep)
-        ids = np.asarray([image_ids[i] for i in keep], dtype=np.int64)
-        self.index.add(ids, vectors[keep])
-        self.embedded += len(keep)
-        self._since_save += len(keep)
-        if self._since_save >= self.collection.config.checkpoint_every:
-            self.save()
-
-    def save(self) -> None:
-        self.index.save(self.collection.index_path(self.model_id))
-        self._since_save = 0
-
-
-def index_paths(collection: Collection, roots: Sequence[Path], embed: bool = True,
-                progress: ProgressFn | None = None, total: Callable[[int], None] | None = None) -> IndexReport:
-    """Ingest every image under ``roots`` and (with ``embed``) embed what is new.
-
-    ``total(n)`` is called once the walk knows how many files there are; ``progress(k)`` after
-    every ``k`` files handled.
+    A file the catalog already has with the same size and mtime counts as unchanged (or as
+    failed again, with its recorded reason) and is reported done through ``progress(1)``.
     """
-    started = time.monotonic()
-    config = collection.config
-    for root in roots:
-        if not Path(root).exists():
-            raise LabelerError(f"no such file or folder: {root}")
-    paths = list(walk(roots))
-    if total:
-        total(len(paths))
-    counts = IngestCounts()
+    # Plain tuples, not ORM objects: this is one row per file of the collection.
+    known = {row.path: row for row in session.execute(
+        select(ImageFile.path, ImageFile.size, ImageFile.mtime, ImageFile.status, ImageFile.error))}
     to_load: list[Path] = []
-    with collection.session() as s:
-        # Plain tuples, not ORM objects: this is one row per file of the collection.
-        known = {row.path: row for row in s.execute(
-            select(ImageFile.path, ImageFile.size, ImageFile.mtime, ImageFile.status, ImageFile.error))}
     for path in paths:
         row = known.get(str(path))
         try:
@@ -133,67 +92,149 @@ def index_paths(collection: Collection, roots: Sequence[Path], embed: bool = Tru
                 progress(1)
         else:
             to_load.append(path)
-
-    model_id = collection.adopt_model() if embed else None
-    vectors = VectorWriter(collection, model_id) if embed else None
-    preprocess = collection.encoder.preprocess if embed else None
-    draft = max(config.thumbnail_size, collection.encoder.image_size if embed else 0)
-    batch = max(1, config.batch_size)
-
-    def load(path: Path) -> LoadedFile:
-        return load_file(path, config, preprocess=preprocess, draft_size=draft)
-
-    pending_ids: list[int] = []
-    pending_pixels: list = []
-    with ThreadPoolExecutor(max_workers=_workers(collection)) as pool:
-        loaded_iter = prefetch_map(pool, load, to_load, depth=batch * 2)
-        while True:
-            chunk = [lf for _, lf in zip(range(batch), loaded_iter)]
-            if not chunk:
-                break
-            with collection.session() as s:
-                writer = CatalogWriter(s, config, counts)
-                images = [writer.record(lf) for lf in chunk]
-                s.flush()
-                if embed:
-                    have = set(s.scalars(select(Embedding.image_id).where(
-                        Embedding.model_id == model_id,
-                        Embedding.image_id.in_([im.id for im in images if im is not None]))))
-                    for lf, im in zip(chunk, images):
-                        if im is not None and im.id not in have and im.id not in pending_ids:
-                            pending_ids.append(im.id)
-                            pending_pixels.append(lf.pixels)
-            if vectors is not None and len(pending_ids) >= batch:
-                vectors.write(pending_ids, pending_pixels)
-                pending_ids, pending_pixels = [], []
-            if progress:
-                progress(len(chunk))
-    # Marked after the new files are in, so a moved file keeps its image (and its vector).
-    with collection.session() as s:
-        newly_missing = CatalogWriter(s, config, counts).mark_missing(roots, {str(p) for p in paths})
-    if vectors is not None:
-        vectors.write(pending_ids, pending_pixels)
-        vectors.index.remove(np.asarray(newly_missing, dtype=np.int64))
-        revived, stored = collection.vectors(image_ids=counts.revived, model_id=model_id)
-        vectors.index.add(revived, stored)
-        # Images registered earlier by `ingest` alone (or before a crash) still need vectors.
-        embed_pending(collection, vectors=vectors)
-        vectors.save()
-    report = IndexReport(added=counts.added, unchanged=counts.unchanged, failed=counts.failed,
-                         embedded=vectors.embedded if vectors else 0, duplicates=counts.duplicates,
-                         moved=counts.moved, missing=counts.missing, files=len(paths),
-                         model=collection.model_spec if embed else None, failures=counts.failures)
-    report.seconds = round(time.monotonic() - started, 3)
-    return report
+    return to_load
 
 
-def embed_pending(collection: Collection, progress: ProgressFn | None = None,
-                  total: Callable[[int], None] | None = None, vectors: VectorWriter | None = None) -> int:
-    """Embed every present image that has no vector for the collection's model yet."""
-    model_id = collection.adopt_model()
-    own_writer = vectors is None
-    vectors = vectors or VectorWriter(collection, model_id)
-    before = vectors.embedded
+# -- 2. load ------------------------------------------------------------------------------
+def prefetch_map(executor: Executor, fn: Callable, items: Iterable, depth: int) -> Iterator:
+    """Like ``executor.map`` but lazy: at most ``depth`` items in flight, results in order."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(executor.submit(fn, item))
+        if len(pending) >= depth:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def load_files(items: Iterable, load: Callable, workers: int, depth: int) -> Iterator:
+    """``load(item)`` for every item in ``workers`` threads, ``depth`` ahead, results in order."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        yield from prefetch_map(pool, load, items, depth)
+
+
+# -- 3. embed -----------------------------------------------------------------------------
+def embed_batch(encoder: Encoder, pixels: Sequence) -> np.ndarray:
+    """Model inputs (``[3, H, W]`` tensors) → unit vectors ``[N, D]``."""
+    return encoder.encode_images(list(pixels))
+
+
+# -- 4. write -----------------------------------------------------------------------------
+class VectorWriter:
+    """Writes vectors: catalog first, index second; the index is saved every ``checkpoint_every``."""
+
+    def __init__(self, collection: Collection, model_id: int):
+        self.collection = collection
+        self.model_id = model_id
+        self.index = collection.index_cache.sync()
+        self.embedded = 0
+        self._since_save = 0
+
+    def write(self, image_ids: Sequence[int], vectors: np.ndarray) -> None:
+        """Store ``vectors`` ``[N, D]`` of ``image_ids`` ``[N]``; an image that has one keeps it."""
+        if not len(image_ids):
+            return
+        keep = self.collection.vectors.add(self.model_id, image_ids, vectors)
+        self.index.add(np.asarray(image_ids, dtype=np.int64)[keep], vectors[keep])
+        self.embedded += len(keep)
+        self._since_save += len(keep)
+        if self._since_save >= self.collection.config.checkpoint_every:
+            self.save()
+
+    def save(self) -> None:
+        self.index.save(self.collection.index_cache.path(self.model_id))
+        self._since_save = 0
+
+
+# -- the runner ---------------------------------------------------------------------------
+class Runner:
+    """Load → register → embed → write, a batch at a time, for any list of files.
+
+    ``Runner(collection, embed=False)`` only loads and registers (``ingest``). With ``embed``
+    it adopts the model in force and writes every queued image's vector.
+    """
+
+    def __init__(self, collection: Collection, embed: bool = True):
+        config = collection.config
+        self.collection = collection
+        self.batch = max(1, config.batch_size)
+        self.workers = config.workers or max(1, os.cpu_count() or 1)
+        self.model_id: int | None = collection.models.adopt() if embed else None
+        self.encoder: Encoder | None = collection.models.encoder() if embed else None
+        self.writer = VectorWriter(collection, self.model_id) if embed else None
+        self._draft = max(config.thumbnail_size, self.encoder.image_size if self.encoder else 0)
+        self._queued: dict[int, object] = {}  # image id → model input, in arrival order
+
+    @property
+    def embedded(self) -> int:
+        return self.writer.embedded if self.writer else 0
+
+    def _load(self, item: Item) -> Loaded:
+        image_id, path = item
+        preprocess = self.encoder.preprocess if self.encoder else None
+        return image_id, load_file(Path(path), self.collection.config, preprocess=preprocess,
+                                   draft_size=self._draft)
+
+    def run(self, items: Sequence[Item], register: Register, progress: ProgressFn | None = None) -> None:
+        """Load ``items`` and hand each batch to ``register``, which says what to embed."""
+        # closing: an error stops the loader threads now, not when the generator is collected
+        with closing(load_files(items, self._load, self.workers, depth=self.batch * 2)) as loaded:
+            while chunk := list(islice(loaded, self.batch)):
+                to_embed, done = register(chunk)
+                for image_id, pixels in to_embed:
+                    self._queued.setdefault(image_id, pixels)
+                if len(self._queued) >= self.batch:
+                    self.flush()
+                if progress:
+                    progress(done)
+
+    def flush(self) -> None:
+        """Embed and write everything queued, at most ``batch_size`` images per model call."""
+        ids, pixels = list(self._queued), list(self._queued.values())
+        self._queued.clear()
+        if self.writer is None:
+            return
+        for start in range(0, len(ids), self.batch):
+            self.writer.write(ids[start:start + self.batch],
+                              embed_batch(self.encoder, pixels[start:start + self.batch]))
+
+    def finish(self) -> None:
+        """Write what is queued and save the index."""
+        self.flush()
+        if self.writer is not None:
+            self.writer.save()
+
+
+def record_files(runner: Runner, counts: IngestCounts) -> Register:
+    """The register step of ``index``/``ingest``: catalog rows for every file, then queue the
+    new contents that have no vector yet."""
+
+    def register(chunk: list[Loaded]) -> tuple[list[tuple[int, object]], int]:
+        to_embed = []
+        with runner.collection.session() as s:
+            writer = CatalogWriter(s, runner.collection.config, counts)
+            images = [writer.record(lf) for _, lf in chunk]
+            s.flush()
+            if runner.model_id is not None:
+                have = set(s.scalars(select(Embedding.image_id).where(
+                    Embedding.model_id == runner.model_id,
+                    Embedding.image_id.in_([im.id for im in images if im is not None]))))
+                to_embed = [(im.id, lf.pixels) for (_, lf), im in zip(chunk, images)
+                            if im is not None and im.id not in have]
+        return to_embed, len(chunk)
+
+    return register
+
+
+def queue_loaded(chunk: list[Loaded]) -> tuple[list[tuple[int, object]], int]:
+    """The register step of ``embed``: images already in the catalog; a file that no longer
+    decodes is skipped (and not reported done)."""
+    ok = [(image_id, lf.pixels) for image_id, lf in chunk if lf.error is None]
+    return ok, len(ok)
+
+
+def unembedded_images(collection: Collection, model_id: int) -> list[Item]:
+    """Every present image without a vector for ``model_id``, with its first present file."""
     with collection.session() as s:
         done = select(Embedding.image_id).where(Embedding.model_id == model_id)
         rows = s.execute(select(Image.id, ImageFile.path).join(ImageFile, ImageFile.image_id == Image.id)
@@ -202,32 +243,56 @@ def embed_pending(collection: Collection, progress: ProgressFn | None = None,
     first_path: dict[int, str] = {}
     for image_id, path in rows:
         first_path.setdefault(image_id, path)
+    return [(image_id, Path(path)) for image_id, path in first_path.items()]
+
+
+# -- the commands' entry points -----------------------------------------------------------
+def index_paths(collection: Collection, roots: Sequence[Path], embed: bool = True,
+                progress: ProgressFn | None = None, total: Callable[[int], None] | None = None) -> IndexReport:
+    """Ingest every image under ``roots`` and (with ``embed``) embed what is new.
+
+    ``total(n)`` is called once the walk knows how many files there are; ``progress(k)`` after
+    every ``k`` files handled.
+    """
+    started = time.monotonic()
+    for root in roots:
+        if not Path(root).exists():
+            raise LabelerError(f"no such file or folder: {root}")
+    paths = list(walk(roots))
     if total:
-        total(len(first_path))
-    config = collection.config
-    preprocess = collection.encoder.preprocess
-    draft = max(config.thumbnail_size, collection.encoder.image_size)
-    batch = max(1, config.batch_size)
-    items = list(first_path.items())
+        total(len(paths))
+    counts = IngestCounts()
+    with collection.session() as s:
+        to_load = plan_files(s, paths, counts, progress)
 
-    def load(item: tuple[int, str]) -> tuple[int, LoadedFile]:
-        return item[0], load_file(Path(item[1]), config, preprocess=preprocess, draft_size=draft)
+    runner = Runner(collection, embed)
+    runner.run([(None, path) for path in to_load], record_files(runner, counts), progress)
+    # Marked after the new files are in, so a moved file keeps its image (and its vector).
+    with collection.session() as s:
+        newly_missing = CatalogWriter(s, collection.config, counts).mark_missing(roots, {str(p) for p in paths})
+    if runner.writer is not None:
+        runner.flush()
+        runner.writer.index.remove(np.asarray(newly_missing, dtype=np.int64))
+        revived, stored = collection.vectors.read(image_ids=counts.revived, model_id=runner.model_id)
+        runner.writer.index.add(revived, stored)
+        # Images registered earlier by `ingest` alone (or before a crash) still need vectors.
+        runner.run(unembedded_images(collection, runner.model_id), queue_loaded)
+        runner.finish()
+    report = IndexReport(added=counts.added, unchanged=counts.unchanged, failed=counts.failed,
+                         embedded=runner.embedded, duplicates=counts.duplicates,
+                         moved=counts.moved, missing=counts.missing, files=len(paths),
+                         model=collection.models.spec() if embed else None, failures=counts.failures)
+    report.seconds = round(time.monotonic() - started, 3)
+    return report
 
-    ids: list[int] = []
-    pixels: list = []
-    with ThreadPoolExecutor(max_workers=_workers(collection)) as pool:
-        for image_id, lf in prefetch_map(pool, load, items, depth=batch * 2):
-            if lf.error is None:
-                ids.append(image_id)
-                pixels.append(lf.pixels)
-            if len(ids) >= batch:
-                vectors.write(ids, pixels)
-                if progress:
-                    progress(len(ids))
-                ids, pixels = [], []
-        vectors.write(ids, pixels)
-        if progress and ids:
-            progress(len(ids))
-    if own_writer:
-        vectors.save()
-    return vectors.embedded - before
+
+def embed_pending(collection: Collection, progress: ProgressFn | None = None,
+                  total: Callable[[int], None] | None = None) -> int:
+    """Embed every present image that has no vector for the collection's model yet."""
+    runner = Runner(collection, embed=True)
+    items = unembedded_images(collection, runner.model_id)
+    if total:
+        total(len(items))
+    runner.run(items, queue_loaded, progress)
+    runner.finish()
+    return runner.embedded

@@ -25,13 +25,19 @@ def prompt_cosines(image_vecs: np.ndarray, prompt_vecs: np.ndarray) -> np.ndarra
     return np.asarray(image_vecs, np.float32) @ np.asarray(prompt_vecs, np.float32).T
 
 
-def mean_embeddings(prompt_vecs: np.ndarray, owner: np.ndarray, n_options: int) -> np.ndarray:
-    """One vector per option: the mean of its unit prompt vectors, renormalised (the CLIP paper).
+def mean_embeddings(prompt_vecs: np.ndarray, owner: np.ndarray, n_options: int,
+                    weights: np.ndarray | None = None) -> np.ndarray:
+    """One vector per option, the option's ensemble vector (the CLIP paper): the (weighted) sum
+    of its unit prompt vectors, renormalised. The one place an ensemble vector is computed.
 
-    ``prompt_vecs`` ``[P, D]``, ``owner`` ``[P]`` → ``[O, D]``.
+    ``prompt_vecs`` ``[P, D]``, ``owner`` ``[P]``, ``weights`` ``[P]`` (None: each prompt counts
+    once, as the ``mean-embedding`` strategy does) → ``[O, D]``.
     """
-    sums = np.zeros((n_options, prompt_vecs.shape[1]), np.float32)
-    np.add.at(sums, np.asarray(owner), unit(prompt_vecs))
+    vecs = unit(prompt_vecs)
+    if weights is not None:
+        vecs = vecs * np.asarray(weights, np.float32)[:, None]
+    sums = np.zeros((n_options, vecs.shape[1]), np.float32)
+    np.add.at(sums, np.asarray(owner), vecs)
     return unit(sums)
 
 

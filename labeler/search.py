@@ -125,12 +125,12 @@ def parse_query(query: str) -> list[Term]:
 def text_vector(collection: Collection, text: str, templates: bool = False) -> np.ndarray:
     """A unit query vector ``[D]`` for ``text``; with ``templates``, the mean over the generic templates."""
     texts = [t.format(name=text) for t in generic_templates()] if templates else [text]
-    return scoring.unit(collection.text_vectors(texts).mean(axis=0))
+    return scoring.unit(collection.vectors.text_vectors(texts).mean(axis=0))
 
 
 def image_vector(collection: Collection, image_id: int) -> np.ndarray:
     """The stored unit vector ``[D]`` of a present image."""
-    ids, vecs = collection.vectors([int(image_id)])
+    ids, vecs = collection.vectors.read([int(image_id)])
     if len(ids) == 0:
         raise NotFound(f"image {image_id} is not in the collection (or its file is missing, or it is not embedded)")
     return vecs[0]
@@ -160,9 +160,9 @@ def concept_vector(collection: Collection, prompt_set: PromptSet, concept: str) 
     for group in groups:
         if option_name in group.option_names:
             option = group.option(option_name)
-            vecs = collection.text_vectors([p.text for p in option.prompts])
+            vecs = collection.vectors.text_vectors([p.text for p in option.prompts])
             weights = np.array([p.weight for p in option.prompts], np.float32)
-            return scoring.unit(weights @ scoring.unit(vecs))  # the weighted mean embedding
+            return scoring.mean_embeddings(vecs, np.zeros(len(vecs), np.int64), 1, weights)[0]
     raise NotFound(f"prompt set '{prompt_set.name}' has no option '{concept}'")
 
 
@@ -231,12 +231,12 @@ def nearest(collection: Collection, vector: np.ndarray, k: int, allowed: set[int
         raise LabelerError("k must be at least 1")
     if allowed is not None and len(allowed) <= EXACT_FILTER_LIMIT:
         # A small filtered set: score its stored vectors at once instead of widening index searches.
-        ids, vecs = collection.vectors(sorted(allowed - (exclude or set())))
+        ids, vecs = collection.vectors.read(sorted(allowed - (exclude or set())))
         scores = vecs @ vector
         best = np.argsort(-scores, kind="stable")[:k]
         paths = present_paths(collection, [int(i) for i in ids[best]])
         return [Hit(int(ids[j]), paths[int(ids[j])], float(scores[j])) for j in best if int(ids[j]) in paths]
-    index = collection.index
+    index = collection.index_cache.get()
     total = len(index)
     if total == 0 or (allowed is not None and not allowed):
         return []
@@ -298,7 +298,7 @@ def find(collection: Collection, text: str, k: int = 20, where: dict[str, str] |
     """
     if similar_to is None and not text:
         return []
-    _ = collection.index  # an empty collection is a clear error before any text is encoded
+    _ = collection.index_cache.get()  # an empty collection is a clear error before any text is encoded
     if similar_to is not None:
         return similar(collection, similar_to, k, where=where, status=status)
     return search(collection, text, k, where=where, status=status)

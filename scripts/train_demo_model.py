@@ -39,7 +39,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import open_clip  # noqa: E402
-from labeler import world  # noqa: E402
+from labeler import scoring, world  # noqa: E402
+from labeler.prompts import Group, load_prompt_set  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "labeler" / "models" / "labeler-tiny"
@@ -165,22 +166,9 @@ def multi_positive_loss(img: torch.Tensor, txt: torch.Tensor, match: torch.Tenso
 
 # ---------------------------------------------------------------- evaluation
 
-def load_prompt_groups(path: Path) -> dict[str, dict[str, list[tuple[str, float]]]]:
-    """workshop.yaml -> {group: {option: [(prompt, weight), ...]}} with templates expanded."""
-    import yaml
-
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    groups = {}
-    for gname, group in data["groups"].items():
-        templates = group.get("templates") or []
-        options = {}
-        for oname, opt in group["options"].items():
-            prompts = [(t.format(name=oname), 1.0) for t in templates]
-            for p in opt.get("prompts") or []:
-                prompts.append((p["text"], float(p.get("weight", 1.0))) if isinstance(p, dict) else (p, 1.0))
-            options[str(oname)] = prompts
-        groups[gname] = {"baseline": group.get("baseline"), "options": options}
-    return groups
+def load_prompt_groups(path: Path) -> dict[str, Group]:
+    """workshop.yaml through labeler's loader: set-level and group templates expanded as labeling does."""
+    return load_prompt_set(path).groups
 
 
 @torch.no_grad()
@@ -190,14 +178,13 @@ def encode_texts(model, tokenizer, texts: list[str]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def class_vectors(model, tokenizer, options: dict[str, list[tuple[str, float]]]) -> torch.Tensor:
-    """[n_options, D]: renormalised weighted mean of each option's normalised prompt embeddings."""
-    vecs = []
-    for prompts in options.values():
-        emb = encode_texts(model, tokenizer, [p for p, _ in prompts])
-        w = torch.tensor([w for _, w in prompts]).unsqueeze(1)
-        vecs.append(F.normalize((emb * w).sum(0) / w.sum(), dim=-1))
-    return torch.stack(vecs)
+def class_vectors(model, tokenizer, group: Group) -> torch.Tensor:
+    """[n_options, D]: each option's weighted ensemble vector, labeler's ``scoring.mean_embeddings``."""
+    texts = [p.text for o in group.options for p in o.prompts]
+    owner = np.array([i for i, o in enumerate(group.options) for _ in o.prompts], np.int64)
+    weights = np.array([p.weight for o in group.options for p in o.prompts], np.float32)
+    emb = encode_texts(model, tokenizer, texts).numpy()
+    return torch.from_numpy(scoring.mean_embeddings(emb, owner, len(group.options), weights))
 
 
 @torch.no_grad()
@@ -222,12 +209,12 @@ def evaluate(model, preprocess, tokenizer, prompts_path: Path, seed: int, count:
         img = encode_world(model, preprocess, Path(tmp), rows)
     result = {"seed": seed, "count": count, "ensemble": {}, "baseline": {}}
     for gname, group in groups.items():
-        names = list(group["options"])
+        names = group.option_names
         truth_idx = torch.tensor([names.index(r[gname]) for r in rows])
-        ens = class_vectors(model, tokenizer, group["options"])
+        ens = class_vectors(model, tokenizer, group)
         result["ensemble"][gname] = float(((img @ ens.T).argmax(1) == truth_idx).float().mean()) * 100
-        if group["baseline"]:
-            base = encode_texts(model, tokenizer, [group["baseline"].format(name=n) for n in names])
+        if group.baseline:
+            base = encode_texts(model, tokenizer, [group.baseline_prompt(o) for o in group.options])
             result["baseline"][gname] = float(((img @ base.T).argmax(1) == truth_idx).float().mean()) * 100
     q = encode_texts(model, tokenizer, [HAMMER_QUERY])[0]
     top = (img @ q).topk(10).indices.tolist()

@@ -31,7 +31,7 @@ def test_group_metrics_by_hand():
 
 
 def test_truth_rows_match_by_file_path_and_image_id(coll, world, tmp_path):
-    ids, _ = coll.vectors()
+    ids, _ = coll.vectors.read()
     rows = list(csv.DictReader((world / "truth.csv").open()))
     # A copy elsewhere, with an absolute path, an image_id and a row for no image.
     other = tmp_path / "elsewhere" / "truth.csv"

@@ -68,7 +68,7 @@ def test_rerun_is_incremental_and_tracks_moves_and_deletions(run, tmp_path, coll
         assert s.scalar(select(func.count()).select_from(Embedding)) == 14
     assert run.json("check")["ok"]
     # The deleted image is gone from search results' index, the moved one is not.
-    ids = set(collection.index.ids().tolist())
+    ids = set(collection.index_cache.get().ids().tolist())
     with collection.session() as s:
         gone = s.scalar(select(ImageFile.image_id).where(ImageFile.path == str(good[1])))
     assert gone not in ids and moved.image_id in ids
@@ -155,6 +155,6 @@ def test_index_is_rebuilt_from_stored_vectors(run, tmp_path, collection):
     assert not check["ok"] and "unreadable" in check["problems"][0]
     repaired = run.json("check", "--repair")
     assert repaired["ok"] and repaired["repaired"]
-    ids, vecs = collection.vectors()
+    ids, vecs = collection.vectors.read()
     assert len(ids) == 5
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)

@@ -34,9 +34,9 @@ def test_label_writes_one_label_per_image_and_group(coll):
     assert {g: sum(c.values()) for g, c in report["groups"].items()} == {g: WORLD_SIZE for g in groups}
 
     # The stored answer is what an independent per-image computation gives.
-    ids, vecs = coll.vectors()
+    ids, vecs = coll.vectors.read()
     concept = prompt_set.groups["concept"]
-    scale = coll.encoder.logit_scale
+    scale = coll.models.encoder().logit_scale
     with coll.session() as s:
         labels = {l.image_id: l for l in s.scalars(select(Label).where(Label.group == "concept"))}
         record = s.scalar(select(PromptSetRecord))
@@ -45,7 +45,7 @@ def test_label_writes_one_label_per_image_and_group(coll):
         scores = []
         for option in concept.options:
             texts = [p.text for p in option.prompts]
-            scores.append(float(np.mean(coll.text_vectors(texts) @ vec)))
+            scores.append(float(np.mean(coll.vectors.text_vectors(texts) @ vec)))
         exp = np.exp(scale * (np.array(scores) - max(scores)))
         conf = exp / exp.sum()
         label = labels[int(image_id)]
@@ -127,12 +127,12 @@ def test_none_threshold_answers_none(coll, tmp_path):
 
 def test_explain_gives_per_prompt_cosines(coll):
     prompt_set = load_prompt_set("workshop")
-    ids, vecs = coll.vectors()
+    ids, vecs = coll.vectors.read()
     detail = explain(coll, int(ids[0]), prompt_set, "weighted")
     hammer = detail["concept"]["options"]["hammer"]
     texts = [p["text"] for p in hammer["prompts"]]
     assert texts == [p.text for p in prompt_set.groups["concept"].option("hammer").prompts]
-    expected = coll.text_vectors(texts) @ vecs[0]
+    expected = coll.vectors.text_vectors(texts) @ vecs[0]
     np.testing.assert_allclose([p["cosine"] for p in hammer["prompts"]], expected, atol=1e-5)
     weights = np.array([p["weight"] for p in hammer["prompts"]])
     assert hammer["cosine"] == pytest.approx(float(weights @ expected / weights.sum()), abs=1e-5)

@@ -17,7 +17,7 @@ from labeler.search import (QuerySyntaxError, Term, concept_vector, parse_query,
 
 def exact_ranking(collection: Collection, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every present image ranked by cosine with numpy: (ids, scores), best first."""
-    ids, vecs = collection.vectors()
+    ids, vecs = collection.vectors.read()
     scores = vecs @ vector
     order = np.argsort(-scores, kind="stable")
     return ids[order], scores[order]
@@ -47,7 +47,7 @@ def test_bad_query_syntax(query, reason):
 
 
 def test_text_search_returns_the_index_best_first(coll):
-    vector = scoring.unit(coll.text_vectors(["a red hammer"])[0])
+    vector = scoring.unit(coll.vectors.text_vectors(["a red hammer"])[0])
     hits = search(coll, "a red hammer", k=5)
     ids, scores = exact_ranking(coll, vector)
     assert [h.image_id for h in hits] == ids[:5].tolist()
@@ -59,11 +59,11 @@ def test_text_search_returns_the_index_best_first(coll):
 
 def test_templates_and_combined_queries_build_the_expected_vector(coll):
     templated = query_vector(coll, "hammer", templates=True)
-    expected = scoring.unit(coll.text_vectors([t.format(name="hammer") for t in generic_templates()]).mean(axis=0))
+    expected = scoring.unit(coll.vectors.text_vectors([t.format(name="hammer") for t in generic_templates()]).mean(axis=0))
     np.testing.assert_allclose(templated, expected, atol=1e-6)
-    ids, vecs = coll.vectors()
+    ids, vecs = coll.vectors.read()
     combined = query_vector(coll, f'0.5*"red" + "hammer" - "toy" + image:{ids[3]}')
-    red, hammer, toy = coll.text_vectors(["red", "hammer", "toy"])
+    red, hammer, toy = coll.vectors.text_vectors(["red", "hammer", "toy"])
     np.testing.assert_allclose(combined, scoring.unit(0.5 * red + hammer - toy + vecs[3]), atol=1e-6)
     with pytest.raises(QuerySyntaxError, match="cancel out"):
         query_vector(coll, '"red" - "red"')
@@ -91,14 +91,14 @@ def test_filters_by_label_and_review_status(coll):
 
 
 def test_missing_images_are_never_returned(coll):
-    ids, _ = coll.vectors()
+    ids, _ = coll.vectors.read()
     gone = int(ids[0])
-    assert gone in coll.index.ids().tolist()  # loaded now, so the index still holds it below
+    assert gone in coll.index_cache.get().ids().tolist()  # loaded now, so the index still holds it below
     with coll.session() as s:
         s.get(Image, gone).status = "missing"
         for f in s.scalars(select(ImageFile).where(ImageFile.image_id == gone)):
             f.status = "missing"
-    image_vec = coll.vectors([int(ids[1])])[1][0]
+    image_vec = coll.vectors.read([int(ids[1])])[1][0]
     # Hits are checked against the catalog, whatever the loaded index still holds.
     hits = search(coll, f"image:{ids[1]}", k=len(ids))
     assert gone not in {h.image_id for h in hits} and len(hits) == len(ids) - 1
@@ -106,7 +106,7 @@ def test_missing_images_are_never_returned(coll):
 
 
 def test_similar_by_id_and_by_path_leaves_the_image_out(coll):
-    ids, vecs = coll.vectors()
+    ids, vecs = coll.vectors.read()
     target = int(ids[5])
     hits = similar(coll, target, k=4)
     ranked, scores = exact_ranking(coll, vecs[5])
@@ -120,7 +120,7 @@ def test_similar_by_id_and_by_path_leaves_the_image_out(coll):
 def test_concept_search_uses_the_option_ensemble(coll):
     prompt_set = load_prompt_set("workshop")
     option = prompt_set.groups["concept"].option("hammer")
-    vecs = coll.text_vectors([p.text for p in option.prompts])
+    vecs = coll.vectors.text_vectors([p.text for p in option.prompts])
     weights = np.array([p.weight for p in option.prompts])
     expected_vector = scoring.unit((weights[:, None] * vecs).sum(axis=0))
     np.testing.assert_allclose(concept_vector(coll, prompt_set, "concept=hammer"), expected_vector, atol=1e-6)

@@ -77,17 +77,17 @@ def embed_cmd(as_json: bool) -> None:
     collection = get_collection()
     with Progress("embedding", None, quiet=as_json) as bar:
         embedded = embed_pending(collection, progress=bar.update, total=bar.set_total)
-    emit(as_json, {"embedded": embedded, "model": collection.model_spec},
+    emit(as_json, {"embedded": embedded, "model": collection.models.spec()},
          lambda d: click.echo(f"{d['embedded']} embedded with {d['model']}"))
 
 
 def check_collection(collection: Collection) -> list[str]:
     """Problems between the catalog's stored vectors and the index file; empty when consistent."""
-    model_id = collection.model_id
+    model_id = collection.models.current_id()
     if model_id is None:
         return []
-    ids, dim = collection.stored_ids(model_id), collection.encoder_dim(model_id)
-    path = collection.index_path(model_id)
+    ids, dim = collection.vectors.ids(model_id), collection.models.dim(model_id)
+    path = collection.index_cache.path(model_id)
     if not path.exists():
         return [f"index file {path} is missing ({len(ids)} vectors in the catalog)"] if len(ids) else []
     try:
@@ -118,7 +118,7 @@ def check_cmd(repair: bool, as_json: bool) -> None:
     problems = check_collection(collection)
     repaired = False
     if problems and repair:
-        collection.sync_index(rebuild=True)
+        collection.index_cache.sync(rebuild=True)
         repaired = True
         problems = check_collection(collection)
     data = {"ok": not problems, "problems": problems, "repaired": repaired}
@@ -142,11 +142,11 @@ def stats_cmd(as_json: bool) -> None:
         count = lambda q: s.scalar(select(func.count()).select_from(q.subquery()))  # noqa: E731
         data = {
             "images": count(select(Image.id)),
-            "embedded": collection.embedded_count(),
+            "embedded": collection.vectors.count(),
             "failed": count(select(ImageFile.id).where(ImageFile.status == "failed")),
             "missing": count(select(Image.id).where(Image.status == "missing")),
             "files": count(select(ImageFile.id)),
-            "model": collection.stored_model_spec,
+            "model": collection.models.stored_spec(),
             "home": str(collection.config.home),
         }
     emit(as_json, data, lambda d: click.echo("\n".join(f"{k:>9}: {v}" for k, v in d.items())))

@@ -30,8 +30,8 @@ def label(prompt_set_path: str, strategy: str, groups: tuple[str, ...], as_json:
     prompt_set = load_prompt_set(prompt_set_path, home=get_config().home)
     check_request(prompt_set, strategy, groups)
     collection = get_collection()
-    collection.require_model_id()
-    with Progress("labeling", collection.embedded_count(), as_json) as bar:
+    collection.models.require_id()
+    with Progress("labeling", collection.vectors.count(), as_json) as bar:
         report = label_collection(collection, prompt_set, strategy, groups or None, progress=bar.update)
 
     def human(data: dict) -> None:
@@ -65,7 +65,7 @@ def evaluate_command(prompt_set_path: str, truth: Path | None, reviewed: bool, s
         raise LabelerError("give exactly one of --truth FILE or --reviewed")
     prompt_set = load_prompt_set(prompt_set_path, home=get_config().home)
     collection = get_collection()
-    collection.require_model_id()
+    collection.models.require_id()
     known = (evaluate.truth_from_csv(collection, truth, list(prompt_set.groups)) if truth
              else evaluate.truth_from_reviews(collection, list(prompt_set.groups)))
     results = evaluate.evaluate(collection, prompt_set, known, strategies or STRATEGIES)

@@ -66,7 +66,6 @@ def create_app(config: Config | None = None, test_config: dict | None = None) ->
         SESSION_COOKIE_SECURE=os.environ.get("LABELER_SECURE_COOKIES", "") not in ("", "0", "false"),
         SESSION_COOKIE_NAME="labeler_session",
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
-        LABELER_CONFIG=config,
     )
     if test_config:
         app.config.update(test_config)

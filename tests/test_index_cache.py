@@ -1,0 +1,27 @@
+"""The index cache builds the FAISS type Config asks for, from the catalog's stored vectors."""
+
+from __future__ import annotations
+
+import faiss
+
+from labeler.collection import Collection
+from labeler.config import Config
+from labeler.index import FaissIndex
+
+
+def test_index_settings_come_from_the_environment():
+    config = Config.from_env({"LABELER_INDEX_FACTORY": "HNSW32", "LABELER_INDEX_GPU": "1"})
+    assert (config.index_factory, config.index_gpu) == ("HNSW32", True)
+    assert (Config.from_env({}).index_factory, Config.from_env({"LABELER_INDEX_GPU": "0"}).index_gpu) == ("Flat", False)
+
+
+def test_rebuilt_index_uses_the_configured_factory(coll):
+    hnsw = Collection(coll.config.with_(index_factory="HNSW32"))
+    index = hnsw.index_cache.sync(rebuild=True)
+    model_id = hnsw.models.current_id()
+    loaded = FaissIndex.load(hnsw.index_cache.path(model_id))  # kept: the inner index is its
+    assert isinstance(faiss.downcast_index(loaded._index.index), faiss.IndexHNSWFlat)
+    ids, vecs = hnsw.vectors.read()
+    assert sorted(index.ids().tolist()) == ids.tolist()
+    _, found = index.search(vecs[:3], 1)
+    assert found[:, 0].tolist() == ids[:3].tolist()  # each stored vector finds its own image
