@@ -23,9 +23,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import ModelUnavailable
+from .resources import resource_dir
 
 TINY_NAME = "labeler-tiny"
-TINY_DIR = Path(__file__).resolve().parent / "models" / TINY_NAME
+TINY_DIR = resource_dir("models") / TINY_NAME
 DEFAULT_MODEL = TINY_NAME
 
 REMEDIES = (
