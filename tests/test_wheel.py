@@ -51,7 +51,8 @@ def _build_wheel(sources: Path, out: Path) -> Path:
 def _fresh_venv(folder: Path) -> Path:
     """A venv whose dependencies resolve to this interpreter's site-packages; returns its site-packages."""
     subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, capture_output=True)
-    site = Path(subprocess.run([str(folder / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+    ask = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = Path(subprocess.run([str(folder / "bin" / "python"), "-c", ask],
                                check=True, capture_output=True, text=True).stdout.strip())
     ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     (site / "labeler-test-deps.pth").write_text("".join(f"{path}\n" for path in sorted(ours)))
