@@ -1,8 +1,8 @@
 """A built wheel works on its own: installed into a fresh venv and run outside the checkout.
 
 The venv reuses this interpreter's site-packages for the dependencies (torch is not installed
-twice) through a ``.pth`` line; the ``.pth`` files of that folder, such as an editable install's
-finder, are not processed, so ``labeler`` can only come from the wheel.
+twice) through ``.pth`` lines; the ``.pth`` files of those folders, such as an editable
+install's finder, are not processed, so ``labeler`` can only come from the wheel.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import http.client
 import json
 import os
 import shutil
+import site
 import socket
 import subprocess
 import sys
-import sysconfig
 import time
 import zipfile
 from pathlib import Path
@@ -54,9 +54,16 @@ def _fresh_venv(folder: Path) -> Path:
     ask = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
     site = Path(subprocess.run([str(folder / "bin" / "python"), "-c", ask],
                                check=True, capture_output=True, text=True).stdout.strip())
-    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    (site / "labeler-test-deps.pth").write_text("".join(f"{path}\n" for path in sorted(ours)))
+    (site / "labeler-test-deps.pth").write_text("".join(f"{path}\n" for path in _dependency_paths()))
     return site
+
+
+def _dependency_paths() -> list[str]:
+    """This interpreter's site-packages and the folders their .pth files added: sys.path from the first on."""
+    sites = {Path(path).resolve() for path in site.getsitepackages()}
+    resolved = [Path(entry).resolve() if entry else None for entry in sys.path]
+    first = next(i for i, path in enumerate(resolved) if path in sites)
+    return [entry for entry, path in zip(sys.path[first:], resolved[first:]) if path and path.is_dir() and path != ROOT]
 
 
 def _free_port() -> int:
