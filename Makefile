@@ -5,9 +5,10 @@ demo:  ## set up, build the demo collection, index and label it, serve the UI on
 	scripts/setup.sh
 	.venv/bin/python manage.py demo
 
-test:  ## set up (with test tools and Debian's chromium) and run every test, slow ones included
+test:  ## set up (with test tools, Debian's chromium and postgresql), lint, and run every test, slow ones included
 	scripts/setup.sh --test
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m ruff check .
+	LABELER_NO_SKIPS=1 .venv/bin/python -m pytest -q
 
 setup:
 	scripts/setup.sh --test

@@ -23,10 +23,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import ModelUnavailable
+from .resources import resource_dir
 from .scoring import unit
 
 TINY_NAME = "labeler-tiny"
-TINY_DIR = Path(__file__).resolve().parent / "models" / TINY_NAME
+TINY_DIR = resource_dir("models") / TINY_NAME
 DEFAULT_MODEL = TINY_NAME
 
 REMEDIES = (

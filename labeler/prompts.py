@@ -17,8 +17,9 @@ from typing import Any
 import yaml
 
 from .errors import LabelerError
+from .resources import resource_dir
 
-PROMPT_SET_DIR = Path(__file__).resolve().parent.parent / "prompt_sets"
+PROMPT_SET_DIR = resource_dir("prompt_sets")
 GENERIC_TEMPLATES_FILE = PROMPT_SET_DIR / "templates.yaml"
 GENERIC = "generic"
 DEFAULT_BASELINE = "a photo of a {name}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up: .venv/ with pinned torch, the project and its test tools.
-# Usage: scripts/setup.sh [--test]   (--test also installs pytest, Playwright and Debian's chromium)
+# Usage: scripts/setup.sh [--test]   (--test also installs pytest, Playwright, ruff and Debian's chromium
+# and postgresql, so that no test has a reason to skip)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,9 +29,15 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 
-if [ "${1:-}" = "--test" ] && [ ! -x /usr/bin/chromium ]; then
-    echo "setup: installing Debian's chromium for the browser tests" >&2
-    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+if [ "${1:-}" = "--test" ]; then
+    missing=""
+    [ -x /usr/bin/chromium ] || missing="$missing chromium"  # the browser tests
+    # tests/postgres.py runs a throwaway server with initdb and pg_ctl from /usr/lib/postgresql/*/bin
+    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing="$missing postgresql"
+    if [ -n "$missing" ]; then
+        echo "setup: installing Debian's$missing for the tests" >&2
+        if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+    fi
 fi

@@ -16,14 +16,21 @@ def _pg_bin(name: str) -> str | None:
     found = shutil.which(name)
     if found:
         return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return candidates[-1] if candidates else None
+    # Debian's postgresql keeps its server programs off PATH, one folder per major version: take the newest.
+    candidates = glob.glob(f"/usr/lib/postgresql/*/bin/{name}")
+    return max(candidates, key=_major_version, default=None)
+
+
+def _major_version(path: str) -> tuple[int, ...]:
+    """``/usr/lib/postgresql/15/bin/initdb`` -> (15,); 9.6 sorts below 15."""
+    version = Path(path).parent.parent.name
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
 
 
 def available() -> str | None:
     """Why a server cannot be started here, or None when it can."""
     if not (_pg_bin("initdb") and _pg_bin("pg_ctl")):
-        return "PostgreSQL server binaries (initdb, pg_ctl) are not installed"
+        return "PostgreSQL server binaries (initdb, pg_ctl) are not installed (scripts/setup.sh --test installs them)"
     try:
         import psycopg  # noqa: F401
     except ImportError:

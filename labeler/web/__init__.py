@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import secrets
-from pathlib import Path
 
 from flask import Flask, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
@@ -22,10 +21,10 @@ from ..catalog import MAX_ID
 from ..collection import Collection
 from ..config import Config
 from ..errors import LabelerError, ModelUnavailable, NotFound
+from ..resources import resource_dir
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-TEMPLATES = ROOT / "templates"
-STATIC = ROOT / "static"
+TEMPLATES = resource_dir("templates")
+STATIC = resource_dir("static")
 
 
 class CatalogId(IntegerConverter):

@@ -1,0 +1,144 @@
+"""A built wheel works on its own: installed into a fresh venv and run outside the checkout.
+
+The venv reuses this interpreter's site-packages for the dependencies (torch is not installed
+twice) through ``.pth`` lines; the ``.pth`` files of those folders, such as an editable
+install's finder, are not processed, so ``labeler`` can only come from the wheel.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import site
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# What the wheel is built from; the rest of the checkout (tests, docs, .venv) stays out of the copy.
+SOURCES = ("pyproject.toml", "README.md", "labeler", "templates", "static", "migrations", "prompt_sets")
+RESOURCES = ("templates", "static", "migrations", "prompt_sets")
+
+
+def _copy_sources(into: Path) -> Path:
+    """A clean copy of the sources: an in-tree build would reuse a stale ``build/`` folder."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    into.mkdir(parents=True)
+    for name in SOURCES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, into / name, ignore=ignore)
+        else:
+            shutil.copy2(source, into / name)
+    return into
+
+
+def _build_wheel(sources: Path, out: Path) -> Path:
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                    "--disable-pip-version-check", "-q", "-w", str(out), str(sources)],
+                   check=True, capture_output=True, text=True)
+    (wheel,) = out.glob("labeler-*.whl")
+    return wheel
+
+
+def _fresh_venv(folder: Path) -> Path:
+    """A venv whose dependencies resolve to this interpreter's site-packages; returns its site-packages."""
+    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, capture_output=True)
+    ask = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = Path(subprocess.run([str(folder / "bin" / "python"), "-c", ask],
+                               check=True, capture_output=True, text=True).stdout.strip())
+    (site / "labeler-test-deps.pth").write_text("".join(f"{path}\n" for path in _dependency_paths()))
+    return site
+
+
+def _dependency_paths() -> list[str]:
+    """This interpreter's site-packages and the folders their .pth files added: sys.path from the first on."""
+    sites = {Path(path).resolve() for path in site.getsitepackages()}
+    resolved = [Path(entry).resolve() if entry else None for entry in sys.path]
+    first = next(i for i, path in enumerate(resolved) if path in sites)
+    return [entry for entry, path in zip(sys.path[first:], resolved[first:]) if path and path.is_dir() and path != ROOT]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(port: int, path: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_wheel_carries_every_module_and_resource(tmp_path):
+    sources = _copy_sources(tmp_path / "src")
+    names = set(zipfile.ZipFile(_build_wheel(sources, tmp_path / "dist")).namelist())
+    wanted = {f"labeler/{path.relative_to(sources / 'labeler').as_posix()}"
+              for path in (sources / "labeler").rglob("*") if path.is_file()}
+    for resource in RESOURCES:
+        wanted |= {f"labeler/{resource}/{path.relative_to(sources / resource).as_posix()}"
+                   for path in (sources / resource).rglob("*") if path.is_file()}
+    assert "labeler/py.typed" in wanted
+    missing = sorted(wanted - names)
+    assert not missing, f"add their packages to [tool.setuptools] in pyproject.toml: {missing}"
+
+
+@pytest.mark.slow
+def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
+    wheel = _build_wheel(_copy_sources(tmp_path / "src"), tmp_path / "dist")
+    venv = tmp_path / "venv"
+    site = _fresh_venv(venv)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-index", "-q",
+                    "--disable-pip-version-check", str(wheel)], check=True, capture_output=True, text=True)
+
+    work = tmp_path / "elsewhere"  # a cwd outside the checkout, so nothing is imported from it
+    work.mkdir()
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("LABELER_", "PYTHON"))}
+    home = work / "home"
+
+    def labeler(*args: str) -> subprocess.CompletedProcess:
+        result = subprocess.run([str(venv / "bin" / "labeler"), "--home", str(home), *args], cwd=work, env=env,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, (args, result.stdout, result.stderr)
+        return result
+
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import labeler; print(labeler.__file__)"],
+                           cwd=work, env=env, check=True, capture_output=True, text=True).stdout.strip()
+    assert Path(where).is_relative_to(site), where
+
+    labeler("db", "upgrade")
+    labeler("demo-images", str(work / "photos"), "--count", "12", "--size", "64")
+    assert json.loads(labeler("index", str(work / "photos"), "--json").stdout)["embedded"] == 12
+    assert json.loads(labeler("label", "--prompt-set", "workshop", "--json").stdout)["labeled"] > 0
+
+    port = _free_port()
+    server = subprocess.Popen([str(venv / "bin" / "labeler"), "--home", str(home), "serve", "--port", str(port)],
+                              cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(300):  # the server imports torch before it listens
+            if server.poll() is not None:
+                pytest.fail(f"serve exited: {server.stderr.read()}")
+            try:
+                status, body = _get(port, "/auth/login")
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("serve did not start listening")
+        assert status == 200 and b'data-testid="login-form"' in body
+        assert _get(port, "/static/style.css")[0] == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
