@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
-from tests.conftest import manage
+from tests.conftest import ROOT, manage
 from tests.imagegen import write_broken_corpus, write_good_images
 
 
@@ -68,3 +70,12 @@ def test_stats_and_check_on_an_empty_home(tmp_path):
     assert json.loads(manage(*home, "check", "--json").stdout)["ok"] is True
     upgrade = manage(*home, "db", "upgrade", "--json")
     assert upgrade.returncode == 0 and json.loads(upgrade.stdout)["revision"]
+
+
+@pytest.mark.parametrize("module", sorted(p.stem for p in (ROOT / "labeler" / "commands").glob("*.py")
+                                          if p.stem != "__init__"))
+def test_each_command_module_imports_first(module):
+    """No import circle: a command module imports on its own, before ``labeler.cli``."""
+    done = subprocess.run([sys.executable, "-c", f"import labeler.commands.{module}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

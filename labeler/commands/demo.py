@@ -11,9 +11,9 @@ import click
 from sqlalchemy import func, select
 
 from ..catalog import User
-from ..cli import Progress, emit, get_config, json_option
 from ..collection import Collection
 from ..encoder import TINY_NAME
+from .context import Progress, emit, get_config, json_option
 from .world import generate_with_progress
 
 
@@ -85,12 +85,11 @@ def demo(count: int, seed: int, prompt_set: str, serve: bool, port: int, as_json
 
     emit(as_json, summary, human)
     if serve:
-        from waitress import serve as waitress_serve
-
         from ..web import create_app
+        from ..web.server import serve as serve_app
 
         click.echo(f"labeler: serving on http://127.0.0.1:{port}/ (Ctrl+C stops)", err=True)
-        waitress_serve(create_app(config), host="127.0.0.1", port=port, threads=8, ident="labeler")
+        serve_app(create_app(config), "127.0.0.1", port)
 
 
 COMMANDS = [demo]

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from ..cli import Progress, emit, get_collection, json_option
 from ..errors import LabelerError
 from ..labeling import DEFAULT_STRATEGY
 from ..scoring import STRATEGIES
+from .context import Progress, emit, get_collection, json_option
 
 prompt_set_option = click.option("--prompt-set", "prompt_set_path", required=True, metavar="FILE",
                                  help="Prompt set YAML, or the name of one in prompt_sets/ (e.g. workshop).")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import Progress, emit, json_option
+from .context import Progress, emit, json_option
 
 
 def generate_with_progress(out: Path, count: int, seed: int, size: int, quiet: bool) -> Path:

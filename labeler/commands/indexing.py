@@ -10,10 +10,10 @@ from sqlalchemy import func, select
 
 from .. import db
 from ..catalog import Image, ImageFile
-from ..cli import Progress, emit, get_collection, get_config, json_option
 from ..collection import Collection
 from ..index import FaissIndex
 from ..pipeline import embed_pending, index_paths
+from .context import Progress, emit, get_collection, get_config, json_option
 
 
 @click.group("db")
