@@ -72,7 +72,7 @@ def demo(count: int, seed: int, prompt_set: str, serve: bool, port: int, as_json
         labels = label_collection(collection, prompts, progress=bar.update)
     _share_truth(config.home, truth)
     account = _demo_user(collection)
-    summary = {"home": str(config.home), "truth": str(truth), "index": report.to_json(),
+    summary = {"home": str(config.home), "truth": str(truth), "index": report.to_dict(),
                "label": labels.to_dict(), "user": account, "url": f"http://127.0.0.1:{port}/"}
 
     def human(d: dict) -> None:

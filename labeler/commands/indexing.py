@@ -47,7 +47,7 @@ def _run_index(paths: tuple[Path, ...], embed: bool, as_json: bool) -> None:
     label = "indexing" if embed else "ingesting"
     with Progress(label, None, quiet=as_json) as bar:
         report = index_paths(collection, list(paths), embed=embed, progress=bar.update, total=bar.set_total)
-    emit(as_json, report.to_json(), _print_index)
+    emit(as_json, report.to_dict(), _print_index)
 
 
 paths_argument = click.argument("paths", nargs=-1, required=True,
