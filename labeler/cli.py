@@ -1,7 +1,8 @@
 """The command line: the root group, which assembles the command modules of :mod:`labeler.commands`.
 
-Every command takes ``--json`` (machine-readable stdout, no progress bar). A user mistake is one
-line on stderr and a non-zero exit.
+Every command takes ``--json`` (machine-readable stdout, no progress bar). A user mistake (a
+:class:`~labeler.errors.LabelerError`) is one line on stderr and its exit code; any other
+exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from .errors import LabelerError
 
 
 class LabelerGroup(click.Group):
-    """Turns labeler's typed errors into one clear line on stderr."""
+    """Turns labeler's typed errors, and only those, into one clear line on stderr."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -25,10 +26,6 @@ class LabelerGroup(click.Group):
         except LabelerError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
-        except (OSError, ValueError) as exc:
-            # A bad path or value reached the edge: still one line, never a traceback.
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(1)
 
 
 @click.group(cls=LabelerGroup, context_settings={"help_option_names": ["-h", "--help"]})

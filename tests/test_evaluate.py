@@ -110,3 +110,16 @@ def test_ensembles_beat_single_on_labeler_tiny(tmp_path):
         assert handle[strategy]["accuracy"] > handle["single"]["accuracy"] + 0.1, handle
     write_outputs(results, tmp_path / "report")
     assert (tmp_path / "report" / "evaluation.png").stat().st_size > 0
+
+
+def test_an_unreadable_truth_file_or_output_folder_is_one_line(dev_run, world, tmp_path):
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("file,concept\ncaf\xe9.png,mug\n".encode("latin-1"))
+    bad_csv = dev_run("evaluate", "--prompt-set", "workshop", "--truth", latin1, expect=1)
+    assert bad_csv.stderr.startswith(f"error: {latin1}: not a readable UTF-8 CSV file")
+    assert bad_csv.stderr.count("\n") == 1
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    bad_out = dev_run("evaluate", "--prompt-set", "workshop", "--truth", world / "truth.csv", "--strategy", "single",
+                      "--out", blocker / "out", expect=1)
+    assert "Not a directory" in bad_out.stderr and bad_out.stderr.count("\n") == 1
