@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from labeler.cli import cli
 
-from tests.conftest import ROOT, Cli, manage
+from tests.cli import ROOT, Cli, manage
 from tests.imagegen import write_broken_corpus, write_good_images
 
 
@@ -95,27 +95,28 @@ def one_error_line(result, code: int) -> str:
     return lines[0]
 
 
-def test_files_and_settings_the_user_got_wrong_exit_1_with_one_line(run, tmp_path):
+def test_files_and_settings_the_user_got_wrong_exit_1_with_one_line(empty_cli, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    assert "Not a directory" in one_error_line(run("demo-images", blocker / "out", "--count", "1", expect=None), 1)
-    assert "Not a directory" in one_error_line(run("export", blocker / "sub" / "labels.csv", expect=None), 1)
+    no_folder = empty_cli("demo-images", blocker / "out", "--count", "1", expect=None)
+    assert "Not a directory" in one_error_line(no_folder, 1)
+    assert "Not a directory" in one_error_line(empty_cli("export", blocker / "sub" / "labels.csv", expect=None), 1)
     latin1 = tmp_path / "latin1.csv"
     latin1.write_bytes("file,concept\ncaf\xe9.png,mug\n".encode("latin-1"))
-    line = one_error_line(run("import-labels", latin1, expect=None), 1)
+    line = one_error_line(empty_cli("import-labels", latin1, expect=None), 1)
     assert "latin1.csv: not a readable UTF-8 CSV file" in line
-    home_in_a_file = Cli(blocker / "home", run.model)
+    home_in_a_file = Cli(blocker / "home", empty_cli.model)
     assert "Not a directory" in one_error_line(home_in_a_file("stats", expect=None), 1)
-    bad_setting = CliRunner(env={"LABELER_BATCH_SIZE": "lots"}).invoke(cli, ["--home", run.home, "stats"])
+    bad_setting = CliRunner(env={"LABELER_BATCH_SIZE": "lots"}).invoke(cli, ["--home", empty_cli.home, "stats"])
     assert one_error_line(bad_setting, 1) == "error: LABELER_BATCH_SIZE must be a whole number, not 'lots'"
 
 
-def test_serving_on_a_taken_port_is_one_line(run):
+def test_serving_on_a_taken_port_is_one_line(empty_cli):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run("serve", "--port", port, expect=1)
+        result = empty_cli("serve", "--port", port, expect=1)
     announced, error = result.stderr.strip().splitlines()  # "serving ... on URL", then why not
     assert error.startswith(f"error: cannot serve on 127.0.0.1:{port}: ")
 
