@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Config:
@@ -48,7 +50,7 @@ class Config:
             values["index_gpu"] = env["LABELER_INDEX_GPU"].strip().lower() not in ("0", "false", "no", "off")
         for key in ("batch_size", "checkpoint_every", "workers"):
             if env.get(f"LABELER_{key.upper()}"):
-                values[key] = int(env[f"LABELER_{key.upper()}"])
+                values[key] = _int_setting(env, f"LABELER_{key.upper()}")
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "home" in values:
             values["home"] = Path(values["home"])
@@ -68,3 +70,10 @@ class Config:
     @property
     def thumbnail_dir(self) -> Path:
         return self.home / "thumbnails"
+
+
+def _int_setting(env: dict[str, str], name: str) -> int:
+    try:
+        return int(env[name])
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {env[name]!r}") from None

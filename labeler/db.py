@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .config import Config
 from .resources import resource_dir
+from .errors import user_file
 
 MIGRATIONS = resource_dir("migrations")
 
@@ -31,7 +32,8 @@ def get_engine(config: Config) -> Engine:
     engine = _engines.get(url)
     if engine is None:
         if url.startswith("sqlite"):
-            config.home.mkdir(parents=True, exist_ok=True)
+            with user_file(config.home):
+                config.home.mkdir(parents=True, exist_ok=True)
             engine = create_engine(url, connect_args={"timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:

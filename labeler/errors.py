@@ -1,5 +1,12 @@
 """Errors a user can cause. The CLI and the HTTP layer turn them into one clear message."""
 
+from __future__ import annotations
+
+import csv
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
 
 class LabelerError(Exception):
     """A problem the user can fix; ``exit_code`` is what the CLI exits with."""
@@ -17,3 +24,32 @@ class CatalogError(LabelerError):
 
 class NotFound(LabelerError):
     """An image, label or other record that does not exist."""
+
+
+class FileAccessError(LabelerError):
+    """A file or folder the user named cannot be read, written or created."""
+
+    exit_code = 1
+
+
+class ConfigError(LabelerError):
+    """A setting in the environment that labeler cannot use."""
+
+    exit_code = 1
+
+
+class ServeError(LabelerError):
+    """The server cannot listen where it was asked to (the port is taken, say)."""
+
+    exit_code = 1
+
+
+@contextmanager
+def user_file(path: Path | str) -> Iterator[None]:
+    """Report an unreadable, unwritable or undecodable file the user named as a :class:`FileAccessError`."""
+    try:
+        yield
+    except OSError as exc:
+        raise FileAccessError(str(exc)) from exc
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise FileAccessError(f"{path}: not a readable UTF-8 CSV file: {exc}") from exc

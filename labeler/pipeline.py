@@ -59,7 +59,7 @@ class IndexReport:
     seconds: float = 0.0
     failures: list[dict] | None = None
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         return asdict(self)
 
 

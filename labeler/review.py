@@ -157,9 +157,6 @@ class BulkResult:
     accepted: list[int] = field(default_factory=list)
     conflicts: list[dict] = field(default_factory=list)  # {id, message}
 
-    def as_dict(self) -> dict:
-        return {"accepted": self.accepted, "conflicts": self.conflicts}
-
 
 def accept_many(session: Session, seen: Sequence[tuple[int, int]], user_id: int | None) -> BulkResult:
     """Accept each ``(label_id, seen_version)``; stale or missing ones are reported, not applied.

@@ -269,7 +269,7 @@ def search_concept(collection: Collection, prompt_set: PromptSet, concept: str, 
 def resolve_image(collection: Collection, ref: str | int) -> int:
     """An image id, given an id or a path known to the catalog."""
     text = str(ref).strip()
-    if text.isdigit():
+    if text.isdecimal():  # not isdigit: int() refuses '²'
         if int(text) > MAX_ID:
             raise NotFound(f"no image {text} in the catalog")
         return int(text)

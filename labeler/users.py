@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -77,3 +78,19 @@ def user_for_token(session: Session, token: str) -> User | None:
     if not token:
         return None
     return session.scalar(select(User).where(User.api_token_hash == token_hash(token)))
+
+
+def create_demo_admin(session: Session, home: Path) -> dict | None:
+    """An admin account for a fresh demo, so the UI can be opened at once; None when accounts exist.
+
+    The password is also written to ``home/demo-credentials.txt``, readable by its owner only.
+    Returns ``{"name", "password", "file"}``.
+    """
+    if session.scalar(select(func.count()).select_from(User)):
+        return None
+    password = secrets.token_urlsafe(9)
+    create_user(session, "admin", password, "admin")
+    credentials = home / "demo-credentials.txt"
+    credentials.write_text(f"admin {password}\n")
+    credentials.chmod(0o600)
+    return {"name": "admin", "password": password, "file": str(credentials)}

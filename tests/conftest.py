@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from labeler import db
-from labeler.cli import cli
 from labeler.collection import Collection
 from labeler.config import Config
 from labeler.encoder import TINY_DIR, TINY_NAME
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.cli import Cli
 
 
 WORLD_SIZE = 40
@@ -49,7 +43,7 @@ def world(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def indexed_home(tmp_path_factory, model_spec, world) -> Path:
-    """A home with the world indexed once; each test works on its own copy (``coll``)."""
+    """A home with the world indexed once; each test works on its own copy (``indexed_collection``)."""
     from labeler.pipeline import index_paths
 
     home = tmp_path_factory.mktemp("indexed") / "home"
@@ -59,61 +53,39 @@ def indexed_home(tmp_path_factory, model_spec, world) -> Path:
 
 
 @pytest.fixture
-def coll(indexed_home, model_spec, tmp_path) -> Collection:
+def indexed_collection(indexed_home, model_spec, tmp_path) -> Collection:
+    """This test's own copy of the indexed world (no labels yet)."""
     home = tmp_path / "home"
     shutil.copytree(indexed_home, home)
     return Collection(Config(home=home, model=model_spec))
 
 
 @pytest.fixture
-def dev_run(coll, model_spec) -> "Cli":
-    return Cli(coll.config.home, model_spec)
+def indexed_cli(indexed_collection, model_spec) -> Cli:
+    """``manage.py`` on ``indexed_collection``'s home."""
+    return Cli(indexed_collection.config.home, model_spec)
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
+def empty_home(tmp_path: Path) -> Path:
+    """A home folder that does not exist yet; ``empty_config``, ``empty_collection`` and ``empty_cli`` use it."""
     return tmp_path / "home"
 
 
 @pytest.fixture
-def config(home: Path, model_spec: str) -> Config:
-    return Config(home=home, model=model_spec)
+def empty_config(empty_home: Path, model_spec: str) -> Config:
+    return Config(home=empty_home, model=model_spec)
 
 
 @pytest.fixture
-def collection(config: Config) -> Collection:
-    return Collection(config)
-
-
-class Cli:
-    """Runs ``manage.py`` in-process (fast: the model loads once) against one home folder."""
-
-    def __init__(self, home: Path, model: str | None):
-        self.home = home
-        self.model = model
-        self.runner = CliRunner()
-
-    def __call__(self, *args: str, expect: int | None = 0):
-        prefix = ["--home", str(self.home)] + (["--model", self.model] if self.model else [])
-        result = self.runner.invoke(cli, prefix + [str(a) for a in args], catch_exceptions=False)
-        if expect is not None:
-            assert result.exit_code == expect, (result.exit_code, result.output)
-        return result
-
-    def json(self, *args: str, expect: int | None = 0):
-        result = self(*args, "--json", expect=expect)
-        return json.loads(result.stdout)
+def empty_collection(empty_config: Config) -> Collection:
+    return Collection(empty_config)
 
 
 @pytest.fixture
-def run(home: Path, model_spec: str) -> Cli:
-    return Cli(home, model_spec)
-
-
-def manage(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
-    """Runs ``python manage.py`` in a real subprocess."""
-    return subprocess.run([sys.executable, str(ROOT / "manage.py"), *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, env={**os.environ, **(env or {})}, **kwargs)
+def empty_cli(empty_home: Path, model_spec: str) -> Cli:
+    """``manage.py`` on ``empty_home``, which a test fills through it."""
+    return Cli(empty_home, model_spec)
 
 
 # With LABELER_NO_SKIPS=1 (``make test``, and so CI) a skipped test fails the run: a machine that

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import socket
+import subprocess
+import sys
 
+import click
 import pytest
+from click.testing import CliRunner
 
-from tests.conftest import manage
+from labeler.cli import cli
+
+from tests.cli import ROOT, Cli, manage
 from tests.imagegen import write_broken_corpus, write_good_images
 
 
@@ -68,3 +76,58 @@ def test_stats_and_check_on_an_empty_home(tmp_path):
     assert json.loads(manage(*home, "check", "--json").stdout)["ok"] is True
     upgrade = manage(*home, "db", "upgrade", "--json")
     assert upgrade.returncode == 0 and json.loads(upgrade.stdout)["revision"]
+
+
+@pytest.mark.parametrize("module", sorted(p.stem for p in (ROOT / "labeler" / "commands").glob("*.py")
+                                          if p.stem != "__init__"))
+def test_each_command_module_imports_first(module):
+    """No import circle: a command module imports on its own, before ``labeler.cli``."""
+    done = subprocess.run([sys.executable, "-c", f"import labeler.commands.{module}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def one_error_line(result, code: int) -> str:
+    """The single ``error: ...`` line of a failed command, after checking its exit code."""
+    assert result.exit_code == code, (result.exit_code, result.output)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_files_and_settings_the_user_got_wrong_exit_1_with_one_line(empty_cli, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    no_folder = empty_cli("demo-images", blocker / "out", "--count", "1", expect=None)
+    assert "Not a directory" in one_error_line(no_folder, 1)
+    assert "Not a directory" in one_error_line(empty_cli("export", blocker / "sub" / "labels.csv", expect=None), 1)
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("file,concept\ncaf\xe9.png,mug\n".encode("latin-1"))
+    line = one_error_line(empty_cli("import-labels", latin1, expect=None), 1)
+    assert "latin1.csv: not a readable UTF-8 CSV file" in line
+    home_in_a_file = Cli(blocker / "home", empty_cli.model)
+    assert "Not a directory" in one_error_line(home_in_a_file("stats", expect=None), 1)
+    bad_setting = CliRunner(env={"LABELER_BATCH_SIZE": "lots"}).invoke(cli, ["--home", empty_cli.home, "stats"])
+    assert one_error_line(bad_setting, 1) == "error: LABELER_BATCH_SIZE must be a whole number, not 'lots'"
+
+
+def test_serving_on_a_taken_port_is_one_line(empty_cli):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = empty_cli("serve", "--port", port, expect=1)
+    announced, error = result.stderr.strip().splitlines()  # "serving ... on URL", then why not
+    assert error.startswith(f"error: cannot serve on 127.0.0.1:{port}: ")
+
+
+def test_a_bug_keeps_its_traceback(tmp_path):
+    """Only a LabelerError becomes a clean exit; anything else is a bug and must show where it is."""
+    @click.command("boom")
+    def boom() -> None:
+        raise ValueError("a bug, not a user mistake")
+
+    group = copy.copy(cli)
+    group.commands = {**cli.commands, "boom": boom}
+    result = CliRunner().invoke(group, ["--home", tmp_path / "home", "boom"])
+    assert isinstance(result.exception, ValueError) and "error:" not in result.output

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.cli import ROOT, manage_argv
 from tests.imagegen import write_good_images
 
 
@@ -23,15 +23,13 @@ def _embedded(db_path) -> int:
 
 
 @pytest.mark.slow
-def test_kill_during_embedding_then_rerun(run, tmp_path, model_spec):
+def test_kill_during_embedding_then_rerun(empty_cli, tmp_path, model_spec):
     photos = tmp_path / "photos"
     write_good_images(photos, 400)
     env = {"LABELER_BATCH_SIZE": "8", "LABELER_CHECKPOINT_EVERY": "16", "LABELER_WORKERS": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "--home", str(run.home), "--model", model_spec,
-         "index", str(photos), "--json"],
-        cwd=ROOT, env={**__import__("os").environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    db_path = run.home / "catalog.db"
+    proc = subprocess.Popen(manage_argv("--home", empty_cli.home, "--model", model_spec, "index", photos, "--json"),
+                            cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    db_path = empty_cli.home / "catalog.db"
     deadline = time.monotonic() + 120
     while _embedded(db_path) < 40 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -41,10 +39,10 @@ def test_kill_during_embedding_then_rerun(run, tmp_path, model_spec):
     killed_at = _embedded(db_path)
     assert 40 <= killed_at < 400
 
-    report = run.json("index", photos)
+    report = empty_cli.json("index", photos)
     assert report["embedded"] == 400 - killed_at
-    assert run.json("check") == {"ok": True, "problems": [], "repaired": False}
-    stats = run.json("stats")
+    assert empty_cli.json("check") == {"ok": True, "problems": [], "repaired": False}
+    stats = empty_cli.json("stats")
     assert stats["images"] == stats["embedded"] == 400
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("SELECT count(*), count(DISTINCT image_id) FROM embeddings").fetchone() == (400, 400)

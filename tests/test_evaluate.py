@@ -30,8 +30,8 @@ def test_group_metrics_by_hand():
     assert m["ece"] == pytest.approx(expected_ece, abs=1e-4)
 
 
-def test_truth_rows_match_by_file_path_and_image_id(coll, world, tmp_path):
-    ids, _ = coll.vectors.read()
+def test_truth_rows_match_by_file_path_and_image_id(indexed_collection, world, tmp_path):
+    ids, _ = indexed_collection.vectors.read()
     rows = list(csv.DictReader((world / "truth.csv").open()))
     # A copy elsewhere, with an absolute path, an image_id and a row for no image.
     other = tmp_path / "elsewhere" / "truth.csv"
@@ -43,16 +43,16 @@ def test_truth_rows_match_by_file_path_and_image_id(coll, world, tmp_path):
         writer.writerow({"file": rows[1]["file"], "path": "", "image_id": "", "concept": "saw"})
         writer.writerow({"file": "", "path": "", "image_id": str(ids[2]), "concept": "mug"})
         writer.writerow({"file": "no_such.png", "path": "", "image_id": "", "concept": "mug"})
-    truth = truth_from_csv(coll, other, ["concept", "color"])
+    truth = truth_from_csv(indexed_collection, other, ["concept", "color"])
     assert sorted(truth.values["concept"].values()) == ["hammer", "mug", "saw"]
     assert truth.values["concept"][int(ids[2])] == "mug"
     assert truth.unmatched == ["no_such.png"]
     assert "color" not in truth.values
 
 
-def test_evaluate_cli_json_table_and_plot(dev_run, world, tmp_path):
+def test_evaluate_cli_json_table_and_plot(indexed_cli, world, tmp_path):
     out = tmp_path / "report"
-    data = dev_run.json("evaluate", "--prompt-set", "workshop", "--truth", world / "truth.csv", "--out", out)
+    data = indexed_cli.json("evaluate", "--prompt-set", "workshop", "--truth", world / "truth.csv", "--out", out)
     prompt_set = load_prompt_set("workshop")
     assert set(data) == set(prompt_set.groups)
     for group, by_strategy in data.items():
@@ -69,19 +69,20 @@ def test_evaluate_cli_json_table_and_plot(dev_run, world, tmp_path):
     assert {"group", "strategy", "accuracy", "mean_true_confidence", "ece"} <= set(rows[0])
     with PILImage.open(out / "evaluation.png") as png:
         assert png.format == "PNG" and png.width > 500
-    table = dev_run("evaluate", "--prompt-set", "workshop", "--truth", world / "truth.csv",
+    table = indexed_cli("evaluate", "--prompt-set", "workshop", "--truth", world / "truth.csv",
                     "--strategy", "single", "--strategy", "weighted").output
     assert "concept" in table and "weighted" in table and "mean-score" not in table
 
 
-def test_evaluate_on_reviewed_labels(dev_run, world):
-    assert "exactly one of" in dev_run("evaluate", "--prompt-set", "workshop", expect=2).output
-    assert "no truth for any group" in dev_run("evaluate", "--prompt-set", "workshop", "--reviewed", expect=2).output
-    dev_run("import-labels", world / "truth.csv", "--group", "concept")
-    data = dev_run.json("evaluate", "--prompt-set", "workshop", "--reviewed", "--strategy", "single")
+def test_evaluate_on_reviewed_labels(indexed_cli, world):
+    assert "exactly one of" in indexed_cli("evaluate", "--prompt-set", "workshop", expect=2).output
+    assert "no truth for any group" in indexed_cli("evaluate", "--prompt-set", "workshop", "--reviewed",
+                                                   expect=2).output
+    indexed_cli("import-labels", world / "truth.csv", "--group", "concept")
+    data = indexed_cli.json("evaluate", "--prompt-set", "workshop", "--reviewed", "--strategy", "single")
     assert list(data) == ["concept"] and data["concept"]["single"]["n"] == WORLD_SIZE
     # The same truth from the CSV gives the same numbers.
-    same = dev_run.json("evaluate", "--prompt-set", "workshop", "--truth", world / "truth.csv",
+    same = indexed_cli.json("evaluate", "--prompt-set", "workshop", "--truth", world / "truth.csv",
                         "--strategy", "single")
     assert same["concept"] == data["concept"]
 
@@ -110,3 +111,16 @@ def test_ensembles_beat_single_on_labeler_tiny(tmp_path):
         assert handle[strategy]["accuracy"] > handle["single"]["accuracy"] + 0.1, handle
     write_outputs(results, tmp_path / "report")
     assert (tmp_path / "report" / "evaluation.png").stat().st_size > 0
+
+
+def test_an_unreadable_truth_file_or_output_folder_is_one_line(indexed_cli, world, tmp_path):
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("file,concept\ncaf\xe9.png,mug\n".encode("latin-1"))
+    bad_csv = indexed_cli("evaluate", "--prompt-set", "workshop", "--truth", latin1, expect=1)
+    assert bad_csv.stderr.startswith(f"error: {latin1}: not a readable UTF-8 CSV file")
+    assert bad_csv.stderr.count("\n") == 1
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    bad_out = indexed_cli("evaluate", "--prompt-set", "workshop", "--truth", world / "truth.csv",
+                          "--strategy", "single", "--out", blocker / "out", expect=1)
+    assert "Not a directory" in bad_out.stderr and bad_out.stderr.count("\n") == 1

@@ -17,17 +17,17 @@ GROUPS = ["color", "concept", "context", "handle", "material", "size"]
 
 
 @pytest.fixture
-def labeled(coll):
-    label_collection(coll, load_prompt_set("workshop"), "mean-score")
-    with coll.session() as s:
+def labeled(indexed_collection):
+    label_collection(indexed_collection, load_prompt_set("workshop"), "mean-score")
+    with indexed_collection.session() as s:
         labels = {(l.image_id, l.group): l for l in s.scalars(select(Label))}
         paths = {i.id: i.path for i in s.scalars(select(Image))}
-    return coll, labels, paths
+    return indexed_collection, labels, paths
 
 
-def test_export_csv_and_jsonl(labeled, dev_run, tmp_path):
-    coll, labels, paths = labeled
-    out = dev_run.json("export", "--format", "csv", tmp_path / "labels.csv")
+def test_export_csv_and_jsonl(labeled, indexed_cli, tmp_path):
+    collection, labels, paths = labeled
+    out = indexed_cli.json("export", "--format", "csv", tmp_path / "labels.csv")
     assert out == {"format": "csv", "path": str(tmp_path / "labels.csv"), "images": WORLD_SIZE,
                    "labels": WORLD_SIZE * len(GROUPS)}
     rows = list(csv.DictReader((tmp_path / "labels.csv").open()))
@@ -39,7 +39,7 @@ def test_export_csv_and_jsonl(labeled, dev_run, tmp_path):
         assert row["concept"] == labels[(image_id, "concept")].value
         assert float(row["concept:confidence"]) == pytest.approx(labels[(image_id, "concept")].confidence)
         assert row["concept:status"] == "proposed"
-    dev_run("export", "--format", "jsonl", tmp_path / "labels.jsonl")
+    indexed_cli("export", "--format", "jsonl", tmp_path / "labels.jsonl")
     lines = [json.loads(line) for line in (tmp_path / "labels.jsonl").read_text().splitlines()]
     assert len(lines) == WORLD_SIZE
     first = lines[0]
@@ -47,9 +47,9 @@ def test_export_csv_and_jsonl(labeled, dev_run, tmp_path):
     assert first["path"] == paths[first["image_id"]]
 
 
-def test_export_coco(labeled, dev_run, tmp_path):
-    coll, labels, paths = labeled
-    dev_run("export", "--format", "coco", tmp_path / "coco.json")
+def test_export_coco(labeled, indexed_cli, tmp_path):
+    collection, labels, paths = labeled
+    indexed_cli("export", "--format", "coco", tmp_path / "coco.json")
     data = json.loads((tmp_path / "coco.json").read_text())
     assert len(data["images"]) == WORLD_SIZE and len(data["annotations"]) == WORLD_SIZE
     categories = {c["id"]: c for c in data["categories"]}
@@ -63,9 +63,9 @@ def test_export_coco(labeled, dev_run, tmp_path):
     assert {i["file_name"] for i in data["images"]} == set(paths.values())
 
 
-def test_export_label_studio(labeled, dev_run, tmp_path):
-    coll, labels, paths = labeled
-    dev_run("export", "--format", "labelstudio", tmp_path / "ls.json")
+def test_export_label_studio(labeled, indexed_cli, tmp_path):
+    collection, labels, paths = labeled
+    indexed_cli("export", "--format", "labelstudio", tmp_path / "ls.json")
     tasks = json.loads((tmp_path / "ls.json").read_text())
     assert len(tasks) == WORLD_SIZE
     task = tasks[0]
@@ -80,12 +80,12 @@ def test_export_label_studio(labeled, dev_run, tmp_path):
     assert "annotations" not in task
 
 
-def test_bad_format_is_one_clear_error(dev_run, tmp_path):
-    assert "Invalid value for '--format'" in dev_run("export", "--format", "xml", tmp_path / "x", expect=2).output
+def test_bad_format_is_one_clear_error(indexed_cli, tmp_path):
+    assert "Invalid value for '--format'" in indexed_cli("export", "--format", "xml", tmp_path / "x", expect=2).output
 
 
-def test_import_labels_accepts_and_logs_and_reports_unmatched(labeled, dev_run, world, tmp_path):
-    coll, labels, paths = labeled
+def test_import_labels_accepts_and_logs_and_reports_unmatched(labeled, indexed_cli, world, tmp_path):
+    collection, labels, paths = labeled
     image_ids = sorted(paths)
     source = tmp_path / "reviewed.csv"
     with source.open("w", newline="") as fh:
@@ -94,11 +94,11 @@ def test_import_labels_accepts_and_logs_and_reports_unmatched(labeled, dev_run, 
         writer.writerow([image_ids[0], "", "saw", "", "0.1"])
         writer.writerow(["", paths[image_ids[1]], "mug", "red", ""])
         writer.writerow(["", "/nowhere/x.png", "ball", "", ""])
-    report = dev_run.json("import-labels", source)
+    report = indexed_cli.json("import-labels", source)
     assert report["imported"] == 3 and report["unchanged"] == 0
     assert report["groups"] == ["concept", "color"]
     assert report["unmatched"] == [{"line": 4, "ref": "/nowhere/x.png"}]
-    with coll.session() as s:
+    with collection.session() as s:
         saw = s.scalar(select(Label).where(Label.image_id == image_ids[0], Label.group == "concept"))
         assert (saw.value, saw.status) == ("saw", "accepted")
         assert saw.predicted == labels[(image_ids[0], "concept")].predicted  # the model's proposal is kept
@@ -107,38 +107,39 @@ def test_import_labels_accepts_and_logs_and_reports_unmatched(labeled, dev_run, 
     event = next(e for e in events if e.label_id == saw.id)
     assert (event.before_value, event.after_value) == (labels[(image_ids[0], "concept")].value, "saw")
     assert (event.before_status, event.after_status) == ("proposed", "accepted")
-    again = dev_run.json("import-labels", source)
+    again = indexed_cli.json("import-labels", source)
     assert again["imported"] == 0 and again["unchanged"] == 3
     # Imported labels are reviewed: a relabel keeps them.
-    rerun = dev_run.json("label", "--prompt-set", "workshop", "--strategy", "max-score")
+    rerun = indexed_cli.json("label", "--prompt-set", "workshop", "--strategy", "max-score")
     assert rerun["kept_reviewed"] == 3
 
 
-def test_import_truth_csv_by_file_name_and_roundtrip_of_export(coll, dev_run, world, tmp_path):
-    report = dev_run.json("import-labels", world / "truth.csv", "--group", "concept", "--group", "color")
+def test_import_truth_csv_by_file_name_and_roundtrip_of_export(indexed_collection, indexed_cli, world, tmp_path):
+    report = indexed_cli.json("import-labels", world / "truth.csv", "--group", "concept", "--group", "color")
     assert report["imported"] == 2 * WORLD_SIZE and report["unmatched"] == []
-    dev_run("export", "--format", "csv", tmp_path / "out.csv")
-    back = dev_run.json("import-labels", tmp_path / "out.csv")
+    indexed_cli("export", "--format", "csv", tmp_path / "out.csv")
+    back = indexed_cli.json("import-labels", tmp_path / "out.csv")
     assert back["groups"] == ["color", "concept"]  # the GROUP:confidence/status columns are ignored
     assert back["unchanged"] == 2 * WORLD_SIZE and back["imported"] == 0
     truth = {row["file"]: row["concept"] for row in csv.DictReader((world / "truth.csv").open())}
     exported = {row["path"].rsplit("/", 1)[-1]: row["concept"] for row in csv.DictReader((tmp_path / "out.csv").open())}
     assert exported == truth
-    assert "no column for group" in dev_run("import-labels", world / "truth.csv", "--group", "shape", expect=2).output
-    assert "no such file" in dev_run("import-labels", tmp_path / "missing.csv", expect=2).output
+    assert "no column for group" in indexed_cli("import-labels", world / "truth.csv", "--group", "shape",
+                                                expect=2).output
+    assert "no such file" in indexed_cli("import-labels", tmp_path / "missing.csv", expect=2).output
     (tmp_path / "bare.csv").write_text("name,concept\nx,saw\n")
-    assert "needs a column named file, path or image_id" in dev_run("import-labels", tmp_path / "bare.csv",
+    assert "needs a column named file, path or image_id" in indexed_cli("import-labels", tmp_path / "bare.csv",
                                                                      expect=2).output
 
 
-def test_exported_proposals_never_come_back_as_reviews(labeled, dev_run, tmp_path):
-    dev_run("export", "--format", "csv", tmp_path / "out.csv")
-    back = dev_run.json("import-labels", tmp_path / "out.csv")
+def test_exported_proposals_never_come_back_as_reviews(labeled, indexed_cli, tmp_path):
+    indexed_cli("export", "--format", "csv", tmp_path / "out.csv")
+    back = indexed_cli.json("import-labels", tmp_path / "out.csv")
     assert back["imported"] == 0  # every exported value was still only the model's proposal
 
 
-def test_a_path_column_matches_exactly_never_by_file_name(coll, dev_run, world, tmp_path):
+def test_a_path_column_matches_exactly_never_by_file_name(indexed_collection, indexed_cli, world, tmp_path):
     name = sorted(world.glob("img_*"))[0].name
     (tmp_path / "paths.csv").write_text(f"path,concept\n/nowhere/{name},saw\n")
-    report = dev_run.json("import-labels", tmp_path / "paths.csv")
+    report = indexed_cli.json("import-labels", tmp_path / "paths.csv")
     assert report["imported"] == 0 and len(report["unmatched"]) == 1

@@ -15,8 +15,8 @@ def test_index_settings_come_from_the_environment():
     assert (Config.from_env({}).index_factory, Config.from_env({"LABELER_INDEX_GPU": "0"}).index_gpu) == ("Flat", False)
 
 
-def test_rebuilt_index_uses_the_configured_factory(coll):
-    hnsw = Collection(coll.config.with_(index_factory="HNSW32"))
+def test_rebuilt_index_uses_the_configured_factory(indexed_collection):
+    hnsw = Collection(indexed_collection.config.with_(index_factory="HNSW32"))
     index = hnsw.index_cache.sync(rebuild=True)
     model_id = hnsw.models.current_id()
     loaded = FaissIndex.load(hnsw.index_cache.path(model_id))  # kept: the inner index is its

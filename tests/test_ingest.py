@@ -20,12 +20,12 @@ REASON = {"zero-byte": "empty file", "truncated": "truncated", "non-image": "not
           "unreadable": "unreadable"}
 
 
-def test_index_survives_every_kind_of_broken_file(run, tmp_path):
+def test_index_survives_every_kind_of_broken_file(empty_cli, tmp_path):
     photos = tmp_path / "photos"
     good = write_good_images(photos, 24)
     broken = write_broken_corpus(photos / "broken")
 
-    report = run.json("index", photos)
+    report = empty_cli.json("index", photos)
 
     assert report["added"] == len(good)
     assert report["embedded"] == len(good)
@@ -34,17 +34,17 @@ def test_index_survives_every_kind_of_broken_file(run, tmp_path):
     assert set(reasons) == set(broken)
     for path, kind in broken.items():
         assert REASON[kind] in reasons[path], (kind, reasons[path])
-    stats = run.json("stats")
+    stats = empty_cli.json("stats")
     assert (stats["images"], stats["embedded"], stats["failed"], stats["missing"]) == (len(good), len(good), len(broken), 0)
-    assert run.json("check") == {"ok": True, "problems": [], "repaired": False}
+    assert empty_cli.json("check") == {"ok": True, "problems": [], "repaired": False}
 
 
-def test_rerun_is_incremental_and_tracks_moves_and_deletions(run, tmp_path, collection):
+def test_rerun_is_incremental_and_tracks_moves_and_deletions(empty_cli, tmp_path, empty_collection):
     photos = tmp_path / "photos"
     good = write_good_images(photos, 12)
-    run.json("index", photos)
+    empty_cli.json("index", photos)
 
-    again = run.json("index", photos)
+    again = empty_cli.json("index", photos)
     assert (again["added"], again["unchanged"], again["embedded"]) == (0, 12, 0)
 
     (photos / "moved").mkdir()
@@ -52,13 +52,13 @@ def test_rerun_is_incremental_and_tracks_moves_and_deletions(run, tmp_path, coll
     good[1].unlink()
     shutil.copy(good[2], photos / "copy_of_2.png")
     write_good_images(photos / "new", 2, seed=7)
-    report = run.json("index", photos)
+    report = empty_cli.json("index", photos)
 
     assert report["embedded"] == 2  # only the new content; moved and copied files reuse vectors
     assert report["moved"] == 1 and report["missing"] == 2 and report["duplicates"] == 2
-    stats = run.json("stats")
+    stats = empty_cli.json("stats")
     assert (stats["images"], stats["missing"], stats["embedded"]) == (14, 1, 14)
-    with collection.session() as s:
+    with empty_collection.session() as s:
         moved = s.scalar(select(ImageFile).where(ImageFile.path == str(good[0])))
         assert moved.status == "missing"  # never silently dropped
         assert s.get(Image, moved.image_id).status == "ok"
@@ -66,54 +66,54 @@ def test_rerun_is_incremental_and_tracks_moves_and_deletions(run, tmp_path, coll
         original = s.scalar(select(ImageFile).where(ImageFile.path == str(good[2])))
         assert copy.image_id == original.image_id
         assert s.scalar(select(func.count()).select_from(Embedding)) == 14
-    assert run.json("check")["ok"]
+    assert empty_cli.json("check")["ok"]
     # The deleted image is gone from search results' index, the moved one is not.
-    ids = set(collection.index_cache.get().ids().tolist())
-    with collection.session() as s:
+    ids = set(empty_collection.index_cache.get().ids().tolist())
+    with empty_collection.session() as s:
         gone = s.scalar(select(ImageFile.image_id).where(ImageFile.path == str(good[1])))
     assert gone not in ids and moved.image_id in ids
 
     # The deleted file comes back: its image is present again and searchable.
     write_good_images(photos, 2)  # rewrites good_0_0000 and good_0_0001 with the same content
-    report = run.json("index", photos)
+    report = empty_cli.json("index", photos)
     assert report["embedded"] == 0
-    assert run.json("stats")["missing"] == 0
-    assert run.json("check")["ok"]
+    assert empty_cli.json("stats")["missing"] == 0
+    assert empty_cli.json("check")["ok"]
 
 
-def test_changed_file_is_re_embedded(run, tmp_path):
+def test_changed_file_is_re_embedded(empty_cli, tmp_path):
     photos = tmp_path / "photos"
     paths = write_good_images(photos, 3)
-    run.json("index", photos)
+    empty_cli.json("index", photos)
     write_good_images(photos / "tmp", 1, seed=99)[0].replace(paths[0])
     os.utime(paths[0], (1, 1))
-    report = run.json("index", photos)
+    report = empty_cli.json("index", photos)
     assert (report["added"], report["embedded"]) == (1, 1)
-    stats = run.json("stats")
+    stats = empty_cli.json("stats")
     assert (stats["images"], stats["missing"]) == (4, 1)
 
 
-def test_symlink_loops_end_and_files_are_seen_once(run, tmp_path):
+def test_symlink_loops_end_and_files_are_seen_once(empty_cli, tmp_path):
     photos = tmp_path / "photos"
     write_good_images(photos / "a", 3)
     (photos / "a" / "loop").symlink_to(photos)
     (photos / "alias").symlink_to(photos / "a")
-    report = run.json("index", photos)
+    report = empty_cli.json("index", photos)
     assert report["files"] == 3  # the loop and the alias lead to folders already walked
-    assert run.json("stats")["images"] == 3
+    assert empty_cli.json("stats")["images"] == 3
 
 
-def test_formats_and_exif_orientation(tmp_path, run):
+def test_formats_and_exif_orientation(tmp_path, empty_cli):
     photos = tmp_path / "photos"
     write_good_images(photos, 6)  # png, jpg, webp, gif, bmp, tiff
     (photos / "rotated.jpg").write_bytes(jpeg_with_orientation(5, orientation=6, size=(80, 40)))
-    report = run.json("index", photos)
+    report = empty_cli.json("index", photos)
     assert report["failed"] == 0 and report["added"] == 7
     from labeler.collection import Collection
     from labeler.config import Config
 
-    coll = Collection(Config(home=run.home))
-    with coll.session() as s:
+    collection = Collection(Config(home=empty_cli.home))
+    with collection.session() as s:
         formats = set(s.scalars(select(Image.format)))
         rotated = s.scalar(select(Image).join(ImageFile).where(ImageFile.path == str(photos / "rotated.jpg")))
     assert formats == {"PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"}
@@ -131,30 +131,30 @@ def test_decode_reasons():
     assert decoded.image.mode == "RGB" and decoded.image.size[1] > decoded.image.size[0]
 
 
-def test_thumbnails_are_written_once_per_content(run, tmp_path):
+def test_thumbnails_are_written_once_per_content(empty_cli, tmp_path):
     photos = tmp_path / "photos"
     paths = write_good_images(photos, 4)
     shutil.copy(paths[0], photos / "dup.png")
-    run.json("index", photos)
-    thumbs = list((run.home / "thumbnails").rglob("*.webp"))
+    empty_cli.json("index", photos)
+    thumbs = list((empty_cli.home / "thumbnails").rglob("*.webp"))
     assert len(thumbs) == 4
 
 
-def test_missing_folder_is_one_clear_error(run, tmp_path):
-    result = run("index", tmp_path / "nope", expect=2)
+def test_missing_folder_is_one_clear_error(empty_cli, tmp_path):
+    result = empty_cli("index", tmp_path / "nope", expect=2)
     assert "does not exist" in result.stderr
 
 
-def test_index_is_rebuilt_from_stored_vectors(run, tmp_path, collection):
+def test_index_is_rebuilt_from_stored_vectors(empty_cli, tmp_path, empty_collection):
     photos = tmp_path / "photos"
     write_good_images(photos, 5)
-    run.json("index", photos)
-    index_file = next((run.home / "indexes").glob("*.faiss"))
+    empty_cli.json("index", photos)
+    index_file = next((empty_cli.home / "indexes").glob("*.faiss"))
     index_file.write_bytes(b"garbage")
-    check = run.json("check", expect=1)
+    check = empty_cli.json("check", expect=1)
     assert not check["ok"] and "unreadable" in check["problems"][0]
-    repaired = run.json("check", "--repair")
+    repaired = empty_cli.json("check", "--repair")
     assert repaired["ok"] and repaired["repaired"]
-    ids, vecs = collection.vectors.read()
+    ids, vecs = empty_collection.vectors.read()
     assert len(ids) == 5
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)

@@ -7,10 +7,10 @@ from labeler.pipeline import embed_pending, index_paths
 from tests.imagegen import write_good_images
 
 
-def test_ingest_then_embed_reports_progress_and_embeds_each_image_once(config, tmp_path):
+def test_ingest_then_embed_reports_progress_and_embeds_each_image_once(empty_config, tmp_path):
     photos = tmp_path / "photos"
     write_good_images(photos, 7)
-    collection = Collection(config.with_(batch_size=3, checkpoint_every=2))
+    collection = Collection(empty_config.with_(batch_size=3, checkpoint_every=2))
     totals, done = [], []
 
     report = index_paths(collection, [photos], embed=False, progress=done.append, total=totals.append)

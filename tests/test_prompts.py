@@ -164,16 +164,16 @@ def test_more_mistakes_are_one_precise_error(tmp_path, group, reason):
         load_prompt_set(path)
 
 
-def test_a_name_means_the_version_the_lab_saved_for_the_cli_too(coll, dev_run):
+def test_a_name_means_the_version_the_lab_saved_for_the_cli_too(indexed_collection, indexed_cli):
     """The lab saves into ``<home>/prompt_sets/``; ``label --prompt-set workshop`` must label with that copy."""
     from sqlalchemy import select
 
     from labeler import lab
     from labeler.catalog import Label
 
-    home = coll.config.home
+    home = indexed_collection.config.home
     shipped = load_prompt_set("workshop")
-    saved, path, _ = lab.save_version(coll, "workshop", "concept", "hammer", "2 | a claw hammer\na hammer on a bench")
+    saved, path, _ = lab.save_version(indexed_collection, "workshop", "concept", "hammer", "2 | a claw hammer\na hammer on a bench")
     assert path == home / "prompt_sets" / "workshop.yaml"
     assert saved.version == str(lab.bump_version(shipped.version))
     assert load_prompt_set("workshop", home=home).content_hash == saved.content_hash
@@ -181,8 +181,8 @@ def test_a_name_means_the_version_the_lab_saved_for_the_cli_too(coll, dev_run):
     assert load_prompt_set(PROMPT_SET_DIR / "workshop.yaml", home=home).content_hash == shipped.content_hash
     assert lab.prompt_set_files(home)["workshop"] == path  # the lab offers the same file
 
-    report = dev_run.json("label", "--prompt-set", "workshop")
+    report = indexed_cli.json("label", "--prompt-set", "workshop")
     assert (report["prompt_set"]["version"], report["prompt_set"]["content_hash"]) == (saved.version,
                                                                                         saved.content_hash)
-    with coll.session() as s:
+    with indexed_collection.session() as s:
         assert set(s.scalars(select(Label.prompt_set_id))) == {report["prompt_set"]["id"]}

@@ -46,101 +46,104 @@ def test_bad_query_syntax(query, reason):
         parse_query(query)
 
 
-def test_text_search_returns_the_index_best_first(coll):
-    vector = scoring.unit(coll.vectors.text_vectors(["a red hammer"])[0])
-    hits = search(coll, "a red hammer", k=5)
-    ids, scores = exact_ranking(coll, vector)
+def test_text_search_returns_the_index_best_first(indexed_collection):
+    vector = scoring.unit(indexed_collection.vectors.text_vectors(["a red hammer"])[0])
+    hits = search(indexed_collection, "a red hammer", k=5)
+    ids, scores = exact_ranking(indexed_collection, vector)
     assert [h.image_id for h in hits] == ids[:5].tolist()
     np.testing.assert_allclose([h.score for h in hits], scores[:5], atol=1e-5)
-    with coll.session() as s:
+    with indexed_collection.session() as s:
         for hit in hits:
             assert hit.path == s.get(Image, hit.image_id).path
 
 
-def test_templates_and_combined_queries_build_the_expected_vector(coll):
-    templated = query_vector(coll, "hammer", templates=True)
-    expected = scoring.unit(coll.vectors.text_vectors([t.format(name="hammer") for t in generic_templates()]).mean(axis=0))
+def test_templates_and_combined_queries_build_the_expected_vector(indexed_collection):
+    templated = query_vector(indexed_collection, "hammer", templates=True)
+    expected = scoring.unit(indexed_collection.vectors.text_vectors([t.format(name="hammer") for t in generic_templates()])
+                            .mean(axis=0))
     np.testing.assert_allclose(templated, expected, atol=1e-6)
-    ids, vecs = coll.vectors.read()
-    combined = query_vector(coll, f'0.5*"red" + "hammer" - "toy" + image:{ids[3]}')
-    red, hammer, toy = coll.vectors.text_vectors(["red", "hammer", "toy"])
+    ids, vecs = indexed_collection.vectors.read()
+    combined = query_vector(indexed_collection, f'0.5*"red" + "hammer" - "toy" + image:{ids[3]}')
+    red, hammer, toy = indexed_collection.vectors.text_vectors(["red", "hammer", "toy"])
     np.testing.assert_allclose(combined, scoring.unit(0.5 * red + hammer - toy + vecs[3]), atol=1e-6)
     with pytest.raises(QuerySyntaxError, match="cancel out"):
-        query_vector(coll, '"red" - "red"')
+        query_vector(indexed_collection, '"red" - "red"')
 
 
-def test_filters_by_label_and_review_status(coll):
-    label_collection(coll, load_prompt_set("workshop"), "mean-score")
-    with coll.session() as s:
+def test_filters_by_label_and_review_status(indexed_collection):
+    label_collection(indexed_collection, load_prompt_set("workshop"), "mean-score")
+    with indexed_collection.session() as s:
         concept = dict(s.execute(select(Label.image_id, Label.value).where(Label.group == "concept")).all())
         color = dict(s.execute(select(Label.image_id, Label.value).where(Label.group == "color")).all())
     common = max(set(concept.values()), key=list(concept.values()).count)
-    hits = search(coll, "a tool", k=100, where={"concept": common})
+    hits = search(indexed_collection, "a tool", k=100, where={"concept": common})
     assert hits and {concept[h.image_id] for h in hits} == {common}
     assert len(hits) == list(concept.values()).count(common)
     first = hits[0].image_id
-    hits = search(coll, "a tool", k=100, where={"concept": common, "color": color[first]})
+    hits = search(indexed_collection, "a tool", k=100, where={"concept": common, "color": color[first]})
     assert {(concept[h.image_id], color[h.image_id]) for h in hits} == {(common, color[first])}
-    assert search(coll, "a tool", k=5, status="accepted") == []
-    with coll.session() as s:
+    assert search(indexed_collection, "a tool", k=5, status="accepted") == []
+    with indexed_collection.session() as s:
         label = s.scalar(select(Label).where(Label.image_id == first, Label.group == "concept"))
         label.status = "accepted"
-    assert [h.image_id for h in search(coll, "a tool", k=5, status="accepted")] == [first]
-    assert [h.image_id for h in search(coll, "a tool", k=5, where={"concept": common}, status="reviewed")] == [first]
-    assert search(coll, "a tool", k=5, where={"concept": "unicorn"}) == []
+    assert [h.image_id for h in search(indexed_collection, "a tool", k=5, status="accepted")] == [first]
+    hits = search(indexed_collection, "a tool", k=5, where={"concept": common}, status="reviewed")
+    assert [h.image_id for h in hits] == [first]
+    assert search(indexed_collection, "a tool", k=5, where={"concept": "unicorn"}) == []
 
 
-def test_missing_images_are_never_returned(coll):
-    ids, _ = coll.vectors.read()
+def test_missing_images_are_never_returned(indexed_collection):
+    ids, _ = indexed_collection.vectors.read()
     gone = int(ids[0])
-    assert gone in coll.index_cache.get().ids().tolist()  # loaded now, so the index still holds it below
-    with coll.session() as s:
+    assert gone in indexed_collection.index_cache.get().ids().tolist()  # loaded now, so the index still holds it below
+    with indexed_collection.session() as s:
         s.get(Image, gone).status = "missing"
         for f in s.scalars(select(ImageFile).where(ImageFile.image_id == gone)):
             f.status = "missing"
-    image_vec = coll.vectors.read([int(ids[1])])[1][0]
+    image_vec = indexed_collection.vectors.read([int(ids[1])])[1][0]
     # Hits are checked against the catalog, whatever the loaded index still holds.
-    hits = search(coll, f"image:{ids[1]}", k=len(ids))
+    hits = search(indexed_collection, f"image:{ids[1]}", k=len(ids))
     assert gone not in {h.image_id for h in hits} and len(hits) == len(ids) - 1
     assert hits[0].image_id == int(ids[1]) and hits[0].score == pytest.approx(float(image_vec @ image_vec), abs=1e-5)
 
 
-def test_similar_by_id_and_by_path_leaves_the_image_out(coll):
-    ids, vecs = coll.vectors.read()
+def test_similar_by_id_and_by_path_leaves_the_image_out(indexed_collection):
+    ids, vecs = indexed_collection.vectors.read()
     target = int(ids[5])
-    hits = similar(coll, target, k=4)
-    ranked, scores = exact_ranking(coll, vecs[5])
+    hits = similar(indexed_collection, target, k=4)
+    ranked, scores = exact_ranking(indexed_collection, vecs[5])
     expected = [i for i in ranked.tolist() if i != target][:4]
     assert [h.image_id for h in hits] == expected
-    with coll.session() as s:
+    with indexed_collection.session() as s:
         path = s.get(Image, target).path
-    assert [h.image_id for h in similar(coll, path, k=4)] == expected
+    assert [h.image_id for h in similar(indexed_collection, path, k=4)] == expected
 
 
-def test_concept_search_uses_the_option_ensemble(coll):
+def test_concept_search_uses_the_option_ensemble(indexed_collection):
     prompt_set = load_prompt_set("workshop")
     option = prompt_set.groups["concept"].option("hammer")
-    vecs = coll.vectors.text_vectors([p.text for p in option.prompts])
+    vecs = indexed_collection.vectors.text_vectors([p.text for p in option.prompts])
     weights = np.array([p.weight for p in option.prompts])
     expected_vector = scoring.unit((weights[:, None] * vecs).sum(axis=0))
-    np.testing.assert_allclose(concept_vector(coll, prompt_set, "concept=hammer"), expected_vector, atol=1e-6)
-    hits = search_concept(coll, prompt_set, "hammer", k=6)
-    assert [h.image_id for h in hits] == exact_ranking(coll, expected_vector)[0][:6].tolist()
+    np.testing.assert_allclose(concept_vector(indexed_collection, prompt_set, "concept=hammer"), expected_vector,
+                               atol=1e-6)
+    hits = search_concept(indexed_collection, prompt_set, "hammer", k=6)
+    assert [h.image_id for h in hits] == exact_ranking(indexed_collection, expected_vector)[0][:6].tolist()
 
 
-def test_search_and_similar_cli(dev_run, coll):
-    hits = dev_run.json("search", "a blue ball", "-k", "3")
+def test_search_and_similar_cli(indexed_cli, indexed_collection):
+    hits = indexed_cli.json("search", "a blue ball", "-k", "3")
     assert len(hits) == 3 and all(set(h) >= {"image_id", "path", "score"} for h in hits)
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
-    near = dev_run.json("similar", str(hits[0]["image_id"]), "-k", "2")
+    near = indexed_cli.json("similar", str(hits[0]["image_id"]), "-k", "2")
     assert len(near) == 2 and hits[0]["image_id"] not in {h["image_id"] for h in near}
-    table = dev_run("search", "a blue ball", "-k", "2").output
+    table = indexed_cli("search", "a blue ball", "-k", "2").output
     assert "score" in table and hits[0]["path"] in table
-    concept = dev_run.json("search", "--concept", "mug", "--prompt-set", "workshop", "-k", "2")
+    concept = indexed_cli.json("search", "--concept", "mug", "--prompt-set", "workshop", "-k", "2")
     assert len(concept) == 2
-    bad = dev_run("search", '"hammer" +', expect=2)
+    bad = indexed_cli("search", '"hammer" +', expect=2)
     assert bad.output.strip() == "error: query ends where a term is expected: '\"hammer\" +'"
-    assert "GROUP=VALUE" in dev_run("search", "x", "--where", "concept", expect=2).output
-    assert "no option" in dev_run("search", "--concept", "unicorn", "--prompt-set", "workshop", expect=2).output
-    assert "not in the collection" in dev_run("similar", "99999", expect=2).output
-    assert "no image in the catalog" in dev_run("similar", "/no/such.png", expect=2).output
+    assert "GROUP=VALUE" in indexed_cli("search", "x", "--where", "concept", expect=2).output
+    assert "no option" in indexed_cli("search", "--concept", "unicorn", "--prompt-set", "workshop", expect=2).output
+    assert "not in the collection" in indexed_cli("similar", "99999", expect=2).output
+    assert "no image in the catalog" in indexed_cli("similar", "/no/such.png", expect=2).output

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from sqlalchemy import select
 
@@ -13,20 +9,14 @@ from labeler import db, users
 from labeler.catalog import User
 from labeler.config import Config
 from labeler.users import UserError
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def config(tmp_path) -> Config:
-    return Config(home=tmp_path / "home")
+from tests.cli import manage
 
 
-def test_passwords_are_hashed_and_checked(config):
-    with db.session_scope(config) as s:
+def test_passwords_are_hashed_and_checked(empty_config):
+    with db.session_scope(empty_config) as s:
         user = users.create_user(s, "rita", "long enough pw", "reviewer")
         assert "long enough pw" not in user.password_hash
-    with db.session_scope(config) as s:
+    with db.session_scope(empty_config) as s:
         assert users.authenticate(s, "rita", "long enough pw").name == "rita"
         assert users.authenticate(s, "rita", "wrong password") is None
         assert users.authenticate(s, "nobody", "long enough pw") is None
@@ -37,24 +27,24 @@ def test_passwords_are_hashed_and_checked(config):
     ("rita", "short", "reviewer", "at least 8"),
     ("rita", "long enough pw", "boss", "unknown role"),
 ])
-def test_bad_accounts_are_refused(config, name, password, role, message):
-    with db.session_scope(config) as s, pytest.raises(UserError, match=message):
+def test_bad_accounts_are_refused(empty_config, name, password, role, message):
+    with db.session_scope(empty_config) as s, pytest.raises(UserError, match=message):
         users.create_user(s, name, password, role)
 
 
-def test_a_name_is_taken_once(config):
-    with db.session_scope(config) as s:
+def test_a_name_is_taken_once(empty_config):
+    with db.session_scope(empty_config) as s:
         users.create_user(s, "rita", "long enough pw")
-    with db.session_scope(config) as s, pytest.raises(UserError, match="already exists"):
+    with db.session_scope(empty_config) as s, pytest.raises(UserError, match="already exists"):
         users.create_user(s, "rita", "another password")
 
 
-def test_tokens_are_stored_hashed_and_replace_each_other(config):
-    with db.session_scope(config) as s:
+def test_tokens_are_stored_hashed_and_replace_each_other(empty_config):
+    with db.session_scope(empty_config) as s:
         users.create_user(s, "rita", "long enough pw")
         first = users.issue_token(s, "rita")
         second = users.issue_token(s, "rita")
-    with db.session_scope(config) as s:
+    with db.session_scope(empty_config) as s:
         stored = s.scalar(select(User.api_token_hash).where(User.name == "rita"))
         assert stored == users.token_hash(second) and second not in stored
         assert users.user_for_token(s, second).name == "rita"
@@ -62,23 +52,18 @@ def test_tokens_are_stored_hashed_and_replace_each_other(config):
         assert users.user_for_token(s, "") is None
 
 
-def _manage(home: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "manage.py"), "--home", str(home), *args], cwd=ROOT,
-                          input=stdin, capture_output=True, text=True, timeout=120)
-
-
 def test_user_commands(tmp_path):
     home = tmp_path / "home"
-    added = _manage(home, "user", "add", "ada", "--role", "admin", "--password-stdin", stdin="s3cret pass\n")
+    added = manage("--home", home, "user", "add", "ada", "--role", "admin", "--password-stdin", stdin="s3cret pass\n")
     assert added.returncode == 0, added.stderr
     assert "created admin 'ada'" in added.stdout
-    again = _manage(home, "user", "add", "ada", "--password-stdin", stdin="s3cret pass\n")
+    again = manage("--home", home, "user", "add", "ada", "--password-stdin", stdin="s3cret pass\n")
     assert again.returncode == 2 and again.stderr.strip() == "error: user 'ada' already exists"
-    empty = _manage(home, "user", "add", "bob", "--password-stdin", stdin="")
+    empty = manage("--home", home, "user", "add", "bob", "--password-stdin", stdin="")
     assert empty.returncode == 2 and empty.stderr.startswith("error: no password on stdin")
-    token = _manage(home, "user", "token", "ada")
+    token = manage("--home", home, "user", "token", "ada")
     assert token.returncode == 0 and len(token.stdout.strip()) >= 40
-    missing = _manage(home, "user", "token", "nobody")
+    missing = manage("--home", home, "user", "token", "nobody")
     assert missing.returncode == 2 and missing.stderr.strip() == "error: no user named 'nobody'"
     with db.session_scope(Config(home=home)) as s:
         ada = s.scalar(select(User).where(User.name == "ada"))

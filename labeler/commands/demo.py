@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import secrets
 import shutil
 from pathlib import Path
 
 import click
-from sqlalchemy import func, select
 
-from ..catalog import User
-from ..cli import Progress, emit, get_config, json_option
 from ..collection import Collection
 from ..encoder import TINY_NAME
+from ..errors import user_file
+from ..users import create_demo_admin
+from .context import Progress, emit, get_config, json_option
 from .world import generate_with_progress
 
 
@@ -33,21 +32,6 @@ def _share_truth(home: Path, truth: Path) -> None:
     shutil.copyfile(truth, home / "truth.csv")
 
 
-def _demo_user(collection: Collection) -> dict | None:
-    """An admin account for a fresh demo, so the UI can be opened at once."""
-    from ..users import create_user
-
-    with collection.session() as s:
-        if s.scalar(select(func.count()).select_from(User)):
-            return None
-        password = secrets.token_urlsafe(9)
-        create_user(s, "admin", password, "admin")
-    credentials = collection.config.home / "demo-credentials.txt"
-    credentials.write_text(f"admin {password}\n")
-    credentials.chmod(0o600)
-    return {"name": "admin", "password": password, "file": str(credentials)}
-
-
 @click.command("demo")
 @click.option("--count", default=2000, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=1, show_default=True, type=int, help="Seed of the demo world.")
@@ -65,14 +49,16 @@ def demo(count: int, seed: int, prompt_set: str, serve: bool, port: int, as_json
     config = config.with_(model=config.model or TINY_NAME)
     collection = Collection(config)
     prompts = load_prompt_set(prompt_set)  # fail on a bad prompt set before any work
-    truth = _world(config.home / "demo-world", count, seed, as_json)
+    with user_file(config.home):
+        truth = _world(config.home / "demo-world", count, seed, as_json)
     with Progress("indexing", count, as_json) as bar:
         report = index_paths(collection, [truth.parent], progress=bar.update)
     with Progress("labeling", None, as_json) as bar:
         labels = label_collection(collection, prompts, progress=bar.update)
     _share_truth(config.home, truth)
-    account = _demo_user(collection)
-    summary = {"home": str(config.home), "truth": str(truth), "index": report.to_json(),
+    with collection.session() as s:
+        account = create_demo_admin(s, config.home)
+    summary = {"home": str(config.home), "truth": str(truth), "index": report.to_dict(),
                "label": labels.to_dict(), "user": account, "url": f"http://127.0.0.1:{port}/"}
 
     def human(d: dict) -> None:
@@ -85,12 +71,11 @@ def demo(count: int, seed: int, prompt_set: str, serve: bool, port: int, as_json
 
     emit(as_json, summary, human)
     if serve:
-        from waitress import serve as waitress_serve
-
         from ..web import create_app
+        from ..web.server import serve as serve_app
 
         click.echo(f"labeler: serving on http://127.0.0.1:{port}/ (Ctrl+C stops)", err=True)
-        waitress_serve(create_app(config), host="127.0.0.1", port=port, threads=8, ident="labeler")
+        serve_app(create_app(config), "127.0.0.1", port)
 
 
 COMMANDS = [demo]

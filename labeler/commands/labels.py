@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from ..cli import Progress, emit, get_collection, get_config, json_option
-from ..errors import LabelerError
+from ..errors import LabelerError, user_file
 from ..labeling import DEFAULT_STRATEGY
 from ..scoring import STRATEGIES
+from .context import Progress, emit, get_collection, get_config, json_option
 
 prompt_set_option = click.option("--prompt-set", "prompt_set_path", required=True, metavar="FILE",
                                  help="Prompt set YAML, or the name of one in prompt_sets/ (e.g. workshop).")
@@ -66,10 +66,16 @@ def evaluate_command(prompt_set_path: str, truth: Path | None, reviewed: bool, s
     prompt_set = load_prompt_set(prompt_set_path, home=get_config().home)
     collection = get_collection()
     collection.models.require_id()
-    known = (evaluate.truth_from_csv(collection, truth, list(prompt_set.groups)) if truth
-             else evaluate.truth_from_reviews(collection, list(prompt_set.groups)))
+    if truth:
+        with user_file(truth):
+            known = evaluate.truth_from_csv(collection, truth, list(prompt_set.groups))
+    else:
+        known = evaluate.truth_from_reviews(collection, list(prompt_set.groups))
     results = evaluate.evaluate(collection, prompt_set, known, strategies or STRATEGIES)
-    written = evaluate.write_outputs(results, out) if out else {}
+    written = {}
+    if out:
+        with user_file(out):
+            written = evaluate.write_outputs(results, out)
     if known.unmatched:
         click.echo(f"warning: {len(known.unmatched)} truth rows match no image (first: {known.unmatched[0]})",
                    err=True)
@@ -97,7 +103,8 @@ def export(fmt: str, groups: tuple[str, ...], concept_group: str, out: Path, as_
     """Export every label to OUT as csv, jsonl, coco or labelstudio."""
     from ..export import export_labels
 
-    result = export_labels(get_collection(), fmt, out, groups or None, concept_group)
+    with user_file(out):
+        result = export_labels(get_collection(), fmt, out, groups or None, concept_group)
     emit(as_json, result, lambda d: click.echo(f"wrote {d['labels']} labels of {d['images']} images to {d['path']}"))
 
 
@@ -109,7 +116,8 @@ def import_labels(csv_path: Path, groups: tuple[str, ...], as_json: bool) -> Non
     """Import reviewed labels: columns file|path|image_id plus one column per group; written as accepted."""
     from ..export import import_labels as run_import
 
-    report = run_import(get_collection(), csv_path, groups or None)
+    with user_file(csv_path):
+        report = run_import(get_collection(), csv_path, groups or None)
 
     def human(d: dict) -> None:
         click.echo(f"imported {d['imported']} labels ({d['unchanged']} unchanged) for groups {', '.join(d['groups'])}")

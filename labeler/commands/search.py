@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..cli import emit, get_collection, get_config, json_option
 from ..errors import LabelerError
+from .context import emit, get_collection, get_config, json_option
 
 where_option = click.option("--where", "where", multiple=True, metavar="GROUP=VALUE",
                             help="Only images labeled so, e.g. concept=hammer (repeatable).")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from ..cli import Progress, emit, json_option
+from ..errors import user_file
+from .context import Progress, emit, json_option
 
 
 def generate_with_progress(out: Path, count: int, seed: int, size: int, quiet: bool) -> Path:
@@ -32,7 +33,8 @@ def generate_with_progress(out: Path, count: int, seed: int, size: int, quiet: b
 @json_option
 def demo_images(out: Path, count: int, seed: int, size: int, as_json: bool) -> None:
     """Generate a workshop world of COUNT labelled images into OUT (with truth.csv)."""
-    truth = generate_with_progress(out, count, seed, size, as_json)
+    with user_file(out):
+        truth = generate_with_progress(out, count, seed, size, as_json)
     emit(as_json, {"count": count, "out": str(out), "truth": str(truth)},
          lambda d: click.echo(f"wrote {d['count']} images and {d['truth']}"))
 

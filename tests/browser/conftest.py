@@ -16,7 +16,6 @@ import os
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -30,7 +29,8 @@ import pytest
 playwright_api = pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+from tests.cli import ROOT, manage, manage_argv  # noqa: E402
+
 CHROMIUM = Path(os.environ.get("LABELER_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
@@ -76,15 +76,6 @@ class Demo:
         return self.query("SELECT id FROM users WHERE name = ?", name)[0][0]
 
 
-def manage(home: Path, model: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    """``python manage.py --home HOME --model MODEL ARGS`` in a real subprocess; fails the test on error."""
-    cmd = [sys.executable, str(ROOT / "manage.py"), "--home", str(home), "--model", model, *args]
-    done = subprocess.run(cmd, cwd=ROOT, input=stdin, capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.fail(f"{' '.join(args[:2])} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    return done
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -115,20 +106,19 @@ def demo(tmp_path_factory, model_spec: str) -> Iterator[Demo]:
     kept = os.environ.get("LABELER_BROWSER_HOME")
     home = Path(kept) if kept else tmp_path_factory.mktemp("browser") / "home"
     if not (home / "catalog.db").exists():
-        manage(home, model_spec, "demo", "--count", str(DEMO_COUNT), "--seed", str(DEMO_SEED),
-               "--no-serve", "--json")
+        manage("--home", home, "--model", model_spec, "demo", "--count", DEMO_COUNT, "--seed", DEMO_SEED,
+               "--no-serve", "--json", expect=0)
         for name, role in ((Accounts.admin, "admin"), (Accounts.reviewer, "reviewer"),
                            (Accounts.second, "reviewer")):
-            manage(home, model_spec, "user", "add", name, "--role", role, "--password-stdin",
-                   stdin=PASSWORD + "\n")
+            manage("--home", home, "--model", model_spec, "user", "add", name, "--role", role, "--password-stdin",
+                   stdin=PASSWORD + "\n", expect=0)
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = home / "server.log"
     with log.open("w") as log_file:
-        server = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "--home", str(home), "--model",
-                                   model_spec, "serve", "--port", str(port), "--threads", "4"],
-                                  cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(manage_argv("--home", home, "--model", model_spec, "serve", "--port", port,
+                                              "--threads", "4"), cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
     try:
         _wait_until_serving(url, server, log)
         yield Demo(home=home, model=model_spec, url=url)

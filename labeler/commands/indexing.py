@@ -1,4 +1,4 @@
-"""Catalog commands: db upgrade, index, ingest, embed, check, stats."""
+"""Building and keeping a collection: db upgrade, index, ingest, embed, check, stats."""
 
 from __future__ import annotations
 
@@ -6,14 +6,13 @@ from pathlib import Path
 
 import click
 import numpy as np
-from sqlalchemy import func, select
 
 from .. import db
-from ..catalog import Image, ImageFile
-from ..cli import Progress, emit, get_collection, get_config, json_option
 from ..collection import Collection
 from ..index import FaissIndex
 from ..pipeline import embed_pending, index_paths
+from ..stats import collection_stats
+from .context import Progress, emit, get_collection, get_config, json_option
 
 
 @click.group("db")
@@ -47,7 +46,7 @@ def _run_index(paths: tuple[Path, ...], embed: bool, as_json: bool) -> None:
     label = "indexing" if embed else "ingesting"
     with Progress(label, None, quiet=as_json) as bar:
         report = index_paths(collection, list(paths), embed=embed, progress=bar.update, total=bar.set_total)
-    emit(as_json, report.to_json(), _print_index)
+    emit(as_json, report.to_dict(), _print_index)
 
 
 paths_argument = click.argument("paths", nargs=-1, required=True,
@@ -130,25 +129,14 @@ def check_cmd(repair: bool, as_json: bool) -> None:
 
     emit(as_json, data, human)
     if problems:
-        raise SystemExit(1)
+        click.get_current_context().exit(1)  # the report above says why; no error line
 
 
 @click.command("stats")
 @json_option
 def stats_cmd(as_json: bool) -> None:
     """Counts of images, vectors, failures and missing files."""
-    collection = get_collection()
-    with collection.session() as s:
-        count = lambda q: s.scalar(select(func.count()).select_from(q.subquery()))  # noqa: E731
-        data = {
-            "images": count(select(Image.id)),
-            "embedded": collection.vectors.count(),
-            "failed": count(select(ImageFile.id).where(ImageFile.status == "failed")),
-            "missing": count(select(Image.id).where(Image.status == "missing")),
-            "files": count(select(ImageFile.id)),
-            "model": collection.models.stored_spec(),
-            "home": str(collection.config.home),
-        }
+    data = collection_stats(get_collection())
     emit(as_json, data, lambda d: click.echo("\n".join(f"{k:>9}: {v}" for k, v in d.items())))
 
 

@@ -1,4 +1,4 @@
-"""``serve`` (the web UI under waitress) and ``user add`` / ``user token``."""
+"""``user add`` and ``user token``: accounts and API tokens."""
 
 from __future__ import annotations
 
@@ -6,24 +6,8 @@ import sys
 
 import click
 
-from ..cli import emit, get_config, json_option
 from ..errors import LabelerError
-
-
-@click.command()
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; use 0.0.0.0 only behind HTTPS (and set LABELER_SECURE_COOKIES=1).")
-@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64))
-def serve(host: str, port: int, threads: int) -> None:
-    """Serve the review UI and the JSON API with waitress (a production WSGI server)."""
-    from waitress import serve as waitress_serve
-
-    from ..web import create_app
-
-    app = create_app(get_config())
-    click.echo(f"labeler: serving {get_config().home} on http://{host}:{port}/ (Ctrl+C stops)", err=True)
-    waitress_serve(app, host=host, port=port, threads=threads, ident="labeler")
+from .context import emit, get_config, json_option
 
 
 @click.group()
@@ -70,4 +54,4 @@ def user_token(name: str, as_json: bool) -> None:
     emit(as_json, {"name": name, "token": token}, lambda d: click.echo(d["token"]))
 
 
-COMMANDS = [serve, user]
+COMMANDS = [user]

@@ -1,0 +1,64 @@
+"""What every command module shares: the ``--json`` flag, output, progress bars and the root's config.
+
+This module imports no command module and not ``labeler.cli``, so any command module can be
+imported first (``cli.py`` only assembles them).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Callable
+
+import click
+
+from ..collection import Collection
+from ..config import Config
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
+
+
+def get_config() -> Config:
+    """The config the root group built from the environment and its flags."""
+    return click.get_current_context().find_root().obj
+
+
+def get_collection() -> Collection:
+    return Collection(get_config())
+
+
+def emit(as_json: bool, data: Any, human: Callable[[Any], None] | None = None) -> None:
+    """Print ``data`` as JSON, or call ``human`` to print it for people."""
+    if as_json or human is None:
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        human(data)
+
+
+class Progress:
+    """A progress bar on a terminal; silent under --json or when stderr is not a terminal."""
+
+    def __init__(self, label: str, total: int | None, quiet: bool):
+        self.enabled = not quiet and sys.stderr.isatty()
+        self._bar = click.progressbar(length=total or 0, label=label, file=sys.stderr) if self.enabled else None
+        if self._bar is not None:
+            self._bar.__enter__()
+
+    def update(self, n: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
+
+    def set_total(self, total: int) -> None:
+        if self._bar is not None:
+            self._bar.length = total
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
