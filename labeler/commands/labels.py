@@ -86,7 +86,7 @@ def evaluate_command(prompt_set_path: str, truth: Path | None, reviewed: bool, s
             click.echo(f"  {'strategy':<16}{'accuracy':>10}{'true conf':>11}{'ECE':>8}")
             for strategy, m in by_strategy.items():
                 click.echo(f"  {strategy:<16}{m['accuracy']:>10.3f}{m['mean_true_confidence']:>11.3f}{m['ece']:>8.3f}")
-        for kind, path in written.items():
+        for _kind, path in written.items():
             click.echo(f"wrote {path}")
 
     emit(as_json, evaluate.public(results), human)
