@@ -171,6 +171,8 @@ class Label(Base):
     strategy: Mapped[str | None] = mapped_column(String(32))
     scores: Mapped[dict | None] = mapped_column(JSON)  # {option: {"cosine", "confidence"}}
     prompt_set_id: Mapped[int | None] = mapped_column(ForeignKey("prompt_sets.id", ondelete="SET NULL"))
+    fit_id: Mapped[int | None] = mapped_column(ForeignKey("fits.id", ondelete="SET NULL"))  # None: zero-shot
+    priority: Mapped[int | None] = mapped_column(Integer)  # cold-start review order; None: by margin
     # proposed | accepted | corrected | rejected
     status: Mapped[str] = mapped_column(String(16), default="proposed")
     reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
@@ -186,6 +188,44 @@ class Label(Base):
     @property
     def reviewed(self) -> bool:
         return self.status != "proposed"
+
+
+class Fit(Base):
+    """A classifier one group learned from its reviews (``manage.py learn``).
+
+    The newest fit of a group, model and prompt-set version is the one ``label`` proposes with;
+    older fits stay, so every label can say which fit produced it.
+    """
+
+    __tablename__ = "fits"
+    __table_args__ = (Index("ix_fits_lookup", "model_id", "group", "prompt_set_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    group: Mapped[str] = mapped_column(String(128))
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    prompt_set_id: Mapped[int] = mapped_column(ForeignKey("prompt_sets.id", ondelete="CASCADE"))
+    method: Mapped[str] = mapped_column(String(32))  # zero-shot | cache | head
+    reviewed: Mapped[int] = mapped_column(Integer)
+    report: Mapped[dict] = mapped_column(JSON)  # the ``learn --json`` entry
+    classifier: Mapped[bytes] = mapped_column(LargeBinary)  # fewshot.Classifier.to_bytes()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Job(Base):
+    """Long work started from the web (learn and relabel), run off the request with its progress."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued | running | done | failed
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int | None] = mapped_column(Integer)
+    message: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict | None] = mapped_column(JSON)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
 
 
 class ReviewEvent(Base):

@@ -1,0 +1,337 @@
+"""Few-shot classifiers on stored vectors, learned from reviews. Pure numpy; no model, no database.
+
+A group's reviewed labels are a few-shot training set in the model's embedding space. Three
+candidate classifiers, all on stored vectors (no backprop through CLIP, so nothing can collapse
+into NaN as the study's fine-tuning did):
+
+* ``zero-shot``: the prompt ensembles' text vectors, as labeling does without reviews;
+* ``cache``: the zero-shot logits plus a cache of the reviewed image vectors (Tip-Adapter:
+  ``alpha * exp(-beta * (1 - cos)) @ one_hot``), training-free;
+* ``head``: a linear probe initialised from the text vectors and kept close to them by an L2
+  pull (the zero-shot-initialised probe of CLAP / ZS-LP).
+
+Which one, and its blend weight, is chosen by stratified cross-validation on the reviews
+themselves; a learned method must beat zero-shot there, otherwise zero-shot stays. Then one
+temperature per group is fitted on the out-of-fold logits, so that confidence means accuracy.
+
+Shapes: ``N`` images, ``D`` dimensions, ``O`` options, ``K`` reviewed images.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from . import scoring
+
+METHODS = ("zero-shot", "cache", "head")
+MIN_REVIEWS_PER_OPTION = 1  # an option nobody reviewed cannot be learned, only kept zero-shot
+MIN_REVIEWS = 4  # fewer reviews in a group than this: nothing to cross-validate on
+CACHE_ALPHAS = (0.25, 0.5, 1.0, 2.0, 4.0)
+CACHE_BETAS = (1.0, 3.0, 5.5, 10.0)
+HEAD_PULLS = (0.0, 0.03, 0.3)  # L2 pull of the head toward the text vectors, relative to the data term
+FOLDS = 5
+
+
+# ----------------------------------------------------------------------------- the classifiers
+
+@dataclass(frozen=True)
+class Classifier:
+    """One fitted classifier of a group: ``logits(X) = scale * X @ W.T + b + alpha * cache(X)``.
+
+    ``weights`` ``[O, D]`` (the text vectors for zero-shot and cache), ``bias`` ``[O]``,
+    ``keys`` ``[K, D]`` and ``values`` ``[K]`` (cache only), divided by ``temperature``.
+    """
+
+    method: str
+    weights: np.ndarray
+    bias: np.ndarray
+    scale: float
+    temperature: float = 1.0
+    alpha: float = 0.0
+    beta: float = 0.0
+    keys: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    values: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def logits(self, image_vecs: np.ndarray) -> np.ndarray:
+        """Uncalibrated logits ``[N, O]`` for unit ``image_vecs`` ``[N, D]``."""
+        out = self.scale * (np.asarray(image_vecs, np.float32) @ self.weights.T) + self.bias
+        if self.alpha and len(self.keys):
+            out = out + self.alpha * self.scale * cache_affinity(image_vecs, self.keys, self.values,
+                                                                 len(self.weights), self.beta)
+        return out
+
+    def confidence(self, image_vecs: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities ``[N, O]`` (rows sum to 1)."""
+        return softmax(self.logits(image_vecs) / self.temperature)
+
+    def to_bytes(self) -> bytes:
+        """The fitted arrays as one ``.npz`` blob (stored in the catalog)."""
+        buf = io.BytesIO()
+        np.savez(buf, weights=self.weights, bias=self.bias, keys=self.keys, values=self.values,
+                 params=np.array([self.scale, self.temperature, self.alpha, self.beta], np.float64))
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, method: str, blob: bytes) -> "Classifier":
+        arrays = np.load(io.BytesIO(blob))
+        scale, temperature, alpha, beta = (float(v) for v in arrays["params"])
+        return cls(method=method, weights=arrays["weights"], bias=arrays["bias"], scale=scale,
+                   temperature=temperature, alpha=alpha, beta=beta, keys=arrays["keys"],
+                   values=arrays["values"])
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row softmax ``[N, O] → [N, O]`` in float64."""
+    z = np.asarray(logits, np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def cache_affinity(image_vecs: np.ndarray, keys: np.ndarray, values: np.ndarray, n_options: int,
+                   beta: float) -> np.ndarray:
+    """Tip-Adapter's cache term ``[N, O]``: ``exp(-beta * (1 - X @ keys.T)) @ one_hot(values)``.
+
+    Normalised by the number of keys per option, so an option reviewed 16 times does not outvote
+    one reviewed twice merely by count.
+    """
+    affinity = np.exp(-beta * (1.0 - np.asarray(image_vecs, np.float32) @ keys.T))  # [N, K]
+    one_hot = np.zeros((len(values), n_options), np.float32)
+    one_hot[np.arange(len(values)), values] = 1.0
+    return affinity @ (one_hot / np.maximum(one_hot.sum(axis=0, keepdims=True), 1.0))
+
+
+def zero_shot(text_vecs: np.ndarray, scale: float) -> Classifier:
+    """The prompt ensembles as they are: ``text_vecs`` ``[O, D]``, the option vectors."""
+    text_vecs = np.asarray(text_vecs, np.float32)
+    return Classifier("zero-shot", text_vecs, np.zeros(len(text_vecs), np.float32), float(scale))
+
+
+def fit_cache(image_vecs: np.ndarray, labels: np.ndarray, text_vecs: np.ndarray, scale: float,
+              alpha: float, beta: float) -> Classifier:
+    """The zero-shot classifier plus a cache of the reviewed vectors ``[K, D]`` with ``labels`` ``[K]``."""
+    return Classifier("cache", np.asarray(text_vecs, np.float32), np.zeros(len(text_vecs), np.float32),
+                      float(scale), alpha=float(alpha), beta=float(beta),
+                      keys=np.asarray(image_vecs, np.float32), values=np.asarray(labels, np.int64))
+
+
+def fit_head(image_vecs: np.ndarray, labels: np.ndarray, text_vecs: np.ndarray, scale: float,
+             pull: float, steps: int = 300, lr: float = 0.1) -> Classifier:
+    """A linear head ``[O, D]`` + bias ``[O]`` from the text vectors, kept near them.
+
+    Minimises ``cross-entropy + pull * ||W - text_vecs||²`` by full-batch Adam (deterministic).
+    """
+    X = np.asarray(image_vecs, np.float64)
+    W0 = np.asarray(text_vecs, np.float64)
+    y = np.asarray(labels, np.int64)
+    W, b = W0.copy(), np.zeros(len(W0))
+    one_hot = np.zeros((len(y), len(W0)))
+    one_hot[np.arange(len(y)), y] = 1.0
+    m = [np.zeros_like(W), np.zeros_like(b)]
+    v = [np.zeros_like(W), np.zeros_like(b)]
+    for t in range(1, steps + 1):
+        err = (softmax(scale * X @ W.T + b) - one_hot) / len(y)  # [K, O]
+        grads = (scale * err.T @ X + 2 * pull * (W - W0), err.sum(axis=0))
+        for i, (param, g) in enumerate(zip((W, b), grads)):
+            m[i] = 0.9 * m[i] + 0.1 * g
+            v[i] = 0.999 * v[i] + 0.001 * g * g
+            param -= lr / scale * (m[i] / (1 - 0.9 ** t)) / (np.sqrt(v[i] / (1 - 0.999 ** t)) + 1e-8)
+    return Classifier("head", W.astype(np.float32), b.astype(np.float32), float(scale))
+
+
+# ----------------------------------------------------------------------------- calibration
+
+def nll(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood of ``labels`` ``[N]`` under ``softmax(logits)`` ``[N, O]``."""
+    z = np.asarray(logits, np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-log_p[np.arange(len(labels)), labels].mean())
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature ``T`` minimising the NLL of ``softmax(logits / T)`` (golden-section on log T)."""
+    if len(labels) == 0:
+        return 1.0
+    lo, hi = np.log(0.05), np.log(20.0)
+    golden = (np.sqrt(5) - 1) / 2
+    a, b = hi - golden * (hi - lo), lo + golden * (hi - lo)
+    fa, fb = nll(logits / np.exp(a), labels), nll(logits / np.exp(b), labels)
+    for _ in range(40):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - golden * (hi - lo)
+            fa = nll(logits / np.exp(a), labels)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + golden * (hi - lo)
+            fb = nll(logits / np.exp(b), labels)
+    return float(np.exp((lo + hi) / 2))
+
+
+def ece(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
+    """Expected calibration error of the top answer of ``softmax(logits / temperature)``."""
+    if len(labels) == 0:
+        return 0.0
+    p = softmax(np.asarray(logits) / temperature)
+    return scoring.expected_calibration_error(p.max(axis=1), p.argmax(axis=1) == labels)
+
+
+# ----------------------------------------------------------------------------- choosing by CV
+
+def stratified_folds(labels: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
+    """Fold number ``[K]`` of each review: every option's reviews dealt round-robin over the folds."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    fold = np.zeros(len(labels), np.int64)
+    offset = 0
+    for option in np.unique(labels):
+        members = np.flatnonzero(labels == option)
+        fold[rng.permutation(members)] = (offset + np.arange(len(members))) % folds
+        offset += len(members)  # so single reviews of many options spread over all folds
+    return fold
+
+
+def candidates() -> list[tuple[str, dict]]:
+    """Every (method, parameters) the cross-validation compares; zero-shot first."""
+    out: list[tuple[str, dict]] = [("zero-shot", {})]
+    out += [("cache", {"alpha": a, "beta": b}) for a in CACHE_ALPHAS for b in CACHE_BETAS]
+    out += [("head", {"pull": p}) for p in HEAD_PULLS]
+    return out
+
+
+def build(method: str, params: dict, image_vecs: np.ndarray, labels: np.ndarray, text_vecs: np.ndarray,
+          scale: float) -> Classifier:
+    if method == "zero-shot":
+        return zero_shot(text_vecs, scale)
+    if method == "cache":
+        return fit_cache(image_vecs, labels, text_vecs, scale, **params)
+    if method == "head":
+        return fit_head(image_vecs, labels, text_vecs, scale, **params)
+    raise ValueError(f"unknown method '{method}' (known: {', '.join(METHODS)})")
+
+
+def beats(learned: np.ndarray, baseline: np.ndarray) -> bool:
+    """Whether ``learned`` ``[K]`` (right or wrong per review) is surely better than ``baseline`` ``[K]``.
+
+    The best of many candidates looks better than it is on few reviews, so a plain "more right"
+    is not enough: the reviews it alone gets right must outnumber those it alone gets wrong by
+    two standard deviations of a fair coin (a one-sided sign test), and by at least two.
+    """
+    wins = int(np.sum(learned & ~baseline))
+    losses = int(np.sum(~learned & baseline))
+    return wins - losses >= max(2.0, 2.0 * np.sqrt(wins + losses))
+
+
+@dataclass
+class GroupFit:
+    """What ``learn`` decided for one group, and why (the ``learn --json`` entry)."""
+
+    classifier: Classifier
+    reviewed: int
+    method: str
+    params: dict
+    cv_accuracy: dict  # {"zero_shot", "learned"}: out-of-fold accuracy on the reviews
+    temperature: float
+    ece: dict  # {"before", "after"}: out-of-fold, before and after temperature scaling
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return {"reviewed": self.reviewed, "method": self.method, "params": self.params,
+                "cv_accuracy": self.cv_accuracy, "temperature": round(self.temperature, 4),
+                "ece": self.ece, "note": self.note}
+
+
+def learn_group(image_vecs: np.ndarray, labels: np.ndarray, text_vecs: np.ndarray, scale: float,
+                folds: int = FOLDS, seed: int = 0) -> GroupFit:
+    """Fit one group from its reviews: ``image_vecs`` ``[K, D]`` (unit), ``labels`` ``[K]`` option indices.
+
+    ``text_vecs`` ``[O, D]``: the zero-shot option vectors. Returns the chosen classifier, already
+    temperature-scaled, with the cross-validated evidence for the choice.
+    """
+    X = np.asarray(image_vecs, np.float32)
+    y = np.asarray(labels, np.int64)
+    n_options = len(text_vecs)
+    base = zero_shot(text_vecs, scale)
+    if len(y) < MIN_REVIEWS or len(np.unique(y)) < 2:
+        why = (f"only {len(y)} reviews" if len(y) < MIN_REVIEWS else "reviews of a single option")
+        return GroupFit(base, len(y), "zero-shot", {}, {"zero_shot": None, "learned": None}, 1.0,
+                        {"before": None, "after": None}, note=f"{why}: kept zero-shot")
+    k = int(min(folds, np.bincount(y, minlength=n_options)[np.unique(y)].max(), len(y)))
+    k = max(k, 2)
+    fold = stratified_folds(y, k, seed)
+    options = candidates()
+    oof = np.zeros((len(options), len(y), n_options), np.float64)
+    for f in range(k):
+        train, test = fold != f, fold == f
+        if not test.any():
+            continue
+        for c, (method, params) in enumerate(options):
+            clf = build(method, params, X[train], y[train], text_vecs, scale) if train.any() else base
+            oof[c][test] = clf.logits(X[test])
+    right = oof.argmax(axis=2) == y  # [C, K]
+    correct = right.sum(axis=1)
+    # Ties go to the simpler candidate (zero-shot is first); NLL breaks ties among learned ones.
+    losses = np.array([nll(o, y) for o in oof])
+    best = int(np.lexsort((losses, -correct))[0])
+    if not beats(right[best], right[0]):
+        best = 0
+    method, params = options[best]
+    temperature = fit_temperature(oof[best], y)
+    clf = build(method, params, X, y, text_vecs, scale)
+    clf = replace(clf, temperature=temperature)
+    return GroupFit(
+        clf, len(y), method, params,
+        {"zero_shot": round(float(correct[0] / len(y)), 4), "learned": round(float(correct[best] / len(y)), 4)},
+        temperature,
+        {"before": round(ece(oof[best], y), 4), "after": round(ece(oof[best], y, temperature), 4)},
+        note="" if best else "no learned method beat zero-shot in cross-validation: kept zero-shot",
+    )
+
+
+# ----------------------------------------------------------------------------- what to review next
+
+def balanced_order(proposed: np.ndarray, margin: np.ndarray) -> np.ndarray:
+    """Review order ``[N]`` (indices): most uncertain first, taking turns over the proposed values.
+
+    ``proposed`` ``[N]`` option index of each proposal, ``margin`` ``[N]`` its calibrated top-two
+    margin. The k-th round holds the k-th most uncertain proposal of every value, so a rare value
+    is not starved by a common one whose proposals are all slightly less sure.
+    """
+    proposed = np.asarray(proposed)
+    margin = np.asarray(margin, np.float64)
+    by_margin = np.lexsort((margin, proposed))  # grouped by value, most uncertain first
+    starts = np.searchsorted(proposed[by_margin], proposed[by_margin], side="left")
+    rank = np.arange(len(proposed)) - starts  # rank of each within its value
+    turn = np.empty(len(proposed), np.int64)
+    turn[by_margin] = rank
+    return np.lexsort((margin, turn))
+
+
+def typical_representatives(vecs: np.ndarray, k: int, seed: int = 0, sample: int = 20_000) -> np.ndarray:
+    """Indices ``[<=k]`` of the most typical vector of each of ``k`` k-means clusters, biggest cluster first.
+
+    The cold-start diversity step (TypiClust-like): before any review, show one typical image of
+    each region of the collection rather than many near-duplicates. FAISS does the clustering on a
+    sample of at most ``sample`` vectors.
+    """
+    import faiss
+
+    vecs = np.ascontiguousarray(vecs, np.float32)
+    k = int(min(k, len(vecs)))
+    if k <= 0:
+        return np.zeros(0, np.int64)
+    rng = np.random.default_rng(seed)
+    train = vecs if len(vecs) <= sample else vecs[rng.choice(len(vecs), sample, replace=False)]
+    kmeans = faiss.Kmeans(vecs.shape[1], k, niter=20, nredo=5, seed=seed, min_points_per_centroid=1,
+                          verbose=False)
+    kmeans.train(train)
+    distance, cluster = kmeans.index.search(vecs, 1)
+    distance, cluster = distance[:, 0], cluster[:, 0]
+    sizes = np.bincount(cluster, minlength=k)
+    reps = [np.flatnonzero(cluster == c)[np.argmin(distance[cluster == c])] for c in np.argsort(-sizes, kind="stable")
+            if sizes[c]]
+    return np.asarray(reps, np.int64)

@@ -1,0 +1,152 @@
+"""Learning from reviews: each group's reviewed labels in, a stored fit out (``manage.py learn``).
+
+The maths is :mod:`labeler.fewshot` on the catalog's stored vectors; this module gathers the
+reviews, checks them against the prompt set, and keeps each fit in the catalog, where
+``label`` finds it. Accepted labels are positives for their value, corrected ones for the new
+value; labels imported with ``import-labels`` count the same. A fit never reads a truth file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import yaml
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from . import fewshot, scoring
+from .catalog import Fit, Label, PromptSetRecord
+from .collection import Collection
+from .errors import LabelerError
+from .labeling import encode_groups, logit_scale, record_prompt_set
+from .prompts import PromptSet, parse_prompt_set
+
+REVIEWED = ("accepted", "corrected")
+
+
+class LearnError(LabelerError):
+    """Nothing can be learned as asked (no reviews, a group with one option, ...)."""
+
+
+@dataclass
+class Reviews:
+    """One group's usable reviews: image ids ``[K]`` and option indices ``[K]``, plus what was skipped."""
+
+    image_ids: np.ndarray
+    labels: np.ndarray
+    skipped: dict[str, int] = field(default_factory=dict)  # value not in the prompt set → count
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+
+def reviews(session: Session, group: str, option_names: Sequence[str]) -> Reviews:
+    """The group's accepted and corrected labels as option indices.
+
+    A value the prompt set does not have (a correction typed by hand) cannot be learned: it is
+    counted in ``skipped`` and left out, as is "none of these".
+    """
+    index = {name: i for i, name in enumerate(option_names)}
+    rows = session.execute(select(Label.image_id, Label.value)
+                           .where(Label.group == group, Label.status.in_(REVIEWED))
+                           .order_by(Label.image_id)).all()
+    ids, labels, skipped = [], [], {}
+    for image_id, value in rows:
+        if value in index:
+            ids.append(image_id)
+            labels.append(index[value])
+        else:
+            key = "(none of these)" if value is None else value
+            skipped[key] = skipped.get(key, 0) + 1
+    return Reviews(np.asarray(ids, np.int64), np.asarray(labels, np.int64), skipped)
+
+
+def prompt_set_of_labels(session: Session, group: str) -> PromptSet | None:
+    """The prompt set the group's newest proposals were made with, as it was then."""
+    record = session.scalar(select(PromptSetRecord).join(Label, Label.prompt_set_id == PromptSetRecord.id)
+                            .where(Label.group == group).order_by(Label.updated_at.desc(), Label.id.desc())
+                            .limit(1))
+    if record is None:
+        return None
+    where = record.path or record.name
+    return parse_prompt_set(yaml.safe_load(record.source), where, record.source, record.content_hash)
+
+
+def option_vectors(collection: Collection, prompt_set: PromptSet, group: str) -> np.ndarray:
+    """The group's zero-shot option vectors ``[O, D]``: the default strategy's ensemble vectors."""
+    encoded = encode_groups(collection, prompt_set, [group])[group]
+    return scoring.mean_embeddings(encoded.prompt_vecs, encoded.owner, len(encoded.option_names))
+
+
+def current_fit(session: Session, model_id: int, group: str, prompt_set_id: int) -> Fit | None:
+    """The fit ``label`` proposes with: the newest for this model, group and prompt-set version."""
+    return session.scalar(select(Fit).where(Fit.model_id == model_id, Fit.group == group,
+                                            Fit.prompt_set_id == prompt_set_id)
+                          .order_by(Fit.id.desc()).limit(1))
+
+
+def learn(collection: Collection, groups: Sequence[str] | None = None, prompt_set: PromptSet | None = None,
+          progress: Callable[[int], None] | None = None) -> dict[str, dict]:
+    """Fit every chosen group from its reviews and store the fits; returns ``{group: report}``.
+
+    ``prompt_set`` None: each group's own (the one its labels were proposed with). Groups whose
+    reviews cannot teach anything keep zero-shot and say why; ``LearnError`` when nothing at all
+    can be learned as asked.
+    """
+    model_id = collection.models.require_id()
+    with collection.session() as s:
+        known = list(s.scalars(select(Label.group).distinct().order_by(Label.group)))
+        reviewed_groups = set(s.scalars(select(Label.group).where(Label.status.in_(REVIEWED)).distinct()))
+    names = list(groups) if groups else known
+    if not known:
+        raise LearnError("no labels yet: run `manage.py label --prompt-set FILE` first, then review some")
+    unknown = [g for g in names if g not in known]
+    if unknown:
+        raise LearnError(f"no labels in group '{unknown[0]}' (have: {', '.join(known)})")
+    if not reviewed_groups.intersection(names):
+        raise LearnError("no reviewed labels yet in " + ", ".join(names)
+                         + ": accept or correct some in the review UI (or import-labels), then learn")
+    scale = logit_scale(collection)
+    report: dict[str, dict] = {}
+    for name in names:
+        with collection.session() as s:
+            chosen = prompt_set or prompt_set_of_labels(s, name)
+            if chosen is None or name not in chosen.groups:
+                raise LearnError(f"group '{name}' is not in prompt set '{getattr(chosen, 'name', None)}'")
+            group = chosen.groups[name]
+            if len(group.options) < 2:
+                if groups:
+                    raise LearnError(f"group '{name}' has one option: there is nothing to choose between")
+                report[name] = {"reviewed": 0, "method": "zero-shot", "note": "one option: nothing to learn"}
+                continue
+            found = reviews(s, name, group.option_names)
+            prompt_set_id = record_prompt_set(s, chosen)
+        text_vecs = option_vectors(collection, chosen, name)
+        image_ids, vecs = collection.vectors.read(found.image_ids, model_id=model_id)
+        labels = found.labels[np.searchsorted(found.image_ids, image_ids)]
+        fit = fewshot.learn_group(vecs, labels, text_vecs, scale)
+        entry = {**fit.to_dict(), "prompt_set": {"name": chosen.name, "version": chosen.version}}
+        if found.skipped:
+            entry["skipped"] = found.skipped
+            entry["note"] = (entry["note"] + "; " if entry["note"] else "") + (
+                f"{sum(found.skipped.values())} reviewed values are not options of the prompt set "
+                f"and were left out: {', '.join(sorted(found.skipped)[:5])}")
+        with collection.session() as s:
+            row = Fit(group=name, model_id=model_id, prompt_set_id=prompt_set_id, method=fit.method,
+                      reviewed=fit.reviewed, report=entry, classifier=fit.classifier.to_bytes())
+            s.add(row)
+            s.flush()
+            entry["fit_id"] = row.id
+        report[name] = entry
+        if progress is not None:
+            progress(1)
+    return report
+
+
+def fit_summary(session: Session) -> dict[str, dict]:
+    """Per group, the newest fit's report (for the dashboard): reviewed, method, cv_accuracy, ..."""
+    newest = select(func.max(Fit.id)).group_by(Fit.group)
+    return {fit.group: {**fit.report, "fit_id": fit.id, "created_at": fit.created_at.isoformat(timespec="seconds")}
+            for fit in session.scalars(select(Fit).where(Fit.id.in_(newest)).order_by(Fit.group))}

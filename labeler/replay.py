@@ -1,0 +1,113 @@
+"""Replaying reviews: how good do labels get after K reviews per option? Pure numpy, no database.
+
+A truth file stands in for the reviewer. For each shot count ``K`` the replay reveals ``K``
+truth labels per option, in the chosen order, fits exactly as ``learn`` does (which never sees
+the rest), and scores the images not revealed. Two orders:
+
+* ``random``: ``K`` random images of each option (an oracle-stratified sample);
+* ``informative``: the review queue's "most informative" order, replayed in rounds of one review
+  per option: typical images of the collection first (cold start), then, after each refit, the
+  most uncertain proposals taking turns over the proposed values. The budget is the same
+  ``K x options`` reviews, whatever options they turn out to be.
+
+Shapes: ``N`` images with a truth value, ``D`` dimensions, ``O`` options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import fewshot, scoring
+
+ORDERS = ("random", "informative")
+
+
+@dataclass(frozen=True)
+class ShotResult:
+    reviews: int  # total reviews revealed
+    accuracy: float  # on the images not revealed
+    ece: float
+    method: str
+
+    def to_dict(self) -> dict:
+        return {"reviews": self.reviews, "accuracy": round(self.accuracy, 4), "ece": round(self.ece, 4),
+                "method": self.method}
+
+
+def _score(fit: fewshot.GroupFit, vecs: np.ndarray, truth: np.ndarray, revealed: np.ndarray) -> tuple[float, float]:
+    rest = np.ones(len(truth), bool)
+    rest[revealed] = False
+    if not rest.any():
+        return float("nan"), float("nan")
+    confidence = fit.classifier.confidence(vecs[rest])
+    correct = confidence.argmax(axis=1) == truth[rest]
+    return float(correct.mean()), scoring.expected_calibration_error(confidence.max(axis=1), correct)
+
+
+def random_reveal(truth: np.ndarray, shots: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``shots`` random images of every option present in ``truth`` ``[N]``."""
+    return np.concatenate([rng.permutation(np.flatnonzero(truth == o))[:shots] for o in np.unique(truth)])
+
+
+def replay_group(vecs: np.ndarray, truth: np.ndarray, text_vecs: np.ndarray, scale: float,
+                 shots: list[int], order: str = "random", seed: int = 0) -> dict:
+    """``{"zero_shot": acc, "shots": {K: ShotResult}}`` for one group.
+
+    ``vecs`` ``[N, D]`` unit image vectors, ``truth`` ``[N]`` option indices, ``text_vecs`` ``[O, D]``.
+    """
+    if order not in ORDERS:
+        raise ValueError(f"unknown order '{order}' (known: {', '.join(ORDERS)})")
+    vecs = np.asarray(vecs, np.float32)
+    truth = np.asarray(truth, np.int64)
+    base = fewshot.zero_shot(text_vecs, scale)
+    zero_shot = float((base.logits(vecs).argmax(axis=1) == truth).mean()) if len(truth) else float("nan")
+    rng = np.random.default_rng(seed)
+    results: dict[int, ShotResult] = {}
+    if order == "random":
+        for k in sorted(shots):
+            revealed = random_reveal(truth, k, rng)
+            fit = fewshot.learn_group(vecs[revealed], truth[revealed], text_vecs, scale, seed=seed)
+            acc, ece = _score(fit, vecs, truth, revealed)
+            results[k] = ShotResult(len(revealed), acc, ece, fit.method)
+        return {"zero_shot": zero_shot, "shots": results}
+
+    n_options = len(np.unique(truth))
+    budgets = {k: k * n_options for k in sorted(shots)}
+    revealed: list[int] = []
+    seen = np.zeros(len(truth), bool)
+    fit = fewshot.learn_group(vecs[:0], truth[:0], text_vecs, scale)
+    queue = list(fewshot.typical_representatives(vecs, n_options, seed=seed))
+    for k, budget in budgets.items():
+        while len(revealed) < min(budget, len(truth)):
+            take = min(n_options, budget - len(revealed))
+            batch = [i for i in queue if not seen[i]][:take]
+            if len(batch) < take:  # the queue ran dry: rank what is left
+                batch += [i for i in _informative(fit, vecs, seen) if i not in batch][:take - len(batch)]
+            for i in batch:
+                seen[i] = True
+            revealed += batch
+            ids = np.asarray(revealed)
+            fit = fewshot.learn_group(vecs[ids], truth[ids], text_vecs, scale, seed=seed)
+            queue = _informative(fit, vecs, seen)
+        acc, ece = _score(fit, vecs, truth, np.asarray(revealed, np.int64))
+        results[k] = ShotResult(len(revealed), acc, ece, fit.method)
+    return {"zero_shot": zero_shot, "shots": results}
+
+
+def _informative(fit: fewshot.GroupFit, vecs: np.ndarray, seen: np.ndarray) -> list[int]:
+    """The unrevealed images in the queue's "most informative" order under the current fit."""
+    left = np.flatnonzero(~seen)
+    confidence = fit.classifier.confidence(vecs[left])
+    top2 = np.sort(confidence, axis=1)[:, -2:] if confidence.shape[1] > 1 else np.c_[confidence, confidence]
+    order = fewshot.balanced_order(confidence.argmax(axis=1), top2[:, 1] - top2[:, 0])
+    return left[order].tolist()
+
+
+def reviews_to_reach(results: dict[int, ShotResult], target: float) -> int | None:
+    """The fewest reviews at which accuracy reached ``target``, or None if it never did."""
+    for k in sorted(results):
+        if results[k].accuracy >= target:
+            return results[k].reviews
+    return None
