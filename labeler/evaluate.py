@@ -182,3 +182,28 @@ def plot(results: dict, png: Path) -> None:
     fig.tight_layout()
     fig.savefig(png, dpi=100)
     plt.close(fig)
+
+
+def plot_replay(results: dict, png: Path, order: str) -> None:
+    """Accuracy against reviews per option, one line per group, its zero-shot accuracy dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for i, (group, result) in enumerate(results.items()):
+        colour = f"C{i % 10}"
+        shots = sorted(result["shots"], key=int)
+        ax.plot([int(k) for k in shots], [result["shots"][k]["accuracy"] for k in shots], marker="o",
+                color=colour, label=group)
+        ax.axhline(result["zero_shot"], color=colour, linestyle="--", linewidth=1)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("reviews per option")
+    ax.set_ylabel("accuracy on the images not reviewed")
+    ax.set_ylim(0, 1.01)
+    ax.set_title(f"learning from reviews ({order} order); dashed: zero-shot")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)

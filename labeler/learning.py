@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from . import fewshot, scoring
+from . import replay as replay_maths
 from .catalog import Fit, Label, PromptSetRecord
 from .collection import Collection
 from .errors import LabelerError
@@ -150,3 +151,39 @@ def fit_summary(session: Session) -> dict[str, dict]:
     newest = select(func.max(Fit.id)).group_by(Fit.group)
     return {fit.group: {**fit.report, "fit_id": fit.id, "created_at": fit.created_at.isoformat(timespec="seconds")}
             for fit in session.scalars(select(Fit).where(Fit.id.in_(newest)).order_by(Fit.group))}
+
+
+def replay(collection: Collection, prompt_set: PromptSet, truth: dict[str, dict[int, str]], shots: Sequence[int],
+           order: str = "random", seed: int = 0, groups: Sequence[str] | None = None) -> dict[str, dict]:
+    """Simulate reviewing with a truth file (``evaluate --replay``); nothing is written.
+
+    ``truth`` ``{group: {image_id: value}}``. Returns ``{group: {"zero_shot": acc, "shots": {K:
+    {"accuracy", "ece", "reviews", "method"}}}}``, scored on the images each replay did not reveal.
+    """
+    if order not in replay_maths.ORDERS:
+        raise LearnError(f"unknown order '{order}' (known: {', '.join(replay_maths.ORDERS)})")
+    if not shots or min(shots) < 1:
+        raise LearnError("--shots needs positive counts, e.g. 1,2,4,8,16")
+    names = [g for g in (groups or prompt_set.groups) if truth.get(g) and g in prompt_set.groups]
+    if not names:
+        raise LearnError(f"no truth for any group of '{prompt_set.name}'; name CSV columns after the groups")
+    model_id = collection.models.require_id()
+    scale = logit_scale(collection)
+    all_ids, all_vecs = collection.vectors.read(sorted({i for g in names for i in truth[g]}), model_id=model_id)
+    row_of = {int(i): r for r, i in enumerate(all_ids)}
+    results: dict[str, dict] = {}
+    for name in names:
+        options = prompt_set.groups[name].option_names
+        if len(options) < 2:
+            continue
+        pairs = [(row_of[i], options.index(v)) for i, v in sorted(truth[name].items()) if v in options and i in row_of]
+        if len(pairs) < 2:
+            continue
+        rows, labels = (np.asarray(x, np.int64) for x in zip(*pairs))
+        out = replay_maths.replay_group(all_vecs[rows], labels, option_vectors(collection, prompt_set, name),
+                                        scale, sorted(set(shots)), order=order, seed=seed)
+        results[name] = {"zero_shot": round(out["zero_shot"], 4), "n": len(rows),
+                         "shots": {k: r.to_dict() for k, r in out["shots"].items()}}
+    if not results:
+        raise LearnError("no image with truth is embedded in the collection; check the truth file's paths")
+    return results

@@ -30,10 +30,16 @@ HANDLES: tuple[str, ...] = ("wooden", "plastic", "rubber", "metal", "none")
 SIZES: tuple[str, ...] = ("small", "medium", "large")
 CONTEXTS: tuple[str, ...] = ("plain", "toolbox", "workbench", "pegboard")
 TRUTH_COLUMNS: tuple[str, ...] = (
-    "file", "concept", "color", "material", "handle", "size", "context", "caption", "orientation",
+    "file", "concept", "color", "material", "handle", "size", "context", "caption", "orientation", "palette",
 )
-# Never in a caption, so labeler-tiny was never told it: a group only reviews can teach.
+# Never in a caption, so labeler-tiny was never told of them: groups only reviews can teach.
+# Both are derived from draws the generator already makes, so images stay byte-identical.
 ORIENTATIONS: tuple[str, ...] = ("horizontal", "vertical")
+PALETTES: dict[str, str] = {
+    "red": "warm", "orange": "warm", "yellow": "warm",
+    "blue": "cool", "green": "cool", "purple": "cool",
+    "black": "neutral", "white": "neutral",
+}
 
 FUNCTIONS: dict[str, tuple[str, ...]] = {
     "hammer": ("a tool for driving nails", "a tool for hitting nails into wood"),
@@ -237,6 +243,7 @@ def render(seed: int, index: int, size: int = 128) -> tuple[Image.Image, dict[st
     rng = np.random.default_rng([seed, index])
     row = _sample_truth(rng)
     row["caption"] = describe(row)
+    row["palette"] = PALETTES[row["color"]]
     img = _background(row["context"], size, rng)
 
     lo, hi = _SIZE_SCALE[row["size"]]
