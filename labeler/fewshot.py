@@ -335,3 +335,39 @@ def typical_representatives(vecs: np.ndarray, k: int, seed: int = 0, sample: int
     reps = [np.flatnonzero(cluster == c)[np.argmin(distance[cluster == c])] for c in np.argsort(-sizes, kind="stable")
             if sizes[c]]
     return np.asarray(reps, np.int64)
+
+
+# ----------------------------------------------------------------------------- prompt weights
+
+def fit_prompt_weights(image_vecs: np.ndarray, labels: np.ndarray, prompt_vecs: np.ndarray, owner: np.ndarray,
+                       weights: np.ndarray, scale: float, steps: int = 200, lr: float = 0.05,
+                       pull: float = 0.01) -> np.ndarray:
+    """Per-prompt weights ``[P]`` (≥ 0) for the ``weighted`` strategy, fitted on reviews.
+
+    The ``weighted`` score of option ``o`` is ``Σ_p w_p cos(x, v_p) / Σ_p w_p`` over its prompts;
+    weights are ``exp(θ)``, so they stay positive, start at ``weights`` and are pulled gently back
+    to them (``pull``), and ``θ`` minimises the reviews' cross-entropy by Adam. A prompt whose
+    weight ends near zero is one the reviews say hurts.
+    """
+    cos = np.asarray(image_vecs, np.float64) @ np.asarray(prompt_vecs, np.float64).T  # [K, P]
+    owner = np.asarray(owner)
+    y = np.asarray(labels, np.int64)
+    n_options = int(owner.max()) + 1
+    member = np.zeros((len(owner), n_options))
+    member[np.arange(len(owner)), owner] = 1.0
+    one_hot = np.zeros((len(y), n_options))
+    one_hot[np.arange(len(y)), y] = 1.0
+    theta0 = np.log(np.maximum(np.asarray(weights, np.float64), 1e-3))
+    theta, m, v = theta0.copy(), np.zeros_like(theta0), np.zeros_like(theta0)
+    for t in range(1, steps + 1):
+        w = np.exp(theta)
+        num, den = (cos * w) @ member, w @ member  # [K, O], [O]
+        err = (softmax(scale * num / den) - one_hot) / len(y)  # dNLL/dlogits [K, O]
+        # d score_o / d w_p = (cos_p - score_o) / den_o for p in option o
+        grad_w = scale * np.einsum("ko,kp,po->p", err, cos, member / den) \
+            - scale * np.einsum("ko,ko,po->p", err, num / den, member / den)
+        grad = grad_w * w + 2 * pull * (theta - theta0)
+        m = 0.9 * m + 0.1 * grad
+        v = 0.999 * v + 0.001 * grad * grad
+        theta -= lr * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+    return np.exp(theta)

@@ -16,8 +16,8 @@ import numpy as np
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from . import scoring
-from .catalog import Label, Model, PromptSetRecord, utcnow
+from . import fewshot, scoring
+from .catalog import Fit, Label, Model, PromptSetRecord, utcnow
 from .collection import Collection
 from .errors import LabelerError, NotFound
 from .prompts import Group, PromptSet, PromptSetError
@@ -147,17 +147,20 @@ class LabelReport:
     seconds: float = 0.0
     strategy: str = ""
     prompt_set: dict = field(default_factory=dict)
+    methods: dict[str, dict] = field(default_factory=dict)  # {group: {"strategy", "fit_id"}}
 
     def to_dict(self) -> dict:
         return {"labeled": self.labeled, "kept_reviewed": self.kept_reviewed,
                 "groups": {g: dict(sorted(c.items())) for g, c in self.groups.items()},
                 "inserted": self.inserted, "updated": self.updated, "unchanged": self.unchanged,
                 "images": self.images, "strategy": self.strategy, "prompt_set": self.prompt_set,
+                "methods": self.methods,
                 "seconds": round(self.seconds, 3)}
 
 
-_COMPARED = ("value", "predicted", "confidence", "margin", "strategy", "scores", "prompt_set_id")
-_EXACT = ("value", "predicted", "strategy", "prompt_set_id")
+_COMPARED = ("value", "predicted", "confidence", "margin", "strategy", "fit_id", "priority", "scores",
+             "prompt_set_id")
+_EXACT = ("value", "predicted", "strategy", "fit_id", "priority", "prompt_set_id")
 # BLAS sums in a different order for a different chunk size; last-bit noise is not a change.
 _TOLERANCE = 2 * 10 ** -SCORE_DIGITS
 
@@ -178,33 +181,101 @@ def _same(old: dict, new: dict) -> bool:
     return all(_close(old_scores[o].get(k), new_scores[o][k]) for o in new_scores for k in new_scores[o])
 
 
-def label_collection(collection: Collection, prompt_set: PromptSet, strategy: str = DEFAULT_STRATEGY,
+def current_fit(session: Session, model_id: int, group: str, prompt_set_id: int) -> Fit | None:
+    """The fit a group proposes with: its newest for this model and this exact prompt-set version."""
+    return session.scalar(select(Fit).where(Fit.model_id == model_id, Fit.group == group,
+                                            Fit.prompt_set_id == prompt_set_id)
+                          .order_by(Fit.id.desc()).limit(1))
+
+
+@dataclass(frozen=True)
+class Proposer:
+    """How one group proposes: a zero-shot strategy, or a fit learned from its reviews."""
+
+    strategy: str  # a zero-shot strategy, or "fit:<method>"
+    fit_id: int | None = None
+    classifier: fewshot.Classifier | None = None
+
+    def decide(self, group: EncodedGroup, image_vecs: np.ndarray, logit_scale: float
+               ) -> tuple[np.ndarray, np.ndarray, scoring.Decision]:
+        """(cosines ``[N, O]``, confidence ``[N, O]``, decision); cosines stay the prompts' own."""
+        if self.classifier is None:
+            return group.decide(self.strategy, image_vecs, logit_scale)
+        cosines = group.scores(DEFAULT_STRATEGY, image_vecs)
+        confidence = self.classifier.confidence(image_vecs)
+        return cosines, confidence, scoring.decide(confidence, group.option_thresholds, group.group.none_threshold)
+
+
+def proposers(session: Session, model_id: int, prompt_set_id: int, names: Sequence[str],
+              strategy: str | None) -> dict[str, Proposer]:
+    """A named ``strategy`` forces zero-shot; None uses each group's fit where it has one."""
+    out = {}
+    for name in names:
+        fit = None if strategy else current_fit(session, model_id, name, prompt_set_id)
+        out[name] = (Proposer(f"fit:{fit.method}", fit.id, fewshot.Classifier.from_bytes(fit.method, fit.classifier))
+                     if fit is not None else Proposer(strategy or DEFAULT_STRATEGY))
+    return out
+
+
+COLD_START_SAMPLE = 20_000
+
+
+def cold_start_priority(collection: Collection, model_id: int, encoded: dict[str, EncodedGroup],
+                        groups: Sequence[str]) -> dict[str, dict[int, int]]:
+    """``{group: {image_id: rank}}``: for groups nobody reviewed yet, typical images to review first.
+
+    Two k-means clusters per option over a sample of the collection; the most typical image of
+    each goes to the front of the "most informative" queue (see :func:`fewshot.typical_representatives`).
+    """
+    if not groups:
+        return {}
+    ids = collection.vectors.ids(model_id)
+    if len(ids) > COLD_START_SAMPLE:
+        ids = np.sort(np.random.default_rng(0).choice(ids, COLD_START_SAMPLE, replace=False))
+    ids, vecs = collection.vectors.read(ids, model_id=model_id)
+    out = {}
+    for name in groups:
+        reps = fewshot.typical_representatives(vecs, 2 * len(encoded[name].option_names), seed=0)
+        out[name] = {int(ids[r]): rank for rank, r in enumerate(reps)}
+    return out
+
+
+def label_collection(collection: Collection, prompt_set: PromptSet, strategy: str | None = None,
                      groups: Sequence[str] | None = None, chunk_rows: int = CHUNK_ROWS,
                      progress=None) -> LabelReport:
     """Write one proposed ``Label`` per embedded image and group; reviewed labels are kept.
 
-    ``progress(n)`` is called with the number of images finished in each chunk.
+    ``strategy`` None: each group proposes with what it learned from its reviews (``manage.py
+    learn``) when it has a fit for this prompt-set version, else with :data:`DEFAULT_STRATEGY`;
+    a named strategy forces that zero-shot strategy. ``progress(n)`` is called with the number
+    of images finished in each chunk.
     """
     started = time.perf_counter()
-    names = check_request(prompt_set, strategy, groups)
+    names = check_request(prompt_set, strategy or DEFAULT_STRATEGY, groups)
     model_id = collection.models.require_id()
     encoded = encode_groups(collection, prompt_set, names)
     scale = logit_scale(collection)
-    report = LabelReport(groups={g: Counter() for g in names}, strategy=strategy)
+    report = LabelReport(groups={g: Counter() for g in names}, strategy=strategy or DEFAULT_STRATEGY)
     with collection.session() as s:
         prompt_set_id = record_prompt_set(s, prompt_set)
+        how = proposers(s, model_id, prompt_set_id, names, strategy)
+        reviewed = set(s.scalars(select(Label.group).where(Label.group.in_(names), Label.status != "proposed")
+                                 .distinct()))
+    report.methods = {name: {"strategy": p.strategy, "fit_id": p.fit_id} for name, p in how.items()}
+    priority = cold_start_priority(collection, model_id, encoded, [g for g in names if g not in reviewed])
     report.prompt_set = {"id": prompt_set_id, "name": prompt_set.name, "version": prompt_set.version,
                          "content_hash": prompt_set.content_hash}
     for ids, vecs in collection.vectors.chunks(model_id, chunk_rows):
         proposals = {}
         for name in names:
             group = encoded[name]
-            cosines, confidence, decision = group.decide(strategy, vecs, scale)
+            cosines, confidence, decision = how[name].decide(group, vecs, scale)
+            ranks = priority.get(name, {})
             proposals[name] = (group, _scores_json(group.option_names, cosines, confidence),
                                np.round(decision.confidence, 6).tolist(), np.round(decision.margin, 6).tolist(),
-                               decision.choice.tolist())
+                               decision.choice.tolist(), how[name], [ranks.get(i) for i in ids.tolist()])
         with collection.session() as s:
-            _write_chunk(s, ids, proposals, strategy, prompt_set_id, report)
+            _write_chunk(s, ids, proposals, prompt_set_id, report)
         report.images += len(ids)
         if progress is not None:
             progress(len(ids))
@@ -212,7 +283,7 @@ def label_collection(collection: Collection, prompt_set: PromptSet, strategy: st
     return report
 
 
-def _write_chunk(session: Session, ids: np.ndarray, proposals: dict, strategy: str, prompt_set_id: int,
+def _write_chunk(session: Session, ids: np.ndarray, proposals: dict, prompt_set_id: int,
                  report: LabelReport) -> None:
     table = Label.__table__
     lo, hi = int(ids[0]), int(ids[-1])
@@ -222,12 +293,13 @@ def _write_chunk(session: Session, ids: np.ndarray, proposals: dict, strategy: s
         existing[(row["image_id"], row["group"])] = dict(row)
     now = utcnow()
     inserts, updates = [], []
-    for name, (group, scores, confidence, margin, choices) in proposals.items():
+    for name, (group, scores, confidence, margin, choices, proposer, priority) in proposals.items():
         counts = report.groups[name]
         for i, image_id in enumerate(ids.tolist()):
             answer = group.answer(choices[i])
             new = {"value": answer, "predicted": answer, "confidence": confidence[i], "margin": margin[i],
-                   "strategy": strategy, "scores": scores[i], "prompt_set_id": prompt_set_id}
+                   "strategy": proposer.strategy, "fit_id": proposer.fit_id, "priority": priority[i],
+                   "scores": scores[i], "prompt_set_id": prompt_set_id}
             old = existing.get((image_id, name))
             if old is not None and old["status"] != "proposed":
                 report.kept_reviewed += 1

@@ -9,6 +9,7 @@ value; labels imported with ``import-labels`` count the same. A fit never reads 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -21,7 +22,8 @@ from . import replay as replay_maths
 from .catalog import Fit, Label, PromptSetRecord
 from .collection import Collection
 from .errors import LabelerError
-from .labeling import encode_groups, logit_scale, record_prompt_set
+from .files import write_atomically
+from .labeling import EncodedGroup, encode_groups, logit_scale, record_prompt_set
 from .prompts import PromptSet, parse_prompt_set
 
 REVIEWED = ("accepted", "corrected")
@@ -79,13 +81,6 @@ def option_vectors(collection: Collection, prompt_set: PromptSet, group: str) ->
     """The group's zero-shot option vectors ``[O, D]``: the default strategy's ensemble vectors."""
     encoded = encode_groups(collection, prompt_set, [group])[group]
     return scoring.mean_embeddings(encoded.prompt_vecs, encoded.owner, len(encoded.option_names))
-
-
-def current_fit(session: Session, model_id: int, group: str, prompt_set_id: int) -> Fit | None:
-    """The fit ``label`` proposes with: the newest for this model, group and prompt-set version."""
-    return session.scalar(select(Fit).where(Fit.model_id == model_id, Fit.group == group,
-                                            Fit.prompt_set_id == prompt_set_id)
-                          .order_by(Fit.id.desc()).limit(1))
 
 
 def learn(collection: Collection, groups: Sequence[str] | None = None, prompt_set: PromptSet | None = None,
@@ -187,3 +182,72 @@ def replay(collection: Collection, prompt_set: PromptSet, truth: dict[str, dict[
     if not results:
         raise LearnError("no image with truth is embedded in the collection; check the truth file's paths")
     return results
+
+
+def _weighted_accuracy(group: EncodedGroup, vecs: np.ndarray, labels: np.ndarray, weights: np.ndarray,
+                       keep: np.ndarray | None = None) -> float:
+    """Accuracy on ``labels`` ``[K]`` of the ``weighted`` strategy with ``weights`` ``[P]`` on the prompts kept."""
+    keep = np.ones(len(weights), bool) if keep is None else keep
+    scores = scoring.option_scores("weighted", vecs, group.prompt_vecs[keep], group.owner[keep], weights[keep],
+                                   group.baseline_vecs)
+    return round(float((scores.argmax(axis=1) == labels).mean()), 4)
+
+
+DROP_BELOW = 0.1  # a prompt whose fitted weight ends below this share of its option's largest is dropped
+
+
+def write_tuned_prompt_set(collection: Collection, groups: Sequence[str] | None, prompt_set: PromptSet | None,
+                           out: Path) -> dict:
+    """Write a new version of the prompt set with per-prompt weights fitted on the reviews.
+
+    For the ``weighted`` strategy (``label --prompt-set OUT --strategy weighted``); prompts the
+    reviews say hurt are dropped (always keeping one per option). Readable and reusable on
+    another collection, unlike a stored fit. Returns ``{"path", "version", "groups": {group:
+    {"reviews", "prompts", "dropped", "accuracy": {"before", "after"}}}}`` (accuracy on the reviews).
+    """
+    from .lab import bump_version
+
+    model_id = collection.models.require_id()
+    scale = logit_scale(collection)
+    with collection.session() as s:
+        known = list(s.scalars(select(Label.group).distinct().order_by(Label.group)))
+        base = prompt_set or next((p for p in (prompt_set_of_labels(s, g) for g in (groups or known)) if p), None)
+    if base is None:
+        raise LearnError("no labels yet: run `manage.py label --prompt-set FILE` first, then review some")
+    names = [g for g in (groups or base.groups) if g in base.groups and len(base.groups[g].options) >= 2]
+    encoded = encode_groups(collection, base, names)
+    data = yaml.safe_load(base.source)
+    summary: dict[str, dict] = {}
+    for name in names:
+        group = encoded[name]
+        with collection.session() as s:
+            found = reviews(s, name, group.option_names)
+        image_ids, vecs = collection.vectors.read(found.image_ids, model_id=model_id)
+        labels = found.labels[np.searchsorted(found.image_ids, image_ids)]
+        if len(labels) < fewshot.MIN_REVIEWS or len(np.unique(labels)) < 2:
+            continue
+        weights = fewshot.fit_prompt_weights(vecs, labels, group.prompt_vecs, group.owner, group.weights, scale)
+        keep = np.ones(len(weights), bool)
+        for o in range(len(group.option_names)):
+            mine = np.flatnonzero(group.owner == o)
+            keep[mine] = weights[mine] >= DROP_BELOW * weights[mine].max()
+
+        raw_options = data["groups"][name]["options"]
+        for o, option in enumerate(group.group.options):
+            raw = raw_options[option.name]
+            raw = dict(raw) if isinstance(raw, dict) else {}
+            mine = [p for p in np.flatnonzero(group.owner == o) if keep[p]]
+            raw["prompts"] = [{"text": group.prompt_texts[p], "weight": round(float(weights[p]), 3)} for p in mine]
+            raw["templates"] = []  # the ensemble is exactly the fitted prompts
+            raw_options[option.name] = raw
+        summary[name] = {"reviews": len(labels), "prompts": int(keep.sum()), "dropped": int((~keep).sum()),
+                         "accuracy": {"before": _weighted_accuracy(group, vecs, labels, group.weights),
+                                      "after": _weighted_accuracy(group, vecs, labels, weights, keep)}}
+    if not summary:
+        raise LearnError("no group has enough reviews to fit prompt weights "
+                         f"(at least {fewshot.MIN_REVIEWS} of two or more options)")
+    data["version"] = bump_version(data.get("version"))
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    parse_prompt_set(yaml.safe_load(text), str(out), text, "")  # raises on anything label would refuse
+    write_atomically(out, text)
+    return {"path": str(out), "version": data["version"], "groups": summary}
