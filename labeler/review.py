@@ -26,7 +26,7 @@ ACTIONS = ("accept", "correct", "reject", "skip", "undo")
 STATUSES = ("proposed", "accepted", "corrected", "rejected")
 # What a search may filter on: a label status, or "reviewed" for any status but proposed.
 FILTER_STATUSES = (*STATUSES, "reviewed")
-SORTS = ("uncertainty", "confidence", "confidence_asc", "id")
+SORTS = ("uncertainty", "informative", "confidence", "confidence_asc", "id")
 MAX_VALUE_LENGTH = 256
 HISTOGRAM_BINS = 10
 
@@ -223,6 +223,8 @@ def label_query(group: str | None = None, value: str | None = None, status: str 
         query = query.where(Label.value == value)
     if status:
         query = query.where(Label.status == status)
+    if sort == "informative":
+        return _informative(query)
     order = {
         "uncertainty": (Label.margin.is_(None), Label.margin.asc(), Label.id),
         "confidence": (Label.confidence.is_(None), Label.confidence.desc(), Label.id),
@@ -230,6 +232,19 @@ def label_query(group: str | None = None, value: str | None = None, status: str 
         "id": (Label.id,),
     }[sort]
     return query.order_by(*order)
+
+
+def _informative(query):
+    """Most informative first: the cold-start picks (typical images, while a group has no reviews),
+    then the smallest calibrated margins taking turns over the proposed values, so a rare value is
+    not starved by a common one (the same order ``evaluate --replay --order informative`` replays).
+    """
+    turn = func.row_number().over(partition_by=(Label.group, Label.predicted),
+                                  order_by=(Label.margin.is_(None), Label.margin.asc(), Label.id))
+    ranked = query.with_only_columns(Label.id.label("label_id"), turn.label("turn")).subquery()
+    return (select(Label).join(ranked, ranked.c.label_id == Label.id)
+            .order_by(Label.priority.is_(None), Label.priority, ranked.c.turn, Label.margin.is_(None),
+                      Label.margin, Label.id))
 
 
 def list_labels(session: Session, group: str | None = None, value: str | None = None,
