@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from .commands import demo, indexing, labels, search, serve, users, world
+from .commands import demo, indexing, labels, learning, search, serve, users, world
 from .config import Config
 from .errors import LabelerError
 
@@ -41,8 +41,8 @@ def cli(ctx: click.Context, home: Path | None, model: str | None, device: str | 
     ctx.obj = Config.from_env(home=home, model=model, device=device)
 
 
-for command in (*indexing.COMMANDS, *world.COMMANDS, *labels.COMMANDS, *search.COMMANDS, *serve.COMMANDS,
-                *users.COMMANDS, *demo.COMMANDS):
+for command in (*indexing.COMMANDS, *world.COMMANDS, *labels.COMMANDS, *learning.COMMANDS, *search.COMMANDS,
+                *serve.COMMANDS, *users.COMMANDS, *demo.COMMANDS):
     cli.add_command(command)
 
 

@@ -17,18 +17,19 @@ prompt_set_option = click.option("--prompt-set", "prompt_set_path", required=Tru
 
 @click.command("label")
 @prompt_set_option
-@click.option("--strategy", type=click.Choice(STRATEGIES), default=DEFAULT_STRATEGY, show_default=True,
-              help="How a group's prompts are combined into one score per option.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default=None,
+              help="Force one zero-shot way of combining a group's prompts [default: each group's fit "
+                   f"from reviews (manage.py learn) where it has one, else {DEFAULT_STRATEGY}].")
 @click.option("--group", "groups", multiple=True, metavar="G", help="Only these groups (repeatable).")
 @json_option
-def label(prompt_set_path: str, strategy: str, groups: tuple[str, ...], as_json: bool) -> None:
+def label(prompt_set_path: str, strategy: str | None, groups: tuple[str, ...], as_json: bool) -> None:
     """Auto-label every embedded image with every group of a prompt set (reviewed labels are kept)."""
     from ..labeling import check_request, label_collection
     from ..prompts import load_prompt_set
 
     # Validate everything before the catalog is opened, so a bad prompt set changes nothing.
     prompt_set = load_prompt_set(prompt_set_path, home=get_config().home)
-    check_request(prompt_set, strategy, groups)
+    check_request(prompt_set, strategy or DEFAULT_STRATEGY, groups)
     collection = get_collection()
     collection.models.require_id()
     with Progress("labeling", collection.vectors.count(), as_json) as bar:
@@ -37,10 +38,10 @@ def label(prompt_set_path: str, strategy: str, groups: tuple[str, ...], as_json:
     def human(data: dict) -> None:
         click.echo(f"labeled {data['labeled']} (inserted {data['inserted']}, updated {data['updated']}, "
                    f"unchanged {data['unchanged']}), kept {data['kept_reviewed']} reviewed, "
-                   f"{data['images']} images in {data['seconds']:.2f}s with {strategy}")
+                   f"{data['images']} images in {data['seconds']:.2f}s")
         for group, counts in data["groups"].items():
             top = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
-            click.echo(f"  {group}: {top}")
+            click.echo(f"  {group} ({data['methods'][group]['strategy']}): {top}")
 
     emit(as_json, report.to_dict(), human)
 
@@ -53,24 +54,42 @@ def label(prompt_set_path: str, strategy: str, groups: tuple[str, ...], as_json:
 @click.option("--strategy", "strategies", type=click.Choice(STRATEGIES), multiple=True,
               help="Strategies to compare (repeatable) [default: all].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Write evaluation.json, evaluation.csv and evaluation.png here.")
+              help="Write evaluation.json, evaluation.csv and evaluation.png (replay.json, replay.png) here.")
+@click.option("--replay", is_flag=True,
+              help="Simulate reviewing: reveal --shots truth labels per option, learn, score the rest.")
+@click.option("--shots", default="1,2,4,8,16", show_default=True, metavar="K,K,...",
+              help="With --replay: reviews per option to simulate.")
+@click.option("--order", type=click.Choice(["random", "informative"]), default="random", show_default=True,
+              help="With --replay: which images are reviewed first.")
+@click.option("--seed", type=int, default=0, show_default=True, help="With --replay: the random seed.")
+@click.option("--group", "groups", multiple=True, metavar="G", help="Only these groups (repeatable).")
 @json_option
 def evaluate_command(prompt_set_path: str, truth: Path | None, reviewed: bool, strategies: tuple[str, ...],
-                     out: Path | None, as_json: bool) -> None:
-    """Compare the strategies on images with known labels: accuracy, confidence on the truth, ECE."""
+                     out: Path | None, replay: bool, shots: str, order: str, seed: int, groups: tuple[str, ...],
+                     as_json: bool) -> None:
+    """Compare the strategies on images with known labels: accuracy, confidence on the truth, ECE.
+
+    With --replay, show instead how labels improve as reviews come in (manage.py learn).
+    """
     from .. import evaluate
     from ..prompts import load_prompt_set
 
     if (truth is None) == (not reviewed):
         raise LabelerError("give exactly one of --truth FILE or --reviewed")
+    if replay and truth is None:
+        raise LabelerError("--replay needs --truth FILE: the truth stands in for the reviewer")
+    shot_counts = _shot_counts(shots)
     prompt_set = load_prompt_set(prompt_set_path, home=get_config().home)
     collection = get_collection()
     collection.models.require_id()
     if truth:
         with user_file(truth):
-            known = evaluate.truth_from_csv(collection, truth, list(prompt_set.groups))
+            known = evaluate.truth_from_csv(collection, truth, list(groups or prompt_set.groups))
     else:
-        known = evaluate.truth_from_reviews(collection, list(prompt_set.groups))
+        known = evaluate.truth_from_reviews(collection, list(groups or prompt_set.groups))
+    if replay:
+        _replay(collection, prompt_set, known, shot_counts, order, seed, groups, out, as_json)
+        return
     results = evaluate.evaluate(collection, prompt_set, known, strategies or STRATEGIES)
     written = {}
     if out:
@@ -90,6 +109,42 @@ def evaluate_command(prompt_set_path: str, truth: Path | None, reviewed: bool, s
             click.echo(f"wrote {path}")
 
     emit(as_json, evaluate.public(results), human)
+
+
+def _shot_counts(text: str) -> list[int]:
+    try:
+        counts = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise LabelerError(f"--shots must be whole numbers separated by commas, e.g. 1,2,4,8,16; got {text!r}") from None
+    if not counts or counts[0] < 1:
+        raise LabelerError(f"--shots must be positive, e.g. 1,2,4,8,16; got {text!r}")
+    return counts
+
+
+def _replay(collection, prompt_set, known, shots: list[int], order: str, seed: int, groups, out: Path | None,
+            as_json: bool) -> None:
+    import json
+
+    from .. import evaluate
+    from ..learning import replay
+
+    with Progress("replaying", None, as_json):
+        results = replay(collection, prompt_set, known.values, shots, order=order, seed=seed, groups=groups or None)
+    if out:
+        with user_file(out):
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "replay.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+            evaluate.plot_replay(results, out / "replay.png", order)
+
+    def human(data: dict) -> None:
+        click.echo(f"{'group':<14}{'zero-shot':>10}" + "".join(f"{k:>8}" for k in shots) + f"   ({order} order)")
+        for group, r in data.items():
+            click.echo(f"{group:<14}{r['zero_shot']:>10.3f}"
+                       + "".join(f"{r['shots'][k]['accuracy']:>8.3f}" for k in shots))
+        if out:
+            click.echo(f"wrote {out / 'replay.json'} and {out / 'replay.png'}")
+
+    emit(as_json, results, human)
 
 
 @click.command("export")
