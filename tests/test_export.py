@@ -13,7 +13,7 @@ from labeler.labeling import label_collection
 from labeler.prompts import load_prompt_set
 from tests.conftest import WORLD_SIZE
 
-GROUPS = ["color", "concept", "context", "handle", "material", "size"]
+GROUPS = sorted(load_prompt_set("workshop").groups)
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def test_export_csv_and_jsonl(labeled, indexed_cli, tmp_path):
                    "labels": WORLD_SIZE * len(GROUPS)}
     rows = list(csv.DictReader((tmp_path / "labels.csv").open()))
     assert len(rows) == WORLD_SIZE
-    assert list(rows[0])[:8] == ["image_id", "path", *GROUPS]
+    assert list(rows[0])[:2 + len(GROUPS)] == ["image_id", "path", *GROUPS]
     for row in rows:
         image_id = int(row["image_id"])
         assert row["path"] == paths[image_id]
