@@ -10,7 +10,9 @@ import hashlib
 from typing import Iterator, Sequence
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from . import db
 from .catalog import Embedding, Image, PromptEmbedding
@@ -109,10 +111,26 @@ class VectorStore:
             missing = {k: t for k, t in zip(keys, texts) if k not in found}
             if missing:
                 vecs = self.models.encoder().encode_texts(list(missing.values()))
-                for (key, text), vec in zip(missing.items(), vecs):
-                    s.add(PromptEmbedding(model_id=model_id, text_hash=key, text=text, vector=vec.tobytes()))
-                    found[key] = vec.tobytes()
+                rows = [{"model_id": model_id, "text_hash": key, "text": text, "vector": vec.tobytes()}
+                        for (key, text), vec in zip(missing.items(), vecs)]
+                found.update((row["text_hash"], row["vector"]) for row in rows)
+                _insert_new(s, rows)
         return np.stack([np.frombuffer(found[k], dtype=np.float32) for k in keys])
+
+
+def _insert_new(session: Session, rows: list[dict]) -> None:
+    """Cache prompt-vector ``rows``; a text another process cached meanwhile is skipped (same model: same vector)."""
+    table = PromptEmbedding.__table__
+    try:
+        with session.begin_nested():
+            session.execute(insert(table), rows)
+    except IntegrityError:
+        for row in rows:
+            try:
+                with session.begin_nested():
+                    session.execute(insert(table), [row])
+            except IntegrityError:
+                pass
 
 
 def _decode(rows) -> tuple[np.ndarray, np.ndarray]:

@@ -147,3 +147,21 @@ def test_search_and_similar_cli(indexed_cli, indexed_collection):
     assert "no option" in indexed_cli("search", "--concept", "unicorn", "--prompt-set", "workshop", expect=2).output
     assert "not in the collection" in indexed_cli("similar", "99999", expect=2).output
     assert "no image in the catalog" in indexed_cli("similar", "/no/such.png", expect=2).output
+
+
+def test_a_prompt_another_process_cached_meanwhile_is_not_an_error(indexed_collection):
+    from labeler.catalog import PromptEmbedding
+    from labeler.vector_store import _insert_new
+
+    first = indexed_collection.vectors.text_vectors(["a chisel on a shelf"])[0]
+    with indexed_collection.session() as s:
+        model_id, key, vector = s.execute(select(PromptEmbedding.model_id, PromptEmbedding.text_hash,
+                                                 PromptEmbedding.vector)
+                                          .where(PromptEmbedding.text == "a chisel on a shelf")).one()
+        # the first row is a duplicate, as when two commands cache the same prompt at once
+        _insert_new(s, [{"model_id": model_id, "text_hash": key, "text": "a chisel on a shelf", "vector": vector},
+                        {"model_id": model_id, "text_hash": "0" * 64, "text": "fresh", "vector": vector}])
+    with indexed_collection.session() as s:
+        texts = s.scalars(select(PromptEmbedding.text).where(PromptEmbedding.text.in_(["a chisel on a shelf", "fresh"])))
+        assert sorted(texts) == ["a chisel on a shelf", "fresh"]
+    np.testing.assert_array_equal(indexed_collection.vectors.text_vectors(["a chisel on a shelf"])[0], first)
