@@ -91,7 +91,7 @@ def test_reviews_teach_a_group_no_prompt_describes_and_label_proposes_with_the_f
     before = proposed_accuracy(collection, truth, "palette")
     with collection.session() as s:
         zero_shot = dict(s.execute(select(Label.id, Label.value).where(Label.group == "palette")).all())
-    reviewed = review_as_truth(collection, truth, "palette", 20) | review_as_truth(collection, truth, "concept", 4)
+    reviewed = review_as_truth(collection, truth, "palette", 30) | review_as_truth(collection, truth, "concept", 4)
     with collection.session() as s:
         snapshot = {l.id: (l.status, l.value, l.version) for l in s.scalars(select(Label).where(Label.id.in_(reviewed)))}
 
@@ -100,7 +100,7 @@ def test_reviews_teach_a_group_no_prompt_describes_and_label_proposes_with_the_f
     for entry in report.values():
         assert KEYS <= set(entry)
     palette = report["palette"]
-    assert palette["reviewed"] == 60 and palette["method"] in ("cache", "head")
+    assert palette["reviewed"] == 90 and palette["method"] in ("cache", "head")
     assert palette["cv_accuracy"]["learned"] > palette["cv_accuracy"]["zero_shot"] + 0.2
     assert report["size"]["reviewed"] == 0 and "kept zero-shot" in report["size"]["note"]
 
