@@ -97,6 +97,13 @@ def test_admin_starts_learning_and_the_dashboard_shows_the_fit(app, client, web_
     assert re.search(r'data-testid="fit-color">\s*<span data-testid="fit-reviewed">0</span>', html)
     assert f'data-job-url="{started["url"]}"' in html and 'data-active="false"' in html
 
+    # An image whose labels a fit proposed still explains itself with the prompts' own scores.
+    with _collection(app).session() as s:
+        image_id = s.scalar(select(Label.image_id).where(Label.group == "concept", Label.status == "proposed",
+                                                         Label.strategy.like("fit:%")).limit(1))
+    detail = client.get(f"/images/{image_id}").get_data(as_text=True)
+    assert 'data-testid="explain-error"' not in detail and 'data-testid="prompts-concept-' in detail
+
 
 def test_the_form_starts_the_job_without_javascript(app, client, web_build: WebBuild):
     review_concept_as_truth(_collection(app), web_build.images, per_option=2)
