@@ -17,6 +17,7 @@ from flask import Flask, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
+from .. import jobs
 from ..catalog import MAX_ID
 from ..collection import Collection
 from ..config import Config
@@ -70,6 +71,8 @@ def create_app(config: Config | None = None, test_config: dict | None = None) ->
         app.config.update(test_config)
     # One collection per app; its encoder loads lazily, on the first search or lab preview.
     app.extensions["labeler"] = Collection(config)
+    with app.extensions["labeler"].session() as s:
+        jobs.recover(s)  # jobs a killed server left running
     app.url_map.converters["int"] = CatalogId  # before the blueprints' rules are built
 
 

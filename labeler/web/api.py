@@ -10,15 +10,18 @@
     GET  /api/search?q&k&group&value&where=GROUP=VALUE,...&status&similar
     GET  /api/images/<id>
     GET  /api/images/<id>/similar?k
+    POST /api/jobs                          {"kind": "learn-and-relabel"}  admins; 202 started, 200 already running
+    GET  /api/jobs/<id>                     status, done, total, message, result
 
 Errors are ``{"error": message, "status": code}`` with a 4xx/5xx status.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, g, jsonify, request
+from flask import Blueprint, abort, g, jsonify, request, url_for
 
-from .. import present, review
+from .. import jobs, present, review
+from .auth import admin_required
 from .requests import integer, json_body, search_args, text, threshold
 from .results import image_links, search_hits
 
@@ -128,3 +131,27 @@ def similar(image_id: int):
 
     args = search_args()
     return jsonify({"hits": search_hits(collection(), {**args, "q": ""}, image_id)})
+
+
+def _job(job: dict) -> dict:
+    return {**job, "url": url_for("api.job", job_id=job["id"])}
+
+
+@bp.route("/jobs", methods=("POST",))
+@admin_required
+def start_job():
+    from . import collection
+
+    kind = text(json_body().get("kind"), "kind")
+    if not kind:
+        abort(400, f"kind is required (one of: {', '.join(jobs.KINDS)})")
+    job, started = jobs.start(collection(), kind, g.user.id)
+    return jsonify(_job(job)), (202 if started else 200)
+
+
+@bp.route("/jobs/<int:job_id>")
+def job(job_id: int):
+    from . import collection
+
+    with collection().session() as s:
+        return jsonify(_job(jobs.job_dict(jobs.get(s, job_id))))

@@ -1,14 +1,16 @@
 """Pages for reviewing: the dashboard, the review queue and the image detail page.
 
 The pages render server-side; the queue's actions go through the JSON API (``api.py``)
-from ``static/review.js``.
+from ``static/review.js``. The dashboard's "learn from reviews and relabel" button starts a
+``labeler.jobs`` job; ``static/jobs.js`` follows its progress through ``/api/jobs/<id>``.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, flash, g, redirect, render_template, url_for
 
-from .. import lab, present, review
+from .. import jobs, lab, learning, present, review
+from .auth import admin_required
 from .results import image_links
 from .requests import queue_filters
 
@@ -23,7 +25,23 @@ def dashboard():
 
     with collection().session() as s:
         stats = review.stats(s)
-    return render_template("review/dashboard.html", stats=stats, bins=review.HISTOGRAM_BINS)
+        fits = learning.fit_summary(s)
+        job = jobs.latest(s, jobs.LEARN_AND_RELABEL)
+        job = jobs.job_dict(job) if job else None
+    return render_template("review/dashboard.html", stats=stats, bins=review.HISTOGRAM_BINS, fits=fits,
+                           job=job, job_url=url_for("api.job", job_id=job["id"]) if job else None)
+
+
+@bp.route("/learn", methods=("POST",))
+@admin_required
+def learn():
+    """Without JavaScript: start the job (or find the running one) and come back to the dashboard."""
+    from . import collection
+
+    job, started = jobs.start(collection(), jobs.LEARN_AND_RELABEL, g.user.id)
+    flash(f"Started job {job['id']}: learning from reviews, then relabeling." if started
+          else f"Job {job['id']} is already running.")
+    return redirect(url_for("review.dashboard"))
 
 
 @bp.route("/review")

@@ -1,0 +1,72 @@
+// The dashboard's background job: start "learn from reviews and relabel" through the API, follow
+// its progress by polling /api/jobs/<id>, and when it is done refresh the group cards (fit summary,
+// counts) from the server-rendered page. The page stays usable meanwhile: nothing here blocks.
+"use strict";
+
+(() => {
+  const POLL_MS = 700;
+  const panel = labeler.byTestId("job");
+  const form = labeler.byTestId("learn-form");
+  if (!panel) return;
+  const button = form ? labeler.byTestId("learn-start", form) : null;
+
+  function show(job) {
+    panel.hidden = false;
+    panel.dataset.active = job.active ? "true" : "false";
+    labeler.byTestId("job-id", panel).textContent = job.id;
+    labeler.byTestId("job-status", panel).textContent = job.status;
+    const finished = labeler.byTestId("job-finished", panel);
+    if (finished) finished.remove();  // stale once a new job shows
+    const bar = labeler.byTestId("job-progress", panel);
+    bar.max = job.total || 1;
+    bar.value = job.status === "done" ? bar.max : job.done;
+    labeler.byTestId("job-count", panel).textContent = job.total ? `${job.done} of ${job.total} steps` : "";
+    labeler.byTestId("job-message", panel).textContent = job.message || "";
+    if (button) button.disabled = job.active;
+  }
+
+  // The group cards as the server renders them now: the new fits and the relabeled counts.
+  async function refreshGroups() {
+    const response = await fetch(window.location.pathname, {credentials: "same-origin"});
+    if (!response.ok) return;
+    const page = new DOMParser().parseFromString(await response.text(), "text/html");
+    const fresh = labeler.byTestId("groups", page);
+    const current = labeler.byTestId("groups");
+    if (fresh && current) current.replaceWith(document.importNode(fresh, true));
+  }
+
+  async function follow(url) {
+    let job;
+    try {
+      job = await labeler.api("GET", url);
+    } catch (error) {
+      labeler.showError(`Could not read the job's progress: ${error.message}`);
+      setTimeout(() => follow(url), POLL_MS * 4);
+      return;
+    }
+    show(job);
+    if (job.active) {
+      setTimeout(() => follow(url), POLL_MS);
+    } else if (job.status === "done") {
+      await refreshGroups();
+    }
+  }
+
+  if (form) {
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      button.disabled = true;
+      try {
+        const job = await labeler.api("POST", form.dataset.apiUrl, {kind: form.dataset.kind});
+        labeler.showError("");
+        show(job);
+        follow(job.url);
+      } catch (error) {
+        labeler.showError(error.message);
+        button.disabled = false;
+      }
+    });
+  }
+
+  if (panel.dataset.jobUrl && panel.dataset.active === "true") follow(panel.dataset.jobUrl);
+})();
