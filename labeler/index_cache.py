@@ -72,3 +72,30 @@ class IndexCache:
                 index.save(path)
         self._index = index
         return index
+
+    def problems(self) -> list[str]:
+        """Problems between the catalog's stored vectors and the index file; empty when consistent."""
+        model_id = self.models.current_id()
+        if model_id is None:
+            return []
+        ids, dim = self.vectors.ids(model_id), self.models.dim(model_id)
+        path = self.path(model_id)
+        if not path.exists():
+            return [f"index file {path} is missing ({len(ids)} vectors in the catalog)"] if len(ids) else []
+        try:
+            index = FaissIndex.load(path)
+        except Exception as exc:
+            return [f"index file {path} is unreadable: {exc}"]
+        problems = []
+        if index.dim != dim:
+            problems.append(f"index dimension {index.dim} != the model's {dim}")
+        have = index.ids()
+        if len(np.unique(have)) != len(have):
+            problems.append(f"index holds {len(have) - len(np.unique(have))} duplicate ids")
+        extra = np.setdiff1d(have, ids)
+        missing = np.setdiff1d(ids, have)
+        if len(extra):
+            problems.append(f"index holds {len(extra)} ids with no stored vector: {extra[:10].tolist()}")
+        if len(missing):
+            problems.append(f"{len(missing)} stored vectors are not in the index: {missing[:10].tolist()}")
+        return problems

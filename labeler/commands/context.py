@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -62,3 +63,18 @@ class Progress:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def generate_with_progress(out: Path, count: int, seed: int, size: int, quiet: bool) -> Path:
+    """``generate_world`` behind a progress bar; returns the truth.csv path."""
+    from ..world import generate_world
+
+    with Progress("generating", count, quiet) as bar:
+        done = 0
+
+        def progress(n_done: int) -> None:  # generate_world reports a running total
+            nonlocal done
+            bar.update(n_done - done)
+            done = n_done
+
+        return generate_world(out, count, seed, size=size, progress=progress)

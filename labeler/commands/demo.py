@@ -12,8 +12,7 @@ from ..collection import Collection
 from ..encoder import TINY_NAME
 from ..errors import user_file
 from ..users import create_demo_admin
-from .context import Progress, emit, get_config, json_option
-from .world import generate_with_progress
+from .context import Progress, emit, generate_with_progress, get_config, json_option
 
 
 def _world(out: Path, count: int, seed: int, quiet: bool) -> Path:

@@ -5,11 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import numpy as np
 
 from .. import db
-from ..collection import Collection
-from ..index import FaissIndex
 from ..pipeline import embed_pending, index_paths
 from ..stats import collection_stats
 from .context import Progress, emit, get_collection, get_config, json_option
@@ -80,46 +77,18 @@ def embed_cmd(as_json: bool) -> None:
          lambda d: click.echo(f"{d['embedded']} embedded with {d['model']}"))
 
 
-def check_collection(collection: Collection) -> list[str]:
-    """Problems between the catalog's stored vectors and the index file; empty when consistent."""
-    model_id = collection.models.current_id()
-    if model_id is None:
-        return []
-    ids, dim = collection.vectors.ids(model_id), collection.models.dim(model_id)
-    path = collection.index_cache.path(model_id)
-    if not path.exists():
-        return [f"index file {path} is missing ({len(ids)} vectors in the catalog)"] if len(ids) else []
-    try:
-        index = FaissIndex.load(path)
-    except Exception as exc:
-        return [f"index file {path} is unreadable: {exc}"]
-    problems = []
-    if index.dim != dim:
-        problems.append(f"index dimension {index.dim} != the model's {dim}")
-    have = index.ids()
-    if len(np.unique(have)) != len(have):
-        problems.append(f"index holds {len(have) - len(np.unique(have))} duplicate ids")
-    extra = np.setdiff1d(have, ids)
-    missing = np.setdiff1d(ids, have)
-    if len(extra):
-        problems.append(f"index holds {len(extra)} ids with no stored vector: {extra[:10].tolist()}")
-    if len(missing):
-        problems.append(f"{len(missing)} stored vectors are not in the index: {missing[:10].tolist()}")
-    return problems
-
-
 @click.command("check")
 @click.option("--repair", is_flag=True, help="Rebuild the index from the catalog's stored vectors.")
 @json_option
 def check_cmd(repair: bool, as_json: bool) -> None:
     """Verify that the index ids equal the catalog's embedded ids."""
     collection = get_collection()
-    problems = check_collection(collection)
+    problems = collection.index_cache.problems()
     repaired = False
     if problems and repair:
         collection.index_cache.sync(rebuild=True)
         repaired = True
-        problems = check_collection(collection)
+        problems = collection.index_cache.problems()
     data = {"ok": not problems, "problems": problems, "repaired": repaired}
 
     def human(d: dict) -> None:

@@ -7,22 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import user_file
-from .context import Progress, emit, json_option
-
-
-def generate_with_progress(out: Path, count: int, seed: int, size: int, quiet: bool) -> Path:
-    """``generate_world`` behind a progress bar; returns the truth.csv path."""
-    from ..world import generate_world
-
-    with Progress("generating", count, quiet) as bar:
-        done = 0
-
-        def progress(n_done: int) -> None:  # generate_world reports a running total
-            nonlocal done
-            bar.update(n_done - done)
-            done = n_done
-
-        return generate_world(out, count, seed, size=size, progress=progress)
+from .context import emit, generate_with_progress, json_option
 
 
 @click.command("demo-images")

@@ -76,16 +76,16 @@ def create_app(config: Config | None = None, test_config: dict | None = None) ->
     app.url_map.converters["int"] = CatalogId  # before the blueprints' rules are built
 
 
-    from . import api, auth, images, lab, review, search
+    from . import access, api, auth, images, lab, review, search
 
-    auth.init_app(app)
+    access.init_app(app)
     for module in (auth, review, images, search, lab, api):
         app.register_blueprint(module.bp)
     _register_errors(app)
 
     @app.context_processor
     def _globals() -> dict:
-        return {"current_user": g.get("user"), "csrf_token": auth.csrf_token}
+        return {"current_user": g.get("user"), "csrf_token": access.csrf_token}
 
     return app
 

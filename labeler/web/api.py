@@ -21,7 +21,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, g, jsonify, request, url_for
 
 from .. import jobs, present, review
-from .auth import admin_required
+from .access import admin_required
 from .requests import integer, json_body, search_args, text, threshold
 from .results import image_links, search_hits
 

@@ -11,7 +11,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from .. import lab, labeling, scoring
 from ..errors import LabelerError
 from ..prompts import PromptSet
-from .auth import admin_required
+from .access import admin_required
 
 bp = Blueprint("lab", __name__, url_prefix="/lab")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, g, redirect, render_template, url_for
 
 from .. import jobs, lab, learning, present, review
-from .auth import admin_required
+from .access import admin_required
 from .results import image_links
 from .requests import queue_filters
 
