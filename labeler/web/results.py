@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import url_for
 
 from .. import present
-from .. import search as engine
+from .. import search
 from ..collection import Collection
 from .requests import search_where
 
@@ -22,6 +22,6 @@ def search_hits(collection: Collection, args: dict, similar_to: int | None) -> l
     best first, with their labels and links; none when there is nothing to search for."""
     if similar_to is None and not args["q"]:
         return []
-    hits = engine.find(collection, args["q"], args["k"], search_where(args), args["status"], similar_to)
+    hits = search.find(collection, args["q"], args["k"], search_where(args), args["status"], similar_to)
     with collection.session() as s:
         return present.hit_dicts(s, hits, image_links)

@@ -6,16 +6,14 @@ import http.client
 import os
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from labeler import db, users
+from tests.cli import ROOT, manage_argv
 from tests.web.conftest import Users
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:
@@ -40,8 +38,8 @@ def test_serve_runs_waitress_on_localhost(web_config):
         token = users.issue_token(s, Users.reviewer)
     port = _free_port()
     env = {**os.environ, "LABELER_SECRET_KEY": "serve-test"}
-    server = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "--home", str(web_config.home),
-                               "--model", web_config.model, "serve", "--port", str(port)],
+    server = subprocess.Popen(manage_argv("--home", web_config.home, "--model", web_config.model, "serve",
+                                          "--port", port),
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         for _ in range(300):  # wait for the socket; the server imports torch first
