@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from click.testing import CliRunner
 
@@ -49,3 +54,53 @@ def manage(*args, env: dict | None = None, stdin: str | None = None, expect: int
         assert done.returncode == expect, f"manage.py {' '.join(map(str, args))} exited {done.returncode}: " \
                                           f"{done.stderr.strip()[-2000:]}"
     return done
+
+
+class Server:
+    """A real ``serve`` process on a free localhost port; ``get`` sends raw GETs to it."""
+
+    def __init__(self, argv: list[str], cwd: Path, env: dict):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.process = subprocess.Popen([*map(str, argv), "--port", str(self.port)], cwd=cwd, env=env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def get(self, path: str, headers: dict | None = None) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request("GET", path, headers=headers or {})  # sent as is: no client-side .. folding
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def wait_until_listening(self) -> None:
+        for _ in range(300):  # the server imports torch before it listens
+            if self.process.poll() is not None:
+                raise AssertionError(f"serve exited: {self.process.stderr.read()}")
+            try:
+                self.get("/auth/login")
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError("serve did not start listening")
+
+    def stop(self) -> str:
+        """Stop the server; returns what it wrote on stderr."""
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        return self.process.stderr.read()
+
+
+@contextmanager
+def serving(argv: list, cwd: Path = ROOT, env: dict | None = None) -> Iterator[Server]:
+    """``argv`` (a ``serve`` command line without ``--port``) running until the block ends; ``env`` (default:
+    this process's) is its whole environment."""
+    server = Server(argv, cwd, dict(os.environ) if env is None else env)
+    try:
+        server.wait_until_listening()
+        yield server
+    finally:
+        if server.process.poll() is None:
+            server.stop()

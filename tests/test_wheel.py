@@ -7,19 +7,18 @@ install's finder, are not processed, so ``labeler`` can only come from the wheel
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
 import site
-import socket
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
+
+from tests.cli import serving
 
 ROOT = Path(__file__).resolve().parent.parent
 # What the wheel is built from; the rest of the checkout (tests, docs, .venv) stays out of the copy.
@@ -66,22 +65,6 @@ def _dependency_paths() -> list[str]:
     return [entry for entry, path in zip(sys.path[first:], resolved[first:]) if path and path.is_dir() and path != ROOT]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(port: int, path: str) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
 def test_wheel_carries_every_module_and_resource(tmp_path):
     sources = _copy_sources(tmp_path / "src")
     names = set(zipfile.ZipFile(_build_wheel(sources, tmp_path / "dist")).namelist())
@@ -123,22 +106,7 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     assert json.loads(labeler("index", str(work / "photos"), "--json").stdout)["embedded"] == 12
     assert json.loads(labeler("label", "--prompt-set", "workshop", "--json").stdout)["labeled"] > 0
 
-    port = _free_port()
-    server = subprocess.Popen([str(venv / "bin" / "labeler"), "--home", str(home), "serve", "--port", str(port)],
-                              cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        for _ in range(300):  # the server imports torch before it listens
-            if server.poll() is not None:
-                pytest.fail(f"serve exited: {server.stderr.read()}")
-            try:
-                status, body = _get(port, "/auth/login")
-                break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("serve did not start listening")
+    with serving([venv / "bin" / "labeler", "--home", home, "serve"], cwd=work, env=env) as server:
+        status, body = server.get("/auth/login")
         assert status == 200 and b'data-testid="login-form"' in body
-        assert _get(port, "/static/style.css")[0] == 200
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+        assert server.get("/static/style.css")[0] == 200
