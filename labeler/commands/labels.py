@@ -12,7 +12,8 @@ from ..scoring import STRATEGIES
 from .context import Progress, emit, get_collection, get_config, json_option
 
 prompt_set_option = click.option("--prompt-set", "prompt_set_path", required=True, metavar="FILE",
-                                 help="Prompt set YAML, or the name of one in prompt_sets/ (e.g. workshop).")
+                                 help="Prompt set YAML, or a name (e.g. workshop): the prompt lab's saved version "
+                                      "in HOME/prompt_sets/ if there is one, else the shipped prompt_sets/ file.")
 
 
 @click.command("label")
