@@ -8,6 +8,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
@@ -57,6 +58,7 @@ def decode(data: bytes, max_pixels: int, draft_size: int | None = None) -> Decod
                 raise BadImage(f"unsupported image format {fmt}")
             width, height = img.size
             _check_dimensions(width, height, max_pixels)
+            depth = _declared_depth(img)  # read now: exif_transpose returns a copy without the TIFF tags
             orientation = img.getexif().get(0x0112, 1)
             if orientation in _TRANSPOSED:
                 width, height = height, width
@@ -67,7 +69,7 @@ def decode(data: bytes, max_pixels: int, draft_size: int | None = None) -> Decod
             img.seek(0)  # first frame of animations
             img.load()
             img = ImageOps.exif_transpose(img)
-            img = _to_rgb(img)
+            img = _to_rgb(_to_8bit(img, depth))
     except BadImage:
         raise
     except Image.DecompressionBombError as exc:
@@ -93,6 +95,70 @@ def _check_dimensions(width: int, height: int, max_pixels: int) -> None:
     if max(width, height) > MAX_SIDE or min(width, height) < MIN_SIDE or \
             max(width, height) > MAX_ASPECT * min(width, height):
         raise BadImage(f"absurd dimensions: {width}x{height}")
+
+
+@dataclass(frozen=True)
+class Depth:
+    """What a file declares about its samples (TIFF's BitsPerSample and SampleFormat); None: not said."""
+
+    bits: int | None = None
+    signed: bool | None = None
+
+
+def _declared_depth(img: Image.Image) -> Depth:
+    tags = getattr(img, "tag_v2", None)  # only TIFF says; a 16-bit PNG is always the full 16 bits
+    if tags is None:
+        return Depth()
+
+    def first(tag: int) -> int | None:
+        value = tags.get(tag)
+        value = value[0] if isinstance(value, tuple) and value else value
+        return value if isinstance(value, int) else None
+
+    bits, sample_format = first(258), first(339)
+    return Depth(bits if bits and bits > 0 else None,
+                 None if sample_format not in (1, 2) else sample_format == 2)
+
+
+_WIDE_ROWS = 1024  # rows scaled at a time, so a huge 16-bit image never becomes one huge float array
+
+
+def _to_8bit(img: Image.Image, depth: Depth) -> Image.Image:
+    """Greyscale samples wider than 8 bits (modes ``I;16*``, ``I``, ``F``) scaled to mode ``L``.
+
+    Pillow's own ``convert`` clips them at 255, so a 16-bit photo turns white and a float one black.
+    Integers are scaled from their real bit depth (16-bit: /257), as an 8-bit export would look;
+    floats from [0, 1], or from their own min-max when they fall outside it. Other modes pass through.
+    """
+    if img.mode == "F":
+        samples = np.asarray(img)
+        finite = samples[np.isfinite(samples)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        if low >= 0.0 and high <= 1.0:
+            low, high = 0.0, 1.0
+    elif img.mode == "I" or img.mode.startswith("I;"):
+        samples = np.asarray(img)  # int32 for I, uint16 for I;16*
+        width = samples.dtype.itemsize * 8
+        signed = samples.dtype.kind == "i" if depth.signed is None else depth.signed
+        bits = min(depth.bits or width, width)
+        if signed:
+            # Signed data that never goes below zero is shown like its unsigned half, as exports do.
+            high = 2.0 ** (bits - 1) - 1
+            low = -high - 1 if samples.size and samples.min() < 0 else 0.0
+        else:
+            low, high = 0.0, 2.0 ** bits - 1
+            if samples.dtype.kind == "i":  # unsigned 32-bit TIFF samples held in Pillow's int32
+                samples = samples.astype(np.int64) & (2 ** width - 1)
+    else:
+        return img
+    out = np.empty(samples.shape, dtype=np.uint8)
+    span = high - low
+    for start in range(0, samples.shape[0], _WIDE_ROWS):
+        rows = samples[start:start + _WIDE_ROWS].astype(np.float64)
+        rows = np.nan_to_num(rows, nan=low, posinf=high, neginf=low)
+        scaled = (rows - low) / span if span > 0 else np.zeros_like(rows)
+        out[start:start + _WIDE_ROWS] = np.rint(np.clip(scaled, 0.0, 1.0) * 255.0)
+    return Image.fromarray(out)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -1,0 +1,110 @@
+"""Every image read right: wide samples by their real range, honest reasons, whole panoramas.
+
+Through the real CLI with the real labeler-tiny model: the copies of one picture in 16-bit, 32-bit
+and float files must be found and labeled as the 8-bit picture is, not as a blank one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from labeler.images import decode
+from labeler.world import render
+
+
+def grey_photo() -> np.ndarray:
+    """A generated workshop photo (a book on a pegboard) in 8-bit grey, [128, 128] uint8."""
+    img, _, _ = render(7, 0, size=128)
+    return np.asarray(img.convert("L"))
+
+
+def write_grey_copies(folder: Path) -> dict[str, Path]:
+    """The same grey picture as 8-bit PNG, 16-bit PNG and TIFF, 32-bit integer TIFF and float TIFF."""
+    folder.mkdir(parents=True, exist_ok=True)
+    grey = grey_photo()
+    copies = {
+        "8-bit png": ("grey8.png", Image.fromarray(grey), "PNG"),
+        "16-bit png": ("grey16.png", Image.fromarray(grey.astype(np.uint16) * 257), "PNG"),
+        "16-bit tiff": ("grey16.tif", Image.fromarray(grey.astype(np.uint16) * 257), "TIFF"),
+        "32-bit tiff": ("grey32.tif", Image.fromarray(grey.astype(np.int32) << 23), "TIFF"),
+        "float tiff": ("greyf.tif", Image.fromarray(grey.astype(np.float32) / 255), "TIFF"),
+    }
+    paths = {}
+    for kind, (name, img, fmt) in copies.items():
+        img.save(folder / name, fmt)
+        paths[kind] = folder / name
+    assert Image.open(paths["16-bit png"]).mode == "I;16" and Image.open(paths["float tiff"]).mode == "F"
+    assert Image.open(paths["32-bit tiff"]).mode == "I"
+    return paths
+
+
+def write_decoys(folder: Path) -> None:
+    """What the old decoding made of wide files (solid white, solid black), and other pictures."""
+    Image.new("RGB", (128, 128), (255, 255, 255)).save(folder / "white.png")
+    Image.new("RGB", (128, 128), (0, 0, 0)).save(folder / "black.png")
+    for index in range(1, 7):
+        render(7, index, size=128)[0].save(folder / f"other_{index}.png")
+
+
+def thumbnail_of(cli, path: Path) -> Image.Image:
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    return Image.open(cli.home / "thumbnails" / sha[:2] / f"{sha}.webp")
+
+
+def test_wide_copies_are_each_others_nearest_and_labeled_alike(empty_cli, tmp_path):
+    photos = tmp_path / "photos"
+    copies = write_grey_copies(photos)
+    write_decoys(photos)
+    report = empty_cli.json("index", photos)
+    assert report["failed"] == 0 and report["embedded"] == len(copies) + 8
+
+    for kind, path in copies.items():
+        hits = empty_cli.json("similar", path, "-k", len(copies) - 1)
+        others = {str(p) for k, p in copies.items() if k != kind}
+        assert {h["path"] for h in hits} == others, (kind, hits)
+        assert min(h["score"] for h in hits) >= 0.98, (kind, hits)
+
+    empty_cli.json("label", "--prompt-set", "workshop")
+    empty_cli("export", "--format", "jsonl", tmp_path / "labels.jsonl")
+    lines = [json.loads(line) for line in (tmp_path / "labels.jsonl").read_text().splitlines()]
+    labels = {line["path"]: {g: label["value"] for g, label in line["labels"].items()} for line in lines}
+    reference = labels[str(copies["8-bit png"])]
+    assert reference and len(reference) > 1
+    for kind, path in copies.items():
+        assert labels[str(path)] == reference, kind
+
+
+def test_16bit_thumbnail_shows_the_picture(empty_cli, tmp_path):
+    photos = tmp_path / "photos"
+    copies = write_grey_copies(photos)
+    empty_cli.json("index", photos)
+    eight = np.asarray(thumbnail_of(empty_cli, copies["8-bit png"]).convert("L"), dtype=float)
+    assert eight.std() > 20  # the reference itself is a picture, not a flat field
+    for kind in ("16-bit png", "16-bit tiff", "32-bit tiff", "float tiff"):
+        thumb = np.asarray(thumbnail_of(empty_cli, copies[kind]).convert("L"), dtype=float)
+        assert thumb.shape == eight.shape
+        assert abs(thumb.mean() - eight.mean()) < 2 and abs(thumb.std() - eight.std()) < 2, kind
+        assert np.abs(thumb - eight).mean() < 2, kind
+
+
+def test_decoding_scales_by_the_declared_range():
+    grey = grey_photo()
+
+    def decoded(img: Image.Image, fmt: str) -> np.ndarray:
+        out = io.BytesIO()
+        img.save(out, fmt)
+        return np.asarray(decode(out.getvalue(), 10**8).image, dtype=int)
+
+    big_endian = Image.fromarray((grey.astype(np.uint16) * 257).astype(">u2"))
+    assert big_endian.mode == "I;16B"
+    assert np.array_equal(decoded(big_endian, "TIFF")[..., 0], grey)
+    # Floats outside [0, 1] are stretched from their own min-max, so the picture still shows.
+    wide = decoded(Image.fromarray(grey.astype(np.float32) * 40.0 - 3000.0), "TIFF")[..., 0]
+    stretched = (grey - grey.min()) * 255.0 / (grey.max() - grey.min())
+    assert np.abs(wide - stretched).max() <= 1
