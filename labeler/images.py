@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, TiffImagePlugin, UnidentifiedImageError
 
 EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
@@ -49,6 +49,7 @@ def decode(data: bytes, max_pixels: int, draft_size: int | None = None) -> Decod
     """
     if not data:
         raise BadImage("empty file (0 bytes)")
+    fmt = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -77,16 +78,56 @@ def decode(data: bytes, max_pixels: int, draft_size: int | None = None) -> Decod
     except Image.DecompressionBombWarning as exc:
         raise BadImage(f"decompression bomb: {exc}") from None
     except UnidentifiedImageError:
-        raise BadImage("not an image (unrecognised content)") from None
+        raise BadImage(_unidentified_reason(data)) from None
     except OSError as exc:
         message = str(exc) or type(exc).__name__
         if "truncated" in message.lower():
             raise BadImage(f"truncated image: {message}") from None
+        if fmt == "TIFF":  # many compressions and layouts open but don't decode: say which
+            raise BadImage(f"corrupt or unsupported TIFF data: {message}{_tiff_layout(data)}") from None
         raise BadImage(f"corrupt image: {message}") from None
     except (ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError, ZeroDivisionError,
             MemoryError, struct.error) as exc:
         raise BadImage(f"corrupt image: {type(exc).__name__}: {exc}") from None
     return Decoded(img, width, height, "JPEG" if fmt == "MPO" else fmt)
+
+
+def _unidentified_reason(data: bytes) -> str:
+    """Why Pillow opened no format: its own words when ``data`` has a valid TIFF header.
+
+    ``Image.open`` hides each plugin's reason behind "cannot identify image file", so a TIFF with
+    a compression or sample layout Pillow lacks would read as not an image at all.
+    """
+    if data[:4] in TiffImagePlugin.PREFIXES and _tiff_layout(data):
+        try:
+            TiffImagePlugin.TiffImageFile(io.BytesIO(data))
+        except Exception as exc:  # whatever the plugin raised is the reason
+            message = str(exc) or type(exc).__name__
+            return f"unsupported TIFF compression/layout: {message}{_tiff_layout(data)}"
+    return "not an image (unrecognised content)"
+
+
+def _tiff_layout(data: bytes) -> str:
+    """`` (compression C, B-bit samples, ...)`` from the first TIFF directory; empty when it can't be read."""
+    try:
+        fp = io.BytesIO(data)
+        ifd = TiffImagePlugin.ImageFileDirectory_v2(data[:8])
+        fp.seek(ifd.next)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns of each bad tag; the failure already says enough
+            ifd.load(fp)
+        if TiffImagePlugin.IMAGEWIDTH not in ifd or TiffImagePlugin.IMAGELENGTH not in ifd:
+            return ""
+        compression = ifd.get(TiffImagePlugin.COMPRESSION, 1)
+        bits = ifd.get(TiffImagePlugin.BITSPERSAMPLE, (1,))
+        sample_format = ifd.get(TiffImagePlugin.SAMPLEFORMAT, (1,))
+    except Exception:  # a header too broken to describe
+        return ""
+    name = TiffImagePlugin.COMPRESSION_INFO.get(compression, str(compression))
+    bits = "/".join(map(str, bits)) if isinstance(bits, tuple) else str(bits)
+    kind = {1: "unsigned", 2: "signed", 3: "float"}.get(
+        sample_format[0] if isinstance(sample_format, tuple) and sample_format else sample_format, "other")
+    return f" (compression {name}, {bits}-bit {kind} samples)"
 
 
 def _check_dimensions(width: int, height: int, max_pixels: int) -> None:

@@ -97,3 +97,27 @@ def jpeg_with_orientation(seed: int, orientation: int, size=(80, 40)) -> bytes:
     out = io.BytesIO()
     img.save(out, "JPEG", exif=exif.tobytes())
     return out.getvalue()
+
+
+def tiff_bytes(pixels: np.ndarray, compression: int = 1, pages: int = 1) -> bytes:
+    """A little-endian greyscale TIFF of ``pixels`` [height, width] (any dtype), one strip per page.
+
+    Written by hand so a test can make what Pillow cannot: 64-bit floats, or a compression
+    (34712, JPEG 2000) it has no decoder for. The strip holds the raw samples either way.
+    """
+    height, width = pixels.shape
+    kind = {"u": 1, "i": 2, "f": 3}[pixels.dtype.kind]
+    strip = pixels.astype(pixels.dtype.newbyteorder("<")).tobytes()
+    tags = [(256, width), (257, height), (258, pixels.dtype.itemsize * 8), (259, compression), (262, 1),
+            (273, 0), (277, 1), (278, height), (279, len(strip)), (339, kind)]
+    ifd_size = 2 + 12 * len(tags) + 4
+    out = bytearray(b"II*\x00" + struct.pack("<I", 8))
+    for page in range(pages):
+        ifd_at = len(out)
+        strip_at = ifd_at + ifd_size
+        next_ifd = strip_at + len(strip) if page < pages - 1 else 0
+        out += struct.pack("<H", len(tags))
+        for tag, value in tags:
+            out += struct.pack("<HHII", tag, 4, 1, strip_at if tag == 273 else value)  # LONG values
+        out += struct.pack("<I", next_ifd) + strip
+    return bytes(out)

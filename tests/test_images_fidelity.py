@@ -12,10 +12,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from labeler.images import decode
+from labeler.images import BadImage, decode
 from labeler.world import render
+from tests.imagegen import picture, tiff_bytes
 
 
 def grey_photo() -> np.ndarray:
@@ -108,3 +110,26 @@ def test_decoding_scales_by_the_declared_range():
     wide = decoded(Image.fromarray(grey.astype(np.float32) * 40.0 - 3000.0), "TIFF")[..., 0]
     stretched = (grey - grey.min()) * 255.0 / (grey.max() - grey.min())
     assert np.abs(wide - stretched).max() <= 1
+
+
+def test_a_tiff_pillow_cannot_decode_says_why(empty_cli, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    picture(1).save(photos / "good.png")
+    grey = grey_photo()
+    (photos / "float64_pages.tif").write_bytes(tiff_bytes(grey / 255.0, pages=3))
+    (photos / "jpeg2000.tif").write_bytes(tiff_bytes(grey, compression=34712, pages=2))
+
+    report = empty_cli.json("index", photos)
+
+    reasons = {Path(f["path"]).name: f["reason"] for f in report["failures"]}
+    assert set(reasons) == {"float64_pages.tif", "jpeg2000.tif"}
+    for reason in reasons.values():
+        assert reason.startswith("unsupported TIFF compression/layout: "), reason
+        assert "not an image" not in reason
+    assert "unknown pixel mode" in reasons["float64_pages.tif"] and "64-bit float" in reasons["float64_pages.tif"]
+    assert "compression 34712" in reasons["jpeg2000.tif"]
+    # A TIFF that opens but whose strips don't decode says so, with its layout, not just "corrupt image".
+    with pytest.raises(BadImage, match=r"corrupt or unsupported TIFF data: .*\(compression tiff_adobe_deflate"):
+        decode(tiff_bytes(grey, compression=8), 10**8)
+
