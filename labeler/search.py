@@ -277,6 +277,10 @@ def resolve_image(collection: Collection, ref: str | int) -> int:
     with collection.session() as s:
         image_id = s.scalar(select(ImageFile.image_id).where(ImageFile.path.in_(candidates),
                                                              ImageFile.image_id.is_not(None)))
+        failure = None if image_id is not None else s.scalar(
+            select(ImageFile.error).where(ImageFile.path.in_(candidates), ImageFile.status == "failed"))
+    if failure is not None:  # the catalog knows the file: say why it has no image
+        raise NotFound(f"{text} failed to index: {failure}")
     if image_id is None:
         raise NotFound(f"no image in the catalog at {text}")
     return int(image_id)

@@ -133,3 +133,9 @@ def test_a_tiff_pillow_cannot_decode_says_why(empty_cli, tmp_path):
     with pytest.raises(BadImage, match=r"corrupt or unsupported TIFF data: .*\(compression tiff_adobe_deflate"):
         decode(tiff_bytes(grey, compression=8), 10**8)
 
+    # similar on a file that failed says the recorded reason, not that the catalog has no such image
+    result = empty_cli("similar", photos / "jpeg2000.tif", expect=2)
+    assert "jpeg2000.tif failed to index: unsupported TIFF compression/layout" in result.output
+    assert "no image in the catalog" not in result.output
+    assert "no image in the catalog" in empty_cli("similar", photos / "never_seen.png", expect=2).output
+
