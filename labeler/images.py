@@ -214,10 +214,24 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+PANORAMA_ASPECT = 2.0  # wider (or taller) than this, the square grid cells would crop away most of it
+LETTERBOX = (238, 238, 238)  # neutral, and the grid's own cell background
+
+
 def thumbnail_bytes(img: Image.Image, size: int) -> bytes:
-    """A WebP thumbnail whose longer side is at most ``size`` pixels."""
+    """A WebP thumbnail whose longer side is at most ``size`` pixels.
+
+    A panorama is letterboxed: fit whole inside a ``size`` x ``size`` square on a neutral
+    background, so a square grid cell shows all of it rather than a sliver of its middle.
+    """
     thumb = img.copy()
     thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
+    width, height = img.size
+    if max(width, height) > PANORAMA_ASPECT * min(width, height):
+        side = max(thumb.size)
+        box = Image.new("RGB", (side, side), LETTERBOX)
+        box.paste(thumb, ((side - thumb.width) // 2, (side - thumb.height) // 2))
+        thumb = box
     out = io.BytesIO()
     thumb.save(out, "WEBP", quality=80, method=4)
     return out.getvalue()

@@ -139,3 +139,22 @@ def test_a_tiff_pillow_cannot_decode_says_why(empty_cli, tmp_path):
     assert "no image in the catalog" not in result.output
     assert "no image in the catalog" in empty_cli("similar", photos / "never_seen.png", expect=2).output
 
+
+@pytest.mark.parametrize("size", [(1000, 20), (20, 1000)])
+def test_panorama_thumbnail_is_letterboxed(empty_cli, tmp_path, size):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    strip = Image.new("RGB", size, (200, 30, 30))
+    strip.save(photos / "panorama.png")
+    picture(3, (96, 72)).save(photos / "ordinary.png")
+
+    report = empty_cli.json("index", photos)
+    assert report["failed"] == 0
+
+    thumb = thumbnail_of(empty_cli, photos / "panorama.png").convert("RGB")
+    assert thumb.size == (256, 256)
+    pixels = np.asarray(thumb, dtype=int)
+    centre, corner = pixels[128, 128], pixels[2, 2]
+    assert np.abs(centre - (200, 30, 30)).max() < 12  # the picture, whole, in the middle
+    assert abs(corner[0] - corner[1]) < 4 and abs(corner[1] - corner[2]) < 4  # a neutral grey box
+    assert thumbnail_of(empty_cli, photos / "ordinary.png").size == (96, 72)  # ordinary shapes as they are
