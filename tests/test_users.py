@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import select
 
@@ -24,7 +26,14 @@ def test_passwords_are_hashed_and_checked(empty_config):
 
 @pytest.mark.parametrize("name,password,role,message", [
     ("", "long enough pw", "reviewer", "1 to 128"),
-    ("rita", "short", "reviewer", "at least 8"),
+    ("rita", "short", "reviewer", "at least 10"),
+    ("rita", "12345678", "reviewer", "at least 10"),  # 8 characters were enough before
+    ("rita", " " * 10, "reviewer", "all whitespace"),
+    ("rita", "\t \n" * 4, "reviewer", "all whitespace"),
+    ("rita", "1234567890", "reviewer", "too common"),
+    ("rita", "Password123", "reviewer", "too common"),
+    ("rita", "aaaaaaaaaaaa", "reviewer", "too common or too simple"),
+    ("rita.longname", "Rita.Longname", "reviewer", "not be the user name"),
     ("rita", "long enough pw", "boss", "unknown role"),
 ])
 def test_bad_accounts_are_refused(empty_config, name, password, role, message):
@@ -69,3 +78,61 @@ def test_user_commands(tmp_path):
         ada = s.scalar(select(User).where(User.name == "ada"))
         assert ada.role == "admin" and users.authenticate(s, "ada", "s3cret pass") is not None
         assert users.user_for_token(s, token.stdout.strip()).name == "ada"
+
+
+def test_the_demo_admins_generated_password_passes_the_rules(empty_config):
+    with db.session_scope(empty_config) as s:
+        created = users.create_demo_admin(s, empty_config.home)
+    users.check_password(created["password"], "admin")
+    with db.session_scope(empty_config) as s:
+        assert users.authenticate(s, "admin", created["password"]) is not None
+
+
+def test_weak_passwords_are_refused_by_the_cli(tmp_path):
+    home = tmp_path / "home"
+    for weak, message in (("12345678", "at least 10"), (" " * 8, "at least 10"), (" " * 12, "all whitespace"),
+                          ("qwertyuiop", "too common")):
+        refused = manage("--home", home, "user", "add", "ada", "--password-stdin", stdin=weak + "\n")
+        assert refused.returncode == 2, refused.stderr
+        assert message in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_passwd_disable_enable_and_list_commands(tmp_path):
+    home = tmp_path / "home"
+    config = Config(home=home)
+    for name, role in (("ada", "admin"), ("rita", "reviewer")):
+        manage("--home", home, "user", "add", name, "--role", role, "--password-stdin", stdin="first password\n",
+               expect=0)
+    token = manage("--home", home, "user", "token", "rita", expect=0).stdout.strip()
+
+    weak = manage("--home", home, "user", "passwd", "rita", "--password-stdin", stdin="password\n")
+    assert weak.returncode == 2 and "at least 10" in weak.stderr
+    changed = manage("--home", home, "user", "passwd", "rita", "--password-stdin", stdin="second password\n")
+    assert changed.returncode == 0, changed.stderr
+    assert "sessions have ended" in changed.stdout
+    with db.session_scope(config) as s:
+        assert users.authenticate(s, "rita", "first password") is None
+        rita = users.authenticate(s, "rita", "second password")
+        assert rita is not None and rita.session_generation == 1
+        assert users.user_for_token(s, token).name == "rita"  # a new password keeps the API token
+
+    disabled = manage("--home", home, "user", "disable", "rita", "--json")
+    assert disabled.returncode == 0, disabled.stderr
+    assert json.loads(disabled.stdout) == {"name": "rita", "disabled": True}
+    with db.session_scope(config) as s:
+        assert users.authenticate(s, "rita", "second password") is None
+        assert users.user_for_token(s, token) is None
+        assert users.get_user(s, "rita").session_generation == 2
+
+    listed = json.loads(manage("--home", home, "user", "list", "--json", expect=0).stdout)
+    assert [(u["name"], u["role"], u["disabled"]) for u in listed] == [("ada", "admin", False),
+                                                                      ("rita", "reviewer", True)]
+    plain = manage("--home", home, "user", "list", expect=0).stdout
+    assert "rita\treviewer\tdisabled" in plain and "ada\tadmin\tactive" in plain
+
+    manage("--home", home, "user", "enable", "rita", expect=0)
+    with db.session_scope(config) as s:
+        assert users.authenticate(s, "rita", "second password") is not None
+        assert users.user_for_token(s, token) is None  # disabling revoked the token for good
+    missing = manage("--home", home, "user", "disable", "nobody")
+    assert missing.returncode == 2 and missing.stderr.strip() == "error: no user named 'nobody'"

@@ -4,6 +4,9 @@ Blueprints: ``auth`` (login), ``review`` (dashboard, queue, image detail), ``ima
 and full image by catalog id), ``search``, ``lab`` (prompt lab, admins) and ``api`` (JSON).
 Templates and static files are the repository's top-level ``templates/`` and ``static/``.
 
+Every response carries the security headers of :func:`_security_headers` (CSP without inline
+script, no framing, no sniffing); images are cached privately only, API answers not at all.
+
 Cookies: HttpOnly and SameSite=Lax always. ``SESSION_COOKIE_SECURE`` is off by default so
 the app works on http://127.0.0.1; set ``LABELER_SECURE_COOKIES=1`` behind HTTPS.
 """
@@ -82,12 +85,35 @@ def create_app(config: Config | None = None, test_config: dict | None = None) ->
     for module in (auth, review, images, search, lab, api):
         app.register_blueprint(module.bp)
     _register_errors(app)
+    app.after_request(_security_headers)
 
     @app.context_processor
     def _globals() -> dict:
         return {"current_user": g.get("user"), "csrf_token": access.csrf_token}
 
     return app
+
+
+# Scripts only from our own static files (no inline script, no eval); inline style attributes stay
+# allowed for the bars' widths, <style> elements do not. No site may frame a page.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline'; "
+                           "img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; "
+                           "frame-ancestors 'none'")
+
+
+def _security_headers(response):
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    if request.blueprint == "images":
+        # Private images: a browser may keep them, a shared proxy must not.
+        response.cache_control.public = False
+        response.cache_control.private = True
+    elif wants_json():
+        response.cache_control.no_store = True
+    return response
 
 
 def collection() -> Collection:

@@ -1,7 +1,8 @@
 """Who may do what: the login gate in front of everything, API tokens, CSRF and the admin check.
 
 Every request but the login page and static assets needs a user: from the session cookie,
-or from ``Authorization: Bearer <token>`` (then the cookie is ignored). Every state-changing
+or from ``Authorization: Bearer <token>`` (then the cookie is ignored). A cookie counts only
+while its session generation is the user's current one (see :mod:`labeler.users`). Every state-changing
 cookie request must carry the session's CSRF token, as the ``csrf_token`` form field or the
 ``X-CSRF-Token`` header. Token requests are exempt: a browser never attaches that header
 on its own, so another site cannot forge one. Not a blueprint: every blueprint uses it.
@@ -52,8 +53,11 @@ def _load_user() -> None:
         elif session.get("user_id") is not None:
             from ..catalog import User
 
-            g.user = s.get(User, session["user_id"])
-            if g.user is None:
+            user = s.get(User, session["user_id"])
+            # Logout, a new password or a disabled account ended this session on the server.
+            if users.session_valid(user, session.get("generation")):
+                g.user = user
+            else:
                 session.clear()
     if request.method in UNSAFE_METHODS and not g.via_token and not _csrf_ok():
         return error_response(400, "missing or wrong CSRF token; reload the page and try again")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 
 from .. import users
+from ..catalog import User
 from .access import csrf_token
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
@@ -14,32 +15,56 @@ bp = Blueprint("auth", __name__, url_prefix="/auth")
 
 def _safe_next(target: str | None) -> str:
     # Only same-site paths: an open redirect would let a phishing link bounce through us.
-    if not target or not target.startswith("/") or target.startswith("//") or urlsplit(target).netloc:
+    # Browsers read a backslash as a slash, so "/\evil.example" is off-site too.
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target \
+            or urlsplit(target).netloc:
         return url_for("review.dashboard")
     return target
+
+
+@bp.before_request
+def _refuse_control_characters_in_next() -> None:
+    # A CR or LF in the redirect target would end up in a Location header.
+    target = request.args.get("next") or ""
+    if any(ord(c) < 32 or ord(c) == 127 for c in target):
+        abort(400, "next must be a path on this site, without control characters")
 
 
 @bp.route("/login", methods=("GET", "POST"))
 def login():
     from . import collection
 
-    error = None
+    error, status, headers = None, 200, {}
     if request.method == "POST":
-        with collection().session() as s:
-            user = users.authenticate(s, request.form.get("username", ""), request.form.get("password", ""))
-        if user is None:
-            error = "Wrong user name or password."
+        try:
+            with collection().session() as s:
+                user = users.log_in(s, request.form.get("username", ""), request.form.get("password", ""),
+                                    request.remote_addr or "")
+                generation = user.session_generation if user is not None else None
+        except users.LoginThrottled as exc:
+            error, status, headers = f"Too many failed logins. Try again in {exc.retry_after} seconds.", 429, \
+                {"Retry-After": str(exc.retry_after)}
         else:
-            session.clear()  # a fresh session (and CSRF token) on login: no session fixation
-            session["user_id"] = user.id
-            csrf_token()
-            return redirect(_safe_next(request.args.get("next")))
-    status = 401 if error else 200
-    return render_template("auth/login.html", error=error), status
+            if user is None:
+                error, status = "Wrong user name or password.", 401
+            else:
+                session.clear()  # a fresh session (and CSRF token) on login: no session fixation
+                session["user_id"] = user.id
+                session["generation"] = generation
+                csrf_token()
+                return redirect(_safe_next(request.args.get("next")))
+    return render_template("auth/login.html", error=error), status, headers
 
 
 @bp.route("/logout", methods=("POST",))
 def logout():
+    from . import collection
+
+    if g.user is not None:
+        with collection().session() as s:
+            user = s.get(User, g.user.id)
+            if user is not None:
+                users.end_sessions(s, user)  # every session of the user ends, not only this cookie
     session.clear()
     flash("Logged out.")
     return redirect(url_for("auth.login"))

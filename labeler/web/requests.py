@@ -3,6 +3,7 @@ typed values, and a bad one into a 400 with a message that names it."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import abort, request
@@ -15,14 +16,28 @@ from ..review import FILTER_STATUSES
 DEFAULT_K = 48
 MAX_K = 500
 MAX_PAGE = 1_000_000
+MAX_JSON_DEPTH = 32  # our bodies nest 3 deep; far deeper is an attack on the parser
+_DIGITS = re.compile(r"[+-]?[0-9]+", re.ASCII)
+
+
+def _whole_number(value: Any, name: str) -> int:
+    """An int, or a string of ASCII digits. A float (1.9) or a bool (true) is a 400, never
+    quietly truncated to 1: a client that sends one has a bug it should hear about."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        abort(400, f"{name} must be an integer")
+    if isinstance(value, str):
+        value = value.strip()
+        if not _DIGITS.fullmatch(value):
+            abort(400, f"{name} must be an integer")
+        if len(value) > 30:  # far past any id, and int() refuses thousands of digits
+            abort(400, f"{name} is out of range")
+        value = int(value)
+    return value
 
 
 def integer(value: Any, name: str) -> int:
     """``value`` as an integer the database can hold; else a 400."""
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        abort(400, f"{name} must be an integer")
+    number = _whole_number(value, name)
     if abs(number) > MAX_ID:
         abort(400, f"{name} is out of range")
     return number
@@ -30,11 +45,7 @@ def integer(value: Any, name: str) -> int:
 
 def clamped(value: Any, name: str, low: int, high: int) -> int:
     """``value`` as an integer pulled into ``[low, high]``; only a non-number is a 400."""
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        abort(400, f"{name} must be an integer")
-    return min(high, max(low, number))
+    return min(high, max(low, _whole_number(value, name)))
 
 
 def text(value: Any, name: str) -> str | None:
@@ -45,6 +56,8 @@ def text(value: Any, name: str) -> str | None:
 
 
 def threshold(value: Any) -> float:
+    if isinstance(value, bool):
+        abort(400, "threshold must be a number between 0 and 1")
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -55,10 +68,35 @@ def threshold(value: Any) -> float:
 
 
 def json_body() -> dict:
-    data = request.get_json(silent=True)
+    """The request's JSON object; a 400 for anything else, for nesting deeper than
+    ``MAX_JSON_DEPTH`` and for text that is not valid Unicode (a lone surrogate such as "\\ud800")."""
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:
+        abort(400, f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels")
     if not isinstance(data, dict):
         abort(400, "send a JSON object with Content-Type: application/json")
+    _check_json(data)
     return data
+
+
+def _check_json(data: Any) -> None:
+    # Iterative: a recursive walk would itself fail on the nesting it is meant to refuse.
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            abort(400, f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(value, dict):
+            stack.extend((key, depth) for key in value)
+            stack.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                abort(400, "the JSON body holds text that is not valid Unicode (a lone surrogate)")
 
 
 def queue_filters() -> dict:

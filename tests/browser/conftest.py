@@ -198,7 +198,8 @@ def queue_url(group: str, status: str = "proposed", sort: str = "id", value: str
 def wait_for_images(page: Page) -> None:
     """Load every image on the page (lazy ones too) and check none is broken."""
     page.evaluate("document.querySelectorAll('img[loading=lazy]').forEach((img) => { img.loading = 'eager'; })")
-    page.wait_for_function("Array.from(document.images).every((img) => img.complete)")
+    # A function, not an expression: Playwright evals an expression, which the CSP (no unsafe-eval) refuses.
+    page.wait_for_function("() => Array.from(document.images).every((img) => img.complete)")
     broken = page.evaluate("Array.from(document.images).filter((img) => !img.naturalWidth).map((img) => img.src)")
     assert not broken, f"images that did not load: {broken}"
 
