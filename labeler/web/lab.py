@@ -48,7 +48,8 @@ def page():
                            group=group, option=option, strategy=_strategy(request.args),
                            strategies=scoring.STRATEGIES,
                            prompts=lab.format_prompt_lines(prompt_set, group, option), result=None,
-                           baseline=None, next_version=lab.bump_version(prompt_set.version))
+                           baseline=None, next_version=lab.bump_version(prompt_set.version),
+                           base=prompt_set.content_hash)
 
 
 @bp.route("/preview", methods=("POST",))
@@ -72,7 +73,9 @@ def preview_edit():
     return render_template("lab/lab.html", files=files, stem=stem, path=path, prompt_set=prompt_set,
                            group=group, option=option, strategy=strategy, strategies=scoring.STRATEGIES,
                            prompts=lines, result=result, baseline=baseline, error=error,
-                           next_version=lab.bump_version(prompt_set.version)), (400 if error else 200)
+                           next_version=lab.bump_version(prompt_set.version),
+                           # the version the edit started from, not the newest: a save still checks it
+                           base=request.form.get("base") or prompt_set.content_hash), (400 if error else 200)
 
 
 @bp.route("/save", methods=("POST",))
@@ -82,9 +85,22 @@ def save():
 
     coll = collection()
     stem = request.form.get("set", "")
-    prompt_set, _ = lab.open_prompt_set(coll.config.home, stem)
+    prompt_set, path = lab.open_prompt_set(coll.config.home, stem)
     group, option = _selection(prompt_set, request.form)
-    saved, target, record_id = lab.save_version(coll, stem, group, option, request.form.get("prompts", ""))
+    base = request.form.get("base", "")
+    if not base:
+        abort(400, "the form does not say which version it edited; reload the lab and edit again")
+    lines = request.form.get("prompts", "")
+    try:
+        saved, target, record_id = lab.save_version(coll, stem, group, option, lines, base)
+    except lab.StalePromptSet as exc:
+        # The edit stays on the page, now over the newer version: saving again is a choice made knowingly.
+        current = exc.current
+        return render_template("lab/lab.html", files=lab.prompt_set_files(coll.config.home), stem=stem,
+                               path=path, prompt_set=current, group=group, option=option,
+                               strategy=_strategy(request.form), strategies=scoring.STRATEGIES, prompts=lines,
+                               result=None, baseline=None, error=str(exc), conflict=True,
+                               next_version=lab.bump_version(current.version), base=current.content_hash), 409
     current_app.logger.info("prompt set %s saved as version %s (record %s)", stem, saved.version, record_id)
     flash(f"Saved {saved.name} version {saved.version} to {target}.")
     return redirect(url_for("lab.page", set=stem, group=group, option=option))

@@ -9,17 +9,22 @@ from html import unescape as html_unescape
 import yaml
 from sqlalchemy import select
 
-from labeler import db
+from labeler import db, users
 from labeler.catalog import Label, PromptSetRecord
 from labeler.prompts import PROMPT_SET_DIR, load_prompt_set
-from tests.web.conftest import Users, login, post_json
+from tests.web.conftest import PASSWORD, Users, login, post_json
 
 EDIT = "2 | a claw hammer for nails\na hammer with a wooden handle\n<script>alert(1)</script> hammer"
 
 
 def _form(csrf: str, **extra) -> dict:
+    """The lab form as the page posts it, edited from the shipped version (``base``)."""
     return {"csrf_token": csrf, "set": "workshop", "group": "concept", "option": "hammer", "prompts": EDIT,
-            "strategy": "weighted", **extra}
+            "strategy": "weighted", "base": load_prompt_set("workshop").content_hash, **extra}
+
+
+def _base(html: str) -> str:
+    return re.search(r'name="base" value="([0-9a-f]+)"', html).group(1)
 
 
 def _shipped_version() -> int:
@@ -101,3 +106,29 @@ def test_run_labeling_from_the_lab_keeps_reviewed_labels(client, web_config):
     assert strategies == {"mean-score"}
     assert (kept.value, kept.status, kept.strategy) == ("book", "corrected", label["strategy"])
     assert client.post("/lab/label", data={"set": "workshop"}).status_code == 400  # no CSRF token
+
+
+def test_two_admins_saving_the_same_set_the_later_stale_save_is_409(client, other_client, web_config):
+    ada = login(client, Users.admin)
+    with db.session_scope(web_config) as s:
+        users.create_user(s, "alan", PASSWORD, "admin")
+    alan = login(other_client, "alan")
+    page = "/lab?set=workshop&group=concept&option=hammer"
+    ada_base, alan_base = _base(client.get(page).get_data(as_text=True)), _base(other_client.get(page).get_data(as_text=True))
+    assert ada_base == alan_base == load_prompt_set("workshop").content_hash
+
+    assert client.post("/lab/save", data=_form(ada, prompts="a hammer from ada", base=ada_base)).status_code == 302
+    saved = web_config.home / "prompt_sets" / "workshop.yaml"
+    ada_text = saved.read_text()
+    late = other_client.post("/lab/save", data=_form(alan, prompts="a mallet from alan", base=alan_base))
+    html = late.get_data(as_text=True)
+    assert late.status_code == 409
+    assert (f"prompt set &#39;workshop&#39; was saved as version {_shipped_version() + 1} by someone else "
+            "after you opened it, so your edit was not saved") in html
+    assert 'data-testid="lab-conflict"' in html and "a mallet from alan</textarea>" in html
+    assert saved.read_text() == ada_text  # ada's version stands
+    # alan saw the conflict; saving again from the page replaces ada's version knowingly
+    again = other_client.post("/lab/save", data=_form(alan, prompts="a mallet from alan", base=_base(html)))
+    assert again.status_code == 302
+    assert yaml.safe_load(saved.read_text())["version"] == _shipped_version() + 2
+    assert other_client.post("/lab/save", data=_form(alan, base="")).status_code == 400
