@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .config import Config
 from .resources import resource_dir
-from .errors import user_file
+from .errors import CatalogError, FileAccessError, user_file
 
 MIGRATIONS = resource_dir("migrations")
 
@@ -34,12 +35,46 @@ def get_engine(config: Config) -> Engine:
         if url.startswith("sqlite"):
             with user_file(config.home):
                 config.home.mkdir(parents=True, exist_ok=True)
+            _require_writable(config)
             engine = create_engine(url, connect_args={"timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
             engine = create_engine(url, pool_pre_ping=True)
         _engines[url] = engine
     return engine
+
+
+CATALOG_FILE = "catalog.db"
+
+
+def require_catalog(config: Config) -> None:
+    """For commands that only read: a home without a catalog is an error, and nothing is created.
+
+    Only the catalog SQLite keeps inside the home is checked (a ``database_url`` is the server's).
+    """
+    if config.database_url is not None:
+        return
+    try:
+        config.home.stat()
+    except FileNotFoundError:
+        raise CatalogError(f"no collection at {config.home}: the folder does not exist "
+                           "(index some images first: manage.py index PATH)") from None
+    except OSError as exc:
+        raise FileAccessError(str(exc)) from exc
+    if not (config.home / CATALOG_FILE).is_file():
+        raise CatalogError(f"no collection at {config.home}: it holds no {CATALOG_FILE} "
+                           "(index some images first: manage.py index PATH)")
+
+
+def _require_writable(config: Config) -> None:
+    # SQLite writes its journal beside the catalog even to read it (WAL), so a read-only home
+    # fails on the first query; say so up front instead.
+    if config.database_url is not None:
+        return
+    catalog = config.home / CATALOG_FILE
+    if not os.access(config.home, os.W_OK | os.X_OK) or (catalog.exists() and not os.access(catalog, os.W_OK)):
+        raise CatalogError(f"{config.home} is read-only: labeler needs to write its catalog there "
+                           "(SQLite's journal too, even to read); give a writable --home")
 
 
 def dispose_engines() -> None:

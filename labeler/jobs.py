@@ -5,8 +5,12 @@ row. The thread writes the status (queued → running → done | failed), ``done
 steps with a one-line message, and at the end the result. A failure is recorded as one line (a
 :class:`LabelerError`'s text, else the exception's type and text) and never leaves the thread.
 
-While a job is active its ``result`` holds its owner (``host:pid:token``). A job whose owner
-process is gone (a server killed mid-job) is marked failed the next time jobs are read.
+While a job is active its ``result`` holds its owner (``host:pid:token``) and its parameters
+(``params``, which stay in the result once it ends). A job whose owner process is gone (a server
+killed mid-job) is marked failed the next time jobs are read.
+
+One job runs per collection at a time, whatever its kind: two at once would relabel the same
+labels under each other.
 """
 
 from __future__ import annotations
@@ -16,18 +20,20 @@ import os
 import socket
 import threading
 import uuid
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import learning, review
+from . import lab, learning, review
 from .catalog import Job, utcnow
 from .collection import Collection
 from .errors import LabelerError, NotFound
 from .labeling import label_collection
 
 LEARN_AND_RELABEL = "learn-and-relabel"
+LABEL = "label"
 ACTIVE = ("queued", "running")
 STOPPED = "the server stopped before the job finished"
 MAX_MESSAGE = 500
@@ -48,9 +54,10 @@ _start_lock = threading.Lock()  # check-then-insert: two clicks at once start on
 def job_dict(job: Job) -> dict:
     """A job as the API shows it; ``result`` only once it has finished."""
     finished = job.status not in ACTIVE
+    stored = job.result if isinstance(job.result, dict) else {}
     return {"id": job.id, "kind": job.kind, "status": job.status, "done": job.done, "total": job.total,
             "message": job.message, "result": job.result if finished else None, "user_id": job.user_id,
-            "active": not finished,
+            "params": stored.get("params") or {}, "active": not finished,
             "created_at": job.created_at.isoformat(timespec="seconds"),
             "finished_at": job.finished_at.isoformat(timespec="seconds") if job.finished_at else None}
 
@@ -86,7 +93,8 @@ def recover(session: Session) -> int:
     """Mark active jobs whose server process is gone as failed; returns how many."""
     stale = [job for job in session.scalars(select(Job).where(Job.status.in_(ACTIVE))) if _orphaned(job)]
     for job in stale:
-        job.status, job.message, job.result, job.finished_at = "failed", STOPPED, None, utcnow()
+        params = (job.result or {}).get("params") if isinstance(job.result, dict) else None
+        job.status, job.message, job.result, job.finished_at = "failed", STOPPED, _kept(params), utcnow()
     session.flush()
     return len(stale)
 
@@ -105,29 +113,45 @@ def latest(session: Session, kind: str) -> Job | None:
     return session.scalar(select(Job).where(Job.kind == kind).order_by(Job.id.desc()).limit(1))
 
 
-def start(collection: Collection, kind: str, user_id: int | None = None) -> tuple[dict, bool]:
-    """Start a ``kind`` job in a background thread; (its dict, True) at once.
+def active(session: Session) -> Job | None:
+    """The collection's running (or queued) job of any kind, if there is one."""
+    recover(session)
+    return session.scalar(select(Job).where(Job.status.in_(ACTIVE)).order_by(Job.id).limit(1))
 
-    Only one job of a kind runs per collection: while one is active, (that job, False).
+
+def _kept(params: dict | None) -> dict | None:
+    return {"params": params} if params else None
+
+
+def start(collection: Collection, kind: str, user_id: int | None = None,
+          params: dict[str, Any] | None = None) -> tuple[dict, bool]:
+    """Start a ``kind`` job with ``params`` in a background thread; (its dict, True) at once.
+
+    Only one job runs per collection: while one of any kind is active, (that job, False).
     """
-    work = KINDS.get(kind)
-    if work is None:
+    spec = KINDS.get(kind)
+    if spec is None:
         raise JobError(f"unknown job kind '{kind}' (known: {', '.join(KINDS)})")
+    params = dict(params or {})
+    missing = [name for name in spec.required if not params.get(name)]
+    unknown = sorted(set(params) - set(spec.required) - set(spec.optional))
+    if missing or unknown:
+        raise JobError(f"a '{kind}' job needs {', '.join(spec.required) or 'no parameters'}"
+                       + (f" (missing: {', '.join(missing)})" if missing else "")
+                       + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
     with _start_lock:
         with collection.session() as s:
-            recover(s)
-            running = s.scalar(select(Job).where(Job.kind == kind, Job.status.in_(ACTIVE))
-                               .order_by(Job.id).limit(1))
+            running = active(s)
             if running is not None:
                 return job_dict(running), False
             job = Job(kind=kind, status="queued", done=0, user_id=user_id, message="waiting to start",
-                      result={"owner": owner})
+                      result={"owner": owner, "params": params})
             s.add(job)
             s.flush()
             _running.add(owner)
             created = job_dict(job)
-    thread = threading.Thread(target=_run, args=(collection, job.id, owner, work),
+    thread = threading.Thread(target=_run, args=(collection, job.id, owner, spec.work, params),
                               name=f"labeler-job-{job.id}", daemon=True)
     thread.start()
     return created, True
@@ -155,19 +179,21 @@ class Progress:
         self.set(self.done + n, message=message)
 
 
-def _run(collection: Collection, job_id: int, owner: str, work: Callable[[Collection, Progress], tuple[dict, str]]
-         ) -> None:
+Work = Callable[[Collection, "Progress", dict], tuple[dict, str]]
+
+
+def _run(collection: Collection, job_id: int, owner: str, work: Work, params: dict) -> None:
     try:
         with collection.session() as s:
             job = s.get(Job, job_id)
             job.status, job.message = "running", "starting"
-        result, message = work(collection, Progress(collection, job_id))
-        _finish(collection, job_id, "done", message, result)
+        result, message = work(collection, Progress(collection, job_id), params)
+        _finish(collection, job_id, "done", message, {**result, "params": params} if params else result)
     except Exception as exc:  # a failed job must never take the server down
         if not isinstance(exc, LabelerError):
             log.exception("job %s failed", job_id)
         try:
-            _finish(collection, job_id, "failed", one_line(exc), None)
+            _finish(collection, job_id, "failed", one_line(exc), _kept(params))
         except Exception:
             log.exception("job %s: could not record its failure", job_id)
     finally:
@@ -184,7 +210,7 @@ def _finish(collection: Collection, job_id: int, status: str, message: str, resu
 
 # -- kinds -------------------------------------------------------------------------------------
 
-def learn_and_relabel(collection: Collection, progress: Progress) -> tuple[dict, str]:
+def learn_and_relabel(collection: Collection, progress: Progress, params: dict) -> tuple[dict, str]:
     """``learning.learn`` over every group, then ``label_collection`` with each group's prompt set.
 
     Steps: one per group learned, then one per image relabeled per prompt set. Returns
@@ -229,4 +255,40 @@ def learn_and_relabel(collection: Collection, progress: Progress) -> tuple[dict,
     return {"learn": report, "relabel": relabeled}, summary
 
 
-KINDS: dict[str, Callable[[Collection, Progress], tuple[dict, str]]] = {LEARN_AND_RELABEL: learn_and_relabel}
+def label(collection: Collection, progress: Progress, params: dict) -> tuple[dict, str]:
+    """``label_collection`` with the prompt set on offer under ``params["prompt_set"]`` (the lab's
+    saved version first) and ``params["strategy"]`` (absent: each group's fit, else the default).
+
+    Steps: one per image. Returns (the label report plus the prompt set's name and version and
+    the strategy, the one-line summary the lab shows).
+    """
+    prompt_set, _ = lab.open_prompt_set(collection.config.home, params["prompt_set"])
+    strategy = params.get("strategy") or None
+    model_id = collection.models.require_id()
+    images = collection.vectors.count(model_id)
+    where = f"labeling with {prompt_set.name} v{prompt_set.version}"
+    progress.set(0, images, f"{where}: 0 of {images} images")
+
+    def images_done(n: int) -> None:
+        progress.advance(n, f"{where}: {progress.done + n} of {images} images")
+
+    report = label_collection(collection, prompt_set, strategy, progress=images_done)
+    summary = (f"Labeled with {prompt_set.name} v{prompt_set.version} ({strategy or 'each group’s fit'}): "
+               f"{report.labeled} labels, {report.updated} changed, {report.kept_reviewed} reviewed kept.")
+    return {**report.to_dict(), "prompt_set": prompt_set.name, "version": prompt_set.version,
+            "strategy": strategy}, summary
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """What a kind of job runs, and the parameters it takes (``required`` must be non-empty)."""
+
+    work: Work
+    required: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
+
+
+KINDS: dict[str, JobKind] = {
+    LEARN_AND_RELABEL: JobKind(learn_and_relabel),
+    LABEL: JobKind(label, required=("prompt_set",), optional=("strategy",)),
+}

@@ -11,7 +11,9 @@ No Flask here: every function takes the collection it works on.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,20 @@ from .review import HISTOGRAM_BINS
 
 TOP_MATCHES = 12
 TRUTH_FILE = "truth.csv"
+LOCK_FILE = ".save.lock"
+
+_save_lock = threading.Lock()  # flock is per open file; threads of one server share this instead
+
+
+class StalePromptSet(LabelerError):
+    """A save based on a version of the prompt set that someone else has replaced meanwhile."""
+
+    def __init__(self, name: str, current: PromptSet):
+        self.current = current
+        super().__init__(f"prompt set '{name}' was saved as version {current.version} by someone else after "
+                         f"you opened it, so your edit was not saved; it is kept below: preview it against "
+                         f"version {current.version} and save again to replace that option's prompts, or "
+                         f"reload the lab to start from version {current.version}")
 
 
 # -- prompt sets on offer ------------------------------------------------------------------
@@ -115,19 +131,30 @@ def edited_prompt_set(path: Path, group: str, option: str, lines: str) -> tuple[
     return parse_prompt_set(yaml.safe_load(text), path.name, text, content_hash), text
 
 
-def save_version(collection: Collection, name: str, group: str, option: str,
-                 lines: str) -> tuple[PromptSet, Path, int]:
+def save_version(collection: Collection, name: str, group: str, option: str, lines: str,
+                 base: str | None = None) -> tuple[PromptSet, Path, int]:
     """Save ``option``'s edited prompts as the next version of prompt set ``name``.
 
-    Written to ``<home>/prompt_sets/<name>.yaml`` and recorded in the catalog. Returns (the saved
-    prompt set, its file, its catalog record id). A bad edit raises :class:`PromptSetError` and
-    writes nothing.
+    Written to ``<home>/prompt_sets/<name>.yaml`` and recorded in the catalog. ``base`` is the
+    content hash of the version the edit was made on (what the lab page showed): when the set
+    has changed since, :class:`StalePromptSet` and nothing is written, so two admins never
+    silently overwrite each other. Returns (the saved prompt set, its file, its catalog record
+    id). A bad edit raises :class:`PromptSetError` and writes nothing.
     """
     home = collection.config.home
-    _, path = open_prompt_set(home, name)
-    _, text = edited_prompt_set(path, group, option, lines)
+    opened, path = open_prompt_set(home, name)
+    base = base or opened.content_hash
+    edited_prompt_set(path, group, option, lines)  # a bad edit is refused before anything is made
     target = home_prompt_set_dir(home) / f"{name}.yaml"
-    write_atomically(target, text)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Check and write under one lock, across threads and across server processes.
+    with _save_lock, open(target.parent / LOCK_FILE, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        current, path = open_prompt_set(home, name)
+        if current.content_hash != base:
+            raise StalePromptSet(name, current)
+        _, text = edited_prompt_set(path, group, option, lines)
+        write_atomically(target, text)
     saved = load_prompt_set(target)
     with collection.session() as s:
         record_id = labeling.record_prompt_set(s, saved)

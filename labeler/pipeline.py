@@ -34,6 +34,7 @@ from .catalog import Embedding, Image, ImageFile
 from .collection import Collection
 from .encoder import Encoder
 from .errors import LabelerError
+from .index_cache import bump_generation
 from .ingest import CatalogWriter, IngestCounts, LoadedFile, file_stat, load_file, walk
 
 ProgressFn = Callable[[int], None]
@@ -135,6 +136,9 @@ class VectorWriter:
         if not len(image_ids):
             return
         keep = self.collection.vectors.add(self.model_id, image_ids, vectors)
+        if len(keep):
+            with self.collection.session() as s:
+                bump_generation(s)  # a running server picks the new vectors up from the catalog
         self.index.add(np.asarray(image_ids, dtype=np.int64)[keep], vectors[keep])
         self.embedded += len(keep)
         self._since_save += len(keep)
@@ -270,6 +274,8 @@ def index_paths(collection: Collection, roots: Sequence[Path], embed: bool = Tru
     # Marked after the new files are in, so a moved file keeps its image (and its vector).
     with collection.session() as s:
         newly_missing = CatalogWriter(s, collection.config, counts).mark_missing(roots, {str(p) for p in paths})
+        if newly_missing or counts.revived:
+            bump_generation(s)  # present images came or went: servers drop or regain their vectors
     if runner.writer is not None:
         runner.flush()
         runner.writer.index.remove(np.asarray(newly_missing, dtype=np.int64))

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .errors import LabelerError
+from .errors import LabelerError, user_file
 from .resources import resource_dir
 
 PROMPT_SET_DIR = resource_dir("prompt_sets")
@@ -30,6 +30,10 @@ GROUP_KEYS = {"kind", "baseline", "templates", "none", "options", "description"}
 OPTION_KEYS = {"prompts", "templates", "threshold", "description"}
 PROMPT_KEYS = {"text", "weight"}
 NONE_KEYS = {"name", "threshold"}
+
+# A prompt set is a few kilobytes written by a person; these bound what a bad file can cost.
+MAX_BYTES = 1_000_000
+MAX_DEPTH = 32  # a valid set nests 7 deep (set > groups > group > options > option > prompts > prompt)
 
 
 class PromptSetError(LabelerError):
@@ -99,9 +103,21 @@ class PromptSet:
 
 # -- YAML with duplicate-key detection ------------------------------------------------
 class _Loader(yaml.SafeLoader):
-    """A safe loader that records duplicate mapping keys instead of silently keeping the last."""
+    """A safe loader that records duplicate mapping keys instead of silently keeping the last,
+    and refuses nesting deeper than :data:`MAX_DEPTH` (PyYAML composes recursively)."""
 
     duplicates: list[tuple[str, int]]
+    depth: int = 0
+
+    def compose_node(self, parent, index):
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -120,17 +136,24 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 
 
 def _parse_yaml(text: str, where: str) -> tuple[Any, list[str]]:
-    loader = _Loader(text)
-    loader.duplicates = []
+    if "\x00" in text:  # PyYAML's reader refuses it too, but with the whole file in its message
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise PromptSetError([f"{where}: line {line}: a NUL byte; a prompt set is plain text"])
+    loader = None
     try:
+        loader = _Loader(text)  # the reader checks every character here, before parsing
+        loader.duplicates = []
         data = loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "yaml"
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or str(exc)
         raise PromptSetError([f"{where}: {at}: YAML syntax error: {problem}"]) from None
+    except RecursionError:  # a construct the depth check does not see; never a traceback
+        raise PromptSetError([f"{where}: nested too deeply"]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     problems = [f"{where}: line {line}: duplicate key '{key}'" for key, line in loader.duplicates]
     return data, problems
 
@@ -239,8 +262,11 @@ def load_prompt_set(spec: str | Path, home: Path | None = None) -> PromptSet:
     ``home`` lets a bare name find the lab's saved version (see :func:`resolve_prompt_set_path`).
     """
     path = resolve_prompt_set_path(spec, home)
-    raw = path.read_bytes()
     where = str(spec)
+    with user_file(path), path.open("rb") as f:
+        raw = f.read(MAX_BYTES + 1)  # never the whole of a huge file
+    if len(raw) > MAX_BYTES:
+        raise PromptSetError([f"{where}: larger than {MAX_BYTES // 1_000_000} MB; a prompt set is a small text file"])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -1,6 +1,7 @@
-// The dashboard's background job: start "learn from reviews and relabel" through the API, follow
-// its progress by polling /api/jobs/<id>, and when it is done refresh the group cards (fit summary,
-// counts) from the server-rendered page. The page stays usable meanwhile: nothing here blocks.
+// A page's background job panel (the dashboard's "learn from reviews and relabel", the prompt lab's
+// labeling): start the dashboard's job through the API, follow any job by polling /api/jobs/<id>,
+// and when it is done refresh the group cards (fit summary, counts) where the page has them.
+// Buttons marked data-job-start stay disabled while a job runs. Nothing here blocks the page.
 "use strict";
 
 (() => {
@@ -14,6 +15,8 @@
     panel.hidden = false;
     panel.dataset.active = job.active ? "true" : "false";
     labeler.byTestId("job-id", panel).textContent = job.id;
+    const kind = labeler.byTestId("job-kind", panel);
+    if (kind) kind.textContent = job.kind;
     labeler.byTestId("job-status", panel).textContent = job.status;
     const finished = labeler.byTestId("job-finished", panel);
     if (finished) finished.remove();  // stale once a new job shows
@@ -23,6 +26,7 @@
     labeler.byTestId("job-count", panel).textContent = job.total ? `${job.done} of ${job.total} steps` : "";
     labeler.byTestId("job-message", panel).textContent = job.message || "";
     if (button) button.disabled = job.active;
+    for (const starter of document.querySelectorAll("[data-job-start]")) starter.disabled = job.active;
   }
 
   // The group cards as the server renders them now: the new fits and the relabeled counts.

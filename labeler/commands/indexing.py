@@ -82,6 +82,7 @@ def embed_cmd(as_json: bool) -> None:
 @json_option
 def check_cmd(repair: bool, as_json: bool) -> None:
     """Verify that the index ids equal the catalog's embedded ids."""
+    db.require_catalog(get_config())  # a read command: a missing home is reported, not created
     collection = get_collection()
     problems = collection.index_cache.problems()
     repaired = False
@@ -105,6 +106,7 @@ def check_cmd(repair: bool, as_json: bool) -> None:
 @json_option
 def stats_cmd(as_json: bool) -> None:
     """Counts of images, vectors, failures and missing files."""
+    db.require_catalog(get_config())  # a read command: a missing home is reported, not created
     data = collection_stats(get_collection())
     emit(as_json, data, lambda d: click.echo("\n".join(f"{k:>9}: {v}" for k, v in d.items())))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from .. import db
 from ..errors import LabelerError
 from .context import emit, get_collection, get_config, json_option
 
@@ -39,6 +40,7 @@ def search_command(query: str | None, k: int, templates: bool, concept: str | No
     from .. import search
     from ..prompts import load_prompt_set
 
+    db.require_catalog(get_config())  # read commands: a missing home is reported, not created
     filters = search.parse_where(where)
     if concept:
         if query:
@@ -65,6 +67,7 @@ def similar_command(image: str, k: int, where: tuple[str, ...], status: str | No
     """Images most like IMAGE (a catalog id or a path), best first."""
     from .. import search
 
+    db.require_catalog(get_config())
     hits = search.similar(get_collection(), image, k, search.parse_where(where), status)
     emit(as_json, [h.to_dict() for h in hits], _print_hits)
 

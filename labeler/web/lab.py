@@ -1,14 +1,16 @@
 """The prompt lab page (admins only); the workflow itself is ``labeler.lab``'s.
 
 Pick a prompt set, a group and an option; edit the option's prompts; preview; save the edit as a
-new version into ``<home>/prompt_sets/``; run labeling with it.
+new version into ``<home>/prompt_sets/``; run labeling with it. Labeling runs as a
+``labeler.jobs`` job: the request only starts it, and the page (``static/jobs.js``) follows its
+progress through ``/api/jobs/<id>``.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 
-from .. import lab, labeling, scoring
+from .. import jobs, lab, labeling, scoring
 from ..errors import LabelerError
 from ..prompts import PromptSet
 from .access import admin_required
@@ -32,6 +34,17 @@ def _strategy(source) -> str:
     return strategy
 
 
+def _job() -> dict:
+    """What the page's job panel shows: the running job of any kind, else the last labeling job."""
+    from . import collection
+
+    with collection().session() as s:
+        job = jobs.active(s) or jobs.latest(s, jobs.LABEL)
+        if job is None:
+            return {"job": None, "job_url": None}
+        return {"job": jobs.job_dict(job), "job_url": url_for("api.job", job_id=job.id)}
+
+
 @bp.route("")
 @admin_required
 def page():
@@ -40,7 +53,7 @@ def page():
     home = collection().config.home
     files = lab.prompt_set_files(home)
     if not files:
-        return render_template("lab/lab.html", files=files, prompt_set=None)
+        return render_template("lab/lab.html", files=files, prompt_set=None, **_job())
     stem = request.args.get("set") or next(iter(files))
     prompt_set, path = lab.open_prompt_set(home, stem)
     group, option = _selection(prompt_set, request.args)
@@ -48,7 +61,8 @@ def page():
                            group=group, option=option, strategy=_strategy(request.args),
                            strategies=scoring.STRATEGIES,
                            prompts=lab.format_prompt_lines(prompt_set, group, option), result=None,
-                           baseline=None, next_version=lab.bump_version(prompt_set.version))
+                           baseline=None, next_version=lab.bump_version(prompt_set.version),
+                           base=prompt_set.content_hash, **_job())
 
 
 @bp.route("/preview", methods=("POST",))
@@ -72,7 +86,10 @@ def preview_edit():
     return render_template("lab/lab.html", files=files, stem=stem, path=path, prompt_set=prompt_set,
                            group=group, option=option, strategy=strategy, strategies=scoring.STRATEGIES,
                            prompts=lines, result=result, baseline=baseline, error=error,
-                           next_version=lab.bump_version(prompt_set.version)), (400 if error else 200)
+                           next_version=lab.bump_version(prompt_set.version),
+                           # the version the edit started from, not the newest: a save still checks it
+                           base=request.form.get("base") or prompt_set.content_hash, **_job()), \
+        (400 if error else 200)
 
 
 @bp.route("/save", methods=("POST",))
@@ -82,9 +99,23 @@ def save():
 
     coll = collection()
     stem = request.form.get("set", "")
-    prompt_set, _ = lab.open_prompt_set(coll.config.home, stem)
+    prompt_set, path = lab.open_prompt_set(coll.config.home, stem)
     group, option = _selection(prompt_set, request.form)
-    saved, target, record_id = lab.save_version(coll, stem, group, option, request.form.get("prompts", ""))
+    base = request.form.get("base", "")
+    if not base:
+        abort(400, "the form does not say which version it edited; reload the lab and edit again")
+    lines = request.form.get("prompts", "")
+    try:
+        saved, target, record_id = lab.save_version(coll, stem, group, option, lines, base)
+    except lab.StalePromptSet as exc:
+        # The edit stays on the page, now over the newer version: saving again is a choice made knowingly.
+        current = exc.current
+        return render_template("lab/lab.html", files=lab.prompt_set_files(coll.config.home), stem=stem,
+                               path=path, prompt_set=current, group=group, option=option,
+                               strategy=_strategy(request.form), strategies=scoring.STRATEGIES, prompts=lines,
+                               result=None, baseline=None, error=str(exc), conflict=True,
+                               next_version=lab.bump_version(current.version), base=current.content_hash,
+                               **_job()), 409
     current_app.logger.info("prompt set %s saved as version %s (record %s)", stem, saved.version, record_id)
     flash(f"Saved {saved.name} version {saved.version} to {target}.")
     return redirect(url_for("lab.page", set=stem, group=group, option=option))
@@ -93,13 +124,17 @@ def save():
 @bp.route("/label", methods=("POST",))
 @admin_required
 def run_labeling():
+    """Start labeling as a background job (or find the running one) and come back to the lab."""
     from . import collection
 
     coll = collection()
     stem = request.form.get("set", "")
-    prompt_set, _ = lab.open_prompt_set(coll.config.home, stem)
+    prompt_set, _ = lab.open_prompt_set(coll.config.home, stem)  # a bad name is refused here, not in the job
     strategy = _strategy(request.form)
-    report = labeling.label_collection(coll, prompt_set, strategy)
-    flash(f"Labeled with {prompt_set.name} v{prompt_set.version} ({strategy}): {report.labeled} labels, "
-          f"{report.updated} changed, {report.kept_reviewed} reviewed kept.")
-    return redirect(url_for("review.dashboard"))
+    job, started = jobs.start(coll, jobs.LABEL, g.user.id, {"prompt_set": stem, "strategy": strategy})
+    if started:
+        flash(f"Started job {job['id']}: labeling with {prompt_set.name} v{prompt_set.version} ({strategy}).")
+    else:
+        flash(f"Job {job['id']} ({job['kind']}) is still running; start labeling when it has finished.")
+    return redirect(url_for("lab.page", set=stem, group=request.form.get("group") or None,
+                            option=request.form.get("option") or None, strategy=strategy))

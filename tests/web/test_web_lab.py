@@ -7,19 +7,25 @@ import shutil
 from html import unescape as html_unescape
 
 import yaml
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from labeler import db
-from labeler.catalog import Label, PromptSetRecord
+from labeler import db, jobs, users
+from labeler.catalog import Job, Label, PromptSetRecord
 from labeler.prompts import PROMPT_SET_DIR, load_prompt_set
-from tests.web.conftest import Users, login, post_json
+from tests.web.conftest import IMAGE_COUNT, PASSWORD, Users, login, post_json
+from tests.web.test_web_learning import wait_for_job
 
 EDIT = "2 | a claw hammer for nails\na hammer with a wooden handle\n<script>alert(1)</script> hammer"
 
 
 def _form(csrf: str, **extra) -> dict:
+    """The lab form as the page posts it, edited from the shipped version (``base``)."""
     return {"csrf_token": csrf, "set": "workshop", "group": "concept", "option": "hammer", "prompts": EDIT,
-            "strategy": "weighted", **extra}
+            "strategy": "weighted", "base": load_prompt_set("workshop").content_hash, **extra}
+
+
+def _base(html: str) -> str:
+    return re.search(r'name="base" value="([0-9a-f]+)"', html).group(1)
 
 
 def _shipped_version() -> int:
@@ -85,19 +91,95 @@ def test_save_writes_a_new_version_into_home_and_records_it(client, web_config):
     assert str(saved) in page
 
 
-def test_run_labeling_from_the_lab_keeps_reviewed_labels(client, web_config):
+def test_run_labeling_from_the_lab_is_a_background_job_that_keeps_reviewed_labels(client, web_config):
     csrf = login(client, Users.admin)
     label = client.get("/api/labels?group=concept&limit=1").get_json()["labels"][0]
     post_json(client, f"/api/labels/{label['id']}/review",
               {"action": "correct", "value": "book", "version": label["version"]}, csrf)
     client.post("/lab/save", data=_form(csrf))
-    response = client.post("/lab/label", data={"csrf_token": csrf, "set": "workshop", "strategy": "mean-score"})
-    assert response.status_code == 302
-    page = client.get("/").get_data(as_text=True)
-    assert f"Labeled with workshop v{_shipped_version() + 1} (mean-score)" in page
+    response = client.post("/lab/label", data={"csrf_token": csrf, "set": "workshop", "strategy": "mean-score",
+                                                "group": "concept", "option": "hammer"})
+    # The request only starts the job and comes back to the lab, which follows its progress.
+    assert response.status_code == 302 and "/lab?set=workshop" in response.headers["Location"]
+    with db.session_scope(web_config) as s:
+        job = s.scalars(select(Job).order_by(Job.id.desc())).first()
+        job_id = job.id
+    assert job.kind == "label" and job.user_id is not None
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert f"Started job {job_id}: labeling with workshop v{_shipped_version() + 1} (mean-score)" in page
+    assert f'data-job-url="/api/jobs/{job_id}"' in page and "jobs.js" in page
+
+    done = wait_for_job(client, f"/api/jobs/{job_id}")
+    assert done["status"] == "done" and done["done"] == done["total"] == IMAGE_COUNT, done
+    assert done["message"].startswith(f"Labeled with workshop v{_shipped_version() + 1} (mean-score): ")
+    assert done["params"] == {"prompt_set": "workshop", "strategy": "mean-score"}
+    assert (done["result"]["prompt_set"], done["result"]["strategy"]) == ("workshop", "mean-score")
+    assert done["result"]["kept_reviewed"] == 1
+    finished = client.get("/lab?set=workshop").get_data(as_text=True)
+    assert 'data-active="false"' in finished and html_unescape(done["message"]) in html_unescape(finished)
     with db.session_scope(web_config) as s:
         strategies = set(s.scalars(select(Label.strategy).where(Label.status == "proposed")))
         kept = s.get(Label, label["id"])
     assert strategies == {"mean-score"}
     assert (kept.value, kept.status, kept.strategy) == ("book", "corrected", label["strategy"])
     assert client.post("/lab/label", data={"set": "workshop"}).status_code == 400  # no CSRF token
+    assert client.post("/lab/label", data={"csrf_token": csrf, "set": "nope"}).status_code == 404
+    assert client.post("/lab/label", data={"csrf_token": csrf, "set": "workshop",
+                                           "strategy": "guess"}).status_code == 400
+
+
+def test_one_job_per_collection_whatever_its_kind(client, web_config):
+    csrf = login(client, Users.admin)
+    with db.session_scope(web_config) as s:
+        # running in another server of this collection (whose process cannot be checked from here)
+        busy = Job(kind=jobs.LEARN_AND_RELABEL, status="running", done=1, total=10, message="learning",
+                   result={"owner": "another-machine.invalid:1:x"})
+        s.add(busy)
+        s.flush()
+        busy_id = busy.id
+    response = client.post("/lab/label", data={"csrf_token": csrf, "set": "workshop", "strategy": "single"})
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert f"Job {busy_id} (learn-and-relabel) is still running" in page
+    assert f'data-job-url="/api/jobs/{busy_id}"' in page and 'data-active="true"' in page
+    assert re.search(r'data-testid="lab-run" data-job-start\s+disabled', page)
+    with db.session_scope(web_config) as s:
+        assert s.scalar(select(func.count()).select_from(Job).where(Job.kind == jobs.LABEL)) == 0
+        s.get(Job, busy_id).status = "done"
+    started = client.post("/lab/label", data={"csrf_token": csrf, "set": "workshop", "strategy": "single"})
+    with db.session_scope(web_config) as s:
+        label_job = s.scalar(select(Job.id).where(Job.kind == jobs.LABEL))
+    assert label_job is not None and started.status_code == 302
+    again = post_json(client, "/api/jobs", {"kind": "learn-and-relabel"}, csrf)
+    if again.status_code == 200:  # the labeling job is still running: that job, not a second one
+        assert again.get_json()["id"] == label_job
+    wait_for_job(client, f"/api/jobs/{label_job}")
+    if again.status_code == 202:
+        wait_for_job(client, again.get_json()["url"])
+    no_params = post_json(client, "/api/jobs", {"kind": "label"}, csrf)
+    assert no_params.status_code == 400 and "needs prompt_set" in no_params.get_json()["error"]
+
+
+def test_two_admins_saving_the_same_set_the_later_stale_save_is_409(client, other_client, web_config):
+    ada = login(client, Users.admin)
+    with db.session_scope(web_config) as s:
+        users.create_user(s, "alan", PASSWORD, "admin")
+    alan = login(other_client, "alan")
+    page = "/lab?set=workshop&group=concept&option=hammer"
+    ada_base, alan_base = _base(client.get(page).get_data(as_text=True)), _base(other_client.get(page).get_data(as_text=True))
+    assert ada_base == alan_base == load_prompt_set("workshop").content_hash
+
+    assert client.post("/lab/save", data=_form(ada, prompts="a hammer from ada", base=ada_base)).status_code == 302
+    saved = web_config.home / "prompt_sets" / "workshop.yaml"
+    ada_text = saved.read_text()
+    late = other_client.post("/lab/save", data=_form(alan, prompts="a mallet from alan", base=alan_base))
+    html = late.get_data(as_text=True)
+    assert late.status_code == 409
+    assert (f"prompt set &#39;workshop&#39; was saved as version {_shipped_version() + 1} by someone else "
+            "after you opened it, so your edit was not saved") in html
+    assert 'data-testid="lab-conflict"' in html and "a mallet from alan</textarea>" in html
+    assert saved.read_text() == ada_text  # ada's version stands
+    # alan saw the conflict; saving again from the page replaces ada's version knowingly
+    again = other_client.post("/lab/save", data=_form(alan, prompts="a mallet from alan", base=_base(html)))
+    assert again.status_code == 302
+    assert yaml.safe_load(saved.read_text())["version"] == _shipped_version() + 2
+    assert other_client.post("/lab/save", data=_form(alan, base="")).status_code == 400
