@@ -33,8 +33,8 @@ from sqlalchemy.orm import Session
 from .catalog import Embedding, Image, ImageFile
 from .collection import Collection
 from .encoder import Encoder
-from .errors import LabelerError
-from .ingest import CatalogWriter, IngestCounts, LoadedFile, file_stat, load_file, walk
+from .ingest import (CatalogWriter, IngestCounts, LoadedFile, check_root, file_stat, load_file,
+                     record_roots, walk)
 
 ProgressFn = Callable[[int], None]
 Item = tuple[int | None, Path]  # (the image id when the catalog knows it, the file to load)
@@ -58,6 +58,8 @@ class IndexReport:
     model: str | None = None
     seconds: float = 0.0
     failures: list[dict] | None = None
+    skipped: int = 0  # left out of the collection, each with its reason in ``skips``: not failures
+    skips: list[dict] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -256,12 +258,13 @@ def index_paths(collection: Collection, roots: Sequence[Path], embed: bool = Tru
     """
     started = time.monotonic()
     for root in roots:
-        if not Path(root).exists():
-            raise LabelerError(f"no such file or folder: {root}")
-    paths = list(walk(roots))
+        check_root(root)  # before anything is walked: a special filesystem is refused at once
+    with collection.session() as s:
+        record_roots(s, roots)  # serving checks every file against them
+    counts = IngestCounts()
+    paths = list(walk(roots, counts.skipped))
     if total:
         total(len(paths))
-    counts = IngestCounts()
     with collection.session() as s:
         to_load = plan_files(s, paths, counts, progress)
 
@@ -281,7 +284,8 @@ def index_paths(collection: Collection, roots: Sequence[Path], embed: bool = Tru
     report = IndexReport(added=counts.added, unchanged=counts.unchanged, failed=counts.failed,
                          embedded=runner.embedded, duplicates=counts.duplicates,
                          moved=counts.moved, missing=counts.missing, files=len(paths),
-                         model=collection.models.spec() if embed else None, failures=counts.failures)
+                         model=collection.models.spec() if embed else None, failures=counts.failures,
+                         skipped=len(counts.skipped), skips=counts.skipped)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
