@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from labeler import db, users
+from labeler.catalog import ImageFile
+from labeler.config import Config
 from labeler.ingest import LEAVES
-from tests.imagegen import write_good_images
+from tests.imagegen import picture, write_good_images
+from tests.web.conftest import PASSWORD, SECRET, login
 
 
 def test_a_symlink_out_of_the_collection_is_skipped_and_reported(empty_cli, tmp_path):
@@ -62,3 +68,72 @@ def test_special_filesystems_are_refused_at_once(empty_cli, tmp_path, root):
     error = result.stderr.strip()
     assert "\n" not in error and "special filesystem" in error and str(root) in error
     assert empty_cli.json("stats")["images"] == 0
+
+
+@pytest.fixture
+def link_and_target(tmp_path: Path) -> tuple[Path, Path]:
+    """``photos/x.png``, a link to a file inside the root whose own name is not an image's,
+    so the image has no other path to be served from."""
+    photos = tmp_path / "photos"
+    (photos / "data").mkdir(parents=True)
+    target = photos / "data" / "blob.bin"
+    picture(77).save(target, "PNG")
+    (photos / "x.png").symlink_to(target)
+    return photos / "x.png", target
+
+
+def serve_client(home: Path, model: str):
+    from labeler.web import create_app
+
+    config = Config(home=home, model=model, secret_key=SECRET)
+    with db.session_scope(config) as s:
+        users.create_user(s, "rita", PASSWORD, "reviewer")
+    client = create_app(config, {"TESTING": True}).test_client()
+    login(client, "rita")
+    return client, config
+
+
+def file_row(config: Config, path: Path) -> ImageFile:
+    with db.session_scope(config) as s:
+        row = s.scalar(select(ImageFile).where(ImageFile.path == str(path)))
+        s.expunge(row)
+        return row
+
+
+def test_a_link_re_pointed_after_indexing_is_a_404_not_the_new_target(empty_cli, model_spec, link_and_target):
+    link, target = link_and_target
+    photos = link.parent
+    assert empty_cli.json("index", photos)["added"] == 1
+    client, config = serve_client(empty_cli.home, model_spec)
+    image_id = file_row(config, link).image_id
+    served = client.get(f"/images/{image_id}/full")
+    assert served.status_code == 200 and served.data == target.read_bytes()
+
+    link.unlink()
+    link.symlink_to("/etc/passwd")
+    response = client.get(f"/images/{image_id}/full")
+
+    assert response.status_code == 404 and b"root:" not in response.data
+    assert file_row(config, link).status == "changed"
+    again = empty_cli.json("index", photos)  # the link now leaves the collection
+    assert again["skips"] == [{"path": str(link), "reason": LEAVES}] and again["missing"] == 1
+    assert file_row(config, link).status == "missing"
+
+
+def test_a_file_rewritten_after_indexing_is_a_404_until_indexed_again(empty_cli, model_spec, tmp_path):
+    photos = tmp_path / "photos"
+    path = write_good_images(photos, 2)[0]
+    empty_cli.json("index", photos)
+    client, config = serve_client(empty_cli.home, model_spec)
+    image_id = file_row(config, path).image_id
+    assert client.get(f"/images/{image_id}/full").status_code == 200
+
+    picture(999, (50, 50)).save(path, "PNG")  # other bytes at the same path
+    assert client.get(f"/images/{image_id}/full").status_code == 404
+    assert file_row(config, path).status == "changed"
+
+    report = empty_cli.json("index", photos)
+    assert (report["added"], report["unchanged"], report["embedded"]) == (1, 1, 1)
+    new_id = file_row(config, path).image_id
+    served = client.get(f"/images/{new_id}/full")
+    assert served.status_code == 200 and served.data == path.read_bytes()
