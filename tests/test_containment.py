@@ -18,7 +18,7 @@ from labeler import db, users
 from labeler.catalog import ImageFile
 from labeler.config import Config
 from labeler.ingest import LEAVES
-from tests.imagegen import picture, write_good_images
+from tests.imagegen import picture, write_good_images, write_tiny_images
 from tests.web.conftest import PASSWORD, SECRET, login
 
 
@@ -137,3 +137,14 @@ def test_a_file_rewritten_after_indexing_is_a_404_until_indexed_again(empty_cli,
     new_id = file_row(config, path).image_id
     served = client.get(f"/images/{new_id}/full")
     assert served.status_code == 200 and served.data == path.read_bytes()
+
+
+def test_tiny_valid_images_are_indexed_not_failed(empty_cli, tmp_path):
+    photos = tmp_path / "photos"
+    tiny = write_tiny_images(photos)
+
+    report = empty_cli.json("index", photos)
+
+    assert report["failures"] == [] and report["failed"] == 0
+    assert (report["added"], report["embedded"]) == (len(tiny), len(tiny))
+    assert empty_cli.json("stats")["images"] == len(tiny)
