@@ -33,8 +33,8 @@ from sqlalchemy.orm import Session
 from .catalog import Embedding, Image, ImageFile
 from .collection import Collection
 from .encoder import Encoder
-from .ingest import (CatalogWriter, IngestCounts, LoadedFile, check_root, file_stat, load_file,
-                     record_roots, walk)
+from .ingest import (LEAVES, CatalogWriter, Containment, IngestCounts, LoadedFile, check_root, file_stat,
+                     load_file, record_roots, recorded_roots, walk)
 
 ProgressFn = Callable[[int], None]
 Item = tuple[int | None, Path]  # (the image id when the catalog knows it, the file to load)
@@ -166,6 +166,9 @@ class Runner:
         self.writer = VectorWriter(collection, self.model_id) if embed else None
         self._draft = max(config.thumbnail_size, self.encoder.image_size if self.encoder else 0)
         self._queued: dict[int, object] = {}  # image id → model input, in arrival order
+        with collection.session() as s:
+            roots = recorded_roots(s)
+        self.containment = Containment(roots) if roots else None  # None: a catalog older than its roots
 
     @property
     def embedded(self) -> int:
@@ -173,6 +176,9 @@ class Runner:
 
     def _load(self, item: Item) -> Loaded:
         image_id, path = item
+        if self.containment is not None and not self.containment.contains(path):
+            # re-pointed since the walk (or since `index`, for `embed`): never read what it points to now
+            return image_id, LoadedFile(Path(path), 0, 0.0, error=LEAVES)
         preprocess = self.encoder.preprocess if self.encoder else None
         return image_id, load_file(Path(path), self.collection.config, preprocess=preprocess,
                                    draft_size=self._draft)

@@ -139,6 +139,18 @@ def test_a_file_rewritten_after_indexing_is_a_404_until_indexed_again(empty_cli,
     assert served.status_code == 200 and served.data == path.read_bytes()
 
 
+def test_embed_never_reads_a_link_re_pointed_out_of_the_collection(empty_cli, link_and_target, tmp_path):
+    link, _ = link_and_target
+    outside = write_good_images(tmp_path / "outside", 1, seed=9)[0]
+    write_good_images(link.parent, 2)
+    assert empty_cli.json("ingest", link.parent)["added"] == 3
+    link.unlink()
+    link.symlink_to(outside)
+
+    assert empty_cli.json("embed")["embedded"] == 2  # the two plain files; not the outside picture
+    assert empty_cli.json("stats")["embedded"] == 2
+
+
 def test_tiny_valid_images_are_indexed_not_failed(empty_cli, tmp_path):
     photos = tmp_path / "photos"
     tiny = write_tiny_images(photos)
