@@ -14,7 +14,7 @@ from PIL import Image, ImageFile, ImageOps, TiffImagePlugin, UnidentifiedImageEr
 EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
 MAX_SIDE = 40_000  # longer sides are absurd for a photo and a sign of a forged header
-MIN_SIDE = 8
+MIN_SIDE = 1  # icons and spacer GIFs (1×1, 2×2) are valid images: CLIP resizes anything
 MAX_ASPECT = 50
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False

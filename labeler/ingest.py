@@ -8,6 +8,7 @@ threads), and :class:`CatalogWriter` writes the results. The runner in ``pipelin
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 from dataclasses import dataclass, field
@@ -17,42 +18,130 @@ from typing import Callable, Iterable, Iterator
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from .catalog import Image, ImageFile
+from .catalog import Image, ImageFile, Setting
 from .config import Config
+from .errors import LabelerError
 from .files import write_atomically
 from .images import BadImage, decode, is_image_path, thumbnail_bytes
 
 
-def walk(roots: Iterable[Path]) -> Iterator[Path]:
+# Kernel views, not folders of images: /proc/self/root alone leads back to the whole filesystem.
+SPECIAL_FILESYSTEMS = ("/proc", "/sys", "/dev")
+ROOTS_KEY = "indexed_roots"  # settings key: JSON list of the real paths of every root ever indexed
+LEAVES = "symlink leaves the collection"
+
+
+def _inside(real: str, roots: Iterable[str]) -> bool:
+    """Whether the real path ``real`` is one of ``roots`` or lies under one (all real paths)."""
+    return any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+
+
+def special_filesystem(real: str) -> str | None:
+    """The special filesystem (``/proc``, ``/sys``, ``/dev``) that the real path ``real`` lies in, if any."""
+    return next((fs for fs in SPECIAL_FILESYSTEMS if _inside(real, [fs])), None)
+
+
+def check_root(root: Path) -> str:
+    """The real path of a root the user asked to index; a missing root or a special
+    filesystem is a :class:`LabelerError`."""
+    if not os.path.exists(root):
+        raise LabelerError(f"no such file or folder: {root}")
+    real = os.path.realpath(root)
+    if (fs := special_filesystem(real)) is not None:
+        raise LabelerError(f"refusing to index {root}: it is {real}, inside the special filesystem {fs}, "
+                           "not a folder of images")
+    return real
+
+
+class Containment:
+    """The real paths of a collection's roots: a file belongs to the collection only when its
+    real path (every symlink resolved) lies inside one of them."""
+
+    def __init__(self, roots: Iterable[Path | str]):
+        self.roots = sorted({os.path.realpath(r) for r in roots})
+
+    def contains(self, path: Path | str) -> bool:
+        return _inside(os.path.realpath(path), self.roots)
+
+
+def recorded_roots(session: Session) -> list[str]:
+    """The real paths of every root indexed into this catalog (empty for a catalog that predates them)."""
+    row = session.get(Setting, ROOTS_KEY)
+    return json.loads(row.value) if row else []
+
+
+def record_roots(session: Session, roots: Iterable[Path | str]) -> None:
+    """Add the real paths of ``roots`` to the catalog's indexed roots."""
+    row = session.get(Setting, ROOTS_KEY)
+    known = set(json.loads(row.value)) if row else set()
+    value = json.dumps(sorted(known | {os.path.realpath(r) for r in roots}))
+    if row is None:
+        session.add(Setting(key=ROOTS_KEY, value=value))
+    else:
+        row.value = value
+
+
+def walk(roots: Iterable[Path], skipped: list[dict] | None = None) -> Iterator[Path]:
     """Every image-named file under ``roots`` (files or folders), absolute, each once.
 
-    Follows symlinks but never enters a directory twice, so symlink loops end.
+    A symlink (to a file or a folder) is followed only when its target stays inside one of
+    ``roots``; a folder is never entered twice, so symlink loops end. What is left out and why
+    is appended to ``skipped`` as ``{"path", "reason"}``.
     """
+    roots = [Path(os.path.abspath(r)) for r in roots]
+    real_roots = [check_root(r) for r in roots]
+    skipped = [] if skipped is None else skipped
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[str] = set()
-    for root in roots:
-        root = Path(os.path.abspath(root))
-        if root.is_file():
+
+    def skip(path: str, reason: str) -> None:
+        skipped.append({"path": path, "reason": reason})
+
+    def entries(folder: str) -> list[os.DirEntry]:
+        try:
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in seen_dirs:
+                return []
+            seen_dirs.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as it:
+                return sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            skip(folder, f"unreadable folder: {exc.strerror or exc}")
+            return []
+
+    def is_dir(entry: os.DirEntry) -> bool:
+        try:
+            return entry.is_dir()
+        except OSError:
+            return False
+
+    for root, real_root in zip(roots, real_roots):
+        if not os.path.isdir(root):
             if str(root) not in seen_files:
                 seen_files.add(str(root))
                 yield root
             continue
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-            try:
-                st = os.stat(dirpath)
-            except OSError:
-                dirnames[:] = []
-                continue
-            if (st.st_dev, st.st_ino) in seen_dirs:
-                dirnames[:] = []
-                continue
-            seen_dirs.add((st.st_dev, st.st_ino))
-            dirnames.sort()
-            for name in sorted(filenames):
-                path = Path(dirpath) / name
-                if is_image_path(path) and str(path) not in seen_files:
-                    seen_files.add(str(path))
-                    yield path
+        stack = [(str(root), real_root)]  # (folder, its real path); depth first, no recursion limit
+        while stack:
+            folder, real = stack.pop()
+            folders = []
+            for entry in entries(folder):
+                # A symlink's own target decides; anything else lies where its folder does.
+                target = os.path.realpath(entry.path) if entry.is_symlink() else os.path.join(real, entry.name)
+                if is_dir(entry):
+                    if not _inside(target, real_roots):
+                        skip(entry.path, LEAVES)
+                    elif (fs := special_filesystem(target)) is not None:
+                        skip(entry.path, f"special filesystem {fs}")
+                    else:
+                        folders.append((entry.path, target))
+                elif is_image_path(Path(entry.name)):
+                    if not _inside(target, real_roots):
+                        skip(entry.path, LEAVES)
+                    elif entry.path not in seen_files:
+                        seen_files.add(entry.path)
+                        yield Path(entry.path)
+            stack.extend(reversed(folders))
 
 
 @dataclass
@@ -121,6 +210,7 @@ class IngestCounts:
     moved: int = 0  # files gone whose content is still present at another path
     missing: int = 0  # files gone since the last run
     failures: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}: not part of the collection
     revived: list[int] = field(default_factory=list)  # images present again after being missing
 
 

@@ -33,9 +33,9 @@ from sqlalchemy.orm import Session
 from .catalog import Embedding, Image, ImageFile
 from .collection import Collection
 from .encoder import Encoder
-from .errors import LabelerError
 from .index_cache import bump_generation
-from .ingest import CatalogWriter, IngestCounts, LoadedFile, file_stat, load_file, walk
+from .ingest import (LEAVES, CatalogWriter, Containment, IngestCounts, LoadedFile, check_root, file_stat,
+                     load_file, record_roots, recorded_roots, walk)
 
 ProgressFn = Callable[[int], None]
 Item = tuple[int | None, Path]  # (the image id when the catalog knows it, the file to load)
@@ -59,6 +59,8 @@ class IndexReport:
     model: str | None = None
     seconds: float = 0.0
     failures: list[dict] | None = None
+    skipped: int = 0  # left out of the collection, each with its reason in ``skips``: not failures
+    skips: list[dict] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -168,6 +170,9 @@ class Runner:
         self.writer = VectorWriter(collection, self.model_id) if embed else None
         self._draft = max(config.thumbnail_size, self.encoder.image_size if self.encoder else 0)
         self._queued: dict[int, object] = {}  # image id → model input, in arrival order
+        with collection.session() as s:
+            roots = recorded_roots(s)
+        self.containment = Containment(roots) if roots else None  # None: a catalog older than its roots
 
     @property
     def embedded(self) -> int:
@@ -175,6 +180,9 @@ class Runner:
 
     def _load(self, item: Item) -> Loaded:
         image_id, path = item
+        if self.containment is not None and not self.containment.contains(path):
+            # re-pointed since the walk (or since `index`, for `embed`): never read what it points to now
+            return image_id, LoadedFile(Path(path), 0, 0.0, error=LEAVES)
         preprocess = self.encoder.preprocess if self.encoder else None
         return image_id, load_file(Path(path), self.collection.config, preprocess=preprocess,
                                    draft_size=self._draft)
@@ -260,12 +268,13 @@ def index_paths(collection: Collection, roots: Sequence[Path], embed: bool = Tru
     """
     started = time.monotonic()
     for root in roots:
-        if not Path(root).exists():
-            raise LabelerError(f"no such file or folder: {root}")
-    paths = list(walk(roots))
+        check_root(root)  # before anything is walked: a special filesystem is refused at once
+    with collection.session() as s:
+        record_roots(s, roots)  # serving checks every file against them
+    counts = IngestCounts()
+    paths = list(walk(roots, counts.skipped))
     if total:
         total(len(paths))
-    counts = IngestCounts()
     with collection.session() as s:
         to_load = plan_files(s, paths, counts, progress)
 
@@ -287,7 +296,8 @@ def index_paths(collection: Collection, roots: Sequence[Path], embed: bool = Tru
     report = IndexReport(added=counts.added, unchanged=counts.unchanged, failed=counts.failed,
                          embedded=runner.embedded, duplicates=counts.duplicates,
                          moved=counts.moved, missing=counts.missing, files=len(paths),
-                         model=collection.models.spec() if embed else None, failures=counts.failures)
+                         model=collection.models.spec() if embed else None, failures=counts.failures,
+                         skipped=len(counts.skipped), skips=counts.skipped)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 

@@ -121,3 +121,15 @@ def tiff_bytes(pixels: np.ndarray, compression: int = 1, pages: int = 1) -> byte
             out += struct.pack("<HHII", tag, 4, 1, strip_at if tag == 273 else value)  # LONG values
         out += struct.pack("<I", next_ifd) + strip
     return bytes(out)
+
+
+def write_tiny_images(folder: Path) -> list[Path]:
+    """Valid images of a few pixels, as on the web: a 1×1 PNG, a 2×2 PNG and a 1×1 spacer GIF."""
+    folder.mkdir(parents=True, exist_ok=True)
+    made = [(folder / "pixel.png", Image.new("RGB", (1, 1), (200, 30, 30)), "PNG"),
+            (folder / "icon.png", Image.fromarray(np.array([[[0, 0, 0], [255, 0, 0]], [[0, 255, 0], [0, 0, 255]]],
+                                                          dtype=np.uint8)), "PNG"),
+            (folder / "spacer.gif", Image.new("P", (1, 1), 0), "GIF")]
+    for path, img, fmt in made:
+        img.save(path, fmt)
+    return [path for path, _, _ in made]

@@ -30,12 +30,14 @@ def db_upgrade(revision: str, as_json: bool) -> None:
 
 def _print_index(report: dict) -> None:
     click.echo(f"{report['files']} files: {report['added']} added, {report['unchanged']} unchanged, "
-               f"{report['failed']} failed, {report['missing']} missing; {report['embedded']} embedded "
-               f"in {report['seconds']:.1f}s")
+               f"{report['failed']} failed, {report['skipped']} skipped, {report['missing']} missing; "
+               f"{report['embedded']} embedded in {report['seconds']:.1f}s")
     for failure in report["failures"][:20]:
         click.echo(f"  failed: {failure['path']}: {failure['reason']}", err=True)
     if len(report["failures"]) > 20:
         click.echo(f"  ... and {len(report['failures']) - 20} more (see --json)", err=True)
+    for skip in report["skips"][:20]:
+        click.echo(f"  skipped: {skip['path']}: {skip['reason']}", err=True)
 
 
 def _run_index(paths: tuple[Path, ...], embed: bool, as_json: bool) -> None:

@@ -1,13 +1,22 @@
-"""Image bytes by catalog id only: no path ever comes from a request, so none can traverse."""
+"""Image bytes by catalog id only: no path ever comes from a request, so none can traverse.
+
+An original is sent only while it is still the file the catalog knows: its real path inside
+a root of the collection (a symlink re-pointed elsewhere is not) and its size and mtime as
+indexed. Otherwise the answer is 404 and the file is marked ``changed``, so the next
+``index`` reads it again.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+import stat
+from typing import BinaryIO
 
 from flask import Blueprint, abort, send_file
+from sqlalchemy import update
 
-from ..catalog import Image
-from ..ingest import thumbnail_path
+from ..catalog import Image, ImageFile
+from ..ingest import Containment, recorded_roots, thumbnail_path
 
 bp = Blueprint("images", __name__, url_prefix="/images")
 
@@ -26,14 +35,57 @@ def _image(image_id: int) -> Image:
         return image
 
 
+def _open_as_indexed(file: ImageFile, containment: Containment | None) -> BinaryIO | None:
+    """``file`` opened for reading when it is still what the catalog indexed, else None.
+
+    The checks are made on the opened descriptor, so the name cannot be swapped between check
+    and send. ``containment`` is None for a catalog indexed before roots were recorded.
+    Raises ``FileNotFoundError`` when the file is gone.
+    """
+    fd = os.open(file.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block
+    try:
+        st = os.fstat(fd)
+        try:  # what was opened, not what the name points to now (Linux)
+            real = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            real = os.path.realpath(file.path)
+        if stat.S_ISREG(st.st_mode) and st.st_size == file.size and st.st_mtime == file.mtime and \
+                (containment is None or containment.contains(real)):
+            return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    return None
+
+
 def _send_original(image: Image):
-    present = [f.path for f in image.files if f.status == "ok" and Path(f.path).is_file()]
-    if not present:
-        abort(404, f"the file of image {image.id} is missing on disk")
-    mimetype = MIMETYPES.get((image.format or "").lower(), "application/octet-stream")
-    response = send_file(present[0], mimetype=mimetype, max_age=3600)
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    from . import collection
+
+    with collection().session() as s:
+        roots = recorded_roots(s)
+    containment = Containment(roots) if roots else None
+    changed = []
+    for file in (f for f in image.files if f.status == "ok"):
+        try:
+            opened = _open_as_indexed(file, containment)
+        except OSError:
+            continue  # gone or unreadable: the next index marks it missing
+        if opened is None:
+            changed.append(file.id)
+            continue
+        mimetype = MIMETYPES.get((image.format or "").lower(), "application/octet-stream")
+        response = send_file(opened, mimetype=mimetype, max_age=3600, etag=image.sha256,
+                             last_modified=file.mtime)
+        response.content_length = file.size
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+    if changed:
+        with collection().session() as s:
+            s.execute(update(ImageFile).where(ImageFile.id.in_(changed), ImageFile.status == "ok").values(
+                status="changed", error="changed on disk, or no longer inside the collection, since it was indexed"))
+        abort(404, f"the file of image {image.id} changed on disk since it was indexed; run index again")
+    abort(404, f"the file of image {image.id} is missing on disk")
 
 
 @bp.route("/<int:image_id>/full")
