@@ -382,3 +382,25 @@ def test_export_writes_only_regular_files(labeled, tmp_path):
     good.symlink_to(real)
     cli("export", good, "--force")
     assert good.is_symlink() and real.read_text().startswith("image_id,path,")
+
+
+def test_the_readmes_cocoeval_example_runs_as_written(labeled, world, tmp_path, monkeypatch):
+    """The README's COCO commands, with ~/photos replaced by the test's world."""
+    pytest.importorskip("pycocotools")
+    import re
+    import subprocess
+    import sys
+
+    from tests.cli import ROOT
+
+    collection, cli = labeled
+    monkeypatch.chdir(tmp_path)  # the README writes labels-coco.json where it runs
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("**COCO, for pycocotools/COCOeval**", 1)[1].split("```", 2)[1]
+    export_line, snippet = block.strip().split("\n", 1)
+    args = export_line.split()[2:]  # after "python manage.py"
+    cli(*[str(world) if a == "~/photos" else a for a in args])
+    code = re.search(r'python -c "(.*)"', snippet, re.S).group(1)
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 1.000" in done.stdout
