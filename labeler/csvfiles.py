@@ -1,14 +1,19 @@
 """CSV files that name catalog images (truth files, label imports): reading them, matching rows to images.
 
-A row names its image by ``image_id``, ``path`` or ``file`` (relative to the CSV's folder); the
-other columns are the caller's (one per group, say).
+A row names its image by ``image_id``, ``path`` or ``file`` (relative to the CSV's folder), or, in
+a Label Studio converter CSV, by its ``image`` URL; the other columns are the caller's (one per
+group, say). A file that is not UTF-8 text, or has a field longer than ``MAX_FIELD``, is refused
+with one line (a :class:`CsvError`), never a traceback.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import os
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import select
 
@@ -17,6 +22,12 @@ from .collection import Collection
 from .errors import LabelerError
 
 ID_COLUMNS = ("file", "path", "image_id")
+IMAGE_URL_COLUMN = "image"  # Label Studio's data.image, as its converter writes it
+MAX_FIELD = csv.field_size_limit()  # the csv module's own limit (128 KiB); no label comes near it
+
+
+class CsvError(LabelerError):
+    """A CSV file that cannot be read as one (not UTF-8, binary, malformed, a huge field)."""
 
 
 def match_rows(collection: Collection, csv_path: Path, rows: list[dict[str, str]]) -> list[int | None]:
@@ -46,7 +57,10 @@ def match_rows(collection: Collection, csv_path: Path, rows: list[dict[str, str]
         else:
             exact = bool((row.get("path") or "").strip())
             ref = (row.get("path") or row.get("file") or "").strip()
-            if ref:
+            url = (row.get(IMAGE_URL_COLUMN) or "").strip()
+            if not ref and url:
+                image_id = _match_url(url, by_path)
+            elif ref:
                 full = Path(ref).expanduser()
                 full = full if full.is_absolute() else base / full
                 image_id = by_path.get(os.path.abspath(full)) or by_path.get(str(full.resolve()))
@@ -56,11 +70,44 @@ def match_rows(collection: Collection, csv_path: Path, rows: list[dict[str, str]
     return matched
 
 
-def read_csv(csv_path: Path) -> list[dict[str, str]]:
-    if not csv_path.is_file():
+def _match_url(url: str, by_path: dict[str, int]) -> int | None:
+    """The image an ``image`` URL names: Label Studio's ``/data/local-files/?d=REL`` (or any URL's
+    path) matches the one catalog path that ends with it, or an absolute path exactly."""
+    parts = urlsplit(url)
+    rel = unquote(parts.query[2:]) if parts.query.startswith("d=") else unquote(parts.path)
+    if not rel:
+        return None
+    if rel in by_path:
+        return by_path[rel]
+    tail = "/" + rel.lstrip("/")
+    found = {image_id for path, image_id in by_path.items() if path.endswith(tail)}
+    return found.pop() if len(found) == 1 else None
+
+
+def read_csv(csv_path: Path, id_columns: tuple[str, ...] = ID_COLUMNS) -> list[dict[str, str]]:
+    """The rows of a UTF-8 CSV (a BOM is fine) that has one of ``id_columns``; :class:`CsvError` otherwise."""
+    if not csv_path.exists():
         raise LabelerError(f"{csv_path}: no such file")
-    with csv_path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or not any(c in reader.fieldnames for c in ID_COLUMNS):
-            raise LabelerError(f"{csv_path}: needs a column named file, path or image_id")
+    if not csv_path.is_file():
+        raise CsvError(f"{csv_path}: not a regular file")
+    raw = csv_path.read_bytes()
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise CsvError(f"{csv_path}: not a readable UTF-8 CSV file: it is UTF-16; save it as UTF-8")
+    if b"\x00" in raw:
+        raise CsvError(f"{csv_path}: not a readable UTF-8 CSV file: it holds NUL bytes (binary data or UTF-16)")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CsvError(f"{csv_path}: not a readable UTF-8 CSV file: byte {raw[exc.start]:#04x} at offset "
+                       f"{exc.start} (save it as UTF-8)") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        if not reader.fieldnames or not any(c in reader.fieldnames for c in id_columns):
+            also = " (or Label Studio's image URL)" if IMAGE_URL_COLUMN in id_columns else ""
+            raise CsvError(f"{csv_path}: needs a column named file, path or image_id{also}")
         return list(reader)
+    except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            raise CsvError(f"{csv_path}: line {reader.line_num}: a field is longer than {MAX_FIELD} characters; "
+                           "not a label CSV") from None
+        raise CsvError(f"{csv_path}: line {reader.line_num}: not a readable CSV file: {exc}") from None

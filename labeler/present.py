@@ -26,8 +26,26 @@ def _no_links(image_id: int) -> dict[str, str]:
     return {}
 
 
+def model_confidence(label: Label, value: str | None) -> float | None:
+    """The model's confidence in ``value`` for this label: its proposal's, or the option's score.
+
+    None when the model gave the value no score (a correction outside the prompt set, say), so
+    a corrected label never shows the old proposal's confidence as if it were the new value's.
+    """
+    if value is None:
+        return None
+    if value == label.predicted:
+        return label.confidence
+    score = (label.scores or {}).get(value)
+    return score.get("confidence") if isinstance(score, dict) else None
+
+
 def label_dict(label: Label, links: Links = _no_links) -> dict:
-    """A label: its value and proposal, scores per option, review state and who reviewed it."""
+    """A label: its value and proposal, scores per option, review state and who reviewed it.
+
+    ``confidence`` is the model's confidence in ``predicted``; ``value_confidence`` its
+    confidence in ``value`` (they differ once a reviewer corrected the label).
+    """
     scores = label.scores or {}
     return {
         "id": label.id,
@@ -36,6 +54,7 @@ def label_dict(label: Label, links: Links = _no_links) -> dict:
         "value": label.value,
         "predicted": label.predicted,
         "confidence": label.confidence,
+        "value_confidence": model_confidence(label, label.value),
         "margin": label.margin,
         "strategy": label.strategy,
         "status": label.status,

@@ -69,20 +69,22 @@ def _record(session: Session, label: Label, user_id: int | None, action: str,
 
 
 def record_import(session: Session, label: Label, value: str, user_id: int | None) -> ReviewEvent:
-    """Store an imported ``value`` as accepted, with an ``import`` event; flushes.
+    """Store an imported ``value`` with an ``import`` event; flushes.
 
-    ``label`` may be new (not yet in the session): it is inserted already accepted, and its
-    event's "before" is an empty proposal.
+    The value is ``corrected`` when it differs from the model's proposal, else ``accepted``
+    (also when the model proposed nothing). ``label`` may be new (not yet in the session): it is
+    inserted already reviewed, and its event's "before" is an empty proposal.
     """
     new = label.id is None
+    status = "corrected" if label.predicted is not None and value != label.predicted else "accepted"
     before_value, before_status = (None, "proposed") if new else (label.value, label.status)
-    label.value, label.status = value, "accepted"
+    label.value, label.status = value, status
     label.reviewed_by, label.reviewed_at = user_id, utcnow()
     if new:
         session.add(label)
     session.flush()  # a new label needs its id for the event
     event = ReviewEvent(label_id=label.id, user_id=user_id, action="import", before_value=before_value,
-                        after_value=value, before_status=before_status, after_status="accepted")
+                        after_value=value, before_status=before_status, after_status=status)
     session.add(event)
     return event
 

@@ -105,7 +105,7 @@ def test_files_and_settings_the_user_got_wrong_exit_1_with_one_line(empty_cli, t
     assert "Not a directory" in one_error_line(empty_cli("export", blocker / "sub" / "labels.csv", expect=None), 1)
     latin1 = tmp_path / "latin1.csv"
     latin1.write_bytes("file,concept\ncaf\xe9.png,mug\n".encode("latin-1"))
-    line = one_error_line(empty_cli("import-labels", latin1, expect=None), 1)
+    line = one_error_line(empty_cli("import-labels", latin1, expect=None), 2)  # issue 9: a bad CSV is exit 2
     assert "latin1.csv: not a readable UTF-8 CSV file" in line
     home_in_a_file = Cli(blocker / "home", empty_cli.model)
     assert "Not a directory" in one_error_line(home_in_a_file("stats", expect=None), 1)

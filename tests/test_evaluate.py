@@ -119,7 +119,7 @@ def test_ensembles_beat_single_on_labeler_tiny(tmp_path):
 def test_an_unreadable_truth_file_or_output_folder_is_one_line(indexed_cli, world, tmp_path):
     latin1 = tmp_path / "latin1.csv"
     latin1.write_bytes("file,concept\ncaf\xe9.png,mug\n".encode("latin-1"))
-    bad_csv = indexed_cli("evaluate", "--prompt-set", "workshop", "--truth", latin1, expect=1)
+    bad_csv = indexed_cli("evaluate", "--prompt-set", "workshop", "--truth", latin1, expect=2)  # issue 9: exit 2
     assert bad_csv.stderr.startswith(f"error: {latin1}: not a readable UTF-8 CSV file")
     assert bad_csv.stderr.count("\n") == 1
     blocker = tmp_path / "a-file"

@@ -60,7 +60,9 @@ def test_export_coco(labeled, indexed_cli, tmp_path):
         assert annotation["score"] == pytest.approx(labels[(image_id, "concept")].confidence)
         assert annotation["attributes"]["color"] == labels[(image_id, "color")].value
         assert "concept" not in annotation["attributes"]
-    assert {i["file_name"] for i in data["images"]} == set(paths.values())
+    # Issue 13: file names are relative to the images' common folder; the absolute path rides along.
+    assert {i["path"] for i in data["images"]} == set(paths.values())
+    assert all(i["path"].endswith("/" + i["file_name"]) for i in data["images"])
 
 
 def test_export_label_studio(labeled, indexed_cli, tmp_path):
@@ -69,7 +71,9 @@ def test_export_label_studio(labeled, indexed_cli, tmp_path):
     tasks = json.loads((tmp_path / "ls.json").read_text())
     assert len(tasks) == WORLD_SIZE
     task = tasks[0]
-    assert task["data"]["image"] == paths[task["id"]]
+    # Issue 13: data.image is Label Studio's local-files URL; the catalog's path and id ride along.
+    assert task["data"]["image"] == "/data/local-files/?d=" + paths[task["id"]].rsplit("/", 1)[-1]
+    assert (task["data"]["path"], task["data"]["image_id"]) == (paths[task["id"]], task["id"])
     results = {r["from_name"]: r for r in task["predictions"][0]["result"]}
     assert set(results) == set(GROUPS)
     for group, result in results.items():
@@ -100,13 +104,15 @@ def test_import_labels_accepts_and_logs_and_reports_unmatched(labeled, indexed_c
     assert report["unmatched"] == [{"line": 4, "ref": "/nowhere/x.png"}]
     with collection.session() as s:
         saw = s.scalar(select(Label).where(Label.image_id == image_ids[0], Label.group == "concept"))
-        assert (saw.value, saw.status) == ("saw", "accepted")
+        # Issue 13: a value other than the model's is stored as a correction.
+        expected = "accepted" if saw.predicted == "saw" else "corrected"
+        assert (saw.value, saw.status) == ("saw", expected)
         assert saw.predicted == labels[(image_ids[0], "concept")].predicted  # the model's proposal is kept
         events = s.scalars(select(ReviewEvent).where(ReviewEvent.action == "import")).all()
     assert len(events) == 3
     event = next(e for e in events if e.label_id == saw.id)
     assert (event.before_value, event.after_value) == (labels[(image_ids[0], "concept")].value, "saw")
-    assert (event.before_status, event.after_status) == ("proposed", "accepted")
+    assert (event.before_status, event.after_status) == ("proposed", expected)
     again = indexed_cli.json("import-labels", source)
     assert again["imported"] == 0 and again["unchanged"] == 3
     # Imported labels are reviewed: a relabel keeps them.

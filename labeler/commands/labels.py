@@ -1,4 +1,4 @@
-"""``label``, ``evaluate``, ``export`` and ``import-labels``: thin wrappers over labeling, evaluate and export."""
+"""``label``, ``evaluate``, ``export`` and ``import-labels``: thin wrappers over labeling, evaluate, export and importing."""
 
 from __future__ import annotations
 
@@ -153,30 +153,85 @@ def _replay(collection, prompt_set, known, shots: list[int], order: str, seed: i
               show_default=True)
 @click.option("--group", "groups", multiple=True, metavar="G", help="Only these groups (repeatable).")
 @click.option("--concept-group", default="concept", show_default=True, help="The group that gives COCO categories.")
-@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--prompt-set", "prompt_set_path", default=None, metavar="FILE",
+              help="Order COCO categories and Label Studio choices by this prompt set's options "
+                   "[default: the one each group's labels came from].")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="COCO file names and Label Studio image URLs are relative to this folder "
+                   "[default: the images' common folder].")
+@click.option("--image-url-prefix", default=None, metavar="URL",
+              help="Label Studio: data.image is this + the path relative to --root "
+                   "[default: /data/local-files/?d=, Label Studio's local files route].")
+@click.option("--force", is_flag=True, help="Replace OUT (and the Label Studio config beside it) if it exists.")
+@click.argument("out", type=click.Path(path_type=Path))
 @json_option
-def export(fmt: str, groups: tuple[str, ...], concept_group: str, out: Path, as_json: bool) -> None:
-    """Export every label to OUT as csv, jsonl, coco or labelstudio."""
-    from ..export import export_labels
+def export(fmt: str, groups: tuple[str, ...], concept_group: str, prompt_set_path: str | None, root: Path | None,
+           image_url_prefix: str | None, force: bool, out: Path, as_json: bool) -> None:
+    """Export every label to OUT as csv, jsonl, coco or labelstudio (with OUT-stem.labeling-config.xml).
 
+    Each label says what the model proposed (predicted, with its confidence) and what a reviewer
+    decided (value, status, reviewed_by). OUT must not exist unless --force.
+    """
+    from ..export import export_labels
+    from ..prompts import load_prompt_set
+
+    prompt_set = load_prompt_set(prompt_set_path, home=get_config().home) if prompt_set_path else None
     with user_file(out):
-        result = export_labels(get_collection(), fmt, out, groups or None, concept_group)
-    emit(as_json, result, lambda d: click.echo(f"wrote {d['labels']} labels of {d['images']} images to {d['path']}"))
+        result = export_labels(get_collection(), fmt, out, groups or None, concept_group, prompt_set=prompt_set,
+                               root=root, image_url_prefix=image_url_prefix, force=force)
+
+    def human(d: dict) -> None:
+        click.echo(f"wrote {d['labels']} labels of {d['images']} images to {d['path']}")
+        if "config" in d:
+            click.echo(f"wrote the Label Studio labeling config to {d['config']}")
+
+    emit(as_json, result, human)
 
 
 @click.command("import-labels")
-@click.argument("csv_path", metavar="CSV", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("source", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--group", "groups", multiple=True, metavar="G", help="Only these columns (repeatable).")
+@click.option("--prompt-set", "prompt_set_path", default=None, metavar="FILE",
+              help="Check groups and values against this prompt set [default: the one the labels came from].")
+@click.option("--allow-new-values", is_flag=True,
+              help="Import groups and values the prompt set does not know, instead of refusing the file.")
 @json_option
-def import_labels(csv_path: Path, groups: tuple[str, ...], as_json: bool) -> None:
-    """Import reviewed labels: columns file|path|image_id plus one column per group; written as accepted."""
-    from ..export import import_labels as run_import
+def import_labels(source: Path, groups: tuple[str, ...], prompt_set_path: str | None, allow_new_values: bool,
+                  as_json: bool) -> None:
+    """Import reviewed labels from a CSV or a Label Studio JSON export.
 
-    with user_file(csv_path):
-        report = run_import(get_collection(), csv_path, groups or None)
+    CSV: a file|path|image_id column (or Label Studio's image URL) plus one column per group; an
+    export's GROUP:... columns are read as its status. A value that differs from the model's is
+    stored as corrected, else as accepted. Unknown groups or values refuse the file (exit 2)
+    unless --allow-new-values; nothing is written then.
+    """
+    from ..importing import ImportRefused
+    from ..importing import import_labels as run_import
+    from ..prompts import load_prompt_set
+
+    prompt_set = load_prompt_set(prompt_set_path, home=get_config().home) if prompt_set_path else None
+    try:
+        with user_file(source):
+            report = run_import(get_collection(), source, groups or None, prompt_set=prompt_set,
+                                allow_new_values=allow_new_values)
+    except ImportRefused as exc:
+        if as_json:
+            emit(True, exc.report)  # what was unknown, for a script; the error line still says why
+        raise
 
     def human(d: dict) -> None:
-        click.echo(f"imported {d['imported']} labels ({d['unchanged']} unchanged) for groups {', '.join(d['groups'])}")
+        click.echo(f"imported {d['imported']} labels ({d['accepted']} accepted, {d['corrected']} corrected), "
+                   f"{d['unchanged']} unchanged, {sum(d['skipped'].values())} skipped, for groups "
+                   f"{', '.join(d['groups'])}")
+        for reason, count in d["skipped"].items():
+            click.echo(f"  skipped {count}: {reason}")
+        if d["prompt_set"] is None:
+            click.echo("warning: values were not checked: the collection has no labels yet (pass --prompt-set)",
+                       err=True)
+        for group, values in d["unknown_values"].items():
+            click.echo(f"warning: {group}: imported values not in the prompt set: {', '.join(values[:10])}", err=True)
+        if d["unknown_groups"]:
+            click.echo(f"warning: imported groups not in the prompt set: {', '.join(d['unknown_groups'])}", err=True)
         for miss in d["unmatched"][:20]:
             click.echo(f"  line {miss['line']}: no image matches {miss['ref']!r}", err=True)
         if len(d["unmatched"]) > 20:
