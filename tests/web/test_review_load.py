@@ -18,7 +18,9 @@ from sqlalchemy import func, select
 
 from labeler import db, users
 from labeler.catalog import ReviewEvent
+from tests import postgres
 from tests.cli import manage_argv, serving
+from tests.imagegen import write_good_images
 from tests.web.conftest import PASSWORD, Users, login, post_json
 
 REVIEWERS = 8
@@ -160,3 +162,57 @@ def test_accept_above_lists_each_accepted_label(client):
     assert done["accepted"] == len(done["results"]) == len(accepted) > 0
     assert [(r["id"], r["status"], r["version"]) for r in done["results"]] == [
         (l["id"], "accepted", l["version"]) for l in accepted]
+
+
+@pytest.mark.slow
+def test_overlapping_bulk_accepts_on_postgresql_conflict_per_label(tmp_path, model_spec):
+    """Every reviewer accepts the same labels, half of them in reverse order: each label is applied
+    once, every other attempt is a per-label conflict, and no lock order ends in a deadlock 500."""
+    reason = postgres.available()
+    if reason:
+        pytest.skip(reason)
+    from labeler.collection import Collection
+    from labeler.config import Config
+    from labeler.labeling import label_collection
+    from labeler.pipeline import index_paths
+    from labeler.prompts import load_prompt_set
+    from labeler.web import create_app
+
+    with postgres.postgres_server() as url:
+        config = Config(home=tmp_path / "home", database_url=url, model=model_spec, secret_key="pg-load")
+        collection = Collection(config)
+        write_good_images(tmp_path / "photos", 6)
+        index_paths(collection, [tmp_path / "photos"])
+        label_collection(collection, load_prompt_set("workshop"))
+        tokens = []
+        with db.session_scope(config) as s:
+            for n in range(REVIEWERS):
+                users.create_user(s, f"pg{n}", PASSWORD, "reviewer")
+                tokens.append(users.issue_token(s, f"pg{n}"))
+        app = create_app(config, {"TESTING": True})
+        labels = app.test_client().get("/api/labels?limit=500&sort=id",
+                                       headers={"Authorization": f"Bearer {tokens[0]}"}).get_json()["labels"]
+        body = [{"id": l["id"], "version": l["version"]} for l in labels]
+        answers: list[tuple[int, dict]] = []
+        start = threading.Barrier(REVIEWERS)
+
+        def reviewer(n: int) -> None:
+            client = app.test_client()
+            start.wait()
+            mine = body if n % 2 else body[::-1]
+            response = client.post("/api/labels/accept-selected", json={"labels": mine},
+                                   headers={"Authorization": f"Bearer {tokens[n]}"})
+            answers.append((response.status_code, response.get_json()))
+
+        threads = [threading.Thread(target=reviewer, args=(n,)) for n in range(REVIEWERS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert all(status in (200, 409) for status, _ in answers), [a for a in answers if a[0] >= 500][:1]
+        applied = [r["id"] for _, answer in answers for r in answer["results"] if r["status"] == "accepted"]
+        conflicts = [r for _, answer in answers for r in answer["results"] if r["status"] == "conflict"]
+        assert sorted(applied) == sorted(l["id"] for l in labels)  # each label exactly once
+        assert len(conflicts) == (REVIEWERS - 1) * len(labels)
+        assert _event_count(config) == len(applied)
+        db.dispose_engines()  # before the server stops
