@@ -70,7 +70,7 @@ def _write_engine(config: Config) -> Engine:
     has made stale, which SQLite answers at once with "database is locked" (SQLITE_BUSY_SNAPSHOT,
     no busy wait); waiting for the lock goes through the busy timeout instead. It is a second
     engine, not a change to every connection, so readers (every GET) keep WAL's concurrency and the
-    rest of the app keeps pysqlite's deferred transactions. Elsewhere it is the one engine.
+    rest of the app keeps pysqlite's deferred transactions. On PostgreSQL writes use the one engine.
     """
     url = config.db_url
     if not url.startswith("sqlite"):

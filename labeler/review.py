@@ -152,9 +152,6 @@ def decide(session: Session, label_id: int, action: str, user_id: int | None,
     return label
 
 
-BULK_STATUSES = ("accepted", "conflict", "not_found", "invalid")
-
-
 @dataclass
 class BulkResult:
     """What a bulk accept did, label by label, in the order the labels were asked for.

@@ -91,10 +91,10 @@ def review_label(label_id: int):
     return jsonify({"label": _write(work), "action": action})
 
 
-def _bulk_response(result: review.BulkResult, accepted: list[dict], **extra):
+def _bulk_response(result: review.BulkResult, accepted: list[dict]):
     """The per-label ``results``, plus ``accepted`` labels and ``conflicts`` (what the queue reads);
     409 when nothing was accepted."""
-    body = {"accepted": accepted, "conflicts": result.conflicts, "results": result.results, **extra}
+    body = {"accepted": accepted, "conflicts": result.conflicts, "results": result.results}
     return jsonify(body), (409 if result.conflicts and not result.accepted else 200)
 
 
