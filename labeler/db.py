@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .config import Config
 from .resources import resource_dir
 from .errors import CatalogError, FileAccessError, user_file
+
+T = TypeVar("T")
 
 MIGRATIONS = resource_dir("migrations")
 
@@ -75,6 +79,46 @@ def _require_writable(config: Config) -> None:
     if not os.access(config.home, os.W_OK | os.X_OK) or (catalog.exists() and not os.access(catalog, os.W_OK)):
         raise CatalogError(f"{config.home} is read-only: labeler needs to write its catalog there "
                            "(SQLite's journal too, even to read); give a writable --home")
+
+
+# How long a write transaction waits for SQLite's write lock per attempt (read at connect time).
+WRITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def _sqlite_own_transactions(dbapi_connection, record) -> None:
+    _sqlite_pragmas(dbapi_connection, record)
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={int(WRITE_BUSY_TIMEOUT_MS)}")
+    cursor.close()
+    dbapi_connection.isolation_level = None  # pysqlite must not BEGIN on its own: the "begin" event does
+
+
+def _sqlite_begin_immediate(conn) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _write_engine(config: Config) -> Engine:
+    """The engine of write transactions: on SQLite, each one begins with ``BEGIN IMMEDIATE``.
+
+    SQLAlchemy's pysqlite recipe (isolation_level=None, then our own BEGIN). Taking the write lock
+    before the first read means a transaction never reads a snapshot that another writer's commit
+    has made stale, which SQLite answers at once with "database is locked" (SQLITE_BUSY_SNAPSHOT,
+    no busy wait); waiting for the lock goes through the busy timeout instead. It is a second
+    engine, not a change to every connection, so readers (every GET) keep WAL's concurrency and the
+    rest of the app keeps pysqlite's deferred transactions. On PostgreSQL writes use the one engine.
+    """
+    url = config.db_url
+    if not url.startswith("sqlite"):
+        return get_engine(config)
+    key = f"write:{url}"
+    engine = _engines.get(key)
+    if engine is None:
+        get_engine(config)  # makes the home folder
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_own_transactions)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
+        _engines[key] = engine
+    return engine
 
 
 def dispose_engines() -> None:
@@ -150,3 +194,60 @@ def session_scope(config: Config) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+class CatalogBusy(CatalogError):
+    """Other writers held the catalog for longer than a write may wait; try again shortly."""
+
+
+WRITE_ATTEMPTS = 3
+_RETRY_PAUSE_S = 0.05
+# SQLite: SQLITE_BUSY and SQLITE_LOCKED (low byte of the extended code); PostgreSQL: serialization
+# failure, deadlock detected, lock not available.
+_SQLITE_BUSY_CODES = {5, 6}
+_PG_RETRY_STATES = {"40001", "40P01", "55P03"}
+
+
+def _is_busy(exc: OperationalError) -> bool:
+    orig = exc.orig
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _SQLITE_BUSY_CODES
+    if getattr(orig, "sqlstate", None) in _PG_RETRY_STATES:
+        return True
+    return "database is locked" in str(orig)
+
+
+def write_transaction(config: Config, work: Callable[[Session], T], attempts: int = WRITE_ATTEMPTS) -> T:
+    """Run ``work(session)`` in one write transaction and commit; returns what ``work`` returned.
+
+    On SQLite the transaction holds the write lock from its first statement (``BEGIN IMMEDIATE``,
+    waiting up to ``WRITE_BUSY_TIMEOUT_MS`` for it). A busy catalog or a PostgreSQL deadlock rolls back and
+    reruns ``work`` from the start, at most ``attempts`` times in all, then raises
+    :class:`CatalogBusy`. Any other error rolls back and propagates. ``work`` must therefore only
+    touch the database through ``session``, and may run more than once.
+    """
+    ensure_schema(config)
+    factory = _factories.get(f"write:{config.db_url}")
+    if factory is None:
+        factory = _factories[f"write:{config.db_url}"] = sessionmaker(_write_engine(config), expire_on_commit=False)
+    for attempt in range(1, attempts + 1):
+        session = factory()
+        try:
+            result = work(session)
+            session.commit()
+            return result
+        except OperationalError as exc:
+            session.rollback()
+            if not _is_busy(exc):
+                raise
+            if attempt == attempts:
+                raise CatalogBusy(f"the catalog stayed busy with other writers ({attempts} tries); "
+                                  "try again in a moment") from exc
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+        time.sleep(_RETRY_PAUSE_S * attempt)
+    raise AssertionError("unreachable")  # the loop returns or raises

@@ -156,25 +156,56 @@ def decide(session: Session, label_id: int, action: str, user_id: int | None,
 
 @dataclass
 class BulkResult:
+    """What a bulk accept did, label by label, in the order the labels were asked for.
+
+    ``results`` has one ``{"id", "status", ...}`` per label: ``accepted`` (with the new ``version``),
+    ``conflict`` (with the ``current_version``, or none when the catalog was busy), ``not_found`` or
+    ``invalid``, each but ``accepted`` with a ``message``. ``conflicts`` lists every one not accepted.
+    """
+
     accepted: list[int] = field(default_factory=list)
     conflicts: list[dict] = field(default_factory=list)  # {id, message}
+    results: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def from_results(cls, results: list[dict]) -> "BulkResult":
+        return cls(accepted=[r["id"] for r in results if r["status"] == "accepted"],
+                   conflicts=[{"id": r["id"], "message": r["message"]} for r in results
+                              if r["status"] != "accepted"],
+                   results=results)
+
+    @classmethod
+    def busy(cls, label_ids: Sequence[int], message: str) -> "BulkResult":
+        """Nothing applied: every label is a conflict with the busy catalog's ``message``."""
+        return cls.from_results([{"id": int(i), "status": "conflict", "current_version": None,
+                                  "message": message} for i in label_ids])
+
+
+def _bulk_entry(label_id: int, exc: LabelerError) -> dict:
+    if isinstance(exc, StaleLabel):
+        return {"id": label_id, "status": "conflict", "current_version": exc.current_version, "message": str(exc)}
+    if isinstance(exc, NotFound):
+        return {"id": label_id, "status": "not_found", "message": str(exc)}
+    return {"id": label_id, "status": "invalid", "message": str(exc)}
 
 
 def accept_many(session: Session, seen: Sequence[tuple[int, int]], user_id: int | None) -> BulkResult:
     """Accept each ``(label_id, seen_version)``; stale or missing ones are reported, not applied.
 
     Each label and its event are saved together, independently of the others: a conflict on one
-    never undoes the rest (with pysqlite each savepoint's release is already durable).
+    never undoes the rest. Labels are written in id order, so two bulk accepts lock shared rows
+    in the same order (no deadlock on PostgreSQL); the results keep the order asked for.
     """
-    result = BulkResult()
-    for label_id, version in seen:
+    entries: dict[int, dict] = {}
+    for position in sorted(range(len(seen)), key=lambda p: (int(seen[p][0]), p)):
+        label_id, version = int(seen[position][0]), seen[position][1]
         try:
             with session.begin_nested():
-                decide(session, int(label_id), "accept", user_id, version)
-            result.accepted.append(int(label_id))
+                label = decide(session, label_id, "accept", user_id, version)
+            entries[position] = {"id": label_id, "status": "accepted", "version": label.version}
         except (StaleLabel, NotFound, ReviewError) as exc:
-            result.conflicts.append({"id": int(label_id), "message": str(exc)})
-    return result
+            entries[position] = _bulk_entry(label_id, exc)
+    return BulkResult.from_results([entries[p] for p in range(len(seen))])
 
 
 def _above_query(group: str, threshold: float, option: str | None):
@@ -193,20 +224,32 @@ def preview_accept_above(session: Session, group: str, threshold: float, option:
     return int(session.scalar(query) or 0)
 
 
-def accept_above(session: Session, group: str, threshold: float, user_id: int | None,
-                 option: str | None = None) -> int:
-    """Accept every proposed label with confidence >= ``threshold``; returns how many."""
+def accept_above_many(session: Session, group: str, threshold: float, user_id: int | None,
+                      option: str | None = None) -> BulkResult:
+    """Accept every proposed label with confidence >= ``threshold``; every result is ``accepted``.
+
+    The labels are read ``FOR UPDATE`` in id order (PostgreSQL; SQLite's write transaction holds the
+    whole catalog), so none can change between the read and the write.
+    """
     if not 0.0 <= threshold <= 1.0:
         raise ReviewError("the confidence threshold must be between 0 and 1")
-    labels = session.scalars(_above_query(group, threshold, option)).all()
+    labels = session.scalars(_above_query(group, threshold, option).order_by(Label.id)
+                             .with_for_update(of=Label)).all()
     for label in labels:
         _record(session, label, user_id, "accept", label.value, "accepted")
     try:
         session.flush()
     except StaleDataError:
-        # The caller's transaction rolls back, so it is all or nothing.
+        # Only a caller outside a write transaction gets here; it rolls back: all or nothing.
         raise ReviewError("labels changed while accepting; nothing was accepted, try again") from None
-    return len(labels)
+    return BulkResult.from_results([{"id": label.id, "status": "accepted", "version": label.version}
+                                    for label in labels])
+
+
+def accept_above(session: Session, group: str, threshold: float, user_id: int | None,
+                 option: str | None = None) -> int:
+    """Accept every proposed label with confidence >= ``threshold``; returns how many."""
+    return len(accept_above_many(session, group, threshold, user_id, option).accepted)
 
 
 # -- reading -----------------------------------------------------------------------------

@@ -4,7 +4,7 @@
     GET  /api/labels?group&value&status&sort&limit&offset
     GET  /api/labels/<id>
     POST /api/labels/<id>/review            {"action", "version", "value"?}  409 when stale
-    POST /api/labels/accept-selected        {"labels": [{"id", "version"}, ...]}
+    POST /api/labels/accept-selected        {"labels": [{"id", "version"}, ...]}  per-label "results"
     GET  /api/labels/accept-above?group&threshold&value    preview: {"count"}
     POST /api/labels/accept-above           {"group", "threshold", "value"?}
     GET  /api/search?q&k&group&value&where=GROUP=VALUE,...&status&similar
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, g, jsonify, request, url_for
 
-from .. import jobs, present, review
+from .. import db, jobs, present, review
 from .access import admin_required
 from .requests import integer, json_body, search_args, text, threshold
 from .results import image_links, search_hits
@@ -63,32 +63,58 @@ def label(label_id: int):
         return jsonify(_label(review.get_label(s, label_id)))
 
 
-@bp.route("/labels/<int:label_id>/review", methods=("POST",))
-def review_label(label_id: int):
+def _write(work):
+    """``work(session)`` in one write transaction of the collection's catalog (retried when busy)."""
     from . import collection
 
+    return db.write_transaction(collection().config, work)
+
+
+@bp.errorhandler(db.CatalogBusy)
+def _busy(exc: db.CatalogBusy):
+    from . import error_response
+
+    # Still locked after the retries: the decision was not made; the reviewer can simply resend it.
+    return error_response(409, str(exc))
+
+
+@bp.route("/labels/<int:label_id>/review", methods=("POST",))
+def review_label(label_id: int):
     body = json_body()
     action = body.get("action")
     version = integer(body.get("version"), "version")
+
     # One transaction per decision: the label's state and its event commit together.
-    with collection().session() as s:
-        updated = review.decide(s, label_id, str(action), g.user.id, version, body.get("value"))
-        return jsonify({"label": _label(updated), "action": action})
+    def work(s):
+        return _label(review.decide(s, label_id, str(action), g.user.id, version, body.get("value")))
+
+    return jsonify({"label": _write(work), "action": action})
+
+
+def _bulk_response(result: review.BulkResult, accepted: list[dict]):
+    """The per-label ``results``, plus ``accepted`` labels and ``conflicts`` (what the queue reads);
+    409 when nothing was accepted."""
+    body = {"accepted": accepted, "conflicts": result.conflicts, "results": result.results}
+    return jsonify(body), (409 if result.conflicts and not result.accepted else 200)
 
 
 @bp.route("/labels/accept-selected", methods=("POST",))
 def accept_selected():
-    from . import collection
-
     body = json_body()
     items = body.get("labels")
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         abort(400, 'labels must be a list of {"id": ..., "version": ...}')
     seen = [(integer(i.get("id"), "id"), integer(i.get("version"), "version")) for i in items]
-    with collection().session() as s:
+
+    def work(s):
         result = review.accept_many(s, seen, g.user.id)
-        accepted = [_label(review.get_label(s, i)) for i in result.accepted]
-    return jsonify({"accepted": accepted, "conflicts": result.conflicts}), (409 if result.conflicts and not accepted else 200)
+        return result, [_label(review.get_label(s, i)) for i in result.accepted]
+
+    try:
+        result, accepted = _write(work)
+    except db.CatalogBusy as exc:
+        result, accepted = review.BulkResult.busy([i for i, _ in seen], str(exc)), []
+    return _bulk_response(result, accepted)
 
 
 @bp.route("/labels/accept-above", methods=("GET", "POST"))
@@ -101,12 +127,14 @@ def accept_above():
         abort(400, "group is required")
     minimum = threshold(source.get("threshold"))
     value = text(source.get("value"), "value")
-    with collection().session() as s:
-        if request.method == "GET":
+    if request.method == "GET":
+        with collection().session() as s:
             return jsonify({"count": review.preview_accept_above(s, group, minimum, value),
                             "group": group, "threshold": minimum, "value": value})
-        count = review.accept_above(s, group, minimum, g.user.id, value)
-    return jsonify({"accepted": count, "group": group, "threshold": minimum, "value": value})
+    result = _write(lambda s: review.accept_above_many(s, group, minimum, g.user.id, value))
+    # "accepted" stays a count here (the queue shows it); "results" has each label and its new version.
+    return jsonify({"accepted": len(result.accepted), "results": result.results, "group": group,
+                    "threshold": minimum, "value": value})
 
 
 @bp.route("/search")
