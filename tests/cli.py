@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,7 +65,15 @@ class Server:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.process = subprocess.Popen([*map(str, argv), "--port", str(self.port)], cwd=cwd, env=env,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # Drained as it comes: a full pipe (waitress logs under load) would stall every request.
+        self._stderr: list[str] = []
+        self._reader = threading.Thread(target=lambda: self._stderr.extend(self.process.stderr), daemon=True)
+        self._reader.start()
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self._stderr)
 
     def get(self, path: str, headers: dict | None = None) -> tuple[int, bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
@@ -78,7 +87,8 @@ class Server:
     def wait_until_listening(self) -> None:
         for _ in range(300):  # the server imports torch before it listens
             if self.process.poll() is not None:
-                raise AssertionError(f"serve exited: {self.process.stderr.read()}")
+                self._reader.join(timeout=5)
+                raise AssertionError(f"serve exited: {self.stderr}")
             try:
                 self.get("/auth/login")
                 return
@@ -90,7 +100,8 @@ class Server:
         """Stop the server; returns what it wrote on stderr."""
         self.process.terminate()
         self.process.wait(timeout=30)
-        return self.process.stderr.read()
+        self._reader.join(timeout=5)
+        return self.stderr
 
 
 @contextmanager

@@ -59,11 +59,6 @@ def test_concurrent_bulk_accepts_of_disjoint_labels_never_fail(web_config):
             tokens.append(users.issue_token(s, f"load{n}"))
     env = {**os.environ, "LABELER_SECRET_KEY": "load-test"}
     with serving(manage_argv("--home", web_config.home, "--model", web_config.model, "serve"), env=env) as server:
-        # Read the server's stderr as it comes: under load waitress warns about its queue, and a full
-        # pipe would stop the server mid-request.
-        log: list[str] = []
-        drain = threading.Thread(target=lambda: log.extend(server.process.stderr), daemon=True)
-        drain.start()
         labels = _get(server.port, tokens[0], "/api/labels?limit=500&sort=id")["labels"]
         # Each reviewer owns every REVIEWERS-th label: disjoint work, all of it at the same time.
         shares = [labels[n::REVIEWERS] for n in range(REVIEWERS)]
@@ -98,11 +93,9 @@ def test_concurrent_bulk_accepts_of_disjoint_labels_never_fail(web_config):
             thread.start()
         for thread in threads:
             thread.join()
-        server.process.terminate()
-        server.process.wait(timeout=30)
-        drain.join(timeout=30)
+        log = server.stop()
         failures = [(s, b) for s, b in zip(statuses, bodies) if s >= 500]
-        assert not failures, f"{len(failures)} of {len(statuses)} calls failed: {failures[:3]}, {log[-20:]}"
+        assert not failures, f"{len(failures)} of {len(statuses)} calls failed: {failures[:3]}, {log[-2000:]}"
     with db.session_scope(web_config) as s:
         events = s.scalar(select(func.count()).select_from(ReviewEvent))
     assert len(applied) == len(set(applied))
