@@ -13,9 +13,11 @@ from PIL import Image, ImageFile, ImageOps, TiffImagePlugin, UnidentifiedImageEr
 
 EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
-MAX_SIDE = 40_000  # longer sides are absurd for a photo and a sign of a forged header
 MIN_SIDE = 1  # icons and spacer GIFs (1×1, 2×2) are valid images: CLIP resizes anything
+# Beyond this aspect ratio the model sees the image letterboxed into a square (see model_view):
+# CLIP's resize-shorter-side would turn a 2000×1 strip into a tensor of hundreds of megabytes.
 MAX_ASPECT = 50
+MODEL_VIEW_SIDE = 1024
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -133,8 +135,7 @@ def _tiff_layout(data: bytes) -> str:
 def _check_dimensions(width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise BadImage(f"decompression bomb: {width}x{height} exceeds {max_pixels} pixels")
-    if max(width, height) > MAX_SIDE or min(width, height) < MIN_SIDE or \
-            max(width, height) > MAX_ASPECT * min(width, height):
+    if min(width, height) < MIN_SIDE:
         raise BadImage(f"absurd dimensions: {width}x{height}")
 
 
@@ -218,20 +219,36 @@ PANORAMA_ASPECT = 2.0  # wider (or taller) than this, the square grid cells woul
 LETTERBOX = (238, 238, 238)  # neutral, and the grid's own cell background
 
 
+def letterbox(img: Image.Image, size: int) -> Image.Image:
+    """``img`` fit whole inside a square of at most ``size`` pixels, on the neutral background."""
+    thumb = img.copy()
+    thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
+    side = max(thumb.size)
+    box = Image.new("RGB", (side, side), LETTERBOX)
+    box.paste(thumb, ((side - thumb.width) // 2, (side - thumb.height) // 2))
+    return box
+
+
+def model_view(img: Image.Image) -> Image.Image:
+    """What the model is shown: the image itself, or, past :data:`MAX_ASPECT`, letterboxed."""
+    width, height = img.size
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        return letterbox(img, MODEL_VIEW_SIDE)
+    return img
+
+
 def thumbnail_bytes(img: Image.Image, size: int) -> bytes:
     """A WebP thumbnail whose longer side is at most ``size`` pixels.
 
     A panorama is letterboxed: fit whole inside a ``size`` x ``size`` square on a neutral
     background, so a square grid cell shows all of it rather than a sliver of its middle.
     """
-    thumb = img.copy()
-    thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
     width, height = img.size
     if max(width, height) > PANORAMA_ASPECT * min(width, height):
-        side = max(thumb.size)
-        box = Image.new("RGB", (side, side), LETTERBOX)
-        box.paste(thumb, ((side - thumb.width) // 2, (side - thumb.height) // 2))
-        thumb = box
+        thumb = letterbox(img, size)
+    else:
+        thumb = img.copy()
+        thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
     out = io.BytesIO()
     thumb.save(out, "WEBP", quality=80, method=4)
     return out.getvalue()

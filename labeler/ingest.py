@@ -22,7 +22,7 @@ from .catalog import Image, ImageFile, Setting
 from .config import Config
 from .errors import LabelerError
 from .files import write_atomically
-from .images import BadImage, decode, is_image_path, thumbnail_bytes
+from .images import BadImage, decode, is_image_path, model_view, thumbnail_bytes
 
 
 # Kernel views, not folders of images: /proc/self/root alone leads back to the whole filesystem.
@@ -183,7 +183,7 @@ def load_file(path: Path, config: Config, preprocess: Callable | None = None,
         if not thumbnail_path(config, result.sha256).exists():
             result.thumbnail = thumbnail_bytes(decoded.image, config.thumbnail_size)
         if preprocess is not None:
-            result.pixels = preprocess(decoded.image)
+            result.pixels = preprocess(model_view(decoded.image))
     except BadImage as exc:
         result.error = str(exc)
     except Exception as exc:  # a decoder bug on hostile input must not stop the run

@@ -76,7 +76,6 @@ def write_broken_corpus(folder: Path, copies: int = 1) -> dict[str, str]:
         put(f"text_{c}.png", b"this is not an image\n" * 20, "non-image")
         put(f"html_{c}.jpeg", b"<html><body>nope</body></html>", "non-image")
         put(f"bomb_{c}.png", png_with_header(60_000 + c, 60_000), "decompression bomb")
-        put(f"sliver_{c}.png", _encoded(Image.new("RGB", (2000 + c, 1)), "PNG"), "absurd dimensions")
         dangling = folder / f"dangling_{c}.jpg"
         dangling.symlink_to(folder / f"does_not_exist_{c}.jpg")
         made[str(dangling)] = "unreadable"
@@ -121,6 +120,16 @@ def tiff_bytes(pixels: np.ndarray, compression: int = 1, pages: int = 1) -> byte
             out += struct.pack("<HHII", tag, 4, 1, strip_at if tag == 273 else value)  # LONG values
         out += struct.pack("<I", next_ifd) + strip
     return bytes(out)
+
+
+def write_odd_shapes(folder: Path) -> list[Path]:
+    """Valid images of extreme shapes: a 2000×1 strip, a 1×3000 one and a 40,001×2 banner."""
+    folder.mkdir(parents=True, exist_ok=True)
+    made = []
+    for name, size in (("strip.png", (2000, 1)), ("tall.png", (1, 3000)), ("banner.png", (40_001, 2))):
+        Image.new("RGB", size, (30, 90, 200)).save(folder / name, "PNG")
+        made.append(folder / name)
+    return made
 
 
 def write_tiny_images(folder: Path) -> list[Path]:

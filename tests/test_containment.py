@@ -18,7 +18,7 @@ from labeler import db, users
 from labeler.catalog import ImageFile
 from labeler.config import Config
 from labeler.ingest import LEAVES
-from tests.imagegen import picture, write_good_images, write_tiny_images
+from tests.imagegen import picture, write_good_images, write_odd_shapes, write_tiny_images
 from tests.web.conftest import PASSWORD, SECRET, login
 
 
@@ -160,3 +160,23 @@ def test_tiny_valid_images_are_indexed_not_failed(empty_cli, tmp_path):
     assert report["failures"] == [] and report["failed"] == 0
     assert (report["added"], report["embedded"]) == (len(tiny), len(tiny))
     assert empty_cli.json("stats")["images"] == len(tiny)
+
+
+def test_valid_images_of_extreme_shapes_are_indexed_and_letterboxed(empty_cli, empty_config, tmp_path):
+    from PIL import Image as PILImage
+
+    from labeler.catalog import Image as CatalogImage
+    from labeler.ingest import thumbnail_path
+
+    photos = tmp_path / "photos"
+    odd = write_odd_shapes(photos)
+
+    report = empty_cli.json("index", photos)
+
+    assert report["failures"] == [] and report["failed"] == 0
+    assert (report["added"], report["embedded"]) == (len(odd), len(odd))
+    with db.session_scope(empty_config) as s:
+        hashes = [image.sha256 for image in s.scalars(select(CatalogImage))]
+    for sha in hashes:  # a square thumbnail that shows the whole strip, not a 256×1 sliver
+        with PILImage.open(thumbnail_path(empty_config, sha)) as thumb:
+            assert thumb.width == thumb.height
