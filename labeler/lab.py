@@ -236,9 +236,7 @@ def explain_image(collection: Collection, image_id: int, prompt_set_ids: list[in
         for record in filter(None, records):
             prompt_set = prompt_set_from_record(record)
             for group in prompt_set.groups:
-                strategy = strategies.get(group) or labeling.DEFAULT_STRATEGY
-                if strategy.startswith("fit:"):  # a fit proposes on the default strategy's prompt cosines
-                    strategy = labeling.DEFAULT_STRATEGY
+                strategy = labeling.cosine_strategy(strategies.get(group))
                 out["groups"].update(labeling.explain(collection, image_id, prompt_set, strategy, [group]))
     except LabelerError as exc:
         out["error"] = str(exc)

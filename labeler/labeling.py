@@ -188,6 +188,16 @@ def current_fit(session: Session, model_id: int, group: str, prompt_set_id: int)
                           .order_by(Fit.id.desc()).limit(1))
 
 
+FIT_PREFIX = "fit:"  # a label's strategy when a fit from reviews proposed it: "fit:<method>"
+
+
+def cosine_strategy(label_strategy: str | None) -> str:
+    """The zero-shot strategy whose prompt cosines explain a label: a fit keeps the default's."""
+    if not label_strategy or label_strategy.startswith(FIT_PREFIX):
+        return DEFAULT_STRATEGY
+    return label_strategy
+
+
 @dataclass(frozen=True)
 class Proposer:
     """How one group proposes: a zero-shot strategy, or a fit learned from its reviews."""
@@ -212,7 +222,7 @@ def proposers(session: Session, model_id: int, prompt_set_id: int, names: Sequen
     out = {}
     for name in names:
         fit = None if strategy else current_fit(session, model_id, name, prompt_set_id)
-        out[name] = (Proposer(f"fit:{fit.method}", fit.id, fewshot.Classifier.from_bytes(fit.method, fit.classifier))
+        out[name] = (Proposer(f"{FIT_PREFIX}{fit.method}", fit.id, fewshot.Classifier.from_bytes(fit.method, fit.classifier))
                      if fit is not None else Proposer(strategy or DEFAULT_STRATEGY))
     return out
 
