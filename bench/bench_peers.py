@@ -137,12 +137,12 @@ def timed_run(name: str, python: Path, target: str, kind: str, entry: str, argv:
     return result
 
 
-def peer_venv(cache: Path, name: str, package: str, log: Path) -> Path | str:
+def peer_venv(cache: Path, name: str, package: str, log: Path, extra: tuple[str, ...] = ()) -> Path | str:
     """A venv with ``package``, sharing this interpreter's torch; its python, or why not."""
     venv = cache / name
     python = venv / "bin" / "python"
     if python.exists() and run([python, "-c", f"import importlib.metadata as m; m.version('{package}')"],
-                               log).returncode == 0:
+                               log).returncode == 0 and not extra:
         return python
     shared = cache / "torch-site"  # links to this torch build and its CUDA wheels: never a second copy
     site = Path(sysconfig.get_paths()["purelib"])
@@ -159,7 +159,7 @@ def peer_venv(cache: Path, name: str, package: str, log: Path) -> Path | str:
                              capture_output=True, text=True).stdout.strip()
     (Path(purelib) / "labeler_bench_torch.pth").write_text(f"{shared}\n")
     pip = [venv / "bin" / "pip", "install", "-q"]
-    if run([*pip, *TORCH_PINS], log).returncode != 0 or run([*pip, package, *TORCH_PINS], log).returncode != 0:
+    if run([*pip, *TORCH_PINS], log).returncode != 0 or run([*pip, package, *extra, *TORCH_PINS], log).returncode != 0:
         return f"pip install {package} failed (offline, or no build for this Python): see {log}"
     return python
 
@@ -250,7 +250,8 @@ def bench_rclip(cache: Path, photos: Path, count: int) -> Result:
 
 
 def bench_clip_retrieval(cache: Path, photos: Path, count: int, weights: Path, bare_fp32: float | None) -> Result:
-    python = peer_venv(cache, "clipret", "clip-retrieval", cache / "clipret-install.log")
+    # its `clip` dependency imports pkg_resources, which setuptools 81 removed
+    python = peer_venv(cache, "clipret", "clip-retrieval", cache / "clipret-install.log", ("setuptools<81",))
     if isinstance(python, str):
         return Result("clip-retrieval", note=python)
     out = cache / "clipret-out"
