@@ -180,7 +180,7 @@ def load_file(path: Path, config: Config, preprocess: Callable | None = None,
     try:
         decoded = decode(data, config.max_pixels, draft_size=draft_size)
         result.width, result.height, result.format = decoded.width, decoded.height, decoded.format
-        if not thumbnail_path(config, result.sha256).exists():
+        if stored_thumbnail(config, result.sha256) is None:
             result.thumbnail = thumbnail_bytes(decoded.image, config.thumbnail_size)
         if preprocess is not None:
             result.pixels = preprocess(model_view(decoded.image))
@@ -191,13 +191,27 @@ def load_file(path: Path, config: Config, preprocess: Callable | None = None,
     return result
 
 
-def thumbnail_path(config: Config, sha256: str) -> Path:
-    return config.thumbnail_dir / sha256[:2] / f"{sha256}.webp"
+THUMBNAIL_SUFFIX = ".jpg"
+LEGACY_THUMBNAIL_SUFFIX = ".webp"  # what homes made before JPEG thumbnails hold; still served, never remade
+
+
+def thumbnail_path(config: Config, sha256: str, suffix: str = THUMBNAIL_SUFFIX) -> Path:
+    """Where the thumbnail of content ``sha256`` is written."""
+    return config.thumbnail_dir / sha256[:2] / f"{sha256}{suffix}"
+
+
+def stored_thumbnail(config: Config, sha256: str) -> Path | None:
+    """The thumbnail already made for content ``sha256`` (JPEG, or an older home's WebP), if any."""
+    for suffix in (THUMBNAIL_SUFFIX, LEGACY_THUMBNAIL_SUFFIX):
+        path = thumbnail_path(config, sha256, suffix)
+        if path.is_file():
+            return path
+    return None
 
 
 def write_thumbnail(config: Config, sha256: str, data: bytes) -> None:
     path = thumbnail_path(config, sha256)
-    if not path.exists():
+    if stored_thumbnail(config, sha256) is None:
         write_atomically(path, data, durable=False)  # a cache: rebuilt from the image if lost
 
 

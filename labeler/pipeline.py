@@ -10,8 +10,9 @@
 
 Crash safety: vectors are committed to the catalog in small transactions and the catalog is
 the source of truth; the FAISS index is saved atomically every ``checkpoint_every`` images and
-re-synced from the catalog when it is next opened. A ``kill -9`` loses at most the last batch,
-and a rerun resumes where the catalog left off.
+re-synced from the catalog when it is next opened. The model runs a batch ahead of the
+writes, so a ``kill -9`` loses at most the last two batches, and a rerun resumes where the
+catalog left off.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import asdict, dataclass
 from itertools import islice
@@ -33,6 +34,7 @@ from sqlalchemy.orm import Session
 from .catalog import Embedding, Image, ImageFile
 from .collection import Collection
 from .encoder import Encoder
+from .images import fuse_preprocess
 from .index_cache import bump_generation
 from .ingest import (LEAVES, CatalogWriter, Containment, IngestCounts, LoadedFile, check_root, file_stat,
                      load_file, record_roots, recorded_roots, walk)
@@ -169,7 +171,13 @@ class Runner:
         self.encoder: Encoder | None = collection.models.encoder() if embed else None
         self.writer = VectorWriter(collection, self.model_id) if embed else None
         self._draft = max(config.thumbnail_size, self.encoder.image_size if self.encoder else 0)
+        # The model input made in the decode threads, from the draft image the thumbnail comes from.
+        self._preprocess = (fuse_preprocess(self.encoder.preprocess) or self.encoder.preprocess) if embed else None
         self._queued: dict[int, object] = {}  # image id → model input, in arrival order
+        # The model runs in its own thread, a batch ahead of the catalog writes, so registering
+        # files and writing vectors (SQLite, FAISS) never leave it idle. One thread: batches stay in order.
+        self._model = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labeler-model") if embed else None
+        self._in_flight: deque[tuple[list[int], Future]] = deque()
         with collection.session() as s:
             roots = recorded_roots(s)
         self.containment = Containment(roots) if roots else None  # None: a catalog older than its roots
@@ -183,38 +191,72 @@ class Runner:
         if self.containment is not None and not self.containment.contains(path):
             # re-pointed since the walk (or since `index`, for `embed`): never read what it points to now
             return image_id, LoadedFile(Path(path), 0, 0.0, error=LEAVES)
-        preprocess = self.encoder.preprocess if self.encoder else None
-        return image_id, load_file(Path(path), self.collection.config, preprocess=preprocess,
+        return image_id, load_file(Path(path), self.collection.config, preprocess=self._preprocess,
                                    draft_size=self._draft)
 
     def run(self, items: Sequence[Item], register: Register, progress: ProgressFn | None = None) -> None:
         """Load ``items`` and hand each batch to ``register``, which says what to embed."""
-        # closing: an error stops the loader threads now, not when the generator is collected
-        with closing(load_files(items, self._load, self.workers, depth=self.batch * 2)) as loaded:
-            while chunk := list(islice(loaded, self.batch)):
-                to_embed, done = register(chunk)
-                for image_id, pixels in to_embed:
-                    self._queued.setdefault(image_id, pixels)
-                if len(self._queued) >= self.batch:
-                    self.flush()
-                if progress:
-                    progress(done)
+        # closing: an error stops the loader threads now, not when the generator is collected;
+        # depth: two batches decoding while the model works on a third, so it never waits on files
+        try:
+            with closing(load_files(items, self._load, self.workers, depth=self.batch * 2)) as loaded:
+                while chunk := list(islice(loaded, self.batch)):
+                    to_embed, done = register(chunk)
+                    for image_id, pixels in to_embed:
+                        self._queued.setdefault(image_id, pixels)
+                    if len(self._queued) >= self.batch:
+                        self._submit()
+                    if progress:
+                        progress(done)
+        except BaseException:
+            self._abandon()
+            raise
 
-    def flush(self) -> None:
-        """Embed and write everything queued, at most ``batch_size`` images per model call."""
+    def _submit(self, ahead: int = 1) -> None:
+        """Hand the queued model inputs to the model thread, a batch per call; write the vectors of
+        finished batches while more than ``ahead`` are in flight."""
         ids, pixels = list(self._queued), list(self._queued.values())
         self._queued.clear()
         if self.writer is None:
             return
         for start in range(0, len(ids), self.batch):
-            self.writer.write(ids[start:start + self.batch],
-                              embed_batch(self.encoder, pixels[start:start + self.batch]))
+            batch = pixels[start:start + self.batch]
+            self._in_flight.append((ids[start:start + self.batch], self._model.submit(self._embed, batch)))
+            self._write_finished(ahead)
+
+    def _embed(self, pixels: list) -> np.ndarray:
+        return embed_batch(self.encoder, pixels)
+
+    def _write_finished(self, ahead: int) -> None:
+        """Write batches in order until at most ``ahead`` are in flight (waiting for them if need be)."""
+        while len(self._in_flight) > ahead or (self._in_flight and self._in_flight[0][1].done()):
+            ids, vectors = self._in_flight.popleft()
+            self.writer.write(ids, vectors.result())
+
+    def _abandon(self) -> None:
+        """After an error: drop what is queued and in flight; what was written stays written."""
+        self._queued.clear()
+        while self._in_flight:
+            _, future = self._in_flight.popleft()
+            future.cancel()
+
+    def flush(self) -> None:
+        """Embed and write everything queued, at most ``batch_size`` images per model call."""
+        try:
+            self._submit()
+            if self.writer is not None:
+                self._write_finished(0)
+        except BaseException:
+            self._abandon()
+            raise
 
     def finish(self) -> None:
         """Write what is queued and save the index."""
         self.flush()
         if self.writer is not None:
             self.writer.save()
+        if self._model is not None:
+            self._model.shutdown()
 
 
 def record_files(runner: Runner, counts: IngestCounts) -> Register:

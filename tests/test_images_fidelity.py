@@ -56,7 +56,7 @@ def write_decoys(folder: Path) -> None:
 
 def thumbnail_of(cli, path: Path) -> Image.Image:
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    return Image.open(cli.home / "thumbnails" / sha[:2] / f"{sha}.webp")
+    return Image.open(cli.home / "thumbnails" / sha[:2] / f"{sha}.jpg")
 
 
 def test_wide_copies_are_each_others_nearest_and_labeled_alike(empty_cli, tmp_path):
@@ -158,3 +158,23 @@ def test_panorama_thumbnail_is_letterboxed(empty_cli, tmp_path, size):
     assert np.abs(centre - (200, 30, 30)).max() < 12  # the picture, whole, in the middle
     assert abs(corner[0] - corner[1]) < 4 and abs(corner[1] - corner[2]) < 4  # a neutral grey box
     assert thumbnail_of(empty_cli, photos / "ordinary.png").size == (96, 72)  # ordinary shapes as they are
+
+
+def test_the_fused_model_input_is_the_encoders_transform_exactly(model_spec):
+    """The decode threads make the model input in PIL and numpy; it is what open_clip's torchvision
+    transform makes, value for value, for every shape (tall, wide, square, smaller than the input)."""
+    from torchvision import transforms
+
+    from labeler.encoder import load_encoder
+    from labeler.images import fuse_preprocess
+
+    preprocess = load_encoder(model_spec).preprocess
+    fused = fuse_preprocess(preprocess)
+    assert fused is not None
+    for seed, size in enumerate([(517, 389), (389, 701), (300, 300), (64, 64), (40, 23), (1000, 20)]):
+        img = Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+        expected = preprocess(img).numpy()
+        assert fused.array(img).shape == expected.shape
+        assert np.abs(fused.array(img) - expected).max() < 1e-5, size
+    # anything else (here a random crop) is left to the transform itself
+    assert fuse_preprocess(transforms.Compose([transforms.RandomCrop(8), transforms.ToTensor()])) is None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 
 import numpy as np
 import pytest
+from PIL import Image as PILImage
 from sqlalchemy import func, select
 
 from labeler.catalog import Embedding, Image, ImageFile
@@ -136,8 +138,23 @@ def test_thumbnails_are_written_once_per_content(empty_cli, tmp_path):
     paths = write_good_images(photos, 4)
     shutil.copy(paths[0], photos / "dup.png")
     empty_cli.json("index", photos)
-    thumbs = list((empty_cli.home / "thumbnails").rglob("*.webp"))
+    thumbs = list((empty_cli.home / "thumbnails").rglob("*.jpg"))
     assert len(thumbs) == 4
+
+
+def test_an_older_homes_webp_thumbnail_is_kept_not_remade(empty_cli, empty_config, tmp_path):
+    from labeler.ingest import stored_thumbnail, thumbnail_path
+
+    photos = tmp_path / "photos"
+    paths = write_good_images(photos, 2)
+    empty_cli.json("index", photos)
+    sha = hashlib.sha256(paths[0].read_bytes()).hexdigest()
+    jpeg, webp = thumbnail_path(empty_config, sha), thumbnail_path(empty_config, sha, ".webp")
+    PILImage.open(jpeg).save(webp, "WEBP")  # as indexing wrote thumbnails before they were JPEG
+    jpeg.unlink()
+    os.utime(paths[0], (1, 1))  # changed mtime: loaded again, same content
+    assert empty_cli.json("index", photos)["added"] == 1
+    assert stored_thumbnail(empty_config, sha) == webp and not jpeg.exists()
 
 
 def test_missing_folder_is_one_clear_error(empty_cli, tmp_path):

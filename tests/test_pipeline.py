@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+
+from sqlalchemy import select
+
+from labeler.catalog import Image
 from labeler.collection import Collection
+from labeler.images import decode
 from labeler.pipeline import embed_pending, index_paths
-from tests.imagegen import write_good_images
+from tests.imagegen import picture, write_good_images
 
 
 def test_ingest_then_embed_reports_progress_and_embeds_each_image_once(empty_config, tmp_path):
@@ -26,3 +32,26 @@ def test_ingest_then_embed_reports_progress_and_embeds_each_image_once(empty_con
     again = index_paths(collection, [photos], progress=done.append)
     assert (again.unchanged, again.embedded) == (7, 0)
     assert embed_pending(collection) == 0
+
+
+def test_vectors_are_the_encoders_own_preprocess_in_every_batch(empty_config, tmp_path):
+    """Fused decode → model input in the loader threads, the model a batch ahead of the writes:
+    each image still gets the vector the encoder's own transform gives it, by content."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(8):  # large enough for JPEG draft mode, odd sizes for the resize and crop
+        picture(i, (517 + 31 * i, 389 if i % 2 else 701)).save(photos / f"photo_{i}.jpg", quality=90)
+    collection = Collection(empty_config.with_(batch_size=3, checkpoint_every=2))
+    assert index_paths(collection, [photos]).embedded == 8
+
+    encoder = collection.models.encoder()
+    draft = max(empty_config.thumbnail_size, encoder.image_size)
+    ids, vectors = collection.vectors.read()
+    with collection.session() as s:
+        sha_of = dict(s.execute(select(Image.id, Image.sha256)).all())
+    for path in photos.iterdir():
+        data = path.read_bytes()
+        image = decode(data, empty_config.max_pixels, draft_size=draft).image
+        reference = encoder.encode_images([encoder.preprocess(image)])[0]
+        stored = vectors[[sha_of[i] for i in ids].index(hashlib.sha256(data).hexdigest())]
+        assert float(stored @ reference) >= 0.9999, path.name

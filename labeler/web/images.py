@@ -16,7 +16,7 @@ from flask import Blueprint, abort, send_file
 from sqlalchemy import update
 
 from ..catalog import Image, ImageFile
-from ..ingest import Containment, recorded_roots, thumbnail_path
+from ..ingest import Containment, recorded_roots, stored_thumbnail
 
 bp = Blueprint("images", __name__, url_prefix="/images")
 
@@ -98,9 +98,10 @@ def thumb(image_id: int):
     from . import collection
 
     image = _image(image_id)
-    path = thumbnail_path(collection().config, image.sha256)
-    if not path.is_file():
+    path = stored_thumbnail(collection().config, image.sha256)
+    if path is None:
         return _send_original(image)  # thumbnails not made yet: the original still shows
-    response = send_file(path, mimetype="image/webp", max_age=3600)
+    # JPEG since thumbnails are made from the draft decode; WebP in homes indexed before that
+    response = send_file(path, mimetype=MIMETYPES[path.suffix.lstrip(".")], max_age=3600)
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PIL import Image as PILImage
 from sqlalchemy import select, text
 
 from labeler import db
@@ -33,8 +34,21 @@ def test_images_are_served_by_id(client, web_config):
     assert full.status_code == 200 and full.data == path.read_bytes()
     assert full.headers["X-Content-Type-Options"] == "nosniff"
     thumb = client.get(f"/images/{image.id}/thumb")
-    assert thumb.status_code == 200 and thumb.mimetype == "image/webp" and thumb.data[8:12] == b"WEBP"
+    assert thumb.status_code == 200 and thumb.mimetype == "image/jpeg" and thumb.data[:3] == b"\xff\xd8\xff"
     assert client.get("/images/999999/thumb").status_code == 404
+
+
+def test_an_older_homes_webp_thumbnail_is_still_served(client, web_config):
+    from labeler.ingest import thumbnail_path
+
+    login(client, Users.reviewer)
+    with db.session_scope(web_config) as s:
+        image = s.scalars(select(Image).order_by(Image.id)).first()
+    jpeg, webp = thumbnail_path(web_config, image.sha256), thumbnail_path(web_config, image.sha256, ".webp")
+    PILImage.open(jpeg).save(webp, "WEBP")  # as indexing wrote thumbnails before they were JPEG
+    jpeg.unlink()
+    thumb = client.get(f"/images/{image.id}/thumb")
+    assert thumb.status_code == 200 and thumb.mimetype == "image/webp" and thumb.data[8:12] == b"WEBP"
 
 
 def test_a_missing_file_is_a_404_not_a_crash(client, web_config):
