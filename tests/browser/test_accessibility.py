@@ -117,11 +117,10 @@ def test_images_outside_the_queue_are_described_by_file_name_and_labels(contexts
 def test_queue_controls_are_named_by_what_they_act_on(contexts: Contexts) -> None:
     page = visit(contexts.new(), "queue")
     cards = page.get_by_test_id("card")
-    for i in range(min(cards.count(), 5)):
-        card = cards.nth(i)
-        image = f"image {card.get_attribute('data-image-id')}"
-        names = [card.get_by_test_id(t).get_attribute("aria-label")
-                 for t in ("select", "accept", "correct", "reject", "skip", "correct-select")]
-        assert all(name and image in name for name in names), names
-    labels = [cards.nth(i).get_by_test_id("accept").get_attribute("aria-label") for i in range(cards.count())]
-    assert len(set(labels)) == len(labels)  # no two controls share a name
+    assert cards.count() >= 10
+    for control in ("select", "accept", "correct", "reject", "skip"):
+        names = [cards.nth(i).get_by_test_id(control).get_attribute("aria-label") for i in range(cards.count())]
+        # Each names its image: never 48 checkboxes called "select" or 48 buttons called "Accept".
+        assert all(names) and len(set(names)) == len(names), (control, names[:3])
+    for img in page.locator("[data-testid=card] img").all()[:10]:
+        assert not re.fullmatch(r"image \d+", img.get_attribute("alt") or ""), img.get_attribute("alt")

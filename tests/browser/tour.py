@@ -35,7 +35,7 @@ def _queue_picker(page: Page) -> None:
     _queue(page)
     page.get_by_test_id("card").first.focus()
     page.keyboard.press("c")  # the correction picker, the way a reviewer opens it
-    expect(page.get_by_test_id("correct-input").locator("visible=true").first).to_be_visible()
+    expect(page.locator('[data-testid="correct-form"]:visible')).to_have_count(1)
 
 
 def _detail(page: Page) -> None:
