@@ -7,10 +7,11 @@ library knows no routes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Sequence
+from pathlib import PurePath
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from . import review
 from .catalog import Image, Label, ReviewEvent, User
@@ -95,6 +96,16 @@ def image_dict(image: Image, links: Links = _no_links) -> dict:
     }
 
 
+def file_names(session: Session, image_ids: Iterable[int]) -> dict[int, str]:
+    """Each image's file name without its folder (of the path ``Image.path`` picks), for alt
+    text and control names; an image with no file gets none."""
+    ids = list(image_ids)
+    if not ids:
+        return {}
+    images = session.scalars(select(Image).where(Image.id.in_(ids)).options(selectinload(Image.files)))
+    return {image.id: PurePath(image.path).name for image in images if image.path}
+
+
 def image_detail(session: Session, image_id: int, links: Links = _no_links) -> dict:
     """An image with its labels, their review history (with user names and groups) and the ids
     of the prompt sets that made the labels; :class:`NotFound` when there is no such image."""
@@ -116,11 +127,12 @@ def image_detail(session: Session, image_id: int, links: Links = _no_links) -> d
 
 
 def hit_dicts(session: Session, hits: Sequence["Hit"], links: Links = _no_links) -> list[dict]:
-    """Search hits, best first, each with its image's labels (by group)."""
+    """Search hits, best first, each with its image's labels (by group) and file name."""
     ids = [int(h.image_id) for h in hits]
     labels: dict[int, list[dict]] = {}
     if ids:
         for label in session.scalars(select(Label).where(Label.image_id.in_(ids)).order_by(Label.group)):
             labels.setdefault(label.image_id, []).append(label_dict(label))
+    names = file_names(session, ids)
     return [{"image_id": int(h.image_id), "score": float(h.score), "labels": labels.get(int(h.image_id), []),
-             **links(int(h.image_id))} for h in hits]
+             "name": names.get(int(h.image_id)), **links(int(h.image_id))} for h in hits]

@@ -44,6 +44,7 @@ const labeler = {
     const flash = document.createElement("p");
     flash.className = "flash";
     flash.dataset.testid = "flash";
+    flash.setAttribute("role", "status");  // read out by screen readers, like the server's flashes
     flash.textContent = message;
     const main = document.querySelector("main");
     main.insertBefore(flash, main.firstChild);

@@ -6,6 +6,7 @@ Templates and static files are the repository's top-level ``templates/`` and ``s
 
 Every response carries the security headers of :func:`_security_headers` (CSP without inline
 script, no framing, no sniffing); images are cached privately only, API answers not at all.
+Text answers are gzipped and static files carry their content hash in the URL (``delivery``).
 
 Cookies: HttpOnly and SameSite=Lax always. ``SESSION_COOKIE_SECURE`` is off by default so
 the app works on http://127.0.0.1; set ``LABELER_SECURE_COOKIES=1`` behind HTTPS.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from pathlib import PurePath
 
 from flask import Flask, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
@@ -79,13 +81,18 @@ def create_app(config: Config | None = None, test_config: dict | None = None) ->
     app.url_map.converters["int"] = CatalogId  # before the blueprints' rules are built
 
 
-    from . import access, api, auth, images, lab, review, search
+    from . import access, api, auth, delivery, images, lab, review, search
 
+    delivery.init_app(app)  # first: its compression must run after every other hook
     access.init_app(app)
     for module in (auth, review, images, search, lab, api):
         app.register_blueprint(module.bp)
     _register_errors(app)
     app.after_request(_security_headers)
+
+    @app.template_filter("filename")
+    def _filename(path: str | None) -> str:
+        return PurePath(path).name if path else ""
 
     @app.context_processor
     def _globals() -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 
-from .. import jobs, lab, labeling, scoring
+from .. import jobs, lab, labeling, present, scoring
 from ..errors import LabelerError
 from ..prompts import PromptSet
 from .access import admin_required
@@ -83,6 +83,10 @@ def preview_edit():
         result, baseline = lab.compare(coll, prompt_set, group, option, strategy, lines, path)
     except LabelerError as exc:
         error = str(exc)
+    if result:
+        with coll.session() as s:  # the matches' file names, for their alt text
+            names = present.file_names(s, [m["image_id"] for m in result["matches"]])
+        result["matches"] = [dict(m, name=names.get(m["image_id"])) for m in result["matches"]]
     return render_template("lab/lab.html", files=files, stem=stem, path=path, prompt_set=prompt_set,
                            group=group, option=option, strategy=strategy, strategies=scoring.STRATEGIES,
                            prompts=lines, result=result, baseline=baseline, error=error,

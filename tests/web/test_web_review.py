@@ -36,7 +36,7 @@ def test_queue_lists_proposals_most_uncertain_first_with_shortcuts(client, web_c
     assert ids and [margins[i] for i in ids] == sorted(margins.values())
     for key in ("j / → , k / ←", "Shift+A", ">u<", ">x<", ">?<", "1–9"):
         assert key in html, key
-    assert 'data-testid="threshold-preview"' in html and 'src="/static/review.js"' in html
+    assert 'data-testid="threshold-preview"' in html and 'src="/static/review.js?v=' in html
 
 
 def test_queue_filters_by_value_and_status(client):
