@@ -7,6 +7,7 @@
                                             the label, its card and the progress of its queue
     POST /api/review/undo                   undo your newest decision not yet undone; 409 when stale
     GET  /api/review/progress?group&value   reviewed, remaining, your decisions and their rate
+    GET  /api/review/queue?group&value&status&sort&after   the queue's next batch of cards (as the page's)
     POST /api/labels/accept-selected        {"labels": [{"id", "version"}, ...]}  per-label "results"
     GET  /api/labels/accept-above?group&threshold&value    preview: {"count"}
     POST /api/labels/accept-above           {"group", "threshold", "value"?}
@@ -25,8 +26,8 @@ from flask import Blueprint, abort, g, jsonify, request, url_for
 
 from .. import db, jobs, present, review
 from .access import admin_required
-from .cards import cards, review_started
-from .requests import integer, json_body, search_args, text, threshold
+from .cards import cards, queue_batch, review_started
+from .requests import integer, json_body, queue_filters, search_args, text, threshold
 from .results import image_links, search_hits
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -111,6 +112,19 @@ def undo():
     started = review_started()
     return jsonify({**_write(lambda s: _decided(s, review.undo_last(s, g.user.id), queue_value, started)),
                     "action": "undo"})
+
+
+@bp.route("/review/queue")
+def queue():
+    """The batch the queue page loads by itself as the reviewer nears its last card."""
+    from . import collection
+
+    filters = queue_filters()
+    if not filters["group"]:
+        abort(400, "group is required")
+    with collection().session() as s:
+        batch = queue_batch(s, filters, g.user.id)
+    return jsonify({"cards": batch.cards, "total": batch.total, "next": batch.next})
 
 
 @bp.route("/review/progress")

@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from flask import session, url_for
+from dataclasses import dataclass
+
+from flask import abort, session, url_for
 from markupsafe import Markup
 
 from .. import present, review
@@ -17,6 +19,7 @@ from ..catalog import utcnow
 # (j k a c r s u x f o and the help's ?), in keyboard order.
 OPTION_LETTERS = "qwetyipdghlzvbnm"
 OTHER_OPTIONS = 2
+PAGE_SIZE = 48
 
 
 def option_keys(options: list[str]) -> dict[str, str]:
@@ -118,3 +121,36 @@ def review_started() -> datetime:
         return now
 
 
+
+
+@dataclass
+class Batch:
+    """One page of a review queue as cards, with the links to the pages before and after it."""
+
+    cards: list[dict]
+    total: int
+    options: list[str]  # the group's options in the prompt set's order, as the labels were scored
+    next: str | None
+    previous: str | None
+
+
+def queue_batch(s, filters: dict, user_id: int) -> Batch:
+    """The queue page ``filters`` (``requests.queue_filters``) ask for, as the reviewer sees it."""
+    try:
+        result = review.queue_page(s, filters["group"], filters["value"], filters["status"], filters["sort"],
+                                   PAGE_SIZE, user_id, filters["after"], filters["before"])
+    except review.ReviewError as exc:
+        abort(400, str(exc))
+    shown = cards(s, result.labels)
+    for shown_card in shown:
+        del shown_card["group"]  # the page's, said once
+    link = {"group": filters["group"], "value": filters["value"] or "", "status": filters["status"] or "",
+            "sort": filters["sort"]}
+    return Batch(
+        cards=shown, total=result.total,
+        # The prompt set's own order, so the option keys match what the labeler offered.
+        options=next((list(label.scores) for label in result.labels if label.scores), []),
+        next=url_for("review.queue", **link, after=review.format_key(result.last), page=filters["page"] + 1)
+        if result.more_after and result.last else None,
+        previous=url_for("review.queue", **link, before=review.format_key(result.first),
+                         page=max(1, filters["page"] - 1)) if result.more_before and result.first else None)

@@ -7,18 +7,17 @@ from ``static/review.js``. The dashboard's "learn from reviews and relabel" butt
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, url_for
+from flask import Blueprint, flash, g, redirect, render_template, url_for
 
 from .. import jobs, lab, learning, present, review
 from .access import admin_required
-from .cards import all_option_keys, cards, option_keys, page_data, review_started, script_json, shortcuts
+from .cards import all_option_keys, cards, option_keys, page_data, queue_batch, review_started, script_json, shortcuts
 from .results import image_links
 from .requests import queue_filters
 
 bp = Blueprint("review", __name__)
 bp.add_app_template_filter(script_json)
 
-PAGE_SIZE = 48
 
 
 @bp.route("/")
@@ -56,31 +55,15 @@ def queue():
         groups = review.groups(s)
         if filters["group"] is None and groups:
             filters["group"] = groups[0]
-        try:
-            result = review.queue_page(s, filters["group"], filters["value"], filters["status"], filters["sort"],
-                                       PAGE_SIZE, g.user.id, filters["after"], filters["before"])
-        except review.ReviewError as exc:
-            abort(400, str(exc))
+        batch = queue_batch(s, filters, g.user.id)
         values = review.options(s, filters["group"]) if filters["group"] else []
-        shown = cards(s, result.labels)
-        # The prompt set's own order, so the option keys match what the labeler offered.
-        options = next((list(label.scores) for label in result.labels if label.scores), values)
+        options = batch.options or values
         progress = review.progress(s, filters["group"], filters["value"], g.user.id, started)
-    link = {"group": filters["group"], "value": filters["value"] or "", "status": filters["status"] or "",
-            "sort": filters["sort"]}
-    pages = {
-        "next": url_for("review.queue", **link, after=review.format_key(result.last), page=filters["page"] + 1)
-        if result.more_after and result.last else None,
-        "previous": url_for("review.queue", **link, before=review.format_key(result.first),
-                            page=max(1, filters["page"] - 1))
-        if result.more_before and result.first else None,
-    }
-    for shown_card in shown:
-        del shown_card["group"]  # the page's group, said once
-    data = page_data({filters["group"]: options} if filters["group"] else {}, shown, group=filters["group"],
-                     value=filters["value"], status=filters["status"], next=pages["next"], progress=progress)
-    return render_template("review/queue.html", cards=shown, total=result.total, groups=groups, values=values,
-                           filters=filters, statuses=review.STATUSES, sorts=review.SORTS, pages=pages, data=data,
+    data = page_data({filters["group"]: options} if filters["group"] else {}, batch.cards, group=filters["group"],
+                     value=filters["value"], status=filters["status"], next=batch.next, progress=progress)
+    return render_template("review/queue.html", cards=batch.cards, total=batch.total, groups=groups, values=values,
+                           filters=filters, statuses=review.STATUSES, sorts=review.SORTS,
+                           pages={"next": batch.next, "previous": batch.previous}, data=data,
                            shortcuts=shortcuts(option_keys(options)))
 
 

@@ -87,6 +87,10 @@ def test_paging_back_and_forth_through_the_web_pages(client, web_config):
     next_url = re.search(r'data-testid="next-page" href="([^"]+)"', first).group(1).replace("&amp;", "&")
     second = client.get(next_url).get_data(as_text=True)
     assert [c["id"] for c in _page_data(second)["cards"]] == order[48:96]
+    # The batch the page loads in place is the same page, as JSON.
+    batch = client.get("/api/review/queue" + next_url[next_url.index("?"):]).get_json()
+    assert batch["cards"] == _page_data(second)["cards"] and batch["next"] is None
+    assert client.get("/api/review/queue?group=").status_code == 400
     previous = re.search(r'data-testid="prev-page" href="([^"]+)"', second).group(1).replace("&amp;", "&")
     assert [c["id"] for c in _page_data(client.get(previous).get_data(as_text=True))["cards"]] == order[:48]
     assert client.get("/review?group=concept&after=1,x").status_code == 400
