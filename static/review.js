@@ -12,7 +12,7 @@
   const grid = byTestId("queue-grid");
   const onQueue = Boolean(byTestId("queue-total"));
   const picker = buildPicker();
-  const focusView = buildFocus();
+  let focusView = null;  // built when first opened: an image without a source would count as broken
   const byLabel = new Map();  // label id -> its card's data, as the server last sent it
   let current = 0;  // the keyboard cursor: index of the current card
 
@@ -84,6 +84,11 @@
                 zoomBar, element("button", {"type": "button", "data-testid": "focus-close"}, "Close (Esc)"));
     section.append(frame, side);
     document.querySelector("main").append(section);
+    section.addEventListener("click", onFocusClick);
+    frame.addEventListener("wheel", onWheel, {passive: false});
+    frame.addEventListener("pointerdown", onPointerDown);
+    frame.addEventListener("pointermove", onPointerMove);
+    frame.addEventListener("pointerup", () => { drag = null; });
     return section;
   }
 
@@ -439,7 +444,8 @@
 
   // Focus mode stays on across pages (the next batch) until it is closed.
   function openFocus() {
-    if (!focusView || !currentCard()) return;
+    if (!currentCard()) return;
+    focusView = focusView || buildFocus();
     sessionStorage.setItem("review-focus-mode", "on");
     focusView.hidden = false;
     document.body.classList.add("focus-open");
@@ -592,11 +598,7 @@
     select: onCard((card) => { toggleSelect(card); }),
     acceptSelected: () => (onQueue ? acceptSelected() : false),
     undo: () => { undoLast(); },
-    focus: onCard((card, key) => {
-      if (key === "Enter" && focusOpen()) return false;
-      if (focusOpen()) closeFocus(); else openFocus();
-      return true;
-    }),
+    focus: onCard(() => { if (focusOpen()) closeFocus(); else openFocus(); }),
     zoomIn: inFocus(() => zoom(1.25)),
     zoomOut: inFocus(() => zoom(0.8)),
     zoomReset: inFocus(() => resetZoom()),
@@ -679,12 +681,6 @@
     if (correcting && event.target.matches('[data-testid="correct-input"]')) fillPicker(correcting.dataset.group, event.target.value);
   });
   byTestId("correct-cancel", picker).addEventListener("click", closeCorrect);
-  focusView.addEventListener("click", onFocusClick);
-  const frame = byTestId("focus-view", focusView);
-  frame.addEventListener("wheel", onWheel, {passive: false});
-  frame.addEventListener("pointerdown", onPointerDown);
-  frame.addEventListener("pointermove", onPointerMove);
-  frame.addEventListener("pointerup", () => { drag = null; });
   byTestId("focus-open").addEventListener("click", openFocus);
   byTestId("help-toggle").addEventListener("click", toggleHelp);
   if (onQueue) {

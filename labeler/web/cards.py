@@ -50,12 +50,12 @@ def shortcuts(keys: dict[str, str], names: str | None = None) -> list[dict]:
         {"label": "r", "help": "reject: none of these", "bind": {"r": "reject"}},
         {"label": "s", "help": "skip: to the end of your queue", "bind": {"s": "skip"}},
         {"label": "u", "help": "undo your last decision, on any page", "bind": {"u": "undo"}},
-        {"label": "f, Enter", "help": "focus mode: one large image (Esc leaves)", "bind": {"f": "focus", "Enter": "focus"}},
+        {"label": "f", "help": "focus mode: one large image (Esc leaves)", "bind": {"f": "focus"}},
         {"label": "+ / − / 0", "help": "zoom in / out / fit in focus mode (Shift+arrows pan)", "bind": zoom},
         {"label": "] / [", "help": "next / previous page", "bind": {"]": "nextPage", "[": "previousPage"}},
         {"label": "x", "help": "select / unselect", "bind": {"x": "select"}},
         {"label": "Shift+A", "help": "accept the selected images", "bind": {"Shift+A": "acceptSelected"}},
-        {"label": "o", "help": "open the image's detail page", "bind": {"o": "open"}},
+        {"label": "Enter, o", "help": "open the image's detail page (Enter on a card)", "bind": {"Enter": "open", "o": "open"}},
         {"label": "?", "help": "show / hide this help", "bind": {"?": "help"}},
     ]
 
