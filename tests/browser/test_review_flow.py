@@ -71,6 +71,29 @@ def test_undo_and_skip_last_across_a_reload(contexts: Contexts, demo: Demo) -> N
     assert queue["remaining"] > 0
 
 
+def test_a_failed_decision_shows_on_its_card_and_takes_the_focus_back(contexts: Contexts, demo: Demo) -> None:
+    rita = contexts.page(Accounts.reviewer)
+    rob = contexts.page(Accounts.second)
+    cards = open_queue(rita, GROUP_OF["flow"])
+    first, second = label_ids(cards)[:2]
+    label = api(rob, f"/api/labels/{first}")
+    csrf = rob.evaluate("() => document.querySelector('meta[name=\"csrf-token\"]').content")
+    answer = rob.request.post(f"/api/labels/{first}/review", data={"action": "reject", "version": label["version"]},
+                              headers={"X-CSRF-Token": csrf})
+    assert answer.ok
+    rita.keyboard.press("a")  # on a stale view: refused
+    error = cards.first.get_by_test_id("card-error")
+    expect(error).to_contain_text("changed by someone else")
+    expect(cards.first).to_have_class(re.compile(r"\bfocused\b"))  # back to the card that needs a look
+    expect(cards.first.get_by_test_id("status")).to_have_text("rejected")  # showing what rob decided
+    rita.keyboard.press("j")
+    rita.keyboard.press("a")
+    expect(cards.nth(1).get_by_test_id("status")).to_have_text("accepted")
+    assert demo.query("SELECT status, reviewed_by FROM labels WHERE id = ?", first)[0] == \
+        ("rejected", demo.user_id(Accounts.second))
+    assert status_of(demo, second) == ("accepted", demo.user_id(Accounts.reviewer))
+
+
 def test_enter_and_space_activate_the_focused_control(contexts: Contexts) -> None:
     page = contexts.page(Accounts.reviewer)
     open_queue(page, GROUP_OF["flow"])
