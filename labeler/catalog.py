@@ -258,6 +258,7 @@ class ReviewEvent(Base):
     """Append-only history of every review decision."""
 
     __tablename__ = "review_events"
+    __table_args__ = (Index("ix_review_events_user_id", "user_id", "id"),)  # a reviewer's undo
 
     id: Mapped[int] = mapped_column(primary_key=True)
     label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"), index=True)
@@ -270,3 +271,19 @@ class ReviewEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
     user: Mapped[User | None] = relationship()
+
+
+class ReviewSkip(Base):
+    """A reviewer's skip: the label goes to the end of that reviewer's queue (newest skip last).
+
+    One row per label and reviewer; skipping again replaces the row, so its id orders the skips.
+    A decision by that reviewer clears it.
+    """
+
+    __tablename__ = "review_skips"
+    __table_args__ = (UniqueConstraint("label_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

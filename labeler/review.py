@@ -12,17 +12,21 @@ Pure catalog logic: no Flask here.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Sequence
 
-from sqlalchemy import Integer, case, cast, func, select
+from sqlalchemy import Integer, and_, case, cast, delete, false, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from .catalog import Image, Label, ReviewEvent, utcnow
+from .catalog import Image, ImageFile, Label, ReviewEvent, ReviewSkip, utcnow
 from .errors import LabelerError, NotFound
 
 ACTIONS = ("accept", "correct", "reject", "skip", "undo")
+DECISIONS = ("accept", "correct", "reject")  # what a reviewer's undo steps back through
+UNDO_REACH = 200  # how many of a reviewer's newest decisions their undo can reach
 STATUSES = ("proposed", "accepted", "corrected", "rejected")
 # What a search may filter on: a label status, or "reviewed" for any status but proposed.
 FILTER_STATUSES = (*STATUSES, "reviewed")
@@ -119,9 +123,10 @@ def decide(session: Session, label_id: int, action: str, user_id: int | None,
            seen_version: int | None, value: str | None = None) -> Label:
     """Apply one decision to a label and flush it; the caller's transaction commits.
 
-    ``seen_version`` is the label version the reviewer's view showed. ``skip`` changes
-    nothing and records nothing. Raises :class:`StaleLabel`, :class:`ReviewError` or
-    :class:`NotFound`.
+    ``seen_version`` is the label version the reviewer's view showed. ``skip`` leaves the label
+    as it is and records no event; for a reviewer (``user_id``) it stores the skip, which sends the
+    label to the end of their queue. Any other decision by them clears their skip of the label.
+    Raises :class:`StaleLabel`, :class:`ReviewError` or :class:`NotFound`.
     """
     if action not in ACTIONS:
         raise ReviewError(f"unknown action '{action}'; use one of: {', '.join(ACTIONS)}")
@@ -130,7 +135,12 @@ def decide(session: Session, label_id: int, action: str, user_id: int | None,
         raise ReviewError("a decision must say which label version it was made on")
     if label.version != int(seen_version):
         raise StaleLabel(label, seen_version)
+    if user_id is not None:
+        session.execute(delete(ReviewSkip).where(ReviewSkip.label_id == label.id, ReviewSkip.user_id == user_id))
     if action == "skip":
+        if user_id is not None:
+            session.add(ReviewSkip(label_id=label.id, user_id=user_id))
+            session.flush()
         return label
     if action == "accept":
         _record(session, label, user_id, "accept", label.value if label.value is not None else label.predicted,
@@ -152,6 +162,62 @@ def decide(session: Session, label_id: int, action: str, user_id: int | None,
         with Session(session.get_bind()) as fresh:
             raise StaleLabel(get_label(fresh, label_id), seen_version) from None
     return label
+
+
+def undo_last(session: Session, user_id: int) -> Label:
+    """Undo the reviewer's newest decision not yet undone, on whichever page or day they made it.
+
+    Raises :class:`ReviewError` when there is none (within their newest ``UNDO_REACH``), and
+    :class:`StaleLabel` when someone else decided the label after them: as with any decision on a
+    stale view, their work is not overwritten.
+    """
+    mine = session.scalars(select(ReviewEvent).where(ReviewEvent.user_id == user_id,
+                                                     ReviewEvent.action.in_((*DECISIONS, "undo")))
+                           .order_by(ReviewEvent.id.desc()).limit(UNDO_REACH)).all()
+    for event in mine:
+        if event.action == "undo":
+            continue
+        target = _undo_target(session, event.label_id)
+        if target is None or target.id < event.id:
+            continue  # already undone (by an undo on the label), so look further back
+        label = get_label(session, event.label_id)
+        if target.id != event.id:
+            # A newer decision on the label is someone else's (the reviewer's own would be newer here).
+            raise StaleLabel(label, label.version)
+        return decide(session, label.id, "undo", user_id, label.version)
+    raise ReviewError("nothing to undo: you have made no decision that is not undone yet")
+
+
+def progress(session: Session, group: str | None, value: str | None = None, user_id: int | None = None,
+             since: datetime | None = None) -> dict:
+    """Reviewed and remaining labels for a queue's filter, and the reviewer's pace since ``since``.
+
+    ``decisions`` counts the reviewer's decisions since ``since`` less their undos; ``per_minute``
+    divides them by the minutes since the first of them (at least one minute, so a first decision
+    does not read as hundreds a minute).
+    """
+    query = select(Label.status, func.count()).join(Image, Image.id == Label.image_id).where(Image.status == "ok")
+    if group:
+        query = query.where(Label.group == group)
+    if value:
+        query = query.where(Label.value == value)
+    counts = dict(session.execute(query.group_by(Label.status)).all())
+    total = sum(counts.values())
+    remaining = int(counts.get("proposed", 0))
+    out = {"group": group, "value": value, "total": total, "reviewed": total - remaining, "remaining": remaining,
+           "decisions": 0, "per_minute": 0.0}
+    if user_id is not None and since is not None:
+        rows = session.execute(select(ReviewEvent.action, func.count(), func.min(ReviewEvent.created_at))
+                               .where(ReviewEvent.user_id == user_id, ReviewEvent.created_at >= since,
+                                      ReviewEvent.action.in_((*DECISIONS, "undo")))
+                               .group_by(ReviewEvent.action)).all()
+        made = sum(n for action, n, _ in rows if action != "undo")
+        undone = sum(n for action, n, _ in rows if action == "undo")
+        first = min((when for _, _, when in rows), default=None)
+        minutes = max(1.0, (utcnow() - first).total_seconds() / 60) if first else 1.0
+        out["decisions"] = max(0, made - undone)
+        out["per_minute"] = round(out["decisions"] / minutes, 1)
+    return out
 
 
 @dataclass
@@ -254,9 +320,9 @@ def accept_above(session: Session, group: str, threshold: float, user_id: int | 
 
 # -- reading -----------------------------------------------------------------------------
 
-def label_query(group: str | None = None, value: str | None = None, status: str | None = None,
-                sort: str = "uncertainty"):
-    """Labels of present images, filtered, in review order (smallest margin first by default)."""
+def _ordered(group: str | None, value: str | None, status: str | None, sort: str, user_id: int | None):
+    """The filtered query of present images' labels and its sort keys: SQL expressions, each
+    ascending and never NULL, that order the queue and let a page start after a given key."""
     if status and status not in STATUSES:
         raise ReviewError(f"unknown status '{status}'; use one of: {', '.join(STATUSES)}")
     if sort not in SORTS:
@@ -268,38 +334,167 @@ def label_query(group: str | None = None, value: str | None = None, status: str 
         query = query.where(Label.value == value)
     if status:
         query = query.where(Label.status == status)
+
+    def last_if_null(column):
+        return [case((column.is_(None), 1), else_=0), func.coalesce(column, 0)]
+
     if sort == "informative":
-        return _informative(query)
-    order = {
-        "uncertainty": (Label.margin.is_(None), Label.margin.asc(), Label.id),
-        "confidence": (Label.confidence.is_(None), Label.confidence.desc(), Label.id),
-        "confidence_asc": (Label.confidence.is_(None), Label.confidence.asc(), Label.id),
-        "id": (Label.id,),
-    }[sort]
-    return query.order_by(*order)
+        query, keys = _informative(query, group, last_if_null)
+    else:
+        keys = {
+            "uncertainty": [*last_if_null(Label.margin), Label.id],
+            "confidence": [case((Label.confidence.is_(None), 1), else_=0), -func.coalesce(Label.confidence, 0),
+                           Label.id],
+            "confidence_asc": [*last_if_null(Label.confidence), Label.id],
+            "id": [Label.id],
+        }[sort]
+    if user_id is not None:
+        # The reviewer's skips go last, oldest skip first.
+        skips = select(ReviewSkip.label_id, ReviewSkip.id).where(ReviewSkip.user_id == user_id).subquery()
+        query = query.outerjoin(skips, skips.c.label_id == Label.id)
+        keys = [case((skips.c.id.is_(None), 0), else_=1), func.coalesce(skips.c.id, 0), *keys]
+    return query, keys
 
 
-def _informative(query):
+def _informative(query, group: str | None, last_if_null):
     """Most informative first: the cold-start picks (typical images, while a group has no reviews),
     then the smallest calibrated margins taking turns over the proposed values, so a rare value is
     not starved by a common one (the same order ``evaluate --replay --order informative`` replays).
+
+    The turns count every label of the group, whatever its status: a decision never renumbers the
+    labels still to come, so a page that starts after a key shows exactly the ones after it.
     """
     turn = func.row_number().over(partition_by=(Label.group, Label.predicted),
                                   order_by=(Label.margin.is_(None), Label.margin.asc(), Label.id))
-    ranked = query.with_only_columns(Label.id.label("label_id"), turn.label("turn")).subquery()
-    return (select(Label).join(ranked, ranked.c.label_id == Label.id)
-            .order_by(Label.priority.is_(None), Label.priority, ranked.c.turn, Label.margin.is_(None),
-                      Label.margin, Label.id))
+    ranked = (select(Label.id.label("label_id"), turn.label("turn"))
+              .join(Image, Image.id == Label.image_id).where(Image.status == "ok"))
+    if group:
+        ranked = ranked.where(Label.group == group)
+    ranked = ranked.subquery()
+    query = query.join(ranked, ranked.c.label_id == Label.id)
+    return query, [*last_if_null(Label.priority), ranked.c.turn, *last_if_null(Label.margin), Label.id]
+
+
+def label_query(group: str | None = None, value: str | None = None, status: str | None = None,
+                sort: str = "uncertainty", user_id: int | None = None):
+    """Labels of present images, filtered, in review order (smallest margin first by default);
+    with ``user_id``, that reviewer's skips last."""
+    query, keys = _ordered(group, value, status, sort, user_id)
+    return query.order_by(*keys)
 
 
 def list_labels(session: Session, group: str | None = None, value: str | None = None,
                 status: str | None = None, sort: str = "uncertainty", limit: int = 60,
-                offset: int = 0) -> tuple[list[Label], int]:
+                offset: int = 0, user_id: int | None = None) -> tuple[list[Label], int]:
     """One page of labels and the total that match."""
-    query = label_query(group, value, status, sort)
+    query = label_query(group, value, status, sort, user_id)
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     labels = session.scalars(query.limit(max(1, min(limit, 500))).offset(max(0, offset))).all()
     return list(labels), int(total or 0)
+
+
+Key = tuple[float, ...]  # a label's place in a queue: its sort keys' values
+
+
+@dataclass
+class QueuePage:
+    """One page of a review queue, and the keys that page on from it.
+
+    ``first``/``last`` are the keys of its first and last label (None when empty); ``more_before``
+    and ``more_after`` say whether labels precede or follow it.
+    """
+
+    labels: list[Label]
+    total: int
+    first: Key | None
+    last: Key | None
+    more_before: bool
+    more_after: bool
+
+
+def _beyond(keys: list, key: Key, forward: bool):
+    """Rows strictly after ``key`` (before it when not ``forward``), in the keys' order."""
+    if len(key) != len(keys):
+        raise ReviewError("this page link belongs to another sort; open the queue again")
+    clauses = []
+    for i, column in enumerate(keys):
+        step = column > key[i] if forward else column < key[i]
+        clauses.append(and_(*[keys[j] == key[j] for j in range(i)], step))
+    return or_(*clauses) if clauses else false()
+
+
+def queue_page(session: Session, group: str | None = None, value: str | None = None, status: str | None = None,
+               sort: str = "uncertainty", limit: int = 48, user_id: int | None = None,
+               after: Key | None = None, before: Key | None = None) -> QueuePage:
+    """The page of ``limit`` labels just after ``after`` (or just before ``before``; else the first).
+
+    Keyset paging, not an offset: labels decided since the previous page (which leave a "proposed"
+    queue) or skipped never shift the next page, so no label is skipped or shown twice.
+    """
+    query, keys = _ordered(group, value, status, sort, user_id)
+    total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    limit = max(1, min(limit, 500))
+    rows_query = query.add_columns(*[k.label(f"k{i}") for i, k in enumerate(keys)])
+    if before is not None:
+        rows_query = rows_query.where(_beyond(keys, before, False)).order_by(*[k.desc() for k in keys])
+    else:
+        if after is not None:
+            rows_query = rows_query.where(_beyond(keys, after, True))
+        rows_query = rows_query.order_by(*keys)
+    rows = session.execute(rows_query.limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if before is not None:
+        rows.reverse()
+    labels = [row[0] for row in rows]
+    row_keys = [tuple(_plain(v) for v in row[1:]) for row in rows]
+    return QueuePage(labels=labels, total=total, first=row_keys[0] if rows else None,
+                     last=row_keys[-1] if rows else None,
+                     more_before=more if before is not None else after is not None and bool(rows),
+                     more_after=more if before is None else True)
+
+
+def _plain(value) -> float:
+    return int(value) if isinstance(value, (bool, int)) else float(value)
+
+
+def format_key(key: Key) -> str:
+    """A key as a page link carries it: its values, comma-separated (floats round-trip exactly)."""
+    return ",".join(repr(v) for v in key)
+
+
+def parse_key(text: str) -> Key:
+    """A key from :func:`format_key`; :class:`ReviewError` for anything else."""
+    values = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            number = int(part) if part.lstrip("-").isdigit() else float(part)
+        except ValueError:
+            raise ReviewError(f"a page key must be numbers separated by commas, not {text[:40]!r}") from None
+        if isinstance(number, float) and not math.isfinite(number):
+            raise ReviewError("a page key must hold finite numbers")
+        values.append(number)
+    if not 1 <= len(values) <= 12:
+        raise ReviewError("a page key has between 1 and 12 numbers")
+    return tuple(values)
+
+
+def image_names(session: Session, image_ids: Sequence[int]) -> dict[int, str]:
+    """Each image's file name (the last part of its path, as :attr:`Image.path` picks it), by image id."""
+    if not image_ids:
+        return {}
+    rows = session.execute(select(ImageFile.image_id, ImageFile.path).where(ImageFile.image_id.in_(set(image_ids)))
+                           .order_by(ImageFile.status != "ok", ImageFile.id))
+    names: dict[int, str] = {}
+    for image_id, path in rows:
+        names.setdefault(image_id, path.replace("\\", "/").rsplit("/", 1)[-1])
+    return names
+
+
+def labels_of_image(session: Session, image_id: int) -> list[Label]:
+    """An image's labels, by group."""
+    return list(session.scalars(select(Label).where(Label.image_id == image_id).order_by(Label.group)))
 
 
 def groups(session: Session) -> list[str]:

@@ -1,27 +1,178 @@
-// The review queue: keyboard-driven decisions through the JSON API.
-// The keys come from the one shortcut table in templates/review/queue.html (it renders the page's
-// help too); this script only knows the actions they name, in `actions` below.
+// The review pages (the queue and an image's detail page): keyboard-driven decisions through the JSON API.
+// The page hands its cards, options and the shortcut table's key bindings in #review-data (web/cards.py
+// builds them; the same table renders the help); this script renders the cards and knows the actions
+// the keys name, in `actions` below. Data from the server only ever enters the page as textContent.
 "use strict";
 
 (function () {
-  const grid = document.querySelector('[data-testid="queue-grid"]');
-  if (!grid) return;
-  const page = JSON.parse(document.getElementById("queue-data").textContent);
+  const dataElement = document.getElementById("review-data");
+  if (!dataElement) return;
+  const page = JSON.parse(dataElement.textContent);
   const byTestId = labeler.byTestId;
-  const undoStack = [];  // cards this page decided, newest last
-  let current = 0;  // the keyboard cursor: index of the focused card
+  const grid = byTestId("queue-grid");
+  const onQueue = Boolean(byTestId("queue-total"));
+  const picker = buildPicker();
+  let focusView = null;  // built when first opened: an image without a source would count as broken
+  const byLabel = new Map();  // label id -> its card's data, as the server last sent it
+  let current = 0;  // the keyboard cursor: index of the current card
 
-  // --- Cards and the keyboard cursor ---
+  // --- URLs and names ---
+
+  // The page's URLs name image 0; put the image id there.
+  function imageUrl(template, imageId) {
+    return template.replace(/\/0(\/|$)/, `/${imageId}$1`);
+  }
+
+  function shownValue(value) {
+    return value === null ? "(none of these)" : value;
+  }
+
+  function score(x) {
+    return x === null || x === undefined ? "–" : x.toFixed(2);
+  }
+
+  function keysOf(group) {
+    return page.keys[group] || {};
+  }
+
+  function optionsOf(group) {
+    return page.options[group] || [];
+  }
+
+  function element(tag, attributes, text) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attributes || {})) node.setAttribute(name, value);
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  // --- The shared correction picker and focus mode, built once (not sent with every page) ---
+
+  function buildPicker() {
+    const form = element("form", {"class": "correct-form", "data-testid": "correct-form", "hidden": "",
+                                  "aria-label": "Correct a label"});
+    const label = element("label", {"for": "correct-input"}, "Correct ");
+    label.append(element("span", {"data-testid": "correct-name"}), " to");
+    const buttons = element("span");
+    buttons.append(element("button", {"type": "submit", "data-testid": "correct-submit"}, "Save"), " ",
+                   element("button", {"type": "button", "data-testid": "correct-cancel"}, "Cancel"));
+    form.append(label, element("input", {"id": "correct-input", "data-testid": "correct-input", "maxlength": "256",
+                                         "autocomplete": "off", "placeholder": "type to filter, or a new value"}),
+                element("select", {"data-testid": "correct-select", "size": "6", "aria-label": "options"}), buttons);
+    document.querySelector("main").append(form);
+    return form;
+  }
+
+  function buildFocus() {
+    const section = element("section", {"class": "focus-mode", "data-testid": "focus", "role": "dialog",
+                                        "aria-modal": "true", "aria-labelledby": "focus-name", "tabindex": "-1",
+                                        "hidden": ""});
+    const frame = element("div", {"class": "focus-view", "data-testid": "focus-view"});
+    frame.append(element("img", {"data-testid": "focus-image", "alt": ""}));
+    const side = element("div", {"class": "focus-side"});
+    const proposal = element("p");
+    proposal.append(element("b", {"data-testid": "focus-value"}), " ", element("span", {"data-testid": "focus-confidence"}),
+                    " ", element("span", {"class": "badge", "data-testid": "focus-status"}));
+    const zoomBar = element("p", {"class": "zoom"});
+    zoomBar.append(element("button", {"type": "button", "data-testid": "zoom-out", "aria-label": "zoom out"}, "−"), " ",
+                   element("button", {"type": "button", "data-testid": "zoom-reset", "aria-label": "fit the image"}, "fit"),
+                   " ", element("button", {"type": "button", "data-testid": "zoom-in", "aria-label": "zoom in"}, "+"));
+    side.append(element("h2", {"id": "focus-name", "data-testid": "focus-name"}), proposal,
+                element("ol", {"class": "alts", "data-testid": "focus-alternatives", "aria-label": "next best options"}),
+                element("div", {"class": "actions", "data-testid": "focus-actions"}),
+                element("ul", {"class": "keys", "data-testid": "focus-options", "aria-label": "options and their keys"}),
+                zoomBar, element("button", {"type": "button", "data-testid": "focus-close"}, "Close (Esc)"));
+    section.append(frame, side);
+    document.querySelector("main").append(section);
+    section.addEventListener("click", onFocusClick);
+    frame.addEventListener("wheel", onWheel, {passive: false});
+    frame.addEventListener("pointerdown", onPointerDown);
+    frame.addEventListener("pointermove", onPointerMove);
+    frame.addEventListener("pointerup", () => { drag = null; });
+    return section;
+  }
+
+  // --- Cards ---
 
   function cards() {
     return Array.from(grid.querySelectorAll('[data-testid="card"]'));
   }
 
-  function focusedCard() {
+  function currentCard() {
     return cards()[current] || null;
   }
 
-  function markFocused(card) {
+  function dataOf(card) {
+    return byLabel.get(Number(card.dataset.labelId));
+  }
+
+  const BUTTONS = [["accept", "Accept", "a"], ["correct", "Correct", "c"], ["reject", "None", "r"], ["skip", "Skip", "s"]];
+
+  function buttonName(action, data) {
+    const value = shownValue(data.value);
+    return {accept: `accept ${value} for ${data.name}`, correct: `correct ${value} for ${data.name}`,
+            reject: `none of these for ${data.name}`, skip: `skip ${data.name}`}[action];
+  }
+
+  function buildCard(sent) {
+    const data = complete(sent);
+    const card = element("article", {"class": "card", "tabindex": "0", "data-testid": "card"});
+    const select = element("label", {"class": "select"});
+    select.append(element("input", {"type": "checkbox", "data-testid": "select"}));
+    const link = element("a", {"data-testid": "detail-link", "href": imageUrl(page.detail, data.image_id)});
+    link.append(element("img", {"src": imageUrl(page.thumb, data.image_id), "loading": "lazy", "width": "170",
+                                "height": "170"}));
+    const meta = element("div", {"class": "meta"});
+    meta.append(element("span", {"data-testid": "confidence"}), element("span", {"class": "badge", "data-testid": "status"}),
+                element("span", {"class": "predicted", "data-testid": "predicted"}));
+    const actions = element("div", {"class": "actions"});
+    for (const [action, text, key] of BUTTONS) {
+      actions.append(element("button", {"type": "button", "data-action": action, "data-testid": action,
+                                        "aria-keyshortcuts": key, "title": key}, text));
+    }
+    if (!onQueue) card.append(element("h3", {"class": "group"}, data.group));
+    card.append(select, link, element("div", {"class": "value", "data-testid": "value"}), meta,
+                element("ol", {"class": "alts", "data-testid": "alternatives", "aria-label": "next best options"}), actions,
+                element("p", {"class": "card-error", "data-testid": "card-error", "role": "alert", "hidden": ""}));
+    render(card, data);
+    return card;
+  }
+
+  // The model's next best options, each with its key: "2 saw 0.21".
+  function fillAlternatives(list, data) {
+    const keys = keysOf(data.group);
+    list.replaceChildren(...(data.others || []).map(([option, confidence]) => {
+      const item = element("li", {}, `${option} ${score(confidence)}`);
+      if (keys[option]) item.prepend(element("kbd", {}, keys[option]), " ");
+      return item;
+    }));
+  }
+
+  // A card's data as the server sends it leaves out the page's group, and the proposal when it is the value.
+  function complete(data) {
+    return Object.assign({group: page.group, predicted: data.value}, data);
+  }
+
+  function render(card, sent) {
+    const data = complete(sent);
+    byLabel.set(data.id, data);
+    Object.assign(card.dataset, {labelId: data.id, version: data.version, imageId: data.image_id, group: data.group});
+    card.className = card.className.replace(/\bstatus-\S+/g, "").trim() + ` status-${data.status}`;
+    card.setAttribute("aria-label", `${data.name}: ${shownValue(data.value)}, ${data.status}`);
+    byTestId("value", card).textContent = shownValue(data.value);
+    byTestId("status", card).textContent = data.status;
+    byTestId("confidence", card).textContent = score(data.confidence);
+    const predicted = byTestId("predicted", card);
+    predicted.textContent = data.predicted && data.predicted !== data.value ? `model: ${data.predicted}` : "";
+    predicted.hidden = !predicted.textContent;
+    card.querySelector("img").alt = `${data.name}, proposed ${shownValue(data.predicted)}`;
+    byTestId("select", card).setAttribute("aria-label", `select ${data.name}`);
+    for (const [action] of BUTTONS) byTestId(action, card).setAttribute("aria-label", buttonName(action, data));
+    fillAlternatives(byTestId("alternatives", card), data);
+    if (focusOpen() && card === currentCard()) renderFocus();
+  }
+
+  function markCurrent(card) {
     cards().forEach((c) => c.classList.toggle("focused", c === card));
   }
 
@@ -29,111 +180,326 @@
     const all = cards();
     if (!all.length) return;
     current = Math.max(0, Math.min(all.length - 1, i));
-    markFocused(all[current]);
-    all[current].focus();
+    markCurrent(all[current]);
+    if (focusOpen()) renderFocus();
+    else all[current].focus();
+    nearTheEnd();
   }
 
   function focusNext(card) {
-    focusCard(cards().indexOf(card) + 1);
+    const all = cards();
+    const i = all.indexOf(card);
+    if (onQueue && i === all.length - 1) {
+      if (page.next || loading) {  // past the last card until the next batch is in
+        current = all.length;
+        markCurrent(null);
+        if (!loading) loadNextBatch();
+        return;
+      }
+      labeler.showInfo("That was the last card of this queue.");
+    }
+    focusCard(i + 1);
   }
 
   function openDetail(card) {
     window.location.href = byTestId("detail-link", card).href;
   }
 
-  // --- Showing a label on its card ---
-
-  function render(card, label) {
-    card.dataset.version = label.version;
-    byTestId("value", card).textContent = label.value === null ? "(none of these)" : label.value;
-    byTestId("status", card).textContent = label.status;
-    card.className = card.className.replace(/status-\S+/, "status-" + label.status);
-    if (label.confidence !== null) byTestId("confidence", card).textContent = label.confidence.toFixed(2);
-  }
-
   async function refresh(card) {
     try {
-      render(card, await labeler.api("GET", `/api/labels/${card.dataset.labelId}`));
+      const label = await labeler.api("GET", `/api/labels/${card.dataset.labelId}`);
+      render(card, Object.assign({}, dataOf(card), label));
       card.classList.add("changed-elsewhere");
     } catch (e) { /* the error banner already explains */ }
   }
 
-  // --- Decisions ---
+  // --- Decisions: the UI moves on at once; the requests go out one after another, in order ---
 
-  // Resolves true when the server took the decision.
-  async function decide(card, action, value) {
-    if (!card || card.dataset.busy) return false;  // a second key press must not race the first answer
-    if (action === "skip") { focusNext(card); return true; }
-    card.dataset.busy = "1";
-    try {
-      const body = {action, version: Number(card.dataset.version)};
+  let queue = Promise.resolve();
+
+  function enqueue(card, send) {
+    card.classList.add("pending");
+    queue = queue.then(send).finally(() => { card.classList.remove("pending"); });
+  }
+
+  function failed(card, e) {
+    const message = byTestId("card-error", card);
+    message.textContent = e.message;
+    message.hidden = false;
+    card.classList.add("failed");
+    labeler.showError(e.message);
+    if (e.status === 409) refresh(card);  // show what the other reviewer decided
+    focusCard(cards().indexOf(card));  // back to the card that needs another look
+  }
+
+  function succeeded(card, result) {
+    render(card, result.card);
+    card.classList.remove("failed", "changed-elsewhere");
+    byTestId("card-error", card).hidden = true;
+    if (result.progress) showProgress(result.progress);
+    labeler.showError("");
+  }
+
+  function decide(card, action, value) {
+    if (!card) return;
+    enqueue(card, async () => {
+      // The version is read when the request goes out: an earlier request of ours may have moved it on.
+      const body = {action, version: Number(card.dataset.version), queue_value: page.value || null};
       if (value !== undefined) body.value = value;
-      const result = await labeler.api("POST", `/api/labels/${card.dataset.labelId}/review`, body);
-      render(card, result.label);
-      labeler.showError("");
-      if (action !== "undo") {
-        undoStack.push(card);
-        focusNext(card);
-      }
-      return true;
-    } catch (e) {
-      labeler.showError(e.message);
-      if (e.status === 409) refresh(card);  // show what the other reviewer decided
-      return false;
-    } finally {
-      delete card.dataset.busy;
-    }
+      try {
+        succeeded(card, await labeler.api("POST", `/api/labels/${card.dataset.labelId}/review`, body));
+      } catch (e) { failed(card, e); }
+    });
+    focusNext(card);
   }
 
+  // Undo the reviewer's newest decision, wherever it was made; its card comes back under the cursor.
   function undoLast() {
-    const last = undoStack.pop();
-    if (!last) { labeler.showError("Nothing to undo on this page."); return; }
-    focusCard(cards().indexOf(last));
-    decide(last, "undo").then((done) => { if (!done) undoStack.push(last); });  // keep it for a retry
+    const anchor = currentCard() || grid;
+    queue = queue.then(async () => {
+      try {
+        const result = await labeler.api("POST", "/api/review/undo", {queue_value: page.value || null});
+        let card = grid.querySelector(`[data-testid="card"][data-label-id="${result.card.id}"]`);
+        if (!card) {
+          card = buildCard(result.card);
+          if (anchor === grid) grid.append(card); else grid.insertBefore(card, anchor);
+        }
+        succeeded(card, result);
+        focusCard(cards().indexOf(card));
+      } catch (e) {
+        labeler.showError(e.message);
+      }
+    });
   }
 
-  // --- The correction form ---
+  // --- Progress ---
+
+  function showProgress(progress) {
+    const line = byTestId("progress");
+    if (!line || !progress) return;
+    byTestId("progress-reviewed", line).textContent = progress.reviewed;
+    byTestId("progress-remaining", line).textContent = progress.remaining;
+    byTestId("progress-rate", line).textContent = progress.per_minute;
+    line.hidden = false;
+  }
+
+  // --- Paging: the next batch loads in place as the cursor nears the last card, so no key waits ---
+
+  const PREFETCH = 8;  // cards before the end; at 10 keys/s that leaves 0.8 s for the request
+  let loading = null;
+
+  function nearTheEnd() {
+    if (onQueue && page.next && !loading && current >= cards().length - PREFETCH) loadNextBatch();
+  }
+
+  function loadNextBatch() {
+    const query = page.next.slice(page.next.indexOf("?"));
+    loading = labeler.api("GET", `/api/review/queue${query}`).then((batch) => {
+      const waiting = current >= cards().length;
+      grid.append(...batch.cards.map(buildCard));
+      page.next = batch.next;
+      const link = byTestId("next-page");
+      if (link && batch.next) link.href = batch.next; else if (link) link.remove();
+      loading = null;
+      if (waiting) focusCard(current);
+    }).catch((e) => { loading = null; labeler.showError(e.message); });
+  }
+
+  function nextPage() {
+    const link = byTestId("next-page");
+    if (link) window.location.href = link.href;
+  }
+
+  function previousPage() {
+    const link = byTestId("prev-page");
+    if (link) window.location.href = link.href;
+  }
+
+  // --- The correction picker: one form, moved to the card (or focus mode) it corrects ---
+
+  let correcting = null;
+
+  function fillPicker(group, filter) {
+    const select = byTestId("correct-select", picker);
+    const keys = keysOf(group);
+    const wanted = filter.trim().toLowerCase();
+    select.replaceChildren(...optionsOf(group).filter((o) => o.toLowerCase().includes(wanted))
+      .map((o) => element("option", {"value": o}, keys[o] ? `${keys[o]} ${o}` : o)));
+    select.selectedIndex = wanted && select.options.length ? 0 : -1;
+  }
 
   function openCorrect(card) {
-    const form = byTestId("correct-form", card);
-    form.hidden = false;
-    byTestId("correct-select", form).focus();
+    correcting = card;
+    const data = dataOf(card);
+    if (focusOpen()) byTestId("focus-actions", focusView).after(picker); else card.append(picker);
+    byTestId("correct-name", picker).textContent = `${shownValue(data.value)} for ${data.name}`;
+    byTestId("correct-input", picker).value = "";
+    fillPicker(data.group, "");
+    picker.hidden = false;
+    byTestId("correct-input", picker).focus();
   }
 
-  function closeCorrect(form) {
-    form.hidden = true;
-    focusCard(current);
+  function closeCorrect() {
+    picker.hidden = true;
+    if (focusOpen()) focusView.focus(); else focusCard(current);
+    correcting = null;
+  }
+
+  // The typed text when it is an option or nothing matches it; else the highlighted match.
+  function pickedValue() {
+    const typed = byTestId("correct-input", picker).value.trim();
+    const select = byTestId("correct-select", picker);
+    const exact = optionsOf(correcting.dataset.group).find((o) => o === typed);
+    if (exact) return exact;
+    if (select.selectedIndex >= 0) return select.value;
+    return typed;
   }
 
   function submitCorrect(event) {
     event.preventDefault();
-    const form = event.target;
-    const card = form.closest('[data-testid="card"]');
-    const typed = byTestId("correct-input", form).value.trim();
-    const value = typed || byTestId("correct-select", form).value;
-    form.hidden = true;
+    if (!correcting) return;
+    const card = correcting;
+    const value = pickedValue();
+    if (!value) { labeler.showError("Pick an option or type a value."); return; }
+    picker.hidden = true;
+    correcting = null;
     decide(card, "correct", value);
   }
 
-  // The value of option n (1-based) in the card's list, or null when it has fewer.
-  function optionAt(card, n) {
-    const choices = card.querySelectorAll('[data-testid="correct-select"] option');
-    return choices[n - 1] ? choices[n - 1].value : null;
+  function onPickerKeydown(event) {
+    const select = byTestId("correct-select", picker);
+    if (event.key === "Escape") { event.preventDefault(); closeCorrect(); return; }
+    if (event.target === select && event.key === "Enter") { submitCorrect(event); return; }
+    if (event.target.matches('[data-testid="correct-input"]') && (event.key === "ArrowDown" || event.key === "ArrowUp")) {
+      event.preventDefault();
+      const step = event.key === "ArrowDown" ? 1 : -1;
+      select.selectedIndex = Math.max(0, Math.min(select.options.length - 1, select.selectedIndex + step));
+    }
   }
 
-  function correctToOption(card, n) {
-    const value = optionAt(card, n);
-    if (value !== null) decide(card, "correct", value);
+  function correctToOption(card, key) {
+    const keys = keysOf(card.dataset.group);
+    const option = Object.keys(keys).find((o) => keys[o] === key);
+    if (option !== undefined) decide(card, "correct", option);
+    else labeler.showError(`No option of ${card.dataset.group} has the key ${key}.`);
   }
 
-  // --- Selection and bulk accepts ---
+  // --- Focus mode: one image, large and uncropped, with zoom and pan ---
+
+  const view = {scale: 1, x: 0, y: 0};
+
+  function focusOpen() {
+    return focusView && !focusView.hidden;
+  }
+
+  function applyZoom() {
+    byTestId("focus-image", focusView).style.transform = `translate(${view.x}px, ${view.y}px) scale(${view.scale})`;
+  }
+
+  function zoom(factor) {
+    view.scale = Math.max(1, Math.min(12, view.scale * factor));
+    if (view.scale === 1) { view.x = 0; view.y = 0; }
+    applyZoom();
+  }
+
+  function pan(dx, dy) {
+    view.x += dx;
+    view.y += dy;
+    applyZoom();
+  }
+
+  function resetZoom() {
+    Object.assign(view, {scale: 1, x: 0, y: 0});
+    applyZoom();
+  }
+
+  function renderFocus() {
+    const card = currentCard();
+    if (!card) return;
+    const data = dataOf(card);
+    const image = byTestId("focus-image", focusView);
+    if (image.dataset.imageId !== String(data.image_id)) {
+      resetZoom();
+      image.dataset.imageId = data.image_id;
+      image.src = imageUrl(page.full, data.image_id);
+    }
+    image.alt = `${data.name}, proposed ${shownValue(data.predicted)}`;
+    byTestId("focus-name", focusView).textContent = onQueue ? data.name : `${data.group} of ${data.name}`;
+    byTestId("focus-value", focusView).textContent = shownValue(data.value);
+    byTestId("focus-confidence", focusView).textContent = score(data.confidence);
+    byTestId("focus-status", focusView).textContent = data.status;
+    fillAlternatives(byTestId("focus-alternatives", focusView), data);
+    const actions = byTestId("focus-actions", focusView);
+    actions.replaceChildren(...BUTTONS.map(([action, text, key]) => element(
+      "button", {"type": "button", "data-action": action, "aria-label": buttonName(action, data),
+                 "aria-keyshortcuts": key}, `${text} (${key})`)));
+    const keys = keysOf(data.group);
+    byTestId("focus-options", focusView).replaceChildren(...optionsOf(data.group).map((o) => {
+      const item = element("li", {}, ` ${o}`);
+      item.prepend(element("kbd", {}, keys[o] || "c"));
+      return item;
+    }));
+    markCurrent(card);
+  }
+
+  // Focus mode stays on across pages (the next batch) until it is closed.
+  function openFocus() {
+    if (!currentCard()) return;
+    focusView = focusView || buildFocus();
+    sessionStorage.setItem("review-focus-mode", "on");
+    focusView.hidden = false;
+    document.body.classList.add("focus-open");
+    renderFocus();
+    focusView.focus();
+  }
+
+  function closeFocus() {
+    if (!focusOpen()) return;
+    sessionStorage.removeItem("review-focus-mode");
+    focusView.hidden = true;
+    document.body.classList.remove("focus-open");
+    focusCard(current);
+  }
+
+  function onFocusClick(event) {
+    const button = event.target.closest("button");
+    if (!button) return;
+    const testId = button.dataset.testid;
+    if (testId === "focus-close") closeFocus();
+    else if (testId === "zoom-in") zoom(1.25);
+    else if (testId === "zoom-out") zoom(0.8);
+    else if (testId === "zoom-reset") resetZoom();
+    else if (button.dataset.action) act(button.dataset.action, currentCard());
+  }
+
+  function onWheel(event) {
+    event.preventDefault();
+    zoom(event.deltaY < 0 ? 1.15 : 1 / 1.15);
+  }
+
+  let drag = null;
+
+  function onPointerDown(event) {
+    drag = {x: event.clientX - view.x, y: event.clientY - view.y};
+    event.currentTarget.setPointerCapture(event.pointerId);
+  }
+
+  function onPointerMove(event) {
+    if (!drag) return;
+    view.x = event.clientX - drag.x;
+    view.y = event.clientY - drag.y;
+    applyZoom();
+  }
+
+  // --- Selection and bulk accepts (queue only) ---
 
   function selectedCards() {
     return cards().filter((c) => byTestId("select", c).checked);
   }
 
   function updateSelectedCount() {
-    byTestId("selected-count").textContent = selectedCards().length;
+    const count = byTestId("selected-count");
+    if (count) count.textContent = selectedCards().length;
   }
 
   function toggleSelect(card) {
@@ -156,9 +522,8 @@
     const byId = new Map(chosen.map((c) => [Number(c.dataset.labelId), c]));
     for (const label of result.accepted || []) {
       const card = byId.get(label.id);
-      render(card, label);
+      render(card, Object.assign({}, dataOf(card), label));
       byTestId("select", card).checked = false;
-      undoStack.push(card);
     }
     for (const conflict of result.conflicts || []) refresh(byId.get(conflict.id));
     updateSelectedCount();
@@ -167,6 +532,7 @@
     } else {
       labeler.showInfo(`Accepted ${result.accepted.length}.`);
     }
+    loadProgress();
   }
 
   function thresholdQuery() {
@@ -202,30 +568,53 @@
     } catch (e) { labeler.showError(e.message); }
   }
 
+  async function loadProgress() {
+    if (!page.group) return;
+    const params = new URLSearchParams({group: page.group});
+    if (page.value) params.set("value", page.value);
+    try { showProgress(await labeler.api("GET", `/api/review/progress?${params}`)); } catch (e) { /* shown next time */ }
+  }
+
   // --- Keyboard shortcuts ---
 
   function toggleHelp() {
     const help = byTestId("shortcuts");
     help.hidden = !help.hidden;
+    byTestId("help-toggle").setAttribute("aria-expanded", String(!help.hidden));
   }
 
-  // What each action of the shortcut table does, given the focused card (or null) and the key.
+  // What each action of the shortcut table does, given the current card (or null) and the key.
   // An action returns false when it does not apply, so the key keeps its default.
   const onCard = (run) => (card, key) => (card ? run(card, key) : false);
+  const inFocus = (run) => () => (focusOpen() ? run() : false);
   const actions = {
     next: () => { focusCard(current + 1); },
     previous: () => { focusCard(current - 1); },
-    accept: (card) => { decide(card, "accept"); },
-    reject: (card) => { decide(card, "reject"); },
-    skip: (card) => { decide(card, "skip"); },
+    accept: onCard((card) => { decide(card, "accept"); }),
+    reject: onCard((card) => { decide(card, "reject"); }),
+    skip: onCard((card) => { decide(card, "skip"); }),
     correct: onCard((card) => { openCorrect(card); }),
-    option: onCard((card, key) => { correctToOption(card, Number(key)); }),
+    option: onCard((card, key) => { correctToOption(card, key); }),
     select: onCard((card) => { toggleSelect(card); }),
-    acceptSelected: () => { acceptSelected(); },
+    acceptSelected: () => (onQueue ? acceptSelected() : false),
     undo: () => { undoLast(); },
+    focus: onCard(() => { if (focusOpen()) closeFocus(); else openFocus(); }),
+    zoomIn: inFocus(() => zoom(1.25)),
+    zoomOut: inFocus(() => zoom(0.8)),
+    zoomReset: inFocus(() => resetZoom()),
+    panLeft: inFocus(() => pan(60, 0)),
+    panRight: inFocus(() => pan(-60, 0)),
+    panUp: inFocus(() => pan(0, 60)),
+    panDown: inFocus(() => pan(0, -60)),
+    nextPage: () => { nextPage(); },
+    previousPage: () => { previousPage(); },
     open: onCard((card) => { openDetail(card); }),
     help: () => { toggleHelp(); },
   };
+
+  function act(action, card, key) {
+    return actions[action](card, key);
+  }
 
   // key name -> action name, from the table's rows.
   function bindKeys(rows) {
@@ -240,38 +629,40 @@
   }
   const keyBindings = bindKeys(page.shortcuts);
 
-  // The table's name of a key press: "Shift+A" for a shifted letter, else the key itself.
+  // The table's name of a key press: "Shift+A" for a shifted letter or arrow, else the key itself.
   function keyName(event) {
-    return event.shiftKey && /^[A-Z]$/.test(event.key) ? `Shift+${event.key}` : event.key;
+    const shifted = event.shiftKey && (/^[A-Z]$/.test(event.key) || event.key.startsWith("Arrow"));
+    return shifted ? `Shift+${event.key}` : event.key;
   }
 
-  // Typing in a text field is typing, not a shortcut; a checkbox keeps the shortcuts working.
-  function isTyping(target) {
-    return target.matches("select, textarea, input:not([type=checkbox]):not([type=radio])");
+  // Card keys act only where the focus is on a card, focus mode or the page itself: on a link, a
+  // button or a field, Enter, Space and letters do what that control does.
+  function onCardOrPage(target) {
+    return target === document.body || target === document.documentElement || target === focusView ||
+      target.matches('[data-testid="card"]');
   }
 
   function onKeydown(event) {
     const target = event.target;
-    if (event.key === "Escape" && target.closest('[data-testid="correct-form"]')) {
-      closeCorrect(target.closest('[data-testid="correct-form"]'));
-      return;
-    }
-    if (isTyping(target) || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (target.closest('[data-testid="correct-form"]')) { onPickerKeydown(event); return; }
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.key === "Escape" && focusOpen()) { event.preventDefault(); closeFocus(); return; }
     const action = keyBindings.get(keyName(event));
-    if (action && actions[action](focusedCard(), event.key) !== false) event.preventDefault();
+    if (!action) return;
+    if (action !== "help" && !onCardOrPage(target)) return;
+    if (action === "help" && target.matches("input:not([type=checkbox]), select, textarea")) return;
+    if (act(action, currentCard(), event.key) !== false) event.preventDefault();
   }
 
   // --- Mouse and focus ---
 
   function onGridClick(event) {
     const card = event.target.closest('[data-testid="card"]');
-    if (!card) return;
+    if (!card || event.target.closest('[data-testid="correct-form"]')) return;
     current = cards().indexOf(card);
-    const button = event.target.closest("button[data-action]");
     if (event.target.matches('[data-testid="select"]')) { updateSelectedCount(); return; }
-    if (!button) return;
-    if (button.dataset.action === "correct") openCorrect(card);
-    else decide(card, button.dataset.action);
+    const button = event.target.closest("button[data-action]");
+    if (button) act(button.dataset.action, card);
   }
 
   // Focus by mouse or Tab moves the keyboard cursor too.
@@ -279,16 +670,27 @@
     const card = event.target.closest('[data-testid="card"]');
     if (!card) return;
     current = cards().indexOf(card);
-    markFocused(card);
+    markCurrent(card);
   }
 
+  grid.append(...page.cards.map(buildCard));
   grid.addEventListener("click", onGridClick);
   grid.addEventListener("focusin", onGridFocus);
-  grid.addEventListener("submit", submitCorrect);
-  byTestId("accept-selected").addEventListener("click", acceptSelected);
-  byTestId("threshold-preview").addEventListener("click", previewThreshold);
-  byTestId("threshold-accept").addEventListener("click", acceptThreshold);
-  byTestId("threshold").addEventListener("input", forgetThresholdPreview);
+  picker.addEventListener("submit", submitCorrect);
+  picker.addEventListener("input", (event) => {
+    if (correcting && event.target.matches('[data-testid="correct-input"]')) fillPicker(correcting.dataset.group, event.target.value);
+  });
+  byTestId("correct-cancel", picker).addEventListener("click", closeCorrect);
+  byTestId("focus-open").addEventListener("click", openFocus);
+  byTestId("help-toggle").addEventListener("click", toggleHelp);
+  if (onQueue) {
+    byTestId("accept-selected").addEventListener("click", acceptSelected);
+    byTestId("threshold-preview").addEventListener("click", previewThreshold);
+    byTestId("threshold-accept").addEventListener("click", acceptThreshold);
+    byTestId("threshold").addEventListener("input", forgetThresholdPreview);
+  }
   document.addEventListener("keydown", onKeydown);
-  focusCard(0);
+  if (page.progress) showProgress(page.progress); else byTestId("progress").hidden = true;
+  if (onQueue) focusCard(0); else if (cards().length) markCurrent(cards()[0]);
+  if (onQueue && sessionStorage.getItem("review-focus-mode") === "on") openFocus();
 })();

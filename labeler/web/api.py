@@ -3,7 +3,11 @@
     GET  /api/stats                         counts, progress and histograms per group
     GET  /api/labels?group&value&status&sort&limit&offset
     GET  /api/labels/<id>
-    POST /api/labels/<id>/review            {"action", "version", "value"?}  409 when stale
+    POST /api/labels/<id>/review            {"action", "version", "value"?, "queue_value"?}  409 when stale;
+                                            the label, its card and the progress of its queue
+    POST /api/review/undo                   undo your newest decision not yet undone; 409 when stale
+    GET  /api/review/progress?group&value   reviewed, remaining, your decisions and their rate
+    GET  /api/review/queue?group&value&status&sort&after   the queue's next batch of cards (as the page's)
     POST /api/labels/accept-selected        {"labels": [{"id", "version"}, ...]}  per-label "results"
     GET  /api/labels/accept-above?group&threshold&value    preview: {"count"}
     POST /api/labels/accept-above           {"group", "threshold", "value"?}
@@ -22,7 +26,8 @@ from flask import Blueprint, abort, g, jsonify, request, url_for
 
 from .. import db, jobs, present, review
 from .access import admin_required
-from .requests import integer, json_body, search_args, text, threshold
+from .cards import cards, queue_batch, review_started
+from .requests import integer, json_body, queue_filters, search_args, text, threshold
 from .results import image_links, search_hits
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -83,12 +88,53 @@ def review_label(label_id: int):
     body = json_body()
     action = body.get("action")
     version = integer(body.get("version"), "version")
+    queue_value = text(body.get("queue_value"), "queue_value")
+    started = review_started()
 
     # One transaction per decision: the label's state and its event commit together.
     def work(s):
-        return _label(review.decide(s, label_id, str(action), g.user.id, version, body.get("value")))
+        label = review.decide(s, label_id, str(action), g.user.id, version, body.get("value"))
+        return _decided(s, label, queue_value, started)
 
-    return jsonify({"label": _write(work), "action": action})
+    return jsonify({**_write(work), "action": action})
+
+
+def _decided(s, label, queue_value: str | None, started) -> dict:
+    """A decision's answer: the label, its card, and the progress of the queue it was made in."""
+    return {"label": _label(label), "card": cards(s, [label])[0],
+            "progress": review.progress(s, label.group, queue_value, g.user.id, started)}
+
+
+@bp.route("/review/undo", methods=("POST",))
+def undo():
+    body = json_body()
+    queue_value = text(body.get("queue_value"), "queue_value")
+    started = review_started()
+    return jsonify({**_write(lambda s: _decided(s, review.undo_last(s, g.user.id), queue_value, started)),
+                    "action": "undo"})
+
+
+@bp.route("/review/queue")
+def queue():
+    """The batch the queue page loads by itself as the reviewer nears its last card."""
+    from . import collection
+
+    filters = queue_filters()
+    if not filters["group"]:
+        abort(400, "group is required")
+    with collection().session() as s:
+        batch = queue_batch(s, filters, g.user.id)
+    return jsonify({"cards": batch.cards, "total": batch.total, "next": batch.next})
+
+
+@bp.route("/review/progress")
+def progress():
+    from . import collection
+
+    started = review_started()
+    with collection().session() as s:
+        return jsonify(review.progress(s, text(request.args.get("group"), "group"),
+                                       text(request.args.get("value"), "value"), g.user.id, started))
 
 
 def _bulk_response(result: review.BulkResult, accepted: list[dict]):

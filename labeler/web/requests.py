@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import abort, request
 
-from .. import search
+from .. import review, search
 from ..catalog import MAX_ID
 from ..errors import LabelerError
 from ..review import FILTER_STATUSES
@@ -99,10 +99,22 @@ def _check_json(data: Any) -> None:
                 abort(400, "the JSON body holds text that is not valid Unicode (a lone surrogate)")
 
 
+def _page_key(value: str | None, name: str):
+    if not value:
+        return None
+    try:
+        return review.parse_key(value)
+    except LabelerError as exc:
+        abort(400, f"{name}: {exc}")
+
+
 def queue_filters() -> dict:
-    """The review queue's filters; unknown values are user errors (400)."""
+    """The review queue's filters and its page keys (``after``/``before``); unknown values are
+    user errors (400)."""
     args = request.args
     return {
+        "after": _page_key(args.get("after"), "after"),
+        "before": _page_key(args.get("before"), "before"),
         "group": args.get("group") or None,
         "value": args.get("value") or None,
         "status": args.get("status", "proposed") or None,

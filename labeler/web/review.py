@@ -11,12 +11,13 @@ from flask import Blueprint, flash, g, redirect, render_template, url_for
 
 from .. import jobs, lab, learning, present, review
 from .access import admin_required
+from .cards import all_option_keys, cards, option_keys, page_data, queue_batch, review_started, script_json, shortcuts
 from .results import image_links
 from .requests import queue_filters
 
 bp = Blueprint("review", __name__)
+bp.add_app_template_filter(script_json)
 
-PAGE_SIZE = 48
 
 
 @bp.route("/")
@@ -49,20 +50,21 @@ def queue():
     from . import collection
 
     filters = queue_filters()
+    started = review_started()
     with collection().session() as s:
         groups = review.groups(s)
         if filters["group"] is None and groups:
             filters["group"] = groups[0]
-        labels, total = review.list_labels(s, filters["group"], filters["value"], filters["status"],
-                                           filters["sort"], PAGE_SIZE, (filters["page"] - 1) * PAGE_SIZE)
+        batch = queue_batch(s, filters, g.user.id)
         values = review.options(s, filters["group"]) if filters["group"] else []
-        cards = [present.label_dict(label, image_links) for label in labels]
-    # The prompt set's own order, so the 1-9 keys match what the labeler offered.
-    options = next((card["options"] for card in cards if card["options"]), values)
-    return render_template("review/queue.html", cards=cards, total=total, groups=groups, options=options,
-                           values=values,
+        options = batch.options or values
+        progress = review.progress(s, filters["group"], filters["value"], g.user.id, started)
+    data = page_data({filters["group"]: options} if filters["group"] else {}, batch.cards, group=filters["group"],
+                     value=filters["value"], status=filters["status"], next=batch.next, progress=progress)
+    return render_template("review/queue.html", cards=batch.cards, total=batch.total, groups=groups, values=values,
                            filters=filters, statuses=review.STATUSES, sorts=review.SORTS,
-                           page_size=PAGE_SIZE)
+                           pages={"next": batch.next, "previous": batch.previous}, data=data,
+                           shortcuts=shortcuts(option_keys(options)))
 
 
 @bp.route("/images/<int:image_id>")
@@ -70,7 +72,13 @@ def detail(image_id: int):
     from . import collection
 
     coll = collection()
+    review_started()
     with coll.session() as s:
         info = present.image_detail(s, image_id, image_links)
+        labels = review.labels_of_image(s, image_id)
+        shown = cards(s, labels)
+        group_options = {label.group: list(label.scores or {}) or review.options(s, label.group) for label in labels}
     explanation = lab.explain_image(coll, image_id, info["prompt_set_ids"])
-    return render_template("review/detail.html", image=info, explanation=explanation)
+    data = page_data(group_options, shown, group=None, value=None, status=None, next=None, progress=None)
+    return render_template("review/detail.html", image=info, explanation=explanation, data=data,
+                           shortcuts=shortcuts(all_option_keys(group_options), "each card shows its options' keys"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from markupsafe import escape
@@ -13,8 +14,13 @@ from labeler.prompts import load_prompt_set
 from tests.web.conftest import Users, login, post_json
 
 
+def _page_data(html: str) -> dict:
+    """The review page's cards and keys: review.js renders the cards from this JSON."""
+    return json.loads(re.search(r'<script type="application/json" id="review-data">(.*?)</script>', html, re.S).group(1))
+
+
 def _cards(html: str) -> list[str]:
-    return re.findall(r'data-testid="card" data-label-id="(\d+)"', html)
+    return [str(card["id"]) for card in _page_data(html)["cards"]]
 
 
 def test_dashboard_shows_counts_progress_and_histograms(client, web_config):
@@ -34,7 +40,7 @@ def test_queue_lists_proposals_most_uncertain_first_with_shortcuts(client, web_c
     with db.session_scope(web_config) as s:
         margins = {l.id: l.margin for l in s.scalars(select(Label).where(Label.id.in_(ids)))}
     assert ids and [margins[i] for i in ids] == sorted(margins.values())
-    for key in ("j / → , k / ←", "Shift+A", ">u<", ">x<", ">?<", "1–9"):
+    for key in ("j / → , k / ←", "Shift+A", ">u<", ">x<", ">?<", "1–9", ">f<"):
         assert key in html, key
     assert 'data-testid="threshold-preview"' in html and 'src="/static/review.js?v=' in html
 
@@ -95,7 +101,9 @@ def test_corrected_script_value_is_shown_escaped_everywhere(client):
         html = page.get_data(as_text=True)
         assert evil not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[0].get_data(as_text=True)
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[1].get_data(as_text=True)
+    # The queue carries its cards as JSON inside a <script>: there "<" must be escaped as \u003c.
+    assert "\\u003cscript\\u003ealert(1)\\u003c/script\\u003e" in pages[1].get_data(as_text=True)
+    assert evil in [card["value"] for card in _page_data(pages[1].get_data(as_text=True))["cards"]]
 
 
 def test_detail_page_shows_scores_prompts_and_history(client):

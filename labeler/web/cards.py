@@ -1,0 +1,156 @@
+"""Review cards: what the queue, the focus mode and the detail page show of a label, as the JSON
+``static/review.js`` renders. One builder, so a card looks the same on every page and in the API's
+answers to a decision."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from dataclasses import dataclass
+
+from flask import abort, session, url_for
+from markupsafe import Markup
+
+from .. import present, review
+from ..catalog import utcnow
+
+# Keys that option shortcuts may take after 1-9: letters no other shortcut of the review pages uses
+# (j k a c r s u x f o and the help's ?), in keyboard order.
+OPTION_LETTERS = "qwetyipdghlzvbnm"
+OTHER_OPTIONS = 2
+PAGE_SIZE = 48
+
+
+def option_keys(options: list[str]) -> dict[str, str]:
+    """Each option's one key: 1-9, then ``OPTION_LETTERS``; options past those get none (the
+    correction picker still finds them by typing)."""
+    keys = [str(n) for n in range(1, 10)] + list(OPTION_LETTERS)
+    return {option: key for option, key in zip(options, keys)}
+
+
+def shortcuts(keys: dict[str, str], names: str | None = None) -> list[dict]:
+    """The review pages' one table of keyboard shortcuts, given the option keys (option → key) and
+    what the help says of them (by default, each key and its option).
+
+    It renders the help, and ``static/review.js`` binds its keys: ``bind`` maps KeyboardEvent.key values
+    ("Shift+" before a capital letter or an arrow) to an action of review.js. The README's table
+    documents the same keys.
+    """
+    names = names if names is not None else ", ".join(f"{key} {option}" for option, key in keys.items())
+    zoom = {"+": "zoomIn", "=": "zoomIn", "-": "zoomOut", "0": "zoomReset", "Shift+ArrowLeft": "panLeft",
+            "Shift+ArrowRight": "panRight", "Shift+ArrowUp": "panUp", "Shift+ArrowDown": "panDown"}
+    return [
+        {"label": "j / → , k / ←", "help": "next / previous image",
+         "bind": {"j": "next", "ArrowRight": "next", "k": "previous", "ArrowLeft": "previous"}},
+        {"label": "a", "help": "accept the proposed value", "bind": {"a": "accept"}},
+        {"label": "1–9, then letters", "help": "correct to that option at once", "detail": names,
+         "bind": {key: "option" for key in keys.values()}},
+        {"label": "c", "help": "correct: type to filter the options, or type a new value", "bind": {"c": "correct"}},
+        {"label": "r", "help": "reject: none of these", "bind": {"r": "reject"}},
+        {"label": "s", "help": "skip: to the end of your queue", "bind": {"s": "skip"}},
+        {"label": "u", "help": "undo your last decision, on any page", "bind": {"u": "undo"}},
+        {"label": "f", "help": "focus mode: one large image (Esc leaves)", "bind": {"f": "focus"}},
+        {"label": "+ / − / 0", "help": "zoom in / out / fit in focus mode (Shift+arrows pan)", "bind": zoom},
+        {"label": "] / [", "help": "next / previous page", "bind": {"]": "nextPage", "[": "previousPage"}},
+        {"label": "x", "help": "select / unselect", "bind": {"x": "select"}},
+        {"label": "Shift+A", "help": "accept the selected images", "bind": {"Shift+A": "acceptSelected"}},
+        {"label": "Enter, o", "help": "open the image's detail page (Enter on a card)", "bind": {"Enter": "open", "o": "open"}},
+        {"label": "?", "help": "show / hide this help", "bind": {"?": "help"}},
+    ]
+
+
+def all_option_keys(group_options: dict[str, list[str]]) -> dict[str, str]:
+    """Every key some group's option takes, as ``shortcuts`` wants them (each key once)."""
+    keys = {key for options in group_options.values() for key in option_keys(options).values()}
+    return {key: key for key in sorted(keys, key=lambda k: (not k.isdigit(), OPTION_LETTERS.find(k), k))}
+
+
+def card(label, name: str) -> dict:
+    """What a review card shows of a label, compactly: the queue page carries 48 of these as JSON.
+
+    ``others`` is the model's best options but the proposal, ``[option, confidence]``, best first;
+    ``predicted`` is left out when it is the value. Confidences keep the 2 decimals the page shows.
+    """
+    shown = present.label_dict(label)
+    ranked = sorted(((option, score.get("confidence")) for option, score in (shown["scores"] or {}).items()
+                     if isinstance(score, dict) and score.get("confidence") is not None
+                     and option != shown["predicted"]), key=lambda pair: -pair[1])
+    out = {"id": shown["id"], "version": shown["version"], "image_id": shown["image_id"], "name": name,
+           "group": shown["group"], "value": shown["value"], "status": shown["status"],
+           "confidence": None if shown["confidence"] is None else round(shown["confidence"], 2),
+           "others": [[option, round(confidence, 2)] for option, confidence in ranked[:OTHER_OPTIONS]]}
+    if shown["predicted"] != shown["value"]:
+        out["predicted"] = shown["predicted"]
+    return out
+
+
+def cards(session, labels) -> list[dict]:
+    """The cards of ``labels``, each named by its image's file name."""
+    names = review.image_names(session, [label.image_id for label in labels])
+    return [card(label, names.get(label.image_id, f"image {label.image_id}")) for label in labels]
+
+
+def page_data(group_options: dict[str, list[str]], cards: list[dict], **extra) -> dict:
+    """The JSON a review page hands ``static/review.js``: cards, each group's options and their keys,
+    the shortcut table's bindings and the image URLs (with 0 where the image id goes)."""
+    keys = {group: option_keys(options) for group, options in group_options.items()}
+    return {"cards": cards, "options": group_options, "keys": keys,
+            "shortcuts": [row["bind"] for row in shortcuts(all_option_keys(group_options))],
+            "thumb": url_for("images.thumb", image_id=0), "full": url_for("images.full", image_id=0),
+            "detail": url_for("review.detail", image_id=0), **extra}
+
+
+def script_json(data) -> Markup:
+    """``data`` as compact JSON safe inside a ``<script>`` element (Jinja's ``tojson`` adds a space
+    after every comma and colon: 2 KB on a queue page)."""
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("'", "\\u0027")):
+        text = text.replace(char, escaped)
+    return Markup(text)
+
+
+def review_started() -> datetime:
+    """When this login session started reviewing: its decisions per minute count from there."""
+    started = session.get("review_since")
+    try:
+        return datetime.fromisoformat(started)
+    except (TypeError, ValueError):
+        now = utcnow()
+        session["review_since"] = now.isoformat()
+        return now
+
+
+
+
+@dataclass
+class Batch:
+    """One page of a review queue as cards, with the links to the pages before and after it."""
+
+    cards: list[dict]
+    total: int
+    options: list[str]  # the group's options in the prompt set's order, as the labels were scored
+    next: str | None
+    previous: str | None
+
+
+def queue_batch(s, filters: dict, user_id: int) -> Batch:
+    """The queue page ``filters`` (``requests.queue_filters``) ask for, as the reviewer sees it."""
+    try:
+        result = review.queue_page(s, filters["group"], filters["value"], filters["status"], filters["sort"],
+                                   PAGE_SIZE, user_id, filters["after"], filters["before"])
+    except review.ReviewError as exc:
+        abort(400, str(exc))
+    shown = cards(s, result.labels)
+    for shown_card in shown:
+        del shown_card["group"]  # the page's, said once
+    link = {"group": filters["group"], "value": filters["value"] or "", "status": filters["status"] or "",
+            "sort": filters["sort"]}
+    return Batch(
+        cards=shown, total=result.total,
+        # The prompt set's own order, so the option keys match what the labeler offered.
+        options=next((list(label.scores) for label in result.labels if label.scores), []),
+        next=url_for("review.queue", **link, after=review.format_key(result.last), page=filters["page"] + 1)
+        if result.more_after and result.last else None,
+        previous=url_for("review.queue", **link, before=review.format_key(result.first),
+                         page=max(1, filters["page"] - 1)) if result.more_before and result.first else None)
