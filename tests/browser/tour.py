@@ -38,6 +38,14 @@ def _queue_picker(page: Page) -> None:
     expect(page.locator('[data-testid="correct-form"]:visible')).to_have_count(1)
 
 
+def _focus_mode(page: Page) -> None:
+    _queue(page)
+    page.get_by_test_id("card").first.focus()
+    page.keyboard.press("f")  # one image at a time, large, with every decision key
+    expect(page.get_by_test_id("focus")).to_be_visible()
+    expect(page.get_by_test_id("focus-image")).to_be_visible()
+
+
 def _detail(page: Page) -> None:
     _queue(page)
     page.goto(page.get_by_test_id("detail-link").first.get_attribute("href"))
@@ -67,6 +75,7 @@ PAGES: dict[str, tuple[str | None, Callable[[Page], None]]] = {
     "dashboard": (Accounts.admin, _dashboard),
     "queue": (Accounts.admin, _queue),
     "queue-picker": (Accounts.admin, _queue_picker),
+    "focus-mode": (Accounts.admin, _focus_mode),
     "detail": (Accounts.admin, _detail),
     "search": (Accounts.admin, _search),
     "lab": (Accounts.admin, _lab),
