@@ -304,11 +304,12 @@ def load_encoder(spec: str, device: str | None = None, mode: str | None = None, 
         mode = "torch"  # the same vectors; on a GPU the torch model is the fast way
     if mode == "int8" and device is not None and device != "cpu":
         raise ModelUnavailable(f"the int8 mode runs on the CPU only, not on {device}; use --mode fp32 or torch")
-    key = (spec, device if mode == "torch" else "cpu", mode)
+    cache_dir = None if mode == "torch" else Path(cache_dir or default_cache_dir())
+    key = (spec, device if mode == "torch" else "cpu", mode, cache_dir)
     with _loading:
         if key not in _cache:
             if mode == "torch":
                 _cache[key] = Encoder(spec, device)
             else:
-                _cache[key] = _onnx_encoder(spec, mode, Path(cache_dir or default_cache_dir()), progress)
+                _cache[key] = _onnx_encoder(spec, mode, cache_dir, progress)
         return _cache[key]

@@ -124,7 +124,9 @@ def export_towers(encoder, folder: Path, progress: ExportProgress | None = None)
 
         import warnings
 
-        with warnings.catch_warnings(), torch.no_grad():
+        # Gradients stay on while tracing: under no_grad, nn.MultiheadAttention takes its fused
+        # fast path, an operator ONNX has no export for.
+        with warnings.catch_warnings(), torch.enable_grad():
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation notes are not the user's business
             say("exporting the image tower to ONNX")
             torch.onnx.export(ImageTower().eval(), (torch.zeros(2, 3, size, size),), str(tmp / "image.onnx"),
@@ -141,6 +143,13 @@ def export_towers(encoder, folder: Path, progress: ExportProgress | None = None)
             if read_meta(folder) is None:
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
+    except Exception as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, ModelUnavailable):
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ModelUnavailable(f"cannot export model '{encoder.spec}' to ONNX: {type(exc).__name__}: {first}. "
+                               "Use --mode torch (LABELER_ENCODER_MODE=torch).") from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
