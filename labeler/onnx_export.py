@@ -69,7 +69,8 @@ def export_dir(cache_dir: Path, name: str, pretrained: str | None) -> Path:
     else:  # ARCH:/path/to/weights, ARCH:TAG or hf-hub:org/repo
         what = [name, _file_hash(files[0], cache_dir) if files else str(pretrained)]
     key = hashlib.sha256("|".join([str(FORMAT), *what]).encode()).hexdigest()[:16]
-    label = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name.split(":", 1)[-1]).name or name)[:48]
+    # named by contents alone, so one model's bytes share one export wherever they are
+    label = "local-dir" if name.startswith("local-dir:") else re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:48]
     return cache_dir / f"{label}-{key}"
 
 
