@@ -262,10 +262,11 @@ def _onnx_encoder(spec: str, mode: str, cache_dir: Path, progress: Callable[[str
     folder = onnx_export.export_dir(cache_dir, parsed.name, parsed.pretrained)
     meta = onnx_export.read_meta(folder)
     if meta is None:
+        torch_encoder = Encoder(spec, "cpu")  # first: a model that cannot load fails with one line
         if progress:
             progress(f"preparing model '{spec}' for ONNX Runtime, once (into {folder})")
-        # not kept: once exported, the torch model's memory goes back
-        meta = onnx_export.export_towers(Encoder(spec, "cpu"), folder, progress)
+        meta = onnx_export.export_towers(torch_encoder, folder, progress)
+        del torch_encoder  # not kept: once exported, the torch model's memory goes back
     if mode == "int8":
         onnx_export.quantize_towers(folder, progress)
     try:
