@@ -21,6 +21,8 @@ class Config:
     database_url: str | None = None  # None: SQLite file inside home
     model: str | None = None  # None: the collection's model, else DEFAULT_MODEL
     device: str | None = None  # None: cuda when available, else cpu
+    encoder_mode: str | None = None  # fp32, int8 or torch (labeler.encoder.MODES); None: the collection's, else fp32
+    encoder_cache: Path | None = None  # ONNX exports; None: LABELER_ENCODER_CACHE or ~/.cache/labeler/encoders
     batch_size: int = 64
     workers: int | None = None  # decode threads; None: all cores
     checkpoint_every: int = 256  # images between index saves
@@ -42,6 +44,10 @@ class Config:
             values["model"] = env["LABELER_MODEL"]
         if env.get("LABELER_DEVICE"):
             values["device"] = env["LABELER_DEVICE"]
+        if env.get("LABELER_ENCODER_MODE"):
+            values["encoder_mode"] = env["LABELER_ENCODER_MODE"].strip().lower()
+        if env.get("LABELER_ENCODER_CACHE"):
+            values["encoder_cache"] = Path(env["LABELER_ENCODER_CACHE"])
         if env.get("LABELER_SECRET_KEY"):
             values["secret_key"] = env["LABELER_SECRET_KEY"]
         if env.get("LABELER_INDEX_FACTORY"):

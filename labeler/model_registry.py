@@ -2,6 +2,11 @@
 
 Every vector belongs to one model; the collection's model is recorded in the catalog by the
 first ``index`` (:meth:`ModelRegistry.adopt`), so later commands use it without a flag.
+
+The encoder mode is part of a model's identity: ``int8`` vectors get their own catalog row
+(``SPEC#int8``), so they are never mixed with fp32 ones (``fp32`` and ``torch`` share one row:
+same vectors). The collection's mode is recorded beside its spec; a command that asks for
+another mode finds no vectors under it and says so.
 """
 
 from __future__ import annotations
@@ -12,10 +17,19 @@ from sqlalchemy.orm import Session
 from . import db
 from .catalog import Model, Setting
 from .config import Config
-from .encoder import DEFAULT_MODEL, Encoder, load_encoder
+from typing import Callable
+
+from .encoder import DEFAULT_MODE, DEFAULT_MODEL, Encoder, check_mode, default_cache_dir, load_encoder, vector_kind
 from .errors import CatalogError
 
 MODEL_KEY = "model"
+MODE_KEY = "encoder_mode"
+
+
+def model_key(spec: str, mode: str) -> str:
+    """The catalog identity of ``spec``'s vectors in ``mode``: the spec itself for fp32 vectors."""
+    kind = vector_kind(mode)
+    return spec if kind == "fp32" else f"{spec}#{kind}"
 
 
 class ModelRegistry:
@@ -25,6 +39,8 @@ class ModelRegistry:
     def __init__(self, config: Config):
         self.config = config
         self._spec: str | None = None
+        self._mode: str | None = None
+        self.on_export: Callable[[str], None] | None = None  # a front end's progress line for a first export
 
     def stored_spec(self) -> str | None:
         """The collection's recorded model spec; None before the first ``index``."""
@@ -41,17 +57,39 @@ class ModelRegistry:
             self._spec = self.config.model or self.stored_spec() or DEFAULT_MODEL
         return self._spec
 
+    def stored_mode(self) -> str | None:
+        """The collection's recorded encoder mode; None before the first ``index`` records one."""
+        with db.session_scope(self.config) as s:
+            row = s.get(Setting, MODE_KEY)
+            return row.value if row else None
+
+    def mode(self) -> str:
+        """The mode in force: an explicit ``config.encoder_mode``, else the collection's, else fp32."""
+        if self._mode is None:
+            self._mode = check_mode(self.config.encoder_mode or self.stored_mode() or DEFAULT_MODE)
+        return self._mode
+
+    def key(self) -> str:
+        """The catalog identity (``models.spec``) of the model and mode in force."""
+        return model_key(self.spec(), self.mode())
+
     def encoder(self) -> Encoder:
         """The loaded encoder of the model in force (loaded once per process)."""
-        return load_encoder(self.spec(), self.config.device)
+        return load_encoder(self.spec(), self.config.device, self.mode(),
+                            self.config.encoder_cache or default_cache_dir(), self.on_export)
 
-    def record(self, session: Session, create: bool = True) -> Model | None:
-        """The catalog row of the model in force; created (loading the encoder) when asked."""
-        spec = self.spec()
-        model = session.scalar(select(Model).where(Model.spec == spec))
+    def record(self, session: Session, create: bool = True, adopting: bool = False) -> Model | None:
+        """The catalog row of the model in force; created (loading the encoder) when asked.
+
+        Only :meth:`adopt` may create the row of a mode other than the collection's.
+        """
+        key = self.key()
+        model = session.scalar(select(Model).where(Model.spec == key))
         if model is None and create:
+            if not adopting:
+                self._check_mode()
             enc = self.encoder()
-            model = Model(spec=spec, dim=enc.dim, preprocess=enc.preprocess_info, logit_scale=enc.logit_scale)
+            model = Model(spec=key, dim=enc.dim, preprocess=enc.preprocess_info, logit_scale=enc.logit_scale)
             session.add(model)
             session.flush()
         return model
@@ -59,19 +97,31 @@ class ModelRegistry:
     def adopt(self) -> int:
         """Make the model in force the collection's model; returns its catalog id."""
         with db.session_scope(self.config) as s:
-            model = self.record(s)
-            row = s.get(Setting, MODEL_KEY)
-            if row is None:
-                s.add(Setting(key=MODEL_KEY, value=self.spec()))
-            else:
-                row.value = self.spec()
+            model = self.record(s, adopting=True)
+            for key, value in ((MODEL_KEY, self.spec()), (MODE_KEY, self.mode())):
+                row = s.get(Setting, key)
+                if row is None:
+                    s.add(Setting(key=key, value=value))
+                else:
+                    row.value = value
             return model.id
 
     def current_id(self) -> int | None:
         """The catalog id of the model in force; None when nothing was embedded with it."""
         with db.session_scope(self.config) as s:
             model = self.record(s, create=False)
-            return model.id if model else None
+        if model is None:
+            self._check_mode()
+        return model.id if model else None
+
+    def _check_mode(self) -> None:
+        """Refuse a mode other than the one that made the collection's vectors: never mix them."""
+        stored = self.stored_mode()
+        if stored and self.stored_spec() == self.spec() and vector_kind(stored) != vector_kind(self.mode()):
+            raise CatalogError(
+                f"the collection's vectors were made in encoder mode '{stored}', not '{self.mode()}'; "
+                f"drop --mode/LABELER_ENCODER_MODE to use '{stored}', or re-embed them: "
+                f"manage.py index PATH --mode {self.mode()}")
 
     def require_id(self) -> int:
         """Like :meth:`current_id`, but a collection without vectors of the model is an error."""

@@ -120,7 +120,7 @@ def load_files(items: Iterable, load: Callable, workers: int, depth: int) -> Ite
 
 # -- 3. embed -----------------------------------------------------------------------------
 def embed_batch(encoder: Encoder, pixels: Sequence) -> np.ndarray:
-    """Model inputs (``[3, H, W]`` tensors) → unit vectors ``[N, D]``."""
+    """Model inputs (``[3, H, W]`` float32 arrays, or torch tensors for the torch mode) → unit vectors ``[N, D]``."""
     return encoder.encode_images(list(pixels))
 
 

@@ -112,3 +112,14 @@ def pytest_terminal_summary(terminalreporter) -> None:
     if _skipped and os.environ.get("LABELER_NO_SKIPS") == "1":
         terminalreporter.write_line(f"LABELER_NO_SKIPS=1: {len(_skipped)} skipped, so the run fails "
                                     "(scripts/setup.sh --test installs what the tests need)", red=True)
+
+
+@pytest.fixture(scope="session")
+def onnx_cache(tmp_path_factory) -> Path:
+    """A fresh folder of ONNX exports, with labeler-tiny exported once (fp32 and int8)."""
+    from labeler.encoder import load_encoder
+
+    cache = tmp_path_factory.mktemp("encoders")
+    for mode in ("fp32", "int8"):
+        load_encoder(TINY_NAME, "cpu", mode, cache)
+    return cache

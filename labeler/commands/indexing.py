@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from .. import db
+from ..collection import Collection
+from ..encoder import MODES
 from ..pipeline import embed_pending, index_paths
 from ..stats import collection_stats
 from .context import Progress, emit, get_collection, get_config, json_option
@@ -40,8 +42,21 @@ def _print_index(report: dict) -> None:
         click.echo(f"  skipped: {skip['path']}: {skip['reason']}", err=True)
 
 
-def _run_index(paths: tuple[Path, ...], embed: bool, as_json: bool) -> None:
-    collection = get_collection()
+def _with_mode(mode: str | None, as_json: bool) -> Collection:
+    """The collection, in encoder ``mode`` when given; a first ONNX export says what it does."""
+    collection = Collection(get_config().with_(encoder_mode=mode)) if mode else get_collection()
+    if not as_json:
+        collection.models.on_export = lambda line: click.echo(line, err=True)
+    return collection
+
+
+mode_option = click.option("--mode", type=click.Choice(MODES), default=None,
+                           help="Encoder mode [env LABELER_ENCODER_MODE; default: the collection's, else fp32]: "
+                                "fp32 (ONNX Runtime), int8 (faster, cosine >= 0.99, kept apart), torch.")
+
+
+def _run_index(paths: tuple[Path, ...], embed: bool, as_json: bool, mode: str | None = None) -> None:
+    collection = _with_mode(mode, as_json)
     label = "indexing" if embed else "ingesting"
     with Progress(label, None, quiet=as_json) as bar:
         report = index_paths(collection, list(paths), embed=embed, progress=bar.update, total=bar.set_total)
@@ -54,10 +69,11 @@ paths_argument = click.argument("paths", nargs=-1, required=True,
 
 @click.command("index")
 @paths_argument
+@mode_option
 @json_option
-def index_cmd(paths: tuple[Path, ...], as_json: bool) -> None:
+def index_cmd(paths: tuple[Path, ...], mode: str | None, as_json: bool) -> None:
     """Register every image under PATHS and embed what is new (incremental)."""
-    _run_index(paths, True, as_json)
+    _run_index(paths, True, as_json, mode)
 
 
 @click.command("ingest")
@@ -69,10 +85,11 @@ def ingest_cmd(paths: tuple[Path, ...], as_json: bool) -> None:
 
 
 @click.command("embed")
+@mode_option
 @json_option
-def embed_cmd(as_json: bool) -> None:
+def embed_cmd(mode: str | None, as_json: bool) -> None:
     """Embed every registered image that has no vector for the collection's model."""
-    collection = get_collection()
+    collection = _with_mode(mode, as_json)
     with Progress("embedding", None, quiet=as_json) as bar:
         embedded = embed_pending(collection, progress=bar.update, total=bar.set_total)
     emit(as_json, {"embedded": embedded, "model": collection.models.spec()},

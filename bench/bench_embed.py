@@ -1,0 +1,223 @@
+"""Embedding speed, start-up and memory of labeler's encoder modes against bare open_clip.
+
+Generates photo-like 1024x768 JPEGs and (for ViT-B-32) random weights of the architecture,
+exports the ONNX towers once (timed apart), then runs each system in its own fresh process:
+
+* ``bare``: open_clip fp32, PIL decode + its transform, batch 32, one thread of Python;
+* ``labeler-MODE``: ``index_paths`` on a fresh home, in encoder mode MODE (fp32, int8, torch).
+
+For each: end-to-end img/s, start-up (process start to the first batch embedded), steady img/s
+(after the first batch), steady / bare, the model's forward img/s alone (batch 32 of prepared
+inputs), peak RSS, and the lowest cosine of its vectors to bare fp32's on the same files.
+
+    .venv/bin/python bench/bench_embed.py [--images 300] [--model vit-b-32 | labeler-tiny]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's labeler, not an installed one
+BATCH = 32
+
+
+def make_photos(folder: Path, count: int, size=(1024, 768)) -> None:
+    """Smooth content with a few hard-edged shapes and sensor noise, saved as JPEG quality 90."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        base = rng.integers(0, 256, (size[1] // 32, size[0] // 32, 3), dtype=np.uint8)
+        img = Image.fromarray(base).resize(size, Image.Resampling.BICUBIC)
+        draw = ImageDraw.Draw(img)
+        for _ in range(4):
+            x0, y0 = int(rng.integers(0, size[0] - 200)), int(rng.integers(0, size[1] - 200))
+            draw.ellipse((x0, y0, x0 + int(rng.integers(60, 200)), y0 + int(rng.integers(60, 200))),
+                         fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+        noisy = np.asarray(img, dtype=np.int16) + rng.normal(0, 4, (size[1], size[0], 3)).astype(np.int16)
+        Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(folder / f"photo_{i:04d}.jpg", quality=90)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM, not ru_maxrss: Linux carries ru_maxrss over
+    from the parent across exec, so a child would report the parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def forward_rate(encode, batch) -> float:
+    """img/s of ``encode(batch)``, best of 3 after a warm-up."""
+    encode(batch)
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        encode(batch)
+        best = min(best, time.perf_counter() - start)
+    return len(batch) / best
+
+
+# -- the child runs ----------------------------------------------------------------------------
+def run_bare(spec: str, photos: Path, out: Path, spawned: float) -> dict:
+    import numpy as np
+    import open_clip
+    import torch
+    from PIL import Image
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    name, _, weights = spec.partition(":")
+    if name == "labeler-tiny":
+        from labeler.encoder import TINY_DIR
+
+        name, weights = f"local-dir:{TINY_DIR}", None
+    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=weights or None)
+    model.eval()
+    paths = sorted(photos.glob("*.jpg"))
+    vectors, stamps = [], []
+    with torch.inference_mode():
+        for start in range(0, len(paths), BATCH):
+            batch = torch.stack([preprocess(Image.open(p).convert("RGB")) for p in paths[start:start + BATCH]])
+            vectors.append(model.encode_image(batch).float().numpy())
+            stamps.append((time.time(), len(batch)))
+        inputs = batch[:BATCH]
+        rate = forward_rate(model.encode_image, inputs)
+    vecs = np.concatenate(vectors)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    np.save(out / "vectors.npy", vecs)
+    json.dump([p.name for p in paths], open(out / "names.json", "w"))
+    return report(stamps, spawned, rate)
+
+
+def run_labeler(spec: str, mode: str, photos: Path, out: Path, spawned: float, cache: Path) -> dict:
+    import numpy as np
+    from sqlalchemy import select
+
+    from labeler import pipeline
+    from labeler.catalog import ImageFile
+    from labeler.collection import Collection
+    from labeler.config import Config
+
+    stamps: list[tuple[float, int]] = []
+    embed = pipeline.embed_batch
+
+    def timed(encoder, pixels):
+        vecs = embed(encoder, pixels)
+        stamps.append((time.time(), len(vecs)))
+        return vecs
+
+    pipeline.embed_batch = timed
+    collection = Collection(Config(home=out / "home", model=spec, encoder_mode=mode, encoder_cache=cache,
+                                   batch_size=BATCH))
+    pipeline.index_paths(collection, [photos])
+    encoder = collection.models.encoder()
+    import PIL.Image
+
+    first = encoder.preprocess(PIL.Image.open(next(photos.glob("*.jpg"))).convert("RGB"))
+    rate = forward_rate(lambda b: encoder.encode_images(b), [first] * BATCH)
+    ids, vecs = collection.vectors.read()
+    with collection.session() as s:
+        path_of = dict(s.execute(select(ImageFile.image_id, ImageFile.path)).all())
+    names = [Path(path_of[int(i)]).name for i in ids]
+    np.save(out / "vectors.npy", vecs)
+    json.dump(names, open(out / "names.json", "w"))
+    return report(stamps, spawned, rate)
+
+
+def report(stamps: list[tuple[float, int]], spawned: float, forward: float) -> dict:
+    total = sum(n for _, n in stamps)
+    end, first_n = stamps[-1][0], stamps[0][1]
+    steady = (total - first_n) / (end - stamps[0][0]) if len(stamps) > 1 else float("nan")
+    return {"images": total, "end_to_end": total / (end - spawned), "startup": stamps[0][0] - spawned,
+            "steady": steady, "forward": forward, "peak_rss_mb": peak_rss_mb()}
+
+
+# -- the parent --------------------------------------------------------------------------------
+def child(args: list[str]) -> dict:
+    spawned = time.time()
+    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps([spawned, *args])],
+                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if proc.returncode:
+        raise SystemExit(f"{args[0]} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def cosines(ref_dir: Path, run_dir: Path) -> float:
+    import numpy as np
+
+    ref = dict(zip(json.load(open(ref_dir / "names.json")), np.load(ref_dir / "vectors.npy")))
+    got = dict(zip(json.load(open(run_dir / "names.json")), np.load(run_dir / "vectors.npy")))
+    return float(min(np.dot(ref[n], v) for n, v in got.items()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--model", default="vit-b-32", help="vit-b-32 (random weights) or labeler-tiny")
+    parser.add_argument("--modes", default="fp32,int8,torch")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        spawned, kind, *rest = json.loads(args.child)
+        result = run_bare(rest[0], Path(rest[1]), Path(rest[2]), spawned) if kind == "bare" else run_labeler(
+            rest[0], kind, Path(rest[1]), Path(rest[2]), spawned, Path(rest[3]))
+        print(json.dumps(result))
+        return
+
+    with tempfile.TemporaryDirectory(prefix="bench_embed.") as tmp:
+        tmp = Path(tmp)
+        photos, cache = tmp / "photos", tmp / "encoders"
+        make_photos(photos, args.images)
+        if args.model == "vit-b-32":
+            import open_clip
+            import torch
+
+            weights = tmp / "vit-b-32-random.pt"
+            torch.manual_seed(0)
+            torch.save(open_clip.create_model("ViT-B-32").state_dict(), weights)
+            spec = f"ViT-B-32:{weights}"
+        else:
+            spec = args.model
+        modes = [m for m in args.modes.split(",") if m]
+        started = time.perf_counter()
+        from labeler.encoder import load_encoder
+
+        for mode in modes:
+            if mode != "torch":
+                load_encoder(spec, "cpu", mode, cache)  # the one-time export, timed apart from the runs
+        export_s = time.perf_counter() - started
+        print(f"model {args.model}, {args.images} photos 1024x768 JPEG, {os.cpu_count()} cores; "
+              f"one-time ONNX export + int8 quantisation {export_s:.1f}s")
+        rows = {}
+        for kind in ["bare", *modes]:
+            out = tmp / kind
+            out.mkdir()
+            extra = [spec, str(photos), str(out)] + ([] if kind == "bare" else [str(cache)])
+            rows[kind] = child([kind, *extra])
+            rows[kind]["cosine"] = cosines(tmp / "bare", out)
+        bare = rows["bare"]
+        print(f"{'system':<16}{'end-to-end img/s':>18}{'start-up s':>12}{'steady img/s':>14}{'steady/bare':>13}"
+              f"{'forward img/s':>15}{'forward/bare':>14}{'peak RSS MB':>13}{'min cosine':>12}")
+        for kind, r in rows.items():
+            name = "bare open_clip" if kind == "bare" else f"labeler {kind}"
+            print(f"{name:<16}{r['end_to_end']:>18.1f}{r['startup']:>12.2f}{r['steady']:>14.1f}"
+                  f"{r['steady'] / bare['steady']:>13.2f}{r['forward']:>15.1f}{r['forward'] / bare['forward']:>14.2f}"
+                  f"{r['peak_rss_mb']:>13.0f}{r['cosine']:>12.5f}")
+
+
+if __name__ == "__main__":
+    main()
