@@ -33,6 +33,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import ModelUnavailable
+from .preprocessing import exact_port
 from .resources import resource_dir
 from .scoring import unit
 
@@ -177,7 +178,12 @@ class Encoder:
                 + REMEDIES.format(spec=spec)) from exc
         model.eval()
         self.model = model
-        self.preprocess: Callable = preprocess
+        self.transform: Callable = preprocess  # open_clip's own torchvision transform, the reference
+        # The decode threads get its exact numpy port where there is one: torch ops there would
+        # each start intra-op threads and fight the model for the cores.
+        cfg = dict(getattr(model.visual, "preprocess_cfg", {}) or {})
+        port = exact_port(preprocess, cfg, self.image_size)
+        self.preprocess: Callable = preprocess if isinstance(port, str) else port
         self.logit_scale = float(model.logit_scale.exp().item()) if hasattr(model, "logit_scale") else 100.0
         with torch.no_grad():
             self.dim = int(self.encode_texts(["a photo"]).shape[1])
@@ -189,14 +195,17 @@ class Encoder:
 
     @property
     def preprocess_info(self) -> dict:
-        return {"image_size": self.image_size, "transform": repr(self.preprocess)}
+        return {"image_size": self.image_size, "transform": repr(self.transform)}
 
     def encode_images(self, batch) -> np.ndarray:
-        """``batch``: a ``[N, 3, H, W]`` tensor or a list of ``[3, H, W]`` tensors → ``[N, D]``."""
+        """``batch``: a ``[N, 3, H, W]`` tensor or array, or a list of ``[3, H, W]`` tensors or
+        float32 arrays → ``[N, D]``."""
         import torch
 
         if isinstance(batch, (list, tuple)):
-            batch = torch.stack(list(batch))
+            batch = torch.from_numpy(np.stack(batch)) if isinstance(batch[0], np.ndarray) else torch.stack(list(batch))
+        elif isinstance(batch, np.ndarray):
+            batch = torch.from_numpy(batch)
         with torch.inference_mode():
             features = self.model.encode_image(batch.to(self.device))
         return unit(features.float().cpu().numpy())

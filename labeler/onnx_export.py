@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import ModelUnavailable
+from .preprocessing import exact_port
 
 ExportProgress = Callable[[str], None]  # one line per step of a first export
 META = "meta.json"
@@ -86,21 +87,18 @@ def export_towers(encoder, folder: Path, progress: ExportProgress | None = None)
     """Export a loaded torch ``encoder``'s towers (fp32) and its meta into ``folder``, atomically."""
     import torch
 
-    from .preprocessing import numpy_preprocess
-
     say = progress or (lambda _line: None)
     model = encoder.model
     cfg = dict(getattr(model.visual, "preprocess_cfg", {}) or {})
     meta = {"format": FORMAT, "spec": encoder.spec, "dim": encoder.dim, "logit_scale": encoder.logit_scale,
-            "image_size": encoder.image_size, "preprocess_repr": repr(encoder.preprocess),
+            "image_size": encoder.image_size, "preprocess_repr": repr(encoder.transform),
             "preprocess_cfg": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
             "tokenizer": tokenizer_meta(encoder.tokenizer)}
     # The numpy port must reproduce the model's own transform, or the ONNX modes are refused.
-    problem = _check_preprocess(encoder.preprocess, meta)
-    if problem:
+    problem = exact_port(encoder.transform, meta["preprocess_cfg"], meta["image_size"])
+    if isinstance(problem, str):
         raise ModelUnavailable(f"model '{encoder.spec}' cannot run in the ONNX modes: {problem}. "
                                "Use --mode torch (LABELER_ENCODER_MODE=torch).")
-    assert numpy_preprocess  # imported above so a missing module fails here, before the slow export
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
     try:
@@ -190,24 +188,3 @@ def tokenizer_meta(tokenizer) -> dict:
             "_clean_lower", "_clean_whitespace", "_clean_canonicalize") and tokenizer.vocab_size == 49408:
         return {"kind": "clip-bpe", "context_length": ctx, "clean": clean[len("_clean_"):]}
     return {"kind": "open_clip", "context_length": ctx}
-
-
-def _check_preprocess(transform, meta: dict) -> str | None:
-    """Why the numpy preprocessing would differ from ``transform``; None when it matches."""
-    import numpy as np
-    from PIL import Image
-
-    from .preprocessing import numpy_preprocess
-
-    try:
-        ours = numpy_preprocess(meta["preprocess_cfg"], meta["image_size"])
-    except ValueError as exc:
-        return str(exc)
-    rng = np.random.default_rng(0)
-    for shape in ((97, 131, 3), (131, 97, 3), (meta["image_size"], meta["image_size"], 3)):
-        img = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
-        theirs = transform(img).numpy()
-        mine = ours(img)
-        if mine.shape != theirs.shape or float(np.abs(mine - theirs).max()) > 1e-5:
-            return f"its preprocessing ({meta['preprocess_cfg'].get('resize_mode')}) has no exact numpy port"
-    return None

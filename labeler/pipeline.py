@@ -34,7 +34,6 @@ from sqlalchemy.orm import Session
 from .catalog import Embedding, Image, ImageFile
 from .collection import Collection
 from .encoder import Encoder
-from .images import fuse_preprocess
 from .index_cache import bump_generation
 from .ingest import (LEAVES, CatalogWriter, Containment, IngestCounts, LoadedFile, check_root, file_stat,
                      load_file, record_roots, recorded_roots, walk)
@@ -172,7 +171,7 @@ class Runner:
         self.writer = VectorWriter(collection, self.model_id) if embed else None
         self._draft = max(config.thumbnail_size, self.encoder.image_size if self.encoder else 0)
         # The model input made in the decode threads, from the draft image the thumbnail comes from.
-        self._preprocess = (fuse_preprocess(self.encoder.preprocess) or self.encoder.preprocess) if embed else None
+        self._preprocess = self.encoder.preprocess if embed else None
         self._queued: dict[int, object] = {}  # image id → model input, in arrival order
         # The model runs in its own thread, a batch ahead of the catalog writes, so registering
         # files and writing vectors (SQLite, FAISS) never leave it idle. One thread: batches stay in order.

@@ -47,3 +47,22 @@ def numpy_preprocess(cfg: dict, image_size: int) -> Callable:
         return (pixels - mean) / std
 
     return preprocess
+
+
+def exact_port(transform, cfg: dict, image_size: int) -> Callable | str:
+    """:func:`numpy_preprocess` for ``cfg`` when it reproduces ``transform`` (the model's own
+    torchvision transform) value for value on tall, wide and square images; else why not."""
+    from PIL import Image
+
+    try:
+        ours = numpy_preprocess(cfg, image_size)
+    except ValueError as exc:
+        return str(exc)
+    rng = np.random.default_rng(0)
+    for shape in ((97, 131, 3), (131, 97, 3), (image_size, image_size, 3)):
+        img = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
+        theirs = transform(img).numpy()
+        mine = ours(img)
+        if mine.shape != theirs.shape or float(np.abs(mine - theirs).max()) > 1e-5:
+            return f"its preprocessing ({cfg.get('resize_mode')}) has no exact numpy port"
+    return ours

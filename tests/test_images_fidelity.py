@@ -160,21 +160,21 @@ def test_panorama_thumbnail_is_letterboxed(empty_cli, tmp_path, size):
     assert thumbnail_of(empty_cli, photos / "ordinary.png").size == (96, 72)  # ordinary shapes as they are
 
 
-def test_the_fused_model_input_is_the_encoders_transform_exactly(model_spec):
+def test_the_decode_threads_model_input_is_the_encoders_transform_exactly(model_spec):
     """The decode threads make the model input in PIL and numpy; it is what open_clip's torchvision
     transform makes, value for value, for every shape (tall, wide, square, smaller than the input)."""
     from torchvision import transforms
 
     from labeler.encoder import load_encoder
-    from labeler.images import fuse_preprocess
+    from labeler.preprocessing import exact_port
 
-    preprocess = load_encoder(model_spec).preprocess
-    fused = fuse_preprocess(preprocess)
-    assert fused is not None
+    encoder = load_encoder(model_spec, mode="torch")
+    assert encoder.preprocess is not encoder.transform  # the port, not torchvision, in the threads
     for seed, size in enumerate([(517, 389), (389, 701), (300, 300), (64, 64), (40, 23), (1000, 20)]):
         img = Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
-        expected = preprocess(img).numpy()
-        assert fused.array(img).shape == expected.shape
-        assert np.abs(fused.array(img) - expected).max() < 1e-5, size
-    # anything else (here a random crop) is left to the transform itself
-    assert fuse_preprocess(transforms.Compose([transforms.RandomCrop(8), transforms.ToTensor()])) is None
+        expected = encoder.transform(img).numpy()
+        assert encoder.preprocess(img).shape == expected.shape
+        assert np.abs(encoder.preprocess(img) - expected).max() < 1e-5, size
+    # anything the port does not reproduce (here a random crop) is refused, with the reason
+    odd = transforms.Compose([transforms.Resize(64), transforms.RandomCrop(8), transforms.ToTensor()])
+    assert isinstance(exact_port(odd, {}, 64), str)
