@@ -39,6 +39,7 @@ from .ingest import (LEAVES, CatalogWriter, Containment, IngestCounts, LoadedFil
                      load_file, record_roots, recorded_roots, walk)
 
 ProgressFn = Callable[[int], None]
+FIRST_CHUNK = 8  # images in the first model call of a run
 Item = tuple[int | None, Path]  # (the image id when the catalog knows it, the file to load)
 Loaded = tuple[int | None, LoadedFile]
 # A chunk of loaded items → (image ids and model inputs to embed, how many items to report done).
@@ -197,16 +198,20 @@ class Runner:
         """Load ``items`` and hand each batch to ``register``, which says what to embed."""
         # closing: an error stops the loader threads now, not when the generator is collected;
         # depth: two batches decoding while the model works on a third, so it never waits on files
+        # The first chunk is small, so the first vectors (and the first progress) come within a
+        # second of the model being ready rather than after a whole batch has decoded.
+        size = min(self.batch, FIRST_CHUNK)
         try:
             with closing(load_files(items, self._load, self.workers, depth=self.batch * 2)) as loaded:
-                while chunk := list(islice(loaded, self.batch)):
+                while chunk := list(islice(loaded, size)):
                     to_embed, done = register(chunk)
                     for image_id, pixels in to_embed:
                         self._queued.setdefault(image_id, pixels)
-                    if len(self._queued) >= self.batch:
+                    if len(self._queued) >= size:
                         self._submit()
                     if progress:
                         progress(done)
+                    size = self.batch
         except BaseException:
             self._abandon()
             raise
