@@ -41,7 +41,8 @@ def model_confidence(label: Label, value: str | None) -> float | None:
 
 
 def label_dict(label: Label, links: Links = _no_links) -> dict:
-    """A label: its value and proposal, scores per option, review state and who reviewed it.
+    """A label (or a row of :data:`LABEL_COLUMNS`): its value and proposal, scores per option,
+    review state and who reviewed it.
 
     ``confidence`` is the model's confidence in ``predicted``; ``value_confidence`` its
     confidence in ``value`` (they differ once a reviewer corrected the label).
@@ -115,12 +116,18 @@ def image_detail(session: Session, image_id: int, links: Links = _no_links) -> d
     }
 
 
+# What label_dict reads: rows of just these columns stand in for labels, with no ORM object each.
+LABEL_COLUMNS = (Label.id, Label.image_id, Label.group, Label.value, Label.predicted, Label.confidence,
+                 Label.margin, Label.strategy, Label.status, Label.version, Label.scores, Label.reviewed_by,
+                 Label.reviewed_at)
+
+
 def hit_dicts(session: Session, hits: Sequence["Hit"], links: Links = _no_links) -> list[dict]:
-    """Search hits, best first, each with its image's labels (by group)."""
+    """Search hits, best first, each with its image's labels (by group); one query for all the labels."""
     ids = [int(h.image_id) for h in hits]
     labels: dict[int, list[dict]] = {}
     if ids:
-        for label in session.scalars(select(Label).where(Label.image_id.in_(ids)).order_by(Label.group)):
-            labels.setdefault(label.image_id, []).append(label_dict(label))
+        for row in session.execute(select(*LABEL_COLUMNS).where(Label.image_id.in_(ids)).order_by(Label.group)):
+            labels.setdefault(row.image_id, []).append(label_dict(row))
     return [{"image_id": int(h.image_id), "score": float(h.score), "labels": labels.get(int(h.image_id), []),
              **links(int(h.image_id))} for h in hits]
