@@ -125,17 +125,18 @@ def parse_query(query: str) -> list[Term]:
 
 
 # -- query vectors ---------------------------------------------------------------------------
-# Recent query vectors per model spec, so a server answers a repeated query text without the
-# catalog's prompt cache (a session and two queries, 15% of a search). A spec's text vector never
-# changes, which is what the catalog's cache relies on too.
+# Recent query vectors per catalog and model spec, so a server answers a repeated query text
+# without the catalog's prompt cache (a session and two queries, 15% of a search). A spec's text
+# vector never changes, which is what the catalog's cache relies on too; keyed by catalog as well,
+# so every catalog still gets the text into its own cache.
 QUERY_CACHE_SIZE = 1024
-_query_cache: OrderedDict[tuple[str, str, bool], np.ndarray] = OrderedDict()
+_query_cache: OrderedDict[tuple[str, str, str, bool], np.ndarray] = OrderedDict()
 _query_cache_lock = threading.Lock()
 
 
 def text_vector(collection: Collection, text: str, templates: bool = False) -> np.ndarray:
     """A unit query vector ``[D]`` for ``text``; with ``templates``, the mean over the generic templates."""
-    key = (collection.models.spec(), text, templates)
+    key = (collection.config.db_url, collection.models.spec(), text, templates)
     with _query_cache_lock:
         vector = _query_cache.get(key)
         if vector is not None:

@@ -7,8 +7,6 @@ from pathlib import Path
 import click
 
 from .. import db
-from ..pipeline import embed_pending, index_paths
-from ..stats import collection_stats
 from .context import Progress, emit, get_collection, get_config, json_option
 
 
@@ -41,6 +39,8 @@ def _print_index(report: dict) -> None:
 
 
 def _run_index(paths: tuple[Path, ...], embed: bool, as_json: bool) -> None:
+    from ..pipeline import index_paths  # images and decoding: only for the commands that read files
+
     collection = get_collection()
     label = "indexing" if embed else "ingesting"
     with Progress(label, None, quiet=as_json) as bar:
@@ -72,6 +72,8 @@ def ingest_cmd(paths: tuple[Path, ...], as_json: bool) -> None:
 @json_option
 def embed_cmd(as_json: bool) -> None:
     """Embed every registered image that has no vector for the collection's model."""
+    from ..pipeline import embed_pending
+
     collection = get_collection()
     with Progress("embedding", None, quiet=as_json) as bar:
         embedded = embed_pending(collection, progress=bar.update, total=bar.set_total)
@@ -109,6 +111,8 @@ def check_cmd(repair: bool, as_json: bool) -> None:
 def stats_cmd(as_json: bool) -> None:
     """Counts of images, vectors, failures and missing files."""
     db.require_catalog(get_config())  # a read command: a missing home is reported, not created
+    from ..stats import collection_stats
+
     data = collection_stats(get_collection())
     emit(as_json, data, lambda d: click.echo("\n".join(f"{k:>9}: {v}" for k, v in d.items())))
 
