@@ -11,7 +11,7 @@ import json
 from collections import namedtuple
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from sqlalchemy import Text, cast, select
+from sqlalchemy import Text, bindparam, cast, select
 from sqlalchemy.orm import Session
 
 from . import review
@@ -123,6 +123,8 @@ LABEL_COLUMNS = (Label.id, Label.image_id, Label.group, Label.value, Label.predi
                  Label.margin, Label.strategy, Label.status, Label.version, Label.reviewed_by,
                  Label.reviewed_at, Label.scores)
 _LabelRow = namedtuple("_LabelRow", [column.key for column in LABEL_COLUMNS])
+_LABEL_ROWS = (select(*LABEL_COLUMNS[:-1], cast(Label.scores, Text))
+               .where(Label.image_id.in_(bindparam("ids", expanding=True))).order_by(Label.image_id, Label.group))
 
 
 def label_rows(session: Session, image_ids: Sequence[int]) -> list[tuple]:
@@ -131,8 +133,7 @@ def label_rows(session: Session, image_ids: Sequence[int]) -> list[tuple]:
     The scores come as their stored JSON text and are parsed in one ``json.loads`` for all rows:
     a parse per row was most of the cost of loading a page of search hits.
     """
-    rows = session.execute(select(*LABEL_COLUMNS[:-1], cast(Label.scores, Text))
-                           .where(Label.image_id.in_(image_ids)).order_by(Label.image_id, Label.group)).all()
+    rows = session.execute(_LABEL_ROWS, {"ids": [int(i) for i in image_ids]}).all()
     scores = json.loads("[" + ",".join(row[-1] or "null" for row in rows) + "]")
     return [_LabelRow(*row[:-1], score) for row, score in zip(rows, scores)]
 

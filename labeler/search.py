@@ -24,7 +24,7 @@ from typing import Sequence
 
 import faiss
 import numpy as np
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 
 from . import scoring
 from .catalog import MAX_ID, Image, ImageFile, Label
@@ -232,16 +232,20 @@ def allowed_ids(collection: Collection, where: dict[str, str] | None, status: st
     return result
 
 
+# Built once: a search runs it on every request, and building the statement cost as much as running it.
+_PRESENT_PATHS = (select(Image.id, ImageFile.path, ImageFile.status)
+                  .join(ImageFile, ImageFile.image_id == Image.id, isouter=True)
+                  .where(Image.id.in_(bindparam("ids", expanding=True)), Image.status == "ok")
+                  .order_by(ImageFile.id))
+
+
 def present_paths(collection: Collection, image_ids: Sequence[int]) -> dict[int, str | None]:
     """Paths of the present images among ``image_ids``; missing images are left out."""
     ids = [int(i) for i in image_ids]
     paths: dict[int, str | None] = {}
     with collection.session() as s:
         for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            rows = s.execute(select(Image.id, ImageFile.path, ImageFile.status)
-                             .join(ImageFile, ImageFile.image_id == Image.id, isouter=True)
-                             .where(Image.id.in_(chunk), Image.status == "ok").order_by(ImageFile.id)).all()
+            rows = s.execute(_PRESENT_PATHS, {"ids": ids[start:start + 500]}).all()
             for image_id, path, file_status in rows:
                 if image_id not in paths or (paths[image_id] is None and file_status == "ok"):
                     paths[image_id] = path if file_status == "ok" else paths.get(image_id)
