@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -65,7 +66,7 @@ class Config:
     def with_(self, **changes) -> "Config":
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
-    @property
+    @functools.cached_property  # resolve() costs syscalls, and every session asks for the URL
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'catalog.db').resolve()}"
 

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
+import faiss
 import numpy as np
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 
 from . import scoring
 from .catalog import MAX_ID, Image, ImageFile, Label
@@ -122,10 +125,31 @@ def parse_query(query: str) -> list[Term]:
 
 
 # -- query vectors ---------------------------------------------------------------------------
+# Recent query vectors per catalog and model spec, so a server answers a repeated query text
+# without the catalog's prompt cache (a session and two queries, 15% of a search). A spec's text
+# vector never changes, which is what the catalog's cache relies on too; keyed by catalog as well,
+# so every catalog still gets the text into its own cache.
+QUERY_CACHE_SIZE = 1024
+_query_cache: OrderedDict[tuple[str, str, str, bool], np.ndarray] = OrderedDict()
+_query_cache_lock = threading.Lock()
+
+
 def text_vector(collection: Collection, text: str, templates: bool = False) -> np.ndarray:
     """A unit query vector ``[D]`` for ``text``; with ``templates``, the mean over the generic templates."""
+    key = (collection.config.db_url, collection.models.spec(), text, templates)
+    with _query_cache_lock:
+        vector = _query_cache.get(key)
+        if vector is not None:
+            _query_cache.move_to_end(key)
+            return vector
     texts = [t.format(name=text) for t in generic_templates()] if templates else [text]
-    return scoring.unit(collection.vectors.text_vectors(texts).mean(axis=0))
+    vector = scoring.unit(collection.vectors.text_vectors(texts).mean(axis=0))
+    vector.flags.writeable = False  # shared by every later search for the text
+    with _query_cache_lock:
+        _query_cache[key] = vector
+        if len(_query_cache) > QUERY_CACHE_SIZE:
+            _query_cache.popitem(last=False)
+    return vector
 
 
 def image_vector(collection: Collection, image_id: int) -> np.ndarray:
@@ -208,20 +232,40 @@ def allowed_ids(collection: Collection, where: dict[str, str] | None, status: st
     return result
 
 
+# Built once: a search runs it on every request, and building the statement cost as much as running it.
+_PRESENT_PATHS = (select(Image.id, ImageFile.path, ImageFile.status)
+                  .join(ImageFile, ImageFile.image_id == Image.id, isouter=True)
+                  .where(Image.id.in_(bindparam("ids", expanding=True)), Image.status == "ok")
+                  .order_by(ImageFile.id))
+
+
 def present_paths(collection: Collection, image_ids: Sequence[int]) -> dict[int, str | None]:
     """Paths of the present images among ``image_ids``; missing images are left out."""
     ids = [int(i) for i in image_ids]
     paths: dict[int, str | None] = {}
     with collection.session() as s:
         for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            rows = s.execute(select(Image.id, ImageFile.path, ImageFile.status)
-                             .join(ImageFile, ImageFile.image_id == Image.id, isouter=True)
-                             .where(Image.id.in_(chunk), Image.status == "ok").order_by(ImageFile.id)).all()
+            rows = s.execute(_PRESENT_PATHS, {"ids": ids[start:start + 500]}).all()
             for image_id, path, file_status in rows:
                 if image_id not in paths or (paths[image_id] is None and file_status == "ok"):
                     paths[image_id] = path if file_status == "ok" else paths.get(image_id)
     return paths
+
+
+def _search_one(index, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``index.search`` of one query ``[D]`` on one OpenMP thread.
+
+    FAISS splits work across queries, so a lone query gains nothing from more threads; yet every
+    calling thread gets its own OpenMP team, whose idle threads spin on the cores that the web
+    server's other request threads need (8 concurrent searches ran slower than one at a time).
+    The thread count is per calling thread, so it is set around the search and restored.
+    """
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        return index.search(vector[None, :], k)
+    finally:
+        faiss.omp_set_num_threads(previous)
 
 
 def nearest(collection: Collection, vector: np.ndarray, k: int, allowed: set[int] | None = None,
@@ -242,7 +286,7 @@ def nearest(collection: Collection, vector: np.ndarray, k: int, allowed: set[int
         return []
     fetch = min(total, k + len(exclude or ()) if allowed is None else k * 4)
     while True:
-        scores, ids = index.search(vector[None, :], fetch)
+        scores, ids = _search_one(index, vector, fetch)
         candidates = [(int(i), float(sc)) for i, sc in zip(ids[0], scores[0]) if i >= 0
                       and (allowed is None or int(i) in allowed) and int(i) not in (exclude or ())]
         paths = present_paths(collection, [i for i, _ in candidates])

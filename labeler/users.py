@@ -16,6 +16,7 @@ successful login clears the failures of its name and address.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import secrets
@@ -41,7 +42,13 @@ p@ssw0rd123 iloveyou12 iloveyou123 letmein123 welcome123 changeme123 administrat
 admin12345 admin123456 abc1234567 abcdefghij 1111111111 0000000000 5555555555 9876543210
 princess12 football12 baseball12 sunshine12 superman12 michael123 monkey1234 dragon1234
 """.split())
-_DUMMY_HASH = generate_password_hash("not a real password")  # for unknown names
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to check unknown names against; made on first use, not at import (scrypt takes a while)."""
+    return generate_password_hash("not a real password")
+
 
 THROTTLE_AFTER = 5  # failed logins for one name or address before each try must wait
 THROTTLE_FIRST_S = 30  # the wait after the fifth failure; it doubles with each further one
@@ -108,7 +115,7 @@ def authenticate(session: Session, name: str, password: str) -> User | None:
     user = session.scalar(select(User).where(User.name == name.strip()))
     if user is None:
         # Hash anyway so a missing name takes as long as a wrong password.
-        check_password_hash(_DUMMY_HASH, password)
+        check_password_hash(_dummy_hash(), password)
         return None
     ok = check_password_hash(user.password_hash, password)
     return user if ok and user.disabled_at is None else None

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
-from ..collection import Collection
 from ..config import Config
+
+if TYPE_CHECKING:  # imported where used: ``--help`` and light commands need no catalog
+    from ..collection import Collection
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
 
@@ -25,6 +27,8 @@ def get_config() -> Config:
 
 
 def get_collection() -> Collection:
+    from ..collection import Collection
+
     return Collection(get_config())
 
 

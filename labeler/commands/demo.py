@@ -8,10 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..collection import Collection
-from ..encoder import TINY_NAME
 from ..errors import user_file
-from ..users import create_demo_admin
 from .context import Progress, emit, generate_with_progress, get_config, json_option
 
 
@@ -40,9 +37,12 @@ def _share_truth(home: Path, truth: Path) -> None:
 @json_option
 def demo(count: int, seed: int, prompt_set: str, serve: bool, port: int, as_json: bool) -> None:
     """Build a demo collection under --home with labeler-tiny, label it, and serve the UI."""
+    from ..collection import Collection
+    from ..encoder import TINY_NAME
     from ..labeling import label_collection
     from ..pipeline import index_paths
     from ..prompts import load_prompt_set
+    from ..users import create_demo_admin
 
     config = get_config()
     config = config.with_(model=config.model or TINY_NAME)

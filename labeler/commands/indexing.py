@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from .. import db
-from ..collection import Collection
 from ..encoder import MODES
-from ..pipeline import embed_pending, index_paths
-from ..stats import collection_stats
 from .context import Progress, emit, get_collection, get_config, json_option
+
+if TYPE_CHECKING:
+    from ..collection import Collection
 
 
 @click.group("db")
@@ -44,6 +45,8 @@ def _print_index(report: dict) -> None:
 
 def _with_mode(mode: str | None, as_json: bool) -> Collection:
     """The collection, in encoder ``mode`` when given; a first ONNX export says what it does."""
+    from ..collection import Collection
+
     collection = Collection(get_config().with_(encoder_mode=mode)) if mode else get_collection()
     if not as_json:
         collection.models.on_export = lambda line: click.echo(line, err=True)
@@ -56,6 +59,8 @@ mode_option = click.option("--mode", type=click.Choice(MODES), default=None,
 
 
 def _run_index(paths: tuple[Path, ...], embed: bool, as_json: bool, mode: str | None = None) -> None:
+    from ..pipeline import index_paths  # images and decoding: only for the commands that read files
+
     collection = _with_mode(mode, as_json)
     label = "indexing" if embed else "ingesting"
     with Progress(label, None, quiet=as_json) as bar:
@@ -89,6 +94,8 @@ def ingest_cmd(paths: tuple[Path, ...], as_json: bool) -> None:
 @json_option
 def embed_cmd(mode: str | None, as_json: bool) -> None:
     """Embed every registered image that has no vector for the collection's model."""
+    from ..pipeline import embed_pending
+
     collection = _with_mode(mode, as_json)
     with Progress("embedding", None, quiet=as_json) as bar:
         embedded = embed_pending(collection, progress=bar.update, total=bar.set_total)
@@ -126,6 +133,8 @@ def check_cmd(repair: bool, as_json: bool) -> None:
 def stats_cmd(as_json: bool) -> None:
     """Counts of images, vectors, failures and missing files."""
     db.require_catalog(get_config())  # a read command: a missing home is reported, not created
+    from ..stats import collection_stats
+
     data = collection_stats(get_collection())
     emit(as_json, data, lambda d: click.echo("\n".join(f"{k:>9}: {v}" for k, v in d.items())))
 

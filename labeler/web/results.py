@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import url_for
+from flask import g, url_for
 
 from .. import present
 from .. import search
@@ -10,11 +10,23 @@ from ..collection import Collection
 from .requests import search_where
 
 
+_LINKS = {"thumb_url": "images.thumb", "full_url": "images.full", "detail_url": "review.detail"}
+_MARK = 987654321987  # an id no route holds otherwise, split out of each built URL
+
+
+def _link_parts() -> list[tuple[str, str, str]]:
+    """Each link's (name, before the id, after the id), built once per request: a page of 500 hits
+    would otherwise pay 1,500 ``url_for`` calls (a third of a search's time)."""
+    parts = g.get("_image_link_parts")
+    if parts is None:
+        parts = g._image_link_parts = [(name, *url_for(endpoint, image_id=_MARK).split(str(_MARK), 1))
+                                       for name, endpoint in _LINKS.items()]
+    return parts
+
+
 def image_links(image_id: int) -> dict[str, str]:
     """``present``'s links for one image: its thumbnail, full image and detail page."""
-    return {"thumb_url": url_for("images.thumb", image_id=image_id),
-            "full_url": url_for("images.full", image_id=image_id),
-            "detail_url": url_for("review.detail", image_id=image_id)}
+    return {name: f"{before}{int(image_id)}{after}" for name, before, after in _link_parts()}
 
 
 def search_hits(collection: Collection, args: dict, similar_to: int | None) -> list[dict]:

@@ -62,3 +62,39 @@ def test_search_combines_several_label_filters(client):
     assert first["image_id"] in _hits(page.get_data(as_text=True))
     assert f'value="color={color}, concept={first["value"]}"' in page.get_data(as_text=True)
     assert client.get("/api/search?q=x&where=color").status_code == 400
+
+
+def test_search_hits_carry_the_same_labels_and_links_as_the_image_api(client):
+    """Hits load their labels as plain rows in one query; each must equal the label as the rest
+    of the API shows it (from the ORM), including a reviewed one, and every link must work."""
+    csrf = login(client, Users.reviewer)
+    first = client.get("/api/search?q=a+hammer+on+a+workbench&k=10").get_json()["hits"][0]
+    label = first["labels"][0]
+    corrected = next(o for o in label["options"] if o != label["value"])
+    post_json(client, f"/api/labels/{label['id']}/review",
+              {"action": "correct", "version": label["version"], "value": corrected}, csrf)
+
+    hits = client.get("/api/search?q=a+hammer+on+a+workbench&k=10").get_json()["hits"]
+    assert len(hits) == 10 and first["image_id"] in [h["image_id"] for h in hits]
+    for hit in hits:
+        detail = client.get(f"/api/images/{hit['image_id']}").get_json()
+        links = {"thumb_url", "full_url", "detail_url"}  # the detail's labels carry them, a hit's labels not
+        expected = [{k: v for k, v in label.items() if k not in links} for label in detail["labels"]]
+        assert hit["labels"] == sorted(expected, key=lambda label: label["group"])
+        assert len(hit["labels"]) > 1
+        for name in ("thumb_url", "full_url", "detail_url"):
+            assert str(hit["image_id"]) in hit[name] and client.get(hit[name]).status_code == 200
+    reviewed = next(l for h in hits for l in h["labels"] if l["id"] == label["id"])
+    assert (reviewed["value"], reviewed["status"], reviewed["version"]) == (corrected, "corrected", label["version"] + 1)
+    assert reviewed["reviewed_by"] is not None and reviewed["reviewed_at"] is not None
+
+
+def test_a_repeated_query_text_gives_the_same_hits(client, app):
+    """The second search for a text takes its vector from the process's query cache."""
+    login(client, Users.reviewer)
+    url = "/api/search?q=a+red+screwdriver&k=15"
+    first = client.get(url).get_json()["hits"]
+    from labeler import search
+
+    assert any(key[2] == "a red screwdriver" for key in search._query_cache)
+    assert client.get(url).get_json()["hits"] == first
