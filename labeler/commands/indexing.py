@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from .. import db
+from ..collection import Collection
+from ..config import ENGINES
 from ..pipeline import embed_pending, index_paths
 from ..stats import collection_stats
 from .context import Progress, emit, get_collection, get_config, json_option
@@ -40,8 +42,10 @@ def _print_index(report: dict) -> None:
         click.echo(f"  skipped: {skip['path']}: {skip['reason']}", err=True)
 
 
-def _run_index(paths: tuple[Path, ...], embed: bool, as_json: bool) -> None:
-    collection = get_collection()
+def _run_index(paths: tuple[Path, ...], embed: bool, as_json: bool, engine: str | None = None,
+               address: str | None = None) -> None:
+    engine = engine or ("ray" if address else None)  # --address alone means the ray engine
+    collection = Collection(get_config().with_(engine=engine, engine_address=address))
     label = "indexing" if embed else "ingesting"
     with Progress(label, None, quiet=as_json) as bar:
         report = index_paths(collection, list(paths), embed=embed, progress=bar.update, total=bar.set_total)
@@ -54,10 +58,15 @@ paths_argument = click.argument("paths", nargs=-1, required=True,
 
 @click.command("index")
 @paths_argument
+@click.option("--engine", type=click.Choice(ENGINES), default=None,
+              help="Where decoding and embedding run: local threads, or Ray Data stages "
+                   "[env LABELER_ENGINE; default local].")
+@click.option("--address", default=None, metavar="ADDR",
+              help="The Ray cluster to join, e.g. 10.0.0.1:6379 [env RAY_ADDRESS; default: start one here].")
 @json_option
-def index_cmd(paths: tuple[Path, ...], as_json: bool) -> None:
+def index_cmd(paths: tuple[Path, ...], engine: str | None, address: str | None, as_json: bool) -> None:
     """Register every image under PATHS and embed what is new (incremental)."""
-    _run_index(paths, True, as_json)
+    _run_index(paths, True, as_json, engine, address)
 
 
 @click.command("ingest")
