@@ -175,7 +175,11 @@ class RayRunner(Runner):
 
     def __init__(self, collection: Collection, embed: bool = True):
         connect(collection.config.engine_address)  # first: a missing ray fails before the model loads
-        super().__init__(collection, embed)
+        self.device = collection.config.device  # the replicas' device
+        self.replicas, self.gpus = embed_replicas(self.device) if embed else (0, 0.0)
+        # The driver's own copy of the model, on its CPU, gives the catalog's model row and the
+        # preprocess transform; the driver may run on a node without a GPU.
+        super().__init__(Collection(collection.config.with_(device="cpu")), embed)
 
     def batches(self, items: Sequence[Item]) -> Iterator[list[Loaded]]:
         """The Ray Data pipeline over ``items``; yields the driver's chunks of ``batch_size``."""
@@ -191,14 +195,13 @@ class RayRunner(Runner):
         ds = ds.map_batches(DecodeStage(config, self.encoder.preprocess if self.encoder else None,
                                         self._draft, roots), batch_size=self.batch, batch_format="numpy")
         if self.encoder is not None:
-            replicas, gpus = embed_replicas(config.device)
             # A CPU replica claims no core: its torch threads share the node's cores with the decode
             # tasks, as the local runner's model shares them with its decode threads. The differing
             # resources also keep Ray from fusing decoding into the (few) embed actors.
-            ds = ds.map_batches(EmbedStage, fn_constructor_args=(self.collection.models.spec(), config.device),
+            ds = ds.map_batches(EmbedStage, fn_constructor_args=(self.collection.models.spec(), self.device),
                                 batch_size=self.batch, batch_format="numpy",
-                                compute=ray.data.ActorPoolStrategy(size=replicas),
-                                num_cpus=1 if gpus else 0, num_gpus=gpus)
+                                compute=ray.data.ActorPoolStrategy(size=self.replicas),
+                                num_cpus=1 if self.gpus else 0, num_gpus=self.gpus)
         for batch in ds.iter_batches(batch_size=self.batch, batch_format="numpy", prefetch_batches=2):
             yield loaded_rows(batch)
 

@@ -113,6 +113,12 @@ def test_ray_engine_gives_the_local_runners_catalog_and_stays_incremental(head, 
     assert_same_collection(local, ray, model_spec)
 
 
+def test_cuda_on_a_cluster_without_gpus_is_refused(head, folder, tmp_path, model_spec):
+    done = manage("--home", tmp_path / "home", "--model", model_spec, "--device", "cuda", "index", folder,
+                  "--address", head.address, env=head.env, expect=2)
+    assert "the Ray cluster has no GPUs" in done.stderr
+
+
 def test_without_ray_the_engine_names_the_install(tmp_path, folder, model_spec):
     # A `ray` that cannot be imported stands in for an environment without the extra.
     shadow = tmp_path / "no-ray" / "ray"
