@@ -5,9 +5,7 @@ Generates photo-like JPEGs, then indexes them into two fresh homes in the same r
 real ``manage.py`` subprocess: the local runner, and ``--engine ray --address`` on a one-node
 Ray cluster started beforehand (as on a real cluster, whose start-up is not the job's). Also
 times ``--engine ray`` starting its own cluster (cold). Prints img/s from each report's
-``seconds`` (walk to last write, model load included), CPU milliseconds per image (all the
-processes involved, Ray's daemons included: on a shared, busy machine the steadier measure of
-the engine's price) and the ratios to the local runner.
+``seconds`` (walk to last write, model load included) and the ratios to the local runner.
 
 The default model is ViT-B-32 with random weights (same speed as trained ones, nothing to
 download); ``--model labeler-tiny`` makes loading, not the model, the bound.
@@ -20,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -45,10 +42,9 @@ def random_vit(folder: Path) -> str:
     return f"ViT-B-32:{path}"
 
 
-def index(home: Path, photos: Path, model: str, *flags: str, env: dict | None = None, head=None) -> dict:
-    """``manage.py index --json`` in a subprocess; the report plus the command's wall time and
-    CPU time (the command's, plus the cluster's during the command when ``head`` is given)."""
-    started, cpu = time.monotonic(), _children_cpu() + (head.cpu_seconds() if head else 0.0)
+def index(home: Path, photos: Path, model: str, *flags: str, env: dict | None = None) -> dict:
+    """``manage.py index --json`` in a subprocess; the report plus the command's wall time."""
+    started = time.monotonic()
     done = subprocess.run([sys.executable, str(ROOT / "manage.py"), "--home", str(home), "--model", model,
                            "index", str(photos), "--json", *flags], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
@@ -56,13 +52,7 @@ def index(home: Path, photos: Path, model: str, *flags: str, env: dict | None = 
         raise SystemExit(f"manage.py index {' '.join(flags)} failed:\n{done.stderr[-3000:]}")
     report = json.loads(done.stdout)
     report["wall"] = time.monotonic() - started
-    report["cpu"] = _children_cpu() + (head.cpu_seconds() if head else 0.0) - cpu
     return report
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -89,22 +79,17 @@ def main() -> None:
             index(tmp / "warm-ray", warm, model, "--address", head.address, env=head.env)
             rows.append(("local runner", index(tmp / "local", photos, model)))
             rows.append(("ray, running cluster", index(tmp / "ray", photos, model, "--address", head.address,
-                                                       env=head.env, head=head)))
+                                                       env=head.env)))
         rows.append(("ray, starts its own", index(tmp / "ray-cold", photos, model, "--engine", "ray")))
 
     base = rows[0][1]
     print(f"{args.count} JPEG {size[0]}x{size[1]}, model {args.model}, {cores} cores")
-    print(f"{'runner':<22} {'embedded':>8} {'img/s':>7} {'vs local':>8} {'command s':>9} {'CPU ms/img':>10} "
-          f"{'vs local':>8}")
+    print(f"{'runner':<22} {'embedded':>8} {'img/s':>7} {'vs local':>8} {'command s':>9}")
     for name, report in rows:
         rate = report["embedded"] / report["seconds"]
-        cpu = 1000 * report["cpu"] / report["embedded"]
-        # The cold run's cluster processes are not the command's children: its CPU is left out.
-        cpu_cells = f"{cpu:>10.1f} {base['cpu'] / report['cpu']:>8.2f}" if name != "ray, starts its own" else ""
         print(f"{name:<22} {report['embedded']:>8} {rate:>7.1f} {base['seconds'] / report['seconds']:>8.2f} "
-              f"{report['wall']:>9.1f} {cpu_cells}")
-    print("img/s: embedded / the report's seconds; CPU: the command's processes plus, with a running "
-          "cluster, every Ray process during the command")
+              f"{report['wall']:>9.1f}")
+    print("img/s: embedded / the report's seconds (walk to last write, model load included)")
 
 
 if __name__ == "__main__":

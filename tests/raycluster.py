@@ -33,20 +33,6 @@ def _free_port() -> int:
 class RayHead:
     address: str  # for --address
     env: dict[str, str]  # what a driver's environment needs to join it
-    pgid: int  # the process group of every process of the cluster
-
-    def cpu_seconds(self) -> float:
-        """CPU time used so far by the cluster's processes, and by those they reaped (ended actors)."""
-        tick = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue  # ended since the listing
-            if int(fields[2]) == self.pgid:  # fields[0] is the state (field 3 of proc(5))
-                total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
-        return total / tick
 
 
 @contextmanager
@@ -74,7 +60,7 @@ def ray_head(num_cpus: int, timeout: float = 180.0) -> Iterator[RayHead]:
             if not line or time.monotonic() > deadline:
                 raise RuntimeError("ray start --head failed:\n" + "".join(lines[-40:]))
             lines.append(line)
-        yield RayHead(f"127.0.0.1:{port}", driver_env, proc.pid)
+        yield RayHead(f"127.0.0.1:{port}", driver_env)
     finally:
         proc.send_signal(signal.SIGTERM)  # --block: ray start stops its own processes on the way out
         try:
