@@ -10,6 +10,9 @@ from pathlib import Path
 from .errors import ConfigError
 
 
+ENGINES = ("local", "ray")
+
+
 @dataclass(frozen=True)
 class Config:
     """Where labeler keeps its state and how it runs.
@@ -32,6 +35,8 @@ class Config:
     secret_key: str | None = None  # Flask sessions; None: generated once into home
     index_factory: str = "Flat"  # a FAISS factory string: "Flat" (exact), "IVF1024,Flat", "HNSW32"
     index_gpu: bool = False  # search on a GPU (needs faiss-gpu)
+    engine: str = "local"  # "local": threads in this process; "ray": Ray Data stages (labeler.distributed)
+    engine_address: str | None = None  # the Ray cluster to join; None: RAY_ADDRESS, else a local one
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Config":
@@ -55,6 +60,10 @@ class Config:
             values["index_factory"] = env["LABELER_INDEX_FACTORY"]
         if env.get("LABELER_INDEX_GPU"):
             values["index_gpu"] = env["LABELER_INDEX_GPU"].strip().lower() not in ("0", "false", "no", "off")
+        if env.get("LABELER_ENGINE"):
+            values["engine"] = env["LABELER_ENGINE"].strip().lower()
+            if values["engine"] not in ENGINES:
+                raise ConfigError(f"LABELER_ENGINE must be one of {', '.join(ENGINES)}, not {env['LABELER_ENGINE']!r}")
         for key in ("batch_size", "checkpoint_every", "workers"):
             if env.get(f"LABELER_{key.upper()}"):
                 values[key] = _int_setting(env, f"LABELER_{key.upper()}")

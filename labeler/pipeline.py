@@ -305,6 +305,15 @@ def unembedded_images(collection: Collection, model_id: int) -> list[Item]:
 
 
 # -- the commands' entry points -----------------------------------------------------------
+def make_runner(collection: Collection, embed: bool = True) -> Runner:
+    """The runner of ``config.engine``: this process's threads, or Ray (``labeler.distributed``)."""
+    if collection.config.engine == "ray":
+        from .distributed import RayRunner  # imports ray only when asked for
+
+        return RayRunner(collection, embed)
+    return Runner(collection, embed)
+
+
 def index_paths(collection: Collection, roots: Sequence[Path], embed: bool = True,
                 progress: ProgressFn | None = None, total: Callable[[int], None] | None = None) -> IndexReport:
     """Ingest every image under ``roots`` and (with ``embed``) embed what is new.
@@ -324,7 +333,7 @@ def index_paths(collection: Collection, roots: Sequence[Path], embed: bool = Tru
     with collection.session() as s:
         to_load = plan_files(s, paths, counts, progress)
 
-    runner = Runner(collection, embed)
+    runner = make_runner(collection, embed)
     runner.run([(None, path) for path in to_load], record_files(runner, counts), progress)
     # Marked after the new files are in, so a moved file keeps its image (and its vector).
     with collection.session() as s:
@@ -351,7 +360,7 @@ def index_paths(collection: Collection, roots: Sequence[Path], embed: bool = Tru
 def embed_pending(collection: Collection, progress: ProgressFn | None = None,
                   total: Callable[[int], None] | None = None) -> int:
     """Embed every present image that has no vector for the collection's model yet."""
-    runner = Runner(collection, embed=True)
+    runner = make_runner(collection, embed=True)
     items = unembedded_images(collection, runner.model_id)
     if total:
         total(len(items))

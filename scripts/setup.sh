@@ -21,7 +21,7 @@ fi
 
 stamp=.venv/.labeler-installed
 extras=""
-[ "${1:-}" = "--test" ] && extras="[test]"
+[ "${1:-}" = "--test" ] && extras="[test,ray]"  # ray: tests/test_ray.py runs the Ray engine
 want="$(sha256sum pyproject.toml | cut -c1-16)$extras"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "setup: installing labeler$extras" >&2

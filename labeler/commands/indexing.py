@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from .. import db
+from ..config import ENGINES
 from ..encoder import MODES
 from .context import Progress, emit, get_collection, get_config, json_option
 
@@ -43,11 +44,14 @@ def _print_index(report: dict) -> None:
         click.echo(f"  skipped: {skip['path']}: {skip['reason']}", err=True)
 
 
-def _with_mode(mode: str | None, as_json: bool) -> Collection:
-    """The collection, in encoder ``mode`` when given; a first ONNX export says what it does."""
+def _with_mode(mode: str | None, as_json: bool, **settings) -> Collection:
+    """The collection, in encoder ``mode`` when given (and with ``settings``); a first ONNX
+    export says what it does."""
     from ..collection import Collection
 
-    collection = Collection(get_config().with_(encoder_mode=mode)) if mode else get_collection()
+    if mode:
+        settings["encoder_mode"] = mode
+    collection = Collection(get_config().with_(**settings)) if settings else get_collection()
     if not as_json:
         collection.models.on_export = lambda line: click.echo(line, err=True)
     return collection
@@ -58,10 +62,13 @@ mode_option = click.option("--mode", type=click.Choice(MODES), default=None,
                                 "fp32 (ONNX Runtime), int8 (faster, cosine >= 0.99, kept apart), torch.")
 
 
-def _run_index(paths: tuple[Path, ...], embed: bool, as_json: bool, mode: str | None = None) -> None:
+def _run_index(paths: tuple[Path, ...], embed: bool, as_json: bool, mode: str | None = None,
+               engine: str | None = None, address: str | None = None) -> None:
     from ..pipeline import index_paths  # images and decoding: only for the commands that read files
 
-    collection = _with_mode(mode, as_json)
+    engine = engine or ("ray" if address else None)  # --address alone means the ray engine
+    engine_settings = {"engine": engine, "engine_address": address} if engine else {}
+    collection = _with_mode(mode, as_json, **engine_settings)
     label = "indexing" if embed else "ingesting"
     with Progress(label, None, quiet=as_json) as bar:
         report = index_paths(collection, list(paths), embed=embed, progress=bar.update, total=bar.set_total)
@@ -75,10 +82,16 @@ paths_argument = click.argument("paths", nargs=-1, required=True,
 @click.command("index")
 @paths_argument
 @mode_option
+@click.option("--engine", type=click.Choice(ENGINES), default=None,
+              help="Where decoding and embedding run: local threads, or Ray Data stages "
+                   "[env LABELER_ENGINE; default local].")
+@click.option("--address", default=None, metavar="ADDR",
+              help="The Ray cluster to join, e.g. 10.0.0.1:6379 [env RAY_ADDRESS; default: start one here].")
 @json_option
-def index_cmd(paths: tuple[Path, ...], mode: str | None, as_json: bool) -> None:
+def index_cmd(paths: tuple[Path, ...], mode: str | None, engine: str | None, address: str | None,
+              as_json: bool) -> None:
     """Register every image under PATHS and embed what is new (incremental)."""
-    _run_index(paths, True, as_json, mode)
+    _run_index(paths, True, as_json, mode, engine, address)
 
 
 @click.command("ingest")
