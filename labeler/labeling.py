@@ -10,13 +10,16 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Sequence
 
 import numpy as np
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from . import fewshot, scoring
+from . import fewshot, scoring, stored_scores
 from .catalog import Fit, Label, Model, PromptSetRecord, utcnow
 from .collection import Collection
 from .errors import LabelerError, NotFound
@@ -25,7 +28,6 @@ from .prompts import Group, PromptSet, PromptSetError
 # On the demo world (manage.py evaluate) it gives the most confidence on the truth and the lowest ECE.
 DEFAULT_STRATEGY = "mean-embedding"
 CHUNK_ROWS = 50_000
-SCORE_DIGITS = 4  # stored per-option scores; enough to explain, small enough to store compactly
 
 
 @dataclass(frozen=True)
@@ -127,14 +129,6 @@ def record_prompt_set(session: Session, prompt_set: PromptSet) -> int:
     return row.id
 
 
-def _scores_json(names: list[str], cosines: np.ndarray, confidence: np.ndarray) -> list[dict]:
-    """Per image ``{option: {"cosine", "confidence"}}``, rounded so a rerun compares equal."""
-    cos = np.round(cosines.astype(np.float64), SCORE_DIGITS).tolist()
-    conf = np.round(confidence, SCORE_DIGITS).tolist()
-    return [{name: {"cosine": c, "confidence": p} for name, c, p in zip(names, cos_row, conf_row)}
-            for cos_row, conf_row in zip(cos, conf)]
-
-
 @dataclass
 class LabelReport:
     labeled: int = 0
@@ -156,29 +150,6 @@ class LabelReport:
                 "images": self.images, "strategy": self.strategy, "prompt_set": self.prompt_set,
                 "methods": self.methods,
                 "seconds": round(self.seconds, 3)}
-
-
-_COMPARED = ("value", "predicted", "confidence", "margin", "strategy", "fit_id", "priority", "scores",
-             "prompt_set_id")
-_EXACT = ("value", "predicted", "strategy", "fit_id", "priority", "prompt_set_id")
-# BLAS sums in a different order for a different chunk size; last-bit noise is not a change.
-_TOLERANCE = 2 * 10 ** -SCORE_DIGITS
-
-
-def _close(a: float | None, b: float | None) -> bool:
-    return a == b or (a is not None and b is not None and abs(a - b) <= _TOLERANCE)
-
-
-def _same(old: dict, new: dict) -> bool:
-    """Whether a stored label already says what the new proposal says."""
-    if any(old[k] != new[k] for k in _EXACT):
-        return False
-    if not (_close(old["confidence"], new["confidence"]) and _close(old["margin"], new["margin"])):
-        return False
-    old_scores, new_scores = old["scores"] or {}, new["scores"]
-    if old_scores.keys() != new_scores.keys():
-        return False
-    return all(_close(old_scores[o].get(k), new_scores[o][k]) for o in new_scores for k in new_scores[o])
 
 
 def current_fit(session: Session, model_id: int, group: str, prompt_set_id: int) -> Fit | None:
@@ -275,17 +246,16 @@ def label_collection(collection: Collection, prompt_set: PromptSet, strategy: st
     priority = cold_start_priority(collection, model_id, encoded, [g for g in names if g not in reviewed])
     report.prompt_set = {"id": prompt_set_id, "name": prompt_set.name, "version": prompt_set.version,
                          "content_hash": prompt_set.content_hash}
+    with collection.session() as s:
+        writer = LabelWriter(s.get_bind().dialect)
     for ids, vecs in collection.vectors.chunks(model_id, chunk_rows):
         proposals = {}
         for name in names:
-            group = encoded[name]
-            cosines, confidence, decision = how[name].decide(group, vecs, scale)
-            ranks = priority.get(name, {})
-            proposals[name] = (group, _scores_json(group.option_names, cosines, confidence),
-                               np.round(decision.confidence, 6).tolist(), np.round(decision.margin, 6).tolist(),
-                               decision.choice.tolist(), how[name], [ranks.get(i) for i in ids.tolist()])
+            cosines, confidence, decision = how[name].decide(encoded[name], vecs, scale)
+            proposals[name] = Proposal.of(encoded[name], how[name], ids, cosines, confidence, decision,
+                                          priority.get(name, {}))
         with collection.session() as s:
-            _write_chunk(s, ids, proposals, prompt_set_id, report)
+            writer.write(s, ids, proposals, prompt_set_id, report)
         report.images += len(ids)
         if progress is not None:
             progress(len(ids))
@@ -293,51 +263,163 @@ def label_collection(collection: Collection, prompt_set: PromptSet, strategy: st
     return report
 
 
-def _write_chunk(session: Session, ids: np.ndarray, proposals: dict, prompt_set_id: int,
-                 report: LabelReport) -> None:
-    table = Label.__table__
-    lo, hi = int(ids[0]), int(ids[-1])
-    existing: dict[tuple[int, str], dict] = {}
-    query = select(table).where(table.c.image_id.between(lo, hi), table.c.group.in_(list(proposals)))
-    for row in session.execute(query).mappings():
-        existing[(row["image_id"], row["group"])] = dict(row)
-    now = utcnow()
-    inserts, updates = [], []
-    for name, (group, scores, confidence, margin, choices, proposer, priority) in proposals.items():
-        counts = report.groups[name]
-        for i, image_id in enumerate(ids.tolist()):
-            answer = group.answer(choices[i])
-            new = {"value": answer, "predicted": answer, "confidence": confidence[i], "margin": margin[i],
-                   "strategy": proposer.strategy, "fit_id": proposer.fit_id, "priority": priority[i],
-                   "scores": scores[i], "prompt_set_id": prompt_set_id}
-            old = existing.get((image_id, name))
-            if old is not None and old["status"] != "proposed":
-                report.kept_reviewed += 1
+@dataclass
+class Proposal:
+    """One group's proposal for a chunk of ``N`` images, as arrays."""
+
+    group: EncodedGroup
+    proposer: Proposer
+    choice: np.ndarray  # [N] option index, NONE for none of these
+    value: np.ndarray  # [N] object: the option's name, None for none of these
+    confidence: np.ndarray  # [N] float64, rounded to CONFIDENCE_DIGITS
+    margin: np.ndarray  # [N] float64, rounded to CONFIDENCE_DIGITS
+    priority: np.ndarray  # [N] float64 cold-start rank, NaN for none
+    cosines: np.ndarray  # [N, O]
+    option_confidence: np.ndarray  # [N, O]
+
+    @classmethod
+    def of(cls, group: EncodedGroup, proposer: Proposer, ids: np.ndarray, cosines: np.ndarray,
+           confidence: np.ndarray, decision: scoring.Decision, ranks: dict[int, int]) -> "Proposal":
+        names = np.array([*group.option_names, None], dtype=object)  # NONE (-1) picks the last
+        priority = np.full(len(ids), np.nan)
+        if ranks:
+            ranked = np.fromiter(ranks, np.int64, len(ranks))
+            at = np.searchsorted(ids, ranked)
+            hit = (at < len(ids)) & (ids[np.minimum(at, len(ids) - 1)] == ranked)
+            priority[at[hit]] = np.fromiter(ranks.values(), np.float64, len(ranks))[hit]
+        return cls(group, proposer, decision.choice, names[decision.choice],
+                   np.round(decision.confidence.astype(np.float64), CONFIDENCE_DIGITS),
+                   np.round(decision.margin.astype(np.float64), CONFIDENCE_DIGITS), priority, cosines, confidence)
+
+
+CONFIDENCE_DIGITS = 6
+# A proposal within this of the stored one is the same proposal: BLAS sums in another order for
+# another chunk size, and last-bit noise is not a change worth a write.
+TOLERANCE = 1e-4
+# What a proposal writes; status, reviewer and version belong to the review.
+_WRITTEN = ("value", "predicted", "confidence", "margin", "strategy", "fit_id", "priority", "option_scores",
+            "prompt_set_id", "updated_at")
+_READ = ("image_id", "group", "status", "value", "confidence", "margin", "strategy", "fit_id", "priority",
+         "prompt_set_id")
+
+
+class LabelWriter:
+    """Writes proposals in bulk: one ``INSERT ... ON CONFLICT DO UPDATE`` per chunk, only for rows
+    whose proposal changed, and never over a label a human reviewed (the upsert itself checks
+    ``status = 'proposed'``, so a review made while labeling runs wins)."""
+
+    def __init__(self, dialect):
+        table = Label.__table__
+        insert_of = postgresql_insert if dialect.name == "postgresql" else sqlite_insert
+        statement = insert_of(table)
+        self.statement = statement.on_conflict_do_update(
+            index_elements=[table.c.image_id, table.c.group],
+            set_={**{c: statement.excluded[c] for c in _WRITTEN}, "version": table.c.version + 1},
+            where=table.c.status == "proposed")
+        self.columns = ("image_id", "group", "status", "version", *_WRITTEN)
+        self.dialect = dialect
+        self.compiled = self.statement.compile(dialect=dialect, column_keys=list(self.columns))
+        self.positional = bool(self.compiled.positional)
+        # updated_at is one value per chunk: converted for the driver once, not once per row
+        self.stamp = table.c.updated_at.type.dialect_impl(dialect).bind_processor(dialect)
+
+    def write(self, session: Session, ids: np.ndarray, proposals: dict[str, Proposal], prompt_set_id: int,
+              report: LabelReport) -> None:
+        """Compare the chunk's ``proposals`` with the stored labels of images ``ids`` ``[N]`` and write the changes."""
+        table = Label.__table__
+        stored = session.execute(select(*(table.c[c] for c in _READ))
+                                 .where(table.c.image_id.between(int(ids[0]), int(ids[-1])),
+                                        table.c.group.in_(list(proposals)))).all()
+        by_group: dict[str, list] = {}
+        for row in stored:
+            by_group.setdefault(row[1], []).append(row)
+        now = utcnow()
+        rows: list[tuple] = []
+        changed = 0
+        for name, proposal in proposals.items():
+            write, reviewed, exists = _changes(ids, proposal, by_group.get(name, []), prompt_set_id)
+            labeled = ~reviewed
+            counts = report.groups[name]
+            group = proposal.group
+            for choice, n in zip(*np.unique(proposal.choice[labeled], return_counts=True)):
+                counts[group.answer_key(int(choice))] += int(n)
+            report.labeled += int(labeled.sum())
+            report.kept_reviewed += int(reviewed.sum())
+            report.inserted += int((write & ~exists).sum())
+            report.updated += int((write & exists).sum())
+            report.unchanged += int((labeled & ~write).sum())
+            at = np.flatnonzero(write)
+            if len(at) == 0:
                 continue
-            counts[group.answer_key(choices[i])] += 1
-            report.labeled += 1
-            if old is None:
-                inserts.append({**new, "image_id": image_id, "group": name, "status": "proposed",
-                                "version": 1, "updated_at": now})
-            elif not _same(old, new):
-                updates.append({**new, "b_id": old["id"], "b_version": old["version"],
-                                "version": old["version"] + 1, "updated_at": now})
-            else:
-                report.unchanged += 1
-    if inserts:
-        session.execute(insert(table), inserts)
-        report.inserted += len(inserts)
-    if updates:
-        # Only a still-proposed row at the version we read: a review made meanwhile wins.
-        statement = (update(table)
-                     .where(and_(table.c.id == bindparam("b_id"), table.c.version == bindparam("b_version"),
-                                 table.c.status == "proposed"))
-                     .values({k: bindparam(k) for k in (*_COMPARED, "version", "updated_at")}))
-        result = session.connection().execute(statement, updates)
-        changed = result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(updates)
-        report.updated += changed
-        report.kept_reviewed += len(updates) - changed
-        report.labeled -= len(updates) - changed
+            changed += len(at)
+            blobs = stored_scores.encode(proposal.cosines[at], proposal.option_confidence[at])
+            value = proposal.value[at].tolist()
+            priority = [None if np.isnan(p) else int(p) for p in proposal.priority[at].tolist()]
+            rows += zip(ids[at].tolist(), repeat(name), repeat("proposed"), repeat(1), value, value,
+                        proposal.confidence[at].tolist(), proposal.margin[at].tolist(),
+                        repeat(proposal.proposer.strategy), repeat(proposal.proposer.fit_id), priority, blobs,
+                        repeat(prompt_set_id), repeat(now))
+        if rows:
+            written = self._execute(session, rows)
+            lost = changed - written  # reviewed between our read and our write: the review won
+            if lost > 0:
+                report.updated -= lost
+                report.labeled -= lost
+                report.kept_reviewed += lost
+
+    def _execute(self, session: Session, rows: list[tuple]) -> int:
+        """Run the upsert over ``rows`` (in :attr:`columns` order); returns the rows it wrote."""
+        connection = session.connection()
+        if not self.positional:
+            result = connection.execute(self.statement, [dict(zip(self.columns, r)) for r in rows])
+            return result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)
+        # SQLite: the statement SQLAlchemy compiled, run straight on the driver with plain tuples;
+        # per-row parameter processing through SQLAlchemy's layers was most of the old cost.
+        compiled = self.compiled
+        index = {c: i for i, c in enumerate(self.columns)}
+        stamp = self.stamp(rows[0][index["updated_at"]]) if self.stamp else rows[0][index["updated_at"]]
+        slots = [("stamp", None) if key == "updated_at" else ("row", index[key]) if key in index
+                 else ("constant", compiled.binds[key].effective_value) for key in compiled.positiontup]
+        params = [tuple(stamp if kind == "stamp" else r[arg] if kind == "row" else arg for kind, arg in slots)
+                  for r in rows]
+        cursor = connection.connection.driver_connection.cursor()
+        try:
+            cursor.executemany(str(compiled), params)
+            return cursor.rowcount if cursor.rowcount >= 0 else len(rows)
+        finally:
+            cursor.close()
+
+
+def _changes(ids: np.ndarray, proposal: Proposal, stored: list, prompt_set_id: int
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(write, reviewed, exists), each ``[N]`` bool, for one group's ``stored`` rows (in ``_READ`` order)."""
+    n = len(ids)
+    write, reviewed, exists = np.ones(n, bool), np.zeros(n, bool), np.zeros(n, bool)
+    if not stored:
+        return write, reviewed, exists
+    old = np.array(stored, dtype=object)
+    at = np.searchsorted(ids, old[:, 0].astype(np.int64))
+    keep = (at < n) & (ids[np.minimum(at, n - 1)] == old[:, 0].astype(np.int64))
+    old, at = old[keep], at[keep]
+    exists[at] = True
+    is_reviewed = old[:, 2] != "proposed"
+    reviewed[at[is_reviewed]] = True
+    proposed, at = old[~is_reviewed], at[~is_reviewed]
+    who = proposal.proposer
+    same = ((proposed[:, 6] == who.strategy) & (proposed[:, 7] == who.fit_id) & (proposed[:, 9] == prompt_set_id)
+            & (proposed[:, 3] == proposal.value[at]))
+    same &= _close(proposed[:, 4], proposal.confidence[at]) & _close(proposed[:, 5], proposal.margin[at])
+    old_priority = np.array(proposed[:, 8], dtype=np.float64)  # None -> NaN
+    new_priority = proposal.priority[at]
+    same &= (old_priority == new_priority) | (np.isnan(old_priority) & np.isnan(new_priority))
+    write[at] = ~same
+    write[reviewed] = False
+    return write, reviewed, exists
+
+
+def _close(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """Element-wise: stored ``old`` (object, maybe None) within :data:`TOLERANCE` of ``new``."""
+    return np.abs(np.array(old, dtype=np.float64) - new) <= TOLERANCE
 
 
 def explain(collection: Collection, image_id: int, prompt_set: PromptSet, strategy: str = DEFAULT_STRATEGY,

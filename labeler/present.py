@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import review
+from . import review, stored_scores
 from .catalog import Image, Label, ReviewEvent, User
 from .errors import NotFound
 
@@ -36,8 +36,8 @@ def model_confidence(label: Label, value: str | None) -> float | None:
         return None
     if value == label.predicted:
         return label.confidence
-    score = (label.scores or {}).get(value)
-    return score.get("confidence") if isinstance(score, dict) else None
+    score = stored_scores.label_scores(label).get(value)
+    return score["confidence"] if score is not None else None
 
 
 def label_dict(label: Label, links: Links = _no_links) -> dict:
@@ -46,7 +46,7 @@ def label_dict(label: Label, links: Links = _no_links) -> dict:
     ``confidence`` is the model's confidence in ``predicted``; ``value_confidence`` its
     confidence in ``value`` (they differ once a reviewer corrected the label).
     """
-    scores = label.scores or {}
+    scores = stored_scores.label_scores(label)
     return {
         "id": label.id,
         "image_id": label.image_id,
