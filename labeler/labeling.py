@@ -7,6 +7,8 @@ human reviewed is never touched.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -14,13 +16,13 @@ from itertools import repeat
 from typing import Sequence
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from . import fewshot, scoring, stored_scores
-from .catalog import Fit, Label, Model, PromptSetRecord, utcnow
+from .catalog import Embedding, Fit, Image, Label, Model, PromptSetRecord, Setting, utcnow
 from .collection import Collection
 from .errors import LabelerError, NotFound
 from .prompts import Group, PromptSet, PromptSetError
@@ -221,15 +223,34 @@ def cold_start_priority(collection: Collection, model_id: int, encoded: dict[str
     return out
 
 
+def stored_priority(session: Session, groups: Sequence[str], prompt_set_id: int) -> dict[str, dict[int, int]]:
+    """``{group: {image_id: rank}}`` a previous run gave these groups with this prompt-set version.
+
+    Kept rather than clustered again: the k-means would be paid on every rerun, and the front of
+    a cold-start queue should not jump about as images are added.
+    """
+    out: dict[str, dict[int, int]] = {}
+    if groups:
+        for group, image_id, rank in session.execute(
+                select(Label.group, Label.image_id, Label.priority)
+                .where(Label.group.in_(list(groups)), Label.priority.is_not(None),
+                       Label.prompt_set_id == prompt_set_id, Label.status == "proposed")):
+            out.setdefault(group, {})[image_id] = rank
+    return out
+
+
 def label_collection(collection: Collection, prompt_set: PromptSet, strategy: str | None = None,
                      groups: Sequence[str] | None = None, chunk_rows: int = CHUNK_ROWS,
-                     progress=None) -> LabelReport:
+                     progress=None, recheck: bool = False) -> LabelReport:
     """Write one proposed ``Label`` per embedded image and group; reviewed labels are kept.
 
     ``strategy`` None: each group proposes with what it learned from its reviews (``manage.py
     learn``) when it has a fit for this prompt-set version, else with :data:`DEFAULT_STRATEGY`;
     a named strategy forces that zero-shot strategy. ``progress(n)`` is called with the number
     of images finished in each chunk.
+
+    Only proposals that changed are written. A group whose inputs are as they were at its last
+    full run is skipped without reading a vector; ``recheck`` compares its rows anyway.
     """
     started = time.perf_counter()
     names = check_request(prompt_set, strategy or DEFAULT_STRATEGY, groups)
@@ -243,14 +264,28 @@ def label_collection(collection: Collection, prompt_set: PromptSet, strategy: st
         reviewed = set(s.scalars(select(Label.group).where(Label.group.in_(names), Label.status != "proposed")
                                  .distinct()))
     report.methods = {name: {"strategy": p.strategy, "fit_id": p.fit_id} for name, p in how.items()}
-    priority = cold_start_priority(collection, model_id, encoded, [g for g in names if g not in reviewed])
     report.prompt_set = {"id": prompt_set_id, "name": prompt_set.name, "version": prompt_set.version,
                          "content_hash": prompt_set.content_hash}
     with collection.session() as s:
+        embeddings = embedded_images(s, model_id)
+        stamps = {name: run_stamp(s, model_id, scale, prompt_set_id, how[name], name, embeddings) for name in names}
+        todo = [name for name in names if recheck or not _still_fresh(s, name, stamps[name], report)]
+        for name in todo:  # a run that stops half way must not leave a group looking up to date
+            s.execute(delete(Setting).where(Setting.key == _stamp_key(name)))
         writer = LabelWriter(s.get_bind().dialect)
+    if not todo:
+        report.images = embeddings[0]
+        if progress is not None:
+            progress(report.images)
+        report.seconds = time.perf_counter() - started
+        return report
+    unreviewed = [g for g in todo if g not in reviewed]
+    with collection.session() as s:
+        priority = stored_priority(s, unreviewed, prompt_set_id)
+    priority.update(cold_start_priority(collection, model_id, encoded, [g for g in unreviewed if g not in priority]))
     for ids, vecs in collection.vectors.chunks(model_id, chunk_rows):
         proposals = {}
-        for name in names:
+        for name in todo:
             cosines, confidence, decision = how[name].decide(encoded[name], vecs, scale)
             proposals[name] = Proposal.of(encoded[name], how[name], ids, cosines, confidence, decision,
                                           priority.get(name, {}))
@@ -259,8 +294,66 @@ def label_collection(collection: Collection, prompt_set: PromptSet, strategy: st
         report.images += len(ids)
         if progress is not None:
             progress(len(ids))
+    with collection.session() as s:
+        for name in todo:
+            _remember(s, name, stamps[name], report)
     report.seconds = time.perf_counter() - started
     return report
+
+
+# -- what a finished run proposed from -------------------------------------------------------
+# A group whose inputs are all as they were when it was last labeled in full would get the same
+# proposals again: its rerun reads nothing and writes nothing. Any change (prompt-set content,
+# fit, strategy, model, the set of present embedded images, a review or undo) makes it relabel,
+# comparing row by row and writing only what changed.
+
+STAMP_VERSION = 1  # bump when the proposals' maths changes, so every group relabels once
+_STAMP_PREFIX = "labeling.stamp:"
+
+
+def _stamp_key(group: str) -> str:
+    return _STAMP_PREFIX + hashlib.sha256(group.encode()).hexdigest()[:32]
+
+
+def embedded_images(session: Session, model_id: int) -> list[int]:
+    """[count, highest id, sum of ids] of the present images with a vector: which images a run labels."""
+    row = session.execute(select(func.count(), func.max(Embedding.image_id), func.sum(Embedding.image_id))
+                          .join(Image, Image.id == Embedding.image_id)
+                          .where(Embedding.model_id == model_id, Image.status == "ok")).one()
+    return [int(v or 0) for v in row]
+
+
+def run_stamp(session: Session, model_id: int, scale: float, prompt_set_id: int, proposer: Proposer,
+              group: str, embeddings: list[int]) -> dict:
+    """Everything one group's proposals depend on, as JSON-ready values."""
+    reviewed = session.scalar(select(func.count()).select_from(Label)
+                              .where(Label.group == group, Label.status != "proposed"))
+    return {"version": STAMP_VERSION, "group": group, "model_id": model_id, "logit_scale": scale,
+            "prompt_set_id": prompt_set_id, "strategy": proposer.strategy, "fit_id": proposer.fit_id,
+            "embeddings": embeddings, "reviewed": int(reviewed)}
+
+
+def _still_fresh(session: Session, group: str, stamp: dict, report: LabelReport) -> bool:
+    """Whether ``group`` was last labeled from exactly ``stamp``; then its stored counts join ``report``."""
+    raw = session.scalar(select(Setting.value).where(Setting.key == _stamp_key(group)))
+    if raw is None:
+        return False
+    stored = json.loads(raw)
+    if stored.get("stamp") != stamp:
+        return False
+    labeled = stored["labeled"]
+    report.labeled += labeled
+    report.unchanged += labeled
+    report.kept_reviewed += stored["kept_reviewed"]
+    report.groups[group].update(stored["counts"])
+    return True
+
+
+def _remember(session: Session, group: str, stamp: dict, report: LabelReport) -> None:
+    counts = report.groups[group]
+    value = json.dumps({"stamp": stamp, "labeled": sum(counts.values()), "counts": dict(counts),
+                        "kept_reviewed": stamp["reviewed"]})
+    session.merge(Setting(key=_stamp_key(group), value=value))
 
 
 @dataclass
@@ -330,14 +423,14 @@ class LabelWriter:
         stored = session.execute(select(*(table.c[c] for c in _READ))
                                  .where(table.c.image_id.between(int(ids[0]), int(ids[-1])),
                                         table.c.group.in_(list(proposals)))).all()
-        by_group: dict[str, list] = {}
-        for row in stored:
-            by_group.setdefault(row[1], []).append(row)
+        # numpy columns, not Row objects: numpy probes each Row for array protocols, slowly
+        columns = [np.array(c, dtype=object) for c in zip(*stored)] if stored else None
         now = utcnow()
         rows: list[tuple] = []
         changed = 0
         for name, proposal in proposals.items():
-            write, reviewed, exists = _changes(ids, proposal, by_group.get(name, []), prompt_set_id)
+            mine = None if columns is None else [c[columns[1] == name] for c in columns]
+            write, reviewed, exists = _changes(ids, proposal, mine, prompt_set_id)
             labeled = ~reviewed
             counts = report.groups[name]
             group = proposal.group
@@ -390,26 +483,25 @@ class LabelWriter:
             cursor.close()
 
 
-def _changes(ids: np.ndarray, proposal: Proposal, stored: list, prompt_set_id: int
+def _changes(ids: np.ndarray, proposal: Proposal, stored: list[np.ndarray] | None, prompt_set_id: int
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(write, reviewed, exists), each ``[N]`` bool, for one group's ``stored`` rows (in ``_READ`` order)."""
+    """(write, reviewed, exists), each ``[N]`` bool, for one group's ``stored`` columns (``_READ`` order)."""
     n = len(ids)
     write, reviewed, exists = np.ones(n, bool), np.zeros(n, bool), np.zeros(n, bool)
-    if not stored:
+    if stored is None or len(stored[0]) == 0:
         return write, reviewed, exists
-    old = np.array(stored, dtype=object)
-    at = np.searchsorted(ids, old[:, 0].astype(np.int64))
-    keep = (at < n) & (ids[np.minimum(at, n - 1)] == old[:, 0].astype(np.int64))
-    old, at = old[keep], at[keep]
+    image_ids = stored[0].astype(np.int64)
+    at = np.searchsorted(ids, image_ids)
+    keep = (at < n) & (ids[np.minimum(at, n - 1)] == image_ids)  # a stored row of an image not read: not ours
+    stored, at = [c[keep] for c in stored], at[keep]
     exists[at] = True
-    is_reviewed = old[:, 2] != "proposed"
+    is_reviewed = stored[2] != "proposed"
     reviewed[at[is_reviewed]] = True
-    proposed, at = old[~is_reviewed], at[~is_reviewed]
+    old, at = [c[~is_reviewed] for c in stored], at[~is_reviewed]
     who = proposal.proposer
-    same = ((proposed[:, 6] == who.strategy) & (proposed[:, 7] == who.fit_id) & (proposed[:, 9] == prompt_set_id)
-            & (proposed[:, 3] == proposal.value[at]))
-    same &= _close(proposed[:, 4], proposal.confidence[at]) & _close(proposed[:, 5], proposal.margin[at])
-    old_priority = np.array(proposed[:, 8], dtype=np.float64)  # None -> NaN
+    same = (old[6] == who.strategy) & (old[7] == who.fit_id) & (old[9] == prompt_set_id) & (old[3] == proposal.value[at])
+    same &= _close(old[4], proposal.confidence[at]) & _close(old[5], proposal.margin[at])
+    old_priority = np.array(old[8], dtype=np.float64)  # None -> NaN
     new_priority = proposal.priority[at]
     same &= (old_priority == new_priority) | (np.isnan(old_priority) & np.isnan(new_priority))
     write[at] = ~same

@@ -78,7 +78,7 @@ def test_chunked_scoring_gives_the_same_labels(indexed_collection):
     prompt_set = load_prompt_set("workshop")
     label_collection(indexed_collection, prompt_set, chunk_rows=100_000)
     before = labels_table(indexed_collection)
-    report = label_collection(indexed_collection, prompt_set, chunk_rows=7)
+    report = label_collection(indexed_collection, prompt_set, chunk_rows=7, recheck=True)
     assert report.unchanged == report.labeled and labels_table(indexed_collection) == before
 
 
