@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import repeat
+from operator import itemgetter
 from typing import Sequence
 
 import numpy as np
@@ -392,6 +393,7 @@ TOLERANCE = 1e-4
 # What a proposal writes; status, reviewer and version belong to the review.
 _WRITTEN = ("value", "predicted", "confidence", "margin", "strategy", "fit_id", "priority", "option_scores",
             "prompt_set_id", "updated_at")
+SQLITE_CACHE_KIB = 256 * 1024  # a chunk's index pages stay in memory while it is written
 _READ = ("image_id", "group", "status", "value", "confidence", "margin", "strategy", "fit_id", "priority",
          "prompt_set_id")
 
@@ -409,10 +411,13 @@ class LabelWriter:
             index_elements=[table.c.image_id, table.c.group],
             set_={**{c: statement.excluded[c] for c in _WRITTEN}, "version": table.c.version + 1},
             where=table.c.status == "proposed")
-        self.columns = ("image_id", "group", "status", "version", *_WRITTEN)
-        self.dialect = dialect
-        self.compiled = self.statement.compile(dialect=dialect, column_keys=list(self.columns))
+        columns = ["image_id", "group", "status", "version", *_WRITTEN]
+        self.compiled = self.statement.compile(dialect=dialect, column_keys=columns)
         self.positional = bool(self.compiled.positional)
+        # (column, None) or (bind name, its constant) in the order the driver takes parameters
+        names = self.compiled.positiontup if self.positional else columns
+        self.order = [(key, None) if key in columns else (key, self.compiled.binds[key].effective_value)
+                      for key in names]
         # updated_at is one value per chunk: converted for the driver once, not once per row
         self.stamp = table.c.updated_at.type.dialect_impl(dialect).bind_processor(dialect)
 
@@ -426,6 +431,8 @@ class LabelWriter:
         # numpy columns, not Row objects: numpy probes each Row for array protocols, slowly
         columns = [np.array(c, dtype=object) for c in zip(*stored)] if stored else None
         now = utcnow()
+        # the driver gets updated_at converted once per chunk, not once per row
+        stamp = self.stamp(now) if self.positional and self.stamp else now
         rows: list[tuple] = []
         changed = 0
         for name, proposal in proposals.items():
@@ -445,13 +452,18 @@ class LabelWriter:
             if len(at) == 0:
                 continue
             changed += len(at)
-            blobs = stored_scores.encode(proposal.cosines[at], proposal.option_confidence[at])
             value = proposal.value[at].tolist()
-            priority = [None if np.isnan(p) else int(p) for p in proposal.priority[at].tolist()]
-            rows += zip(ids[at].tolist(), repeat(name), repeat("proposed"), repeat(1), value, value,
-                        proposal.confidence[at].tolist(), proposal.margin[at].tolist(),
-                        repeat(proposal.proposer.strategy), repeat(proposal.proposer.fit_id), priority, blobs,
-                        repeat(prompt_set_id), repeat(now))
+            priority: list[int | None] = [None] * len(at)
+            for k in np.flatnonzero(~np.isnan(proposal.priority[at])).tolist():
+                priority[k] = int(proposal.priority[at[k]])
+            given = {"image_id": ids[at].tolist(), "group": repeat(name), "status": repeat("proposed"),
+                     "version": repeat(1), "value": value, "predicted": value,
+                     "confidence": proposal.confidence[at].tolist(), "margin": proposal.margin[at].tolist(),
+                     "strategy": repeat(proposal.proposer.strategy), "fit_id": repeat(proposal.proposer.fit_id),
+                     "priority": priority, "option_scores": stored_scores.encode(proposal.cosines[at],
+                                                                                  proposal.option_confidence[at]),
+                     "prompt_set_id": repeat(prompt_set_id), "updated_at": repeat(stamp)}
+            rows += zip(*(given.get(key, repeat(constant)) for key, constant in self.order))
         if rows:
             written = self._execute(session, rows)
             lost = changed - written  # reviewed between our read and our write: the review won
@@ -461,23 +473,21 @@ class LabelWriter:
                 report.kept_reviewed += lost
 
     def _execute(self, session: Session, rows: list[tuple]) -> int:
-        """Run the upsert over ``rows`` (in :attr:`columns` order); returns the rows it wrote."""
+        """Run the upsert over ``rows`` (in :attr:`order`); returns how many rows it wrote."""
         connection = session.connection()
         if not self.positional:
-            result = connection.execute(self.statement, [dict(zip(self.columns, r)) for r in rows])
+            keys = [key for key, _ in self.order]
+            result = connection.execute(self.statement, [dict(zip(keys, r)) for r in rows])
             return result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)
-        # SQLite: the statement SQLAlchemy compiled, run straight on the driver with plain tuples;
-        # per-row parameter processing through SQLAlchemy's layers was most of the old cost.
-        compiled = self.compiled
-        index = {c: i for i, c in enumerate(self.columns)}
-        stamp = self.stamp(rows[0][index["updated_at"]]) if self.stamp else rows[0][index["updated_at"]]
-        slots = [("stamp", None) if key == "updated_at" else ("row", index[key]) if key in index
-                 else ("constant", compiled.binds[key].effective_value) for key in compiled.positiontup]
-        params = [tuple(stamp if kind == "stamp" else r[arg] if kind == "row" else arg for kind, arg in slots)
-                  for r in rows]
+        # SQLite: the statement SQLAlchemy compiled, run straight on the driver with plain tuples
+        # (per-row parameter processing was most of the old cost), in the unique index's order, so
+        # its pages fill one after another instead of being split all over a chunk's range.
+        keys = [key for key, _ in self.order]
+        rows.sort(key=itemgetter(keys.index("image_id"), keys.index("group")))
         cursor = connection.connection.driver_connection.cursor()
         try:
-            cursor.executemany(str(compiled), params)
+            cursor.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+            cursor.executemany(str(self.compiled), rows)
             return cursor.rowcount if cursor.rowcount >= 0 else len(rows)
         finally:
             cursor.close()
