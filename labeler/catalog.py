@@ -21,7 +21,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
-    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -186,9 +185,6 @@ class Label(Base):
         UniqueConstraint("image_id", "group"),
         Index("ix_labels_group_value", "group", "value"),
         Index("ix_labels_group_status", "group", "status"),
-        # the few cold-start ranks (labeling.stored_priority), without indexing the millions of NULLs
-        Index("ix_labels_priority", "group", "priority", sqlite_where=text("priority IS NOT NULL"),
-              postgresql_where=text("priority IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -225,19 +225,24 @@ def cold_start_priority(collection: Collection, model_id: int, encoded: dict[str
 
 
 def stored_priority(session: Session, groups: Sequence[str], prompt_set_id: int) -> dict[str, dict[int, int]]:
-    """``{group: {image_id: rank}}`` a previous run gave these groups with this prompt-set version.
+    """``{group: {image_id: rank}}`` an earlier run chose for these groups with this prompt-set version.
 
     Kept rather than clustered again: the k-means would be paid on every rerun, and the front of
     a cold-start queue should not jump about as images are added.
     """
-    out: dict[str, dict[int, int]] = {}
-    if groups:
-        for group, image_id, rank in session.execute(
-                select(Label.group, Label.image_id, Label.priority)
-                .where(Label.group.in_(list(groups)), Label.priority.is_not(None),
-                       Label.prompt_set_id == prompt_set_id, Label.status == "proposed")):
-            out.setdefault(group, {})[image_id] = rank
+    out = {}
+    for group in groups:
+        raw = session.scalar(select(Setting.value).where(Setting.key == _RANKS_PREFIX + _group_key(group)))
+        stored = json.loads(raw) if raw is not None else None
+        if stored is not None and stored["prompt_set_id"] == prompt_set_id:
+            out[group] = {int(image_id): rank for image_id, rank in stored["ranks"]}
     return out
+
+
+def remember_priority(session: Session, ranks: dict[str, dict[int, int]], prompt_set_id: int) -> None:
+    for group, by_image in ranks.items():
+        value = json.dumps({"group": group, "prompt_set_id": prompt_set_id, "ranks": sorted(by_image.items())})
+        session.merge(Setting(key=_RANKS_PREFIX + _group_key(group), value=value))
 
 
 def label_collection(collection: Collection, prompt_set: PromptSet, strategy: str | None = None,
@@ -283,7 +288,10 @@ def label_collection(collection: Collection, prompt_set: PromptSet, strategy: st
     unreviewed = [g for g in todo if g not in reviewed]
     with collection.session() as s:
         priority = stored_priority(s, unreviewed, prompt_set_id)
-    priority.update(cold_start_priority(collection, model_id, encoded, [g for g in unreviewed if g not in priority]))
+    fresh_ranks = cold_start_priority(collection, model_id, encoded, [g for g in unreviewed if g not in priority])
+    with collection.session() as s:
+        remember_priority(s, fresh_ranks, prompt_set_id)
+    priority.update(fresh_ranks)
     for ids, vecs in collection.vectors.chunks(model_id, chunk_rows):
         proposals = {}
         for name in todo:
@@ -310,10 +318,16 @@ def label_collection(collection: Collection, prompt_set: PromptSet, strategy: st
 
 STAMP_VERSION = 1  # bump when the proposals' maths changes, so every group relabels once
 _STAMP_PREFIX = "labeling.stamp:"
+_RANKS_PREFIX = "labeling.cold-start:"
+
+
+def _group_key(group: str) -> str:
+    """A group's name as a short settings key (group names may be longer than a key)."""
+    return hashlib.sha256(group.encode()).hexdigest()[:32]
 
 
 def _stamp_key(group: str) -> str:
-    return _STAMP_PREFIX + hashlib.sha256(group.encode()).hexdigest()[:32]
+    return _STAMP_PREFIX + _group_key(group)
 
 
 def embedded_images(session: Session, model_id: int) -> list[int]:
@@ -334,13 +348,18 @@ def run_stamp(session: Session, model_id: int, scale: float, prompt_set_id: int,
             "embeddings": embeddings, "reviewed": int(reviewed)}
 
 
+def _label_count(session: Session, group: str) -> int:
+    """The group's stored labels: rows deleted or added behind labeling's back make it relabel."""
+    return session.scalar(select(func.count()).select_from(Label).where(Label.group == group))
+
+
 def _still_fresh(session: Session, group: str, stamp: dict, report: LabelReport) -> bool:
     """Whether ``group`` was last labeled from exactly ``stamp``; then its stored counts join ``report``."""
     raw = session.scalar(select(Setting.value).where(Setting.key == _stamp_key(group)))
     if raw is None:
         return False
     stored = json.loads(raw)
-    if stored.get("stamp") != stamp:
+    if stored.get("stamp") != stamp or stored.get("labels") != _label_count(session, group):
         return False
     labeled = stored["labeled"]
     report.labeled += labeled
@@ -353,7 +372,7 @@ def _still_fresh(session: Session, group: str, stamp: dict, report: LabelReport)
 def _remember(session: Session, group: str, stamp: dict, report: LabelReport) -> None:
     counts = report.groups[group]
     value = json.dumps({"stamp": stamp, "labeled": sum(counts.values()), "counts": dict(counts),
-                        "kept_reviewed": stamp["reviewed"]})
+                        "kept_reviewed": stamp["reviewed"], "labels": _label_count(session, group)})
     session.merge(Setting(key=_stamp_key(group), value=value))
 
 

@@ -175,3 +175,16 @@ def test_reviews_and_new_images_make_a_group_relabel_and_reviewed_labels_stay(in
     again = label_collection(indexed_collection, prompt_set, strategy="max-score", groups=["size"])
     assert again.images == report.images - 1 and again.updated == 0
     assert again.unchanged == again.labeled == report.labeled - 1
+
+
+def test_labels_deleted_behind_labelings_back_are_proposed_again(indexed_collection):
+    prompt_set = load_prompt_set("workshop")
+    label_collection(indexed_collection, prompt_set)
+    before = rows(indexed_collection)
+    with indexed_collection.session() as s:
+        gone = list(s.scalars(select(Label.id).where(Label.group == "material").order_by(Label.id).limit(3)))
+        s.execute(sa.delete(Label).where(Label.id.in_(gone)))
+    report = label_collection(indexed_collection, prompt_set)
+    assert (report.inserted, report.updated) == (3, 0)
+    after = {r[1:3]: r[3:11] for r in rows(indexed_collection).values()}
+    assert after == {r[1:3]: r[3:11] for r in before.values()}

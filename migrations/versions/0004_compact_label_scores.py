@@ -83,14 +83,11 @@ def upgrade() -> None:
             out.append({"id": label_id, "blob": _encode(pairs)})
         if out:
             bind.execute(update, out)
-    op.create_index('ix_labels_priority', 'labels', ['group', 'priority'],
-                    sqlite_where=sa.text('priority IS NOT NULL'), postgresql_where=sa.text('priority IS NOT NULL'))
     # Native DROP COLUMN (SQLite >= 3.35, PostgreSQL): no table copy, so review_events keep their labels.
     op.drop_column('labels', 'scores')
 
 
 def downgrade() -> None:
-    op.drop_index('ix_labels_priority', table_name='labels')
     op.add_column('labels', sa.Column('scores', sa.JSON(), nullable=True))
     bind = op.get_bind()
     cache: dict = {}
