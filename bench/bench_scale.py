@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -72,7 +73,11 @@ def build(home: Path, n: int, seed: int = 0) -> dict:
         index_paths(collection, [world])
     model_id = collection.models.require_id()
     with collection.session() as s:
-        s.execute(delete(Label))  # a reused home starts unlabeled
+        relabel = s.execute(delete(Label)).rowcount  # a reused home starts unlabeled
+    if relabel:  # and without the free pages its labels left, or the growth would read near 0
+        db.dispose_engines()
+        with sqlite3.connect(home / "catalog.db") as conn:
+            conn.execute("VACUUM")
     _, real = collection.vectors.read(model_id=model_id)
     have = collection.vectors.count(model_id)
     rng = np.random.default_rng(seed)
