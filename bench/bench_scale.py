@@ -12,8 +12,8 @@ Each measurement is one function taking the home (add more: search wall time, re
 throughput). ``label`` runs through the real CLI in a subprocess and is timed by wall clock,
 once on a fresh catalog and once more with nothing changed; the catalog's growth is the file
 size (database plus WAL) before and after. The baseline is the same on an untouched copy of the
-home downgraded to the previous schema, run with the old code (``--baseline``, default the main
-checkout at /work/main when present).
+home, downgraded to the newest migration both checkouts share and run with the other code, which
+upgrades it its own way (``--baseline``, default the main checkout at /work/main when present).
 
     PYTHONPATH=. .venv/bin/python bench/bench_scale.py HOME --images 100000 [--baseline DIR | --no-baseline] [--json]
 
@@ -158,9 +158,13 @@ def baseline_home(home: Path, revision: str) -> Path:
     return copy
 
 
-def old_head(code: Path) -> str:
-    """The newest migration revision of the checkout at ``code`` (its file names start with it)."""
-    return max(p.name.split("_")[0] for p in (code / "migrations" / "versions").glob("[0-9]*_*.py"))
+def common_revision(code: Path) -> str:
+    """The newest migration revision this checkout and the one at ``code`` share (same file name):
+    the copy is downgraded to it, and the old code upgrades it the rest of the way its own way."""
+    def names(root: Path) -> set[str]:
+        return {p.name for p in (root / "migrations" / "versions").glob("[0-9]*_*.py")}
+
+    return max(name.split("_")[0] for name in names(ROOT) & names(code))
 
 
 def table(results: dict) -> str:
@@ -195,7 +199,7 @@ def main() -> None:
     results: dict = {"images": args.images, "build": build(home, args.images)}
     base = None
     if args.baseline and not args.no_baseline:
-        base = baseline_home(home, old_head(args.baseline.resolve()))
+        base = baseline_home(home, common_revision(args.baseline.resolve()))
     results["new"] = measure_label(home)
     if base is not None:
         results["baseline"] = measure_label(base, args.baseline.resolve())
