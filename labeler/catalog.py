@@ -195,7 +195,8 @@ class Label(Base):
     confidence: Mapped[float | None] = mapped_column(Float)
     margin: Mapped[float | None] = mapped_column(Float)
     strategy: Mapped[str | None] = mapped_column(String(32))
-    scores: Mapped[dict | None] = mapped_column(JSON)  # {option: {"cosine", "confidence"}}
+    # Per option (cosine, confidence) as uint16 pairs in the prompt set's option order (stored_scores)
+    option_scores: Mapped[bytes | None] = mapped_column(LargeBinary)
     prompt_set_id: Mapped[int | None] = mapped_column(ForeignKey("prompt_sets.id", ondelete="SET NULL"))
     fit_id: Mapped[int | None] = mapped_column(ForeignKey("fits.id", ondelete="SET NULL"))  # None: zero-shot
     priority: Mapped[int | None] = mapped_column(Integer)  # cold-start review order; None: by margin

@@ -54,7 +54,8 @@ class Item:
 def labeled_images(collection: Collection, groups: Sequence[str] | None = None) -> Iterator[Item]:
     """Every image with at least one label, in id order, with its labels by group."""
     with collection.session() as s:
-        query = select(Label).order_by(Label.image_id, Label.group)
+        # the prompt sets name the stored scores' options; loaded now, as the labels are read after
+        query = select(Label).options(selectinload(Label.prompt_set)).order_by(Label.image_id, Label.group)
         if groups:
             query = query.where(Label.group.in_(list(groups)))
         by_image: dict[int, dict[str, Label]] = defaultdict(dict)

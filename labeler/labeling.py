@@ -7,17 +7,23 @@ human reviewed is never touched.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import itemgetter
 from typing import Sequence
 
 import numpy as np
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from . import fewshot, scoring
-from .catalog import Fit, Label, Model, PromptSetRecord, utcnow
+from . import fewshot, scoring, stored_scores
+from .catalog import Embedding, Fit, Image, Label, Model, PromptSetRecord, Setting, utcnow
 from .collection import Collection
 from .errors import LabelerError, NotFound
 from .prompts import Group, PromptSet, PromptSetError
@@ -25,7 +31,6 @@ from .prompts import Group, PromptSet, PromptSetError
 # On the demo world (manage.py evaluate) it gives the most confidence on the truth and the lowest ECE.
 DEFAULT_STRATEGY = "mean-embedding"
 CHUNK_ROWS = 50_000
-SCORE_DIGITS = 4  # stored per-option scores; enough to explain, small enough to store compactly
 
 
 @dataclass(frozen=True)
@@ -127,14 +132,6 @@ def record_prompt_set(session: Session, prompt_set: PromptSet) -> int:
     return row.id
 
 
-def _scores_json(names: list[str], cosines: np.ndarray, confidence: np.ndarray) -> list[dict]:
-    """Per image ``{option: {"cosine", "confidence"}}``, rounded so a rerun compares equal."""
-    cos = np.round(cosines.astype(np.float64), SCORE_DIGITS).tolist()
-    conf = np.round(confidence, SCORE_DIGITS).tolist()
-    return [{name: {"cosine": c, "confidence": p} for name, c, p in zip(names, cos_row, conf_row)}
-            for cos_row, conf_row in zip(cos, conf)]
-
-
 @dataclass
 class LabelReport:
     labeled: int = 0
@@ -156,29 +153,6 @@ class LabelReport:
                 "images": self.images, "strategy": self.strategy, "prompt_set": self.prompt_set,
                 "methods": self.methods,
                 "seconds": round(self.seconds, 3)}
-
-
-_COMPARED = ("value", "predicted", "confidence", "margin", "strategy", "fit_id", "priority", "scores",
-             "prompt_set_id")
-_EXACT = ("value", "predicted", "strategy", "fit_id", "priority", "prompt_set_id")
-# BLAS sums in a different order for a different chunk size; last-bit noise is not a change.
-_TOLERANCE = 2 * 10 ** -SCORE_DIGITS
-
-
-def _close(a: float | None, b: float | None) -> bool:
-    return a == b or (a is not None and b is not None and abs(a - b) <= _TOLERANCE)
-
-
-def _same(old: dict, new: dict) -> bool:
-    """Whether a stored label already says what the new proposal says."""
-    if any(old[k] != new[k] for k in _EXACT):
-        return False
-    if not (_close(old["confidence"], new["confidence"]) and _close(old["margin"], new["margin"])):
-        return False
-    old_scores, new_scores = old["scores"] or {}, new["scores"]
-    if old_scores.keys() != new_scores.keys():
-        return False
-    return all(_close(old_scores[o].get(k), new_scores[o][k]) for o in new_scores for k in new_scores[o])
 
 
 def current_fit(session: Session, model_id: int, group: str, prompt_set_id: int) -> Fit | None:
@@ -250,15 +224,39 @@ def cold_start_priority(collection: Collection, model_id: int, encoded: dict[str
     return out
 
 
+def stored_priority(session: Session, groups: Sequence[str], prompt_set_id: int) -> dict[str, dict[int, int]]:
+    """``{group: {image_id: rank}}`` an earlier run chose for these groups with this prompt-set version.
+
+    Kept rather than clustered again: the k-means would be paid on every rerun, and the front of
+    a cold-start queue should not jump about as images are added.
+    """
+    out = {}
+    for group in groups:
+        raw = session.scalar(select(Setting.value).where(Setting.key == _RANKS_PREFIX + _group_key(group)))
+        stored = json.loads(raw) if raw is not None else None
+        if stored is not None and stored["prompt_set_id"] == prompt_set_id:
+            out[group] = {int(image_id): rank for image_id, rank in stored["ranks"]}
+    return out
+
+
+def remember_priority(session: Session, ranks: dict[str, dict[int, int]], prompt_set_id: int) -> None:
+    for group, by_image in ranks.items():
+        value = json.dumps({"group": group, "prompt_set_id": prompt_set_id, "ranks": sorted(by_image.items())})
+        session.merge(Setting(key=_RANKS_PREFIX + _group_key(group), value=value))
+
+
 def label_collection(collection: Collection, prompt_set: PromptSet, strategy: str | None = None,
                      groups: Sequence[str] | None = None, chunk_rows: int = CHUNK_ROWS,
-                     progress=None) -> LabelReport:
+                     progress=None, recheck: bool = False) -> LabelReport:
     """Write one proposed ``Label`` per embedded image and group; reviewed labels are kept.
 
     ``strategy`` None: each group proposes with what it learned from its reviews (``manage.py
     learn``) when it has a fit for this prompt-set version, else with :data:`DEFAULT_STRATEGY`;
     a named strategy forces that zero-shot strategy. ``progress(n)`` is called with the number
     of images finished in each chunk.
+
+    Only proposals that changed are written. A group whose inputs are as they were at its last
+    full run is skipped without reading a vector; ``recheck`` compares its rows anyway.
     """
     started = time.perf_counter()
     names = check_request(prompt_set, strategy or DEFAULT_STRATEGY, groups)
@@ -272,72 +270,277 @@ def label_collection(collection: Collection, prompt_set: PromptSet, strategy: st
         reviewed = set(s.scalars(select(Label.group).where(Label.group.in_(names), Label.status != "proposed")
                                  .distinct()))
     report.methods = {name: {"strategy": p.strategy, "fit_id": p.fit_id} for name, p in how.items()}
-    priority = cold_start_priority(collection, model_id, encoded, [g for g in names if g not in reviewed])
     report.prompt_set = {"id": prompt_set_id, "name": prompt_set.name, "version": prompt_set.version,
                          "content_hash": prompt_set.content_hash}
+    with collection.session() as s:
+        embeddings = embedded_images(s, model_id)
+        stamps = {name: run_stamp(s, model_id, scale, prompt_set_id, how[name], name, embeddings) for name in names}
+        todo = [name for name in names if recheck or not _still_fresh(s, name, stamps[name], report)]
+        for name in todo:  # a run that stops half way must not leave a group looking up to date
+            s.execute(delete(Setting).where(Setting.key == _stamp_key(name)))
+        writer = LabelWriter(s.get_bind().dialect)
+    if not todo:
+        report.images = embeddings[0]
+        if progress is not None:
+            progress(report.images)
+        report.seconds = time.perf_counter() - started
+        return report
+    unreviewed = [g for g in todo if g not in reviewed]
+    with collection.session() as s:
+        priority = stored_priority(s, unreviewed, prompt_set_id)
+    fresh_ranks = cold_start_priority(collection, model_id, encoded, [g for g in unreviewed if g not in priority])
+    with collection.session() as s:
+        remember_priority(s, fresh_ranks, prompt_set_id)
+    priority.update(fresh_ranks)
     for ids, vecs in collection.vectors.chunks(model_id, chunk_rows):
         proposals = {}
-        for name in names:
-            group = encoded[name]
-            cosines, confidence, decision = how[name].decide(group, vecs, scale)
-            ranks = priority.get(name, {})
-            proposals[name] = (group, _scores_json(group.option_names, cosines, confidence),
-                               np.round(decision.confidence, 6).tolist(), np.round(decision.margin, 6).tolist(),
-                               decision.choice.tolist(), how[name], [ranks.get(i) for i in ids.tolist()])
+        for name in todo:
+            cosines, confidence, decision = how[name].decide(encoded[name], vecs, scale)
+            proposals[name] = Proposal.of(encoded[name], how[name], ids, cosines, confidence, decision,
+                                          priority.get(name, {}))
         with collection.session() as s:
-            _write_chunk(s, ids, proposals, prompt_set_id, report)
+            writer.write(s, ids, proposals, prompt_set_id, report)
         report.images += len(ids)
         if progress is not None:
             progress(len(ids))
+    with collection.session() as s:
+        for name in todo:
+            _remember(s, name, stamps[name], report)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _write_chunk(session: Session, ids: np.ndarray, proposals: dict, prompt_set_id: int,
-                 report: LabelReport) -> None:
-    table = Label.__table__
-    lo, hi = int(ids[0]), int(ids[-1])
-    existing: dict[tuple[int, str], dict] = {}
-    query = select(table).where(table.c.image_id.between(lo, hi), table.c.group.in_(list(proposals)))
-    for row in session.execute(query).mappings():
-        existing[(row["image_id"], row["group"])] = dict(row)
-    now = utcnow()
-    inserts, updates = [], []
-    for name, (group, scores, confidence, margin, choices, proposer, priority) in proposals.items():
-        counts = report.groups[name]
-        for i, image_id in enumerate(ids.tolist()):
-            answer = group.answer(choices[i])
-            new = {"value": answer, "predicted": answer, "confidence": confidence[i], "margin": margin[i],
-                   "strategy": proposer.strategy, "fit_id": proposer.fit_id, "priority": priority[i],
-                   "scores": scores[i], "prompt_set_id": prompt_set_id}
-            old = existing.get((image_id, name))
-            if old is not None and old["status"] != "proposed":
-                report.kept_reviewed += 1
+# -- what a finished run proposed from -------------------------------------------------------
+# A group whose inputs are all as they were when it was last labeled in full would get the same
+# proposals again: its rerun reads nothing and writes nothing. Any change (prompt-set content,
+# fit, strategy, model, the set of present embedded images, a review or undo) makes it relabel,
+# comparing row by row and writing only what changed.
+
+STAMP_VERSION = 1  # bump when the proposals' maths changes, so every group relabels once
+_STAMP_PREFIX = "labeling.stamp:"
+_RANKS_PREFIX = "labeling.cold-start:"
+
+
+def _group_key(group: str) -> str:
+    """A group's name as a short settings key (group names may be longer than a key)."""
+    return hashlib.sha256(group.encode()).hexdigest()[:32]
+
+
+def _stamp_key(group: str) -> str:
+    return _STAMP_PREFIX + _group_key(group)
+
+
+def embedded_images(session: Session, model_id: int) -> list[int]:
+    """[count, highest id, sum of ids] of the present images with a vector: which images a run labels."""
+    row = session.execute(select(func.count(), func.max(Embedding.image_id), func.sum(Embedding.image_id))
+                          .join(Image, Image.id == Embedding.image_id)
+                          .where(Embedding.model_id == model_id, Image.status == "ok")).one()
+    return [int(v or 0) for v in row]
+
+
+def run_stamp(session: Session, model_id: int, scale: float, prompt_set_id: int, proposer: Proposer,
+              group: str, embeddings: list[int]) -> dict:
+    """Everything one group's proposals depend on, as JSON-ready values."""
+    reviewed = session.scalar(select(func.count()).select_from(Label)
+                              .where(Label.group == group, Label.status != "proposed"))
+    return {"version": STAMP_VERSION, "group": group, "model_id": model_id, "logit_scale": scale,
+            "prompt_set_id": prompt_set_id, "strategy": proposer.strategy, "fit_id": proposer.fit_id,
+            "embeddings": embeddings, "reviewed": int(reviewed)}
+
+
+def _label_count(session: Session, group: str) -> int:
+    """The group's stored labels: rows deleted or added behind labeling's back make it relabel."""
+    return session.scalar(select(func.count()).select_from(Label).where(Label.group == group))
+
+
+def _still_fresh(session: Session, group: str, stamp: dict, report: LabelReport) -> bool:
+    """Whether ``group`` was last labeled from exactly ``stamp``; then its stored counts join ``report``."""
+    raw = session.scalar(select(Setting.value).where(Setting.key == _stamp_key(group)))
+    if raw is None:
+        return False
+    stored = json.loads(raw)
+    if stored.get("stamp") != stamp or stored.get("labels") != _label_count(session, group):
+        return False
+    labeled = stored["labeled"]
+    report.labeled += labeled
+    report.unchanged += labeled
+    report.kept_reviewed += stored["kept_reviewed"]
+    report.groups[group].update(stored["counts"])
+    return True
+
+
+def _remember(session: Session, group: str, stamp: dict, report: LabelReport) -> None:
+    counts = report.groups[group]
+    value = json.dumps({"stamp": stamp, "labeled": sum(counts.values()), "counts": dict(counts),
+                        "kept_reviewed": stamp["reviewed"], "labels": _label_count(session, group)})
+    session.merge(Setting(key=_stamp_key(group), value=value))
+
+
+@dataclass
+class Proposal:
+    """One group's proposal for a chunk of ``N`` images, as arrays."""
+
+    group: EncodedGroup
+    proposer: Proposer
+    choice: np.ndarray  # [N] option index, NONE for none of these
+    value: np.ndarray  # [N] object: the option's name, None for none of these
+    confidence: np.ndarray  # [N] float64, rounded to CONFIDENCE_DIGITS
+    margin: np.ndarray  # [N] float64, rounded to CONFIDENCE_DIGITS
+    priority: np.ndarray  # [N] float64 cold-start rank, NaN for none
+    cosines: np.ndarray  # [N, O]
+    option_confidence: np.ndarray  # [N, O]
+
+    @classmethod
+    def of(cls, group: EncodedGroup, proposer: Proposer, ids: np.ndarray, cosines: np.ndarray,
+           confidence: np.ndarray, decision: scoring.Decision, ranks: dict[int, int]) -> "Proposal":
+        names = np.array([*group.option_names, None], dtype=object)  # NONE (-1) picks the last
+        priority = np.full(len(ids), np.nan)
+        if ranks:
+            ranked = np.fromiter(ranks, np.int64, len(ranks))
+            at = np.searchsorted(ids, ranked)
+            hit = (at < len(ids)) & (ids[np.minimum(at, len(ids) - 1)] == ranked)
+            priority[at[hit]] = np.fromiter(ranks.values(), np.float64, len(ranks))[hit]
+        return cls(group, proposer, decision.choice, names[decision.choice],
+                   np.round(decision.confidence.astype(np.float64), CONFIDENCE_DIGITS),
+                   np.round(decision.margin.astype(np.float64), CONFIDENCE_DIGITS), priority, cosines, confidence)
+
+
+CONFIDENCE_DIGITS = 6
+# A proposal within this of the stored one is the same proposal: BLAS sums in another order for
+# another chunk size, and last-bit noise is not a change worth a write.
+TOLERANCE = 1e-4
+# What a proposal writes; status, reviewer and version belong to the review.
+_WRITTEN = ("value", "predicted", "confidence", "margin", "strategy", "fit_id", "priority", "option_scores",
+            "prompt_set_id", "updated_at")
+SQLITE_CACHE_KIB = 256 * 1024  # a chunk's index pages stay in memory while it is written
+_READ = ("image_id", "group", "status", "value", "confidence", "margin", "strategy", "fit_id", "priority",
+         "prompt_set_id")
+
+
+class LabelWriter:
+    """Writes proposals in bulk: one ``INSERT ... ON CONFLICT DO UPDATE`` per chunk, only for rows
+    whose proposal changed, and never over a label a human reviewed (the upsert itself checks
+    ``status = 'proposed'``, so a review made while labeling runs wins)."""
+
+    def __init__(self, dialect):
+        table = Label.__table__
+        insert_of = postgresql_insert if dialect.name == "postgresql" else sqlite_insert
+        statement = insert_of(table)
+        self.statement = statement.on_conflict_do_update(
+            index_elements=[table.c.image_id, table.c.group],
+            set_={**{c: statement.excluded[c] for c in _WRITTEN}, "version": table.c.version + 1},
+            where=table.c.status == "proposed")
+        columns = ["image_id", "group", "status", "version", *_WRITTEN]
+        self.compiled = self.statement.compile(dialect=dialect, column_keys=columns)
+        self.positional = bool(self.compiled.positional)
+        # (column, None) or (bind name, its constant) in the order the driver takes parameters
+        names = self.compiled.positiontup if self.positional else columns
+        self.order = [(key, None) if key in columns else (key, self.compiled.binds[key].effective_value)
+                      for key in names]
+        # updated_at is one value per chunk: converted for the driver once, not once per row
+        self.stamp = table.c.updated_at.type.dialect_impl(dialect).bind_processor(dialect)
+
+    def write(self, session: Session, ids: np.ndarray, proposals: dict[str, Proposal], prompt_set_id: int,
+              report: LabelReport) -> None:
+        """Compare the chunk's ``proposals`` with the stored labels of images ``ids`` ``[N]`` and write the changes."""
+        table = Label.__table__
+        stored = session.execute(select(*(table.c[c] for c in _READ))
+                                 .where(table.c.image_id.between(int(ids[0]), int(ids[-1])),
+                                        table.c.group.in_(list(proposals)))).all()
+        # numpy columns, not Row objects: numpy probes each Row for array protocols, slowly
+        columns = [np.array(c, dtype=object) for c in zip(*stored)] if stored else None
+        now = utcnow()
+        # the driver gets updated_at converted once per chunk, not once per row
+        stamp = self.stamp(now) if self.positional and self.stamp else now
+        rows: list[tuple] = []
+        changed = 0
+        for name, proposal in proposals.items():
+            mine = None if columns is None else [c[columns[1] == name] for c in columns]
+            write, reviewed, exists = _changes(ids, proposal, mine, prompt_set_id)
+            labeled = ~reviewed
+            counts = report.groups[name]
+            group = proposal.group
+            for choice, n in zip(*np.unique(proposal.choice[labeled], return_counts=True)):
+                counts[group.answer_key(int(choice))] += int(n)
+            report.labeled += int(labeled.sum())
+            report.kept_reviewed += int(reviewed.sum())
+            report.inserted += int((write & ~exists).sum())
+            report.updated += int((write & exists).sum())
+            report.unchanged += int((labeled & ~write).sum())
+            at = np.flatnonzero(write)
+            if len(at) == 0:
                 continue
-            counts[group.answer_key(choices[i])] += 1
-            report.labeled += 1
-            if old is None:
-                inserts.append({**new, "image_id": image_id, "group": name, "status": "proposed",
-                                "version": 1, "updated_at": now})
-            elif not _same(old, new):
-                updates.append({**new, "b_id": old["id"], "b_version": old["version"],
-                                "version": old["version"] + 1, "updated_at": now})
-            else:
-                report.unchanged += 1
-    if inserts:
-        session.execute(insert(table), inserts)
-        report.inserted += len(inserts)
-    if updates:
-        # Only a still-proposed row at the version we read: a review made meanwhile wins.
-        statement = (update(table)
-                     .where(and_(table.c.id == bindparam("b_id"), table.c.version == bindparam("b_version"),
-                                 table.c.status == "proposed"))
-                     .values({k: bindparam(k) for k in (*_COMPARED, "version", "updated_at")}))
-        result = session.connection().execute(statement, updates)
-        changed = result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(updates)
-        report.updated += changed
-        report.kept_reviewed += len(updates) - changed
-        report.labeled -= len(updates) - changed
+            changed += len(at)
+            value = proposal.value[at].tolist()
+            priority: list[int | None] = [None] * len(at)
+            for k in np.flatnonzero(~np.isnan(proposal.priority[at])).tolist():
+                priority[k] = int(proposal.priority[at[k]])
+            given = {"image_id": ids[at].tolist(), "group": repeat(name), "status": repeat("proposed"),
+                     "version": repeat(1), "value": value, "predicted": value,
+                     "confidence": proposal.confidence[at].tolist(), "margin": proposal.margin[at].tolist(),
+                     "strategy": repeat(proposal.proposer.strategy), "fit_id": repeat(proposal.proposer.fit_id),
+                     "priority": priority, "option_scores": stored_scores.encode(proposal.cosines[at],
+                                                                                  proposal.option_confidence[at]),
+                     "prompt_set_id": repeat(prompt_set_id), "updated_at": repeat(stamp)}
+            rows += zip(*(given.get(key, repeat(constant)) for key, constant in self.order))
+        if rows:
+            written = self._execute(session, rows)
+            lost = changed - written  # reviewed between our read and our write: the review won
+            if lost > 0:
+                report.updated -= lost
+                report.labeled -= lost
+                report.kept_reviewed += lost
+
+    def _execute(self, session: Session, rows: list[tuple]) -> int:
+        """Run the upsert over ``rows`` (in :attr:`order`); returns how many rows it wrote."""
+        connection = session.connection()
+        if not self.positional:
+            keys = [key for key, _ in self.order]
+            result = connection.execute(self.statement, [dict(zip(keys, r)) for r in rows])
+            return result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)
+        # SQLite: the statement SQLAlchemy compiled, run straight on the driver with plain tuples
+        # (per-row parameter processing was most of the old cost), in the unique index's order, so
+        # its pages fill one after another instead of being split all over a chunk's range.
+        keys = [key for key, _ in self.order]
+        rows.sort(key=itemgetter(keys.index("image_id"), keys.index("group")))
+        cursor = connection.connection.driver_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+            cursor.executemany(str(self.compiled), rows)
+            return cursor.rowcount if cursor.rowcount >= 0 else len(rows)
+        finally:
+            cursor.close()
+
+
+def _changes(ids: np.ndarray, proposal: Proposal, stored: list[np.ndarray] | None, prompt_set_id: int
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(write, reviewed, exists), each ``[N]`` bool, for one group's ``stored`` columns (``_READ`` order)."""
+    n = len(ids)
+    write, reviewed, exists = np.ones(n, bool), np.zeros(n, bool), np.zeros(n, bool)
+    if stored is None or len(stored[0]) == 0:
+        return write, reviewed, exists
+    image_ids = stored[0].astype(np.int64)
+    at = np.searchsorted(ids, image_ids)
+    keep = (at < n) & (ids[np.minimum(at, n - 1)] == image_ids)  # a stored row of an image not read: not ours
+    stored, at = [c[keep] for c in stored], at[keep]
+    exists[at] = True
+    is_reviewed = stored[2] != "proposed"
+    reviewed[at[is_reviewed]] = True
+    old, at = [c[~is_reviewed] for c in stored], at[~is_reviewed]
+    who = proposal.proposer
+    same = (old[6] == who.strategy) & (old[7] == who.fit_id) & (old[9] == prompt_set_id) & (old[3] == proposal.value[at])
+    same &= _close(old[4], proposal.confidence[at]) & _close(old[5], proposal.margin[at])
+    old_priority = np.array(old[8], dtype=np.float64)  # None -> NaN
+    new_priority = proposal.priority[at]
+    same &= (old_priority == new_priority) | (np.isnan(old_priority) & np.isnan(new_priority))
+    write[at] = ~same
+    write[reviewed] = False
+    return write, reviewed, exists
+
+
+def _close(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """Element-wise: stored ``old`` (object, maybe None) within :data:`TOLERANCE` of ``new``."""
+    return np.abs(np.array(old, dtype=np.float64) - new) <= TOLERANCE
 
 
 def explain(collection: Collection, image_id: int, prompt_set: PromptSet, strategy: str = DEFAULT_STRATEGY,

@@ -7,16 +7,15 @@ library knows no routes.
 
 from __future__ import annotations
 
-import json
 from collections import namedtuple
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
-from sqlalchemy import Text, bindparam, cast, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, selectinload
 
-from . import review
-from .catalog import Image, Label, ReviewEvent, User
+from . import review, stored_scores
+from .catalog import Image, Label, PromptSetRecord, ReviewEvent, User
 from .errors import NotFound
 
 if TYPE_CHECKING:
@@ -39,8 +38,8 @@ def model_confidence(label: Label, value: str | None) -> float | None:
         return None
     if value == label.predicted:
         return label.confidence
-    score = (label.scores or {}).get(value)
-    return score.get("confidence") if isinstance(score, dict) else None
+    score = stored_scores.label_scores(label).get(value)
+    return score["confidence"] if score is not None else None
 
 
 def label_dict(label: Label, links: Links = _no_links) -> dict:
@@ -50,7 +49,7 @@ def label_dict(label: Label, links: Links = _no_links) -> dict:
     ``confidence`` is the model's confidence in ``predicted``; ``value_confidence`` its
     confidence in ``value`` (they differ once a reviewer corrected the label).
     """
-    scores = label.scores or {}
+    scores = stored_scores.label_scores(label)
     return {
         "id": label.id,
         "image_id": label.image_id,
@@ -132,21 +131,23 @@ def image_detail(session: Session, image_id: int, links: Links = _no_links) -> d
 # What label_dict reads: rows of just these columns stand in for labels, with no ORM object each.
 LABEL_COLUMNS = (Label.id, Label.image_id, Label.group, Label.value, Label.predicted, Label.confidence,
                  Label.margin, Label.strategy, Label.status, Label.version, Label.reviewed_by,
-                 Label.reviewed_at, Label.scores)
-_LabelRow = namedtuple("_LabelRow", [column.key for column in LABEL_COLUMNS])
-_LABEL_ROWS = (select(*LABEL_COLUMNS[:-1], cast(Label.scores, Text))
+                 Label.reviewed_at, Label.option_scores, Label.prompt_set_id)
+# ... plus the label's prompt set, which names the options its scores are stored in order of
+_LabelRow = namedtuple("_LabelRow", [column.key for column in LABEL_COLUMNS] + ["prompt_set"])
+_LABEL_ROWS = (select(*LABEL_COLUMNS)
                .where(Label.image_id.in_(bindparam("ids", expanding=True))).order_by(Label.image_id, Label.group))
 
 
 def label_rows(session: Session, image_ids: Sequence[int]) -> list[tuple]:
     """The labels of ``image_ids`` as rows of :data:`LABEL_COLUMNS` (by image, then group), for label_dict.
 
-    The scores come as their stored JSON text and are parsed in one ``json.loads`` for all rows:
-    a parse per row was most of the cost of loading a page of search hits.
+    Two queries whatever the number of labels: the rows, then the few prompt sets they name.
     """
     rows = session.execute(_LABEL_ROWS, {"ids": [int(i) for i in image_ids]}).all()
-    scores = json.loads("[" + ",".join(row[-1] or "null" for row in rows) + "]")
-    return [_LabelRow(*row[:-1], score) for row, score in zip(rows, scores)]
+    set_ids = {row.prompt_set_id for row in rows if row.prompt_set_id is not None}
+    sets = {record.id: record for record in session.scalars(
+        select(PromptSetRecord).where(PromptSetRecord.id.in_(set_ids)))} if set_ids else {}
+    return [_LabelRow(*row, sets.get(row.prompt_set_id)) for row in rows]
 
 
 def hit_dicts(session: Session, hits: Sequence["Hit"], links: Links = _no_links) -> list[dict]:

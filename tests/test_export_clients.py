@@ -13,7 +13,7 @@ import shutil
 import pytest
 from sqlalchemy import select
 
-from labeler import review
+from labeler import review, stored_scores
 from labeler.catalog import Label, ReviewEvent
 from labeler.labeling import label_collection
 from labeler.prompts import load_prompt_set
@@ -36,7 +36,9 @@ def correct_one(collection, group: str = "concept") -> Label:
         other = next(o for o in WORKSHOP.groups[group].option_names if o != label.predicted)
         review.decide(s, label.id, "correct", None, label.version, other)
     with collection.session() as s:
-        return s.get(Label, label.id)
+        label = s.get(Label, label.id)
+        assert label.prompt_set is not None  # loaded, so its stored scores read after the session
+        return label
 
 
 def labels_of(collection) -> dict[tuple[int, str], Label]:
@@ -74,7 +76,7 @@ def test_coco_loads_in_pycocotools_and_scores_one_on_itself(labeled, tmp_path):
     assert gt.cats[mine["category_id"]]["name"] == corrected.value
     assert (mine["predicted"], mine["status"]) == (corrected.predicted, "corrected")
     assert mine["predicted_confidence"] == pytest.approx(corrected.confidence)
-    assert mine["score"] == pytest.approx(corrected.scores[corrected.value]["confidence"])
+    assert mine["score"] == pytest.approx(stored_scores.label_scores(corrected)[corrected.value]["confidence"])
     assert mine["score"] != pytest.approx(corrected.confidence)
 
     results = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
@@ -205,7 +207,7 @@ def test_csv_and_jsonl_keep_the_models_answer_apart_from_the_reviewers(labeled, 
     assert (row["concept"], row["concept:status"], row["concept:predicted"]) == (corrected.value, "corrected",
                                                                                  corrected.predicted)
     assert float(row["concept:predicted_confidence"]) == pytest.approx(corrected.confidence, abs=1e-6)
-    assert float(row["concept:confidence"]) == pytest.approx(corrected.scores[corrected.value]["confidence"],
+    assert float(row["concept:confidence"]) == pytest.approx(stored_scores.label_scores(corrected)[corrected.value]["confidence"],
                                                              abs=1e-6)
     cli("export", "--format", "jsonl", tmp_path / "labels.jsonl")
     line = next(json.loads(x) for x in (tmp_path / "labels.jsonl").read_text().splitlines()
@@ -213,7 +215,7 @@ def test_csv_and_jsonl_keep_the_models_answer_apart_from_the_reviewers(labeled, 
     concept = line["labels"]["concept"]
     assert (concept["value"], concept["predicted"], concept["status"]) == (corrected.value, corrected.predicted,
                                                                            "corrected")
-    assert concept["confidence"] == pytest.approx(corrected.scores[corrected.value]["confidence"])
+    assert concept["confidence"] == pytest.approx(stored_scores.label_scores(corrected)[corrected.value]["confidence"])
     assert concept["predicted_confidence"] == pytest.approx(corrected.confidence)
 
 

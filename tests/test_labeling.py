@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from labeler import db
+from labeler import db, stored_scores
 from labeler.catalog import Label, PromptSetRecord
 from labeler.collection import Collection
 from labeler.labeling import explain, label_collection
@@ -40,6 +40,7 @@ def test_label_writes_one_label_per_image_and_group(indexed_collection):
     scale = indexed_collection.models.encoder().logit_scale
     with indexed_collection.session() as s:
         labels = {l.image_id: l for l in s.scalars(select(Label).where(Label.group == "concept"))}
+        scored = {image_id: stored_scores.label_scores(l) for image_id, l in labels.items()}
         record = s.scalar(select(PromptSetRecord))
     assert (record.name, record.version, record.content_hash) == ("workshop", "1", prompt_set.content_hash)
     for image_id, vec in zip(ids[:10], vecs[:10]):
@@ -56,7 +57,10 @@ def test_label_writes_one_label_per_image_and_group(indexed_collection):
         assert label.margin == pytest.approx(conf[best] - np.sort(conf)[-2], abs=1e-5)
         assert (label.strategy, label.status, label.prompt_set_id, label.version) == ("mean-score", "proposed",
                                                                                       record.id, 1)
-        assert label.scores[concept.options[0].name]["cosine"] == pytest.approx(scores[0], abs=1e-4)
+        assert list(scored[int(image_id)]) == concept.option_names
+        for option, cosine, confidence in zip(concept.option_names, scores, conf):
+            assert scored[int(image_id)][option]["cosine"] == pytest.approx(cosine, abs=1e-4)
+            assert scored[int(image_id)][option]["confidence"] == pytest.approx(confidence, abs=1e-4)
 
 
 def test_rerun_changes_nothing(indexed_collection):
@@ -74,7 +78,7 @@ def test_chunked_scoring_gives_the_same_labels(indexed_collection):
     prompt_set = load_prompt_set("workshop")
     label_collection(indexed_collection, prompt_set, chunk_rows=100_000)
     before = labels_table(indexed_collection)
-    report = label_collection(indexed_collection, prompt_set, chunk_rows=7)
+    report = label_collection(indexed_collection, prompt_set, chunk_rows=7, recheck=True)
     assert report.unchanged == report.labeled and labels_table(indexed_collection) == before
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from alembic import command
+from sqlalchemy import func, select
 
-from sqlalchemy import select
-
-from labeler import review
+from labeler import db, present, review
 from labeler.catalog import Label
 from labeler.collection import Collection
 from labeler.config import Config
@@ -17,6 +17,19 @@ from labeler.prompts import load_prompt_set
 from labeler.search import search
 from tests import postgres
 from tests.imagegen import write_broken_corpus, write_good_images
+
+
+def label_rows(collection: Collection) -> list[tuple]:
+    with collection.session() as s:
+        return [tuple(r) for r in s.execute(select(Label.id, Label.value, Label.confidence, Label.option_scores,
+                                                   Label.version, Label.updated_at).order_by(Label.id))]
+
+
+def shown_scores(collection: Collection) -> dict:
+    """The scores the detail page and the API show for the first concept label."""
+    with collection.session() as s:
+        label = s.scalars(select(Label).where(Label.group == "concept").order_by(Label.id)).first()
+        return present.label_dict(label)["scores"]
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +56,14 @@ def test_catalog_runs_on_postgresql(postgres_url, tmp_path, model_spec):
 
     labels = label_collection(collection, load_prompt_set("workshop"))
     assert labels.labeled == 10 * len(load_prompt_set("workshop").groups)
+    # The bulk upsert and the change-only rerun on PostgreSQL: nothing changed, nothing written.
+    before = label_rows(collection)
+    for recheck in (False, True):
+        again = label_collection(collection, load_prompt_set("workshop"), recheck=recheck)
+        assert (again.inserted, again.updated, again.unchanged) == (0, 0, labels.labeled)
+    assert label_rows(collection) == before
+    scores = shown_scores(collection)
+    assert list(scores) == load_prompt_set("workshop").groups["concept"].option_names
     hits = search(collection, "a red hammer", k=3)
     assert len(hits) == 3 and hits[0].score >= hits[-1].score
     # Learning from reviews on PostgreSQL: reviews, a stored fit, labels that record it, the window-function sort.
@@ -56,4 +77,13 @@ def test_catalog_runs_on_postgresql(postgres_url, tmp_path, model_spec):
     with collection.session() as s:
         ordered, total = review.list_labels(s, group="palette", status="proposed", sort="informative")
     assert total == 4 and len(ordered) == 4
+    with collection.session() as s:  # the fit's relabel left the six corrections alone
+        assert s.scalar(select(func.count()).select_from(Label).where(
+            Label.group == "palette", Label.status == "corrected", Label.reviewed_by.is_(None))) == 6
+    # Migration 0004 down (JSON scores) and up again on PostgreSQL.
+    command.downgrade(db.alembic_config(config), "0003")
+    db.upgrade(config)
+    for option, score in shown_scores(collection).items():
+        assert score["cosine"] == pytest.approx(scores[option]["cosine"], abs=1e-4)
+        assert score["confidence"] == pytest.approx(scores[option]["confidence"], abs=1e-4)
     assert not (config.home / "catalog.db").exists()  # nothing went to SQLite

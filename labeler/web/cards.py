@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from flask import abort, session, url_for
 from markupsafe import Markup
 
-from .. import present, review
+from .. import present, review, stored_scores
 from ..catalog import utcnow
 
 # Keys that option shortcuts may take after 1-9: letters no other shortcut of the review pages uses
@@ -149,7 +149,8 @@ def queue_batch(s, filters: dict, user_id: int) -> Batch:
     return Batch(
         cards=shown, total=result.total,
         # The prompt set's own order, so the option keys match what the labeler offered.
-        options=next((list(label.scores) for label in result.labels if label.scores), []),
+        options=next((names for label in result.labels
+                      if (names := stored_scores.option_names(label.prompt_set, label.group))), []),
         next=url_for("review.queue", **link, after=review.format_key(result.last), page=filters["page"] + 1)
         if result.more_after and result.last else None,
         previous=url_for("review.queue", **link, before=review.format_key(result.first),

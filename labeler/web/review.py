@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, g, redirect, render_template, url_for
 
-from .. import jobs, lab, learning, present, review
+from .. import jobs, lab, learning, present, review, stored_scores
 from .access import admin_required
 from .cards import all_option_keys, cards, option_keys, page_data, queue_batch, review_started, script_json, shortcuts
 from .results import image_links
@@ -77,7 +77,8 @@ def detail(image_id: int):
         info = present.image_detail(s, image_id, image_links)
         labels = review.labels_of_image(s, image_id)
         shown = cards(s, labels)
-        group_options = {label.group: list(label.scores or {}) or review.options(s, label.group) for label in labels}
+        group_options = {label.group: stored_scores.option_names(label.prompt_set, label.group) or review.options(s, label.group)
+                         for label in labels}
     explanation = lab.explain_image(coll, image_id, info["prompt_set_ids"])
     data = page_data(group_options, shown, group=None, value=None, status=None, next=None, progress=None)
     return render_template("review/detail.html", image=info, explanation=explanation, data=data,

@@ -1,0 +1,190 @@
+"""Labels that cost what they change: compact stored scores (migration 0004), bulk writes of
+only the proposals that changed, and reruns that skip groups whose inputs did not change.
+
+Real catalogs made by the Alembic migrations, the bundled labeler-tiny model and real images.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from sqlalchemy import func, select
+
+from labeler import db, present, review, stored_scores
+from labeler.catalog import Image, Label, ReviewEvent
+from labeler.labeling import encode_groups, label_collection, logit_scale
+from labeler.prompts import load_prompt_set
+from labeler.scoring import softmax_confidence
+
+
+def rows(collection) -> dict[int, tuple]:
+    """Every label as stored, by id: what a write would change."""
+    with collection.session() as s:
+        return {r[0]: tuple(r) for r in s.execute(select(
+            Label.id, Label.image_id, Label.group, Label.value, Label.status, Label.confidence, Label.margin,
+            Label.strategy, Label.prompt_set_id, Label.priority, Label.option_scores, Label.version,
+            Label.updated_at))}
+
+
+def decoded_scores(collection) -> dict[int, dict]:
+    with collection.session() as s:
+        return {label.id: stored_scores.label_scores(label) for label in s.scalars(select(Label))}
+
+
+def test_stored_scores_round_trip_within_the_quantisation_step():
+    rng = np.random.default_rng(0)
+    cosines = rng.uniform(-1, 1, (50, 7))
+    confidence = softmax_confidence(cosines, 100.0)
+    blobs = stored_scores.encode(cosines, confidence)
+    assert {len(b) for b in blobs} == {4 * 7}
+    names = [f"o{i}" for i in range(7)]
+    for blob, cos_row, conf_row in zip(blobs, cosines, confidence):
+        back = stored_scores.decode(blob, names)
+        assert list(back) == names
+        np.testing.assert_allclose([back[n]["cosine"] for n in names], cos_row, atol=2e-5)
+        np.testing.assert_allclose([back[n]["confidence"] for n in names], conf_row, atol=2e-5)
+    assert stored_scores.decode(blobs[0], names[:-1]) == {}  # a blob of another option list shows nothing
+
+
+def test_scores_shown_are_the_recomputed_cosines_and_confidences(indexed_collection):
+    prompt_set = load_prompt_set("workshop")
+    label_collection(indexed_collection, prompt_set)
+    encoded = encode_groups(indexed_collection, prompt_set)
+    scale = logit_scale(indexed_collection)
+    ids, vecs = indexed_collection.vectors.read()
+    with indexed_collection.session() as s:
+        labels = list(s.scalars(select(Label).where(Label.image_id.in_(ids[:5].tolist()))))
+        shown = {(l.image_id, l.group): present.label_dict(l) for l in labels}
+    for (image_id, group), shown_label in shown.items():
+        cosines, confidence, decision = encoded[group].decide("mean-embedding", vecs[ids == image_id], scale)
+        assert shown_label["options"] == encoded[group].option_names
+        for o, option in enumerate(encoded[group].option_names):
+            assert shown_label["scores"][option]["cosine"] == pytest.approx(float(cosines[0, o]), abs=1e-4)
+            assert shown_label["scores"][option]["confidence"] == pytest.approx(float(confidence[0, o]), abs=1e-4)
+        top = max(shown_label["scores"], key=lambda o: shown_label["scores"][o]["confidence"])
+        assert shown_label["predicted"] in (top, None)
+        if shown_label["predicted"] is not None:
+            assert shown_label["value_confidence"] == pytest.approx(shown_label["confidence"])
+
+
+def test_migration_0004_converts_labels_down_and_up_and_keeps_reviews(indexed_collection):
+    label_collection(indexed_collection, load_prompt_set("workshop"))
+    with indexed_collection.session() as s:
+        label = s.scalars(select(Label).where(Label.group == "concept").order_by(Label.id)).first()
+        other = next(o for o in stored_scores.label_scores(label) if o != label.predicted)
+        review.decide(s, label.id, "correct", None, label.version, other)
+        events = s.scalar(select(func.count()).select_from(ReviewEvent))
+    before, scores = rows(indexed_collection), decoded_scores(indexed_collection)
+    config = indexed_collection.config
+    command.downgrade(db.alembic_config(config), "0003")
+    with db.get_engine(config).connect() as conn:
+        stored = {i: json.loads(raw) if isinstance(raw, str) else raw
+                  for i, raw in conn.execute(sa.text("SELECT id, scores FROM labels"))}
+        assert conn.execute(sa.text("SELECT count(*) FROM review_events")).scalar() == events
+    assert stored.keys() == scores.keys()
+    for label_id, json_scores in stored.items():
+        assert list(json_scores) == list(scores[label_id])
+        for option, score in json_scores.items():
+            assert score["cosine"] == pytest.approx(scores[label_id][option]["cosine"], abs=1e-4)
+            assert score["confidence"] == pytest.approx(scores[label_id][option]["confidence"], abs=1e-4)
+    db.upgrade(config)
+    after = rows(indexed_collection)
+    assert {i: r[:10] for i, r in after.items()} == {i: r[:10] for i, r in before.items()}
+    again = decoded_scores(indexed_collection)
+    for label_id, label_scores in again.items():
+        assert list(label_scores) == list(scores[label_id])
+        for option, score in label_scores.items():
+            assert score["cosine"] == pytest.approx(scores[label_id][option]["cosine"], abs=1e-4)
+            assert score["confidence"] == pytest.approx(scores[label_id][option]["confidence"], abs=1e-4)
+    with indexed_collection.session() as s:
+        assert s.scalar(select(func.count()).select_from(ReviewEvent)) == events
+
+
+@pytest.mark.parametrize("recheck", [False, True])
+def test_a_rerun_with_nothing_changed_writes_nothing(indexed_collection, recheck):
+    prompt_set = load_prompt_set("workshop")
+    first = label_collection(indexed_collection, prompt_set)
+    before = rows(indexed_collection)
+    again = label_collection(indexed_collection, prompt_set, recheck=recheck)
+    assert rows(indexed_collection) == before  # no version bump, no updated_at touched
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, first.labeled)
+    assert again.to_dict()["groups"] == first.to_dict()["groups"]
+
+
+def test_only_changed_proposals_are_written(indexed_collection):
+    """Stale stored proposals (as a crash or another version could leave) are exactly what a rerun rewrites."""
+    prompt_set = load_prompt_set("workshop")
+    label_collection(indexed_collection, prompt_set)
+    with indexed_collection.session() as s:
+        stale = list(s.scalars(select(Label.id).where(Label.group == "color").order_by(Label.id).limit(4)))
+        s.execute(sa.update(Label).where(Label.id.in_(stale[:2])).values(confidence=Label.confidence - 0.01))
+        s.execute(sa.update(Label).where(Label.id.in_(stale[2:])).values(value="not an option"))
+    before = rows(indexed_collection)
+    report = label_collection(indexed_collection, prompt_set, recheck=True)
+    after = rows(indexed_collection)
+    assert report.updated == 4 and report.inserted == 0
+    assert {i for i in after if after[i] != before[i]} == set(stale)
+    assert all(after[i][11] == before[i][11] + 1 for i in stale)
+
+
+def test_a_changed_prompt_relabels_its_group_and_nothing_else(indexed_collection, tmp_path):
+    source = load_prompt_set("workshop").source
+    label_collection(indexed_collection, load_prompt_set("workshop"))
+    before = rows(indexed_collection)
+    edited = tmp_path / "workshop.yaml"
+    edited.write_text(source.replace('"a tool for driving nails"', '"a heavy tool for driving nails"'))
+    changed = load_prompt_set(edited)
+    report = label_collection(indexed_collection, changed, groups=["concept"])
+    after = rows(indexed_collection)
+    concept = {i for i, r in before.items() if r[2] == "concept"}
+    assert {i for i in after if after[i] != before[i]} == concept
+    assert report.updated == len(concept) and report.unchanged == 0
+    # what is stored is what the new prompts give
+    encoded = encode_groups(indexed_collection, changed, ["concept"])["concept"]
+    ids, vecs = indexed_collection.vectors.read()
+    cosines, confidence, decision = encoded.decide("mean-embedding", vecs, logit_scale(indexed_collection))
+    by_image = {after[i][1]: after[i] for i in concept}
+    for k, image_id in enumerate(ids.tolist()):
+        assert by_image[image_id][3] == encoded.answer(int(decision.choice[k]))
+        assert by_image[image_id][5] == pytest.approx(float(decision.confidence[k]), abs=1e-6)
+
+
+def test_reviews_and_new_images_make_a_group_relabel_and_reviewed_labels_stay(indexed_collection):
+    prompt_set = load_prompt_set("workshop")
+    label_collection(indexed_collection, prompt_set)
+    with indexed_collection.session() as s:
+        labels = list(s.scalars(select(Label).where(Label.group == "size").order_by(Label.id).limit(2)))
+        review.decide(s, labels[0].id, "reject", None, labels[0].version)
+        review.decide(s, labels[1].id, "accept", None, labels[1].version)
+        reviewed = {labels[0].id, labels[1].id}
+    before = rows(indexed_collection)
+    report = label_collection(indexed_collection, prompt_set, strategy="max-score", groups=["size"])
+    after = rows(indexed_collection)
+    assert report.kept_reviewed == 2 and report.updated == report.labeled
+    assert all(after[i] == before[i] for i in reviewed)
+    assert {after[i][7] for i in after if after[i][2] == "size" and i not in reviewed} == {"max-score"}
+
+    # An image that goes missing is not labeled; the group relabels (its stamp named the old set).
+    with indexed_collection.session() as s:
+        gone = s.scalar(select(Image.id).order_by(Image.id.desc()).limit(1))
+        s.execute(sa.update(Image).where(Image.id == gone).values(status="missing"))
+    again = label_collection(indexed_collection, prompt_set, strategy="max-score", groups=["size"])
+    assert again.images == report.images - 1 and again.updated == 0
+    assert again.unchanged == again.labeled == report.labeled - 1
+
+
+def test_labels_deleted_behind_labelings_back_are_proposed_again(indexed_collection):
+    prompt_set = load_prompt_set("workshop")
+    label_collection(indexed_collection, prompt_set)
+    before = rows(indexed_collection)
+    with indexed_collection.session() as s:
+        gone = list(s.scalars(select(Label.id).where(Label.group == "material").order_by(Label.id).limit(3)))
+        s.execute(sa.delete(Label).where(Label.id.in_(gone)))
+    report = label_collection(indexed_collection, prompt_set)
+    assert (report.inserted, report.updated) == (3, 0)
+    after = {r[1:3]: r[3:11] for r in rows(indexed_collection).values()}
+    assert after == {r[1:3]: r[3:11] for r in before.values()}
