@@ -213,4 +213,4 @@ def test_the_detail_page_carries_review_controls(client):
     html = client.get(f"/images/{label['image_id']}").get_data(as_text=True)
     data = _page_data(html)
     assert {c["group"] for c in data["cards"]} >= {"concept", "material"}
-    assert 'data-testid="focus-open"' in html and 'src="/static/review.js"' in html
+    assert 'data-testid="focus-open"' in html and 'src="/static/review.js?v=' in html
