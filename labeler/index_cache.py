@@ -76,7 +76,8 @@ class IndexCache:
     """``IndexCache(config, models, vectors)``: load, catch up, save or rebuild the index of the model in force.
 
     The FAISS type and GPU use come from ``config.index_factory`` and ``config.index_gpu``.
-    ``last_replay`` counts what the last catch-up read and did, for tests and benchmarks.
+    ``last_replay`` counts what the last catch-up read and did, ``saves`` and ``saved_vectors``
+    what this object wrote, for tests and benchmarks.
     """
 
     def __init__(self, config: Config, models: ModelRegistry, vectors: VectorStore):
@@ -88,6 +89,7 @@ class IndexCache:
         self._checked_at = 0.0
         self._unsaved = 0  # changes applied since the file was last written
         self.last_replay = {"changes": 0, "added": 0, "removed": 0}
+        self.saves = self.saved_vectors = 0
 
     def path(self, model_id: int) -> Path:
         return self.config.index_dir / f"model-{model_id}.faiss"
@@ -229,6 +231,8 @@ class IndexCache:
                 return
             self._index.save(self.path(self.models.require_id()))
             self._unsaved = 0
+            self.saves += 1
+            self.saved_vectors += len(self._index)
 
     def checkpoint(self, force: bool = False) -> str | None:
         """After a writer's batch: switch to IVF, retrain or save when due; returns what was done.

@@ -225,8 +225,11 @@ def present_paths(collection: Collection, image_ids: Sequence[int]) -> dict[int,
 
 
 def nearest(collection: Collection, vector: np.ndarray, k: int, allowed: set[int] | None = None,
-            exclude: set[int] | None = None) -> list[Hit]:
-    """The ``k`` best present images for a unit ``vector`` ``[D]``, best first, over-fetching when filtering."""
+            exclude: set[int] | None = None, exact: bool = False) -> list[Hit]:
+    """The ``k`` best present images for a unit ``vector`` ``[D]``, best first, over-fetching when filtering.
+
+    ``exact``: the true best, whatever approximate index the collection has (to measure its recall).
+    """
     if k <= 0:
         raise LabelerError("k must be at least 1")
     if allowed is not None and len(allowed) <= EXACT_FILTER_LIMIT:
@@ -242,7 +245,7 @@ def nearest(collection: Collection, vector: np.ndarray, k: int, allowed: set[int
         return []
     fetch = min(total, k + len(exclude or ()) if allowed is None else k * 4)
     while True:
-        scores, ids = index.search(vector[None, :], fetch)
+        scores, ids = index.search(vector[None, :], fetch, exact=exact)
         candidates = [(int(i), float(sc)) for i, sc in zip(ids[0], scores[0]) if i >= 0
                       and (allowed is None or int(i) in allowed) and int(i) not in (exclude or ())]
         paths = present_paths(collection, [i for i, _ in candidates])
@@ -253,17 +256,17 @@ def nearest(collection: Collection, vector: np.ndarray, k: int, allowed: set[int
 
 
 def search(collection: Collection, query: str, k: int = 20, where: dict | None = None, status: str | None = None,
-           templates: bool = False) -> list[Hit]:
+           templates: bool = False, exact: bool = False) -> list[Hit]:
     """Free-text or combined query → hits best first, filtered by labels and review status."""
     vector = query_vector(collection, query, templates)
-    return nearest(collection, vector, k, allowed_ids(collection, where, status))
+    return nearest(collection, vector, k, allowed_ids(collection, where, status), exact=exact)
 
 
 def search_concept(collection: Collection, prompt_set: PromptSet, concept: str, k: int = 20,
-                   where: dict | None = None, status: str | None = None) -> list[Hit]:
+                   where: dict | None = None, status: str | None = None, exact: bool = False) -> list[Hit]:
     """A concept's top ``k`` through the index, using the option's ensemble vector."""
     vector = concept_vector(collection, prompt_set, concept)
-    return nearest(collection, vector, k, allowed_ids(collection, where, status))
+    return nearest(collection, vector, k, allowed_ids(collection, where, status), exact=exact)
 
 
 def resolve_image(collection: Collection, ref: str | int) -> int:
