@@ -91,17 +91,6 @@ class VectorStore:
             return s.scalar(select(func.count()).select_from(Embedding).join(Image, Image.id == Embedding.image_id)
                             .where(Embedding.model_id == model_id, Image.status == "ok"))
 
-    def present_among(self, image_ids: np.ndarray, model_id: int | None = None) -> np.ndarray:
-        """``[N]`` bool: which of ``image_ids`` ``[N]`` are present with a vector for the model (no vectors read)."""
-        model_id = model_id or self.models.require_id()
-        wanted = [int(i) for i in image_ids]
-        found: set[int] = set()
-        with db.session_scope(self.config) as s:
-            for start in range(0, len(wanted), 10_000):
-                found.update(s.scalars(self._present(model_id, Embedding.image_id)
-                                       .where(Embedding.image_id.in_(wanted[start:start + 10_000]))))
-        return np.fromiter((i in found for i in wanted), dtype=bool, count=len(wanted))
-
     def sample(self, size: int, model_id: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``size`` stored vectors of present images, drawn at random: (ids ``[M]``, vectors ``[M, D]``)."""
         ids = self.ids(model_id)
@@ -114,19 +103,27 @@ class VectorStore:
         with db.session_scope(self.config) as s:
             return s.scalar(select(func.max(IndexChange.id))) or 0
 
-    def changes_since(self, after: int, model_id: int | None = None) -> list[tuple[int, int, str]]:
-        """Changes newer than ``after`` that concern the model: ``(change id, image id, op)`` in order.
+    def changes_since(self, after: int, model_id: int | None = None
+                      ) -> tuple[list[tuple[int, int, str]], np.ndarray]:
+        """Changes newer than ``after`` that concern the model, and where they leave things now:
+        (``(change id, image id, op)`` in order, ids ``[K]`` of the touched images that are
+        present with a vector). One read transaction, so both agree.
 
         ``op`` is ``add``, ``remove`` or ``update`` (the vector was replaced); an image that came
         or went (``model_id`` NULL in the log) concerns every model.
         """
         model_id = model_id or self.models.require_id()
         with db.session_scope(self.config) as s:
-            return [tuple(row) for row in s.execute(
+            changes = [tuple(row) for row in s.execute(
                 select(IndexChange.id, IndexChange.image_id, IndexChange.op)
                 .where(IndexChange.id > after,
                        (IndexChange.model_id == model_id) | IndexChange.model_id.is_(None))
                 .order_by(IndexChange.id))]
+            touched = sorted({c[1] for c in changes})
+            present = [i for start in range(0, len(touched), 10_000) for i in s.scalars(
+                self._present(model_id, Embedding.image_id)
+                .where(Embedding.image_id.in_(touched[start:start + 10_000])))]
+        return changes, np.asarray(present, dtype=np.int64)
 
     def add(self, model_id: int, image_ids: Sequence[int], vectors: np.ndarray) -> np.ndarray:
         """Store ``vectors`` ``[N, D]`` of ``image_ids`` ``[N]``, one transaction; returns the
