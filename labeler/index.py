@@ -247,11 +247,17 @@ class FaissIndex:
         with self._lock.read():
             if exact and self.kind not in ("flat", "ivf"):
                 return self._scan(queries, k)
-            params = faiss.SearchParametersIVF(nprobe=self.nlist) if exact and self.kind == "ivf" else None
             index = self._index
             if self.gpu and hasattr(faiss, "StandardGpuResources"):
                 index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
-            return index.search(queries, k, params=params)
+            if self.kind != "ivf":
+                return index.search(queries, k)
+            nprobe = self.nlist if exact else self.nprobe
+            while True:  # a large k may need more lists than nprobe holds: widen until filled
+                scores, ids = index.search(queries, k, params=faiss.SearchParametersIVF(nprobe=nprobe))
+                if nprobe >= self.nlist or not (ids < 0).any():
+                    return scores, ids
+                nprobe = min(self.nlist, nprobe * 4)
 
     def _scan(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact inner products against every vector the index can reconstruct."""

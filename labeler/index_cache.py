@@ -255,6 +255,8 @@ class IndexCache:
                 self.rebuild(index.stamp.get("spec"))
                 return "rebuilt"
             if self._unsaved and (force or self._unsaved >= self._save_after()):
+                if index.kind == "ivf":  # the lists have filled since nprobe was chosen: choose again
+                    tune_nprobe(index, self.vectors.sample(2 * RECALL_QUERIES, self._model())[1])
                 self.save()
                 return "saved"
             return None
@@ -298,9 +300,7 @@ class IndexCache:
                 if progress:
                     progress(len(ids))
             if index.kind == "ivf":
-                # doubled, at least NPROBE_MIN: text queries sit farther from the images than the
-                # stored vectors it is tuned on, and a few more lists cost microseconds
-                index.nprobe = max(NPROBE_MIN, 2 * tune_nprobe(index, sample))
+                tune_nprobe(index, sample)
             index.stamp = self._stamp(index, change, spec=spec, trained_at=n)
             self._index, self._unsaved = index, 0
             self.catch_up()
@@ -373,33 +373,52 @@ def _lists_needed(factory: str) -> int:
     return 0
 
 
-def measure_recall(index: FaissIndex, queries: np.ndarray, k: int = 10) -> float:
-    """Mean share of the exact top ``k`` that the index's own search finds, over ``queries`` ``[Q, D]``."""
+def measure_recall(index: FaissIndex, queries: np.ndarray, k: int = 10,
+                   truth: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+    """Mean share of the exact top ``k`` that the index's own search finds, over ``queries`` ``[Q, D]``.
+
+    A hit tied with the exact ``k``-th score counts as found (equal vectors rank in any order).
+    ``truth``: the exact (scores ``[Q, k]``, ids ``[Q, k]``) when already known.
+    """
     if len(queries) == 0 or len(index) == 0:
         return 1.0
-    _, truth = index.search(queries, k, exact=True)
-    _, found = index.search(queries, k)
-    return float(np.mean([len(set(t[t >= 0]) & set(f[f >= 0])) / max(1, (t >= 0).sum())
-                          for t, f in zip(truth, found)]))
+    true_scores, true_ids = truth if truth is not None else index.search(queries, k, exact=True)
+    scores, ids = index.search(queries, k)
+    shares = []
+    for t_scores, t_ids, f_scores, f_ids in zip(true_scores, true_ids, scores, ids):
+        wanted = int((t_ids >= 0).sum())
+        if wanted == 0:
+            continue
+        floor = t_scores[wanted - 1] - 1e-5
+        shares.append(min(wanted, int(((f_ids >= 0) & (f_scores >= floor)).sum())) / wanted)
+    return float(np.mean(shares)) if shares else 1.0
 
 
 def tune_nprobe(index: FaissIndex, sample: np.ndarray | None, k: int = 10) -> int:
-    """The smallest power-of-two ``nprobe`` whose recall@``k`` reaches :data:`RECALL_TARGET`.
+    """An IVF ``nprobe``: twice the smallest power of two whose recall@``k`` reaches
+    :data:`RECALL_TARGET`, and at least :data:`NPROBE_MIN` (text queries sit farther from the
+    images than these queries, and a few more lists cost microseconds).
 
-    Queries: stored vectors, and midpoints of pairs of them (between clusters, where IVF is
-    weakest; text queries also fall between the images they match).
+    Queries: stored vectors from ``sample`` ``[M, D]``, and midpoints of pairs of them (between
+    clusters, where IVF is weakest).
     """
     rng = np.random.default_rng(0)
     if sample is None or len(sample) == 0:
-        return 1
+        return min(index.nlist, NPROBE_MIN)
     picks = sample[rng.choice(len(sample), min(RECALL_QUERIES, len(sample)), replace=False)]
     mids = picks + sample[rng.choice(len(sample), len(picks))]
     mids /= np.maximum(np.linalg.norm(mids, axis=1, keepdims=True), 1e-12)
     queries = np.concatenate([picks, mids]).astype(np.float32)
+    truth = index.search(queries, k, exact=True)
+
+    def reaches(nprobe: int) -> bool:
+        index.nprobe = nprobe  # the setter caps it at nlist
+        return index.nprobe >= index.nlist or measure_recall(index, queries, k, truth) >= RECALL_TARGET
+
     nprobe = 1
-    while nprobe < index.nlist:
-        index.nprobe = nprobe
-        if measure_recall(index, queries, k) >= RECALL_TARGET:
-            return nprobe
+    while not reaches(nprobe):
         nprobe *= 2
-    return index.nlist
+    nprobe = max(NPROBE_MIN, 2 * nprobe)
+    while not reaches(nprobe):  # recall need not grow with nprobe on tiny lists: check the choice too
+        nprobe *= 2
+    return index.nprobe
