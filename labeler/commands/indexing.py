@@ -93,7 +93,9 @@ def check_cmd(repair: bool, as_json: bool) -> None:
         collection.index_cache.sync(rebuild=True)
         repaired = True
         problems = collection.index_cache.problems()
-    data = {"ok": not problems, "problems": problems, "repaired": repaired, **_index_info(collection)}
+    # Only a sound index is described: opening a broken one would rebuild it, which is --repair's call.
+    info = {"index": None, "recall": None} if problems else _index_info(collection)
+    data = {"ok": not problems, "problems": problems, "repaired": repaired, **info}
 
     def human(d: dict) -> None:
         for problem in d["problems"]:
@@ -109,7 +111,7 @@ def check_cmd(repair: bool, as_json: bool) -> None:
 
 def _index_info(collection) -> dict:
     """``index`` (type, factory, vectors, nlist/nprobe, stamp) and its measured ``recall`` (@10, on
-    stored vectors as queries); both None before the collection has a model."""
+    stored vectors as queries); both None before the collection has a model or with problems."""
     if collection.models.current_id() is None:
         return {"index": None, "recall": None}
     recall = collection.index_cache.recall()
