@@ -288,3 +288,16 @@ class ReviewSkip(Base):
     label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IndexChange(Base):
+    """Append-only log of changes to the set of indexable vectors, written by database triggers
+    (migration 0006) so no code path can forget it: an index file stamped with the last change
+    it holds replays only newer rows when opened. ``model_id`` NULL: an image came or went."""
+
+    __tablename__ = "index_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(BigInteger)
+    model_id: Mapped[int | None] = mapped_column(Integer)
+    op: Mapped[str] = mapped_column(String(8))  # add | remove | update (the vector was replaced)

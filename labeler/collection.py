@@ -2,7 +2,7 @@
 
 * ``collection.models`` (:class:`ModelRegistry`): the model in force, its catalog row, its encoder;
 * ``collection.vectors`` (:class:`VectorStore`): stored image vectors and the prompt-vector cache;
-* ``collection.index_cache`` (:class:`IndexCache`): the FAISS index, loaded and synced.
+* ``collection.index_cache`` (:class:`IndexCache`): the FAISS index, loaded and caught up with the catalog.
 
 A function that needs only one part can take that part alone. Sessions come from
 :func:`labeler.db.session_scope`.

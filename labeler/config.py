@@ -29,11 +29,13 @@ class Config:
     encoder_cache: Path | None = None  # ONNX exports; None: LABELER_ENCODER_CACHE or ~/.cache/labeler/encoders
     batch_size: int = 64
     workers: int | None = None  # decode threads; None: all cores
-    checkpoint_every: int = 256  # images between index saves
+    checkpoint_every: int = 256  # fewest images between index saves (also waits for a quarter of the index)
     thumbnail_size: int = 256
     max_pixels: int = 128_000_000  # larger images are refused as decompression bombs
     secret_key: str | None = None  # Flask sessions; None: generated once into home
-    index_factory: str = "Flat"  # a FAISS factory string: "Flat" (exact), "IVF1024,Flat", "HNSW32"
+    # auto (Flat, then IVF from index_ivf_above vectors), flat, ivf, hnsw or a FAISS factory string
+    index_factory: str = "auto"
+    index_ivf_above: int = 50_000  # auto: the collection size where approximate IVF search takes over
     index_gpu: bool = False  # search on a GPU (needs faiss-gpu)
     engine: str = "local"  # "local": threads in this process; "ray": Ray Data stages (labeler.distributed)
     engine_address: str | None = None  # the Ray cluster to join; None: RAY_ADDRESS, else a local one
@@ -56,15 +58,16 @@ class Config:
             values["encoder_cache"] = Path(env["LABELER_ENCODER_CACHE"])
         if env.get("LABELER_SECRET_KEY"):
             values["secret_key"] = env["LABELER_SECRET_KEY"]
-        if env.get("LABELER_INDEX_FACTORY"):
-            values["index_factory"] = env["LABELER_INDEX_FACTORY"]
+        # LABELER_INDEX_FACTORY is the older name of LABELER_INDEX
+        if env.get("LABELER_INDEX") or env.get("LABELER_INDEX_FACTORY"):
+            values["index_factory"] = env.get("LABELER_INDEX") or env["LABELER_INDEX_FACTORY"]
         if env.get("LABELER_INDEX_GPU"):
             values["index_gpu"] = env["LABELER_INDEX_GPU"].strip().lower() not in ("0", "false", "no", "off")
         if env.get("LABELER_ENGINE"):
             values["engine"] = env["LABELER_ENGINE"].strip().lower()
             if values["engine"] not in ENGINES:
                 raise ConfigError(f"LABELER_ENGINE must be one of {', '.join(ENGINES)}, not {env['LABELER_ENGINE']!r}")
-        for key in ("batch_size", "checkpoint_every", "workers"):
+        for key in ("batch_size", "checkpoint_every", "workers", "index_ivf_above"):
             if env.get(f"LABELER_{key.upper()}"):
                 values[key] = _int_setting(env, f"LABELER_{key.upper()}")
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -1,18 +1,30 @@
 """The index cache: the model's FAISS index file, loaded once and kept in line with the catalog.
 
-The catalog's vectors are the truth; the index is rebuilt or patched from them whenever it
-disagrees (a crash between a catalog commit and an index save, a deleted or corrupt file).
+The catalog's vectors are the truth, and database triggers log every change to the set of
+indexable vectors in ``index_changes`` (a vector stored or replaced, an image gone or back).
+An index file is stamped with the last change it holds, so opening it reads the header, loads
+the file and replays only newer changes: O(changes), never a scan of every id. The same log is
+what makes saving cheap: nothing is lost between saves (a ``kill -9`` costs a replay, not
+vectors), so an index is saved only once the changes since its last save reach a quarter of its
+size (and at least ``checkpoint_every``), which keeps the cost of saving O(1) per image.
 
-Another process may add or remove vectors while a server holds the index: every such change
-bumps the catalog's index generation (:func:`bump_generation`), and :meth:`IndexCache.get`
-re-reads that number at most every :data:`REFRESH_S` seconds, re-syncing when it moved.
+Which FAISS index: ``config.index_factory`` (:func:`labeler.index.choose_factory`): ``auto`` is
+exact ``Flat`` until ``config.index_ivf_above`` vectors, then IVF trained on a sample of the stored
+vectors with ``nlist`` ≈ 4·sqrt(N) and ``nprobe`` twice what a measured recall@10 of 0.97 needs; a writer's
+checkpoint switches to IVF at the threshold and retrains when the collection has grown
+:data:`RETRAIN_GROWTH`-fold. Searching never rebuilds.
+
+Another process may add or remove vectors while a server holds the index: :meth:`IndexCache.get`
+looks at the newest change id at most every :data:`REFRESH_S` seconds and replays what is new.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import uuid
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from sqlalchemy import Integer, String, cast, select, update
@@ -22,13 +34,22 @@ from sqlalchemy.orm import Session
 from . import db
 from .catalog import Setting
 from .config import Config
-from .index import FaissIndex
+from .errors import CatalogError
+from .index import IVF_TRAIN_PER_LIST, FaissIndex, check_factory, choose_factory, read_stamp
 from .model_registry import ModelRegistry
 from .vector_store import VectorStore
 
 
 GENERATION_KEY = "index_generation"
 REFRESH_S = 1.0  # how stale a server's index may be; one small query per interval
+SAVE_FRACTION = 0.25  # save once the unsaved changes reach this share of the index
+RETRAIN_GROWTH = 4  # an IVF index is retrained once the collection has grown this many times over
+RECALL_TARGET = 0.97  # nprobe is tuned to this recall@10 on stored vectors, a margin over 0.95
+RECALL_QUERIES = 64
+NPROBE_MIN = 8
+# PostgreSQL hands out sequence numbers before commit, so a change may appear below one already
+# seen; its readers look this far back (replays are idempotent). SQLite commits writers in order.
+PG_REREAD = 1000
 
 
 def read_generation(session: Session) -> int:
@@ -38,7 +59,8 @@ def read_generation(session: Session) -> int:
 
 
 def bump_generation(session: Session) -> None:
-    """Note that the set of stored (present) vectors changed, so open indexes re-sync."""
+    """Note that the set of stored (present) vectors changed (kept for callers; the change log
+    written by triggers is what open indexes follow)."""
     # One UPDATE, atomic in the database: two writers never both read n and write n + 1.
     bump = (update(Setting).where(Setting.key == GENERATION_KEY)
             .values(value=cast(cast(Setting.value, Integer) + 1, String)))
@@ -52,9 +74,11 @@ def bump_generation(session: Session) -> None:
 
 
 class IndexCache:
-    """``IndexCache(config, models, vectors)``: load, sync or rebuild the index of the model in force.
+    """``IndexCache(config, models, vectors)``: load, catch up, save or rebuild the index of the model in force.
 
     The FAISS type and GPU use come from ``config.index_factory`` and ``config.index_gpu``.
+    ``last_replay`` counts what the last catch-up read and did, ``saves`` and ``saved_vectors``
+    what this object wrote, for tests and benchmarks.
     """
 
     def __init__(self, config: Config, models: ModelRegistry, vectors: VectorStore):
@@ -62,9 +86,18 @@ class IndexCache:
         self.models = models
         self.vectors = vectors
         self._index: FaissIndex | None = None
-        self._lock = threading.Lock()  # web server threads share one collection
-        self._generation: int | None = None  # the catalog's generation the index was synced at
+        self._lock = threading.RLock()  # web server threads share one collection
         self._checked_at = 0.0
+        self._unsaved = 0  # changes applied since the file was last written
+        self.last_replay = {"changes": 0, "added": 0, "removed": 0}
+        self.saves = self.saved_vectors = 0
+        self._model_id: int | None = None
+
+    def _model(self) -> int:
+        """The model in force's catalog id, looked up once (a handle never switches models)."""
+        if self._model_id is None:
+            self._model_id = self.models.require_id()
+        return self._model_id
 
     def path(self, model_id: int) -> Path:
         return self.config.index_dir / f"model-{model_id}.faiss"
@@ -73,64 +106,231 @@ class IndexCache:
         with db.session_scope(self.config) as s:
             return read_generation(s)
 
+    # -- opening and following the catalog ----------------------------------------------------
     def get(self) -> FaissIndex:
-        """The model's index, loaded and synced on the first call of the process, then kept
-        until the catalog's generation moves (another process indexed or removed images).
+        """The model's index, opened on the first call of the process, then caught up with the
+        catalog's change log at most every :data:`REFRESH_S` seconds.
 
-        A refresh builds a new index object and swaps it in, so a search holding the old one
-        is never disturbed.
+        A catch-up changes the index in place under its write lock: searches wait for it, and
+        never see half of it. A file rebuilt by another process (``reindex``) is loaded anew.
         """
         if self._index is None or time.monotonic() - self._checked_at >= REFRESH_S:
             with self._lock:
                 if self._index is None:
-                    self._index = self.sync()
+                    self.open()
                 elif time.monotonic() - self._checked_at >= REFRESH_S:
                     self._checked_at = time.monotonic()
-                    if self.generation() != self._generation:
-                        self._index = self.sync(save=False)
+                    model_id = self._model()
+                    on_disk = read_stamp(self.path(model_id)) or {}
+                    if on_disk.get("build") not in (None, self._index.stamp.get("build")):
+                        self.open()
+                    elif self.vectors.latest_change() > self._index.stamp.get("change", 0):
+                        self.catch_up()
         return self._index
 
-    def sync(self, rebuild: bool = False, save: bool = True) -> FaissIndex:
-        """Load the index and add or remove whatever differs from the stored vectors.
+    def open(self) -> FaissIndex:
+        """Load the index file and replay the changes newer than its stamp; build it when the
+        file is missing, unreadable or of another dimension. Saves when the replay was large."""
+        with self._lock:
+            self._checked_at = time.monotonic()
+            model_id = self._model()
+            path = self.path(model_id)
+            index = None
+            if path.exists():
+                try:
+                    index = FaissIndex.load(path, gpu=self.config.index_gpu)
+                except Exception:
+                    index = None  # unreadable: rebuilt from the stored vectors below
+                if index is not None and index.dim != self.models.dim(model_id):
+                    index = None
+            if index is None:
+                return self.rebuild()
+            self._index, self._unsaved = index, 0
+            if "change" not in index.stamp:
+                self._adopt_unstamped(index)  # written before stamps: compared id by id, once
+            else:
+                self.catch_up()
+            if self._unsaved and self._unsaved >= self._save_after():
+                self.save()
+            return index
 
-        Only ids are compared; vectors are read for the ids the index lacks (all of them when
-        the file is missing, unreadable or rebuilt). ``save``: write the synced index back
-        (a server refreshing for another process's writes leaves the file to that process).
+    def _adopt_unstamped(self, index: FaissIndex) -> None:
+        model_id = self._model()
+        change = self.vectors.latest_change()
+        ids, have = self.vectors.ids(model_id), index.ids()
+        index.remove(np.setdiff1d(have, ids))
+        index.add(*self.vectors.read(np.setdiff1d(ids, have), model_id=model_id))
+        index.stamp = self._stamp(index, change, spec=self.config.index_factory, trained_at=len(index))
+        self.save()
+
+    def catch_up(self, known: tuple[np.ndarray, np.ndarray] | None = None) -> int:
+        """Replay the logged changes newer than the index's stamp; returns how many were read.
+
+        Each touched image ends as the catalog has it now (present with a vector: in the index;
+        else out), so a replay is idempotent. ``known``: (ids ``[K]``, vectors ``[K, D]``) just
+        written by the caller, used instead of reading those vectors back.
         """
-        # Read before the vectors: a change made meanwhile shows as a newer generation later.
-        generation = self.generation()
-        self._checked_at = time.monotonic()
-        model_id = self.models.require_id()
-        path = self.path(model_id)
-        dim = self.models.dim(model_id)
-        index = None
-        if path.exists() and not rebuild:
+        with self._lock:
+            index = self._index if self._index is not None else self.open()
+            model_id = self._model()
+            after = index.stamp.get("change", 0)
+            if db.get_engine(self.config).dialect.name != "sqlite":
+                after = max(0, after - PG_REREAD)
+            changes, present_ids = self.vectors.changes_since(after, model_id)
+            self.last_replay = {"changes": len(changes), "added": 0, "removed": 0}
+            if not changes:
+                return 0
+            touched = np.unique(np.fromiter((c[1] for c in changes), dtype=np.int64, count=len(changes)))
+            replaced = np.isin(touched, [c[1] for c in changes if c[2] != "add"])
+            present, held = np.isin(touched, present_ids), index.contains(touched)
+            to_add = touched[present & (~held | replaced)]
+            to_remove = touched[~present & held]
+            ids, vecs = self._vectors_of(to_add, known, model_id)
             try:
-                index = FaissIndex.load(path, gpu=self.config.index_gpu)
-            except Exception:
-                index = None  # unreadable: rebuilt from the stored vectors below
-            if index is not None and index.dim != dim:
-                index = None
-        if index is None:
-            index = FaissIndex(dim, self.config.index_factory, self.config.index_gpu)
+                index.remove(to_remove)
+                index.add(ids, vecs)
+            except RuntimeError:  # HNSW cannot remove (nor replace): rebuilt from the catalog
+                self.rebuild(index.stamp.get("spec"))
+                return len(changes)
+            index.stamp = {**index.stamp, "change": max(c[0] for c in changes), "count": len(index)}
+            self.last_replay.update(added=len(ids), removed=len(to_remove))
+            self._unsaved += len(ids) + len(to_remove)
+            return len(changes)
+
+    def _vectors_of(self, ids: np.ndarray, known: tuple[np.ndarray, np.ndarray] | None, model_id: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        if known is None or not len(ids):
+            return self.vectors.read(ids, model_id=model_id) if len(ids) else (ids, np.zeros((0, 0), np.float32))
+        known_ids = np.asarray(known[0], dtype=np.int64)
+        order = np.argsort(known_ids)
+        pos = np.searchsorted(known_ids, ids, sorter=order).clip(max=len(known_ids) - 1)
+        hit = known_ids[order[pos]] == ids
+        read_ids, read_vecs = self.vectors.read(ids[~hit], model_id=model_id) if (~hit).any() else (None, None)
+        ids_out, vecs_out = ids[hit], np.asarray(known[1], dtype=np.float32)[order[pos[hit]]]
+        if read_ids is not None and len(read_ids):
+            ids_out, vecs_out = np.concatenate([ids_out, read_ids]), np.concatenate([vecs_out, read_vecs])
+        return ids_out, vecs_out
+
+    def sync(self, rebuild: bool = False, save: bool = True) -> FaissIndex:
+        """The index, caught up with the catalog (``rebuild``: built anew from the stored vectors).
+
+        ``save``: write it back when it changed (a server following another process's writes
+        passes False and leaves the file to that process).
+        """
+        with self._lock:
+            if rebuild:
+                return self.rebuild()
+            index = self.get() if self._index is not None else self.open()
+            self.catch_up()
+            if save and self._unsaved:
+                self.save()
+            return index
+
+    # -- writing ------------------------------------------------------------------------------
+    def _save_after(self) -> int:
+        """How many unsaved changes justify writing the whole file again."""
+        size = len(self._index) if self._index is not None else 0
+        return max(self.config.checkpoint_every, int(size * SAVE_FRACTION))
+
+    def save(self) -> None:
+        with self._lock:
+            if self._index is None:
+                return
+            stamp = {**self._index.stamp, "count": len(self._index), "generation": self.generation()}
+            self._index.save(self.path(self._model()), stamp)
+            self._unsaved = 0
+            self.saves += 1
+            self.saved_vectors += len(self._index)
+
+    def checkpoint(self, force: bool = False) -> str | None:
+        """After a writer's batch: switch to IVF, retrain or save when due; returns what was done.
+
+        ``force`` (the end of a run) saves whatever is unsaved.
+        """
+        with self._lock:
+            index = self._index
+            if index is None:
+                return None
+            if self._rebuild_due(index):
+                self.rebuild(index.stamp.get("spec"))
+                return "rebuilt"
+            if self._unsaved and (force or self._unsaved >= self._save_after()):
+                if index.kind == "ivf":  # the lists have filled since nprobe was chosen: choose again
+                    tune_nprobe(index, self.vectors.sample(2 * RECALL_QUERIES, self._model())[1])
+                self.save()
+                return "saved"
+            return None
+
+    def _rebuild_due(self, index: FaissIndex) -> bool:
+        spec = index.stamp.get("spec", self.config.index_factory)
+        wanted = choose_factory(spec, len(index), self.config.index_ivf_above)
+        if wanted != "Flat" and index.kind == "flat":  # a placeholder until the IVF could be trained
+            return len(index) >= _lists_needed(wanted)
+        if index.kind == "ivf" and spec.strip().lower() in ("auto", "ivf"):
+            return len(index) >= RETRAIN_GROWTH * max(1, index.stamp.get("trained_at", len(index)))
+        return False
+
+    def rebuild(self, spec: str | None = None, progress: Callable[[int], None] | None = None) -> FaissIndex:
+        """Build the index anew from the stored vectors and save it.
+
+        ``spec``: ``auto``, ``flat``, ``ivf``, ``hnsw`` or a FAISS factory string (default the
+        configured one); an IVF is trained on a random sample and its ``nprobe`` tuned to
+        :data:`RECALL_TARGET`. ``progress(k)`` after every ``k`` vectors added.
+        """
+        spec = spec or self.config.index_factory
+        check_factory(spec)
+        with self._lock:
+            model_id = self._model()
+            change = self.vectors.latest_change()  # before reading: later changes are replayed after
+            n = self.vectors.count_present(model_id)
+            factory = choose_factory(spec, n, self.config.index_ivf_above)
+            if factory != "Flat" and n < _lists_needed(factory):
+                factory = "Flat"  # too few vectors to train on: exact until there are enough
+            try:
+                index = FaissIndex(self.models.dim(model_id), factory, self.config.index_gpu)
+            except RuntimeError as exc:
+                raise CatalogError(f"FAISS cannot build {factory!r}: {exc}") from None
+            sample = None
+            if not index.is_trained:
+                nlist = index.nlist or _lists_needed(factory)
+                _, sample = self.vectors.sample(nlist * IVF_TRAIN_PER_LIST, model_id)
+                index.train(sample)
             for ids, vecs in self.vectors.chunks(model_id):
                 index.add(ids, vecs)
-            if save:
-                index.save(path)
-        else:
-            ids, have = self.vectors.ids(model_id), index.ids()
-            extra, missing = np.setdiff1d(have, ids), np.setdiff1d(ids, have)
-            if len(extra) or len(missing):
-                index.remove(extra)
-                index.add(*self.vectors.read(missing, model_id=model_id))
-                if save:
-                    index.save(path)
-        self._index = index
-        self._generation = generation
-        return index
+                if progress:
+                    progress(len(ids))
+            if index.kind == "ivf":
+                tune_nprobe(index, sample)
+            index.stamp = self._stamp(index, change, spec=spec, trained_at=n)
+            self._index, self._unsaved = index, 0
+            self.catch_up()
+            self.save()
+            return index
+
+    def _stamp(self, index: FaissIndex, change: int, spec: str, trained_at: int) -> dict:
+        return {"change": change, "count": len(index), "generation": self.generation(), "spec": spec,
+                "trained_at": trained_at, "build": uuid.uuid4().hex}
+
+    # -- checking -----------------------------------------------------------------------------
+    def describe(self) -> dict:
+        """The open index: ``type``, ``factory``, ``vectors``, ``nlist``/``nprobe`` for IVF, its ``stamp``."""
+        index = self.get()
+        return {**index.describe(), "stamp": {k: v for k, v in index.stamp.items() if k != "build"}}
+
+    def recall(self, queries: int = 50, k: int = 10, seed: int = 0) -> float | None:
+        """Measured recall@``k`` of the index against an exact scan, with a random sample of
+        stored vectors as queries; None for an empty index."""
+        index = self.get()
+        if len(index) == 0:
+            return None
+        _, sample = self.vectors.sample(queries, seed=seed)
+        return measure_recall(index, sample, k)
 
     def problems(self) -> list[str]:
-        """Problems between the catalog's stored vectors and the index file; empty when consistent."""
+        """Problems between the catalog's stored vectors and the index file; empty when consistent.
+
+        A full comparison, id by id: ``check`` pays it on purpose; opening never does.
+        """
         model_id = self.models.current_id()
         if model_id is None:
             return []
@@ -145,6 +345,13 @@ class IndexCache:
         problems = []
         if index.dim != dim:
             problems.append(f"index dimension {index.dim} != the model's {dim}")
+        with self._lock:  # the file as this process would open it: saved state plus the logged changes
+            held, unsaved, self._index = self._index, self._unsaved, index
+            try:
+                if "change" in index.stamp:
+                    self.catch_up()
+            finally:
+                self._index, self._unsaved = held, unsaved
         have = index.ids()
         if len(np.unique(have)) != len(have):
             problems.append(f"index holds {len(have) - len(np.unique(have))} duplicate ids")
@@ -155,3 +362,63 @@ class IndexCache:
         if len(missing):
             problems.append(f"{len(missing)} stored vectors are not in the index: {missing[:10].tolist()}")
         return problems
+
+
+def _lists_needed(factory: str) -> int:
+    """How many training vectors a factory string needs at least (its IVF list count; 0 for none)."""
+    head = factory.split(",")[0].upper()
+    if head.startswith("IVF"):
+        digits = "".join(ch for ch in head[3:] if ch.isdigit()) or "0"
+        return int(digits)
+    return 0
+
+
+def measure_recall(index: FaissIndex, queries: np.ndarray, k: int = 10,
+                   truth: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+    """Mean share of the exact top ``k`` that the index's own search finds, over ``queries`` ``[Q, D]``.
+
+    A hit tied with the exact ``k``-th score counts as found (equal vectors rank in any order).
+    ``truth``: the exact (scores ``[Q, k]``, ids ``[Q, k]``) when already known.
+    """
+    if len(queries) == 0 or len(index) == 0:
+        return 1.0
+    true_scores, true_ids = truth if truth is not None else index.search(queries, k, exact=True)
+    scores, ids = index.search(queries, k)
+    shares = []
+    for t_scores, t_ids, f_scores, f_ids in zip(true_scores, true_ids, scores, ids):
+        wanted = int((t_ids >= 0).sum())
+        if wanted == 0:
+            continue
+        floor = t_scores[wanted - 1] - 1e-5
+        shares.append(min(wanted, int(((f_ids >= 0) & (f_scores >= floor)).sum())) / wanted)
+    return float(np.mean(shares)) if shares else 1.0
+
+
+def tune_nprobe(index: FaissIndex, sample: np.ndarray | None, k: int = 10) -> int:
+    """An IVF ``nprobe``: twice the smallest power of two whose recall@``k`` reaches
+    :data:`RECALL_TARGET`, and at least :data:`NPROBE_MIN` (text queries sit farther from the
+    images than these queries, and a few more lists cost microseconds).
+
+    Queries: stored vectors from ``sample`` ``[M, D]``, and midpoints of pairs of them (between
+    clusters, where IVF is weakest).
+    """
+    rng = np.random.default_rng(0)
+    if sample is None or len(sample) == 0:
+        return min(index.nlist, NPROBE_MIN)
+    picks = sample[rng.choice(len(sample), min(RECALL_QUERIES, len(sample)), replace=False)]
+    mids = picks + sample[rng.choice(len(sample), len(picks))]
+    mids /= np.maximum(np.linalg.norm(mids, axis=1, keepdims=True), 1e-12)
+    queries = np.concatenate([picks, mids]).astype(np.float32)
+    truth = index.search(queries, k, exact=True)
+
+    def reaches(nprobe: int) -> bool:
+        index.nprobe = nprobe  # the setter caps it at nlist
+        return index.nprobe >= index.nlist or measure_recall(index, queries, k, truth) >= RECALL_TARGET
+
+    nprobe = 1
+    while not reaches(nprobe):
+        nprobe *= 2
+    nprobe = max(NPROBE_MIN, 2 * nprobe)
+    while not reaches(nprobe):  # recall need not grow with nprobe on tiny lists: check the choice too
+        nprobe *= 2
+    return index.nprobe

@@ -3,16 +3,16 @@
 1. plan: walk the roots and stat each file against the catalog → what to load (:func:`plan_files`);
 2. load: read, hash and decode in worker threads, prefetched (:func:`load_files`);
 3. embed: the encoder turns a batch of model inputs into vectors (:func:`embed_batch`);
-4. write: catalog rows first, then the index, saved every ``checkpoint_every`` (:class:`VectorWriter`).
+4. write: catalog rows first, then the index catches up from the catalog (:class:`VectorWriter`).
 
 :class:`Runner` joins them for both ``index``/``ingest`` (:func:`index_paths`) and ``embed``
 (:func:`embed_pending`). Only the load stage's thread pool would change for a distributed run.
 
 Crash safety: vectors are committed to the catalog in small transactions and the catalog is
-the source of truth; the FAISS index is saved atomically every ``checkpoint_every`` images and
-re-synced from the catalog when it is next opened. The model runs a batch ahead of the
-writes, so a ``kill -9`` loses at most the last two batches, and a rerun resumes where the
-catalog left off.
+the source of truth; the FAISS index is saved atomically now and then, stamped with the last
+catalog change it holds, and replays the newer changes when it is next opened. The model runs a
+batch ahead of the writes, so a ``kill -9`` loses the work of at most the last two batches (the
+one in the model and the one waiting for it), and a rerun resumes where the catalog left off.
 """
 
 from __future__ import annotations
@@ -126,32 +126,31 @@ def embed_batch(encoder: Encoder, pixels: Sequence) -> np.ndarray:
 
 # -- 4. write -----------------------------------------------------------------------------
 class VectorWriter:
-    """Writes vectors: catalog first, index second; the index is saved every ``checkpoint_every``."""
+    """Writes vectors: catalog first, then the index catches up from the catalog's change log.
+
+    The index is never rewritten per batch: it is saved when its checkpoint says so (a quarter
+    of its size unsaved, or an IVF switch or retrain), and at the end of the run.
+    """
 
     def __init__(self, collection: Collection, model_id: int):
         self.collection = collection
         self.model_id = model_id
-        self.index = collection.index_cache.sync()
+        self.cache = collection.index_cache
+        self.cache.get()
         self.embedded = 0
-        self._since_save = 0
 
     def write(self, image_ids: Sequence[int], vectors: np.ndarray) -> None:
         """Store ``vectors`` ``[N, D]`` of ``image_ids`` ``[N]``; an image that has one keeps it."""
         if not len(image_ids):
             return
         keep = self.collection.vectors.add(self.model_id, image_ids, vectors)
-        if len(keep):
-            with self.collection.session() as s:
-                bump_generation(s)  # a running server picks the new vectors up from the catalog
-        self.index.add(np.asarray(image_ids, dtype=np.int64)[keep], vectors[keep])
+        self.cache.catch_up(known=(np.asarray(image_ids, dtype=np.int64)[keep], vectors[keep]))
         self.embedded += len(keep)
-        self._since_save += len(keep)
-        if self._since_save >= self.collection.config.checkpoint_every:
-            self.save()
+        self.cache.checkpoint()
 
     def save(self) -> None:
-        self.index.save(self.collection.index_cache.path(self.model_id))
-        self._since_save = 0
+        self.cache.catch_up()
+        self.cache.checkpoint(force=True)
 
 
 # -- the runner ---------------------------------------------------------------------------
@@ -342,9 +341,7 @@ def index_paths(collection: Collection, roots: Sequence[Path], embed: bool = Tru
             bump_generation(s)  # present images came or went: servers drop or regain their vectors
     if runner.writer is not None:
         runner.flush()
-        runner.writer.index.remove(np.asarray(newly_missing, dtype=np.int64))
-        revived, stored = collection.vectors.read(image_ids=counts.revived, model_id=runner.model_id)
-        runner.writer.index.add(revived, stored)
+        collection.index_cache.catch_up()  # images gone or back, logged by the catalog's triggers
         # Images registered earlier by `ingest` alone (or before a crash) still need vectors.
         runner.run(unembedded_images(collection, runner.model_id), queue_loaded)
         runner.finish()

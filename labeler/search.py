@@ -252,7 +252,7 @@ def present_paths(collection: Collection, image_ids: Sequence[int]) -> dict[int,
     return paths
 
 
-def _search_one(index, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _search_one(index, vector: np.ndarray, k: int, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``index.search`` of one query ``[D]`` on one OpenMP thread.
 
     FAISS splits work across queries, so a lone query gains nothing from more threads; yet every
@@ -263,14 +263,17 @@ def _search_one(index, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarr
     previous = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
-        return index.search(vector[None, :], k)
+        return index.search(vector[None, :], k, exact=exact)
     finally:
         faiss.omp_set_num_threads(previous)
 
 
 def nearest(collection: Collection, vector: np.ndarray, k: int, allowed: set[int] | None = None,
-            exclude: set[int] | None = None) -> list[Hit]:
-    """The ``k`` best present images for a unit ``vector`` ``[D]``, best first, over-fetching when filtering."""
+            exclude: set[int] | None = None, exact: bool = False) -> list[Hit]:
+    """The ``k`` best present images for a unit ``vector`` ``[D]``, best first, over-fetching when filtering.
+
+    ``exact``: the true best, whatever approximate index the collection has (to measure its recall).
+    """
     if k <= 0:
         raise LabelerError("k must be at least 1")
     if allowed is not None and len(allowed) <= EXACT_FILTER_LIMIT:
@@ -286,7 +289,7 @@ def nearest(collection: Collection, vector: np.ndarray, k: int, allowed: set[int
         return []
     fetch = min(total, k + len(exclude or ()) if allowed is None else k * 4)
     while True:
-        scores, ids = _search_one(index, vector, fetch)
+        scores, ids = _search_one(index, vector, fetch, exact)
         candidates = [(int(i), float(sc)) for i, sc in zip(ids[0], scores[0]) if i >= 0
                       and (allowed is None or int(i) in allowed) and int(i) not in (exclude or ())]
         paths = present_paths(collection, [i for i, _ in candidates])
@@ -297,17 +300,17 @@ def nearest(collection: Collection, vector: np.ndarray, k: int, allowed: set[int
 
 
 def search(collection: Collection, query: str, k: int = 20, where: dict | None = None, status: str | None = None,
-           templates: bool = False) -> list[Hit]:
+           templates: bool = False, exact: bool = False) -> list[Hit]:
     """Free-text or combined query → hits best first, filtered by labels and review status."""
     vector = query_vector(collection, query, templates)
-    return nearest(collection, vector, k, allowed_ids(collection, where, status))
+    return nearest(collection, vector, k, allowed_ids(collection, where, status), exact=exact)
 
 
 def search_concept(collection: Collection, prompt_set: PromptSet, concept: str, k: int = 20,
-                   where: dict | None = None, status: str | None = None) -> list[Hit]:
+                   where: dict | None = None, status: str | None = None, exact: bool = False) -> list[Hit]:
     """A concept's top ``k`` through the index, using the option's ensemble vector."""
     vector = concept_vector(collection, prompt_set, concept)
-    return nearest(collection, vector, k, allowed_ids(collection, where, status))
+    return nearest(collection, vector, k, allowed_ids(collection, where, status), exact=exact)
 
 
 def resolve_image(collection: Collection, ref: str | int) -> int:

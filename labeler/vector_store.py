@@ -1,7 +1,9 @@
 """The vector store: the catalog's stored image vectors, and the per-model cache of prompt vectors.
 
 The catalog keeps every vector (the FAISS index is a cache rebuilt from here). Reads cover only
-images whose file is present; ``model_id`` defaults to the model in force.
+images whose file is present; ``model_id`` defaults to the model in force. Every change to that
+set is logged in ``index_changes`` by database triggers, so an index catches up by reading only
+:meth:`VectorStore.changes_since` its stamp.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import db
-from .catalog import Embedding, Image, PromptEmbedding
+from .catalog import Embedding, Image, IndexChange, PromptEmbedding, utcnow
 from .config import Config
 from .model_registry import ModelRegistry
 
@@ -82,16 +84,67 @@ class VectorStore:
         with db.session_scope(self.config) as s:
             return s.scalar(select(func.count()).select_from(Embedding).where(Embedding.model_id == model_id))
 
+    def count_present(self, model_id: int | None = None) -> int:
+        """How many present images have a vector for the model: the size an index will have."""
+        model_id = model_id or self.models.require_id()
+        with db.session_scope(self.config) as s:
+            return s.scalar(select(func.count()).select_from(Embedding).join(Image, Image.id == Embedding.image_id)
+                            .where(Embedding.model_id == model_id, Image.status == "ok"))
+
+    def sample(self, size: int, model_id: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``size`` stored vectors of present images, drawn at random: (ids ``[M]``, vectors ``[M, D]``)."""
+        ids = self.ids(model_id)
+        if len(ids) > size:
+            ids = np.sort(np.random.default_rng(seed).choice(ids, size, replace=False))
+        return self.read(ids, model_id=model_id)
+
+    def latest_change(self) -> int:
+        """The id of the newest ``index_changes`` row; 0 before any. One indexed lookup."""
+        with db.session_scope(self.config) as s:
+            return s.scalar(select(func.max(IndexChange.id))) or 0
+
+    def changes_since(self, after: int, model_id: int | None = None
+                      ) -> tuple[list[tuple[int, int, str]], np.ndarray]:
+        """Changes newer than ``after`` that concern the model, and where they leave things now:
+        (``(change id, image id, op)`` in order, ids ``[K]`` of the touched images that are
+        present with a vector). One read transaction, so both agree.
+
+        ``op`` is ``add``, ``remove`` or ``update`` (the vector was replaced); an image that came
+        or went (``model_id`` NULL in the log) concerns every model.
+        """
+        model_id = model_id or self.models.require_id()
+        with db.session_scope(self.config) as s:
+            changes = [tuple(row) for row in s.execute(
+                select(IndexChange.id, IndexChange.image_id, IndexChange.op)
+                .where(IndexChange.id > after,
+                       (IndexChange.model_id == model_id) | IndexChange.model_id.is_(None))
+                .order_by(IndexChange.id))]
+            touched = sorted({c[1] for c in changes})
+            present = [i for start in range(0, len(touched), 10_000) for i in s.scalars(
+                self._present(model_id, Embedding.image_id)
+                .where(Embedding.image_id.in_(touched[start:start + 10_000])))]
+        return changes, np.asarray(present, dtype=np.int64)
+
     def add(self, model_id: int, image_ids: Sequence[int], vectors: np.ndarray) -> np.ndarray:
         """Store ``vectors`` ``[N, D]`` of ``image_ids`` ``[N]``, one transaction; returns the
         positions ``[K]`` written (an image that already has a vector keeps it)."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         with db.session_scope(self.config) as s:
             # A duplicate may reach two batches; the primary key keeps one vector per image.
-            done = set(s.scalars(select(Embedding.image_id).where(
-                Embedding.model_id == model_id, Embedding.image_id.in_(list(map(int, image_ids))))))
-            keep = [i for i, image_id in enumerate(image_ids) if image_id not in done]
-            s.add_all(Embedding(image_id=int(image_ids[i]), model_id=model_id, vector=vectors[i].tobytes())
-                      for i in keep)
+            done: set[int] = set()
+            wanted = list(map(int, image_ids))
+            for start in range(0, len(wanted), 10_000):
+                done.update(s.scalars(select(Embedding.image_id).where(
+                    Embedding.model_id == model_id, Embedding.image_id.in_(wanted[start:start + 10_000]))))
+            keep, seen = [], set()
+            for i, image_id in enumerate(wanted):
+                if image_id not in done and image_id not in seen:
+                    keep.append(i)
+                    seen.add(image_id)
+            if keep:  # one executemany, not an ORM object per vector
+                now = utcnow()
+                s.execute(insert(Embedding), [{"image_id": wanted[i], "model_id": model_id,
+                                               "vector": vectors[i].tobytes(), "created_at": now} for i in keep])
         return np.asarray(keep, dtype=np.int64)
 
     def text_vectors(self, texts: Sequence[str]) -> np.ndarray:

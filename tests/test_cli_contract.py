@@ -42,7 +42,9 @@ def test_500_files_with_20_broken(tmp_path, model_spec):
     second = json.loads(manage(*home, "index", photos, "--json").stdout)
     assert (second["embedded"], second["unchanged"], second["failed"]) == (0, 480, 20)
     check = manage(*home, "check", "--json")
-    assert check.returncode == 0 and json.loads(check.stdout) == {"ok": True, "problems": [], "repaired": False}
+    report = json.loads(check.stdout)  # issue 11 added the index's type and its measured recall
+    assert check.returncode == 0 and (report["ok"], report["problems"], report["repaired"]) == (True, [], False)
+    assert (report["index"]["type"], report["index"]["vectors"], report["recall"]) == ("flat", 480, 1.0)
 
     hits = json.loads(manage(*home, "search", "a red object", "-k", "5", "--json").stdout)
     assert len(hits) == 5

@@ -12,7 +12,11 @@ from labeler.index import FaissIndex
 def test_index_settings_come_from_the_environment():
     config = Config.from_env({"LABELER_INDEX_FACTORY": "HNSW32", "LABELER_INDEX_GPU": "1"})
     assert (config.index_factory, config.index_gpu) == ("HNSW32", True)
-    assert (Config.from_env({}).index_factory, Config.from_env({"LABELER_INDEX_GPU": "0"}).index_gpu) == ("Flat", False)
+    # the default is now auto: exact Flat while small, IVF from index_ivf_above vectors
+    assert (Config.from_env({}).index_factory, Config.from_env({"LABELER_INDEX_GPU": "0"}).index_gpu) == ("auto", False)
+    # LABELER_INDEX is the new name; LABELER_INDEX_FACTORY stays as its alias
+    both = Config.from_env({"LABELER_INDEX": "ivf", "LABELER_INDEX_FACTORY": "HNSW32", "LABELER_INDEX_IVF_ABOVE": "9"})
+    assert (both.index_factory, both.index_ivf_above) == ("ivf", 9)
 
 
 def test_rebuilt_index_uses_the_configured_factory(indexed_collection):

@@ -38,7 +38,8 @@ def test_index_survives_every_kind_of_broken_file(empty_cli, tmp_path):
         assert REASON[kind] in reasons[path], (kind, reasons[path])
     stats = empty_cli.json("stats")
     assert (stats["images"], stats["embedded"], stats["failed"], stats["missing"]) == (len(good), len(good), len(broken), 0)
-    assert empty_cli.json("check") == {"ok": True, "problems": [], "repaired": False}
+    check = empty_cli.json("check")  # issue 11 added the index's type and measured recall
+    assert (check["ok"], check["problems"], check["repaired"], check["index"]["vectors"]) == (True, [], False, len(good))
 
 
 def test_rerun_is_incremental_and_tracks_moves_and_deletions(empty_cli, tmp_path, empty_collection):

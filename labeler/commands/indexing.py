@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -120,7 +121,7 @@ def embed_cmd(mode: str | None, as_json: bool) -> None:
 @click.option("--repair", is_flag=True, help="Rebuild the index from the catalog's stored vectors.")
 @json_option
 def check_cmd(repair: bool, as_json: bool) -> None:
-    """Verify that the index ids equal the catalog's embedded ids."""
+    """Verify that the index ids equal the catalog's embedded ids; report its type and measured recall@10."""
     db.require_catalog(get_config())  # a read command: a missing home is reported, not created
     collection = get_collection()
     problems = collection.index_cache.problems()
@@ -129,16 +130,52 @@ def check_cmd(repair: bool, as_json: bool) -> None:
         collection.index_cache.sync(rebuild=True)
         repaired = True
         problems = collection.index_cache.problems()
-    data = {"ok": not problems, "problems": problems, "repaired": repaired}
+    # Only a sound index is described: opening a broken one would rebuild it, which is --repair's call.
+    info = {"index": None, "recall": None} if problems else _index_info(collection)
+    data = {"ok": not problems, "problems": problems, "repaired": repaired, **info}
 
     def human(d: dict) -> None:
         for problem in d["problems"]:
             click.echo(f"problem: {problem}")
+        if d["index"]:
+            click.echo(_describe(d))
         click.echo(("repaired; " if d["repaired"] else "") + ("ok" if d["ok"] else "not ok (try --repair)"))
 
     emit(as_json, data, human)
     if problems:
         click.get_current_context().exit(1)  # the report above says why; no error line
+
+
+def _index_info(collection) -> dict:
+    """``index`` (type, factory, vectors, nlist/nprobe, stamp) and its measured ``recall`` (@10, on
+    stored vectors as queries); both None before the collection has a model or with problems."""
+    if collection.models.current_id() is None:
+        return {"index": None, "recall": None}
+    recall = collection.index_cache.recall()
+    return {"index": collection.index_cache.describe(), "recall": None if recall is None else round(recall, 4)}
+
+
+def _describe(d: dict) -> str:
+    index = d["index"]
+    probe = f", nlist {index['nlist']}, nprobe {index['nprobe']}" if index["type"] == "ivf" else ""
+    recall = "" if d["recall"] is None else f", recall@10 {d['recall']:.3f}"
+    return f"index: {index['type']} ({index['factory']}{probe}), {index['vectors']} vectors{recall}"
+
+
+@click.command("reindex")
+@click.option("--type", "index_type", default=None, metavar="auto|flat|ivf|hnsw|FACTORY",
+              help="The index to build: auto (Flat while small, then IVF), flat (exact), ivf, hnsw, or a "
+                   "FAISS factory string such as 'IVF4096,Flat' [default: LABELER_INDEX, else auto].")
+@json_option
+def reindex_cmd(index_type: str | None, as_json: bool) -> None:
+    """Rebuild the index from the catalog's stored vectors, e.g. to change its type."""
+    db.require_catalog(get_config())
+    collection = get_collection()
+    started = time.monotonic()
+    with Progress("reindexing", collection.vectors.count_present(), quiet=as_json) as bar:
+        collection.index_cache.rebuild(index_type, progress=bar.update)
+    data = {**_index_info(collection), "seconds": round(time.monotonic() - started, 3)}
+    emit(as_json, data, lambda d: click.echo(f"{_describe(d)}; rebuilt in {d['seconds']:.1f}s"))
 
 
 @click.command("stats")
@@ -152,4 +189,4 @@ def stats_cmd(as_json: bool) -> None:
     emit(as_json, data, lambda d: click.echo("\n".join(f"{k:>9}: {v}" for k, v in d.items())))
 
 
-COMMANDS = [db_group, index_cmd, ingest_cmd, embed_cmd, check_cmd, stats_cmd]
+COMMANDS = [db_group, index_cmd, ingest_cmd, embed_cmd, check_cmd, reindex_cmd, stats_cmd]

@@ -31,11 +31,13 @@ def _print_hits(hits: list[dict]) -> None:
 @click.option("--concept", default=None, metavar="[GROUP=]OPTION",
               help="Retrieve an option's top K with its prompt ensemble (needs --prompt-set).")
 @click.option("--prompt-set", "prompt_set_path", default=None, metavar="FILE")
+@click.option("--exact", is_flag=True, help="Scan every vector (the true top K), e.g. to measure an "
+                                           "approximate index's recall.")
 @where_option
 @status_option
 @json_option
 def search_command(query: str | None, k: int, templates: bool, concept: str | None, prompt_set_path: str | None,
-                   where: tuple[str, ...], status: str | None, as_json: bool) -> None:
+                   exact: bool, where: tuple[str, ...], status: str | None, as_json: bool) -> None:
     """Search images by QUERY: free text, or terms like '"hammer" - "toy" + image:123' or '0.5*"red" + "hammer"'."""
     from .. import search
     from ..prompts import load_prompt_set
@@ -48,12 +50,12 @@ def search_command(query: str | None, k: int, templates: bool, concept: str | No
         if not prompt_set_path:
             raise LabelerError("--concept needs --prompt-set FILE")
         prompt_set = load_prompt_set(prompt_set_path, home=get_config().home)
-        hits = search.search_concept(get_collection(), prompt_set, concept, k, filters, status)
+        hits = search.search_concept(get_collection(), prompt_set, concept, k, filters, status, exact=exact)
     else:
         if not query:
             raise LabelerError("give a QUERY (or --concept OPTION --prompt-set FILE)")
         search.parse_query(query)  # a syntax error is reported before the catalog is opened
-        hits = search.search(get_collection(), query, k, filters, status, templates)
+        hits = search.search(get_collection(), query, k, filters, status, templates, exact=exact)
     emit(as_json, [h.to_dict() for h in hits], _print_hits)
 
 

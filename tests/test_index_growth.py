@@ -1,0 +1,183 @@
+"""The index at scale: it grows by appending, opens by replaying the catalog's change log, and
+turns approximate (IVF) above a size, with its recall measured against an exact scan."""
+
+from __future__ import annotations
+
+
+import faiss
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from labeler.catalog import Image, IndexChange
+from labeler.collection import Collection
+from labeler.index import FaissIndex, read_stamp
+from labeler.pipeline import index_paths
+from labeler.search import search
+from tests.imagegen import write_good_images
+
+TEXTS = ["a hammer", "a red object", "a wooden tool", "a blue screwdriver", "pliers", "a metal wrench",
+         "something green", "a saw", "a small object", "a yellow thing"]
+
+
+def _in_sync(collection: Collection) -> bool:
+    ids, _ = collection.vectors.read()
+    return sorted(collection.index_cache.get().ids().tolist()) == ids.tolist()
+
+
+def test_appending_never_rewrites_the_index_per_batch(empty_config, world):
+    collection = Collection(empty_config.with_(batch_size=2, checkpoint_every=1))
+    report = index_paths(collection, [world])
+    cache, n = collection.index_cache, report.embedded
+    assert n == 40 and _in_sync(collection)
+    # 20 batches; the old writer saved after each (40 + 38 + ... = 420 vectors written). A save
+    # waits for a quarter of the index to be unsaved, so the vectors written stay O(N).
+    assert cache.saves <= 12 and cache.saved_vectors <= 4 * n
+    assert read_stamp(cache.path(collection.models.current_id()))["count"] == n
+
+
+def test_open_replays_only_the_changes_after_its_stamp(indexed_collection, tmp_path):
+    config = indexed_collection.config
+    model_id = indexed_collection.models.current_id()
+    before = read_stamp(indexed_collection.index_cache.path(model_id))
+    # Another process registers 6 images and stores their vectors, then dies before saving the index.
+    photos = tmp_path / "more"
+    write_good_images(photos, 6, seed=50)
+    index_paths(Collection(config), [photos], embed=False)
+    with indexed_collection.session() as s:
+        new_ids = sorted(s.scalars(select(Image.id).order_by(Image.id.desc()).limit(6)))
+    _, vecs = indexed_collection.vectors.read()
+    indexed_collection.vectors.add(model_id, new_ids, vecs[:6])
+
+    opened = Collection(config).index_cache
+    index = opened.get()
+    assert opened.last_replay == {"changes": 6, "added": 6, "removed": 0}  # not the 40 it already had
+    assert index.stamp["build"] == before["build"]  # caught up, not rebuilt
+    assert index.stamp["change"] > before["change"] and len(index) == 46
+    assert set(new_ids) <= set(index.ids().tolist())
+    _, found = index.search(vecs[:1], 2)
+    assert {int(found[0][0]), int(found[0][1])} == {int(indexed_collection.vectors.ids()[0]), new_ids[0]}
+
+
+def test_an_image_gone_or_back_reaches_an_open_index(indexed_collection):
+    cache = indexed_collection.index_cache
+    cache.get()
+    # Marked missing by any code path (here by hand): the catalog's trigger logs it.
+    with indexed_collection.session() as s:
+        victim = s.scalar(select(Image).where(Image.status == "ok").order_by(Image.id))
+        victim.status = "missing"
+    assert victim.id in cache.get().ids().tolist()  # an open index follows at its next refresh
+    cache.catch_up()
+    assert victim.id not in cache.get().ids().tolist()
+    assert cache.last_replay == {"changes": 1, "added": 0, "removed": 1}
+    with indexed_collection.session() as s:
+        s.get(Image, victim.id).status = "ok"
+    cache.catch_up()
+    assert cache.last_replay == {"changes": 1, "added": 1, "removed": 0} and _in_sync(indexed_collection)
+    assert Collection(indexed_collection.config).index_cache.problems() == []
+
+
+def test_files_deleted_from_disk_leave_the_index(empty_config, tmp_path):
+    photos = tmp_path / "photos"
+    paths = write_good_images(photos, 8, seed=3)
+    collection = Collection(empty_config)
+    index_paths(collection, [photos])
+    before = set(collection.index_cache.get().ids().tolist())
+    for p in paths[:2]:
+        p.unlink()
+    report = index_paths(collection, [photos])
+    assert report.missing == 2
+    after = set(Collection(empty_config).index_cache.get().ids().tolist())
+    assert len(after) == 6 and after < before and _in_sync(collection)
+    with collection.session() as s:  # the triggers logged exactly those two images leaving
+        removed = s.scalars(select(IndexChange.image_id).where(IndexChange.op == "remove")).all()
+    assert sorted(removed) == sorted(before - after)
+
+
+def test_ivf_takes_over_above_the_threshold_and_keeps_its_recall(empty_config, world):
+    config = empty_config.with_(batch_size=8, index_ivf_above=16)
+    collection = Collection(config)
+    index_paths(collection, [world])
+    index = collection.index_cache.get()
+    assert index.kind == "ivf" and index.nlist == 16 and 1 <= index.nprobe <= 16 and _in_sync(collection)
+    assert collection.index_cache.recall() >= 0.95
+    overlap = []
+    for text in TEXTS:
+        approx = {h.image_id for h in search(collection, text, k=10)}
+        exact = [h.image_id for h in search(collection, text, k=10, exact=True)]
+        overlap.append(len(approx & set(exact)) / len(exact))
+    assert np.mean(overlap) >= 0.95
+    # Below the threshold the same setting stays exact.
+    small = Collection(empty_config.with_(index_ivf_above=1000))
+    assert small.index_cache.rebuild().kind == "flat"
+
+
+def test_exact_search_is_exact_for_every_index_type(indexed_collection):
+    ids, vecs = indexed_collection.vectors.read()
+    truth = np.argsort(-(vecs[:5] @ vecs.T), axis=1, kind="stable")[:, :10]
+    for spec in ("flat", "IVF16,Flat", "hnsw"):
+        index = indexed_collection.index_cache.rebuild(spec)
+        _, found = index.search(vecs[:5], 10, exact=True)
+        assert [set(row) for row in found.tolist()] == [set(ids[t].tolist()) for t in truth], spec
+
+
+def test_reindex_changes_the_type_on_purpose(indexed_cli, indexed_collection):
+    hnsw = indexed_cli.json("reindex", "--type", "hnsw")
+    assert hnsw["index"]["type"] == "hnsw" and hnsw["index"]["vectors"] == 40 and hnsw["recall"] >= 0.95
+    loaded = FaissIndex.load(indexed_collection.index_cache.path(indexed_collection.models.current_id()))
+    assert isinstance(faiss.downcast_index(loaded._index.index), faiss.IndexHNSWFlat)  # loaded: keeps it alive
+    ivf = indexed_cli.json("reindex", "--type", "IVF8,Flat")
+    assert (ivf["index"]["type"], ivf["index"]["nlist"]) == ("ivf", 8) and ivf["recall"] >= 0.95
+    flat = indexed_cli.json("reindex", "--type", "flat")
+    assert (flat["index"]["type"], flat["recall"]) == ("flat", 1.0)
+    bad = indexed_cli("reindex", "--type", "NoSuchIndex", expect=1)
+    assert "unknown index type 'NoSuchIndex'" in bad.output
+    assert indexed_cli.json("check")["ok"]
+
+
+def test_hnsw_removals_rebuild_instead_of_failing(indexed_collection):
+    cache = indexed_collection.index_cache
+    cache.rebuild("hnsw")
+    with indexed_collection.session() as s:
+        victim = s.scalar(select(Image).order_by(Image.id))
+        victim.status = "missing"
+    cache.catch_up()
+    assert victim.id not in cache.get().ids().tolist() and cache.get().kind == "hnsw"
+
+
+def test_check_prints_the_index_type_and_its_recall(indexed_cli):
+    out = indexed_cli("check").output
+    assert "index: flat (Flat), 40 vectors, recall@10 1.000" in out and out.rstrip().endswith("ok")
+    report = indexed_cli.json("check")
+    assert report["index"]["stamp"]["count"] == 40 and report["recall"] == 1.0
+
+
+def test_search_exact_flag(indexed_cli):
+    exact = indexed_cli.json("search", "a red object", "-k", "5", "--exact")
+    assert exact == indexed_cli.json("search", "a red object", "-k", "5") and len(exact) == 5
+
+
+def test_an_index_file_from_before_stamps_is_adopted_once(indexed_collection):
+    model_id = indexed_collection.models.current_id()
+    path = indexed_collection.index_cache.path(model_id)
+    ids, vecs = indexed_collection.vectors.read()
+    old = faiss.IndexIDMap2(faiss.index_factory(vecs.shape[1], "Flat", faiss.METRIC_INNER_PRODUCT))
+    old.add_with_ids(vecs[:30], ids[:30])  # an older labeler's file, 10 vectors behind
+    faiss.write_index(old, str(path))
+    assert read_stamp(path) is None
+    cache = Collection(indexed_collection.config).index_cache
+    assert sorted(cache.get().ids().tolist()) == ids.tolist()
+    assert read_stamp(path)["count"] == 40 and cache.problems() == []
+
+
+@pytest.mark.parametrize("spec", ["auto", "ivf", "hnsw", "flat", "IVF4,Flat"])
+def test_searches_see_rows_added_by_another_process(indexed_collection, spec, tmp_path):
+    indexed_collection.index_cache.rebuild(spec)
+    server = Collection(indexed_collection.config).index_cache
+    server.get()
+    writer = Collection(indexed_collection.config)
+    photos = tmp_path / "more"
+    write_good_images(photos, 3, seed=90)
+    index_paths(writer, [photos])
+    server._checked_at = 0.0  # as if REFRESH_S had passed
+    assert len(server.get()) == 43 and server.last_replay["added"] == 3
