@@ -13,7 +13,8 @@ throughput). ``label`` runs through the real CLI in a subprocess and is timed by
 once on a fresh catalog and once more with nothing changed; the catalog's growth is the file
 size (database plus WAL) before and after. The baseline is the same on an untouched copy of the
 home, downgraded to the newest migration both checkouts share and run with the other code, which
-upgrades it its own way (``--baseline``, default the main checkout at /work/main when present).
+upgrades it its own way (``--baseline DIR``: a checkout of the older code, e.g. from
+``git worktree add /tmp/old c60ae59``, the commit before this storage).
 
     PYTHONPATH=. .venv/bin/python bench/bench_scale.py HOME --images 100000 [--baseline DIR | --no-baseline] [--json]
 
@@ -190,9 +191,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("home", type=Path)
     parser.add_argument("--images", type=int, default=100_000)
-    parser.add_argument("--baseline", type=Path, default=Path("/work/main") if Path("/work/main/manage.py").exists()
-                        else None, help="a checkout of the old code [default: /work/main when present]")
-    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="a checkout of older labeler code to time in the same run, e.g. "
+                             "`git worktree add /tmp/old c60ae59` [default: none]")
+    parser.add_argument("--no-baseline", action="store_true", help="(the default) time only this code")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     home = args.home.resolve()
