@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import db
-from .catalog import Setting
+from .catalog import Model, Setting
 from .config import Config
 from .errors import CatalogError
 from .index import IVF_TRAIN_PER_LIST, FaissIndex, check_factory, choose_factory, read_stamp
@@ -99,6 +99,13 @@ class IndexCache:
             self._model_id = self.models.require_id()
         return self._model_id
 
+    def _model_row(self) -> str:
+        """Which catalog's model row the index belongs to: its id and creation time. A catalog
+        rebuilt (or restored) reuses ids, so a file stamped for another row is not replayed."""
+        with db.session_scope(self.config) as s:
+            model = s.get(Model, self._model())
+            return f"{model.id}@{model.created_at.isoformat()}"
+
     def path(self, model_id: int) -> Path:
         return self.config.index_dir / f"model-{model_id}.faiss"
 
@@ -143,6 +150,10 @@ class IndexCache:
                     index = None  # unreadable: rebuilt from the stored vectors below
                 if index is not None and index.dim != self.models.dim(model_id):
                     index = None
+            if index is not None and "change" in index.stamp and (
+                    index.stamp.get("model_row") != self._model_row()
+                    or index.stamp["change"] > self.vectors.latest_change()):
+                index = None  # stamped for another catalog: its ids mean other images here
             if index is None:
                 return self.rebuild()
             self._index, self._unsaved = index, 0
@@ -176,9 +187,13 @@ class IndexCache:
             after = index.stamp.get("change", 0)
             if db.get_engine(self.config).dialect.name != "sqlite":
                 after = max(0, after - PG_REREAD)
+            latest = self.vectors.latest_change()  # before the read: a later change is in it
             changes, present_ids = self.vectors.changes_since(after, model_id)
             self.last_replay = {"changes": len(changes), "added": 0, "removed": 0}
             if not changes:
+                # other models' changes (another mode's vectors) need no replay, ever again
+                if latest > index.stamp.get("change", 0):
+                    index.stamp = {**index.stamp, "change": latest}
                 return 0
             touched = np.unique(np.fromiter((c[1] for c in changes), dtype=np.int64, count=len(changes)))
             replaced = np.isin(touched, [c[1] for c in changes if c[2] != "add"])
@@ -192,14 +207,14 @@ class IndexCache:
             except RuntimeError:  # HNSW cannot remove (nor replace): rebuilt from the catalog
                 self.rebuild(index.stamp.get("spec"))
                 return len(changes)
-            index.stamp = {**index.stamp, "change": max(c[0] for c in changes), "count": len(index)}
+            index.stamp = {**index.stamp, "change": max(latest, *(c[0] for c in changes)), "count": len(index)}
             self.last_replay.update(added=len(ids), removed=len(to_remove))
             self._unsaved += len(ids) + len(to_remove)
             return len(changes)
 
     def _vectors_of(self, ids: np.ndarray, known: tuple[np.ndarray, np.ndarray] | None, model_id: int
                     ) -> tuple[np.ndarray, np.ndarray]:
-        if known is None or not len(ids):
+        if known is None or not len(known[0]) or not len(ids):
             return self.vectors.read(ids, model_id=model_id) if len(ids) else (ids, np.zeros((0, 0), np.float32))
         known_ids = np.asarray(known[0], dtype=np.int64)
         order = np.argsort(known_ids)
@@ -309,7 +324,7 @@ class IndexCache:
 
     def _stamp(self, index: FaissIndex, change: int, spec: str, trained_at: int) -> dict:
         return {"change": change, "count": len(index), "generation": self.generation(), "spec": spec,
-                "trained_at": trained_at, "build": uuid.uuid4().hex}
+                "trained_at": trained_at, "build": uuid.uuid4().hex, "model_row": self._model_row()}
 
     # -- checking -----------------------------------------------------------------------------
     def describe(self) -> dict:

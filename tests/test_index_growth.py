@@ -181,3 +181,32 @@ def test_searches_see_rows_added_by_another_process(indexed_collection, spec, tm
     index_paths(writer, [photos])
     server._checked_at = 0.0  # as if REFRESH_S had passed
     assert len(server.get()) == 43 and server.last_replay["added"] == 3
+
+
+def test_an_index_file_of_a_rebuilt_catalog_is_not_replayed(empty_config, tmp_path):
+    """A catalog deleted and rebuilt (or restored from a backup) reuses image ids: an index file
+    stamped for the old one would answer with the old images' vectors."""
+    first = write_good_images(tmp_path / "first", 12, seed=3)
+    index_paths(Collection(empty_config), [first[0].parent])
+    for suffix in ("", "-wal", "-shm"):
+        (empty_config.home / f"catalog.db{suffix}").unlink(missing_ok=True)
+    second = write_good_images(tmp_path / "second", 8, seed=7)
+    collection = Collection(empty_config)
+    index_paths(collection, [second[0].parent])
+    assert _in_sync(collection)
+    ids, vectors = collection.vectors.read()
+    scores, found = Collection(empty_config).index_cache.get().search(vectors[:1], 1)
+    assert found[0][0] == ids[0] and scores[0][0] > 0.999  # its own vector, not the old catalog's
+
+
+def test_the_stamp_moves_past_other_models_changes(indexed_collection, tmp_path):
+    """Another model's (or mode's) vectors need no replay: the stamp moves past their changes,
+    so a refresh does not scan them again and again."""
+    config = indexed_collection.config
+    cache = Collection(config).index_cache
+    cache.get()
+    with indexed_collection.session() as s:  # a change that concerns no vector of this model
+        s.add(IndexChange(image_id=1, model_id=10_000, op="add"))
+        s.commit()
+    assert cache.catch_up() == 0
+    assert cache.get().stamp["change"] == cache.vectors.latest_change()
