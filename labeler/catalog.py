@@ -25,9 +25,6 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
-MAX_ID = 2**63 - 1  # ids are 64-bit integers; a larger number names no row
-
-
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 

@@ -21,7 +21,7 @@ from sqlalchemy import Integer, and_, case, cast, delete, false, func, or_, sele
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from .catalog import Image, ImageFile, Label, ReviewEvent, ReviewSkip, utcnow
+from .catalog import MAX_ID, Image, ImageFile, Label, ReviewEvent, ReviewSkip, utcnow
 from .errors import LabelerError, NotFound
 
 ACTIONS = ("accept", "correct", "reject", "skip", "undo")
@@ -174,8 +174,13 @@ def undo_last(session: Session, user_id: int) -> Label:
     mine = session.scalars(select(ReviewEvent).where(ReviewEvent.user_id == user_id,
                                                      ReviewEvent.action.in_((*DECISIONS, "undo")))
                            .order_by(ReviewEvent.id.desc()).limit(UNDO_REACH)).all()
+    undone: dict[int, int] = {}  # label id → the reviewer's undos on it not yet matched (newest first)
     for event in mine:
         if event.action == "undo":
+            undone[event.label_id] = undone.get(event.label_id, 0) + 1
+            continue
+        if undone.get(event.label_id):
+            undone[event.label_id] -= 1  # the reviewer undid this one already, whoever decided since
             continue
         target = _undo_target(session, event.label_id)
         if target is None or target.id < event.id:
@@ -474,6 +479,8 @@ def parse_key(text: str) -> Key:
             raise ReviewError(f"a page key must be numbers separated by commas, not {text[:40]!r}") from None
         if isinstance(number, float) and not math.isfinite(number):
             raise ReviewError("a page key must hold finite numbers")
+        if abs(number) > MAX_ID:  # no column holds more: a database would refuse to bind it
+            raise ReviewError("a page key's numbers are out of range")
         values.append(number)
     if not 1 <= len(values) <= 12:
         raise ReviewError("a page key has between 1 and 12 numbers")

@@ -168,6 +168,28 @@ def test_undo_last_skips_what_is_already_undone(web_config):
     assert issubclass(StaleLabel, ReviewError)
 
 
+def test_undo_last_passes_a_label_it_undid_that_someone_decided_since(web_config):
+    rita, rob = _user_id(web_config, Users.reviewer), _user_id(web_config, Users.second)
+    with db.session_scope(web_config) as s:
+        first, second = review.list_labels(s, "material", None, "proposed", limit=2)[0]
+        review.decide(s, first.id, "accept", rita, first.version)
+        review.decide(s, second.id, "accept", rita, second.version)
+    with db.session_scope(web_config) as s:
+        assert review.undo_last(s, rita).id == second.id
+    with db.session_scope(web_config) as s:  # rob decides the label rita already took back
+        label = s.get(Label, second.id)
+        review.decide(s, label.id, "reject", rob, label.version)
+    with db.session_scope(web_config) as s:  # rita's next undo reaches her first decision
+        assert review.undo_last(s, rita).id == first.id
+
+
+def test_a_page_key_out_of_any_column_s_range_is_a_400(client):
+    login(client, Users.reviewer)
+    huge = "0,0,0,0.5," + "9" * 30
+    assert client.get(f"/review?group=concept&after={huge}").status_code == 400
+    assert client.get(f"/api/review/queue?group=concept&before={huge}").status_code == 400
+
+
 def test_progress_counts_the_filter_and_the_sessions_pace(client, web_config):
     csrf = login(client, Users.reviewer)
     before = client.get("/api/review/progress?group=concept").get_json()
