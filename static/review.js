@@ -277,6 +277,8 @@
   function showProgress(progress) {
     const line = byTestId("progress");
     if (!line || !progress) return;
+    // an undo reaches back to any group: its counts are not this queue's, so ask for this queue's
+    if (page.group && progress.group && progress.group !== page.group) { loadProgress(); return; }
     byTestId("progress-reviewed", line).textContent = progress.reviewed;
     byTestId("progress-remaining", line).textContent = progress.remaining;
     byTestId("progress-rate", line).textContent = progress.per_minute;
@@ -470,6 +472,7 @@
     else if (testId === "zoom-out") zoom(0.8);
     else if (testId === "zoom-reset") resetZoom();
     else if (button.dataset.action) act(button.dataset.action, currentCard());
+    if (testId && testId.startsWith("zoom-")) focusView.focus();  // the keys keep working after a click
   }
 
   function onWheel(event) {
