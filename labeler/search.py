@@ -136,7 +136,7 @@ _query_cache_lock = threading.Lock()
 
 def text_vector(collection: Collection, text: str, templates: bool = False) -> np.ndarray:
     """A unit query vector ``[D]`` for ``text``; with ``templates``, the mean over the generic templates."""
-    key = (collection.config.db_url, collection.models.spec(), text, templates)
+    key = (collection.config.db_url, collection.models.key(), text, templates)  # int8 apart from fp32
     with _query_cache_lock:
         vector = _query_cache.get(key)
         if vector is not None:
