@@ -177,8 +177,11 @@ class RayRunner(Runner):
         self.device = collection.config.device  # the replicas' device
         self.replicas, self.gpus = embed_replicas(self.device) if embed else (0, 0.0)
         # The driver's own copy of the model, on its CPU, gives the catalog's model row and the
-        # preprocess transform; the driver may run on a node without a GPU.
-        super().__init__(Collection(collection.config.with_(device="cpu")), embed)
+        # preprocess transform; the driver may run on a node without a GPU. The index stays the
+        # caller's: a second cache would hold (and save) a second copy of it.
+        driver = Collection(collection.config.with_(device="cpu"))
+        driver.index_cache = collection.index_cache
+        super().__init__(driver, embed)
 
     def batches(self, items: Sequence[Item]) -> Iterator[list[Loaded]]:
         """The Ray Data pipeline over ``items``; yields the driver's chunks of ``batch_size``."""
