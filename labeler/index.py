@@ -66,10 +66,10 @@ def check_factory(spec: str, dim: int = 8) -> None:
 
 @contextmanager
 def _threads(n: int | None) -> Iterator[None]:
-    """FAISS's OpenMP threads limited to ``n`` meanwhile (None: unchanged).
+    """FAISS's OpenMP threads (per calling thread) limited to ``n`` meanwhile (None: unchanged).
 
-    A writer's batch of 64 is too little work to share: waking the thread team costs more than
-    the add itself (10x on a loaded 2-core machine), so small adds run on the calling thread.
+    For work too small to share: waking the thread team costs more than a writer's add of 64
+    (10x on a loaded 2-core machine) or a lone query.
     """
     if n is None:
         yield
@@ -263,7 +263,10 @@ class FaissIndex:
         if len(self) == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         k = max(1, min(int(k), len(self)))
-        with self._lock.read():
+        # A lone query runs on the calling thread: FAISS splits work across queries, so it gains
+        # nothing from a team, whose idle threads spin on the cores that concurrent searches (the
+        # web server's request threads) need; 8 concurrent searches ran slower than one at a time.
+        with self._lock.read(), _threads(1 if len(queries) == 1 else None):
             if exact and self.kind not in ("flat", "ivf"):
                 return self._scan(queries, k)
             index = self._index

@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-import faiss
 import numpy as np
 from sqlalchemy import bindparam, or_, select
 
@@ -252,22 +251,6 @@ def present_paths(collection: Collection, image_ids: Sequence[int]) -> dict[int,
     return paths
 
 
-def _search_one(index, vector: np.ndarray, k: int, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """``index.search`` of one query ``[D]`` on one OpenMP thread.
-
-    FAISS splits work across queries, so a lone query gains nothing from more threads; yet every
-    calling thread gets its own OpenMP team, whose idle threads spin on the cores that the web
-    server's other request threads need (8 concurrent searches ran slower than one at a time).
-    The thread count is per calling thread, so it is set around the search and restored.
-    """
-    previous = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        return index.search(vector[None, :], k, exact=exact)
-    finally:
-        faiss.omp_set_num_threads(previous)
-
-
 def nearest(collection: Collection, vector: np.ndarray, k: int, allowed: set[int] | None = None,
             exclude: set[int] | None = None, exact: bool = False) -> list[Hit]:
     """The ``k`` best present images for a unit ``vector`` ``[D]``, best first, over-fetching when filtering.
@@ -289,7 +272,7 @@ def nearest(collection: Collection, vector: np.ndarray, k: int, allowed: set[int
         return []
     fetch = min(total, k + len(exclude or ()) if allowed is None else k * 4)
     while True:
-        scores, ids = _search_one(index, vector, fetch, exact)
+        scores, ids = index.search(vector[None, :], fetch, exact=exact)
         candidates = [(int(i), float(sc)) for i, sc in zip(ids[0], scores[0]) if i >= 0
                       and (allowed is None or int(i) in allowed) and int(i) not in (exclude or ())]
         paths = present_paths(collection, [i for i, _ in candidates])
