@@ -6,7 +6,8 @@
 4. write: catalog rows first, then the index catches up from the catalog (:class:`VectorWriter`).
 
 :class:`Runner` joins them for both ``index``/``ingest`` (:func:`index_paths`) and ``embed``
-(:func:`embed_pending`). Only the load stage's thread pool would change for a distributed run.
+(:func:`embed_pending`); ``labeler.distributed.RayRunner`` swaps only its load and embed stages
+for Ray Data's (:func:`make_runner`), keeping the plan and the writers.
 
 Crash safety: vectors are committed to the catalog in small transactions and the catalog is
 the source of truth; the FAISS index is saved atomically now and then, stamped with the last
