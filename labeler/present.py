@@ -157,6 +157,8 @@ def hit_dicts(session: Session, hits: Sequence["Hit"], links: Links = _no_links)
     if ids:
         for row in label_rows(session, ids):
             labels.setdefault(row.image_id, []).append(label_dict(row))
-    names = file_names(session, ids)
+    # a hit carries its image's present path already; only images with none need the catalog's
+    names = {int(h.image_id): PurePath(h.path).name for h in hits if h.path}
+    names.update(file_names(session, [i for i in ids if i not in names]))
     return [{"image_id": int(h.image_id), "score": float(h.score), "labels": labels.get(int(h.image_id), []),
              "name": names.get(int(h.image_id)), **links(int(h.image_id))} for h in hits]
