@@ -5,6 +5,10 @@ a ``url_defaults`` hook, so templates just call ``url_for('static', ...)``). A r
 is the file's hash now is answered with a year's ``immutable`` caching; any other (no ``v``, an
 old one) must revalidate (``no-cache``, with the ETag), so an edited file is never served stale.
 
+JSON answers are encoded by orjson (a search answer of 20 hits carries about 160 labels; the
+standard library's encoder took a fifth of its time), with Flask's own rules for the types orjson
+leaves to it, so the same objects serialise to the same values.
+
 Compression is these few lines rather than flask-compress, which would bring brotli and zstd
 builds into the server's dependencies for what gzip already does well on HTML, CSS, JS and JSON.
 """
@@ -16,7 +20,9 @@ import hashlib
 import os
 from pathlib import Path
 
+import orjson
 from flask import Flask, Response, request
+from flask.json.provider import DefaultJSONProvider
 
 IMMUTABLE_MAX_AGE = 365 * 24 * 3600
 COMPRESSIBLE = {"text/html", "text/css", "text/plain", "text/javascript", "application/javascript",
@@ -86,6 +92,34 @@ def _compress(response: Response) -> Response:
     return response
 
 
+class JSONProvider(DefaultJSONProvider):
+    """Flask's JSON provider with orjson doing the encoding.
+
+    Dates go through Flask's default (HTTP dates) as before; keys keep their insertion order
+    (``id`` first) instead of being sorted; calls with options (``indent``, say) take the
+    standard library's path unchanged.
+    """
+
+    _options = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+    def _encode(self, obj) -> bytes:
+        try:
+            return orjson.dumps(obj, default=self.default, option=self._options)
+        except orjson.JSONEncodeError:  # what orjson refuses (an int beyond 64 bits, say): as before
+            return super().dumps(obj).encode()
+
+    def dumps(self, obj, **kwargs) -> str:
+        if kwargs:
+            return super().dumps(obj, **kwargs)
+        return self._encode(obj).decode()
+
+    def response(self, *args, **kwargs) -> Response:
+        obj = self._prepare_response_obj(args, kwargs)
+        if self._app.debug:  # indented, as Flask's debug answers are
+            return super().response(obj)
+        return self._app.response_class(self._encode(obj) + b"\n", mimetype=self.mimetype)
+
+
 def init_app(app: Flask) -> None:
     """Register before every other ``after_request`` hook: Flask runs them in reverse, so the
     compression sees the final headers and body."""
@@ -96,6 +130,8 @@ def init_app(app: Flask) -> None:
             digest = static_digest(app.static_folder, values["filename"])
             if digest:
                 values["v"] = digest
+
+    app.json = JSONProvider(app)
 
     @app.after_request
     def _deliver(response: Response) -> Response:
