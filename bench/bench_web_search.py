@@ -2,17 +2,18 @@
 """Bench web search under concurrency, and the CLI's start-up for a cached query text.
 
 Builds a 2,000-image collection (a generated world, indexed with labeler-tiny and labeled with the
-workshop prompt set; ``--home`` keeps it for the next run), starts ``manage.py serve`` (waitress)
-on a free port, logs in through the login form, warms one query text (the first search encodes
+workshop prompt set; ``--home`` keeps it for the next run), starts ``manage.py serve --processes N`` (waitress)
+on a free port for each N of ``--processes`` (default 1, then 2), logs in through the login form, warms one query text (the first search encodes
 and caches it) and then drives ``/api/search`` with that cached text from 1 client and from
-``--clients`` clients at once. Every client is its own process with one keep-alive connection, so
+``--clients`` clients at once; every figure is also printed as a ratio to one client of the
+first server (one process, serve's default), measured in the same run. Every client is its own process with one keep-alive connection, so
 the client side never shares a GIL with itself; each reports its CPU time per request, which
 the bench prints as the client's own overhead.
 
 Then the CLI: ``manage.py search TEXT`` (cached text) wall time against ``python -c pass`` and
 against importing ``labeler.cli`` alone, each the median of ``--cli-runs`` runs.
 
-    .venv/bin/python bench/bench_web_search.py [--clients 8] [--seconds 10] [--images 2000] [--home DIR] [--json]
+    .venv/bin/python bench/bench_web_search.py [--clients 8] [--seconds 10] [--processes 1,2] [--images 2000] [--home DIR] [--json]
 """
 
 from __future__ import annotations
@@ -142,9 +143,10 @@ def cli_start(home: Path, model: str, runs: int) -> dict:
             "search_cached_s": median_wall(search, runs, env)}
 
 
-def run(home: Path, model: str, clients: int, seconds: float, threads: int | None, cli_runs: int) -> dict:
+def load(home: Path, model: str, clients: int, seconds: float, threads: int | None, processes: int) -> dict:
+    """One ``serve --processes N``: 1 client, then ``clients`` clients, on a warmed server."""
     path = "/api/search?" + urllib.parse.urlencode({"q": QUERY, "k": K})
-    extra = ["--threads", threads] if threads else []
+    extra = (["--threads", threads] if threads else []) + ["--processes", processes]
     env = {**os.environ, "LABELER_SECRET_KEY": "bench-web-search"}
     with serving(manage_argv("--home", home, "--model", model, "serve", *extra),
                  env=env) as server:
@@ -152,12 +154,20 @@ def run(home: Path, model: str, clients: int, seconds: float, threads: int | Non
         status, body = server.get(path, {"Cookie": cookie})  # encodes the text once and caches it
         if status != 200 or len(json.loads(body)["hits"]) != K:
             raise SystemExit(f"warm-up search failed: {status} {body[:300]!r}")
-        drive(server.port, cookie, path, 1, 1.0)  # warms the server's pools and caches
+        drive(server.port, cookie, path, clients, 1.0)  # warms every process's pools and caches
         one = drive(server.port, cookie, path, 1, seconds)
         many = drive(server.port, cookie, path, clients, seconds)
-    result = {"one": one, "many": many,
-              "ratio": round(many["requests_per_second"] / one["requests_per_second"], 2),
-              "cli": cli_start(home, model, cli_runs)}
+    return {"processes": processes, "one": one, "many": many,
+            "ratio": round(many["requests_per_second"] / one["requests_per_second"], 2)}
+
+
+def run(home: Path, model: str, clients: int, seconds: float, threads: int | None, processes: list[int],
+        cli_runs: int) -> dict:
+    servers = [load(home, model, clients, seconds, threads, n) for n in processes]
+    base = servers[0]["one"]["requests_per_second"]
+    for row in servers:  # against one client of the first server (serve's default, one process)
+        row["many_over_baseline"] = round(row["many"]["requests_per_second"] / base, 2)
+    result = {"servers": servers, "cli": cli_start(home, model, cli_runs)}
     result["cli"]["search_over_python"] = round(result["cli"]["search_cached_s"] / result["cli"]["python_pass_s"], 1)
     return result
 
@@ -168,6 +178,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="how long each load runs")
     parser.add_argument("--images", type=int, default=2000, help="images in the generated collection")
     parser.add_argument("--threads", type=int, default=None, help="waitress threads [serve's default]")
+    parser.add_argument("--processes", default="1,2",
+                        help="serve --processes values to load in turn; the first is the baseline [1,2]")
     parser.add_argument("--cli-runs", type=int, default=5)
     parser.add_argument("--model", default=TINY_NAME)
     parser.add_argument("--home", type=Path, default=None,
@@ -180,17 +192,21 @@ def main() -> None:
         if not (home / db.CATALOG_FILE).exists():
             build(home, args.images, args.model)
         build_seconds = round(time.perf_counter() - started, 1)
-        result = run(home, args.model, args.clients, args.seconds, args.threads, args.cli_runs)
+        processes = [int(n) for n in args.processes.split(",")]
+        result = run(home, args.model, args.clients, args.seconds, args.threads, processes, args.cli_runs)
     result["build_seconds"] = build_seconds
     if args.json:
         print(json.dumps(result, indent=2))
         return
     print(f"/api/search, cached text, k={K}, {args.images:,} images (built in {build_seconds} s)")
-    for row in (result["one"], result["many"]):
-        print(f"  {row['clients']} client(s): {row['requests_per_second']:>7} requests/s  p50 {row['p50_ms']} ms  "
-              f"p99 {row['p99_ms']} ms  ({row['requests']:,} requests, {row['bad_answers']} bad; "
-              f"client CPU {row['client_cpu_ms_per_request']} ms/request)")
-    print(f"  {args.clients} clients / 1 client: {result['ratio']}x")
+    for server in result["servers"]:
+        print(f"serve --processes {server['processes']}:")
+        for row in (server["one"], server["many"]):
+            print(f"  {row['clients']} client(s): {row['requests_per_second']:>7} requests/s  p50 {row['p50_ms']} ms  "
+                  f"p99 {row['p99_ms']} ms  ({row['requests']:,} requests, {row['bad_answers']} bad; "
+                  f"client CPU {row['client_cpu_ms_per_request']} ms/request)")
+        print(f"  {args.clients} clients / 1 client: {server['ratio']}x; "
+              f"/ 1 client of --processes {processes[0]}: {server['many_over_baseline']}x")
     cli = result["cli"]
     print(f"CLI (median of {args.cli_runs}): python -c pass {cli['python_pass_s']} s, import labeler.cli "
           f"{cli['import_cli_s']} s, --help {cli['help_s']} s, search (cached text) {cli['search_cached_s']} s "

@@ -27,3 +27,58 @@ def test_serve_runs_waitress_on_localhost(web_config):
         assert server.get("/static/style.css")[0] == 200
         stderr = server.stop()
     assert "serving" in stderr
+
+
+def _children(pid: int) -> set[int]:
+    """The live child processes of ``pid``, from /proc."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.add(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_serve_processes_share_the_port_and_stop_together(web_config):
+    with db.session_scope(web_config) as s:
+        token = users.issue_token(s, Users.reviewer)
+    env = {**os.environ, "LABELER_SECRET_KEY": "serve-test"}
+    argv = manage_argv("--home", web_config.home, "--model", web_config.model, "serve", "--processes", "2")
+    with serving(argv, env=env) as server:
+        workers = _children(server.process.pid)
+        assert len(workers) == 2
+        bearer = {"Authorization": f"Bearer {token}"}
+        for _ in range(20):  # new connections each time: the kernel spreads them over both workers
+            status, body = server.get("/api/search?q=hammer&k=5", bearer)
+            assert status == 200 and body.count(b'"image_id"') >= 5
+        assert server.get("/api/stats", bearer)[0] == 200
+        server.stop()
+        assert server.process.returncode == 0
+    assert not any(_alive(pid) for pid in workers)
+
+
+@pytest.mark.slow
+def test_a_serve_process_that_dies_stops_the_others_with_one_line(web_config):
+    env = {**os.environ, "LABELER_SECRET_KEY": "serve-test"}
+    argv = manage_argv("--home", web_config.home, "--model", web_config.model, "serve", "--processes", "2")
+    with serving(argv, env=env) as server:
+        first, second = sorted(_children(server.process.pid))
+        os.kill(first, 9)
+        assert server.process.wait(timeout=30) == 1
+        assert not _alive(second)
+        lines = server.stderr.strip().splitlines()
+    assert lines[-1] == "error: a serve worker stopped (signal 9); the others were stopped too"
