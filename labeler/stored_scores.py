@@ -21,8 +21,6 @@ if TYPE_CHECKING:
 
 _TOP = 65535
 DIGITS = 5  # decoded scores are rounded to this many digits, below the quantisation step's noise
-_SCALE = 10.0 ** DIGITS
-_COS_STEP = 2.0 / _TOP
 
 
 def encode(cosines: np.ndarray, confidence: np.ndarray) -> list[bytes]:
@@ -41,18 +39,25 @@ def decode_array(blob: bytes) -> np.ndarray:
     return np.stack([packed[:, 0] * (2.0 / _TOP) - 1.0, packed[:, 1] / _TOP], axis=1)
 
 
+@lru_cache(maxsize=1)
+def _values() -> tuple[list[float], list[float]]:
+    """Every uint16's decoded cosine and confidence, rounded as :func:`decode_array`'s readers round."""
+    steps = np.arange(_TOP + 1, dtype=np.float64)
+    return (np.round(steps * (2.0 / _TOP) - 1.0, DIGITS).tolist(), np.round(steps / _TOP, DIGITS).tolist())
+
+
 def decode(blob: bytes | None, names: list[str] | None) -> dict[str, dict[str, float]]:
     """``{option: {"cosine", "confidence"}}`` in option order; empty when either part is missing
     or they disagree (a blob that is not this group's).
 
-    Plain Python, not numpy: a search answer decodes a few hundred blobs of about ten options,
-    where numpy's per-call overhead cost more than the arithmetic. The rounding is numpy's
-    (scale, round half to even, unscale), so every reader gets the same digits.
+    Two table lookups per option, not numpy: a search answer decodes a few hundred blobs of
+    about ten options, where numpy's per-call overhead cost more than the arithmetic.
     """
     if not blob or not names or len(blob) != 4 * len(names):
         return {}
+    cosine, confidence = _values()
     packed = struct.unpack(f"<{2 * len(names)}H", blob)
-    return {name: {"cosine": round((c * _COS_STEP - 1.0) * _SCALE) / _SCALE, "confidence": round(p / _TOP * _SCALE) / _SCALE}
+    return {name: {"cosine": cosine[c], "confidence": confidence[p]}
             for name, c, p in zip(names, packed[0::2], packed[1::2])}
 
 
