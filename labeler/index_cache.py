@@ -161,6 +161,10 @@ class IndexCache:
                 self._adopt_unstamped(index)  # written before stamps: compared id by id, once
             else:
                 self.catch_up()
+            if self._unsaved and self._rebuild_due(index):
+                # grown past the IVF threshold (or the retrain growth) by writes this process
+                # replays rather than made (a bulk import, say): the type its size calls for, once
+                return self.rebuild(index.stamp.get("spec"))
             if self._unsaved and self._unsaved >= self._save_after():
                 self.save()
             return index

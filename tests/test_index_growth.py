@@ -59,6 +59,27 @@ def test_open_replays_only_the_changes_after_its_stamp(indexed_collection, tmp_p
     assert {int(found[0][0]), int(found[0][1])} == {int(indexed_collection.vectors.ids()[0]), new_ids[0]}
 
 
+def test_an_index_opened_past_the_ivf_threshold_becomes_ivf(indexed_collection, tmp_path):
+    """Vectors written by a process that never checkpointed (a bulk import) still get the index
+    type the collection's size calls for, the first time a reader replays them."""
+    config = indexed_collection.config.with_(index_ivf_above=16)
+    model_id = indexed_collection.models.current_id()
+    assert indexed_collection.index_cache.get().kind == "flat"
+    photos = tmp_path / "more"
+    write_good_images(photos, 6, seed=51)
+    index_paths(Collection(config), [photos], embed=False)
+    with indexed_collection.session() as s:
+        new_ids = sorted(s.scalars(select(Image.id).order_by(Image.id.desc()).limit(6)))
+    _, vecs = indexed_collection.vectors.read()
+    indexed_collection.vectors.add(model_id, new_ids, vecs[:6])
+
+    opened = Collection(config)
+    index = opened.index_cache.get()
+    assert index.kind == "ivf" and len(index) == 46 and _in_sync(opened)
+    assert read_stamp(opened.index_cache.path(model_id))["count"] == 46  # saved as IVF, not replayed again
+    assert Collection(config).index_cache.get().kind == "ivf"
+
+
 def test_an_image_gone_or_back_reaches_an_open_index(indexed_collection):
     cache = indexed_collection.index_cache
     cache.get()
