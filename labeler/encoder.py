@@ -197,6 +197,9 @@ class Encoder:
     def preprocess_info(self) -> dict:
         return {"image_size": self.image_size, "transform": repr(self.transform)}
 
+    def prepare_images(self) -> None:
+        """Nothing to start: the torch model is loaded whole (the ONNX encoder loads its image tower here)."""
+
     def encode_images(self, batch) -> np.ndarray:
         """``batch``: a ``[N, 3, H, W]`` tensor or array, or a list of ``[3, H, W]`` tensors or
         float32 arrays → ``[N, D]``."""

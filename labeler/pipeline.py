@@ -169,6 +169,8 @@ class Runner:
         self.workers = config.workers or max(1, os.cpu_count() or 1)
         self.model_id: int | None = collection.models.adopt() if embed else None
         self.encoder: Encoder | None = collection.models.encoder() if embed else None
+        if self.encoder is not None:
+            self.encoder.prepare_images()  # loads while the first files are walked and decoded
         self.writer = VectorWriter(collection, self.model_id) if embed else None
         self._draft = max(config.thumbnail_size, self.encoder.image_size if self.encoder else 0)
         # The model input made in the decode threads, from the draft image the thumbnail comes from.

@@ -2,14 +2,17 @@
 
 Made by :func:`labeler.encoder.load_encoder` for the ``fp32`` and ``int8`` modes. It has the
 torch encoder's interface (``dim``, ``logit_scale``, ``image_size``, ``preprocess``,
-``encode_images``, ``encode_texts``); the text tower is loaded on the first text, so indexing
-never holds it in memory.
+``encode_images``, ``encode_texts``). Each tower is loaded when first needed, so indexing never
+holds the text tower and a text search never loads the image tower; ``prepare_images`` starts
+the image tower's load (most of a second for ViT-B-32) in the background, so an ``index`` run
+walks, reads and decodes its first files meanwhile.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -17,6 +20,21 @@ import numpy as np
 
 from .preprocessing import numpy_preprocess
 from .scoring import unit
+
+
+def _in_background(load: Callable, *args) -> Future:
+    """``load(*args)`` in a daemon thread (ONNX Runtime builds a session without holding the GIL);
+    the future re-raises its error where the result is needed."""
+    future: Future = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(load(*args))
+        except BaseException as exc:  # noqa: BLE001  (handed to whoever waits for the session)
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="labeler-onnx-load", daemon=True).start()
+    return future
 
 
 def _session(path: Path):
@@ -45,7 +63,9 @@ class OnnxEncoder:
         self.image_size = int(meta["image_size"])
         self.preprocess: Callable = numpy_preprocess(meta["preprocess_cfg"], self.image_size)
         self._suffix = ".int8.onnx" if mode == "int8" else ".onnx"
-        self._image = _session(folder / f"image{self._suffix}")
+        self._image_path = folder / f"image{self._suffix}"
+        self._image: Future | None = None
+        self._image_lock = threading.Lock()
         self._text = None
         self._tokenizer = None
         self._text_lock = threading.Lock()
@@ -54,12 +74,20 @@ class OnnxEncoder:
     def preprocess_info(self) -> dict:
         return {"image_size": self.image_size, "transform": self.meta["preprocess_repr"]}
 
+    def prepare_images(self) -> None:
+        """Start loading the image tower, if nothing has yet; :meth:`encode_images` waits for it."""
+        with self._image_lock:
+            if self._image is None:
+                self._image = _in_background(_session, self._image_path)
+
     def encode_images(self, batch) -> np.ndarray:
         """``batch``: ``[N, 3, H, W]`` (numpy or torch) or a list of ``[3, H, W]`` → ``[N, D]``."""
+        self.prepare_images()
+        session = self._image.result()
         if isinstance(batch, (list, tuple)):
             batch = np.stack([np.asarray(b, dtype=np.float32) for b in batch])
         pixels = np.ascontiguousarray(np.asarray(batch, dtype=np.float32))
-        return unit(self._image.run(None, {"pixels": pixels})[0].astype(np.float32))
+        return unit(session.run(None, {"pixels": pixels})[0].astype(np.float32))
 
     def tokenize(self, texts: Sequence[str]) -> np.ndarray:
         """Texts → int64 token ids ``[N, context_length]``; torch only for tokenizers CLIP's BPE is not."""

@@ -58,13 +58,15 @@ def test_text_vectors_match_torch(onnx_cache, mode, floor):
 
 
 def test_new_query_text_imports_no_torch(onnx_cache):
-    """Once exported, a process that encodes a new text never imports torch or open_clip."""
+    """Once exported, a process that encodes a new text never imports torch or open_clip, nor
+    loads the image tower."""
     code = (
         "import sys, json; from pathlib import Path; from labeler.encoder import load_encoder\n"
         f"e = load_encoder('labeler-tiny', None, 'fp32', Path({str(onnx_cache)!r}))\n"
         "v = e.encode_texts(['a hammer nobody asked for before'])\n"
         "print(json.dumps({'shape': list(v.shape), 'torch': 'torch' in sys.modules,"
-        " 'open_clip': 'open_clip' in sys.modules}))\n")
+        " 'open_clip': 'open_clip' in sys.modules, 'image_tower': e._image is not None}))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           cwd=str(TINY_DIR.parents[2]))
-    assert json.loads(done.stdout) == {"shape": [1, 128], "torch": False, "open_clip": False}
+    # ... nor loads the image tower (most of a second for ViT-B-32)
+    assert json.loads(done.stdout) == {"shape": [1, 128], "torch": False, "open_clip": False, "image_tower": False}
