@@ -134,20 +134,31 @@ LABEL_COLUMNS = (Label.id, Label.image_id, Label.group, Label.value, Label.predi
                  Label.reviewed_at, Label.option_scores, Label.prompt_set_id)
 # ... plus the label's prompt set, which names the options its scores are stored in order of
 _LabelRow = namedtuple("_LabelRow", [column.key for column in LABEL_COLUMNS] + ["prompt_set"])
-_LABEL_ROWS = (select(*LABEL_COLUMNS)
+_LABEL_ROWS = (select(*LABEL_COLUMNS, PromptSetRecord.content_hash)
+               .outerjoin(PromptSetRecord, PromptSetRecord.id == Label.prompt_set_id)
                .where(Label.image_id.in_(bindparam("ids", expanding=True))).order_by(Label.image_id, Label.group))
+# A stored prompt set is its content: its hash names one source forever, so a source read once
+# serves every later request (the few versions a catalog holds; cleared if it ever grows past this).
+_PromptSetSource = namedtuple("_PromptSetSource", "content_hash source")
+_SOURCES: dict[str, _PromptSetSource] = {}
+_SOURCES_KEPT = 256
 
 
 def label_rows(session: Session, image_ids: Sequence[int]) -> list[tuple]:
     """The labels of ``image_ids`` as rows of :data:`LABEL_COLUMNS` (by image, then group), for label_dict.
 
-    Two queries whatever the number of labels: the rows, then the few prompt sets they name.
+    One query whatever the number of labels, plus one for the source of a prompt-set version
+    this process has not read before.
     """
     rows = session.execute(_LABEL_ROWS, {"ids": [int(i) for i in image_ids]}).all()
-    set_ids = {row.prompt_set_id for row in rows if row.prompt_set_id is not None}
-    sets = {record.id: record for record in session.scalars(
-        select(PromptSetRecord).where(PromptSetRecord.id.in_(set_ids)))} if set_ids else {}
-    return [_LabelRow(*row, sets.get(row.prompt_set_id)) for row in rows]
+    missing = {row.content_hash for row in rows if row.content_hash is not None} - _SOURCES.keys()
+    if missing:
+        if len(_SOURCES) + len(missing) > _SOURCES_KEPT:
+            _SOURCES.clear()
+        for content_hash, source in session.execute(select(PromptSetRecord.content_hash, PromptSetRecord.source)
+                                                    .where(PromptSetRecord.content_hash.in_(missing))):
+            _SOURCES[content_hash] = _PromptSetSource(content_hash, source)
+    return [_LabelRow(*row[:-1], _SOURCES.get(row[-1]) if row[-1] is not None else None) for row in rows]
 
 
 def hit_dicts(session: Session, hits: Sequence["Hit"], links: Links = _no_links) -> list[dict]:
