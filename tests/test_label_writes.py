@@ -229,3 +229,13 @@ def test_queries_for_reviewed_labels_seek_the_index_that_holds_only_them(indexed
         kept = raw.execute("SELECT count(*) FROM labels INDEXED BY ix_labels_group_reviewed "
                            "WHERE status <> 'proposed'").fetchone()[0]
     assert kept == 2
+
+
+def test_a_chunks_stamp_is_stored_to_the_second_and_reads_back_as_a_datetime(indexed_collection):
+    label_collection(indexed_collection, load_prompt_set("workshop"))
+    with indexed_collection.session() as s:
+        stored = set(s.execute(sa.text("SELECT updated_at, length(updated_at) FROM labels")).all())
+        read = set(s.scalars(select(Label.updated_at)))
+    assert {n for _, n in stored} == {19}  # 'YYYY-MM-DD HH:MM:SS'
+    assert {d.isoformat(sep=" ") for d in read} == {t for t, _ in stored}
+    assert all(d.microsecond == 0 for d in read)
