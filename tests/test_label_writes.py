@@ -239,3 +239,19 @@ def test_a_chunks_stamp_is_stored_to_the_second_and_reads_back_as_a_datetime(ind
     assert {n for _, n in stored} == {19}  # 'YYYY-MM-DD HH:MM:SS'
     assert {d.isoformat(sep=" ") for d in read} == {t for t, _ in stored}
     assert all(d.microsecond == 0 for d in read)
+
+
+def test_labeling_gives_back_the_cycle_collector_even_when_it_fails(indexed_collection):
+    import gc
+
+    assert gc.isenabled()
+
+    def stop(_done: int) -> None:
+        assert not gc.isenabled()  # off while chunks are scored and written
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        label_collection(indexed_collection, load_prompt_set("workshop"), progress=stop)
+    assert gc.isenabled()
+    label_collection(indexed_collection, load_prompt_set("workshop"))
+    assert gc.isenabled()
