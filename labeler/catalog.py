@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -181,7 +182,9 @@ class Label(Base):
     __table_args__ = (
         UniqueConstraint("image_id", "group"),
         Index("ix_labels_group_value", "group", "value"),
-        Index("ix_labels_group_status", "group", "status"),
+        # reviewed labels only (migration 0007): a query seeking by status says status <> 'proposed'
+        Index("ix_labels_group_reviewed", "group", "status", sqlite_where=text("status <> 'proposed'"),
+              postgresql_where=text("status <> 'proposed'")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

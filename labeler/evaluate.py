@@ -53,7 +53,8 @@ def truth_from_reviews(collection: Collection, groups: Sequence[str]) -> Truth:
     values: dict[str, dict[int, str]] = {g: {} for g in groups}
     with collection.session() as s:
         rows = s.execute(select(Label.image_id, Label.group, Label.value).where(
-            Label.group.in_(list(groups)), Label.status.in_(("accepted", "corrected")), Label.value.is_not(None)))
+            Label.group.in_(list(groups)), Label.status.in_(("accepted", "corrected")), Label.value.is_not(None),
+            Label.status != "proposed"))  # in these words: the reviewed-labels index serves it
         for image_id, group, value in rows:
             values[group][image_id] = value
     return Truth({g: v for g, v in values.items() if v}, [])

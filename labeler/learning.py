@@ -53,7 +53,8 @@ def reviews(session: Session, group: str, option_names: Sequence[str]) -> Review
     """
     index = {name: i for i, name in enumerate(option_names)}
     rows = session.execute(select(Label.image_id, Label.value)
-                           .where(Label.group == group, Label.status.in_(REVIEWED))
+                           .where(Label.group == group, Label.status.in_(REVIEWED),
+                                  Label.status != "proposed")  # in these words: the reviewed-labels index
                            .order_by(Label.image_id)).all()
     ids, labels, skipped = [], [], {}
     for image_id, value in rows:
@@ -94,7 +95,8 @@ def learn(collection: Collection, groups: Sequence[str] | None = None, prompt_se
     model_id = collection.models.require_id()
     with collection.session() as s:
         known = list(s.scalars(select(Label.group).distinct().order_by(Label.group)))
-        reviewed_groups = set(s.scalars(select(Label.group).where(Label.status.in_(REVIEWED)).distinct()))
+        reviewed_groups = set(s.scalars(select(Label.group).where(Label.status.in_(REVIEWED), Label.status != "proposed")
+                                   .distinct()))
     names = list(groups) if groups else known
     if not known:
         raise LearnError("no labels yet: run `manage.py label --prompt-set FILE` first, then review some")

@@ -339,6 +339,8 @@ def _ordered(group: str | None, value: str | None, status: str | None, sort: str
         query = query.where(Label.value == value)
     if status:
         query = query.where(Label.status == status)
+        if status != "proposed":  # in these words, so the reviewed-labels index can serve it
+            query = query.where(Label.status != "proposed")
 
     def last_if_null(column):
         return [case((column.is_(None), 1), else_=0), func.coalesce(column, 0)]

@@ -188,3 +188,70 @@ def test_labels_deleted_behind_labelings_back_are_proposed_again(indexed_collect
     assert (report.inserted, report.updated) == (3, 0)
     after = {r[1:3]: r[3:11] for r in rows(indexed_collection).values()}
     assert after == {r[1:3]: r[3:11] for r in before.values()}
+
+
+def test_queries_for_reviewed_labels_seek_the_index_that_holds_only_them(indexed_collection):
+    """Migration 0007 keeps only reviewed labels in the (group, status) index; SQLite uses a partial
+    index only when the query repeats its condition, so each reader of reviewed labels must."""
+    from labeler import evaluate, learning
+    from labeler.labeling import embedded_images, proposers, record_prompt_set, run_stamp
+
+    prompt_set = load_prompt_set("workshop")
+    label_collection(indexed_collection, prompt_set)
+    with indexed_collection.session() as s:
+        labels = list(s.scalars(select(Label).where(Label.group == "concept").order_by(Label.id).limit(2)))
+        review.decide(s, labels[0].id, "accept", None, labels[0].version)
+        review.decide(s, labels[1].id, "reject", None, labels[1].version)
+    engine = db.get_engine(indexed_collection.config)
+    seen: list[tuple[str, tuple]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if "FROM labels" in statement and "status" in statement:
+            seen.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", capture)
+    try:
+        with indexed_collection.session() as s:
+            learning.reviews(s, "concept", prompt_set.groups["concept"].option_names)
+            model_id = indexed_collection.models.require_id()
+            prompt_set_id = record_prompt_set(s, prompt_set)
+            how = proposers(s, model_id, prompt_set_id, ["concept"], None)
+            run_stamp(s, model_id, 100.0, prompt_set_id, how["concept"], "concept", embedded_images(s, model_id))
+        evaluate.truth_from_reviews(indexed_collection, ["concept"])
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", capture)
+    assert len(seen) == 3
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        for statement, parameters in seen:
+            plan = " ".join(row[3] for row in raw.execute("EXPLAIN QUERY PLAN " + statement, parameters))
+            assert "ix_labels_group_reviewed" in plan, (statement, plan)
+        kept = raw.execute("SELECT count(*) FROM labels INDEXED BY ix_labels_group_reviewed "
+                           "WHERE status <> 'proposed'").fetchone()[0]
+    assert kept == 2
+
+
+def test_a_chunks_stamp_is_stored_to_the_second_and_reads_back_as_a_datetime(indexed_collection):
+    label_collection(indexed_collection, load_prompt_set("workshop"))
+    with indexed_collection.session() as s:
+        stored = set(s.execute(sa.text("SELECT updated_at, length(updated_at) FROM labels")).all())
+        read = set(s.scalars(select(Label.updated_at)))
+    assert {n for _, n in stored} == {19}  # 'YYYY-MM-DD HH:MM:SS'
+    assert {d.isoformat(sep=" ") for d in read} == {t for t, _ in stored}
+    assert all(d.microsecond == 0 for d in read)
+
+
+def test_labeling_gives_back_the_cycle_collector_even_when_it_fails(indexed_collection):
+    import gc
+
+    assert gc.isenabled()
+
+    def stop(_done: int) -> None:
+        assert not gc.isenabled()  # off while chunks are scored and written
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        label_collection(indexed_collection, load_prompt_set("workshop"), progress=stop)
+    assert gc.isenabled()
+    label_collection(indexed_collection, load_prompt_set("workshop"))
+    assert gc.isenabled()
