@@ -8,6 +8,7 @@ library knows no routes.
 from __future__ import annotations
 
 from collections import namedtuple
+from functools import lru_cache
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
@@ -142,6 +143,7 @@ _LABEL_ROWS = (select(*LABEL_COLUMNS, PromptSetRecord.content_hash)
 _PromptSetSource = namedtuple("_PromptSetSource", "content_hash source")
 _SOURCES: dict[str, _PromptSetSource] = {}
 _SOURCES_KEPT = 256
+HIT_LABELS_KEPT = 4096  # label dicts of search hits kept per process (a few KB each)
 
 
 def label_rows(session: Session, image_ids: Sequence[int]) -> list[tuple]:
@@ -161,13 +163,29 @@ def label_rows(session: Session, image_ids: Sequence[int]) -> list[tuple]:
     return [_LabelRow(*row[:-1], _SOURCES.get(row[-1]) if row[-1] is not None else None) for row in rows]
 
 
+@lru_cache(maxsize=HIT_LABELS_KEPT)
+def _hit_label(row: tuple) -> dict:
+    """``label_dict`` of a row of :func:`label_rows`, kept while the row is unchanged.
+
+    The row is every input of the dict (a review or a relabel changes its version, value or
+    scores, so a changed label is a new key), and a search answer of 20 hits builds about 160
+    of them, most of its time; images that come up again (the next page, another reviewer's same
+    query) reuse theirs. Callers never change the dicts they get.
+    """
+    return label_dict(row)
+
+
 def hit_dicts(session: Session, hits: Sequence["Hit"], links: Links = _no_links) -> list[dict]:
     """Search hits, best first, each with its image's labels (by group) and file name; one query for all the labels."""
     ids = [int(h.image_id) for h in hits]
     labels: dict[int, list[dict]] = {}
     if ids:
         for row in label_rows(session, ids):
-            labels.setdefault(row.image_id, []).append(label_dict(row))
+            try:
+                shown = _hit_label(row)
+            except TypeError:  # a driver's unhashable value (a memoryview for bytes, say): built afresh
+                shown = label_dict(row)
+            labels.setdefault(row.image_id, []).append(shown)
     # a hit carries its image's present path already; only images with none need the catalog's
     names = {int(h.image_id): PurePath(h.path).name for h in hits if h.path}
     names.update(file_names(session, [i for i in ids if i not in names]))

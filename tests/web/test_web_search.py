@@ -98,3 +98,21 @@ def test_a_repeated_query_text_gives_the_same_hits(client, app):
 
     assert any(key[2] == "a red screwdriver" for key in search._query_cache)
     assert client.get(url).get_json()["hits"] == first
+
+
+def test_a_search_after_a_review_shows_the_reviewed_label(client):
+    """Hits' label dicts are kept per process while their row is unchanged: a review changes it."""
+    csrf = login(client, Users.reviewer)
+    path = "/api/search?q=a+red+hammer&k=5"
+    before = client.get(path).get_json()["hits"][0]
+    label = next(lab for lab in before["labels"] if lab["group"] == "material")
+    other = next(o for o in label["options"] if o != label["value"])
+    answer = post_json(client, f"/api/labels/{label['id']}/review",
+                       {"action": "correct", "value": other, "version": label["version"]}, csrf)
+    assert answer.status_code == 200
+    after = client.get(path).get_json()["hits"][0]
+    assert after["image_id"] == before["image_id"]
+    now = next(lab for lab in after["labels"] if lab["id"] == label["id"])
+    assert (now["value"], now["status"], now["version"]) == (other, "corrected", label["version"] + 1)
+    assert now["predicted"] == label["predicted"] and now["scores"] == label["scores"]
+    assert now["value_confidence"] == label["scores"][other]["confidence"]
