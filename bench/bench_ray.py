@@ -7,7 +7,9 @@ Ray cluster started beforehand (as on a real cluster, whose start-up is not the 
 times ``--engine ray`` starting its own cluster (cold). The local and Ray runs alternate over
 ``--rounds`` (which goes first swaps each round), so a neighbour's load falls on both alike.
 Prints the median img/s from each report's ``seconds`` (walk to last write, model load and Ray's
-start-up included), the ratio to the local runner, and the ratio of each round's pair.
+start-up included), the ratio to the local runner, and the ratio of each round's pair. Each round
+also indexes the first ``--small`` photos; the difference between the two runs gives the steady
+(marginal) img/s, without the fixed start-up, which is printed apart.
 
 The default model is ViT-B-32 with random weights (same speed as trained ones, nothing to
 download); ``--model labeler-tiny`` makes loading, not the model, the bound.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -68,22 +71,29 @@ def main() -> None:
     parser.add_argument("--size", default="1024x768")
     parser.add_argument("--model", default="vit-b-32-random", help="a model spec, or vit-b-32-random")
     parser.add_argument("--rounds", type=int, default=3, help="local and ray runs, alternating which goes first")
+    parser.add_argument("--small", type=int, default=100,
+                        help="photos in a second, smaller run per round: the difference gives the steady img/s")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     cores = os.cpu_count() or 1
     runs: dict[str, list[dict]] = {"local": [], "ray": []}
+    small_runs: dict[str, list[dict]] = {"local": [], "ray": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = random_vit(tmp) if args.model == "vit-b-32-random" else args.model
         photos = tmp / "photos"
         photos.mkdir()
         make_photos(photos, args.count, size)
+        few = tmp / "few"
+        few.mkdir()
+        for path in sorted(photos.iterdir())[:args.small]:
+            shutil.copy(path, few / path.name)
         with ray_head(num_cpus=cores) as head:
-            def local(home: Path) -> dict:
-                return index(home, photos, model)
+            def local(home: Path, folder: Path) -> dict:
+                return index(home, folder, model)
 
-            def ray(home: Path) -> dict:
-                return index(home, photos, model, "--address", head.address, env=head.env)
+            def ray(home: Path, folder: Path) -> dict:
+                return index(home, folder, model, "--address", head.address, env=head.env)
 
             # Warm both: the page cache for the photos, the ONNX export, Ray's worker processes.
             warm = tmp / "warm"
@@ -95,7 +105,9 @@ def main() -> None:
             for n in range(args.rounds):
                 order = ("local", "ray") if n % 2 == 0 else ("ray", "local")
                 for name in order:
-                    runs[name].append((local if name == "local" else ray)(tmp / f"{name}-{n}"))
+                    run = local if name == "local" else ray
+                    runs[name].append(run(tmp / f"{name}-{n}", photos))
+                    small_runs[name].append(run(tmp / f"{name}-{n}-small", few))
         cold = index(tmp / "ray-cold", photos, model, "--engine", "ray")
 
     local_rate = statistics.median(rate(r) for r in runs["local"])
@@ -109,6 +121,15 @@ def main() -> None:
               + " ".join(f"{r:.1f}" for r in rates))
     pairs = [rate(r) / rate(b) for r, b in zip(runs["ray"], runs["local"])]
     print("ray / local per round: " + " ".join(f"{p:.2f}" for p in pairs))
+    # Steady: the images between the small and the full run over the seconds between them, so the
+    # fixed costs (model load, Ray's job and actor start-up) cancel; start-up: what is left of the small run.
+    steady = {name: [(big["embedded"] - few["embedded"]) / (big["seconds"] - few["seconds"])
+                     for big, few in zip(runs[name], small_runs[name])] for name in runs}
+    print(f"{'steady (marginal)':<24} {'img/s':>8} {'vs local':>8}  start-up s (median)")
+    for name in ("local", "ray"):
+        median = statistics.median(steady[name])
+        startup = statistics.median(f["seconds"] - f["embedded"] / s for f, s in zip(small_runs[name], steady[name]))
+        print(f"{name:<24} {median:>8.1f} {median / statistics.median(steady['local']):>8.2f}  {startup:.1f}")
     print("img/s: embedded / the report's seconds (walk to last write, model load and Ray's start-up "
           "included); medians over the rounds; 'starts its own' includes starting the cluster")
 
