@@ -6,9 +6,9 @@ run in the driver exactly as in the local runner, so incremental runs, dedup by 
 failures recorded per file are the same. What Ray runs::
 
     ray.data.from_items(planned files)
-      → map_batches(DecodeStage)                 CPU tasks: read, hash, decode, thumbnail, model input
+      → map_batches(DecodeStage)                 CPU tasks: read, hash, decode, thumbnail, uint8 crop
       → map_batches(EmbedStage, concurrency=n)   an actor pool, one model replica per actor
-                                                 (one per GPU with ``--device cuda``)
+                                                 (one per GPU with ``--device cuda``): normalise, embed
       → iter_batches in the driver               register, dedup, write vectors and the index
 
 The embed stage embeds every decoded file, so a duplicate or an already-embedded image costs a
