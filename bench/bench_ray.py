@@ -4,13 +4,17 @@
 Generates photo-like JPEGs, then indexes them into two fresh homes in the same run, each as a
 real ``manage.py`` subprocess: the local runner, and ``--engine ray --address`` on a one-node
 Ray cluster started beforehand (as on a real cluster, whose start-up is not the job's). Also
-times ``--engine ray`` starting its own cluster (cold). Prints img/s from each report's
-``seconds`` (walk to last write, model load included) and the ratios to the local runner.
+times ``--engine ray`` starting its own cluster (cold). The local and Ray runs alternate over
+``--rounds`` (which goes first swaps each round), so a neighbour's load falls on both alike.
+Prints the median img/s from each report's ``seconds`` (walk to last write, model load and Ray's
+start-up included), the ratio to the local runner, and the ratio of each round's pair. Each round
+also indexes the first ``--small`` photos; the difference between the two runs gives the steady
+(marginal) img/s, without the fixed start-up, which is printed apart.
 
 The default model is ViT-B-32 with random weights (same speed as trained ones, nothing to
 download); ``--model labeler-tiny`` makes loading, not the model, the bound.
 
-    .venv/bin/python bench/bench_ray.py [--count 500] [--size 1024x768] [--model vit-b-32-random]
+    .venv/bin/python bench/bench_ray.py [--count 500] [--rounds 3] [--size 1024x768] [--model vit-b-32-random]
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,41 +61,77 @@ def index(home: Path, photos: Path, model: str, *flags: str, env: dict | None = 
     return report
 
 
+def rate(report: dict) -> float:
+    return report["embedded"] / report["seconds"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--size", default="1024x768")
     parser.add_argument("--model", default="vit-b-32-random", help="a model spec, or vit-b-32-random")
+    parser.add_argument("--rounds", type=int, default=3, help="local and ray runs, alternating which goes first")
+    parser.add_argument("--small", type=int, default=100,
+                        help="photos in a second, smaller run per round: the difference gives the steady img/s")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     cores = os.cpu_count() or 1
+    runs: dict[str, list[dict]] = {"local": [], "ray": []}
+    small_runs: dict[str, list[dict]] = {"local": [], "ray": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = random_vit(tmp) if args.model == "vit-b-32-random" else args.model
         photos = tmp / "photos"
         photos.mkdir()
         make_photos(photos, args.count, size)
-        rows = []
+        few = tmp / "few"
+        few.mkdir()
+        for path in sorted(photos.iterdir())[:args.small]:
+            shutil.copy(path, few / path.name)
         with ray_head(num_cpus=cores) as head:
-            # Warm both: the page cache for the photos, Ray's idle worker processes for its tasks.
+            def local(home: Path, folder: Path) -> dict:
+                return index(home, folder, model)
+
+            def ray(home: Path, folder: Path) -> dict:
+                return index(home, folder, model, "--address", head.address, env=head.env)
+
+            # Warm both: the page cache for the photos, the ONNX export, Ray's worker processes.
             warm = tmp / "warm"
             warm.mkdir()
             make_photos(warm, 8, size)
             index(tmp / "warm-local", warm, model)
             index(tmp / "warm-ray", warm, model, "--address", head.address, env=head.env)
-            rows.append(("local runner", index(tmp / "local", photos, model)))
-            rows.append(("ray, running cluster", index(tmp / "ray", photos, model, "--address", head.address,
-                                                       env=head.env)))
-        rows.append(("ray, starts its own", index(tmp / "ray-cold", photos, model, "--engine", "ray")))
+            # Alternating which goes first: a neighbour's load falls on both alike.
+            for n in range(args.rounds):
+                order = ("local", "ray") if n % 2 == 0 else ("ray", "local")
+                for name in order:
+                    run = local if name == "local" else ray
+                    runs[name].append(run(tmp / f"{name}-{n}", photos))
+                    small_runs[name].append(run(tmp / f"{name}-{n}-small", few))
+        cold = index(tmp / "ray-cold", photos, model, "--engine", "ray")
 
-    base = rows[0][1]
-    print(f"{args.count} JPEG {size[0]}x{size[1]}, model {args.model}, {cores} cores")
-    print(f"{'runner':<22} {'embedded':>8} {'img/s':>7} {'vs local':>8} {'command s':>9}")
-    for name, report in rows:
-        rate = report["embedded"] / report["seconds"]
-        print(f"{name:<22} {report['embedded']:>8} {rate:>7.1f} {base['seconds'] / report['seconds']:>8.2f} "
-              f"{report['wall']:>9.1f}")
-    print("img/s: embedded / the report's seconds (walk to last write, model load included)")
+    local_rate = statistics.median(rate(r) for r in runs["local"])
+    print(f"{args.count} JPEG {size[0]}x{size[1]}, model {args.model}, {cores} cores, {args.rounds} rounds")
+    print(f"{'runner':<24} {'embedded':>8} {'img/s':>7} {'vs local':>8}  per round (img/s)")
+    rows = [("local runner", runs["local"]), ("ray, running cluster", runs["ray"]), ("ray, starts its own", [cold])]
+    for name, reports in rows:
+        rates = [rate(r) for r in reports]
+        median = statistics.median(rates)
+        print(f"{name:<24} {reports[0]['embedded']:>8} {median:>7.1f} {median / local_rate:>8.2f}  "
+              + " ".join(f"{r:.1f}" for r in rates))
+    pairs = [rate(r) / rate(b) for r, b in zip(runs["ray"], runs["local"])]
+    print("ray / local per round: " + " ".join(f"{p:.2f}" for p in pairs))
+    # Steady: the images between the small and the full run over the seconds between them, so the
+    # fixed costs (model load, Ray's job and actor start-up) cancel; start-up: what is left of the small run.
+    steady = {name: [(big["embedded"] - few["embedded"]) / (big["seconds"] - few["seconds"])
+                     for big, few in zip(runs[name], small_runs[name])] for name in runs}
+    print(f"{'steady (marginal)':<24} {'img/s':>8} {'vs local':>8}  start-up s (median)")
+    for name in ("local", "ray"):
+        median = statistics.median(steady[name])
+        startup = statistics.median(f["seconds"] - f["embedded"] / s for f, s in zip(small_runs[name], steady[name]))
+        print(f"{name:<24} {median:>8.1f} {median / statistics.median(steady['local']):>8.2f}  {startup:.1f}")
+    print("img/s: embedded / the report's seconds (walk to last write, model load and Ray's start-up "
+          "included); medians over the rounds; 'starts its own' includes starting the cluster")
 
 
 if __name__ == "__main__":

@@ -14,39 +14,59 @@ import numpy as np
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 
 
-def numpy_preprocess(cfg: dict, image_size: int) -> Callable:
-    """``cfg``: open_clip's ``preprocess_cfg`` → a function PIL image → float32 ``[3, S, S]``."""
-    from PIL import Image
+class NumpyPreprocess:
+    """open_clip's transform in two halves that give the same float32 values as the whole.
 
-    mode = cfg.get("resize_mode", "shortest")
-    if mode not in ("shortest", "squash"):
-        raise ValueError(f"resize mode {mode!r} is not ported")
-    how = cfg.get("interpolation", "bicubic")
-    if how not in INTERPOLATIONS:
-        raise ValueError(f"interpolation {how!r} is not ported")
-    resample = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}[how]
-    mean = np.asarray(cfg.get("mean", (0.48145466, 0.4578275, 0.40821073)), dtype=np.float32).reshape(3, 1, 1)
-    std = np.asarray(cfg.get("std", (0.26862954, 0.26130258, 0.27577711)), dtype=np.float32).reshape(3, 1, 1)
-    size = int(image_size)
+    :meth:`crop` (resize and centre crop: PIL image → uint8 ``[3, S, S]``) runs where files are
+    decoded; :meth:`normalise` (uint8 ``[..., 3, S, S]`` → float32, scaled and normalised) can run
+    next to the model, so a distributed run hands over a quarter of the bytes. Calling it does
+    both. Picklable: arrays and numbers, no closures.
+    """
 
-    def preprocess(img) -> np.ndarray:
-        if mode == "squash":
-            img = img.resize((size, size), resample)
+    def __init__(self, cfg: dict, image_size: int):
+        from PIL import Image
+
+        self.mode = cfg.get("resize_mode", "shortest")
+        if self.mode not in ("shortest", "squash"):
+            raise ValueError(f"resize mode {self.mode!r} is not ported")
+        how = cfg.get("interpolation", "bicubic")
+        if how not in INTERPOLATIONS:
+            raise ValueError(f"interpolation {how!r} is not ported")
+        self.resample = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}[how]
+        self.mean = np.asarray(cfg.get("mean", (0.48145466, 0.4578275, 0.40821073)), dtype=np.float32).reshape(3, 1, 1)
+        self.std = np.asarray(cfg.get("std", (0.26862954, 0.26130258, 0.27577711)), dtype=np.float32).reshape(3, 1, 1)
+        self.size = int(image_size)
+
+    def crop(self, img) -> np.ndarray:
+        """PIL image → uint8 ``[3, S, S]``: resized and centre-cropped like torchvision."""
+        size = self.size
+        if self.mode == "squash":
+            img = img.resize((size, size), self.resample)
         else:
             w, h = img.size
             short, long = (w, h) if w <= h else (h, w)
             if short != size:
                 new_long = int(size * long / short)
-                img = img.resize((size, new_long) if w <= h else (new_long, size), resample)
+                img = img.resize((size, new_long) if w <= h else (new_long, size), self.resample)
             w, h = img.size
             top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
             img = img.crop((left, top, left + size, top + size))
         if img.mode != "RGB":
             img = img.convert("RGB")
-        pixels = np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).astype(np.float32) / np.float32(255)
-        return (pixels - mean) / std
+        return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
 
-    return preprocess
+    def normalise(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 ``[3, S, S]`` or ``[N, 3, S, S]`` → float32 of the same shape, as ToTensor + Normalize."""
+        return (pixels.astype(np.float32) / np.float32(255) - self.mean) / self.std
+
+    def __call__(self, img) -> np.ndarray:
+        """PIL image → float32 ``[3, S, S]``."""
+        return self.normalise(self.crop(img))
+
+
+def numpy_preprocess(cfg: dict, image_size: int) -> NumpyPreprocess:
+    """``cfg``: open_clip's ``preprocess_cfg`` → a function PIL image → float32 ``[3, S, S]``."""
+    return NumpyPreprocess(cfg, image_size)
 
 
 def exact_port(transform, cfg: dict, image_size: int) -> Callable | str:

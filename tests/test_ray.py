@@ -17,7 +17,10 @@ from labeler import db
 from labeler.catalog import Image, ImageFile
 from labeler.collection import Collection
 from labeler.config import Config
+from labeler.distributed import DecodeStage, EmbedStage
 from labeler.errors import ConfigError
+from labeler.ingest import load_file
+from labeler.preprocessing import NumpyPreprocess
 from tests.cli import manage
 from tests.imagegen import picture, write_broken_corpus, write_good_images
 from tests.raycluster import ray_head
@@ -135,3 +138,32 @@ def test_engine_setting():
     assert Config.from_env({"LABELER_ENGINE": "Ray"}).engine == "ray"
     with pytest.raises(ConfigError, match="LABELER_ENGINE"):
         Config.from_env({"LABELER_ENGINE": "spark"})
+
+
+def test_decode_hands_uint8_crops_to_the_actor_which_makes_the_local_runners_vectors(tmp_path, model_spec):
+    # The stages in this process, without Ray: what crosses the object store between them is
+    # uint8, and the actor's normalising gives the very model inputs the local runner embeds.
+    config = Config(home=tmp_path / "home", model=model_spec)
+    collection = Collection(config)
+    encoder = collection.models.encoder()
+    assert isinstance(encoder.preprocess, NumpyPreprocess)
+    paths = write_good_images(tmp_path / "photos", 5)
+    broken = sorted(write_broken_corpus(tmp_path / "broken"))[0]
+    paths.insert(2, Path(broken))
+    draft = max(config.thumbnail_size, encoder.image_size)
+    batch = {"image_id": np.full(len(paths), -1), "path": np.array([str(p) for p in paths], dtype=object)}
+
+    decoded = DecodeStage(config, encoder.preprocess, draft, None)(batch)
+    size = encoder.image_size
+    assert decoded["pixels"].dtype == np.uint8 and decoded["pixels"].shape == (len(paths), 3, size, size)
+    assert decoded["error"][2] and not decoded["pixels"][2].any()
+    embedded = EmbedStage(model_spec, None, collection.models.mode(),
+                          str(config.encoder_cache) if config.encoder_cache else None)(decoded)
+
+    good = [p for i, p in enumerate(paths) if i != 2]
+    local = encoder.encode_images([load_file(p, config, preprocess=encoder.preprocess, draft_size=draft).pixels
+                                   for p in good])
+    vectors = np.delete(embedded["vector"], 2, axis=0)
+    assert np.abs(vectors - local).max() < 1e-5
+    assert not embedded["vector"][2].any()  # a failed file has no vector
+    db.dispose_engines()
