@@ -181,13 +181,16 @@ class RayRunner(Runner):
     same image ids as the local runner.
     """
 
+    embeds_here = False  # the actors run the model: the driver never loads its image tower
+
     def __init__(self, collection: Collection, embed: bool = True):
         connect(collection.config.engine_address)  # first: a missing ray fails before the model loads
         self.device = collection.config.device  # the replicas' device
         self.replicas, self.gpus = embed_replicas(self.device) if embed else (0, 0.0)
         # The driver's own copy of the model, on its CPU, gives the catalog's model row and the
-        # preprocess transform; the driver may run on a node without a GPU. The index stays the
-        # caller's: a second cache would hold (and save) a second copy of it.
+        # preprocess transform (in the ONNX modes only the export's metadata: no tower is loaded);
+        # the driver may run on a node without a GPU. The index stays the caller's: a second
+        # cache would hold (and save) a second copy of it.
         driver = Collection(collection.config.with_(device="cpu"))
         driver.index_cache = collection.index_cache
         super().__init__(driver, embed)

@@ -162,6 +162,8 @@ class Runner:
     it adopts the model in force and writes every queued image's vector.
     """
 
+    embeds_here = True  # False: another engine's workers run the model (RayRunner)
+
     def __init__(self, collection: Collection, embed: bool = True):
         config = collection.config
         self.collection = collection
@@ -169,7 +171,7 @@ class Runner:
         self.workers = config.workers or max(1, os.cpu_count() or 1)
         self.model_id: int | None = collection.models.adopt() if embed else None
         self.encoder: Encoder | None = collection.models.encoder() if embed else None
-        if self.encoder is not None:
+        if self.encoder is not None and self.embeds_here:
             self.encoder.prepare_images()  # loads while the first files are walked and decoded
         self.writer = VectorWriter(collection, self.model_id) if embed else None
         self._draft = max(config.thumbnail_size, self.encoder.image_size if self.encoder else 0)
