@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -316,7 +317,12 @@ def label_collection(collection: Collection, prompt_set: PromptSet, strategy: st
 def _no_cycle_collection() -> Iterator[None]:
     """Python's cycle collector off while chunks are scored and written: each is hundreds of
     thousands of tuples and arrays that hold no cycles, and the collector kept walking them
-    (1.4 of 27 s at 300,000 images). Process-wide: a web job that labels pauses it for its run."""
+    (1.4 of 27 s at 300,000 images). The switch is process-wide, so only a run on the main
+    thread (the CLI) makes it: a web job labels in a thread of the server, whose requests keep
+    their collector."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     was = gc.isenabled()
     gc.disable()
     try:

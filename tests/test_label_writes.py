@@ -7,6 +7,7 @@ Real catalogs made by the Alembic migrations, the bundled labeler-tiny model and
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -255,3 +256,14 @@ def test_labeling_gives_back_the_cycle_collector_even_when_it_fails(indexed_coll
     assert gc.isenabled()
     label_collection(indexed_collection, load_prompt_set("workshop"))
     assert gc.isenabled()
+    # A run on another thread (a web job in the server) leaves the collector to the process.
+    seen = []
+
+    def watch(_done: int) -> None:
+        seen.append(gc.isenabled())
+
+    worker = threading.Thread(target=label_collection, args=(indexed_collection, load_prompt_set("workshop")),
+                              kwargs={"strategy": "max-score", "progress": watch})
+    worker.start()
+    worker.join()
+    assert seen and all(seen)
