@@ -36,18 +36,25 @@ def test_appending_never_rewrites_the_index_per_batch(empty_config, world):
     assert read_stamp(cache.path(collection.models.current_id()))["count"] == n
 
 
+def _six_written_without_the_index(collection: Collection, tmp_path, seed: int) -> tuple[list[int], np.ndarray]:
+    """Six new images registered and given vectors (copies of stored ones) by a process that never
+    touches the index file; returns their ids and the collection's vectors before them."""
+    photos = tmp_path / "more"
+    write_good_images(photos, 6, seed=seed)
+    index_paths(Collection(collection.config), [photos], embed=False)
+    with collection.session() as s:
+        new_ids = sorted(s.scalars(select(Image.id).order_by(Image.id.desc()).limit(6)))
+    _, vecs = collection.vectors.read()
+    collection.vectors.add(collection.models.current_id(), new_ids, vecs[:6])
+    return new_ids, vecs
+
+
 def test_open_replays_only_the_changes_after_its_stamp(indexed_collection, tmp_path):
     config = indexed_collection.config
     model_id = indexed_collection.models.current_id()
     before = read_stamp(indexed_collection.index_cache.path(model_id))
     # Another process registers 6 images and stores their vectors, then dies before saving the index.
-    photos = tmp_path / "more"
-    write_good_images(photos, 6, seed=50)
-    index_paths(Collection(config), [photos], embed=False)
-    with indexed_collection.session() as s:
-        new_ids = sorted(s.scalars(select(Image.id).order_by(Image.id.desc()).limit(6)))
-    _, vecs = indexed_collection.vectors.read()
-    indexed_collection.vectors.add(model_id, new_ids, vecs[:6])
+    new_ids, vecs = _six_written_without_the_index(indexed_collection, tmp_path, seed=50)
 
     opened = Collection(config).index_cache
     index = opened.get()
@@ -65,13 +72,7 @@ def test_an_index_opened_past_the_ivf_threshold_becomes_ivf(indexed_collection, 
     config = indexed_collection.config.with_(index_ivf_above=16)
     model_id = indexed_collection.models.current_id()
     assert indexed_collection.index_cache.get().kind == "flat"
-    photos = tmp_path / "more"
-    write_good_images(photos, 6, seed=51)
-    index_paths(Collection(config), [photos], embed=False)
-    with indexed_collection.session() as s:
-        new_ids = sorted(s.scalars(select(Image.id).order_by(Image.id.desc()).limit(6)))
-    _, vecs = indexed_collection.vectors.read()
-    indexed_collection.vectors.add(model_id, new_ids, vecs[:6])
+    _six_written_without_the_index(indexed_collection, tmp_path, seed=51)
 
     opened = Collection(config)
     index = opened.index_cache.get()

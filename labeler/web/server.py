@@ -52,7 +52,19 @@ def _prefork(app: Flask, listener: socket.socket, threads: int, processes: int) 
 
     db.dispose_engines()  # no catalog connection may cross the fork
     children: list[int] = []
+    stopping = []  # set once the workers are being stopped on purpose
+
+    def stop(_signum, _frame) -> None:
+        stopping.append(True)
+        for pid in children:
+            _kill(pid, signal.SIGTERM)
+
+    # before forking: a Ctrl+C during the forks still reaches every worker started so far
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     for _ in range(processes):
+        if stopping:
+            break
         pid = os.fork()
         if pid == 0:  # a worker: its own waitress on the shared socket, until its parent stops it
             signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -69,15 +81,6 @@ def _prefork(app: Flask, listener: socket.socket, threads: int, processes: int) 
     host, port = listener.getsockname()[:2]
     print(f"Serving on http://{host}:{port} with {processes} processes", flush=True)
 
-    stopping = []  # set once the workers are being stopped on purpose
-
-    def stop(_signum, _frame) -> None:
-        stopping.append(True)
-        for pid in children:
-            _kill(pid, signal.SIGTERM)
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
     died = None  # the wait status of a worker that stopped on its own
     while children:
         try:
