@@ -217,6 +217,11 @@ class Label(Base):
         return self.status != "proposed"
 
 
+# The condition of ix_labels_group_reviewed, word for word: SQLite uses a partial index only for a
+# query that repeats it, so a query seeking reviewed labels adds this (alone or beside a status test).
+REVIEWED_ONLY = Label.status != "proposed"
+
+
 class Fit(Base):
     """A classifier one group learned from its reviews (``manage.py learn``).
 

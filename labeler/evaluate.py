@@ -17,7 +17,7 @@ import numpy as np
 from sqlalchemy import select
 
 from . import scoring
-from .catalog import Label
+from .catalog import REVIEWED_ONLY, Label
 from .collection import Collection
 from .csvfiles import match_rows, read_csv
 from .errors import LabelerError
@@ -54,7 +54,7 @@ def truth_from_reviews(collection: Collection, groups: Sequence[str]) -> Truth:
     with collection.session() as s:
         rows = s.execute(select(Label.image_id, Label.group, Label.value).where(
             Label.group.in_(list(groups)), Label.status.in_(("accepted", "corrected")), Label.value.is_not(None),
-            Label.status != "proposed"))  # in these words: the reviewed-labels index serves it
+            REVIEWED_ONLY))
         for image_id, group, value in rows:
             values[group][image_id] = value
     return Truth({g: v for g, v in values.items() if v}, [])

@@ -25,7 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from . import fewshot, scoring, stored_scores
-from .catalog import Embedding, Fit, Image, Label, Model, PromptSetRecord, Setting, utcnow
+from .catalog import Embedding, Fit, Image, Label, Model, PromptSetRecord, Setting, REVIEWED_ONLY, utcnow
 from .collection import Collection
 from .errors import LabelerError, NotFound
 from .prompts import Group, PromptSet, PromptSetError
@@ -269,7 +269,7 @@ def label_collection(collection: Collection, prompt_set: PromptSet, strategy: st
     with collection.session() as s:
         prompt_set_id = record_prompt_set(s, prompt_set)
         how = proposers(s, model_id, prompt_set_id, names, strategy)
-        reviewed = set(s.scalars(select(Label.group).where(Label.group.in_(names), Label.status != "proposed")
+        reviewed = set(s.scalars(select(Label.group).where(Label.group.in_(names), REVIEWED_ONLY)
                                  .distinct()))
     report.methods = {name: {"strategy": p.strategy, "fit_id": p.fit_id} for name, p in how.items()}
     report.prompt_set = {"id": prompt_set_id, "name": prompt_set.name, "version": prompt_set.version,
@@ -364,7 +364,7 @@ def run_stamp(session: Session, model_id: int, scale: float, prompt_set_id: int,
               group: str, embeddings: list[int]) -> dict:
     """Everything one group's proposals depend on, as JSON-ready values."""
     reviewed = session.scalar(select(func.count()).select_from(Label)
-                              .where(Label.group == group, Label.status != "proposed"))
+                              .where(Label.group == group, REVIEWED_ONLY))
     return {"version": STAMP_VERSION, "group": group, "model_id": model_id, "logit_scale": scale,
             "prompt_set_id": prompt_set_id, "strategy": proposer.strategy, "fit_id": proposer.fit_id,
             "embeddings": embeddings, "reviewed": int(reviewed)}

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from . import fewshot, scoring
 from . import replay as replay_maths
-from .catalog import Fit, Label, PromptSetRecord
+from .catalog import REVIEWED_ONLY, Fit, Label, PromptSetRecord
 from .collection import Collection
 from .errors import LabelerError
 from .files import write_atomically
@@ -53,8 +53,7 @@ def reviews(session: Session, group: str, option_names: Sequence[str]) -> Review
     """
     index = {name: i for i, name in enumerate(option_names)}
     rows = session.execute(select(Label.image_id, Label.value)
-                           .where(Label.group == group, Label.status.in_(REVIEWED),
-                                  Label.status != "proposed")  # in these words: the reviewed-labels index
+                           .where(Label.group == group, Label.status.in_(REVIEWED), REVIEWED_ONLY)
                            .order_by(Label.image_id)).all()
     ids, labels, skipped = [], [], {}
     for image_id, value in rows:
@@ -95,7 +94,7 @@ def learn(collection: Collection, groups: Sequence[str] | None = None, prompt_se
     model_id = collection.models.require_id()
     with collection.session() as s:
         known = list(s.scalars(select(Label.group).distinct().order_by(Label.group)))
-        reviewed_groups = set(s.scalars(select(Label.group).where(Label.status.in_(REVIEWED), Label.status != "proposed")
+        reviewed_groups = set(s.scalars(select(Label.group).where(Label.status.in_(REVIEWED), REVIEWED_ONLY)
                                    .distinct()))
     names = list(groups) if groups else known
     if not known:

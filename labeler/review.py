@@ -21,7 +21,7 @@ from sqlalchemy import Integer, and_, case, cast, delete, false, func, or_, sele
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from .catalog import MAX_ID, Image, ImageFile, Label, ReviewEvent, ReviewSkip, utcnow
+from .catalog import MAX_ID, Image, ImageFile, Label, ReviewEvent, ReviewSkip, REVIEWED_ONLY, utcnow
 from .errors import LabelerError, NotFound
 
 ACTIONS = ("accept", "correct", "reject", "skip", "undo")
@@ -339,8 +339,8 @@ def _ordered(group: str | None, value: str | None, status: str | None, sort: str
         query = query.where(Label.value == value)
     if status:
         query = query.where(Label.status == status)
-        if status != "proposed":  # in these words, so the reviewed-labels index can serve it
-            query = query.where(Label.status != "proposed")
+        if status != "proposed":
+            query = query.where(REVIEWED_ONLY)
 
     def last_if_null(column):
         return [case((column.is_(None), 1), else_=0), func.coalesce(column, 0)]

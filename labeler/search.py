@@ -26,7 +26,7 @@ import numpy as np
 from sqlalchemy import bindparam, or_, select
 
 from . import scoring
-from .catalog import MAX_ID, Image, ImageFile, Label
+from .catalog import MAX_ID, REVIEWED_ONLY, Image, ImageFile, Label
 from .collection import Collection
 from .errors import LabelerError, NotFound
 from .prompts import PromptSet, generic_templates
@@ -213,7 +213,7 @@ def allowed_ids(collection: Collection, where: dict[str, str] | None, status: st
         raise LabelerError(f"unknown status '{status}' (known: {', '.join(FILTER_STATUSES)})")
 
     def status_clause():
-        return Label.status != "proposed" if status == "reviewed" else Label.status == status
+        return REVIEWED_ONLY if status == "reviewed" else Label.status == status
 
     result: set[int] | None = None
     with collection.session() as s:
