@@ -459,8 +459,8 @@ class LabelWriter:
         names = self.compiled.positiontup if self.positional else columns
         self.order = [(key, None) if key in columns else (key, self.compiled.binds[key].effective_value)
                       for key in names]
-        # whether the driver takes updated_at as text (SQLite) rather than a datetime
-        self.stamp = table.c.updated_at.type.dialect_impl(dialect).bind_processor(dialect) is not None
+        # how updated_at reaches the driver (on SQLite: seconds since 1970), applied once per chunk
+        self.stamp = table.c.updated_at.type.bind_processor(dialect)
 
     def write(self, session: Session, ids: np.ndarray, proposals: dict[str, Proposal], prompt_set_id: int,
               report: LabelReport) -> None:
@@ -473,9 +473,8 @@ class LabelWriter:
         # numpy columns, not Row objects: numpy probes each Row for array protocols, slowly
         columns = [np.array(c, dtype=object) for c in zip(*stored)] if stored else None
         now = utcnow().replace(microsecond=0)
-        # the driver gets updated_at converted once per chunk, not once per row; on SQLite as
-        # 'YYYY-MM-DD HH:MM:SS', which reads back as the same datetime in 7 bytes fewer a label
-        stamp = now.isoformat(sep=" ") if self.positional and self.stamp else now
+        # the driver takes plain values (see _execute): updated_at converted once, not once per row
+        stamp = self.stamp(now) if self.positional and self.stamp else now
         rows: list[tuple] = []
         # each row's (image position, group rank): the unique index's order, sorted with numpy
         positions: list[np.ndarray] = []

@@ -6,6 +6,7 @@ Real catalogs made by the Alembic migrations, the bundled labeler-tiny model and
 
 from __future__ import annotations
 
+import calendar
 import json
 import threading
 
@@ -16,7 +17,7 @@ from alembic import command
 from sqlalchemy import func, select
 
 from labeler import db, present, review, stored_scores
-from labeler.catalog import Image, Label, ReviewEvent
+from labeler.catalog import Image, Label, ReviewEvent, utcnow
 from labeler.labeling import encode_groups, label_collection, logit_scale
 from labeler.prompts import load_prompt_set
 from labeler.scoring import softmax_confidence
@@ -232,14 +233,28 @@ def test_queries_for_reviewed_labels_seek_the_index_that_holds_only_them(indexed
     assert kept == 2
 
 
-def test_a_chunks_stamp_is_stored_to_the_second_and_reads_back_as_a_datetime(indexed_collection):
+def test_a_chunks_stamp_is_stored_as_seconds_and_reads_back_as_a_datetime(indexed_collection):
+    before = utcnow().replace(microsecond=0)
+    label_collection(indexed_collection, load_prompt_set("workshop"))
+    after = utcnow()
+    with indexed_collection.session() as s:
+        stored = set(s.execute(sa.text("SELECT updated_at, typeof(updated_at) FROM labels")).all())
+        read = set(s.scalars(select(Label.updated_at)))
+    assert {kind for _, kind in stored} == {"integer"}  # 4 bytes, not 19 of text
+    assert {calendar.timegm(d.timetuple()) for d in read} == {t for t, _ in stored}
+    assert all(before <= d <= after and d.microsecond == 0 for d in read)
+
+
+def test_a_review_stamps_its_label_in_seconds_too(indexed_collection):
     label_collection(indexed_collection, load_prompt_set("workshop"))
     with indexed_collection.session() as s:
-        stored = set(s.execute(sa.text("SELECT updated_at, length(updated_at) FROM labels")).all())
-        read = set(s.scalars(select(Label.updated_at)))
-    assert {n for _, n in stored} == {19}  # 'YYYY-MM-DD HH:MM:SS'
-    assert {d.isoformat(sep=" ") for d in read} == {t for t, _ in stored}
-    assert all(d.microsecond == 0 for d in read)
+        label = s.scalars(select(Label).where(Label.group == "concept").limit(1)).one()
+        review.decide(s, label.id, "accept", None, label.version)
+    with indexed_collection.session() as s:
+        kind, = s.execute(sa.text("SELECT typeof(updated_at) FROM labels WHERE id = :id"), {"id": label.id}).one()
+        newest = s.scalar(select(Label.updated_at).order_by(Label.updated_at.desc(), Label.id.desc()).limit(1))
+        assert kind == "integer"
+        assert s.get(Label, label.id).updated_at == newest
 
 
 def test_labeling_gives_back_the_cycle_collector_even_when_it_fails(indexed_collection):
@@ -267,3 +282,23 @@ def test_labeling_gives_back_the_cycle_collector_even_when_it_fails(indexed_coll
     worker.start()
     worker.join()
     assert seen and all(seen)
+
+
+def test_migration_0008_turns_stamps_into_seconds_and_back(indexed_collection):
+    label_collection(indexed_collection, load_prompt_set("workshop"))
+    config = indexed_collection.config
+
+    def stamps() -> tuple[dict, set]:
+        with db.get_engine(config).connect() as conn:
+            kinds = set(conn.execute(sa.text("SELECT typeof(updated_at) FROM labels")).scalars())
+        with indexed_collection.session() as s:
+            return dict(s.execute(select(Label.id, Label.updated_at)).all()), kinds
+
+    read, kinds = stamps()
+    assert kinds == {"integer"}
+    command.downgrade(db.alembic_config(config), "0007")
+    with db.get_engine(config).connect() as conn:
+        text_form = dict(conn.execute(sa.text("SELECT id, updated_at FROM labels")).all())
+    assert text_form == {i: d.isoformat(sep=" ") for i, d in read.items()}  # what DateTime writes
+    db.upgrade(config)
+    assert stamps() == (read, {"integer"})
