@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import sqlite3
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
@@ -227,6 +228,39 @@ def session_scope(config: Config) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def unchecked_references(config: Config) -> Iterator[sqlite3.Connection]:
+    """SQLite only: the driver connection of one write transaction (``BEGIN IMMEDIATE``) whose
+    statements skip foreign-key checks; commits on success, rolls back on error.
+
+    For a bulk load that checks its references itself, once per parent, before it commits: SQLite
+    looks up every foreign key of every row (labeling: two parent lookups, 0.6 of 4.6 µs a label).
+    The write lock is held from the first statement, so no parent can go between that check and
+    the commit. Enforcement is on again before the connection goes back to the pool; a connection
+    where it cannot be put back on is thrown away.
+    """
+    proxied = get_engine(config).raw_connection()
+    raw = proxied.driver_connection
+    try:
+        raw.execute("PRAGMA foreign_keys = OFF")  # takes effect only outside a transaction: none is open
+        raw.execute("BEGIN IMMEDIATE")
+        try:
+            yield raw
+        except BaseException:
+            raw.rollback()
+            raise
+        raw.commit()
+    finally:
+        try:
+            raw.execute("PRAGMA foreign_keys = ON")
+            restored = raw.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        except sqlite3.Error:
+            restored = False
+        if not restored:
+            proxied.invalidate()
+        proxied.close()
 
 
 class CatalogBusy(CatalogError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -24,10 +25,10 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from . import fewshot, scoring, stored_scores
+from . import db, fewshot, scoring, stored_scores
 from .catalog import Embedding, Fit, Image, Label, Model, PromptSetRecord, Setting, REVIEWED_ONLY, utcnow
 from .collection import Collection
-from .errors import LabelerError, NotFound
+from .errors import CatalogError, LabelerError, NotFound
 from .prompts import Group, PromptSet, PromptSetError
 
 # On the demo world (manage.py evaluate) it gives the most confidence on the truth and the lowest ECE.
@@ -302,10 +303,11 @@ def label_collection(collection: Collection, prompt_set: PromptSet, strategy: st
                 proposals[name] = Proposal.of(encoded[name], how[name], ids, cosines, confidence, decision,
                                               priority.get(name, {}))
             with collection.session() as s:
-                writer.write(s, ids, proposals, prompt_set_id, report)
-            report.images += len(ids)
+                batch = writer.plan(s, ids, proposals, prompt_set_id, report)
+            batch.settle(writer.execute(collection, batch), report)
+            report.images += batch.images
             if progress is not None:
-                progress(len(ids))
+                progress(batch.images)
     with collection.session() as s:
         for name in todo:
             _remember(s, name, stamps[name], report)
@@ -439,6 +441,26 @@ _READ = ("image_id", "group", "status", "value", "confidence", "margin", "strate
          "prompt_set_id")
 
 
+@dataclass
+class Batch:
+    """One chunk's writes, planned (compared and counted) apart from being written."""
+
+    images: int
+    rows: list[tuple]  # in LabelWriter.order, sorted as the unique index
+    prompt_set_id: int
+    # what the rows refer to, for the reference check: each image written, the proposers' fits
+    image_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    fit_ids: set[int] = field(default_factory=set)
+
+    def settle(self, written: int, report: LabelReport) -> None:
+        """Correct ``report`` for rows the upsert did not write: reviewed since the plan, the review won."""
+        lost = len(self.rows) - written
+        if lost > 0:
+            report.updated -= lost
+            report.labeled -= lost
+            report.kept_reviewed += lost
+
+
 class LabelWriter:
     """Writes proposals in bulk: one ``INSERT ... ON CONFLICT DO UPDATE`` per chunk, only for rows
     whose proposal changed, and never over a label a human reviewed (the upsert itself checks
@@ -454,6 +476,7 @@ class LabelWriter:
             where=table.c.status == "proposed")
         columns = ["image_id", "group", "status", "version", *_WRITTEN]
         self.compiled = self.statement.compile(dialect=dialect, column_keys=columns)
+        self.sqlite = dialect.name == "sqlite"
         self.positional = bool(self.compiled.positional)
         # (column, None) or (bind name, its constant) in the order the driver takes parameters
         names = self.compiled.positiontup if self.positional else columns
@@ -462,9 +485,10 @@ class LabelWriter:
         # how updated_at reaches the driver (on SQLite: seconds since 1970), applied once per chunk
         self.stamp = table.c.updated_at.type.bind_processor(dialect)
 
-    def write(self, session: Session, ids: np.ndarray, proposals: dict[str, Proposal], prompt_set_id: int,
-              report: LabelReport) -> None:
-        """Compare the chunk's ``proposals`` with the stored labels of images ``ids`` ``[N]`` and write the changes."""
+    def plan(self, session: Session, ids: np.ndarray, proposals: dict[str, Proposal], prompt_set_id: int,
+             report: LabelReport) -> "Batch":
+        """Compare the chunk's ``proposals`` with the stored labels of images ``ids`` ``[N]``: the rows
+        to write, counted into ``report`` as if every write lands (:meth:`Batch.settle` corrects it)."""
         table = Label.__table__
         # by the image range alone: with a group filter too, SQLite took a group index and read every
         # label of those groups on every chunk (quadratic: 49 of 146 s at 1M images)
@@ -473,14 +497,13 @@ class LabelWriter:
         # numpy columns, not Row objects: numpy probes each Row for array protocols, slowly
         columns = [np.array(c, dtype=object) for c in zip(*stored)] if stored else None
         now = utcnow().replace(microsecond=0)
-        # the driver takes plain values (see _execute): updated_at converted once, not once per row
-        stamp = self.stamp(now) if self.positional and self.stamp else now
+        # the driver takes plain values (see execute): updated_at converted once, not once per row
+        stamp = self.stamp(now) if self.sqlite and self.stamp else now
         rows: list[tuple] = []
         # each row's (image position, group rank): the unique index's order, sorted with numpy
         positions: list[np.ndarray] = []
         ranks: list[np.ndarray] = []
         rank = {name: r for r, name in enumerate(sorted(proposals))}
-        changed = 0
         for name, proposal in proposals.items():
             mine = None if columns is None else [c[columns[1] == name] for c in columns]
             write, reviewed, exists = _changes(ids, proposal, mine, prompt_set_id)
@@ -497,7 +520,6 @@ class LabelWriter:
             at = np.flatnonzero(write)
             if len(at) == 0:
                 continue
-            changed += len(at)
             value = proposal.value[at].tolist()
             priority: list[int | None] = [None] * len(at)
             for k in np.flatnonzero(~np.isnan(proposal.priority[at])).tolist():
@@ -512,32 +534,52 @@ class LabelWriter:
             rows += zip(*(given.get(key, repeat(constant)) for key, constant in self.order))
             positions.append(at)
             ranks.append(np.full(len(at), rank[name]))
+        batch = Batch(images=len(ids), rows=rows, prompt_set_id=prompt_set_id)
         if rows:
             order = np.lexsort((np.concatenate(ranks), np.concatenate(positions)))
-            written = self._execute(session, [rows[i] for i in order.tolist()])
-            lost = changed - written  # reviewed between our read and our write: the review won
-            if lost > 0:
-                report.updated -= lost
-                report.labeled -= lost
-                report.kept_reviewed += lost
+            batch.rows = [rows[i] for i in order.tolist()]
+            batch.image_ids = ids[np.unique(np.concatenate(positions))]
+            batch.fit_ids = {p.proposer.fit_id for p in proposals.values() if p.proposer.fit_id is not None}
+        return batch
 
-    def _execute(self, session: Session, rows: list[tuple]) -> int:
-        """Run the upsert over ``rows`` (in :attr:`order`); returns how many rows it wrote."""
-        connection = session.connection()
-        if not self.positional:
-            keys = [key for key, _ in self.order]
-            result = connection.execute(self.statement, [dict(zip(keys, r)) for r in rows])
-            return result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)
+    def execute(self, collection: Collection, batch: "Batch") -> int:
+        """Write ``batch``'s rows; returns how many the upsert wrote (a reviewed label is not)."""
+        if not batch.rows:
+            return 0
+        if not self.sqlite:
+            with collection.session() as s:
+                keys = [key for key, _ in self.order]
+                result = s.connection().execute(self.statement, [dict(zip(keys, r)) for r in batch.rows])
+                return result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(batch.rows)
         # SQLite: the statement SQLAlchemy compiled, run straight on the driver with plain tuples
-        # (per-row parameter processing was most of the old cost); ``rows`` come in the unique
-        # index's order, so its pages fill one after another instead of being split all over.
-        cursor = connection.connection.driver_connection.cursor()
-        try:
-            cursor.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
-            cursor.executemany(str(self.compiled), rows)
-            return cursor.rowcount if cursor.rowcount >= 0 else len(rows)
-        finally:
-            cursor.close()
+        # (per-row parameter processing was most of the old cost); the rows come in the unique
+        # index's order, so its pages fill one after another instead of being split all over. The
+        # foreign keys are checked once per parent below instead of twice per row by SQLite.
+        with db.unchecked_references(collection.config) as raw:
+            cursor = raw.cursor()
+            try:
+                cursor.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+                cursor.executemany(str(self.compiled), batch.rows)
+                written = cursor.rowcount if cursor.rowcount >= 0 else len(batch.rows)
+                _check_references(cursor, batch)
+                return written
+            finally:
+                cursor.close()
+
+
+def _check_references(cursor: sqlite3.Cursor, batch: "Batch") -> None:
+    """What SQLite's foreign keys would have refused, for the rows of ``batch`` just written:
+    each image, the prompt set and the fits must still be in the catalog."""
+    gone = []
+    for table, ids in (("images", batch.image_ids.tolist()), ("prompt_sets", [batch.prompt_set_id]),
+                       ("fits", sorted(batch.fit_ids))):
+        found = cursor.execute(f"SELECT count(*) FROM {table} WHERE id IN (SELECT value FROM json_each(?))",
+                               (json.dumps(ids),)).fetchone()[0]
+        if found != len(ids):
+            gone.append(f"{len(ids) - found} of {table}")
+    if gone:
+        raise CatalogError(f"labeling stopped: rows it labels were deleted from the catalog while it ran "
+                           f"({', '.join(gone)}); nothing of this chunk was written: run label again")
 
 
 def _changes(ids: np.ndarray, proposal: Proposal, stored: list[np.ndarray] | None, prompt_set_id: int

@@ -9,6 +9,7 @@ from __future__ import annotations
 import calendar
 import json
 import threading
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -18,7 +19,9 @@ from sqlalchemy import func, select
 
 from labeler import db, present, review, stored_scores
 from labeler.catalog import Image, Label, ReviewEvent, utcnow
-from labeler.labeling import encode_groups, label_collection, logit_scale
+from labeler.errors import CatalogError
+from labeler.labeling import (DEFAULT_STRATEGY, LabelReport, LabelWriter, Proposal, Proposer, encode_groups,
+                              label_collection, logit_scale, record_prompt_set)
 from labeler.prompts import load_prompt_set
 from labeler.scoring import softmax_confidence
 
@@ -302,3 +305,33 @@ def test_migration_0008_turns_stamps_into_seconds_and_back(indexed_collection):
     assert text_form == {i: d.isoformat(sep=" ") for i, d in read.items()}  # what DateTime writes
     db.upgrade(config)
     assert stamps() == (read, {"integer"})
+
+
+def test_a_chunk_whose_image_went_while_it_was_planned_is_not_written(indexed_collection):
+    """SQLite's foreign keys are off for the bulk upsert; the writer checks each parent instead,
+    in the same write transaction, and refuses the whole chunk as the constraint would have."""
+    prompt_set = load_prompt_set("workshop")
+    encoded = encode_groups(indexed_collection, prompt_set, ["concept"])
+    ids, vecs = indexed_collection.vectors.read()
+    how = Proposer(DEFAULT_STRATEGY)
+    cosines, confidence, decision = how.decide(encoded["concept"], vecs, logit_scale(indexed_collection))
+    proposals = {"concept": Proposal.of(encoded["concept"], how, ids, cosines, confidence, decision, {})}
+    with indexed_collection.session() as s:
+        writer = LabelWriter(s.get_bind().dialect)
+        batch = writer.plan(s, ids, proposals, record_prompt_set(s, prompt_set),
+                            LabelReport(groups={"concept": Counter()}))
+        s.execute(sa.delete(Image).where(Image.id == int(ids[3])))
+    assert len(batch.rows) == len(ids)
+    with pytest.raises(CatalogError, match=r"\(1 of images\).*run label again"):
+        writer.execute(indexed_collection, batch)
+    engine = db.get_engine(indexed_collection.config)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM labels")).scalar() == 0
+    pooled = [engine.raw_connection() for _ in range(3)]  # the writer's connection is among them
+    try:
+        assert [c.driver_connection.execute("PRAGMA foreign_keys").fetchone()[0] for c in pooled] == [1, 1, 1]
+    finally:
+        for c in pooled:
+            c.close()
+    report = label_collection(indexed_collection, prompt_set, groups=["concept"])  # the rest, planned again
+    assert report.inserted == len(ids) - 1
