@@ -8,6 +8,12 @@ run). The vectors keep labeler-tiny's dimension (128): the prompts are encoded b
 so padding to ViT-B-32's 512 would break every dot product; reading 512-d vectors costs about
 four times as much I/O per image.
 
+``build(home, n, model="vit-b-32")`` makes the same at ViT-B-32's dimension (512): the seed world
+is indexed with ViT-B-32 with random weights (a weights file beside the home, made once, so the
+model row and the text queries are the real thing), and the synthetic vectors are Gaussian
+clusters as in ``bench_index`` (random weights put every image near one point, which no index
+sees in real use), with the seed's real vectors among the cluster centres.
+
 Each measurement is one function taking the home (add more: search wall time, recall, web
 throughput). ``label`` runs through the real CLI in a subprocess and is timed by wall clock,
 once on a fresh catalog and once more with nothing changed; the catalog's growth is the file
@@ -16,7 +22,8 @@ home, downgraded to the newest migration both checkouts share and run with the o
 upgrades it its own way (``--baseline DIR``: a checkout of the older code, e.g. from
 ``git worktree add /tmp/old c60ae59``, the commit before this storage).
 
-    PYTHONPATH=. .venv/bin/python bench/bench_scale.py HOME --images 100000 [--baseline DIR | --no-baseline] [--json]
+    PYTHONPATH=. .venv/bin/python bench/bench_scale.py HOME --images 100000 [--model tiny|vit-b-32]
+        [--baseline DIR | --no-baseline] [--json]
 
 HOME is created when missing and reused (labels removed first) when it already holds N images.
 """
@@ -46,6 +53,7 @@ from labeler.catalog import Embedding, Image, ImageFile, Label, utcnow  # noqa: 
 from labeler.collection import Collection  # noqa: E402
 from labeler.config import Config  # noqa: E402
 from labeler.encoder import TINY_NAME  # noqa: E402
+from bench.bench_index import CLUSTERS, points, unit  # noqa: E402
 
 SEED_IMAGES = 200
 NOISE = 0.02  # per component; at dim 128 the noise vector's norm is about 0.23
@@ -56,17 +64,37 @@ ISSUE_REFERENCE = {100_000: {"label_s": 19.7, "rerun_s": 20.2},
                    1_000_000: {"label_s": 240.0, "growth_bytes": int((3.8 - 0.96) * 1e9)}}
 
 
-def collection_of(home: Path) -> Collection:
-    return Collection(Config(home=home, model=TINY_NAME))
+MODELS = ("tiny", "vit-b-32")  # --model: labeler-tiny (dim 128) or ViT-B-32 with random weights (dim 512)
 
 
-def build(home: Path, n: int, seed: int = 0) -> dict:
+def model_spec(home: Path, model: str = "tiny") -> str:
+    """The model spec a bench home of ``model`` is built and searched with; for ``vit-b-32``, a
+    random-weights file beside the home (written on first use: same speed as trained weights)."""
+    if model == "tiny":
+        return TINY_NAME
+    if model != "vit-b-32":
+        raise ValueError(f"unknown bench model {model!r}: one of {MODELS}")
+    weights = home.with_name(f"{home.name}-vit-b-32.pt")
+    if not weights.exists():
+        import open_clip
+        import torch
+
+        torch.manual_seed(0)
+        torch.save(open_clip.create_model("ViT-B-32").state_dict(), weights)
+    return f"ViT-B-32:{weights}"
+
+
+def collection_of(home: Path, model: str = "tiny") -> Collection:
+    return Collection(Config(home=home, model=model_spec(home, model)))
+
+
+def build(home: Path, n: int, seed: int = 0, model: str = "tiny") -> dict:
     """A collection of ``n`` embedded images under ``home``, with no labels; returns what it did."""
     from labeler.pipeline import index_paths
     from labeler.world import generate_world
 
     started = time.perf_counter()
-    collection = collection_of(home)
+    collection = collection_of(home, model)
     if collection.vectors.count() == 0:
         world = home.parent / f"{home.name}-seed-world"
         if not world.exists():
@@ -79,24 +107,39 @@ def build(home: Path, n: int, seed: int = 0) -> dict:
         db.dispose_engines()
         with sqlite3.connect(home / "catalog.db") as conn:
             conn.execute("VACUUM")
-    _, real = collection.vectors.read(model_id=model_id)
     have = collection.vectors.count(model_id)
+    if have >= n:
+        db.dispose_engines()
+        return {"images": have, "added": 0, "seconds": round(time.perf_counter() - started, 1),
+                "dim": collection.models.dim(model_id)}
+    _, real = collection.vectors.read(collection.vectors.ids(model_id)[:SEED_IMAGES], model_id=model_id)
     rng = np.random.default_rng(seed)
     added = 0
     with collection.session() as s:
         next_id = (s.scalar(select(func.max(Image.id))) or 0) + 1
+    centres = real if model == "tiny" else cluster_centres(rng, real)
     while have + added < n:
         count = min(CHUNK, n - have - added)
         image_ids = np.arange(next_id, next_id + count)
-        source = real[rng.integers(0, len(real), count)]
-        vecs = source + rng.normal(0.0, NOISE, source.shape).astype(np.float32)
-        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        if model == "tiny":
+            source = real[rng.integers(0, len(real), count)]
+            vecs = source + rng.normal(0.0, NOISE, source.shape).astype(np.float32)
+            vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        else:
+            vecs = points(rng, centres, count)
         _add_images(collection, model_id, image_ids, vecs.astype(np.float32))
         next_id += count
         added += count
     db.dispose_engines()  # checkpoint the WAL: the catalog file is then the whole catalog
     return {"images": have + added, "added": added, "seconds": round(time.perf_counter() - started, 1),
             "dim": int(real.shape[1])}
+
+
+def cluster_centres(rng: np.random.Generator, real: np.ndarray) -> np.ndarray:
+    """:data:`CLUSTERS` unit centres ``[C, D]``: the seed's real vectors ``real`` ``[S, D]``, then
+    random directions."""
+    extra = unit(rng.standard_normal((max(0, CLUSTERS - len(real)), real.shape[1])).astype(np.float32))
+    return np.concatenate([real[:CLUSTERS], extra]).astype(np.float32)
 
 
 def _add_images(collection: Collection, model_id: int, image_ids: np.ndarray, vecs: np.ndarray) -> None:
@@ -121,12 +164,12 @@ def catalog_bytes(home: Path) -> int:
     return sum(p.stat().st_size for p in (home / "catalog.db", home / "catalog.db-wal") if p.exists())
 
 
-def run_label(home: Path, code: Path) -> dict:
+def run_label(home: Path, code: Path, spec: str = TINY_NAME) -> dict:
     """``manage.py label --prompt-set workshop --json`` with the code at ``code``: wall seconds, growth, report."""
     before = catalog_bytes(home)
     env = {**os.environ, "PYTHONPATH": str(code)}
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, str(code / "manage.py"), "--home", str(home), "--model", TINY_NAME,
+    done = subprocess.run([sys.executable, str(code / "manage.py"), "--home", str(home), "--model", spec,
                            "label", "--prompt-set", PROMPT_SET, "--json"],
                           cwd=code, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
@@ -138,10 +181,10 @@ def run_label(home: Path, code: Path) -> dict:
             "unchanged": report.get("unchanged"), "labeled": report.get("labeled")}
 
 
-def measure_label(home: Path, code: Path = ROOT) -> dict:
+def measure_label(home: Path, code: Path = ROOT, spec: str = TINY_NAME) -> dict:
     """First ``label`` on the unlabeled home, then a rerun with nothing changed."""
-    first = run_label(home, code)
-    rerun = run_label(home, code)
+    first = run_label(home, code, spec)
+    rerun = run_label(home, code, spec)
     return {"label": first, "rerun": rerun, "catalog_bytes": catalog_bytes(home)}
 
 
@@ -195,16 +238,19 @@ def main() -> None:
                         help="a checkout of older labeler code to time in the same run, e.g. "
                              "`git worktree add /tmp/old c60ae59` [default: none]")
     parser.add_argument("--no-baseline", action="store_true", help="(the default) time only this code")
+    parser.add_argument("--model", choices=MODELS, default="tiny",
+                        help="labeler-tiny (dim 128) or ViT-B-32 with random weights (dim 512) [default: tiny]")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     home = args.home.resolve()
-    results: dict = {"images": args.images, "build": build(home, args.images)}
+    spec = model_spec(home, args.model)
+    results: dict = {"images": args.images, "build": build(home, args.images, model=args.model)}
     base = None
     if args.baseline and not args.no_baseline:
         base = baseline_home(home, common_revision(args.baseline.resolve()))
-    results["new"] = measure_label(home)
+    results["new"] = measure_label(home, spec=spec)
     if base is not None:
-        results["baseline"] = measure_label(base, args.baseline.resolve())
+        results["baseline"] = measure_label(base, args.baseline.resolve(), spec)
         results["baseline_code"] = str(args.baseline)
         shutil.rmtree(base)
     results["reference"] = ISSUE_REFERENCE.get(args.images)
