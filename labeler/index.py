@@ -134,19 +134,31 @@ class FaissIndex:
         self._index = faiss.IndexIDMap2(faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT))
         self._member = np.zeros(0, dtype=bool)  # _member[id]: the id is in the index; O(1) per id
         self._lock = _ReadWriteLock()
+        self._mapped: np.ndarray | None = None  # the file's FAISS bytes while the arrays point into them
 
     @classmethod
-    def load(cls, path: Path, gpu: bool = False) -> "FaissIndex":
-        """Read an index file; a file written before headers existed loads with an empty stamp."""
+    def load(cls, path: Path, gpu: bool = False, mapped: bool = False) -> "FaissIndex":
+        """Read an index file; a file written before headers existed loads with an empty stamp.
+
+        ``mapped``: the index's arrays (vectors, inverted lists, ids) stay in the file, mapped
+        read-only, instead of being copied: a search reads only the pages it touches, so opening
+        a 2 GB index costs what its small parts cost. The first change copies it into memory.
+        """
         with open(path, "rb") as fh:
             meta = _read_header(fh)
-            if meta is None:
-                fh.seek(0)
-            raw = faiss.read_index(faiss.PyCallbackIOReader(fh.read))
+            start = fh.tell() if meta is not None else 0
+            if mapped:
+                view = np.memmap(path, dtype=np.uint8, mode="r", offset=start)
+                raw = faiss.read_index(faiss.ZeroCopyIOReader(faiss.swig_ptr(view), view.size),
+                                       faiss.IO_FLAG_MMAP_IFC)
+            else:
+                fh.seek(start)
+                raw = faiss.read_index(faiss.PyCallbackIOReader(fh.read))
         if not isinstance(raw, faiss.IndexIDMap2):
             raise ValueError(f"{path} is not a labeler index (no id map)")
         self = cls.__new__(cls)
         self.dim, self.gpu, self._index, self._lock = raw.d, gpu, raw, _ReadWriteLock()
+        self._mapped = view if mapped else None
         self.factory = (meta or {}).get("factory", "loaded")
         self.stamp = (meta or {}).get("stamp", {})
         self._member = np.zeros(0, dtype=bool)
@@ -167,6 +179,28 @@ class FaissIndex:
         if isinstance(inner, faiss.IndexIVF):
             return "ivf"
         return "hnsw" if isinstance(inner, faiss.IndexHNSW) else "other"
+
+    @property
+    def mapped(self) -> bool:
+        """Whether the arrays are still the file's, mapped read-only (no change made yet)."""
+        return self._mapped is not None
+
+    def _own(self) -> None:
+        """Copy a mapped index into memory before its first change (under the write lock):
+        resizing a mapped array is a FAISS assertion that aborts the process, not an exception."""
+        if self._mapped is None:
+            return
+        nprobe, view, at = self.nprobe, memoryview(self._mapped), 0
+
+        def read(n: int) -> bytes:  # a callback reader copies; a ZeroCopyIOReader never does
+            nonlocal at
+            at += n
+            return view[at - n:at].tobytes()
+
+        self._index = faiss.read_index(faiss.PyCallbackIOReader(read))
+        self._mapped = None
+        if nprobe is not None:
+            self.nprobe = nprobe
 
     @property
     def is_trained(self) -> bool:
@@ -219,6 +253,7 @@ class FaissIndex:
         ivf.cp.niter = 10  # the lists need not be optimal, only balanced; 10 rounds train 2.5x faster than 25
         ivf.cp.min_points_per_centroid = 1
         with self._lock.write():
+            self._own()
             self._index.train(vectors)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -234,6 +269,7 @@ class FaissIndex:
             raise ValueError(f"the {self.factory} index must be trained before vectors are added")
         replaced = ids[self.contains(ids)]
         with self._lock.write(), _threads(1 if len(ids) < SMALL_ADD else None):
+            self._own()
             if len(replaced):
                 self._remove(replaced)
             self._index.add_with_ids(vectors, ids)
@@ -249,6 +285,7 @@ class FaissIndex:
             return self._remove(ids)
 
     def _remove(self, ids: np.ndarray) -> int:
+        self._own()
         removed = int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))  # HNSW: RuntimeError
         self._mark(ids, False)
         return removed

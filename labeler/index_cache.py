@@ -144,8 +144,8 @@ class IndexCache:
             path = self.path(model_id)
             index = None
             if path.exists():
-                try:
-                    index = FaissIndex.load(path, gpu=self.config.index_gpu)
+                try:  # mapped: a read-only command never copies the file (2 GB at 1M of dim 512)
+                    index = FaissIndex.load(path, gpu=self.config.index_gpu, mapped=True)
                 except Exception:
                     index = None  # unreadable: rebuilt from the stored vectors below
                 if index is not None and index.dim != self.models.dim(model_id):

@@ -232,3 +232,54 @@ def test_the_stamp_moves_past_other_models_changes(indexed_collection, tmp_path)
         s.commit()
     assert cache.catch_up() == 0
     assert cache.get().stamp["change"] == cache.vectors.latest_change()
+
+
+@pytest.mark.parametrize("spec", ["flat", "IVF4,Flat", "hnsw"])
+def test_a_mapped_index_answers_as_one_read_into_memory(indexed_collection, spec):
+    """Opening maps the file instead of copying it (2 GB at 1M vectors of dim 512, for one
+    search); a mapped index answers as the file read into memory does, and its first change
+    copies it into memory rather than write to the file or abort in FAISS."""
+    indexed_collection.index_cache.rebuild(spec)
+    path = indexed_collection.index_cache.path(indexed_collection.models.current_id())
+    before = path.read_bytes()
+    ids, vecs = indexed_collection.vectors.read()
+    read, mapped = FaissIndex.load(path), FaissIndex.load(path, mapped=True)
+    assert mapped.mapped and not read.mapped
+    assert mapped.describe() == read.describe() and mapped.stamp == read.stamp
+    assert mapped.ids().tolist() == read.ids().tolist()
+    for exact in (False, True):
+        (read_scores, read_ids), (mapped_scores, mapped_ids) = read.search(vecs, 5, exact), mapped.search(vecs, 5, exact)
+        assert mapped_ids.tolist() == read_ids.tolist()
+        np.testing.assert_allclose(mapped_scores, read_scores, rtol=0, atol=1e-6)
+    new_id = int(ids.max()) + 1000
+    mapped.add(np.array([new_id]), vecs[:1])
+    assert not mapped.mapped and len(mapped) == len(read) + 1
+    _, found = mapped.search(vecs[:1], 2, exact=True)
+    assert set(found[0].tolist()) == {int(ids[0]), new_id}
+    assert path.read_bytes() == before  # mapped read-only: the change never reached the file
+
+
+def test_opening_maps_the_file_and_still_replays_newer_changes(indexed_collection, tmp_path):
+    config = indexed_collection.config
+    assert Collection(config).index_cache.get().mapped  # nothing newer: the file stays mapped
+    new_ids, vecs = _six_written_without_the_index(indexed_collection, tmp_path, seed=52)
+
+    opened = Collection(config)
+    index = opened.index_cache.get()
+    assert opened.index_cache.last_replay == {"changes": 6, "added": 6, "removed": 0}
+    assert not index.mapped and _in_sync(opened)  # copied into memory, then replayed
+    hits = search(opened, "a hammer", k=46, exact=True)
+    assert set(new_ids) <= {h.image_id for h in hits}
+    _, found = index.search(vecs[:1], 2)
+    assert {int(found[0][0]), int(found[0][1])} == {int(indexed_collection.vectors.ids()[0]), new_ids[0]}
+
+
+def test_a_truncated_index_file_is_rebuilt_when_opened(indexed_collection):
+    config = indexed_collection.config
+    path = indexed_collection.index_cache.path(indexed_collection.models.current_id())
+    for keep in (path.stat().st_size // 2, len(b"LABELER-INDEX-1\n") + 2):
+        path.write_bytes(path.read_bytes()[:keep])
+        assert "unreadable" in Collection(config).index_cache.problems()[0]
+        opened = Collection(config)
+        assert len(opened.index_cache.get()) == 40 and _in_sync(opened)
+        assert Collection(config).index_cache.problems() == []
