@@ -166,8 +166,9 @@ class IndexCache:
                 # grown past the IVF threshold (or the retrain growth) by writes this process
                 # replays rather than made (a bulk import, say): the type its size calls for, once
                 return self.rebuild(index.stamp.get("spec"))
-            if self._unsaved and self._unsaved >= self._save_after():
-                self.save()
+            if (self._unsaved and self._unsaved >= self._save_after()) or index.upgraded:
+                self.save()  # an upgraded file is saved once, in the layout it now has
+                index.upgraded = False
             return index
 
     def _adopt_unstamped(self, index: FaissIndex) -> None:
