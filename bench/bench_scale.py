@@ -23,8 +23,7 @@ home, downgraded to the newest migration both checkouts share and run with the o
 upgrades it its own way (``--baseline DIR``: a checkout of the older code, e.g. from
 ``git worktree add /tmp/old c60ae59``, the commit before this storage).
 
-    PYTHONPATH=. .venv/bin/python bench/bench_scale.py HOME --images 100000 [--model tiny|vit-b-32]
-        [--baseline DIR | --no-baseline] [--json]
+    PYTHONPATH=. .venv/bin/python bench/bench_scale.py HOME --images 100000 [--baseline DIR | --no-baseline] [--json]
 
 HOME is created when missing and reused (labels removed first) when it already holds N images.
 """
@@ -165,12 +164,12 @@ def catalog_bytes(home: Path) -> int:
     return sum(p.stat().st_size for p in (home / "catalog.db", home / "catalog.db-wal") if p.exists())
 
 
-def run_label(home: Path, code: Path, spec: str = TINY_NAME) -> dict:
+def run_label(home: Path, code: Path) -> dict:
     """``manage.py label --prompt-set workshop --json`` with the code at ``code``: wall seconds, growth, report."""
     before = catalog_bytes(home)
     env = {**os.environ, "PYTHONPATH": str(code)}
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, str(code / "manage.py"), "--home", str(home), "--model", spec,
+    done = subprocess.run([sys.executable, str(code / "manage.py"), "--home", str(home), "--model", TINY_NAME,
                            "label", "--prompt-set", PROMPT_SET, "--json"],
                           cwd=code, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
@@ -182,10 +181,10 @@ def run_label(home: Path, code: Path, spec: str = TINY_NAME) -> dict:
             "unchanged": report.get("unchanged"), "labeled": report.get("labeled")}
 
 
-def measure_label(home: Path, code: Path = ROOT, spec: str = TINY_NAME) -> dict:
+def measure_label(home: Path, code: Path = ROOT) -> dict:
     """First ``label`` on the unlabeled home, then a rerun with nothing changed."""
-    first = run_label(home, code, spec)
-    rerun = run_label(home, code, spec)
+    first = run_label(home, code)
+    rerun = run_label(home, code)
     return {"label": first, "rerun": rerun, "catalog_bytes": catalog_bytes(home)}
 
 
@@ -239,19 +238,16 @@ def main() -> None:
                         help="a checkout of older labeler code to time in the same run, e.g. "
                              "`git worktree add /tmp/old c60ae59` [default: none]")
     parser.add_argument("--no-baseline", action="store_true", help="(the default) time only this code")
-    parser.add_argument("--model", choices=MODELS, default="tiny",
-                        help="labeler-tiny (dim 128) or ViT-B-32 with random weights (dim 512) [default: tiny]")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     home = args.home.resolve()
-    spec = model_spec(home, args.model)
-    results: dict = {"images": args.images, "build": build(home, args.images, model=args.model)}
+    results: dict = {"images": args.images, "build": build(home, args.images)}
     base = None
     if args.baseline and not args.no_baseline:
         base = baseline_home(home, common_revision(args.baseline.resolve()))
-    results["new"] = measure_label(home, spec=spec)
+    results["new"] = measure_label(home)
     if base is not None:
-        results["baseline"] = measure_label(base, args.baseline.resolve(), spec)
+        results["baseline"] = measure_label(base, args.baseline.resolve())
         results["baseline_code"] = str(args.baseline)
         shutil.rmtree(base)
     results["reference"] = ISSUE_REFERENCE.get(args.images)
