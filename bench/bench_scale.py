@@ -14,6 +14,7 @@ model row and the text queries are the real thing), and the synthetic vectors ar
 clusters as in ``bench_index``, 1,000 centres: the seed's 200 real vectors and random directions.
 Noise copies of the seed alone would make one blob: random weights make images far more alike
 than a trained model does (median pairwise cosine 0.67 for the seed, 0.34 with labeler-tiny).
+``bench_search_scale --model vit-b-32`` builds such homes; ``label`` here stays at labeler-tiny.
 
 Each measurement is one function taking the home (add more: search wall time, recall, web
 throughput). ``label`` runs through the real CLI in a subprocess and is timed by wall clock,
