@@ -8,6 +8,14 @@ run). The vectors keep labeler-tiny's dimension (128): the prompts are encoded b
 so padding to ViT-B-32's 512 would break every dot product; reading 512-d vectors costs about
 four times as much I/O per image.
 
+``build(home, n, model="vit-b-32")`` makes the same at ViT-B-32's dimension (512): the seed world
+is indexed with ViT-B-32 with random weights (a weights file beside the home, made once, so the
+model row and the text queries are the real thing), and the synthetic vectors are Gaussian
+clusters as in ``bench_index``, 1,000 centres: the seed's 200 real vectors and random directions.
+Noise copies of the seed alone would make one blob: random weights make images far more alike
+than a trained model does (median pairwise cosine 0.67 for the seed, 0.34 with labeler-tiny).
+``bench_search_scale --model vit-b-32`` builds such homes; ``label`` here stays at labeler-tiny.
+
 Each measurement is one function taking the home (add more: search wall time, recall, web
 throughput). ``label`` runs through the real CLI in a subprocess and is timed by wall clock,
 once on a fresh catalog and once more with nothing changed; the catalog's growth is the file
@@ -47,6 +55,7 @@ from labeler.catalog import Embedding, Image, ImageFile, Label, utcnow  # noqa: 
 from labeler.collection import Collection  # noqa: E402
 from labeler.config import Config  # noqa: E402
 from labeler.encoder import TINY_NAME  # noqa: E402
+from bench.bench_index import CLUSTERS, points, unit  # noqa: E402
 
 SEED_IMAGES = 200
 NOISE = 0.02  # per component; at dim 128 the noise vector's norm is about 0.23
@@ -60,17 +69,37 @@ ISSUE_REFERENCE = {100_000: {"label_s": 19.7, "rerun_s": 20.2},
                    1_000_000: {"label_s": 240.0, "growth_bytes": int((3.8 - 0.96) * 1e9)}}
 
 
-def collection_of(home: Path) -> Collection:
-    return Collection(Config(home=home, model=TINY_NAME))
+MODELS = ("tiny", "vit-b-32")  # --model: labeler-tiny (dim 128) or ViT-B-32 with random weights (dim 512)
 
 
-def build(home: Path, n: int, seed: int = 0) -> dict:
+def model_spec(home: Path, model: str = "tiny") -> str:
+    """The model spec a bench home of ``model`` is built and searched with; for ``vit-b-32``, a
+    random-weights file beside the home (written on first use: same speed as trained weights)."""
+    if model == "tiny":
+        return TINY_NAME
+    if model != "vit-b-32":
+        raise ValueError(f"unknown bench model {model!r}: one of {MODELS}")
+    weights = home.with_name(f"{home.name}-vit-b-32.pt")
+    if not weights.exists():
+        import open_clip
+        import torch
+
+        torch.manual_seed(0)
+        torch.save(open_clip.create_model("ViT-B-32").state_dict(), weights)
+    return f"ViT-B-32:{weights}"
+
+
+def collection_of(home: Path, model: str = "tiny") -> Collection:
+    return Collection(Config(home=home, model=model_spec(home, model)))
+
+
+def build(home: Path, n: int, seed: int = 0, model: str = "tiny") -> dict:
     """A collection of ``n`` embedded images under ``home``, with no labels; returns what it did."""
     from labeler.pipeline import index_paths
     from labeler.world import generate_world
 
     started = time.perf_counter()
-    collection = collection_of(home)
+    collection = collection_of(home, model)
     if collection.vectors.count() == 0:
         world = home.parent / f"{home.name}-seed-world"
         if not world.exists():
@@ -83,24 +112,39 @@ def build(home: Path, n: int, seed: int = 0) -> dict:
         db.dispose_engines()
         with sqlite3.connect(home / "catalog.db") as conn:
             conn.execute("VACUUM")
-    _, real = collection.vectors.read(model_id=model_id)
     have = collection.vectors.count(model_id)
+    if have >= n:
+        db.dispose_engines()
+        return {"images": have, "added": 0, "seconds": round(time.perf_counter() - started, 1),
+                "dim": collection.models.dim(model_id)}
+    _, real = collection.vectors.read(collection.vectors.ids(model_id)[:SEED_IMAGES], model_id=model_id)
     rng = np.random.default_rng(seed)
     added = 0
     with collection.session() as s:
         next_id = (s.scalar(select(func.max(Image.id))) or 0) + 1
+    centres = real if model == "tiny" else cluster_centres(rng, real)
     while have + added < n:
         count = min(CHUNK, n - have - added)
         image_ids = np.arange(next_id, next_id + count)
-        source = real[rng.integers(0, len(real), count)]
-        vecs = source + rng.normal(0.0, NOISE, source.shape).astype(np.float32)
-        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        if model == "tiny":
+            source = real[rng.integers(0, len(real), count)]
+            vecs = source + rng.normal(0.0, NOISE, source.shape).astype(np.float32)
+            vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        else:
+            vecs = points(rng, centres, count)
         _add_images(collection, model_id, image_ids, vecs.astype(np.float32))
         next_id += count
         added += count
     db.dispose_engines()  # checkpoint the WAL: the catalog file is then the whole catalog
     return {"images": have + added, "added": added, "seconds": round(time.perf_counter() - started, 1),
             "dim": int(real.shape[1])}
+
+
+def cluster_centres(rng: np.random.Generator, real: np.ndarray) -> np.ndarray:
+    """:data:`CLUSTERS` unit centres ``[C, D]``: the seed's real vectors ``real`` ``[S, D]``, then
+    random directions."""
+    extra = unit(rng.standard_normal((max(0, CLUSTERS - len(real)), real.shape[1])).astype(np.float32))
+    return np.concatenate([real[:CLUSTERS], extra]).astype(np.float32)
 
 
 def _add_images(collection: Collection, model_id: int, image_ids: np.ndarray, vecs: np.ndarray) -> None:

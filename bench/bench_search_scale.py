@@ -11,7 +11,11 @@ and saving it); then:
 * in process: p50 of 20 text queries (prompts of the workshop set) through the index, against
   the same queries with ``--exact`` (a full scan), and recall@10 of the first against the second.
 
-    PYTHONPATH=. .venv/bin/python bench/bench_search_scale.py HOME --images 1000000 [--cli-runs 5] [--json]
+    PYTHONPATH=. .venv/bin/python bench/bench_search_scale.py HOME --images 1000000 [--model tiny|vit-b-32]
+        [--cli-runs 5] [--json]
+
+``--model vit-b-32``: ViT-B-32 with random weights and 512-d vectors (Gaussian clusters), the
+dimension the issue's targets are for; ``tiny`` (the default) is labeler-tiny at dim 128.
 """
 
 from __future__ import annotations
@@ -30,9 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_scale import build, collection_of  # noqa: E402
+from bench.bench_scale import MODELS, build, collection_of, model_spec  # noqa: E402
 from labeler import search  # noqa: E402
-from labeler.encoder import TINY_NAME  # noqa: E402
 from labeler.prompts import load_prompt_set  # noqa: E402
 
 QUERY = "metal hammer with wooden handle"
@@ -46,9 +49,9 @@ def wall(argv: list[str], env: dict) -> float:
     return time.perf_counter() - began
 
 
-def cli(home: Path, runs: int) -> dict:
+def cli(home: Path, runs: int, model: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    manage = [sys.executable, str(ROOT / "manage.py"), "--home", str(home), "--model", TINY_NAME]
+    manage = [sys.executable, str(ROOT / "manage.py"), "--home", str(home), "--model", model_spec(home, model)]
     search_argv = [*manage, "search", QUERY, "-k", str(K), "--json"]
     wall(search_argv, env)  # opens (and saves) the index, and caches the text, once
     stamp = int(time.time())
@@ -61,8 +64,8 @@ def cli(home: Path, runs: int) -> dict:
             "python_pass_s": round(statistics.median(bare), 3), "import_cli_s": round(statistics.median(imports), 3)}
 
 
-def in_process(home: Path) -> dict:
-    collection = collection_of(home)
+def in_process(home: Path, model: str) -> dict:
+    collection = collection_of(home, model)
     index = collection.index_cache.get()
     texts = [p.text for g in load_prompt_set("workshop").groups.values() for o in g.options for p in o.prompts]
     texts = texts[:: max(1, len(texts) // QUERIES)][:QUERIES]
@@ -92,16 +95,20 @@ def main() -> None:
     parser.add_argument("home", type=Path)
     parser.add_argument("--images", type=int, default=100_000)
     parser.add_argument("--cli-runs", type=int, default=5)
+    parser.add_argument("--model", choices=MODELS, default="tiny",
+                        help="labeler-tiny (dim 128) or ViT-B-32 with random weights (dim 512) [default: tiny]")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     home = args.home.resolve()
-    build(home, args.images)
-    result = {"images": args.images, "cli": cli(home, args.cli_runs), "in_process": in_process(home)}
+    built = build(home, args.images, model=args.model)
+    result = {"images": args.images, "model": args.model, "dim": built["dim"], "build": built,
+              "cli": cli(home, args.cli_runs, args.model), "in_process": in_process(home, args.model)}
     if args.json:
         print(json.dumps(result, indent=2))
         return
     c, p = result["cli"], result["in_process"]
-    print(f"search at {args.images:,} images ({p['factory']}, nprobe {p['nprobe']}, {p['vectors']:,} vectors)")
+    print(f"search at {args.images:,} images of dim {result['dim']} ({p['factory']}, nprobe {p['nprobe']}, "
+          f"{p['vectors']:,} vectors; building took {built['seconds']} s, {built['added']:,} added)")
     print(f"  CLI wall, median of {args.cli_runs}: cached text {c['cached_s']} s, new text {c['new_text_s']} s; "
           f"python -c pass {c['python_pass_s']} s, import labeler.cli {c['import_cli_s']} s "
           f"(cached search = {c['cached_s'] / c['python_pass_s']:.0f}x a bare interpreter)")

@@ -131,22 +131,39 @@ class FaissIndex:
         self.factory = factory
         self.gpu = gpu
         self.stamp: dict = {}
-        self._index = faiss.IndexIDMap2(faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT))
+        self._index = _with_ids(faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT))
         self._member = np.zeros(0, dtype=bool)  # _member[id]: the id is in the index; O(1) per id
         self._lock = _ReadWriteLock()
+        self._mapped: np.ndarray | None = None  # the file's FAISS bytes while the arrays point into them
+        self.upgraded = False  # loaded from an older layout: worth saving again
 
     @classmethod
-    def load(cls, path: Path, gpu: bool = False) -> "FaissIndex":
-        """Read an index file; a file written before headers existed loads with an empty stamp."""
+    def load(cls, path: Path, gpu: bool = False, mapped: bool = False) -> "FaissIndex":
+        """Read an index file; a file written before headers existed loads with an empty stamp.
+
+        ``mapped``: the index's arrays (vectors, inverted lists, ids) stay in the file, mapped
+        read-only, instead of being copied: a search reads only the pages it touches, so opening
+        a 2 GB index costs what its small parts cost. The first change copies it into memory.
+        """
         with open(path, "rb") as fh:
             meta = _read_header(fh)
-            if meta is None:
-                fh.seek(0)
-            raw = faiss.read_index(faiss.PyCallbackIOReader(fh.read))
-        if not isinstance(raw, faiss.IndexIDMap2):
+            start = fh.tell() if meta is not None else 0
+            if mapped:
+                view = np.memmap(path, dtype=np.uint8, mode="r", offset=start)
+                raw = faiss.read_index(faiss.ZeroCopyIOReader(faiss.swig_ptr(view), view.size),
+                                       faiss.IO_FLAG_MMAP_IFC)
+            else:
+                fh.seek(start)
+                raw = faiss.read_index(faiss.PyCallbackIOReader(fh.read))
+        if not isinstance(raw, faiss.IndexIDMap2) and not _is_ivf(raw):
             raise ValueError(f"{path} is not a labeler index (no id map)")
         self = cls.__new__(cls)
         self.dim, self.gpu, self._index, self._lock = raw.d, gpu, raw, _ReadWriteLock()
+        self._mapped = view if mapped else None
+        self.upgraded = isinstance(raw, faiss.IndexIDMap2) and _is_ivf(raw.index)
+        if self.upgraded:  # an IVF saved inside an id map: its lists get the catalog ids, once
+            self._own()
+            self._index = _unwrap_ivf(self._index, path)
         self.factory = (meta or {}).get("factory", "loaded")
         self.stamp = (meta or {}).get("stamp", {})
         self._member = np.zeros(0, dtype=bool)
@@ -161,12 +178,34 @@ class FaissIndex:
     @property
     def kind(self) -> str:
         """``flat``, ``ivf``, ``hnsw`` or ``other``: what the id map wraps."""
-        inner = faiss.downcast_index(self._index.index)
+        inner = faiss.downcast_index(self._inner())
         if isinstance(inner, faiss.IndexFlat):
             return "flat"
         if isinstance(inner, faiss.IndexIVF):
             return "ivf"
         return "hnsw" if isinstance(inner, faiss.IndexHNSW) else "other"
+
+    @property
+    def mapped(self) -> bool:
+        """Whether the arrays are still the file's, mapped read-only (no change made yet)."""
+        return self._mapped is not None
+
+    def _own(self) -> None:
+        """Copy a mapped index into memory before its first change (under the write lock):
+        resizing a mapped array is a FAISS assertion that aborts the process, not an exception."""
+        if self._mapped is None:
+            return
+        nprobe, view, at = self.nprobe, memoryview(self._mapped), 0
+
+        def read(n: int) -> bytes:  # a callback reader copies; a ZeroCopyIOReader never does
+            nonlocal at
+            at += n
+            return view[at - n:at].tobytes()
+
+        self._index = faiss.read_index(faiss.PyCallbackIOReader(read))
+        self._mapped = None
+        if nprobe is not None:
+            self.nprobe = nprobe
 
     @property
     def is_trained(self) -> bool:
@@ -193,7 +232,16 @@ class FaissIndex:
 
     def ids(self) -> np.ndarray:
         """All ids in the index, ``[N]`` int64."""
-        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        if isinstance(self._index, faiss.IndexIDMap2):
+            return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        lists = self._index.invlists
+        parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+                 for i in range(self._index.nlist) if lists.list_size(i)]
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+    def _inner(self) -> faiss.Index:
+        """The index that holds the vectors: what the id map wraps, or the IVF itself."""
+        return self._index.index if isinstance(self._index, faiss.IndexIDMap2) else self._index
 
     def contains(self, ids: np.ndarray) -> np.ndarray:
         """``[N]`` bool: which of ``ids`` ``[N]`` the index holds."""
@@ -219,6 +267,7 @@ class FaissIndex:
         ivf.cp.niter = 10  # the lists need not be optimal, only balanced; 10 rounds train 2.5x faster than 25
         ivf.cp.min_points_per_centroid = 1
         with self._lock.write():
+            self._own()
             self._index.train(vectors)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -234,6 +283,7 @@ class FaissIndex:
             raise ValueError(f"the {self.factory} index must be trained before vectors are added")
         replaced = ids[self.contains(ids)]
         with self._lock.write(), _threads(1 if len(ids) < SMALL_ADD else None):
+            self._own()
             if len(replaced):
                 self._remove(replaced)
             self._index.add_with_ids(vectors, ids)
@@ -249,6 +299,7 @@ class FaissIndex:
             return self._remove(ids)
 
     def _remove(self, ids: np.ndarray) -> int:
+        self._own()
         removed = int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))  # HNSW: RuntimeError
         self._mark(ids, False)
         return removed
@@ -283,7 +334,7 @@ class FaissIndex:
 
     def _scan(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact inner products against every vector the index can reconstruct."""
-        vectors = self._index.index.reconstruct_n(0, len(self))
+        vectors = self._inner().reconstruct_n(0, len(self))
         scores = queries @ vectors.T
         top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(scores, top, axis=1), self.ids()[top]
@@ -301,6 +352,34 @@ class FaissIndex:
                 faiss.write_index(self._index, faiss.PyCallbackIOWriter(fh.write))
 
         replace_atomically(Path(path), write)
+
+
+def _is_ivf(index: faiss.Index) -> bool:
+    return isinstance(faiss.downcast_index(index), faiss.IndexIVF)
+
+
+def _with_ids(index: faiss.Index) -> faiss.Index:
+    """``index`` able to hold catalog ids. An IVF keeps them in its own lists: inside an id map,
+    a removal renumbers the map but not the lists, and every later hit names another image
+    (FAISS does not support that pairing: facebookresearch/faiss#1643, #4535)."""
+    return index if _is_ivf(index) else faiss.IndexIDMap2(index)
+
+
+def _unwrap_ivf(wrapped: faiss.IndexIDMap2, path: Path) -> faiss.Index:
+    """The IVF inside ``wrapped`` (read into memory) with the catalog ids in its lists; raises
+    ValueError when a removal already put the map out of step (the caller rebuilds)."""
+    id_map = faiss.vector_to_array(wrapped.id_map).astype(np.int64)
+    ivf = faiss.downcast_index(wrapped.index)
+    lists, seen = ivf.invlists, []
+    for i in range(ivf.nlist):
+        if lists.list_size(i):
+            ids = faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i))
+            seen.append(ids.copy())
+            ids[:] = id_map[np.clip(ids, 0, max(len(id_map) - 1, 0))]
+    seen = np.sort(np.concatenate(seen)) if seen else np.zeros(0, np.int64)
+    if not np.array_equal(seen, np.arange(len(id_map))):
+        raise ValueError(f"{path}: an IVF whose id map a removal put out of step")
+    return faiss.clone_index(ivf)  # its own copy: the wrapper frees the IVF it holds
 
 
 def read_stamp(path: Path) -> dict | None:

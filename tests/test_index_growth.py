@@ -3,6 +3,8 @@ turns approximate (IVF) above a size, with its recall measured against an exact 
 
 from __future__ import annotations
 
+import json
+import struct
 
 import faiss
 import numpy as np
@@ -11,7 +13,7 @@ from sqlalchemy import select
 
 from labeler.catalog import Image, IndexChange
 from labeler.collection import Collection
-from labeler.index import FaissIndex, read_stamp
+from labeler.index import MAGIC, FaissIndex, read_stamp
 from labeler.pipeline import index_paths
 from labeler.search import search
 from tests.imagegen import write_good_images
@@ -232,3 +234,113 @@ def test_the_stamp_moves_past_other_models_changes(indexed_collection, tmp_path)
         s.commit()
     assert cache.catch_up() == 0
     assert cache.get().stamp["change"] == cache.vectors.latest_change()
+
+
+@pytest.mark.parametrize("spec", ["flat", "IVF4,Flat", "hnsw"])
+def test_a_mapped_index_answers_as_one_read_into_memory(indexed_collection, spec):
+    """Opening maps the file instead of copying it (2 GB at 1M vectors of dim 512, for one
+    search); a mapped index answers as the file read into memory does, and its first change
+    copies it into memory rather than write to the file or abort in FAISS."""
+    indexed_collection.index_cache.rebuild(spec)
+    path = indexed_collection.index_cache.path(indexed_collection.models.current_id())
+    before = path.read_bytes()
+    ids, vecs = indexed_collection.vectors.read()
+    read, mapped = FaissIndex.load(path), FaissIndex.load(path, mapped=True)
+    assert mapped.mapped and not read.mapped
+    assert mapped.describe() == read.describe() and mapped.stamp == read.stamp
+    assert mapped.ids().tolist() == read.ids().tolist()
+    for exact in (False, True):
+        (read_scores, read_ids), (mapped_scores, mapped_ids) = read.search(vecs, 5, exact), mapped.search(vecs, 5, exact)
+        assert mapped_ids.tolist() == read_ids.tolist()
+        np.testing.assert_allclose(mapped_scores, read_scores, rtol=0, atol=1e-6)
+    new_id = int(ids.max()) + 1000
+    mapped.add(np.array([new_id]), vecs[:1])
+    assert not mapped.mapped and len(mapped) == len(read) + 1
+    _, found = mapped.search(vecs[:1], 2, exact=True)
+    assert set(found[0].tolist()) == {int(ids[0]), new_id}
+    assert path.read_bytes() == before  # mapped read-only: the change never reached the file
+
+
+def test_opening_maps_the_file_and_still_replays_newer_changes(indexed_collection, tmp_path):
+    config = indexed_collection.config
+    assert Collection(config).index_cache.get().mapped  # nothing newer: the file stays mapped
+    new_ids, vecs = _six_written_without_the_index(indexed_collection, tmp_path, seed=52)
+
+    opened = Collection(config)
+    index = opened.index_cache.get()
+    assert opened.index_cache.last_replay == {"changes": 6, "added": 6, "removed": 0}
+    assert not index.mapped and _in_sync(opened)  # copied into memory, then replayed
+    hits = search(opened, "a hammer", k=46, exact=True)
+    assert set(new_ids) <= {h.image_id for h in hits}
+    _, found = index.search(vecs[:1], 2)
+    assert {int(found[0][0]), int(found[0][1])} == {int(indexed_collection.vectors.ids()[0]), new_ids[0]}
+
+
+def test_a_truncated_index_file_is_rebuilt_when_opened(indexed_collection):
+    config = indexed_collection.config
+    path = indexed_collection.index_cache.path(indexed_collection.models.current_id())
+    for keep in (path.stat().st_size // 2, len(b"LABELER-INDEX-1\n") + 2):
+        path.write_bytes(path.read_bytes()[:keep])
+        assert "unreadable" in Collection(config).index_cache.problems()[0]
+        opened = Collection(config)
+        assert len(opened.index_cache.get()) == 40 and _in_sync(opened)
+        assert Collection(config).index_cache.problems() == []
+
+
+def _finds_itself(collection: Collection) -> bool:
+    """Every stored vector's nearest image, approximate and exact, is its own."""
+    ids, vecs = collection.vectors.read()
+    index = collection.index_cache.get()
+    return all(found[:, 0].tolist() == ids.tolist() for exact in (False, True)
+               for _, found in [index.search(vecs, 1, exact=exact)])
+
+
+def test_an_ivf_index_names_the_right_images_after_removals(indexed_collection):
+    """FAISS's id map renumbers on removal but an IVF's lists do not: wrapped in one, every hit
+    after the first removal named another image. An IVF now holds the catalog ids itself."""
+    cache = indexed_collection.index_cache
+    cache.rebuild("IVF4,Flat")
+    cache.get().nprobe = 4  # every list: the answers are exact, so any wrong id shows
+    with indexed_collection.session() as s:
+        gone = s.scalars(select(Image).where(Image.status == "ok").order_by(Image.id).limit(2)).all()
+        for image in gone:
+            image.status = "missing"
+    cache.catch_up()
+    assert cache.last_replay["removed"] == 2 and _finds_itself(indexed_collection)
+    with indexed_collection.session() as s:
+        s.get(Image, gone[0].id).status = "ok"
+    cache.catch_up()
+    cache.save()
+    assert _finds_itself(indexed_collection) and _finds_itself(Collection(indexed_collection.config))
+    assert Collection(indexed_collection.config).index_cache.problems() == []
+
+
+def _old_ivf_file(collection: Collection, removed: int = 0) -> None:
+    """The index file as the older code wrote an IVF: inside an id map, after ``removed`` removals."""
+    path = collection.index_cache.path(collection.models.current_id())
+    meta = json.dumps({"stamp": read_stamp(path), "factory": "IVF4,Flat", "nprobe": 4}).encode()
+    ids, vecs = collection.vectors.read()
+    old = faiss.IndexIDMap2(faiss.index_factory(vecs.shape[1], "IVF4,Flat", faiss.METRIC_INNER_PRODUCT))
+    old.train(vecs)
+    old.add_with_ids(vecs, ids)
+    if removed:  # what the catalog then replays: the removed images come back
+        old.remove_ids(faiss.IDSelectorBatch(ids[:removed]))
+        old.add_with_ids(vecs[:removed], ids[:removed])
+    path.write_bytes(MAGIC + struct.pack("<I", len(meta)) + meta + faiss.serialize_index(old).tobytes())
+
+
+@pytest.mark.parametrize("removed", [0, 2])
+def test_an_ivf_file_inside_an_id_map_is_upgraded_once_or_rebuilt(indexed_collection, removed):
+    """A file whose ids are still in step is upgraded and saved once; one that a removal put out
+    of step (its answers were already wrong) is rebuilt from the catalog."""
+    _old_ivf_file(indexed_collection, removed)
+    path = indexed_collection.index_cache.path(indexed_collection.models.current_id())
+    before = read_stamp(path)["build"]
+    opened = Collection(indexed_collection.config)
+    index = opened.index_cache.get()
+    assert index.kind == ("ivf" if removed == 0 else "flat") and _in_sync(opened)  # rebuilt: auto at 40
+    if index.kind == "ivf":
+        index.nprobe = index.nlist
+    assert _finds_itself(opened)
+    assert (read_stamp(path)["build"] == before) == (removed == 0)  # upgraded, or rebuilt anew
+    assert not FaissIndex.load(path).upgraded and Collection(indexed_collection.config).index_cache.problems() == []
