@@ -20,7 +20,7 @@ from itertools import repeat
 from typing import Iterator, Sequence
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -446,7 +446,7 @@ class Batch:
     """One chunk's writes, planned (compared and counted) apart from being written."""
 
     images: int
-    rows: list[tuple]  # in LabelWriter.order, sorted as the unique index
+    rows: list[tuple]  # values in LabelWriter.keys order, rows sorted as the unique index
     prompt_set_id: int
     # what the rows refer to, for the reference check: each image written, the proposers' fits
     image_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -469,19 +469,19 @@ class LabelWriter:
     def __init__(self, dialect):
         table = Label.__table__
         insert_of = postgresql_insert if dialect.name == "postgresql" else sqlite_insert
-        statement = insert_of(table)
+        # the constants are in the SQL, not bound again for every row
+        proposed, one = literal_column("'proposed'"), literal_column("1")
+        statement = insert_of(table).values(status=proposed, version=one)
         self.statement = statement.on_conflict_do_update(
             index_elements=[table.c.image_id, table.c.group],
-            set_={**{c: statement.excluded[c] for c in _WRITTEN}, "version": table.c.version + 1},
-            where=table.c.status == "proposed")
-        columns = ["image_id", "group", "status", "version", *_WRITTEN]
+            set_={**{c: statement.excluded[c] for c in _WRITTEN}, "version": table.c.version + one},
+            where=table.c.status == proposed)
+        columns = ["image_id", "group", *_WRITTEN]
         self.compiled = self.statement.compile(dialect=dialect, column_keys=columns)
         self.sqlite = dialect.name == "sqlite"
         self.positional = bool(self.compiled.positional)
-        # (column, None) or (bind name, its constant) in the order the driver takes parameters
-        names = self.compiled.positiontup if self.positional else columns
-        self.order = [(key, None) if key in columns else (key, self.compiled.binds[key].effective_value)
-                      for key in names]
+        # the columns in the order the driver takes them
+        self.keys = list(self.compiled.positiontup) if self.positional else columns
         # how updated_at reaches the driver (on SQLite: seconds since 1970), applied once per chunk
         self.stamp = table.c.updated_at.type.bind_processor(dialect)
 
@@ -524,14 +524,13 @@ class LabelWriter:
             priority: list[int | None] = [None] * len(at)
             for k in np.flatnonzero(~np.isnan(proposal.priority[at])).tolist():
                 priority[k] = int(proposal.priority[at[k]])
-            given = {"image_id": ids[at].tolist(), "group": repeat(name), "status": repeat("proposed"),
-                     "version": repeat(1), "value": value, "predicted": value,
+            given = {"image_id": ids[at].tolist(), "group": repeat(name), "value": value, "predicted": value,
                      "confidence": proposal.confidence[at].tolist(), "margin": proposal.margin[at].tolist(),
                      "strategy": repeat(proposal.proposer.strategy), "fit_id": repeat(proposal.proposer.fit_id),
                      "priority": priority, "option_scores": stored_scores.encode(proposal.cosines[at],
                                                                                   proposal.option_confidence[at]),
                      "prompt_set_id": repeat(prompt_set_id), "updated_at": repeat(stamp)}
-            rows += zip(*(given.get(key, repeat(constant)) for key, constant in self.order))
+            rows += zip(*(given[key] for key in self.keys))
             positions.append(at)
             ranks.append(np.full(len(at), rank[name]))
         batch = Batch(images=len(ids), rows=rows, prompt_set_id=prompt_set_id)
@@ -548,8 +547,7 @@ class LabelWriter:
             return 0
         if not self.sqlite:
             with collection.session() as s:
-                keys = [key for key, _ in self.order]
-                result = s.connection().execute(self.statement, [dict(zip(keys, r)) for r in batch.rows])
+                result = s.connection().execute(self.statement, [dict(zip(self.keys, r)) for r in batch.rows])
                 return result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(batch.rows)
         # SQLite: the statement SQLAlchemy compiled, run straight on the driver with plain tuples
         # (per-row parameter processing was most of the old cost); the rows come in the unique
