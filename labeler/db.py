@@ -25,7 +25,8 @@ MIGRATIONS = resource_dir("migrations")
 _engines: dict[str, Engine] = {}
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+def sqlite_pragmas(dbapi_connection, _record=None) -> None:
+    """Every SQLite connection's settings: WAL, foreign keys, synchronous NORMAL, a busy timeout."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -44,7 +45,7 @@ def get_engine(config: Config) -> Engine:
                 config.home.mkdir(parents=True, exist_ok=True)
             _require_writable(config)
             engine = create_engine(url, connect_args={"timeout": 30})
-            event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "connect", sqlite_pragmas)
         else:
             engine = create_engine(url, pool_pre_ping=True)
         _engines[url] = engine
@@ -89,7 +90,7 @@ WRITE_BUSY_TIMEOUT_MS = 10_000
 
 
 def _sqlite_own_transactions(dbapi_connection, record) -> None:
-    _sqlite_pragmas(dbapi_connection, record)
+    sqlite_pragmas(dbapi_connection, record)
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout={int(WRITE_BUSY_TIMEOUT_MS)}")
     cursor.close()
@@ -232,28 +233,20 @@ def session_scope(config: Config) -> Iterator[Session]:
 
 @contextmanager
 def unchecked_references(config: Config) -> Iterator[sqlite3.Connection]:
-    """SQLite only: the driver connection of one write transaction (``BEGIN IMMEDIATE``) whose
-    statements skip foreign-key checks; commits on success, rolls back on error.
-
-    For a bulk load that checks its references itself, once per parent, before it commits: SQLite
-    looks up every foreign key of every row (labeling: two parent lookups, 0.6 of 4.6 µs a label).
-    The write lock is held from the first statement, so no parent can go between that check and
-    the commit. Enforcement is on again before the connection goes back to the pool; a connection
-    where it cannot be put back on is thrown away.
+    """SQLite only: a pooled driver connection whose statements skip foreign-key checks, no
+    transaction open, for a bulk write that checks its references itself
+    (:func:`labeler.sqlite_writer.write_batch`). Enforcement is on again before the connection
+    goes back to the pool; a connection where it cannot be put back on is thrown away.
     """
     proxied = get_engine(config).raw_connection()
     raw = proxied.driver_connection
     try:
         raw.execute("PRAGMA foreign_keys = OFF")  # takes effect only outside a transaction: none is open
-        raw.execute("BEGIN IMMEDIATE")
-        try:
-            yield raw
-        except BaseException:
-            raw.rollback()
-            raise
-        raw.commit()
+        yield raw
     finally:
         try:
+            if raw.in_transaction:
+                raw.rollback()
             raw.execute("PRAGMA foreign_keys = ON")
             restored = raw.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         except sqlite3.Error:
@@ -261,6 +254,13 @@ def unchecked_references(config: Config) -> Iterator[sqlite3.Connection]:
         if not restored:
             proxied.invalidate()
         proxied.close()
+
+
+def sqlite_path(config: Config) -> str:
+    """The catalog's file, for a process that opens it itself (SQLite only)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(config.db_url).database
 
 
 class CatalogBusy(CatalogError):

@@ -10,11 +10,10 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-import sqlite3
 import threading
 import time
-from collections import Counter
-from contextlib import contextmanager
+from collections import Counter, deque
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Iterator, Sequence
@@ -25,10 +24,10 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from . import db, fewshot, scoring, stored_scores
+from . import db, fewshot, scoring, sqlite_writer, stored_scores
 from .catalog import Embedding, Fit, Image, Label, Model, PromptSetRecord, Setting, REVIEWED_ONLY, utcnow
 from .collection import Collection
-from .errors import CatalogError, LabelerError, NotFound
+from .errors import LabelerError, NotFound
 from .prompts import Group, PromptSet, PromptSetError
 
 # On the demo world (manage.py evaluate) it gives the most confidence on the truth and the lowest ECE.
@@ -295,7 +294,19 @@ def label_collection(collection: Collection, prompt_set: PromptSet, strategy: st
     with collection.session() as s:
         remember_priority(s, fresh_ranks, prompt_set_id)
     priority.update(fresh_ranks)
-    with _no_cycle_collection():
+
+    def finished(batch: Batch, written: int) -> None:
+        batch.settle(written, report)
+        report.images += batch.images
+        if progress is not None:
+            progress(batch.images)
+
+    # SQLite, more than one chunk: each is written by a process of its own while the next one is
+    # read, scored and planned here (see sqlite_writer); otherwise each is written in turn
+    apart = writer.sqlite and embeddings[0] > chunk_rows
+    with _no_cycle_collection(), (sqlite_writer.WriterProcess(db.sqlite_path(collection.config), writer.sql)
+                                  if apart else nullcontext()) as process:
+        sent: deque[Batch] = deque()
         for ids, vecs in collection.vectors.chunks(model_id, chunk_rows):
             proposals = {}
             for name in todo:
@@ -304,10 +315,15 @@ def label_collection(collection: Collection, prompt_set: PromptSet, strategy: st
                                               priority.get(name, {}))
             with collection.session() as s:
                 batch = writer.plan(s, ids, proposals, prompt_set_id, report)
-            batch.settle(writer.execute(collection, batch), report)
-            report.images += batch.images
-            if progress is not None:
-                progress(batch.images)
+            if process is None:
+                finished(batch, writer.execute(collection, batch))
+                continue
+            process.submit(batch.rows, batch.references)  # waits while the process writes the one before
+            sent.append(batch)
+            if len(sent) > 1:
+                finished(sent.popleft(), process.result())
+        while sent:
+            finished(sent.popleft(), process.result())
     with collection.session() as s:
         for name in todo:
             _remember(s, name, stamps[name], report)
@@ -436,7 +452,6 @@ TOLERANCE = 1e-4
 # What a proposal writes; status, reviewer and version belong to the review.
 _WRITTEN = ("value", "predicted", "confidence", "margin", "strategy", "fit_id", "priority", "option_scores",
             "prompt_set_id", "updated_at")
-SQLITE_CACHE_KIB = 256 * 1024  # a chunk's index pages stay in memory while it is written
 _READ = ("image_id", "group", "status", "value", "confidence", "margin", "strategy", "fit_id", "priority",
          "prompt_set_id")
 
@@ -451,6 +466,11 @@ class Batch:
     # what the rows refer to, for the reference check: each image written, the proposers' fits
     image_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     fit_ids: set[int] = field(default_factory=set)
+
+    @property
+    def references(self) -> sqlite_writer.References:
+        return [("images", self.image_ids.tolist()), ("prompt_sets", [self.prompt_set_id]),
+                ("fits", sorted(self.fit_ids))]
 
     def settle(self, written: int, report: LabelReport) -> None:
         """Correct ``report`` for rows the upsert did not write: reviewed since the plan, the review won."""
@@ -479,6 +499,7 @@ class LabelWriter:
         columns = ["image_id", "group", *_WRITTEN]
         self.compiled = self.statement.compile(dialect=dialect, column_keys=columns)
         self.sqlite = dialect.name == "sqlite"
+        self.sql = str(self.compiled)
         self.positional = bool(self.compiled.positional)
         # the columns in the order the driver takes them
         self.keys = list(self.compiled.positiontup) if self.positional else columns
@@ -542,7 +563,7 @@ class LabelWriter:
         return batch
 
     def execute(self, collection: Collection, batch: "Batch") -> int:
-        """Write ``batch``'s rows; returns how many the upsert wrote (a reviewed label is not)."""
+        """Write ``batch``'s rows here; returns how many the upsert wrote (a reviewed label is not)."""
         if not batch.rows:
             return 0
         if not self.sqlite:
@@ -552,32 +573,9 @@ class LabelWriter:
         # SQLite: the statement SQLAlchemy compiled, run straight on the driver with plain tuples
         # (per-row parameter processing was most of the old cost); the rows come in the unique
         # index's order, so its pages fill one after another instead of being split all over. The
-        # foreign keys are checked once per parent below instead of twice per row by SQLite.
+        # foreign keys are checked once per parent instead of twice per row by SQLite.
         with db.unchecked_references(collection.config) as raw:
-            cursor = raw.cursor()
-            try:
-                cursor.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
-                cursor.executemany(str(self.compiled), batch.rows)
-                written = cursor.rowcount if cursor.rowcount >= 0 else len(batch.rows)
-                _check_references(cursor, batch)
-                return written
-            finally:
-                cursor.close()
-
-
-def _check_references(cursor: sqlite3.Cursor, batch: "Batch") -> None:
-    """What SQLite's foreign keys would have refused, for the rows of ``batch`` just written:
-    each image, the prompt set and the fits must still be in the catalog."""
-    gone = []
-    for table, ids in (("images", batch.image_ids.tolist()), ("prompt_sets", [batch.prompt_set_id]),
-                       ("fits", sorted(batch.fit_ids))):
-        found = cursor.execute(f"SELECT count(*) FROM {table} WHERE id IN (SELECT value FROM json_each(?))",
-                               (json.dumps(ids),)).fetchone()[0]
-        if found != len(ids):
-            gone.append(f"{len(ids) - found} of {table}")
-    if gone:
-        raise CatalogError(f"labeling stopped: rows it labels were deleted from the catalog while it ran "
-                           f"({', '.join(gone)}); nothing of this chunk was written: run label again")
+            return sqlite_writer.write_batch(raw, self.sql, batch.rows, batch.references)
 
 
 def _changes(ids: np.ndarray, proposal: Proposal, stored: list[np.ndarray] | None, prompt_set_id: int

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import calendar
 import json
+import os
 import threading
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ import sqlalchemy as sa
 from alembic import command
 from sqlalchemy import func, select
 
-from labeler import db, present, review, stored_scores
+from labeler import db, present, review, sqlite_writer, stored_scores
 from labeler.catalog import Image, Label, ReviewEvent, utcnow
 from labeler.errors import CatalogError
 from labeler.labeling import (DEFAULT_STRATEGY, LabelReport, LabelWriter, Proposal, Proposer, encode_groups,
@@ -335,3 +337,68 @@ def test_a_chunk_whose_image_went_while_it_was_planned_is_not_written(indexed_co
             c.close()
     report = label_collection(indexed_collection, prompt_set, groups=["concept"])  # the rest, planned again
     assert report.inserted == len(ids) - 1
+
+
+def _writer_children() -> list[int]:
+    """Live processes of ``python -m labeler.sqlite_writer`` started by this one."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"labeler.sqlite_writer" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_an_interrupted_run_stops_its_writer_process_and_the_next_run_finishes(indexed_collection):
+    prompt_set = load_prompt_set("workshop")
+
+    def stop(_done: int) -> None:
+        assert _writer_children()  # several chunks: a process writes them
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        label_collection(indexed_collection, prompt_set, chunk_rows=7, progress=stop)
+    assert _writer_children() == []
+    report = label_collection(indexed_collection, prompt_set, chunk_rows=7)
+    assert report.labeled == report.inserted + report.unchanged > 0
+    assert _writer_children() == []
+    with indexed_collection.session() as s:
+        assert s.scalar(select(func.count()).select_from(Label)) == report.labeled
+
+
+def test_the_writer_process_refuses_a_batch_whose_image_went_and_skips_the_rest(indexed_collection):
+    label_collection(indexed_collection, load_prompt_set("workshop"), groups=["concept"])
+    config = indexed_collection.config
+    with indexed_collection.session() as s:
+        writer = LabelWriter(s.get_bind().dialect)
+        first, second = s.scalars(select(Label).where(Label.group == "concept").order_by(Label.image_id).limit(2))
+        rows = [tuple({"image_id": label.image_id, "group": "concept", "value": "saw", "predicted": "saw",
+                       "confidence": 0.5, "margin": 0.1, "strategy": "single", "option_scores": None,
+                       "prompt_set_id": label.prompt_set_id, "fit_id": None, "priority": None,
+                       "updated_at": 0}[key] for key in writer.keys) for label in (first, second)]
+    with sqlite_writer.WriterProcess(db.sqlite_path(config), writer.sql) as process:
+        process.submit(rows[:1], [("images", [first.image_id]), ("images", [10**9])])
+        process.submit(rows[1:], [("images", [second.image_id])])
+        with pytest.raises(CatalogError, match=r"\(1 of images\)"):
+            process.result()
+        assert process.result() == 0  # skipped, not written
+    with indexed_collection.session() as s:
+        assert {l.value for l in s.scalars(select(Label).where(Label.id.in_([first.id, second.id])))} \
+            == {first.value, second.value}
+    assert _writer_children() == []
+
+
+def test_a_writer_process_that_dies_is_one_clear_error(indexed_collection):
+    with indexed_collection.session() as s:
+        writer = LabelWriter(s.get_bind().dialect)
+    with pytest.raises(CatalogError, match="writer process stopped"):
+        with sqlite_writer.WriterProcess(db.sqlite_path(indexed_collection.config), writer.sql) as process:
+            process._process.kill()
+            process._process.wait()
+            process.submit([], [])
+            process.result()
+    assert _writer_children() == []

@@ -74,11 +74,14 @@ def test_rerun_changes_nothing(indexed_collection):
     assert again.to_dict()["groups"] == first.to_dict()["groups"]
 
 
-def test_chunked_scoring_gives_the_same_labels(indexed_collection):
+@pytest.mark.parametrize("first, second", [(100_000, 7), (7, 100_000)])
+def test_chunked_scoring_gives_the_same_labels(indexed_collection, first, second):
+    """One chunk is written in process; several by the writer process (sqlite_writer), the same rows."""
     prompt_set = load_prompt_set("workshop")
-    label_collection(indexed_collection, prompt_set, chunk_rows=100_000)
+    written = label_collection(indexed_collection, prompt_set, chunk_rows=first)
     before = labels_table(indexed_collection)
-    report = label_collection(indexed_collection, prompt_set, chunk_rows=7, recheck=True)
+    assert written.inserted == written.labeled == len(before) > 0
+    report = label_collection(indexed_collection, prompt_set, chunk_rows=second, recheck=True)
     assert report.unchanged == report.labeled and labels_table(indexed_collection) == before
 
 
