@@ -40,6 +40,13 @@ class Config:
     engine: str = "local"  # "local": threads in this process; "ray": Ray Data stages (labeler.distributed)
     engine_address: str | None = None  # the Ray cluster to join; None: RAY_ADDRESS, else a local one
 
+    def __post_init__(self):
+        # Resolved once, here: Flask's send_file and the ONNX cache would otherwise resolve a relative
+        # home against their own folders, not the working directory it was given in.
+        object.__setattr__(self, "home", _absolute(self.home))
+        if self.encoder_cache is not None:
+            object.__setattr__(self, "encoder_cache", _absolute(self.encoder_cache))
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Config":
         env = dict(os.environ if env is None else env)
@@ -89,6 +96,11 @@ class Config:
     @property
     def thumbnail_dir(self) -> Path:
         return self.home / "thumbnails"
+
+
+def _absolute(path: Path | str) -> Path:
+    """``path`` made absolute against the working directory, ``~`` expanded, symlinks left as they are."""
+    return Path(os.path.abspath(os.path.expanduser(path)))
 
 
 def _int_setting(env: dict[str, str], name: str) -> int:

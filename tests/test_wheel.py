@@ -89,10 +89,10 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     work = tmp_path / "elsewhere"  # a cwd outside the checkout, so nothing is imported from it
     work.mkdir()
     env = {key: value for key, value in os.environ.items() if not key.startswith(("LABELER_", "PYTHON"))}
-    home = work / "home"
 
-    def labeler(*args: str) -> subprocess.CompletedProcess:
-        result = subprocess.run([str(venv / "bin" / "labeler"), "--home", str(home), *args], cwd=work, env=env,
+    def labeler(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        # no --home: the default ./instance, relative, as a user runs it
+        result = subprocess.run([str(venv / "bin" / "labeler"), *args], cwd=work, env=env, input=stdin,
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, (args, result.stdout, result.stderr)
         return result
@@ -106,7 +106,14 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     assert json.loads(labeler("index", str(work / "photos"), "--json").stdout)["embedded"] == 12
     assert json.loads(labeler("label", "--prompt-set", "workshop", "--json").stdout)["labeled"] > 0
 
-    with serving([venv / "bin" / "labeler", "--home", home, "serve"], cwd=work, env=env) as server:
+    assert (work / "instance" / "catalog.db").is_file()
+    labeler("user", "add", "ada", "--role", "admin", "--password-stdin", stdin="correct horse battery staple\n")
+    bearer = {"Authorization": f"Bearer {labeler('user', 'token', 'ada').stdout.strip()}"}
+
+    with serving([venv / "bin" / "labeler", "serve"], cwd=work, env=env) as server:
         status, body = server.get("/auth/login")
         assert status == 200 and b'data-testid="login-form"' in body
         assert server.get("/static/style.css")[0] == 200
+        for image_id in range(1, 13):  # the relative default home once made every thumbnail a 500
+            status, body = server.get(f"/images/{image_id}/thumb", headers=bearer)
+            assert status == 200 and body[:3] == b"\xff\xd8\xff", (image_id, status, body[:200])
