@@ -23,8 +23,13 @@ from .scoring import unit
 
 
 def _in_background(load: Callable, *args) -> Future:
-    """``load(*args)`` in a daemon thread (ONNX Runtime builds a session without holding the GIL);
-    the future re-raises its error where the result is needed."""
+    """``load(*args)`` in a thread (ONNX Runtime builds a session without holding the GIL); the future
+    re-raises its error where the result is needed.
+
+    Not a daemon: the interpreter joins it before it exits, on every path (nothing to do, an error,
+    Ctrl-C). A daemon thread still inside ONNX Runtime when the process tears down aborts it
+    (``terminate called without an active exception``, exit 134).
+    """
     future: Future = Future()
 
     def run() -> None:
@@ -33,7 +38,7 @@ def _in_background(load: Callable, *args) -> Future:
         except BaseException as exc:  # noqa: BLE001  (handed to whoever waits for the session)
             future.set_exception(exc)
 
-    threading.Thread(target=run, name="labeler-onnx-load", daemon=True).start()
+    threading.Thread(target=run, name="labeler-onnx-load").start()
     return future
 
 
