@@ -24,9 +24,9 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from labeler.config import Config  # noqa: E402
-from labeler.encoder import load_encoder  # noqa: E402
-from labeler.ingest import load_file  # noqa: E402
-from labeler.pipeline import prefetch_map  # noqa: E402
+from labeler.encoding.encoder import load_encoder  # noqa: E402
+from labeler.ingest.walk import load_file  # noqa: E402
+from labeler.ingest.pipeline import prefetch_map  # noqa: E402
 
 
 def make_photos(folder: Path, count: int, size: tuple[int, int]) -> list[Path]:

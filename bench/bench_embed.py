@@ -82,7 +82,7 @@ def run_bare(spec: str, photos: Path, out: Path, spawned: float) -> dict:
     torch.set_num_threads(os.cpu_count() or 1)
     name, _, weights = spec.partition(":")
     if name == "labeler-tiny":
-        from labeler.encoder import TINY_DIR
+        from labeler.encoding.encoder import TINY_DIR
 
         name, weights = f"local-dir:{TINY_DIR}", None
     model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=weights or None)
@@ -107,8 +107,8 @@ def run_labeler(spec: str, mode: str, photos: Path, out: Path, spawned: float, c
     import numpy as np
     from sqlalchemy import select
 
-    from labeler import pipeline
-    from labeler.catalog import ImageFile
+    from labeler.ingest import pipeline
+    from labeler.store.catalog import ImageFile
     from labeler.collection import Collection
     from labeler.config import Config
 
@@ -194,7 +194,7 @@ def main() -> None:
             spec = args.model
         modes = [m for m in args.modes.split(",") if m]
         started = time.perf_counter()
-        from labeler.encoder import load_encoder
+        from labeler.encoding.encoder import load_encoder
 
         for mode in modes:
             if mode != "torch":

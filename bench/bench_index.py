@@ -39,12 +39,12 @@ from sqlalchemy import insert
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from labeler.catalog import Image, Model, Setting  # noqa: E402
+from labeler.store.catalog import Image, Model, Setting  # noqa: E402
 from labeler.collection import Collection  # noqa: E402
 from labeler.config import Config  # noqa: E402
-from labeler.index import FaissIndex  # noqa: E402
-from labeler.index_cache import SAVE_FRACTION, measure_recall  # noqa: E402
-from labeler.model_registry import MODEL_KEY  # noqa: E402
+from labeler.vectors.index import FaissIndex  # noqa: E402
+from labeler.vectors.index_keeper import SAVE_FRACTION, measure_recall  # noqa: E402
+from labeler.vectors.model_registry import MODEL_KEY  # noqa: E402
 
 DIM, CLUSTERS, BATCH, BATCHES, OLD_CHECKPOINT = 512, 1000, 64, 20, 256
 SPREAD = 0.039  # per-dimension noise: cosine ≈ 0.75 between a point and its cluster centre
@@ -126,7 +126,7 @@ def embedding_s_per_batch(model: str | None) -> float | None:
         return None
     import torch
 
-    from labeler.encoder import load_encoder
+    from labeler.encoding.encoder import load_encoder
 
     encoder = load_encoder(model, "cpu")
     pixels = [torch.rand(3, encoder.image_size, encoder.image_size) for _ in range(BATCH)]

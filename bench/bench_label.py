@@ -22,8 +22,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from labeler import scoring  # noqa: E402
-from labeler.labeling import CHUNK_ROWS  # noqa: E402
+from labeler.core import scoring  # noqa: E402
+from labeler.labeling.bulk import CHUNK_ROWS  # noqa: E402
 
 
 def vectorised(images: np.ndarray, prompts: np.ndarray, owner: np.ndarray, weights: np.ndarray,

@@ -2,8 +2,8 @@
 """Bench learning from reviews: fit 6 groups from 16 reviews per option, then relabel 100,000 images.
 
 The compute is what ``manage.py learn`` and ``label`` do between the database reads and writes:
-:func:`labeler.fewshot.learn_group` per group (cross-validation over every candidate, then the
-temperature), and each fit's ``confidence`` + :func:`labeler.scoring.decide` over every image,
+:func:`labeler.core.fewshot.learn_group` per group (cross-validation over every candidate, then the
+temperature), and each fit's ``confidence`` + :func:`labeler.core.scoring.decide` over every image,
 by chunks as labeling does. The baseline, measured in the same run, proposes one image at a
 time through the same classifiers (on a subset, rate extrapolated).
 
@@ -35,8 +35,8 @@ import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from labeler import fewshot, scoring  # noqa: E402
-from labeler.labeling import CHUNK_ROWS  # noqa: E402
+from labeler.core import fewshot, scoring  # noqa: E402
+from labeler.labeling.bulk import CHUNK_ROWS  # noqa: E402
 
 # Realistic groups: a concept with 10 values, a material with 8, ... and one the prompts cannot describe.
 GROUPS = {"concept": 10, "material": 8, "handle": 4, "colour": 5, "size": 3, "finish": 4}
@@ -160,10 +160,10 @@ def synthetic_collection(home: Path, vecs: np.ndarray, texts: dict[str, np.ndarr
     """
     from sqlalchemy import insert, select
 
-    from labeler.catalog import Image, Model, PromptEmbedding, Setting
+    from labeler.store.catalog import Image, Model, PromptEmbedding, Setting
     from labeler.collection import Collection
     from labeler.config import Config
-    from labeler.model_registry import MODEL_KEY
+    from labeler.vectors.model_registry import MODEL_KEY
 
     spec = f"bench-synthetic-{vecs.shape[1]}"
     collection = Collection(Config(home=home, model=spec))
@@ -191,8 +191,8 @@ def review_like_truth(collection, truth: np.ndarray, ids: np.ndarray, per_option
     """Per group and true value, ``per_option`` labels accepted or corrected through ``review.decide``."""
     from sqlalchemy import select
 
-    from labeler import review
-    from labeler.catalog import Label
+    from labeler.review import decisions as review
+    from labeler.store.catalog import Label
 
     done = 0
     row_of = {int(i): r for r, i in enumerate(ids)}
@@ -215,9 +215,10 @@ def review_like_truth(collection, truth: np.ndarray, ids: np.ndarray, per_option
 
 
 def bench_database(n_images: int, dim: int, per_option: int) -> dict:
-    from labeler import db, learning
-    from labeler.labeling import label_collection
-    from labeler.prompts import parse_prompt_set
+    from labeler.store import db
+    from labeler.labeling import learning
+    from labeler.labeling.bulk import label_collection
+    from labeler.core.prompts import parse_prompt_set
 
     vecs, truth, texts = synthetic(n_images, dim, seed=3)
     source = prompt_set_yaml()

@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from labeler import users  # noqa: E402
+from labeler.store import users  # noqa: E402
 from labeler.collection import Collection  # noqa: E402
 from labeler.config import Config  # noqa: E402
-from labeler.encoder import TINY_NAME  # noqa: E402
+from labeler.encoding.encoder import TINY_NAME  # noqa: E402
 
 PASSWORD = "bench admin password"
 QUEUE_MAX_WIRE_BYTES = 15_000
@@ -32,9 +32,10 @@ PAGES = ["/auth/login", "/", "/review?group=concept&status=&sort=id", "/images/1
 
 
 def build(home: Path, images: int) -> Config:
-    from labeler import labeling, pipeline
-    from labeler.prompts import load_prompt_set
-    from labeler.world import generate_world
+    from labeler.labeling import bulk as labeling
+    from labeler.ingest import pipeline
+    from labeler.core.prompts import load_prompt_set
+    from labeler.demo_world import generate_world
 
     truth = generate_world(home.parent / "world", images, seed=11)
     config = Config(home=home, model=TINY_NAME, secret_key="bench")

@@ -219,7 +219,7 @@ def bench_labeler(cache: Path, photos: Path, count: int, weights: Path, bare_fp3
     home = cache / "labeler-home"
     shutil.rmtree(home, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = timed_run("labeler", Path(sys.executable), "labeler.pipeline:embed_batch", "path",
+    result = timed_run("labeler", Path(sys.executable), "labeler.ingest.pipeline:embed_batch", "path",
                        str(ROOT / "manage.py"),
                        ["--home", home, "--model", f"ViT-B-32:{weights}", "index", photos, "--json"],
                        cache, count, env=env)

@@ -104,7 +104,7 @@ def main() -> None:
         import open_clip
         import torch
 
-        from labeler.encoder import load_encoder
+        from labeler.encoding.encoder import load_encoder
 
         weights = tmp / "vit-b-32-random.pt"
         torch.manual_seed(0)

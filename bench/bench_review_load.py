@@ -37,11 +37,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from sqlalchemy import func, select  # noqa: E402
 
-from labeler import db, users  # noqa: E402
-from labeler.catalog import ReviewEvent  # noqa: E402
+from labeler.store import db, users  # noqa: E402
+from labeler.store.catalog import ReviewEvent  # noqa: E402
 from labeler.collection import Collection  # noqa: E402
 from labeler.config import Config  # noqa: E402
-from labeler.encoder import TINY_NAME  # noqa: E402
+from labeler.encoding.encoder import TINY_NAME  # noqa: E402
 from tests.cli import ROOT, manage_argv  # noqa: E402
 
 PASSWORD = "bench reviewer password"
@@ -50,9 +50,10 @@ BATCH = 8
 
 def build(home: Path, images: int, model: str, reviewers: int) -> list[str]:
     """Index and label a generated world in ``home``; returns one API token per reviewer."""
-    from labeler import labeling, pipeline
-    from labeler.prompts import load_prompt_set
-    from labeler.world import generate_world
+    from labeler.labeling import bulk as labeling
+    from labeler.ingest import pipeline
+    from labeler.core.prompts import load_prompt_set
+    from labeler.demo_world import generate_world
 
     truth = generate_world(home.parent / "world", images, seed=11)
     collection = Collection(Config(home=home, model=model))

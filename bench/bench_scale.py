@@ -50,11 +50,11 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import delete, func, insert, select  # noqa: E402
 
-from labeler import db  # noqa: E402
-from labeler.catalog import Embedding, Image, ImageFile, Label, utcnow  # noqa: E402
+from labeler.store import db  # noqa: E402
+from labeler.store.catalog import Embedding, Image, ImageFile, Label, utcnow  # noqa: E402
 from labeler.collection import Collection  # noqa: E402
 from labeler.config import Config  # noqa: E402
-from labeler.encoder import TINY_NAME  # noqa: E402
+from labeler.encoding.encoder import TINY_NAME  # noqa: E402
 from bench.bench_index import CLUSTERS, points, unit  # noqa: E402
 
 SEED_IMAGES = 200
@@ -95,8 +95,8 @@ def collection_of(home: Path, model: str = "tiny") -> Collection:
 
 def build(home: Path, n: int, seed: int = 0, model: str = "tiny") -> dict:
     """A collection of ``n`` embedded images under ``home``, with no labels; returns what it did."""
-    from labeler.pipeline import index_paths
-    from labeler.world import generate_world
+    from labeler.ingest.pipeline import index_paths
+    from labeler.demo_world import generate_world
 
     started = time.perf_counter()
     collection = collection_of(home, model)

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_scale import MODELS, build, collection_of, model_spec  # noqa: E402
 from labeler import search  # noqa: E402
-from labeler.prompts import load_prompt_set  # noqa: E402
+from labeler.core.prompts import load_prompt_set  # noqa: E402
 
 QUERY = "metal hammer with wooden handle"
 QUERIES = 20

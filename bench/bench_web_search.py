@@ -36,10 +36,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from labeler import db, users  # noqa: E402
+from labeler.store import db, users  # noqa: E402
 from labeler.collection import Collection  # noqa: E402
 from labeler.config import Config  # noqa: E402
-from labeler.encoder import TINY_NAME  # noqa: E402
+from labeler.encoding.encoder import TINY_NAME  # noqa: E402
 from tests.cli import ROOT, manage_argv, serving  # noqa: E402
 
 USER, PASSWORD = "bench", "bench web search password"
@@ -49,9 +49,10 @@ K = 20
 
 def build(home: Path, images: int, model: str) -> None:
     """Index and label a generated world of ``images`` in ``home``, plus the bench's account."""
-    from labeler import labeling, pipeline
-    from labeler.prompts import load_prompt_set
-    from labeler.world import generate_world
+    from labeler.labeling import bulk as labeling
+    from labeler.ingest import pipeline
+    from labeler.core.prompts import load_prompt_set
+    from labeler.demo_world import generate_world
 
     truth = generate_world(home.parent / "world", images, seed=11, size=96)
     collection = Collection(Config(home=home, model=model))

@@ -5,7 +5,7 @@
 * ``collection.index_cache`` (:class:`IndexCache`): the FAISS index, loaded and caught up with the catalog.
 
 A function that needs only one part can take that part alone. Sessions come from
-:func:`labeler.db.session_scope`.
+:func:`labeler.store.db.session_scope`.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from contextlib import AbstractContextManager
 
 from sqlalchemy.orm import Session
 
-from . import db
+from .store import db
 from .config import Config
-from .index_cache import IndexCache
-from .model_registry import ModelRegistry
-from .vector_store import VectorStore
+from .vectors.index_keeper import IndexCache
+from .vectors.model_registry import ModelRegistry
+from .vectors.vector_store import VectorStore
 
 __all__ = ["Collection", "IndexCache", "ModelRegistry", "VectorStore"]
 

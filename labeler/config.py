@@ -25,7 +25,7 @@ class Config:
     database_url: str | None = None  # None: SQLite file inside home
     model: str | None = None  # None: the collection's model, else DEFAULT_MODEL
     device: str | None = None  # None: cuda when available, else cpu
-    encoder_mode: str | None = None  # fp32, int8 or torch (labeler.encoder.MODES); None: the collection's, else fp32
+    encoder_mode: str | None = None  # fp32, int8 or torch (labeler.encoding.encoder.MODES); None: the collection's, else fp32
     encoder_cache: Path | None = None  # ONNX exports; None: LABELER_ENCODER_CACHE or ~/.cache/labeler/encoders
     batch_size: int = 64
     workers: int | None = None  # decode threads; None: all cores
@@ -37,7 +37,7 @@ class Config:
     index_factory: str = "auto"
     index_ivf_above: int = 50_000  # auto: the collection size where approximate IVF search takes over
     index_gpu: bool = False  # search on a GPU (needs faiss-gpu)
-    engine: str = "local"  # "local": threads in this process; "ray": Ray Data stages (labeler.distributed)
+    engine: str = "local"  # "local": threads in this process; "ray": Ray Data stages (labeler.ingest.ray_engine)
     engine_address: str | None = None  # the Ray cluster to join; None: RAY_ADDRESS, else a local one
 
     def __post_init__(self):

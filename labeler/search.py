@@ -25,12 +25,12 @@ from typing import Sequence
 import numpy as np
 from sqlalchemy import bindparam, or_, select
 
-from . import scoring
-from .catalog import MAX_ID, REVIEWED_ONLY, Image, ImageFile, Label
+from .core import scoring
+from .store.catalog import MAX_ID, REVIEWED_ONLY, Image, ImageFile, Label
 from .collection import Collection
 from .errors import LabelerError, NotFound
-from .prompts import PromptSet, generic_templates
-from .review import FILTER_STATUSES
+from .core.prompts import PromptSet, generic_templates
+from .review.decisions import FILTER_STATUSES
 
 
 class QuerySyntaxError(LabelerError):

@@ -3,7 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine
 
-from labeler.catalog import Base
+from labeler.store.catalog import Base
 
 config = context.config
 target_metadata = Base.metadata

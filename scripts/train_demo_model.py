@@ -39,8 +39,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import open_clip  # noqa: E402
-from labeler import scoring, world  # noqa: E402
-from labeler.prompts import Group, load_prompt_set  # noqa: E402
+from labeler.core import scoring
+from labeler import demo_world as world  # noqa: E402
+from labeler.core.prompts import Group, load_prompt_set  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "labeler" / "models" / "labeler-tiny"

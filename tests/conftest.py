@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from labeler import db
+from labeler.store import db
 from labeler.collection import Collection
 from labeler.config import Config
-from labeler.encoder import TINY_DIR, TINY_NAME
+from labeler.encoding.encoder import TINY_DIR, TINY_NAME
 from tests.cli import Cli
 
 
@@ -34,7 +34,7 @@ def model_spec() -> str:
 @pytest.fixture(scope="session")
 def world(tmp_path_factory) -> Path:
     """A small workshop world: images plus truth.csv."""
-    from labeler.world import generate_world
+    from labeler.demo_world import generate_world
 
     folder = tmp_path_factory.mktemp("world")
     generate_world(folder, WORLD_SIZE, seed=7, size=64)
@@ -44,7 +44,7 @@ def world(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def indexed_home(tmp_path_factory, model_spec, world) -> Path:
     """A home with the world indexed once; each test works on its own copy (``indexed_collection``)."""
-    from labeler.pipeline import index_paths
+    from labeler.ingest.pipeline import index_paths
 
     home = tmp_path_factory.mktemp("indexed") / "home"
     index_paths(Collection(Config(home=home, model=model_spec)), [world])
@@ -117,7 +117,7 @@ def pytest_terminal_summary(terminalreporter) -> None:
 @pytest.fixture(scope="session")
 def onnx_cache(tmp_path_factory) -> Path:
     """A fresh folder of ONNX exports, with labeler-tiny exported once (fp32 and int8)."""
-    from labeler.encoder import load_encoder
+    from labeler.encoding.encoder import load_encoder
 
     cache = tmp_path_factory.mktemp("encoders")
     for mode in ("fp32", "int8"):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from labeler import db
-from labeler.prompts import MAX_BYTES, load_prompt_set
+from labeler.store import db
+from labeler.core.prompts import MAX_BYTES, load_prompt_set
 from tests.cli import ROOT, Cli, manage_argv
 from tests.test_cli_contract import one_error_line
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from labeler import db, users
-from labeler.catalog import ImageFile
+from labeler.store import db, users
+from labeler.store.catalog import ImageFile
 from labeler.config import Config
-from labeler.ingest import LEAVES
+from labeler.ingest.walk import LEAVES
 from tests.imagegen import picture, write_good_images, write_odd_shapes, write_tiny_images
 from tests.web.conftest import PASSWORD, SECRET, login
 
@@ -165,8 +165,8 @@ def test_tiny_valid_images_are_indexed_not_failed(empty_cli, tmp_path):
 def test_valid_images_of_extreme_shapes_are_indexed_and_letterboxed(empty_cli, empty_config, tmp_path):
     from PIL import Image as PILImage
 
-    from labeler.catalog import Image as CatalogImage
-    from labeler.ingest import thumbnail_path
+    from labeler.store.catalog import Image as CatalogImage
+    from labeler.ingest.walk import thumbnail_path
 
     photos = tmp_path / "photos"
     odd = write_odd_shapes(photos)

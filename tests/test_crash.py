@@ -16,7 +16,7 @@ import pytest
 
 from labeler.collection import Collection
 from labeler.config import Config
-from labeler.index import read_stamp
+from labeler.vectors.index import read_stamp
 from tests.cli import ROOT, manage_argv
 from tests.imagegen import write_good_images
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import labeler
-from labeler import world
-from labeler.prompts import load_prompt_set
+from labeler import demo_world as world
+from labeler.core.prompts import load_prompt_set
 
 MODEL_DIR = Path(labeler.__file__).parent / "models" / "labeler-tiny"
 SPEC = "local-dir:" + str(MODEL_DIR)

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from labeler import onnx_export
+from labeler.encoding import onnx_export
 from labeler.collection import Collection
 from labeler.config import Config
-from labeler.encoder import TINY_DIR, check_mode, load_encoder
+from labeler.encoding.encoder import TINY_DIR, check_mode, load_encoder
 from labeler.errors import ModelUnavailable
-from labeler.preprocessing import numpy_preprocess
+from labeler.encoding.preprocessing import numpy_preprocess
 from tests.cli import manage
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import open_clip
 import pytest
 
-from labeler.encoder import TINY_DIR, load_encoder
-from labeler.tokenizer import ClipTokenizer
+from labeler.encoding.encoder import TINY_DIR, load_encoder
+from labeler.encoding.tokenizer import ClipTokenizer
 
 TRICKY = [
     "",
@@ -61,7 +61,7 @@ def test_new_query_text_imports_no_torch(onnx_cache):
     """Once exported, a process that encodes a new text never imports torch or open_clip, nor
     loads the image tower."""
     code = (
-        "import sys, json; from pathlib import Path; from labeler.encoder import load_encoder\n"
+        "import sys, json; from pathlib import Path; from labeler.encoding.encoder import load_encoder\n"
         f"e = load_encoder('labeler-tiny', None, 'fp32', Path({str(onnx_cache)!r}))\n"
         "v = e.encode_texts(['a hammer nobody asked for before'])\n"
         "print(json.dumps({'shape': list(v.shape), 'torch': 'torch' in sys.modules,"

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from labeler import scoring
+from labeler.core import scoring
 from tests.conftest import WORLD_SIZE
-from labeler.evaluate import evaluate, group_metrics, truth_from_csv, write_outputs
-from labeler.prompts import load_prompt_set
+from labeler.labeling.evaluate import evaluate, group_metrics, truth_from_csv, write_outputs
+from labeler.core.prompts import load_prompt_set
 
 
 def test_group_metrics_by_hand():
@@ -96,8 +96,8 @@ def test_ensembles_beat_single_on_labeler_tiny(tmp_path):
     spec = "labeler-tiny"
     from labeler.collection import Collection
     from labeler.config import Config
-    from labeler.pipeline import index_paths
-    from labeler.world import generate_world
+    from labeler.ingest.pipeline import index_paths
+    from labeler.demo_world import generate_world
 
     truth_csv = generate_world(tmp_path / "world", 300, seed=12345)  # never the training world
     collection = Collection(Config(home=tmp_path / "home", model=spec))

@@ -8,9 +8,9 @@ import json
 import pytest
 from sqlalchemy import select
 
-from labeler.catalog import Image, Label, ReviewEvent
-from labeler.labeling import label_collection
-from labeler.prompts import load_prompt_set
+from labeler.store.catalog import Image, Label, ReviewEvent
+from labeler.labeling.bulk import label_collection
+from labeler.core.prompts import load_prompt_set
 from tests.conftest import WORLD_SIZE
 
 GROUPS = sorted(load_prompt_set("workshop").groups)

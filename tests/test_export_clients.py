@@ -13,10 +13,11 @@ import shutil
 import pytest
 from sqlalchemy import select
 
-from labeler import review, stored_scores
-from labeler.catalog import Label, ReviewEvent
-from labeler.labeling import label_collection
-from labeler.prompts import load_prompt_set
+from labeler.review import decisions as review
+from labeler.core import stored_scores
+from labeler.store.catalog import Label, ReviewEvent
+from labeler.labeling.bulk import label_collection
+from labeler.core.prompts import load_prompt_set
 from tests.cli import Cli
 from tests.conftest import WORLD_SIZE
 

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from labeler import db, users
+from labeler.store import db, users
 from tests.cli import ROOT, serving
 from tests.imagegen import write_good_images
 

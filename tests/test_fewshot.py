@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labeler import fewshot, replay
-from labeler.scoring import unit
+from labeler.core import fewshot, replay
+from labeler.core.scoring import unit
 
 DIM = 32
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from labeler.images import BadImage, decode
-from labeler.world import render
+from labeler.encoding.images import BadImage, decode
+from labeler.demo_world import render
 from tests.imagegen import picture, tiff_bytes
 
 
@@ -165,8 +165,8 @@ def test_the_decode_threads_model_input_is_the_encoders_transform_exactly(model_
     transform makes, value for value, for every shape (tall, wide, square, smaller than the input)."""
     from torchvision import transforms
 
-    from labeler.encoder import load_encoder
-    from labeler.preprocessing import exact_port
+    from labeler.encoding.encoder import load_encoder
+    from labeler.encoding.preprocessing import exact_port
 
     encoder = load_encoder(model_spec, mode="torch")
     assert encoder.preprocess is not encoder.transform  # the port, not torchvision, in the threads

@@ -6,7 +6,7 @@ import faiss
 
 from labeler.collection import Collection
 from labeler.config import Config
-from labeler.index import FaissIndex
+from labeler.vectors.index import FaissIndex
 
 
 def test_index_settings_come_from_the_environment():

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from labeler.catalog import Image, IndexChange
+from labeler.store.catalog import Image, IndexChange
 from labeler.collection import Collection
-from labeler.index import MAGIC, FaissIndex, read_stamp
-from labeler.pipeline import index_paths
+from labeler.vectors.index import MAGIC, FaissIndex, read_stamp
+from labeler.ingest.pipeline import index_paths
 from labeler.search import search
 from tests.imagegen import write_good_images
 

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image as PILImage
 from sqlalchemy import func, select
 
-from labeler.catalog import Embedding, Image, ImageFile
-from labeler.images import BadImage, decode
+from labeler.store.catalog import Embedding, Image, ImageFile
+from labeler.encoding.images import BadImage, decode
 from tests.imagegen import (jpeg_with_orientation, png_with_header, write_broken_corpus,
                             write_good_images)
 
@@ -144,7 +144,7 @@ def test_thumbnails_are_written_once_per_content(empty_cli, tmp_path):
 
 
 def test_an_older_homes_webp_thumbnail_is_kept_not_remade(empty_cli, empty_config, tmp_path):
-    from labeler.ingest import stored_thumbnail, thumbnail_path
+    from labeler.ingest.walk import stored_thumbnail, thumbnail_path
 
     photos = tmp_path / "photos"
     paths = write_good_images(photos, 2)

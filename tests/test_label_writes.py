@@ -19,13 +19,15 @@ import sqlalchemy as sa
 from alembic import command
 from sqlalchemy import func, select
 
-from labeler import db, present, review, sqlite_writer, stored_scores
-from labeler.catalog import Image, Label, ReviewEvent, utcnow
+from labeler.store import db, sqlite_writer
+from labeler.review import present, decisions as review
+from labeler.core import stored_scores
+from labeler.store.catalog import Image, Label, ReviewEvent, utcnow
 from labeler.errors import CatalogError
-from labeler.labeling import (DEFAULT_STRATEGY, LabelReport, LabelWriter, Proposal, Proposer, encode_groups,
-                              label_collection, logit_scale, record_prompt_set)
-from labeler.prompts import load_prompt_set
-from labeler.scoring import softmax_confidence
+from labeler.labeling.bulk import (DEFAULT_STRATEGY, LabelReport, LabelWriter, Proposal, Proposer, encode_groups,
+                                   label_collection, logit_scale, record_prompt_set)
+from labeler.core.prompts import load_prompt_set
+from labeler.core.scoring import softmax_confidence
 
 
 def rows(collection) -> dict[int, tuple]:
@@ -200,8 +202,8 @@ def test_labels_deleted_behind_labelings_back_are_proposed_again(indexed_collect
 def test_queries_for_reviewed_labels_seek_the_index_that_holds_only_them(indexed_collection):
     """Migration 0007 keeps only reviewed labels in the (group, status) index; SQLite uses a partial
     index only when the query repeats its condition, so each reader of reviewed labels must."""
-    from labeler import evaluate, learning
-    from labeler.labeling import embedded_images, proposers, record_prompt_set, run_stamp
+    from labeler.labeling import evaluate, learning
+    from labeler.labeling.bulk import embedded_images, proposers, record_prompt_set, run_stamp
 
     prompt_set = load_prompt_set("workshop")
     label_collection(indexed_collection, prompt_set)
@@ -340,7 +342,7 @@ def test_a_chunk_whose_image_went_while_it_was_planned_is_not_written(indexed_co
 
 
 def _writer_children() -> list[int]:
-    """Live processes of ``python -m labeler.sqlite_writer`` started by this one."""
+    """Live processes of ``python -m labeler.store.sqlite_writer`` started by this one."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -348,7 +350,7 @@ def _writer_children() -> list[int]:
             cmdline = (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"labeler.sqlite_writer" in cmdline:
+        if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"labeler.store.sqlite_writer" in cmdline:
             found.append(int(stat.parent.name))
     return found
 

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from labeler import db, stored_scores
-from labeler.catalog import Label, PromptSetRecord
+from labeler.store import db
+from labeler.core import stored_scores
+from labeler.store.catalog import Label, PromptSetRecord
 from labeler.collection import Collection
-from labeler.labeling import explain, label_collection
-from labeler.prompts import load_prompt_set
+from labeler.labeling.bulk import explain, label_collection
+from labeler.core.prompts import load_prompt_set
 from tests.cli import manage
 from tests.conftest import WORLD_SIZE
 

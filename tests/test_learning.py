@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from labeler import db, review
-from labeler.catalog import Fit, ImageFile, Label
+from labeler.store import db
+from labeler.review import decisions as review
+from labeler.store.catalog import Fit, ImageFile, Label
 from labeler.collection import Collection
 from labeler.config import Config
-from labeler.labeling import label_collection
-from labeler.pipeline import index_paths
-from labeler.prompts import load_prompt_set
-from labeler.world import generate_world
+from labeler.labeling.bulk import label_collection
+from labeler.ingest.pipeline import index_paths
+from labeler.core.prompts import load_prompt_set
+from labeler.demo_world import generate_world
 from tests.cli import Cli
 
 LEARN_WORLD = 150

@@ -6,10 +6,10 @@ import hashlib
 
 from sqlalchemy import select
 
-from labeler.catalog import Image
+from labeler.store.catalog import Image
 from labeler.collection import Collection
-from labeler.images import decode
-from labeler.pipeline import embed_pending, index_paths
+from labeler.encoding.images import decode
+from labeler.ingest.pipeline import embed_pending, index_paths
 from tests.imagegen import picture, write_good_images
 
 

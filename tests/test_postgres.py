@@ -6,14 +6,15 @@ import pytest
 from alembic import command
 from sqlalchemy import func, select
 
-from labeler import db, present, review
-from labeler.catalog import Label
+from labeler.store import db
+from labeler.review import present, decisions as review
+from labeler.store.catalog import Label
 from labeler.collection import Collection
 from labeler.config import Config
-from labeler.labeling import label_collection
-from labeler.learning import learn
-from labeler.pipeline import index_paths
-from labeler.prompts import load_prompt_set
+from labeler.labeling.bulk import label_collection
+from labeler.labeling.learning import learn
+from labeler.ingest.pipeline import index_paths
+from labeler.core.prompts import load_prompt_set
 from labeler.search import search
 from tests import postgres
 from tests.imagegen import write_broken_corpus, write_good_images

@@ -9,12 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labeler.prompts import (
-    PROMPT_SET_DIR,
-    PromptSetError,
-    generic_templates,
-    load_prompt_set,
-)
+from labeler.core.prompts import PROMPT_SET_DIR, PromptSetError, generic_templates, load_prompt_set
 
 
 def write(tmp_path: Path, text: str, name: str = "set.yaml") -> Path:
@@ -168,8 +163,8 @@ def test_a_name_means_the_version_the_lab_saved_for_the_cli_too(indexed_collecti
     """The lab saves into ``<home>/prompt_sets/``; ``label --prompt-set workshop`` must label with that copy."""
     from sqlalchemy import select
 
-    from labeler import lab
-    from labeler.catalog import Label
+    from labeler.labeling import prompt_lab as lab
+    from labeler.store.catalog import Label
 
     home = indexed_collection.config.home
     shipped = load_prompt_set("workshop")

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from labeler import db
-from labeler.catalog import Image, ImageFile
+from labeler.store import db
+from labeler.store.catalog import Image, ImageFile
 from labeler.collection import Collection
 from labeler.config import Config
-from labeler.distributed import DecodeStage, EmbedStage
+from labeler.ingest.ray_engine import DecodeStage, EmbedStage
 from labeler.errors import ConfigError
-from labeler.ingest import load_file
-from labeler.preprocessing import NumpyPreprocess
+from labeler.ingest.walk import load_file
+from labeler.encoding.preprocessing import NumpyPreprocess
 from tests.cli import manage
 from tests.imagegen import picture, write_broken_corpus, write_good_images
 from tests.raycluster import ray_head

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from labeler import scoring
+from labeler.core import scoring
 
 # Two images, three prompts for option 0 and two for option 1, in 3 dimensions.
 IMAGES = scoring.unit(np.array([[1.0, 0.0, 0.0], [0.0, 0.6, 0.8]]))

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from labeler import scoring
-from labeler.catalog import Image, ImageFile, Label
+from labeler.core import scoring
+from labeler.store.catalog import Image, ImageFile, Label
 from labeler.collection import Collection
-from labeler.labeling import label_collection
-from labeler.prompts import generic_templates, load_prompt_set
-from labeler.search import (QuerySyntaxError, Term, concept_vector, parse_query, query_vector, search,
-                            search_concept, similar)
+from labeler.labeling.bulk import label_collection
+from labeler.core.prompts import generic_templates, load_prompt_set
+from labeler.search import (QuerySyntaxError, Term, concept_vector, parse_query, query_vector, search, search_concept,
+                            similar)
 
 
 def exact_ranking(collection: Collection, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -150,8 +150,8 @@ def test_search_and_similar_cli(indexed_cli, indexed_collection):
 
 
 def test_a_prompt_another_process_cached_meanwhile_is_not_an_error(indexed_collection):
-    from labeler.catalog import PromptEmbedding
-    from labeler.vector_store import _insert_new
+    from labeler.store.catalog import PromptEmbedding
+    from labeler.vectors.vector_store import _insert_new
 
     first = indexed_collection.vectors.text_vectors(["a chisel on a shelf"])[0]
     with indexed_collection.session() as s:

@@ -7,10 +7,10 @@ import json
 import pytest
 from sqlalchemy import select
 
-from labeler import db, users
-from labeler.catalog import User
+from labeler.store import db, users
+from labeler.store.catalog import User
 from labeler.config import Config
-from labeler.users import UserError
+from labeler.store.users import UserError
 from tests.cli import manage
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from click.testing import CliRunner
 from PIL import Image
 
-from labeler import world
+from labeler import demo_world as world
 from labeler.commands.world import demo_images
 
 

@@ -71,7 +71,7 @@ class Progress:
 
 def generate_with_progress(out: Path, count: int, seed: int, size: int, quiet: bool) -> Path:
     """``generate_world`` behind a progress bar; returns the truth.csv path."""
-    from ..world import generate_world
+    from ..demo_world import generate_world
 
     with Progress("generating", count, quiet) as bar:
         done = 0

@@ -38,11 +38,11 @@ def _share_truth(home: Path, truth: Path) -> None:
 def demo(count: int, seed: int, prompt_set: str, serve: bool, port: int, as_json: bool) -> None:
     """Build a demo collection under --home with labeler-tiny, label it, and serve the UI."""
     from ..collection import Collection
-    from ..encoder import TINY_NAME
-    from ..labeling import label_collection
-    from ..pipeline import index_paths
-    from ..prompts import load_prompt_set
-    from ..users import create_demo_admin
+    from ..encoding.encoder import TINY_NAME
+    from ..labeling.bulk import label_collection
+    from ..ingest.pipeline import index_paths
+    from ..core.prompts import load_prompt_set
+    from ..store.users import create_demo_admin
 
     config = get_config()
     config = config.with_(model=config.model or TINY_NAME)

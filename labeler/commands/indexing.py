@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .. import db
+from ..store import db
 from ..config import ENGINES
-from ..encoder import MODES
+from ..encoding.encoder import MODES
 from .context import Progress, emit, get_collection, get_config, json_option
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ mode_option = click.option("--mode", type=click.Choice(MODES), default=None,
 
 def _run_index(paths: tuple[Path, ...], embed: bool, as_json: bool, mode: str | None = None,
                engine: str | None = None, address: str | None = None) -> None:
-    from ..pipeline import index_paths  # images and decoding: only for the commands that read files
+    from ..ingest.pipeline import index_paths  # images and decoding: only for the commands that read files
 
     engine = engine or ("ray" if address else None)  # --address alone means the ray engine
     engine_settings = {"engine": engine, "engine_address": address} if engine else {}
@@ -108,7 +108,7 @@ def ingest_cmd(paths: tuple[Path, ...], as_json: bool) -> None:
 @json_option
 def embed_cmd(mode: str | None, as_json: bool) -> None:
     """Embed every registered image that has no vector for the collection's model."""
-    from ..pipeline import embed_pending
+    from ..ingest.pipeline import embed_pending
 
     collection = _with_mode(mode, as_json)
     with Progress("embedding", None, quiet=as_json) as bar:
@@ -183,7 +183,7 @@ def reindex_cmd(index_type: str | None, as_json: bool) -> None:
 def stats_cmd(as_json: bool) -> None:
     """Counts of images, vectors, failures and missing files."""
     db.require_catalog(get_config())  # a read command: a missing home is reported, not created
-    from ..stats import collection_stats
+    from ..store.stats import collection_stats
 
     data = collection_stats(get_collection())
     emit(as_json, data, lambda d: click.echo("\n".join(f"{k:>9}: {v}" for k, v in d.items())))

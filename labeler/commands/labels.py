@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from ..errors import LabelerError, user_file
-from ..labeling import DEFAULT_STRATEGY
-from ..scoring import STRATEGIES
+from ..labeling.bulk import DEFAULT_STRATEGY
+from ..core.scoring import STRATEGIES
 from .context import Progress, emit, get_collection, get_config, json_option
 
 prompt_set_option = click.option("--prompt-set", "prompt_set_path", required=True, metavar="FILE",
@@ -25,8 +25,8 @@ prompt_set_option = click.option("--prompt-set", "prompt_set_path", required=Tru
 @json_option
 def label(prompt_set_path: str, strategy: str | None, groups: tuple[str, ...], as_json: bool) -> None:
     """Auto-label every embedded image with every group of a prompt set (reviewed labels are kept)."""
-    from ..labeling import check_request, label_collection
-    from ..prompts import load_prompt_set
+    from ..labeling.bulk import check_request, label_collection
+    from ..core.prompts import load_prompt_set
 
     # Validate everything before the catalog is opened, so a bad prompt set changes nothing.
     prompt_set = load_prompt_set(prompt_set_path, home=get_config().home)
@@ -72,8 +72,8 @@ def evaluate_command(prompt_set_path: str, truth: Path | None, reviewed: bool, s
 
     With --replay, show instead how labels improve as reviews come in (manage.py learn).
     """
-    from .. import evaluate
-    from ..prompts import load_prompt_set
+    from ..labeling import evaluate
+    from ..core.prompts import load_prompt_set
 
     if (truth is None) == (not reviewed):
         raise LabelerError("give exactly one of --truth FILE or --reviewed")
@@ -126,8 +126,8 @@ def _replay(collection, prompt_set, known, shots: list[int], order: str, seed: i
             as_json: bool) -> None:
     import json
 
-    from .. import evaluate
-    from ..learning import replay
+    from ..labeling import evaluate
+    from ..labeling.learning import replay
 
     with Progress("replaying", None, as_json):
         results = replay(collection, prompt_set, known.values, shots, order=order, seed=seed, groups=groups or None)
@@ -172,8 +172,8 @@ def export(fmt: str, groups: tuple[str, ...], concept_group: str, prompt_set_pat
     Each label says what the model proposed (predicted, with its confidence) and what a reviewer
     decided (value, status, reviewed_by). OUT must not exist unless --force.
     """
-    from ..export import export_labels
-    from ..prompts import load_prompt_set
+    from ..exchange.export import export_labels
+    from ..core.prompts import load_prompt_set
 
     prompt_set = load_prompt_set(prompt_set_path, home=get_config().home) if prompt_set_path else None
     with user_file(out):
@@ -205,9 +205,9 @@ def import_labels(source: Path, groups: tuple[str, ...], prompt_set_path: str | 
     stored as corrected, else as accepted. Unknown groups or values refuse the file (exit 2)
     unless --allow-new-values; nothing is written then.
     """
-    from ..importing import ImportRefused
-    from ..importing import import_labels as run_import
-    from ..prompts import load_prompt_set
+    from ..exchange.importing import ImportRefused
+    from ..exchange.importing import import_labels as run_import
+    from ..core.prompts import load_prompt_set
 
     prompt_set = load_prompt_set(prompt_set_path, home=get_config().home) if prompt_set_path else None
     try:

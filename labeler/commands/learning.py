@@ -1,4 +1,4 @@
-"""``learn``: fit each group from its reviews (a thin wrapper over labeler.learning)."""
+"""``learn``: fit each group from its reviews (a thin wrapper over labeler.labeling.learning)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ def learn(groups: tuple[str, ...], prompt_set_path: str | None, write_to: Path |
 
     The next `label` proposes with it; reviewed labels are never changed.
     """
-    from ..learning import learn as run_learn
-    from ..prompts import load_prompt_set
+    from ..labeling.learning import learn as run_learn
+    from ..core.prompts import load_prompt_set
 
     prompt_set = load_prompt_set(prompt_set_path, home=get_config().home) if prompt_set_path else None
     collection = get_collection()
@@ -32,7 +32,7 @@ def learn(groups: tuple[str, ...], prompt_set_path: str | None, write_to: Path |
     with Progress("learning", len(groups) or None, as_json) as bar:
         report = run_learn(collection, groups or None, prompt_set, progress=bar.update)
     if write_to is not None:
-        from ..learning import write_tuned_prompt_set
+        from ..labeling.learning import write_tuned_prompt_set
 
         with user_file(write_to):
             written = write_tuned_prompt_set(collection, groups or None, prompt_set, write_to)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .. import db
+from ..store import db
 from ..errors import LabelerError
 from .context import emit, get_collection, get_config, json_option
 
@@ -40,7 +40,7 @@ def search_command(query: str | None, k: int, templates: bool, concept: str | No
                    exact: bool, where: tuple[str, ...], status: str | None, as_json: bool) -> None:
     """Search images by QUERY: free text, or terms like '"hammer" - "toy" + image:123' or '0.5*"red" + "hammer"'."""
     from .. import search
-    from ..prompts import load_prompt_set
+    from ..core.prompts import load_prompt_set
 
     db.require_catalog(get_config())  # read commands: a missing home is reported, not created
     filters = search.parse_where(where)

@@ -22,8 +22,8 @@ from flask import Flask, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
-from .. import jobs
-from ..catalog import MAX_ID
+from ..review import jobs
+from ..store.catalog import MAX_ID
 from ..collection import Collection
 from ..config import Config
 from ..errors import LabelerError, ModelUnavailable, NotFound
@@ -141,7 +141,7 @@ def error_response(status: int, message: str, **extra):
 
 
 def _register_errors(app: Flask) -> None:
-    from ..review import StaleLabel
+    from ..review.decisions import StaleLabel
 
     @app.errorhandler(StaleLabel)
     def _stale(exc: StaleLabel):

@@ -2,7 +2,7 @@
 
 Every request but the login page and static assets needs a user: from the session cookie,
 or from ``Authorization: Bearer <token>`` (then the cookie is ignored). A cookie counts only
-while its session generation is the user's current one (see :mod:`labeler.users`). Every state-changing
+while its session generation is the user's current one (see :mod:`labeler.store.users`). Every state-changing
 cookie request must carry the session's CSRF token, as the ``csrf_token`` form field or the
 ``X-CSRF-Token`` header. Token requests are exempt: a browser never attaches that header
 on its own, so another site cannot forge one. Not a blueprint: every blueprint uses it.
@@ -16,7 +16,7 @@ import secrets
 
 from flask import Flask, abort, g, redirect, request, session, url_for
 
-from .. import users
+from ..store import users
 
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 PUBLIC_ENDPOINTS = {"auth.login", "static"}
@@ -51,7 +51,7 @@ def _load_user() -> None:
             if g.user is None:
                 return error_response(401, "invalid API token")
         elif session.get("user_id") is not None:
-            from ..catalog import User
+            from ..store.catalog import User
 
             user = s.get(User, session["user_id"])
             # Logout, a new password or a disabled account ended this session on the server.

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, g, jsonify, request, url_for
 
-from .. import db, jobs, present, review
+from ..store import db
+from ..review import jobs, present, decisions as review
 from .access import admin_required
 from .cards import cards, queue_batch, review_started
 from .requests import integer, json_body, queue_filters, search_args, text, threshold

@@ -6,8 +6,8 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 
-from .. import users
-from ..catalog import User
+from ..store import users
+from ..store.catalog import User
 from .access import csrf_token
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")

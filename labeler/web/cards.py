@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from flask import abort, session, url_for
 from markupsafe import Markup
 
-from .. import present, review, stored_scores
-from ..catalog import utcnow
+from ..review import present, decisions as review
+from ..core import stored_scores
+from ..store.catalog import utcnow
 
 # Keys that option shortcuts may take after 1-9: letters no other shortcut of the review pages uses
 # (j k a c r s u x f o and the help's ?), in keyboard order.

@@ -15,8 +15,8 @@ from typing import BinaryIO
 from flask import Blueprint, abort, send_file
 from sqlalchemy import update
 
-from ..catalog import Image, ImageFile
-from ..ingest import Containment, recorded_roots, stored_thumbnail
+from ..store.catalog import Image, ImageFile
+from ..ingest.walk import Containment, recorded_roots, stored_thumbnail
 
 bp = Blueprint("images", __name__, url_prefix="/images")
 

@@ -1,8 +1,8 @@
-"""The prompt lab page (admins only); the workflow itself is ``labeler.lab``'s.
+"""The prompt lab page (admins only); the workflow itself is ``labeler.labeling.prompt_lab``'s.
 
 Pick a prompt set, a group and an option; edit the option's prompts; preview; save the edit as a
 new version into ``<home>/prompt_sets/``; run labeling with it. Labeling runs as a
-``labeler.jobs`` job: the request only starts it, and the page (``static/jobs.js``) follows its
+``labeler.review.jobs`` job: the request only starts it, and the page (``static/jobs.js``) follows its
 progress through ``/api/jobs/<id>``.
 """
 
@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 
-from .. import jobs, lab, labeling, present, scoring
+from ..review import jobs, present
+from ..labeling import prompt_lab as lab, bulk as labeling
+from ..core import scoring
 from ..errors import LabelerError
-from ..prompts import PromptSet
+from ..core.prompts import PromptSet
 from .access import admin_required
 
 bp = Blueprint("lab", __name__, url_prefix="/lab")

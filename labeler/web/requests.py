@@ -8,10 +8,11 @@ from typing import Any
 
 from flask import abort, request
 
-from .. import review, search
-from ..catalog import MAX_ID
+from ..review import decisions as review
+from .. import search
+from ..store.catalog import MAX_ID
 from ..errors import LabelerError
-from ..review import FILTER_STATUSES
+from ..review.decisions import FILTER_STATUSES
 
 DEFAULT_K = 48
 MAX_K = 500

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import g, url_for
 
-from .. import present
+from ..review import present
 from .. import search
 from ..collection import Collection
 from .requests import search_where

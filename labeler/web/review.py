@@ -2,14 +2,16 @@
 
 The pages render server-side; the queue's actions go through the JSON API (``api.py``)
 from ``static/review.js``. The dashboard's "learn from reviews and relabel" button starts a
-``labeler.jobs`` job; ``static/jobs.js`` follows its progress through ``/api/jobs/<id>``.
+``labeler.review.jobs`` job; ``static/jobs.js`` follows its progress through ``/api/jobs/<id>``.
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, flash, g, redirect, render_template, url_for
 
-from .. import jobs, lab, learning, present, review, stored_scores
+from ..review import jobs, present, decisions as review
+from ..labeling import prompt_lab as lab, learning
+from ..core import stored_scores
 from .access import admin_required
 from .cards import all_option_keys, cards, option_keys, page_data, queue_batch, review_started, script_json, shortcuts
 from .results import image_links

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 
-from .. import review
+from ..review import decisions as review
 from ..errors import LabelerError
 from .requests import search_args
 from .results import search_hits

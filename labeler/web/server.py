@@ -47,7 +47,7 @@ def _family(host: str) -> socket.AddressFamily:
 
 def _prefork(app: Flask, listener: socket.socket, threads: int, processes: int) -> None:
     """Fork ``processes`` worker processes serving ``listener``; stop them all on SIGINT/SIGTERM or when one dies."""
-    from .. import db
+    from ..store import db
     from waitress import create_server
 
     db.dispose_engines()  # no catalog connection may cross the fork

@@ -6,7 +6,7 @@ Create Date: 2026-12-06
 
 ``labels.scores`` (``{option: {"cosine", "confidence"}}``, about 400 bytes a label) becomes
 ``labels.option_scores``: 4 bytes per option, in the order of the group's options in the label's
-prompt set (labeler/stored_scores.py). The format is repeated here so this migration keeps
+prompt set (labeler/core/stored_scores.py). The format is repeated here so this migration keeps
 meaning what it meant when the code moves on.
 """
 import json

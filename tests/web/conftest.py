@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from labeler import db, users
+from labeler.store import db, users
 from labeler.collection import Collection
 from labeler.config import Config
 
@@ -41,9 +41,10 @@ class WebBuild:
 @pytest.fixture(scope="session")
 def web_build(tmp_path_factory, model_spec: str) -> WebBuild:
     """Index and label the world once; tests get copies (``web_config``)."""
-    from labeler import labeling, pipeline
-    from labeler.prompts import load_prompt_set
-    from labeler.world import generate_world
+    from labeler.labeling import bulk as labeling
+    from labeler.ingest import pipeline
+    from labeler.core.prompts import load_prompt_set
+    from labeler.demo_world import generate_world
 
     root = tmp_path_factory.mktemp("web-build")
     model = model_spec

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from labeler import db, review
-from labeler.catalog import Label, ReviewEvent, User
-from labeler.review import ReviewError, StaleLabel
+from labeler.store import db
+from labeler.review import decisions as review
+from labeler.store.catalog import Label, ReviewEvent, User
+from labeler.review.decisions import ReviewError, StaleLabel
 from tests.web.conftest import Users
 
 
@@ -212,7 +213,7 @@ def test_a_crash_before_commit_keeps_neither_event_nor_state(web_config):
 
 
 def test_accept_above_leaves_labels_of_missing_images_alone(web_config):
-    from labeler.catalog import Image
+    from labeler.store.catalog import Image
 
     with db.session_scope(web_config) as s:
         labels = list(s.scalars(select(Label).where(Label.group == "concept", Label.status == "proposed",

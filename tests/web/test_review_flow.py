@@ -11,9 +11,10 @@ import re
 import pytest
 from sqlalchemy import select
 
-from labeler import db, review
-from labeler.catalog import Label, ReviewSkip, User
-from labeler.review import ReviewError, StaleLabel
+from labeler.store import db
+from labeler.review import decisions as review
+from labeler.store.catalog import Label, ReviewSkip, User
+from labeler.review.decisions import ReviewError, StaleLabel
 from tests.web.conftest import Users, login, post_json
 
 

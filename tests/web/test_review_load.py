@@ -16,8 +16,8 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from labeler import db, users
-from labeler.catalog import ReviewEvent
+from labeler.store import db, users
+from labeler.store.catalog import ReviewEvent
 from tests import postgres
 from tests.cli import manage_argv, serving
 from tests.imagegen import write_good_images
@@ -174,9 +174,9 @@ def test_overlapping_bulk_accepts_on_postgresql_conflict_per_label(tmp_path, mod
         pytest.skip(reason)
     from labeler.collection import Collection
     from labeler.config import Config
-    from labeler.labeling import label_collection
-    from labeler.pipeline import index_paths
-    from labeler.prompts import load_prompt_set
+    from labeler.labeling.bulk import label_collection
+    from labeler.ingest.pipeline import index_paths
+    from labeler.core.prompts import load_prompt_set
     from labeler.web import create_app
 
     with postgres.postgres_server() as url:

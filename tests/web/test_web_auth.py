@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from labeler import db, users
+from labeler.store import db, users
 from tests.web.conftest import PASSWORD, Users, login, page_csrf, post_json
 
 PAGES = ["/", "/review", "/search?q=hammer", "/images/1", "/images/1/thumb", "/images/1/full", "/lab"]

@@ -6,8 +6,8 @@ import time
 
 from sqlalchemy import select
 
-from labeler import db
-from labeler.catalog import ImageFile
+from labeler.store import db
+from labeler.store.catalog import ImageFile
 from tests.cli import manage
 from tests.imagegen import write_good_images
 from tests.web.conftest import IMAGE_COUNT, Users, login

@@ -9,9 +9,10 @@ from html import unescape as html_unescape
 import yaml
 from sqlalchemy import func, select
 
-from labeler import db, jobs, users
-from labeler.catalog import Job, Label, PromptSetRecord
-from labeler.prompts import PROMPT_SET_DIR, load_prompt_set
+from labeler.store import db, users
+from labeler.review import jobs
+from labeler.store.catalog import Job, Label, PromptSetRecord
+from labeler.core.prompts import PROMPT_SET_DIR, load_prompt_set
 from tests.web.conftest import IMAGE_COUNT, PASSWORD, Users, login, post_json
 from tests.web.test_web_learning import wait_for_job
 

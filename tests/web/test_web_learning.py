@@ -1,6 +1,6 @@
 """Learning from reviews in the web app: the dashboard's summary, the background job and its API.
 
-Real app, real labeled collection; the reviews are made with ``labeler.review.decide`` by a
+Real app, real labeled collection; the reviews are made with ``labeler.review.decisions.decide`` by a
 reviewer who knows the world's truth. The job runs in a real thread; tests poll its row.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from labeler import jobs, review
-from labeler.catalog import ImageFile, Job, Label
+from labeler.review import jobs, decisions as review
+from labeler.store.catalog import ImageFile, Job, Label
 from labeler.collection import Collection
 from tests.web.conftest import Users, WebBuild, login, page_csrf, post_json
 

@@ -8,9 +8,9 @@ import re
 from markupsafe import escape
 from sqlalchemy import select
 
-from labeler import db
-from labeler.catalog import Label
-from labeler.prompts import load_prompt_set
+from labeler.store import db
+from labeler.store.catalog import Label
+from labeler.core.prompts import load_prompt_set
 from tests.web.conftest import Users, login, post_json
 
 
@@ -123,7 +123,7 @@ def test_detail_page_shows_scores_prompts_and_history(client):
 
 
 def test_a_fresh_empty_collection_still_serves_every_page(tmp_path):
-    from labeler import users
+    from labeler.store import users
     from labeler.config import Config
     from labeler.web import create_app
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from PIL import Image as PILImage
 from sqlalchemy import select, text
 
-from labeler import db
-from labeler.catalog import Image
+from labeler.store import db
+from labeler.store.catalog import Image
 from tests.web.conftest import Users, login
 
 TRAVERSALS = [
@@ -18,9 +18,9 @@ TRAVERSALS = [
     "/images/1/../../../etc/passwd",
     "/images/-1/full",
     "/images/1/full/../../../../etc/passwd",
-    "/static/../labeler/db.py",
+    "/static/../labeler/store/db.py",
     "/static/..%2Flabeler%2Fdb.py",
-    "/static/%2e%2e/labeler/db.py",
+    "/static/%2e%2e/labeler/store/db.py",
     "/static//etc/passwd",
 ]
 
@@ -39,7 +39,7 @@ def test_images_are_served_by_id(client, web_config):
 
 
 def test_an_older_homes_webp_thumbnail_is_still_served(client, web_config):
-    from labeler.ingest import thumbnail_path
+    from labeler.ingest.walk import thumbnail_path
 
     login(client, Users.reviewer)
     with db.session_scope(web_config) as s:

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from labeler import db, users
+from labeler.store import db, users
 from tests.cli import manage_argv, serving
 from tests.web.conftest import Users
 
@@ -21,7 +21,7 @@ def test_serve_runs_waitress_on_localhost(web_config):
         assert status == 200 and b'data-testid="login-form"' in body
         assert server.get("/")[0] == 302
         assert server.get("/images/../../etc/passwd")[0] == 404
-        assert server.get("/static/../labeler/db.py")[0] == 404
+        assert server.get("/static/../labeler/store/db.py")[0] == 404
         status, body = server.get("/api/stats", {"Authorization": f"Bearer {token}"})
         assert status == 200 and b'"concept"' in body
         assert server.get("/static/style.css")[0] == 200

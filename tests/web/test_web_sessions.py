@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from labeler import db, users
-from labeler.catalog import LoginFailure
+from labeler.store import db, users
+from labeler.store.catalog import LoginFailure
 from tests.cli import manage
 from tests.web.conftest import PASSWORD, Users, login, page_csrf, post_json
 

@@ -1,0 +1,1 @@
+"""Exchange: labels exported to and imported from other tools' formats."""

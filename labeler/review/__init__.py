@@ -1,0 +1,1 @@
+"""Review: decisions on labels, the catalog rows the pages show, and background jobs."""

@@ -1,0 +1,555 @@
+"""Review decisions on labels: accept, correct, reject, skip and undo, plus bulk accepts.
+
+Every decision writes the label's new state and an append-only ``ReviewEvent`` in the same
+transaction, so a crash leaves either both or neither. A decision carries the label
+``version`` the reviewer saw; if someone else changed the label since, it is refused with
+:class:`StaleLabel` instead of overwriting their work. The ``UPDATE`` itself is guarded by
+SQLAlchemy's ``version_id_col`` (``... WHERE version = :seen``), which closes the race
+between our check and the write.
+
+Pure catalog logic: no Flask here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Sequence
+
+from sqlalchemy import Integer, and_, case, cast, delete, false, func, or_, select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from ..store.catalog import MAX_ID, Image, ImageFile, Label, ReviewEvent, ReviewSkip, REVIEWED_ONLY, utcnow
+from ..errors import LabelerError, NotFound
+
+ACTIONS = ("accept", "correct", "reject", "skip", "undo")
+DECISIONS = ("accept", "correct", "reject")  # what a reviewer's undo steps back through
+UNDO_REACH = 200  # how many of a reviewer's newest decisions their undo can reach
+STATUSES = ("proposed", "accepted", "corrected", "rejected")
+# What a search may filter on: a label status, or "reviewed" for any status but proposed.
+FILTER_STATUSES = (*STATUSES, "reviewed")
+SORTS = ("uncertainty", "informative", "confidence", "confidence_asc", "id")
+MAX_VALUE_LENGTH = 256
+HISTOGRAM_BINS = 10
+
+
+class ReviewError(LabelerError):
+    """A decision that cannot be made as asked (unknown action, empty correction, ...)."""
+
+
+class StaleLabel(ReviewError):
+    """The label changed since the reviewer saw it; reload and decide again."""
+
+    def __init__(self, label: Label, seen_version: int | None):
+        self.label_id = label.id
+        self.current_version = label.version
+        self.seen_version = seen_version
+        super().__init__(
+            f"label {label.id} was changed by someone else (you saw version {seen_version}, "
+            f"it is now version {label.version}: {label.status} "
+            f"{repr(label.value) if label.value is not None else '(none of these)'}); reload and review it again")
+
+
+def get_label(session: Session, label_id: int) -> Label:
+    label = session.get(Label, label_id)
+    if label is None:
+        raise NotFound(f"no label with id {label_id}")
+    return label
+
+
+def _record(session: Session, label: Label, user_id: int | None, action: str,
+            value: str | None, status: str) -> ReviewEvent:
+    event = ReviewEvent(label_id=label.id, user_id=user_id, action=action,
+                        before_value=label.value, after_value=value,
+                        before_status=label.status, after_status=status)
+    session.add(event)
+    label.value = value
+    label.status = status
+    label.reviewed_by = user_id if status != "proposed" else None
+    label.reviewed_at = utcnow() if status != "proposed" else None
+    return event
+
+
+def record_import(session: Session, label: Label, value: str, user_id: int | None) -> ReviewEvent:
+    """Store an imported ``value`` with an ``import`` event; flushes.
+
+    The value is ``corrected`` when it differs from the model's proposal, else ``accepted``
+    (also when the model proposed nothing). ``label`` may be new (not yet in the session): it is
+    inserted already reviewed, and its event's "before" is an empty proposal.
+    """
+    new = label.id is None
+    status = "corrected" if label.predicted is not None and value != label.predicted else "accepted"
+    before_value, before_status = (None, "proposed") if new else (label.value, label.status)
+    label.value, label.status = value, status
+    label.reviewed_by, label.reviewed_at = user_id, utcnow()
+    if new:
+        session.add(label)
+    session.flush()  # a new label needs its id for the event
+    event = ReviewEvent(label_id=label.id, user_id=user_id, action="import", before_value=before_value,
+                        after_value=value, before_status=before_status, after_status=status)
+    session.add(event)
+    return event
+
+
+def _clean_value(value: str | None) -> str:
+    if value is not None and not isinstance(value, str):
+        raise ReviewError("a correction's value must be text")
+    value = (value or "").strip()
+    if not value:
+        raise ReviewError("a correction needs a value; pick an option or type one")
+    if len(value) > MAX_VALUE_LENGTH:
+        raise ReviewError(f"a value must be at most {MAX_VALUE_LENGTH} characters")
+    return value
+
+
+def _undo_target(session: Session, label_id: int) -> ReviewEvent | None:
+    """The newest decision on the label not yet undone (undos pair off like a stack)."""
+    events = session.scalars(select(ReviewEvent).where(ReviewEvent.label_id == label_id)
+                             .order_by(ReviewEvent.id.desc())).all()
+    pending_undos = 0
+    for event in events:
+        if event.action == "undo":
+            pending_undos += 1
+        elif pending_undos:
+            pending_undos -= 1
+        else:
+            return event
+    return None
+
+
+def decide(session: Session, label_id: int, action: str, user_id: int | None,
+           seen_version: int | None, value: str | None = None) -> Label:
+    """Apply one decision to a label and flush it; the caller's transaction commits.
+
+    ``seen_version`` is the label version the reviewer's view showed. ``skip`` leaves the label
+    as it is and records no event; for a reviewer (``user_id``) it stores the skip, which sends the
+    label to the end of their queue. Any other decision by them clears their skip of the label.
+    Raises :class:`StaleLabel`, :class:`ReviewError` or :class:`NotFound`.
+    """
+    if action not in ACTIONS:
+        raise ReviewError(f"unknown action '{action}'; use one of: {', '.join(ACTIONS)}")
+    label = get_label(session, label_id)
+    if seen_version is None:
+        raise ReviewError("a decision must say which label version it was made on")
+    if label.version != int(seen_version):
+        raise StaleLabel(label, seen_version)
+    if user_id is not None:
+        session.execute(delete(ReviewSkip).where(ReviewSkip.label_id == label.id, ReviewSkip.user_id == user_id))
+    if action == "skip":
+        if user_id is not None:
+            session.add(ReviewSkip(label_id=label.id, user_id=user_id))
+            session.flush()
+        return label
+    if action == "accept":
+        _record(session, label, user_id, "accept", label.value if label.value is not None else label.predicted,
+                "accepted")
+    elif action == "correct":
+        _record(session, label, user_id, "correct", _clean_value(value), "corrected")
+    elif action == "reject":
+        _record(session, label, user_id, "reject", None, "rejected")
+    else:  # undo
+        target = _undo_target(session, label.id)
+        if target is None:
+            raise ReviewError(f"label {label.id} has no decision to undo")
+        _record(session, label, user_id, "undo", target.before_value, target.before_status)
+    try:
+        session.flush()
+    except StaleDataError:
+        # Another transaction committed between our read and our UPDATE ... WHERE version. The
+        # caller rolls back (only its savepoint, in a bulk accept); the message needs a fresh read.
+        with Session(session.get_bind()) as fresh:
+            raise StaleLabel(get_label(fresh, label_id), seen_version) from None
+    return label
+
+
+def undo_last(session: Session, user_id: int) -> Label:
+    """Undo the reviewer's newest decision not yet undone, on whichever page or day they made it.
+
+    Raises :class:`ReviewError` when there is none (within their newest ``UNDO_REACH``), and
+    :class:`StaleLabel` when someone else decided the label after them: as with any decision on a
+    stale view, their work is not overwritten.
+    """
+    mine = session.scalars(select(ReviewEvent).where(ReviewEvent.user_id == user_id,
+                                                     ReviewEvent.action.in_((*DECISIONS, "undo")))
+                           .order_by(ReviewEvent.id.desc()).limit(UNDO_REACH)).all()
+    undone: dict[int, int] = {}  # label id → the reviewer's undos on it not yet matched (newest first)
+    for event in mine:
+        if event.action == "undo":
+            undone[event.label_id] = undone.get(event.label_id, 0) + 1
+            continue
+        if undone.get(event.label_id):
+            undone[event.label_id] -= 1  # the reviewer undid this one already, whoever decided since
+            continue
+        target = _undo_target(session, event.label_id)
+        if target is None or target.id < event.id:
+            continue  # already undone (by an undo on the label), so look further back
+        label = get_label(session, event.label_id)
+        if target.id != event.id:
+            # A newer decision on the label is someone else's (the reviewer's own would be newer here).
+            raise StaleLabel(label, label.version)
+        return decide(session, label.id, "undo", user_id, label.version)
+    raise ReviewError("nothing to undo: you have made no decision that is not undone yet")
+
+
+def progress(session: Session, group: str | None, value: str | None = None, user_id: int | None = None,
+             since: datetime | None = None) -> dict:
+    """Reviewed and remaining labels for a queue's filter, and the reviewer's pace since ``since``.
+
+    ``decisions`` counts the reviewer's decisions since ``since`` less their undos; ``per_minute``
+    divides them by the minutes since the first of them (at least one minute, so a first decision
+    does not read as hundreds a minute).
+    """
+    query = select(Label.status, func.count()).join(Image, Image.id == Label.image_id).where(Image.status == "ok")
+    if group:
+        query = query.where(Label.group == group)
+    if value:
+        query = query.where(Label.value == value)
+    counts = dict(session.execute(query.group_by(Label.status)).all())
+    total = sum(counts.values())
+    remaining = int(counts.get("proposed", 0))
+    out = {"group": group, "value": value, "total": total, "reviewed": total - remaining, "remaining": remaining,
+           "decisions": 0, "per_minute": 0.0}
+    if user_id is not None and since is not None:
+        rows = session.execute(select(ReviewEvent.action, func.count(), func.min(ReviewEvent.created_at))
+                               .where(ReviewEvent.user_id == user_id, ReviewEvent.created_at >= since,
+                                      ReviewEvent.action.in_((*DECISIONS, "undo")))
+                               .group_by(ReviewEvent.action)).all()
+        made = sum(n for action, n, _ in rows if action != "undo")
+        undone = sum(n for action, n, _ in rows if action == "undo")
+        first = min((when for _, _, when in rows), default=None)
+        minutes = max(1.0, (utcnow() - first).total_seconds() / 60) if first else 1.0
+        out["decisions"] = max(0, made - undone)
+        out["per_minute"] = round(out["decisions"] / minutes, 1)
+    return out
+
+
+@dataclass
+class BulkResult:
+    """What a bulk accept did, label by label, in the order the labels were asked for.
+
+    ``results`` has one ``{"id", "status", ...}`` per label: ``accepted`` (with the new ``version``),
+    ``conflict`` (with the ``current_version``, or none when the catalog was busy), ``not_found`` or
+    ``invalid``, each but ``accepted`` with a ``message``. ``conflicts`` lists every one not accepted.
+    """
+
+    accepted: list[int] = field(default_factory=list)
+    conflicts: list[dict] = field(default_factory=list)  # {id, message}
+    results: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def from_results(cls, results: list[dict]) -> "BulkResult":
+        return cls(accepted=[r["id"] for r in results if r["status"] == "accepted"],
+                   conflicts=[{"id": r["id"], "message": r["message"]} for r in results
+                              if r["status"] != "accepted"],
+                   results=results)
+
+    @classmethod
+    def busy(cls, label_ids: Sequence[int], message: str) -> "BulkResult":
+        """Nothing applied: every label is a conflict with the busy catalog's ``message``."""
+        return cls.from_results([{"id": int(i), "status": "conflict", "current_version": None,
+                                  "message": message} for i in label_ids])
+
+
+def _bulk_entry(label_id: int, exc: LabelerError) -> dict:
+    if isinstance(exc, StaleLabel):
+        return {"id": label_id, "status": "conflict", "current_version": exc.current_version, "message": str(exc)}
+    if isinstance(exc, NotFound):
+        return {"id": label_id, "status": "not_found", "message": str(exc)}
+    return {"id": label_id, "status": "invalid", "message": str(exc)}
+
+
+def accept_many(session: Session, seen: Sequence[tuple[int, int]], user_id: int | None) -> BulkResult:
+    """Accept each ``(label_id, seen_version)``; stale or missing ones are reported, not applied.
+
+    Each label and its event are saved together, independently of the others: a conflict on one
+    never undoes the rest. Labels are written in id order, so two bulk accepts lock shared rows
+    in the same order (no deadlock on PostgreSQL); the results keep the order asked for.
+    """
+    entries: dict[int, dict] = {}
+    for position in sorted(range(len(seen)), key=lambda p: (int(seen[p][0]), p)):
+        label_id, version = int(seen[position][0]), seen[position][1]
+        try:
+            with session.begin_nested():
+                label = decide(session, label_id, "accept", user_id, version)
+            entries[position] = {"id": label_id, "status": "accepted", "version": label.version}
+        except (StaleLabel, NotFound, ReviewError) as exc:
+            entries[position] = _bulk_entry(label_id, exc)
+    return BulkResult.from_results([entries[p] for p in range(len(seen))])
+
+
+def _above_query(group: str, threshold: float, option: str | None):
+    # Only untouched proposals: a threshold accept never overrides a person's decision.
+    query = (select(Label).join(Image, Image.id == Label.image_id)
+             .where(Image.status == "ok", Label.group == group, Label.status == "proposed",
+                    Label.confidence >= threshold, Label.value.is_not(None)))
+    if option:
+        query = query.where(Label.value == option)
+    return query
+
+
+def preview_accept_above(session: Session, group: str, threshold: float, option: str | None = None) -> int:
+    """How many proposed labels of ``group`` (and ``option``) have confidence >= ``threshold``."""
+    query = _above_query(group, threshold, option).with_only_columns(func.count(Label.id))
+    return int(session.scalar(query) or 0)
+
+
+def accept_above_many(session: Session, group: str, threshold: float, user_id: int | None,
+                      option: str | None = None) -> BulkResult:
+    """Accept every proposed label with confidence >= ``threshold``; every result is ``accepted``.
+
+    The labels are read ``FOR UPDATE`` in id order (PostgreSQL; SQLite's write transaction holds the
+    whole catalog), so none can change between the read and the write.
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise ReviewError("the confidence threshold must be between 0 and 1")
+    labels = session.scalars(_above_query(group, threshold, option).order_by(Label.id)
+                             .with_for_update(of=Label)).all()
+    for label in labels:
+        _record(session, label, user_id, "accept", label.value, "accepted")
+    try:
+        session.flush()
+    except StaleDataError:
+        # Only a caller outside a write transaction gets here; it rolls back: all or nothing.
+        raise ReviewError("labels changed while accepting; nothing was accepted, try again") from None
+    return BulkResult.from_results([{"id": label.id, "status": "accepted", "version": label.version}
+                                    for label in labels])
+
+
+def accept_above(session: Session, group: str, threshold: float, user_id: int | None,
+                 option: str | None = None) -> int:
+    """Accept every proposed label with confidence >= ``threshold``; returns how many."""
+    return len(accept_above_many(session, group, threshold, user_id, option).accepted)
+
+
+# -- reading -----------------------------------------------------------------------------
+
+def _ordered(group: str | None, value: str | None, status: str | None, sort: str, user_id: int | None):
+    """The filtered query of present images' labels and its sort keys: SQL expressions, each
+    ascending and never NULL, that order the queue and let a page start after a given key."""
+    if status and status not in STATUSES:
+        raise ReviewError(f"unknown status '{status}'; use one of: {', '.join(STATUSES)}")
+    if sort not in SORTS:
+        raise ReviewError(f"unknown sort '{sort}'; use one of: {', '.join(SORTS)}")
+    query = select(Label).join(Image, Image.id == Label.image_id).where(Image.status == "ok")
+    if group:
+        query = query.where(Label.group == group)
+    if value:
+        query = query.where(Label.value == value)
+    if status:
+        query = query.where(Label.status == status)
+        if status != "proposed":
+            query = query.where(REVIEWED_ONLY)
+
+    def last_if_null(column):
+        return [case((column.is_(None), 1), else_=0), func.coalesce(column, 0)]
+
+    if sort == "informative":
+        query, keys = _informative(query, group, last_if_null)
+    else:
+        keys = {
+            "uncertainty": [*last_if_null(Label.margin), Label.id],
+            "confidence": [case((Label.confidence.is_(None), 1), else_=0), -func.coalesce(Label.confidence, 0),
+                           Label.id],
+            "confidence_asc": [*last_if_null(Label.confidence), Label.id],
+            "id": [Label.id],
+        }[sort]
+    if user_id is not None:
+        # The reviewer's skips go last, oldest skip first.
+        skips = select(ReviewSkip.label_id, ReviewSkip.id).where(ReviewSkip.user_id == user_id).subquery()
+        query = query.outerjoin(skips, skips.c.label_id == Label.id)
+        keys = [case((skips.c.id.is_(None), 0), else_=1), func.coalesce(skips.c.id, 0), *keys]
+    return query, keys
+
+
+def _informative(query, group: str | None, last_if_null):
+    """Most informative first: the cold-start picks (typical images, while a group has no reviews),
+    then the smallest calibrated margins taking turns over the proposed values, so a rare value is
+    not starved by a common one (the same order ``evaluate --replay --order informative`` replays).
+
+    The turns count every label of the group, whatever its status: a decision never renumbers the
+    labels still to come, so a page that starts after a key shows exactly the ones after it.
+    """
+    turn = func.row_number().over(partition_by=(Label.group, Label.predicted),
+                                  order_by=(Label.margin.is_(None), Label.margin.asc(), Label.id))
+    ranked = (select(Label.id.label("label_id"), turn.label("turn"))
+              .join(Image, Image.id == Label.image_id).where(Image.status == "ok"))
+    if group:
+        ranked = ranked.where(Label.group == group)
+    ranked = ranked.subquery()
+    query = query.join(ranked, ranked.c.label_id == Label.id)
+    return query, [*last_if_null(Label.priority), ranked.c.turn, *last_if_null(Label.margin), Label.id]
+
+
+def label_query(group: str | None = None, value: str | None = None, status: str | None = None,
+                sort: str = "uncertainty", user_id: int | None = None):
+    """Labels of present images, filtered, in review order (smallest margin first by default);
+    with ``user_id``, that reviewer's skips last."""
+    query, keys = _ordered(group, value, status, sort, user_id)
+    return query.order_by(*keys)
+
+
+def list_labels(session: Session, group: str | None = None, value: str | None = None,
+                status: str | None = None, sort: str = "uncertainty", limit: int = 60,
+                offset: int = 0, user_id: int | None = None) -> tuple[list[Label], int]:
+    """One page of labels and the total that match."""
+    query = label_query(group, value, status, sort, user_id)
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    labels = session.scalars(query.limit(max(1, min(limit, 500))).offset(max(0, offset))).all()
+    return list(labels), int(total or 0)
+
+
+Key = tuple[float, ...]  # a label's place in a queue: its sort keys' values
+
+
+@dataclass
+class QueuePage:
+    """One page of a review queue, and the keys that page on from it.
+
+    ``first``/``last`` are the keys of its first and last label (None when empty); ``more_before``
+    and ``more_after`` say whether labels precede or follow it.
+    """
+
+    labels: list[Label]
+    total: int
+    first: Key | None
+    last: Key | None
+    more_before: bool
+    more_after: bool
+
+
+def _beyond(keys: list, key: Key, forward: bool):
+    """Rows strictly after ``key`` (before it when not ``forward``), in the keys' order."""
+    if len(key) != len(keys):
+        raise ReviewError("this page link belongs to another sort; open the queue again")
+    clauses = []
+    for i, column in enumerate(keys):
+        step = column > key[i] if forward else column < key[i]
+        clauses.append(and_(*[keys[j] == key[j] for j in range(i)], step))
+    return or_(*clauses) if clauses else false()
+
+
+def queue_page(session: Session, group: str | None = None, value: str | None = None, status: str | None = None,
+               sort: str = "uncertainty", limit: int = 48, user_id: int | None = None,
+               after: Key | None = None, before: Key | None = None) -> QueuePage:
+    """The page of ``limit`` labels just after ``after`` (or just before ``before``; else the first).
+
+    Keyset paging, not an offset: labels decided since the previous page (which leave a "proposed"
+    queue) or skipped never shift the next page, so no label is skipped or shown twice.
+    """
+    query, keys = _ordered(group, value, status, sort, user_id)
+    total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    limit = max(1, min(limit, 500))
+    rows_query = query.add_columns(*[k.label(f"k{i}") for i, k in enumerate(keys)])
+    if before is not None:
+        rows_query = rows_query.where(_beyond(keys, before, False)).order_by(*[k.desc() for k in keys])
+    else:
+        if after is not None:
+            rows_query = rows_query.where(_beyond(keys, after, True))
+        rows_query = rows_query.order_by(*keys)
+    rows = session.execute(rows_query.limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if before is not None:
+        rows.reverse()
+    labels = [row[0] for row in rows]
+    row_keys = [tuple(_plain(v) for v in row[1:]) for row in rows]
+    return QueuePage(labels=labels, total=total, first=row_keys[0] if rows else None,
+                     last=row_keys[-1] if rows else None,
+                     more_before=more if before is not None else after is not None and bool(rows),
+                     more_after=more if before is None else True)
+
+
+def _plain(value) -> float:
+    return int(value) if isinstance(value, (bool, int)) else float(value)
+
+
+def format_key(key: Key) -> str:
+    """A key as a page link carries it: its values, comma-separated (floats round-trip exactly)."""
+    return ",".join(repr(v) for v in key)
+
+
+def parse_key(text: str) -> Key:
+    """A key from :func:`format_key`; :class:`ReviewError` for anything else."""
+    values = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            number = int(part) if part.lstrip("-").isdigit() else float(part)
+        except ValueError:
+            raise ReviewError(f"a page key must be numbers separated by commas, not {text[:40]!r}") from None
+        if isinstance(number, float) and not math.isfinite(number):
+            raise ReviewError("a page key must hold finite numbers")
+        if abs(number) > MAX_ID:  # no column holds more: a database would refuse to bind it
+            raise ReviewError("a page key's numbers are out of range")
+        values.append(number)
+    if not 1 <= len(values) <= 12:
+        raise ReviewError("a page key has between 1 and 12 numbers")
+    return tuple(values)
+
+
+def image_names(session: Session, image_ids: Sequence[int]) -> dict[int, str]:
+    """Each image's file name (the last part of its path, as :attr:`Image.path` picks it), by image id."""
+    if not image_ids:
+        return {}
+    rows = session.execute(select(ImageFile.image_id, ImageFile.path).where(ImageFile.image_id.in_(set(image_ids)))
+                           .order_by(ImageFile.status != "ok", ImageFile.id))
+    names: dict[int, str] = {}
+    for image_id, path in rows:
+        names.setdefault(image_id, path.replace("\\", "/").rsplit("/", 1)[-1])
+    return names
+
+
+def labels_of_image(session: Session, image_id: int) -> list[Label]:
+    """An image's labels, by group."""
+    return list(session.scalars(select(Label).where(Label.image_id == image_id).order_by(Label.group)))
+
+
+def groups(session: Session) -> list[str]:
+    return list(session.scalars(select(Label.group).distinct().order_by(Label.group)))
+
+
+def options(session: Session, group: str) -> list[str]:
+    """Every value seen in ``group``: predicted ones and corrections."""
+    values = set(session.scalars(select(Label.predicted).where(Label.group == group).distinct()))
+    values |= set(session.scalars(select(Label.value).where(Label.group == group).distinct()))
+    return sorted(v for v in values if v is not None)
+
+
+def history(session: Session, label_ids: Sequence[int]) -> list[ReviewEvent]:
+    """The review events of the labels, oldest first."""
+    if not label_ids:
+        return []
+    return list(session.scalars(select(ReviewEvent).where(ReviewEvent.label_id.in_(list(label_ids)))
+                                .order_by(ReviewEvent.id)))
+
+
+def stats(session: Session) -> dict:
+    """Per group: counts per option, counts per status, and a confidence histogram.
+
+    ``histogram`` has ``HISTOGRAM_BINS`` equal bins over [0, 1]; the last includes 1.0.
+    """
+    present = select(Label).join(Image, Image.id == Label.image_id).where(Image.status == "ok").subquery()
+    out: dict[str, dict] = {}
+    rows = session.execute(select(present.c.group, present.c.value, present.c.status, func.count())
+                           .group_by(present.c.group, present.c.value, present.c.status)).all()
+    for group, value, status, count in rows:
+        entry = out.setdefault(group, {"options": {}, "statuses": {s: 0 for s in STATUSES}, "total": 0,
+                                       "histogram": [0] * HISTOGRAM_BINS})
+        key = value if value is not None else "(none)"
+        entry["options"][key] = entry["options"].get(key, 0) + count
+        entry["statuses"][status] = entry["statuses"].get(status, 0) + count
+        entry["total"] += count
+    # CASE rather than a two-argument MIN, which PostgreSQL lacks.
+    bucket = case((present.c.confidence >= 1.0, HISTOGRAM_BINS - 1),
+                  else_=cast(present.c.confidence * HISTOGRAM_BINS, Integer))
+    for group, b, count in session.execute(
+            select(present.c.group, bucket, func.count()).where(present.c.confidence.is_not(None))
+            .group_by(present.c.group, bucket)).all():
+        if group in out and b is not None:
+            out[group]["histogram"][max(0, int(b))] += count
+    for entry in out.values():
+        entry["reviewed"] = entry["total"] - entry["statuses"].get("proposed", 0)
+        entry["options"] = dict(sorted(entry["options"].items(), key=lambda kv: (-kv[1], kv[0])))
+    return dict(sorted(out.items()))

@@ -1,0 +1,295 @@
+"""Jobs: long work started from the web, run in a background thread with its progress in ``jobs``.
+
+A request only inserts the row and starts the thread, so it returns at once; the page polls the
+row. The thread writes the status (queued → running → done | failed), ``done`` of ``total``
+steps with a one-line message, and at the end the result. A failure is recorded as one line (a
+:class:`LabelerError`'s text, else the exception's type and text) and never leaves the thread.
+
+While a job is active its ``result`` holds its owner (``host:pid:token``) and its parameters
+(``params``, which stay in the result once it ends). A job whose owner process is gone (a server
+killed mid-job) is marked failed the next time jobs are read.
+
+One job runs per collection at a time, whatever its kind: two at once would relabel the same
+labels under each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..labeling import prompt_lab as lab, learning
+from . import decisions as review
+from ..store.catalog import Job, utcnow
+from ..collection import Collection
+from ..errors import LabelerError, NotFound
+from ..labeling.bulk import label_collection
+
+LEARN_AND_RELABEL = "learn-and-relabel"
+LABEL = "label"
+ACTIVE = ("queued", "running")
+STOPPED = "the server stopped before the job finished"
+MAX_MESSAGE = 500
+
+log = logging.getLogger(__name__)
+
+
+class JobError(LabelerError):
+    """A job that cannot be started as asked (an unknown kind)."""
+
+
+# Owner tokens of the jobs this process is running; a job of this host and pid that is not
+# here was left behind by an earlier server with the same pid (a container restart).
+_running: set[str] = set()
+_start_lock = threading.Lock()  # check-then-insert: two clicks at once start one job
+
+
+def job_dict(job: Job) -> dict:
+    """A job as the API shows it; ``result`` only once it has finished."""
+    finished = job.status not in ACTIVE
+    stored = job.result if isinstance(job.result, dict) else {}
+    return {"id": job.id, "kind": job.kind, "status": job.status, "done": job.done, "total": job.total,
+            "message": job.message, "result": job.result if finished else None, "user_id": job.user_id,
+            "params": stored.get("params") or {}, "active": not finished,
+            "created_at": job.created_at.isoformat(timespec="seconds"),
+            "finished_at": job.finished_at.isoformat(timespec="seconds") if job.finished_at else None}
+
+
+def one_line(exc: BaseException) -> str:
+    """What a failed job says: a user error's own text, else the exception's type and text."""
+    text = str(exc) if isinstance(exc, LabelerError) else f"{type(exc).__name__}: {exc}"
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 1] + "…"
+
+
+def _orphaned(job: Job) -> bool:
+    owner = (job.result or {}).get("owner") if isinstance(job.result, dict) else None
+    if not owner:
+        return True  # active without an owner: never started by a live thread
+    if owner in _running:
+        return False
+    host, pid, _ = owner.split(":", 2)
+    if host != socket.gethostname():
+        return False  # another machine's job; it cannot be checked from here
+    if int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # alive, owned by another user
+    return False
+
+
+def recover(session: Session) -> int:
+    """Mark active jobs whose server process is gone as failed; returns how many."""
+    stale = [job for job in session.scalars(select(Job).where(Job.status.in_(ACTIVE))) if _orphaned(job)]
+    for job in stale:
+        params = (job.result or {}).get("params") if isinstance(job.result, dict) else None
+        job.status, job.message, job.result, job.finished_at = "failed", STOPPED, _kept(params), utcnow()
+    session.flush()
+    return len(stale)
+
+
+def get(session: Session, job_id: int) -> Job:
+    recover(session)
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+def latest(session: Session, kind: str) -> Job | None:
+    """The newest job of ``kind``, active or not."""
+    recover(session)
+    return session.scalar(select(Job).where(Job.kind == kind).order_by(Job.id.desc()).limit(1))
+
+
+def active(session: Session) -> Job | None:
+    """The collection's running (or queued) job of any kind, if there is one."""
+    recover(session)
+    return session.scalar(select(Job).where(Job.status.in_(ACTIVE)).order_by(Job.id).limit(1))
+
+
+def _kept(params: dict | None) -> dict | None:
+    return {"params": params} if params else None
+
+
+def start(collection: Collection, kind: str, user_id: int | None = None,
+          params: dict[str, Any] | None = None) -> tuple[dict, bool]:
+    """Start a ``kind`` job with ``params`` in a background thread; (its dict, True) at once.
+
+    Only one job runs per collection: while one of any kind is active, (that job, False).
+    """
+    spec = KINDS.get(kind)
+    if spec is None:
+        raise JobError(f"unknown job kind '{kind}' (known: {', '.join(KINDS)})")
+    params = dict(params or {})
+    missing = [name for name in spec.required if not params.get(name)]
+    unknown = sorted(set(params) - set(spec.required) - set(spec.optional))
+    if missing or unknown:
+        raise JobError(f"a '{kind}' job needs {', '.join(spec.required) or 'no parameters'}"
+                       + (f" (missing: {', '.join(missing)})" if missing else "")
+                       + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+    with _start_lock:
+        with collection.session() as s:
+            running = active(s)
+            if running is not None:
+                return job_dict(running), False
+            job = Job(kind=kind, status="queued", done=0, user_id=user_id, message="waiting to start",
+                      result={"owner": owner, "params": params})
+            s.add(job)
+            s.flush()
+            _running.add(owner)
+            created = job_dict(job)
+    thread = threading.Thread(target=_run, args=(collection, job.id, owner, spec.work, params),
+                              name=f"labeler-job-{job.id}", daemon=True)
+    thread.start()
+    return created, True
+
+
+class Progress:
+    """The running job's row, written as work advances: ``advance(n, message)``."""
+
+    def __init__(self, collection: Collection, job_id: int):
+        self.collection = collection
+        self.job_id = job_id
+        self.done = 0
+        self.total: int | None = None
+
+    def set(self, done: int | None = None, total: int | None = None, message: str | None = None) -> None:
+        self.done = self.done if done is None else done
+        self.total = self.total if total is None else total
+        with self.collection.session() as s:
+            job = s.get(Job, self.job_id)
+            job.done, job.total = self.done, self.total
+            if message is not None:
+                job.message = message
+
+    def advance(self, n: int, message: str | None = None) -> None:
+        self.set(self.done + n, message=message)
+
+
+Work = Callable[[Collection, "Progress", dict], tuple[dict, str]]
+
+
+def _run(collection: Collection, job_id: int, owner: str, work: Work, params: dict) -> None:
+    try:
+        with collection.session() as s:
+            job = s.get(Job, job_id)
+            job.status, job.message = "running", "starting"
+        result, message = work(collection, Progress(collection, job_id), params)
+        _finish(collection, job_id, "done", message, {**result, "params": params} if params else result)
+    except Exception as exc:  # a failed job must never take the server down
+        if not isinstance(exc, LabelerError):
+            log.exception("job %s failed", job_id)
+        try:
+            _finish(collection, job_id, "failed", one_line(exc), _kept(params))
+        except Exception:
+            log.exception("job %s: could not record its failure", job_id)
+    finally:
+        _running.discard(owner)
+
+
+def _finish(collection: Collection, job_id: int, status: str, message: str, result: dict | None) -> None:
+    with collection.session() as s:
+        job = s.get(Job, job_id)
+        job.status, job.message, job.result, job.finished_at = status, message, result, utcnow()
+        if status == "done" and job.total is not None:
+            job.done = job.total
+
+
+# -- kinds -------------------------------------------------------------------------------------
+
+def learn_and_relabel(collection: Collection, progress: Progress, params: dict) -> tuple[dict, str]:
+    """``learning.learn`` over every group, then ``label_collection`` with each group's prompt set.
+
+    Steps: one per group learned, then one per image relabeled per prompt set. Returns
+    (``{"learn": {group: report}, "relabel": [label report, ...]}``, a one-line summary).
+    """
+    model_id = collection.models.require_id()
+    with collection.session() as s:
+        names = review.groups(s)
+        by_set: dict[str, tuple] = {}  # content hash → (prompt set, its groups)
+        for name in names:
+            prompt_set = learning.prompt_set_of_labels(s, name)
+            if prompt_set is not None:
+                by_set.setdefault(prompt_set.content_hash, (prompt_set, []))[1].append(name)
+    images = collection.vectors.count(model_id)
+    progress.set(0, len(names) + images * len(by_set), f"learning from reviews: 0 of {len(names)} groups")
+    learned = 0
+
+    def group_done(n: int) -> None:
+        nonlocal learned
+        learned += n
+        progress.advance(n, f"learning from reviews: {learned} of {len(names)} groups")
+
+    report = learning.learn(collection, progress=group_done)
+    progress.set(len(names))  # groups with one option report no progress
+    relabeled = []
+    for prompt_set, groups in by_set.values():
+        where = f"relabeling with {prompt_set.name} v{prompt_set.version}"
+        seen = 0
+
+        def images_done(n: int, where: str = where) -> None:
+            nonlocal seen
+            seen += n
+            progress.advance(n, f"{where}: {seen} of {images} images")
+
+        progress.set(message=f"{where}: 0 of {images} images")
+        relabeled.append(label_collection(collection, prompt_set, None, groups, progress=images_done).to_dict())
+    fitted = sum(1 for entry in report.values() if entry.get("method") not in (None, "zero-shot"))
+    changed = sum(r["updated"] + r["inserted"] for r in relabeled)
+    kept = sum(r["kept_reviewed"] for r in relabeled)
+    summary = (f"learned {fitted} of {len(report)} groups from reviews (the rest kept zero-shot); "
+               f"relabeled {images} images: {changed} labels changed, {kept} reviewed kept")
+    return {"learn": report, "relabel": relabeled}, summary
+
+
+def label(collection: Collection, progress: Progress, params: dict) -> tuple[dict, str]:
+    """``label_collection`` with the prompt set on offer under ``params["prompt_set"]`` (the lab's
+    saved version first) and ``params["strategy"]`` (absent: each group's fit, else the default).
+
+    Steps: one per image. Returns (the label report plus the prompt set's name and version and
+    the strategy, the one-line summary the lab shows).
+    """
+    prompt_set, _ = lab.open_prompt_set(collection.config.home, params["prompt_set"])
+    strategy = params.get("strategy") or None
+    model_id = collection.models.require_id()
+    images = collection.vectors.count(model_id)
+    where = f"labeling with {prompt_set.name} v{prompt_set.version}"
+    progress.set(0, images, f"{where}: 0 of {images} images")
+
+    def images_done(n: int) -> None:
+        progress.advance(n, f"{where}: {progress.done + n} of {images} images")
+
+    report = label_collection(collection, prompt_set, strategy, progress=images_done)
+    summary = (f"Labeled with {prompt_set.name} v{prompt_set.version} ({strategy or 'each group’s fit'}): "
+               f"{report.labeled} labels, {report.updated} changed, {report.kept_reviewed} reviewed kept.")
+    return {**report.to_dict(), "prompt_set": prompt_set.name, "version": prompt_set.version,
+            "strategy": strategy}, summary
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """What a kind of job runs, and the parameters it takes (``required`` must be non-empty)."""
+
+    work: Work
+    required: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
+
+
+KINDS: dict[str, JobKind] = {
+    LEARN_AND_RELABEL: JobKind(learn_and_relabel),
+    LABEL: JobKind(label, required=("prompt_set",), optional=("strategy",)),
+}

@@ -1,0 +1,138 @@
+"""The model registry: which model a collection uses, its catalog row, and its encoder.
+
+Every vector belongs to one model; the collection's model is recorded in the catalog by the
+first ``index`` (:meth:`ModelRegistry.adopt`), so later commands use it without a flag.
+
+The encoder mode is part of a model's identity: ``int8`` vectors get their own catalog row
+(``SPEC#int8``), so they are never mixed with fp32 ones (``fp32`` and ``torch`` share one row:
+same vectors). The collection's mode is recorded beside its spec; a command that asks for
+another mode finds no vectors under it and says so.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..store import db
+from ..store.catalog import Model, Setting
+from ..config import Config
+from typing import Callable
+
+from ..encoding.encoder import (DEFAULT_MODE, DEFAULT_MODEL, Encoder, check_mode, default_cache_dir, load_encoder,
+                                vector_kind)
+from ..errors import CatalogError
+
+MODEL_KEY = "model"
+MODE_KEY = "encoder_mode"
+
+
+def model_key(spec: str, mode: str) -> str:
+    """The catalog identity of ``spec``'s vectors in ``mode``: the spec itself for fp32 vectors."""
+    kind = vector_kind(mode)
+    return spec if kind == "fp32" else f"{spec}#{kind}"
+
+
+class ModelRegistry:
+    """``ModelRegistry(config)``: the model in force and its catalog row. Every method that
+    reads the catalog is a method, never a property."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self._spec: str | None = None
+        self._mode: str | None = None
+        self.on_export: Callable[[str], None] | None = None  # a front end's progress line for a first export
+
+    def stored_spec(self) -> str | None:
+        """The collection's recorded model spec; None before the first ``index``."""
+        with db.session_scope(self.config) as s:
+            row = s.get(Setting, MODEL_KEY)
+            return row.value if row else None
+
+    def spec(self) -> str:
+        """The spec in force: an explicit ``config.model``, else the collection's, else the default.
+
+        Decided on the first call and kept, so one handle never switches models.
+        """
+        if self._spec is None:
+            self._spec = self.config.model or self.stored_spec() or DEFAULT_MODEL
+        return self._spec
+
+    def stored_mode(self) -> str | None:
+        """The collection's recorded encoder mode; None before the first ``index`` records one."""
+        with db.session_scope(self.config) as s:
+            row = s.get(Setting, MODE_KEY)
+            return row.value if row else None
+
+    def mode(self) -> str:
+        """The mode in force: an explicit ``config.encoder_mode``, else the collection's, else fp32."""
+        if self._mode is None:
+            self._mode = check_mode(self.config.encoder_mode or self.stored_mode() or DEFAULT_MODE)
+        return self._mode
+
+    def key(self) -> str:
+        """The catalog identity (``models.spec``) of the model and mode in force."""
+        return model_key(self.spec(), self.mode())
+
+    def encoder(self) -> Encoder:
+        """The loaded encoder of the model in force (loaded once per process)."""
+        return load_encoder(self.spec(), self.config.device, self.mode(),
+                            self.config.encoder_cache or default_cache_dir(), self.on_export)
+
+    def record(self, session: Session, create: bool = True, adopting: bool = False) -> Model | None:
+        """The catalog row of the model in force; created (loading the encoder) when asked.
+
+        Only :meth:`adopt` may create the row of a mode other than the collection's.
+        """
+        key = self.key()
+        model = session.scalar(select(Model).where(Model.spec == key))
+        if model is None and create:
+            if not adopting:
+                self._check_mode()
+            enc = self.encoder()
+            model = Model(spec=key, dim=enc.dim, preprocess=enc.preprocess_info, logit_scale=enc.logit_scale)
+            session.add(model)
+            session.flush()
+        return model
+
+    def adopt(self) -> int:
+        """Make the model in force the collection's model; returns its catalog id."""
+        with db.session_scope(self.config) as s:
+            model = self.record(s, adopting=True)
+            for key, value in ((MODEL_KEY, self.spec()), (MODE_KEY, self.mode())):
+                row = s.get(Setting, key)
+                if row is None:
+                    s.add(Setting(key=key, value=value))
+                else:
+                    row.value = value
+            return model.id
+
+    def current_id(self) -> int | None:
+        """The catalog id of the model in force; None when nothing was embedded with it."""
+        with db.session_scope(self.config) as s:
+            model = self.record(s, create=False)
+        if model is None:
+            self._check_mode()
+        return model.id if model else None
+
+    def _check_mode(self) -> None:
+        """Refuse a mode other than the one that made the collection's vectors: never mix them."""
+        stored = self.stored_mode()
+        if stored and self.stored_spec() == self.spec() and vector_kind(stored) != vector_kind(self.mode()):
+            raise CatalogError(
+                f"the collection's vectors were made in encoder mode '{stored}', not '{self.mode()}'; "
+                f"drop --mode/LABELER_ENCODER_MODE to use '{stored}', or re-embed them: "
+                f"manage.py index PATH --mode {self.mode()}")
+
+    def require_id(self) -> int:
+        """Like :meth:`current_id`, but a collection without vectors of the model is an error."""
+        model_id = self.current_id()
+        if model_id is None:
+            raise CatalogError(
+                f"no images are embedded with model '{self.spec()}' yet; run: manage.py index PATH")
+        return model_id
+
+    def dim(self, model_id: int) -> int:
+        """The vector dimension ``D`` of a catalog model."""
+        with db.session_scope(self.config) as s:
+            return s.get(Model, model_id).dim
