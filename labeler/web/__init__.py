@@ -18,7 +18,7 @@ import os
 import secrets
 from pathlib import PurePath
 
-from flask import Flask, g, jsonify, render_template, request
+from flask import Flask, g, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
@@ -28,6 +28,7 @@ from ..collection import Collection
 from ..config import Config
 from ..errors import LabelerError, ModelUnavailable, NotFound
 from ..resources import resource_dir
+from .context import error_response, wants_json
 
 TEMPLATES = resource_dir("templates")
 STATIC = resource_dir("static")
@@ -121,23 +122,6 @@ def _security_headers(response):
     elif wants_json():
         response.cache_control.no_store = True
     return response
-
-
-def collection() -> Collection:
-    from flask import current_app
-
-    return current_app.extensions["labeler"]
-
-
-def wants_json() -> bool:
-    return request.path.startswith("/api/") or request.path == "/api"
-
-
-def error_response(status: int, message: str, **extra):
-    """A JSON error for the API, an HTML page elsewhere; never a stack trace."""
-    if wants_json():
-        return jsonify({"error": message, "status": status, **extra}), status
-    return render_template("error.html", status=status, message=message), status
 
 
 def _register_errors(app: Flask) -> None:

@@ -17,6 +17,7 @@ import secrets
 from flask import Flask, abort, g, redirect, request, session, url_for
 
 from ..store import users
+from .context import collection, error_response
 
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 PUBLIC_ENDPOINTS = {"auth.login", "static"}
@@ -37,8 +38,6 @@ def _csrf_ok() -> bool:
 
 
 def _load_user() -> None:
-    from . import collection, error_response
-
     g.user = None
     g.via_token = False
     if request.routing_exception is not None:

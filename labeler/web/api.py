@@ -30,6 +30,7 @@ from .access import admin_required
 from .cards import cards, queue_batch, review_started
 from .requests import integer, json_body, queue_filters, search_args, text, threshold
 from .results import image_links, search_hits
+from .context import collection, error_response
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -40,16 +41,12 @@ def _label(label) -> dict:
 
 @bp.route("/stats")
 def stats():
-    from . import collection
-
     with collection().session() as s:
         return jsonify({"groups": review.stats(s), "bins": review.HISTOGRAM_BINS})
 
 
 @bp.route("/labels")
 def labels():
-    from . import collection
-
     args = request.args
     limit = min(500, max(1, integer(args.get("limit", 50), "limit")))
     offset = max(0, integer(args.get("offset", 0), "offset"))
@@ -63,23 +60,17 @@ def labels():
 
 @bp.route("/labels/<int:label_id>")
 def label(label_id: int):
-    from . import collection
-
     with collection().session() as s:
         return jsonify(_label(review.get_label(s, label_id)))
 
 
 def _write(work):
     """``work(session)`` in one write transaction of the collection's catalog (retried when busy)."""
-    from . import collection
-
     return db.write_transaction(collection().config, work)
 
 
 @bp.errorhandler(db.CatalogBusy)
 def _busy(exc: db.CatalogBusy):
-    from . import error_response
-
     # Still locked after the retries: the decision was not made; the reviewer can simply resend it.
     return error_response(409, str(exc))
 
@@ -118,8 +109,6 @@ def undo():
 @bp.route("/review/queue")
 def queue():
     """The batch the queue page loads by itself as the reviewer nears its last card."""
-    from . import collection
-
     filters = queue_filters()
     if not filters["group"]:
         abort(400, "group is required")
@@ -130,8 +119,6 @@ def queue():
 
 @bp.route("/review/progress")
 def progress():
-    from . import collection
-
     started = review_started()
     with collection().session() as s:
         return jsonify(review.progress(s, text(request.args.get("group"), "group"),
@@ -166,8 +153,6 @@ def accept_selected():
 
 @bp.route("/labels/accept-above", methods=("GET", "POST"))
 def accept_above():
-    from . import collection
-
     source = request.args if request.method == "GET" else json_body()
     group = text(source.get("group"), "group")
     if not group:
@@ -186,24 +171,18 @@ def accept_above():
 
 @bp.route("/search")
 def search():
-    from . import collection
-
     args = search_args()
     return jsonify({"hits": search_hits(collection(), args, args["similar"]), **args})
 
 
 @bp.route("/images/<int:image_id>")
 def image(image_id: int):
-    from . import collection
-
     with collection().session() as s:
         return jsonify(present.image_detail(s, image_id, image_links))
 
 
 @bp.route("/images/<int:image_id>/similar")
 def similar(image_id: int):
-    from . import collection
-
     args = search_args()
     return jsonify({"hits": search_hits(collection(), {**args, "q": ""}, image_id)})
 
@@ -215,8 +194,6 @@ def _job(job: dict) -> dict:
 @bp.route("/jobs", methods=("POST",))
 @admin_required
 def start_job():
-    from . import collection
-
     kind = text(json_body().get("kind"), "kind")
     if not kind:
         abort(400, f"kind is required (one of: {', '.join(jobs.KINDS)})")
@@ -226,7 +203,5 @@ def start_job():
 
 @bp.route("/jobs/<int:job_id>")
 def job(job_id: int):
-    from . import collection
-
     with collection().session() as s:
         return jsonify(_job(jobs.job_dict(jobs.get(s, job_id))))

@@ -9,6 +9,7 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from ..store import users
 from ..store.catalog import User
 from .access import csrf_token
+from .context import collection
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 
@@ -32,8 +33,6 @@ def _refuse_control_characters_in_next() -> None:
 
 @bp.route("/login", methods=("GET", "POST"))
 def login():
-    from . import collection
-
     error, status, headers = None, 200, {}
     if request.method == "POST":
         try:
@@ -58,8 +57,6 @@ def login():
 
 @bp.route("/logout", methods=("POST",))
 def logout():
-    from . import collection
-
     if g.user is not None:
         with collection().session() as s:
             user = s.get(User, g.user.id)

@@ -17,6 +17,7 @@ from sqlalchemy import update
 
 from ..store.catalog import Image, ImageFile
 from ..ingest.walk import Containment, recorded_roots, stored_thumbnail
+from .context import collection
 
 bp = Blueprint("images", __name__, url_prefix="/images")
 
@@ -25,8 +26,6 @@ MIMETYPES = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "web
 
 
 def _image(image_id: int) -> Image:
-    from . import collection
-
     with collection().session() as s:
         image = s.get(Image, image_id)
         if image is None:
@@ -60,8 +59,6 @@ def _open_as_indexed(file: ImageFile, containment: Containment | None) -> Binary
 
 
 def _send_original(image: Image):
-    from . import collection
-
     with collection().session() as s:
         roots = recorded_roots(s)
     containment = Containment(roots) if roots else None
@@ -95,8 +92,6 @@ def full(image_id: int):
 
 @bp.route("/<int:image_id>/thumb")
 def thumb(image_id: int):
-    from . import collection
-
     image = _image(image_id)
     path = stored_thumbnail(collection().config, image.sha256)
     if path is None:

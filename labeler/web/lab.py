@@ -16,6 +16,7 @@ from ..core import scoring
 from ..errors import LabelerError
 from ..core.prompts import PromptSet
 from .access import admin_required
+from .context import collection
 
 bp = Blueprint("lab", __name__, url_prefix="/lab")
 
@@ -38,8 +39,6 @@ def _strategy(source) -> str:
 
 def _job() -> dict:
     """What the page's job panel shows: the running job of any kind, else the last labeling job."""
-    from . import collection
-
     with collection().session() as s:
         job = jobs.active(s) or jobs.latest(s, jobs.LABEL)
         if job is None:
@@ -50,8 +49,6 @@ def _job() -> dict:
 @bp.route("")
 @admin_required
 def page():
-    from . import collection
-
     home = collection().config.home
     files = lab.prompt_set_files(home)
     if not files:
@@ -70,8 +67,6 @@ def page():
 @bp.route("/preview", methods=("POST",))
 @admin_required
 def preview_edit():
-    from . import collection
-
     coll = collection()
     files = lab.prompt_set_files(coll.config.home)
     stem = request.form.get("set", "")
@@ -101,8 +96,6 @@ def preview_edit():
 @bp.route("/save", methods=("POST",))
 @admin_required
 def save():
-    from . import collection
-
     coll = collection()
     stem = request.form.get("set", "")
     prompt_set, path = lab.open_prompt_set(coll.config.home, stem)
@@ -131,8 +124,6 @@ def save():
 @admin_required
 def run_labeling():
     """Start labeling as a background job (or find the running one) and come back to the lab."""
-    from . import collection
-
     coll = collection()
     stem = request.form.get("set", "")
     prompt_set, _ = lab.open_prompt_set(coll.config.home, stem)  # a bad name is refused here, not in the job

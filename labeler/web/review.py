@@ -16,6 +16,7 @@ from .access import admin_required
 from .cards import all_option_keys, cards, option_keys, page_data, queue_batch, review_started, script_json, shortcuts
 from .results import image_links
 from .requests import queue_filters
+from .context import collection
 
 bp = Blueprint("review", __name__)
 bp.add_app_template_filter(script_json)
@@ -24,8 +25,6 @@ bp.add_app_template_filter(script_json)
 
 @bp.route("/")
 def dashboard():
-    from . import collection
-
     with collection().session() as s:
         stats = review.stats(s)
         fits = learning.fit_summary(s)
@@ -39,8 +38,6 @@ def dashboard():
 @admin_required
 def learn():
     """Without JavaScript: start the job (or find the running one) and come back to the dashboard."""
-    from . import collection
-
     job, started = jobs.start(collection(), jobs.LEARN_AND_RELABEL, g.user.id)
     flash(f"Started job {job['id']}: learning from reviews, then relabeling." if started
           else f"Job {job['id']} is already running.")
@@ -49,8 +46,6 @@ def learn():
 
 @bp.route("/review")
 def queue():
-    from . import collection
-
     filters = queue_filters()
     started = review_started()
     with collection().session() as s:
@@ -71,8 +66,6 @@ def queue():
 
 @bp.route("/images/<int:image_id>")
 def detail(image_id: int):
-    from . import collection
-
     coll = collection()
     review_started()
     with coll.session() as s:

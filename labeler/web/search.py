@@ -8,14 +8,13 @@ from ..review import decisions as review
 from ..errors import LabelerError
 from .requests import search_args
 from .results import search_hits
+from .context import collection
 
 bp = Blueprint("search", __name__)
 
 
 @bp.route("/search")
 def page():
-    from . import collection
-
     coll = collection()
     args = search_args()
     error = None
