@@ -82,7 +82,7 @@ def run_bare(spec: str, photos: Path, out: Path, spawned: float) -> dict:
     torch.set_num_threads(os.cpu_count() or 1)
     name, _, weights = spec.partition(":")
     if name == "labeler-tiny":
-        from labeler.encoding.encoder import TINY_DIR
+        from labeler.encoding.model_spec import TINY_DIR
 
         name, weights = f"local-dir:{TINY_DIR}", None
     model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=weights or None)
@@ -107,7 +107,7 @@ def run_labeler(spec: str, mode: str, photos: Path, out: Path, spawned: float, c
     import numpy as np
     from sqlalchemy import select
 
-    from labeler.ingest import pipeline
+    from labeler.ingest import pipeline, run
     from labeler.store.catalog import ImageFile
     from labeler.collection import Collection
     from labeler.config import Config
@@ -123,7 +123,7 @@ def run_labeler(spec: str, mode: str, photos: Path, out: Path, spawned: float, c
     pipeline.embed_batch = timed
     collection = Collection(Config(home=out / "home", model=spec, encoder_mode=mode, encoder_cache=cache,
                                    batch_size=BATCH))
-    pipeline.index_paths(collection, [photos])
+    run.index_paths(collection, [photos])
     encoder = collection.models.encoder()
     import PIL.Image
 

@@ -33,14 +33,14 @@ PAGES = ["/auth/login", "/", "/review?group=concept&status=&sort=id", "/images/1
 
 def build(home: Path, images: int) -> Config:
     from labeler.labeling import bulk as labeling
-    from labeler.ingest import pipeline
+    from labeler.ingest import run
     from labeler.core.prompts import load_prompt_set
     from labeler.demo_world import generate_world
 
     truth = generate_world(home.parent / "world", images, seed=11)
     config = Config(home=home, model=TINY_NAME, secret_key="bench")
     collection = Collection(config)
-    pipeline.index_paths(collection, [Path(truth).parent])
+    run.index_paths(collection, [Path(truth).parent])
     labeling.label_collection(collection, load_prompt_set("workshop"))
     with collection.session() as s:
         users.create_user(s, "admin", PASSWORD, "admin")

@@ -51,13 +51,13 @@ BATCH = 8
 def build(home: Path, images: int, model: str, reviewers: int) -> list[str]:
     """Index and label a generated world in ``home``; returns one API token per reviewer."""
     from labeler.labeling import bulk as labeling
-    from labeler.ingest import pipeline
+    from labeler.ingest import run
     from labeler.core.prompts import load_prompt_set
     from labeler.demo_world import generate_world
 
     truth = generate_world(home.parent / "world", images, seed=11)
     collection = Collection(Config(home=home, model=model))
-    pipeline.index_paths(collection, [Path(truth).parent])
+    run.index_paths(collection, [Path(truth).parent])
     labeling.label_collection(collection, load_prompt_set("workshop"))
     tokens = []
     with collection.session() as s:

@@ -95,7 +95,7 @@ def collection_of(home: Path, model: str = "tiny") -> Collection:
 
 def build(home: Path, n: int, seed: int = 0, model: str = "tiny") -> dict:
     """A collection of ``n`` embedded images under ``home``, with no labels; returns what it did."""
-    from labeler.ingest.pipeline import index_paths
+    from labeler.ingest.run import index_paths
     from labeler.demo_world import generate_world
 
     started = time.perf_counter()

@@ -50,13 +50,13 @@ K = 20
 def build(home: Path, images: int, model: str) -> None:
     """Index and label a generated world of ``images`` in ``home``, plus the bench's account."""
     from labeler.labeling import bulk as labeling
-    from labeler.ingest import pipeline
+    from labeler.ingest import run
     from labeler.core.prompts import load_prompt_set
     from labeler.demo_world import generate_world
 
     truth = generate_world(home.parent / "world", images, seed=11, size=96)
     collection = Collection(Config(home=home, model=model))
-    pipeline.index_paths(collection, [Path(truth).parent])
+    run.index_paths(collection, [Path(truth).parent])
     labeling.label_collection(collection, load_prompt_set("workshop"))
     with collection.session() as s:
         users.create_user(s, USER, PASSWORD, "reviewer")

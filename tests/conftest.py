@@ -11,7 +11,7 @@ import pytest
 from labeler.store import db
 from labeler.collection import Collection
 from labeler.config import Config
-from labeler.encoding.encoder import TINY_DIR, TINY_NAME
+from labeler.encoding.model_spec import TINY_DIR, TINY_NAME
 from tests.cli import Cli
 
 
@@ -44,7 +44,7 @@ def world(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def indexed_home(tmp_path_factory, model_spec, world) -> Path:
     """A home with the world indexed once; each test works on its own copy (``indexed_collection``)."""
-    from labeler.ingest.pipeline import index_paths
+    from labeler.ingest.run import index_paths
 
     home = tmp_path_factory.mktemp("indexed") / "home"
     index_paths(Collection(Config(home=home, model=model_spec)), [world])

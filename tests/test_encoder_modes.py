@@ -14,7 +14,8 @@ from PIL import Image
 from labeler.encoding import onnx_export
 from labeler.collection import Collection
 from labeler.config import Config
-from labeler.encoding.encoder import TINY_DIR, check_mode, load_encoder
+from labeler.encoding.encoder import check_mode, load_encoder
+from labeler.encoding.model_spec import TINY_DIR
 from labeler.errors import ModelUnavailable
 from labeler.encoding.preprocessing import numpy_preprocess
 from tests.cli import manage

@@ -10,7 +10,8 @@ import numpy as np
 import open_clip
 import pytest
 
-from labeler.encoding.encoder import TINY_DIR, load_encoder
+from labeler.encoding.encoder import load_encoder
+from labeler.encoding.model_spec import TINY_DIR
 from labeler.encoding.tokenizer import ClipTokenizer
 
 TRICKY = [

@@ -96,7 +96,7 @@ def test_ensembles_beat_single_on_labeler_tiny(tmp_path):
     spec = "labeler-tiny"
     from labeler.collection import Collection
     from labeler.config import Config
-    from labeler.ingest.pipeline import index_paths
+    from labeler.ingest.run import index_paths
     from labeler.demo_world import generate_world
 
     truth_csv = generate_world(tmp_path / "world", 300, seed=12345)  # never the training world

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from labeler.store.catalog import Image, IndexChange
 from labeler.collection import Collection
 from labeler.vectors.index import MAGIC, FaissIndex, read_stamp
-from labeler.ingest.pipeline import index_paths
+from labeler.ingest.run import index_paths
 from labeler.search import search
 from tests.imagegen import write_good_images
 

@@ -17,7 +17,7 @@ from labeler.store.catalog import Fit, ImageFile, Label
 from labeler.collection import Collection
 from labeler.config import Config
 from labeler.labeling.bulk import label_collection
-from labeler.ingest.pipeline import index_paths
+from labeler.ingest.run import index_paths
 from labeler.core.prompts import load_prompt_set
 from labeler.demo_world import generate_world
 from tests.cli import Cli

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from labeler.store.catalog import Image
 from labeler.collection import Collection
 from labeler.encoding.images import decode
-from labeler.ingest.pipeline import embed_pending, index_paths
+from labeler.ingest.run import embed_pending, index_paths
 from tests.imagegen import picture, write_good_images
 
 

@@ -13,7 +13,7 @@ from labeler.collection import Collection
 from labeler.config import Config
 from labeler.labeling.bulk import label_collection
 from labeler.labeling.learning import learn
-from labeler.ingest.pipeline import index_paths
+from labeler.ingest.run import index_paths
 from labeler.core.prompts import load_prompt_set
 from labeler.search import search
 from tests import postgres

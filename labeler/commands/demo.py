@@ -38,9 +38,9 @@ def _share_truth(home: Path, truth: Path) -> None:
 def demo(count: int, seed: int, prompt_set: str, serve: bool, port: int, as_json: bool) -> None:
     """Build a demo collection under --home with labeler-tiny, label it, and serve the UI."""
     from ..collection import Collection
-    from ..encoding.encoder import TINY_NAME
+    from ..encoding.model_spec import TINY_NAME
     from ..labeling.bulk import label_collection
-    from ..ingest.pipeline import index_paths
+    from ..ingest.run import index_paths
     from ..core.prompts import load_prompt_set
     from ..store.users import create_demo_admin
 

@@ -65,7 +65,7 @@ mode_option = click.option("--mode", type=click.Choice(MODES), default=None,
 
 def _run_index(paths: tuple[Path, ...], embed: bool, as_json: bool, mode: str | None = None,
                engine: str | None = None, address: str | None = None) -> None:
-    from ..ingest.pipeline import index_paths  # images and decoding: only for the commands that read files
+    from ..ingest.run import index_paths  # images and decoding: only for the commands that read files
 
     engine = engine or ("ray" if address else None)  # --address alone means the ray engine
     engine_settings = {"engine": engine, "engine_address": address} if engine else {}
@@ -108,7 +108,7 @@ def ingest_cmd(paths: tuple[Path, ...], as_json: bool) -> None:
 @json_option
 def embed_cmd(mode: str | None, as_json: bool) -> None:
     """Embed every registered image that has no vector for the collection's model."""
-    from ..ingest.pipeline import embed_pending
+    from ..ingest.run import embed_pending
 
     collection = _with_mode(mode, as_json)
     with Progress("embedding", None, quiet=as_json) as bar:

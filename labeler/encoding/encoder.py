@@ -1,14 +1,6 @@
 """The encoder: one place that loads an open_clip model and turns images and texts into vectors.
 
-Model specs:
-
-* ``labeler-tiny`` - the bundled demo model (``labeler/models/labeler-tiny``);
-* ``local-dir:/path`` - a folder in open_clip's format (``open_clip_config.json`` + weights);
-* ``ARCH:/path/to/weights`` - an open_clip architecture with a local weights file;
-* ``ARCH:PRETRAINED`` - an open_clip pretrained tag, downloaded by open_clip when online;
-* ``hf-hub:org/repo`` - a Hugging Face hub repo, when online.
-
-All of them go through ``open_clip.create_model_and_transforms``. A spec that cannot be
+Model specs (:mod:`labeler.encoding.model_spec`) all go through ``open_clip.create_model_and_transforms``. A spec that cannot be
 loaded raises :class:`ModelUnavailable` naming the remedies; there is no silent fallback.
 
 Modes (:data:`MODES`), chosen by ``--mode`` / ``LABELER_ENCODER_MODE``:
@@ -26,55 +18,24 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from ..errors import ModelUnavailable
+from .model_spec import TINY_NAME, ModelSpec, looks_like_path, parse_model_spec
 from .preprocessing import exact_port
-from ..resources import resource_dir
 from ..core.scoring import unit
 
 MODES = ("fp32", "int8", "torch")
 DEFAULT_MODE = "fp32"
-TINY_NAME = "labeler-tiny"
-TINY_DIR = resource_dir("models") / TINY_NAME
-DEFAULT_MODEL = TINY_NAME
 
 REMEDIES = (
     "Fix it in one of three ways: (1) connect to the network once so open_clip can download "
     "'{spec}' into its cache; (2) point at a local weights file: --model ARCH:/path/to/weights.pt; "
     "(3) point at a local model folder: --model local-dir:/path (or use the bundled --model labeler-tiny)."
 )
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A parsed model spec; ``name`` and ``pretrained`` are what open_clip receives."""
-
-    spec: str
-    name: str
-    pretrained: str | None = None
-
-
-def _looks_like_path(value: str) -> bool:
-    return value.startswith((".", "/", "~")) or os.sep in value or Path(value).suffix in {
-        ".pt", ".pth", ".bin", ".safetensors"}
-
-
-def parse_model_spec(spec: str) -> ModelSpec:
-    """Parse a user's model spec into what open_clip's factory takes."""
-    spec = spec.strip()
-    if not spec:
-        raise ModelUnavailable("empty model spec; use e.g. labeler-tiny or ViT-B-32:laion2b_s34b_b79k")
-    if spec == TINY_NAME:
-        return ModelSpec(spec, f"local-dir:{TINY_DIR}")
-    if spec.startswith(("local-dir:", "hf-hub:")):
-        return ModelSpec(spec, spec)
-    arch, sep, pretrained = spec.partition(":")
-    return ModelSpec(spec, arch, pretrained if sep else None)
 
 
 def _check_available(parsed: ModelSpec) -> None:
@@ -98,7 +59,7 @@ def _check_available(parsed: ModelSpec) -> None:
         raise ModelUnavailable(
             f"model spec '{parsed.spec}' names no weights; use ARCH:PRETRAINED or ARCH:/path/to/weights. "
             + REMEDIES.format(spec=parsed.spec))
-    if _looks_like_path(parsed.pretrained):
+    if looks_like_path(parsed.pretrained):
         if not Path(parsed.pretrained).expanduser().is_file():
             raise ModelUnavailable(
                 f"weights file {parsed.pretrained} does not exist. " + REMEDIES.format(spec=parsed.spec))
@@ -269,7 +230,7 @@ def _onnx_encoder(spec: str, mode: str, cache_dir: Path, progress: Callable[[str
         raise ModelUnavailable(f"the {mode} mode needs onnxruntime: pip install onnxruntime "
                                "(or use --mode torch)") from exc
     parsed = parse_model_spec(spec)
-    if parsed.name.startswith("local-dir:") or (parsed.pretrained and _looks_like_path(parsed.pretrained)):
+    if parsed.name.startswith("local-dir:") or (parsed.pretrained and looks_like_path(parsed.pretrained)):
         _check_local(parsed)
     folder = onnx_export.export_dir(cache_dir, parsed.name, parsed.pretrained)
     meta = onnx_export.read_meta(folder)

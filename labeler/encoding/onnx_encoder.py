@@ -106,7 +106,7 @@ class OnnxEncoder:
                 else:
                     import open_clip
 
-                    from .encoder import parse_model_spec
+                    from .model_spec import parse_model_spec
 
                     tok = open_clip.get_tokenizer(parse_model_spec(self.spec).name)
                     self._tokenizer = lambda t: tok(list(t)).numpy()

@@ -5,9 +5,9 @@
 3. embed: the encoder turns a batch of model inputs into vectors (:func:`embed_batch`);
 4. write: catalog rows first, then the index catches up from the catalog (:class:`VectorWriter`).
 
-:class:`Runner` joins them for both ``index``/``ingest`` (:func:`index_paths`) and ``embed``
-(:func:`embed_pending`); ``labeler.ingest.ray_engine.RayRunner`` swaps only its load and embed stages
-for Ray Data's (:func:`make_runner`), keeping the plan and the writers.
+:class:`Runner` joins them; :mod:`labeler.ingest.run` drives it for both ``index``/``ingest`` and
+``embed``, and ``labeler.ingest.ray_engine.RayRunner`` swaps only its load and embed stages for
+Ray Data's, keeping the plan and the writers.
 
 Crash safety: vectors are committed to the catalog in small transactions and the catalog is
 the source of truth; the FAISS index is saved atomically now and then, stamped with the last
@@ -19,7 +19,6 @@ one in the model and the one waiting for it), and a rerun resumes where the cata
 from __future__ import annotations
 
 import os
-import time
 from collections import deque
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import closing
@@ -35,9 +34,8 @@ from sqlalchemy.orm import Session
 from ..store.catalog import Embedding, Image, ImageFile
 from ..collection import Collection
 from ..encoding.encoder import Encoder
-from ..vectors.index_keeper import bump_generation
-from .walk import (LEAVES, CatalogWriter, Containment, IngestCounts, LoadedFile, check_root, file_stat, load_file,
-                   record_roots, recorded_roots, walk)
+from .walk import (LEAVES, CatalogWriter, Containment, IngestCounts, LoadedFile, file_stat, load_file,
+                   recorded_roots)
 
 ProgressFn = Callable[[int], None]
 FIRST_CHUNK = 8  # images in the first model call of a run
@@ -306,66 +304,3 @@ def unembedded_images(collection: Collection, model_id: int) -> list[Item]:
     for image_id, path in rows:
         first_path.setdefault(image_id, path)
     return [(image_id, Path(path)) for image_id, path in first_path.items()]
-
-
-# -- the commands' entry points -----------------------------------------------------------
-def make_runner(collection: Collection, embed: bool = True) -> Runner:
-    """The runner of ``config.engine``: this process's threads, or Ray (``labeler.ingest.ray_engine``)."""
-    if collection.config.engine == "ray":
-        from .ray_engine import RayRunner  # imports ray only when asked for
-
-        return RayRunner(collection, embed)
-    return Runner(collection, embed)
-
-
-def index_paths(collection: Collection, roots: Sequence[Path], embed: bool = True,
-                progress: ProgressFn | None = None, total: Callable[[int], None] | None = None) -> IndexReport:
-    """Ingest every image under ``roots`` and (with ``embed``) embed what is new.
-
-    ``total(n)`` is called once the walk knows how many files there are; ``progress(k)`` after
-    every ``k`` files handled.
-    """
-    started = time.monotonic()
-    for root in roots:
-        check_root(root)  # before anything is walked: a special filesystem is refused at once
-    with collection.session() as s:
-        record_roots(s, roots)  # serving checks every file against them
-    counts = IngestCounts()
-    paths = list(walk(roots, counts.skipped))
-    if total:
-        total(len(paths))
-    with collection.session() as s:
-        to_load = plan_files(s, paths, counts, progress)
-
-    runner = make_runner(collection, embed)
-    runner.run([(None, path) for path in to_load], record_files(runner, counts), progress)
-    # Marked after the new files are in, so a moved file keeps its image (and its vector).
-    with collection.session() as s:
-        newly_missing = CatalogWriter(s, collection.config, counts).mark_missing(roots, {str(p) for p in paths})
-        if newly_missing or counts.revived:
-            bump_generation(s)  # present images came or went: servers drop or regain their vectors
-    if runner.writer is not None:
-        runner.flush()
-        collection.index_cache.catch_up()  # images gone or back, logged by the catalog's triggers
-        # Images registered earlier by `ingest` alone (or before a crash) still need vectors.
-        runner.run(unembedded_images(collection, runner.model_id), queue_loaded)
-        runner.finish()
-    report = IndexReport(added=counts.added, unchanged=counts.unchanged, failed=counts.failed,
-                         embedded=runner.embedded, duplicates=counts.duplicates,
-                         moved=counts.moved, missing=counts.missing, files=len(paths),
-                         model=collection.models.spec() if embed else None, failures=counts.failures,
-                         skipped=len(counts.skipped), skips=counts.skipped)
-    report.seconds = round(time.monotonic() - started, 3)
-    return report
-
-
-def embed_pending(collection: Collection, progress: ProgressFn | None = None,
-                  total: Callable[[int], None] | None = None) -> int:
-    """Embed every present image that has no vector for the collection's model yet."""
-    runner = make_runner(collection, embed=True)
-    items = unembedded_images(collection, runner.model_id)
-    if total:
-        total(len(items))
-    runner.run(items, queue_loaded, progress)
-    runner.finish()
-    return runner.embedded

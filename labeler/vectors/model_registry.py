@@ -19,8 +19,8 @@ from ..store.catalog import Model, Setting
 from ..config import Config
 from typing import Callable
 
-from ..encoding.encoder import (DEFAULT_MODE, DEFAULT_MODEL, Encoder, check_mode, default_cache_dir, load_encoder,
-                                vector_kind)
+from ..encoding.encoder import DEFAULT_MODE, Encoder, check_mode, default_cache_dir, load_encoder, vector_kind
+from ..encoding.model_spec import DEFAULT_MODEL
 from ..errors import CatalogError
 
 MODEL_KEY = "model"

@@ -42,7 +42,7 @@ class WebBuild:
 def web_build(tmp_path_factory, model_spec: str) -> WebBuild:
     """Index and label the world once; tests get copies (``web_config``)."""
     from labeler.labeling import bulk as labeling
-    from labeler.ingest import pipeline
+    from labeler.ingest import run
     from labeler.core.prompts import load_prompt_set
     from labeler.demo_world import generate_world
 
@@ -53,7 +53,7 @@ def web_build(tmp_path_factory, model_spec: str) -> WebBuild:
     images = images.parent if images.is_file() else images
     config = Config(home=root / "home", model=model)
     collection = Collection(config)
-    pipeline.index_paths(collection, [images])
+    run.index_paths(collection, [images])
     labeling.label_collection(collection, load_prompt_set("workshop"))
     with db.session_scope(config) as s:
         users.create_user(s, Users.admin, PASSWORD, "admin")

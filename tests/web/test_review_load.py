@@ -175,7 +175,7 @@ def test_overlapping_bulk_accepts_on_postgresql_conflict_per_label(tmp_path, mod
     from labeler.collection import Collection
     from labeler.config import Config
     from labeler.labeling.bulk import label_collection
-    from labeler.ingest.pipeline import index_paths
+    from labeler.ingest.run import index_paths
     from labeler.core.prompts import load_prompt_set
     from labeler.web import create_app
 

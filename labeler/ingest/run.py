@@ -1,0 +1,80 @@
+"""Running the pipeline: which engine runs it, and the two entry points, ``index`` and ``embed``.
+
+The engine choice sits here, beside both engines (clip-retrieval's runner and distributor): the
+local :class:`~labeler.ingest.pipeline.Runner` and Ray's
+:class:`~labeler.ingest.ray_engine.RayRunner`, which subclasses it. Neither engine imports this.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..collection import Collection
+from ..vectors.index_keeper import bump_generation
+from .pipeline import (IndexReport, ProgressFn, Runner, plan_files, queue_loaded, record_files,
+                       unembedded_images)
+from .walk import CatalogWriter, IngestCounts, check_root, record_roots, walk
+
+
+def make_runner(collection: Collection, embed: bool = True) -> Runner:
+    """The runner of ``config.engine``: this process's threads, or Ray (``labeler.ingest.ray_engine``)."""
+    if collection.config.engine == "ray":
+        from .ray_engine import RayRunner  # imports ray only when asked for
+
+        return RayRunner(collection, embed)
+    return Runner(collection, embed)
+
+
+def index_paths(collection: Collection, roots: Sequence[Path], embed: bool = True,
+                progress: ProgressFn | None = None, total: Callable[[int], None] | None = None) -> IndexReport:
+    """Ingest every image under ``roots`` and (with ``embed``) embed what is new.
+
+    ``total(n)`` is called once the walk knows how many files there are; ``progress(k)`` after
+    every ``k`` files handled.
+    """
+    started = time.monotonic()
+    for root in roots:
+        check_root(root)  # before anything is walked: a special filesystem is refused at once
+    with collection.session() as s:
+        record_roots(s, roots)  # serving checks every file against them
+    counts = IngestCounts()
+    paths = list(walk(roots, counts.skipped))
+    if total:
+        total(len(paths))
+    with collection.session() as s:
+        to_load = plan_files(s, paths, counts, progress)
+
+    runner = make_runner(collection, embed)
+    runner.run([(None, path) for path in to_load], record_files(runner, counts), progress)
+    # Marked after the new files are in, so a moved file keeps its image (and its vector).
+    with collection.session() as s:
+        newly_missing = CatalogWriter(s, collection.config, counts).mark_missing(roots, {str(p) for p in paths})
+        if newly_missing or counts.revived:
+            bump_generation(s)  # present images came or went: servers drop or regain their vectors
+    if runner.writer is not None:
+        runner.flush()
+        collection.index_cache.catch_up()  # images gone or back, logged by the catalog's triggers
+        # Images registered earlier by `ingest` alone (or before a crash) still need vectors.
+        runner.run(unembedded_images(collection, runner.model_id), queue_loaded)
+        runner.finish()
+    report = IndexReport(added=counts.added, unchanged=counts.unchanged, failed=counts.failed,
+                         embedded=runner.embedded, duplicates=counts.duplicates,
+                         moved=counts.moved, missing=counts.missing, files=len(paths),
+                         model=collection.models.spec() if embed else None, failures=counts.failures,
+                         skipped=len(counts.skipped), skips=counts.skipped)
+    report.seconds = round(time.monotonic() - started, 3)
+    return report
+
+
+def embed_pending(collection: Collection, progress: ProgressFn | None = None,
+                  total: Callable[[int], None] | None = None) -> int:
+    """Embed every present image that has no vector for the collection's model yet."""
+    runner = make_runner(collection, embed=True)
+    items = unembedded_images(collection, runner.model_id)
+    if total:
+        total(len(items))
+    runner.run(items, queue_loaded, progress)
+    runner.finish()
+    return runner.embedded
