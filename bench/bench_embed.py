@@ -109,7 +109,7 @@ def run_labeler(spec: str, mode: str, photos: Path, out: Path, spawned: float, c
 
     from labeler.ingest import pipeline, run
     from labeler.store.catalog import ImageFile
-    from labeler.collection import Collection
+    from labeler.collection import Collection, in_session
     from labeler.config import Config
 
     stamps: list[tuple[float, int]] = []
@@ -124,12 +124,12 @@ def run_labeler(spec: str, mode: str, photos: Path, out: Path, spawned: float, c
     collection = Collection(Config(home=out / "home", model=spec, encoder_mode=mode, encoder_cache=cache,
                                    batch_size=BATCH))
     run.index_paths(collection, [photos])
-    encoder = collection.models.encoder()
+    encoder = in_session(collection.models.encoder)
     import PIL.Image
 
     first = encoder.preprocess(PIL.Image.open(next(photos.glob("*.jpg"))).convert("RGB"))
     rate = forward_rate(lambda b: encoder.encode_images(b), [first] * BATCH)
-    ids, vecs = collection.vectors.read()
+    ids, vecs = in_session(collection.vectors.read)
     with collection.session() as s:
         path_of = dict(s.execute(select(ImageFile.image_id, ImageFile.path)).all())
     names = [Path(path_of[int(i)]).name for i in ids]

@@ -135,14 +135,16 @@ _query_cache_lock = threading.Lock()
 
 def text_vector(collection: Collection, text: str, templates: bool = False) -> np.ndarray:
     """A unit query vector ``[D]`` for ``text``; with ``templates``, the mean over the generic templates."""
-    key = (collection.config.db_url, collection.models.key(), text, templates)  # int8 apart from fp32
+    with collection.session() as s:
+        key = (collection.config.db_url, collection.models.key(s), text, templates)  # int8 apart from fp32
     with _query_cache_lock:
         vector = _query_cache.get(key)
         if vector is not None:
             _query_cache.move_to_end(key)
             return vector
     texts = [t.format(name=text) for t in generic_templates()] if templates else [text]
-    vector = scoring.unit(collection.vectors.text_vectors(texts).mean(axis=0))
+    with collection.session() as s:
+        vector = scoring.unit(collection.vectors.text_vectors(s, texts).mean(axis=0))
     vector.flags.writeable = False  # shared by every later search for the text
     with _query_cache_lock:
         _query_cache[key] = vector
@@ -153,7 +155,8 @@ def text_vector(collection: Collection, text: str, templates: bool = False) -> n
 
 def image_vector(collection: Collection, image_id: int) -> np.ndarray:
     """The stored unit vector ``[D]`` of a present image."""
-    ids, vecs = collection.vectors.read([int(image_id)])
+    with collection.session() as s:
+        ids, vecs = collection.vectors.read(s, [int(image_id)])
     if len(ids) == 0:
         raise NotFound(f"image {image_id} is not in the collection (or its file is missing, or it is not embedded)")
     return vecs[0]
@@ -183,7 +186,8 @@ def concept_vector(collection: Collection, prompt_set: PromptSet, concept: str) 
     for group in groups:
         if option_name in group.option_names:
             option = group.option(option_name)
-            vecs = collection.vectors.text_vectors([p.text for p in option.prompts])
+            with collection.session() as s:
+                vecs = collection.vectors.text_vectors(s, [p.text for p in option.prompts])
             weights = np.array([p.weight for p in option.prompts], np.float32)
             return scoring.mean_embeddings(vecs, np.zeros(len(vecs), np.int64), 1, weights)[0]
     raise NotFound(f"prompt set '{prompt_set.name}' has no option '{concept}'")
@@ -261,12 +265,14 @@ def nearest(collection: Collection, vector: np.ndarray, k: int, allowed: set[int
         raise LabelerError("k must be at least 1")
     if allowed is not None and len(allowed) <= EXACT_FILTER_LIMIT:
         # A small filtered set: score its stored vectors at once instead of widening index searches.
-        ids, vecs = collection.vectors.read(sorted(allowed - (exclude or set())))
+        with collection.session() as s:
+            ids, vecs = collection.vectors.read(s, sorted(allowed - (exclude or set())))
         scores = vecs @ vector
         best = np.argsort(-scores, kind="stable")[:k]
         paths = present_paths(collection, [int(i) for i in ids[best]])
         return [Hit(int(ids[j]), paths[int(ids[j])], float(scores[j])) for j in best if int(ids[j]) in paths]
-    index = collection.index_cache.get()
+    with collection.session() as s:
+        index = collection.index_keeper.get(s)
     total = len(index)
     if total == 0 or (allowed is not None and not allowed):
         return []
@@ -332,7 +338,8 @@ def find(collection: Collection, text: str, k: int = 20, where: dict[str, str] |
     """
     if similar_to is None and not text:
         return []
-    _ = collection.index_cache.get()  # an empty collection is a clear error before any text is encoded
+    with collection.session() as s:  # an empty collection is a clear error before any text is encoded
+        collection.index_keeper.get(s)
     if similar_to is not None:
         return similar(collection, similar_to, k, where=where, status=status)
     return search(collection, text, k, where=where, status=status)

@@ -52,10 +52,8 @@ def _with_mode(mode: str | None, as_json: bool, **settings) -> Collection:
 
     if mode:
         settings["encoder_mode"] = mode
-    collection = Collection(get_config().with_(**settings)) if settings else get_collection()
-    if not as_json:
-        collection.models.on_export = lambda line: click.echo(line, err=True)
-    return collection
+    on_export = None if as_json else (lambda line: click.echo(line, err=True))
+    return Collection(get_config().with_(**settings), on_export=on_export)
 
 
 mode_option = click.option("--mode", type=click.Choice(MODES), default=None,
@@ -113,7 +111,9 @@ def embed_cmd(mode: str | None, as_json: bool) -> None:
     collection = _with_mode(mode, as_json)
     with Progress("embedding", None, quiet=as_json) as bar:
         embedded = embed_pending(collection, progress=bar.update, total=bar.set_total)
-    emit(as_json, {"embedded": embedded, "model": collection.models.spec()},
+    with collection.session() as s:
+        model = collection.models.spec(s)
+    emit(as_json, {"embedded": embedded, "model": model},
          lambda d: click.echo(f"{d['embedded']} embedded with {d['model']}"))
 
 
@@ -124,12 +124,16 @@ def check_cmd(repair: bool, as_json: bool) -> None:
     """Verify that the index ids equal the catalog's embedded ids; report its type and measured recall@10."""
     db.require_catalog(get_config())  # a read command: a missing home is reported, not created
     collection = get_collection()
-    problems = collection.index_cache.problems()
+    keeper = collection.index_keeper
+    with collection.session() as s:
+        problems = keeper.problems(s)
     repaired = False
     if problems and repair:
-        collection.index_cache.sync(rebuild=True)
+        with collection.session() as s:
+            keeper.sync(s, rebuild=True)
         repaired = True
-        problems = collection.index_cache.problems()
+        with collection.session() as s:
+            problems = keeper.problems(s)
     # Only a sound index is described: opening a broken one would rebuild it, which is --repair's call.
     info = {"index": None, "recall": None} if problems else _index_info(collection)
     data = {"ok": not problems, "problems": problems, "repaired": repaired, **info}
@@ -149,10 +153,11 @@ def check_cmd(repair: bool, as_json: bool) -> None:
 def _index_info(collection) -> dict:
     """``index`` (type, factory, vectors, nlist/nprobe, stamp) and its measured ``recall`` (@10, on
     stored vectors as queries); both None before the collection has a model or with problems."""
-    if collection.models.current_id() is None:
-        return {"index": None, "recall": None}
-    recall = collection.index_cache.recall()
-    return {"index": collection.index_cache.describe(), "recall": None if recall is None else round(recall, 4)}
+    with collection.session() as s:
+        if collection.models.current_id(s) is None:
+            return {"index": None, "recall": None}
+        recall = collection.index_keeper.recall(s)
+        return {"index": collection.index_keeper.describe(s), "recall": None if recall is None else round(recall, 4)}
 
 
 def _describe(d: dict) -> str:
@@ -172,8 +177,9 @@ def reindex_cmd(index_type: str | None, as_json: bool) -> None:
     db.require_catalog(get_config())
     collection = get_collection()
     started = time.monotonic()
-    with Progress("reindexing", collection.vectors.count_present(), quiet=as_json) as bar:
-        collection.index_cache.rebuild(index_type, progress=bar.update)
+    with collection.session() as s, Progress("reindexing", collection.vectors.count_present(s),
+                                             quiet=as_json) as bar:
+        collection.index_keeper.rebuild(s, index_type, progress=bar.update)
     data = {**_index_info(collection), "seconds": round(time.monotonic() - started, 3)}
     emit(as_json, data, lambda d: click.echo(f"{_describe(d)}; rebuilt in {d['seconds']:.1f}s"))
 

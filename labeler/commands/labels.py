@@ -32,8 +32,9 @@ def label(prompt_set_path: str, strategy: str | None, groups: tuple[str, ...], a
     prompt_set = load_prompt_set(prompt_set_path, home=get_config().home)
     check_request(prompt_set, strategy or DEFAULT_STRATEGY, groups)
     collection = get_collection()
-    collection.models.require_id()
-    with Progress("labeling", collection.vectors.count(), as_json) as bar:
+    with collection.session() as s:
+        images = collection.vectors.count(s, collection.models.require_id(s))
+    with Progress("labeling", images, as_json) as bar:
         report = label_collection(collection, prompt_set, strategy, groups or None, progress=bar.update)
 
     def human(data: dict) -> None:
@@ -82,7 +83,8 @@ def evaluate_command(prompt_set_path: str, truth: Path | None, reviewed: bool, s
     shot_counts = _shot_counts(shots)
     prompt_set = load_prompt_set(prompt_set_path, home=get_config().home)
     collection = get_collection()
-    collection.models.require_id()
+    with collection.session() as s:
+        collection.models.require_id(s)
     if truth:
         with user_file(truth):
             known = evaluate.truth_from_csv(collection, truth, list(groups or prompt_set.groups))

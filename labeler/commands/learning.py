@@ -28,7 +28,8 @@ def learn(groups: tuple[str, ...], prompt_set_path: str | None, write_to: Path |
 
     prompt_set = load_prompt_set(prompt_set_path, home=get_config().home) if prompt_set_path else None
     collection = get_collection()
-    collection.models.require_id()
+    with collection.session() as s:
+        collection.models.require_id(s)
     with Progress("learning", len(groups) or None, as_json) as bar:
         report = run_learn(collection, groups or None, prompt_set, progress=bar.update)
     if write_to is not None:

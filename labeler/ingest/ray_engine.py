@@ -192,7 +192,7 @@ class RayRunner(Runner):
         # the driver may run on a node without a GPU. The index stays the caller's: a second
         # cache would hold (and save) a second copy of it.
         driver = Collection(collection.config.with_(device="cpu"))
-        driver.index_cache = collection.index_cache
+        driver.index_keeper = collection.index_keeper
         super().__init__(driver, embed)
 
     def batches(self, items: Sequence[Item]) -> Iterator[list[Loaded]]:
@@ -212,7 +212,9 @@ class RayRunner(Runner):
             # A CPU replica claims no core: its torch threads share the node's cores with the decode
             # tasks, as the local runner's model shares them with its decode threads. The differing
             # resources also keep Ray from fusing decoding into the (few) embed actors.
-            ds = ds.map_batches(EmbedStage, fn_constructor_args=(self.collection.models.spec(), self.device, self.collection.models.mode(),
+            with self.collection.session() as s:
+                spec, mode = self.collection.models.spec(s), self.collection.models.mode(s)
+            ds = ds.map_batches(EmbedStage, fn_constructor_args=(spec, self.device, mode,
                                                      str(config.encoder_cache) if config.encoder_cache else None),
                                 batch_size=self.batch, batch_format="numpy",
                                 compute=ray.data.ActorPoolStrategy(size=self.replicas),

@@ -96,7 +96,8 @@ def evaluate(collection: Collection, prompt_set: PromptSet, truth: Truth,
     encoded = encode_groups(collection, prompt_set, groups)
     scale = logit_scale(collection)
     # One read for every group: the truth files usually name the same images in each column.
-    all_ids, all_vecs = collection.vectors.read(sorted({i for g in groups for i in truth.values[g]}))
+    with collection.session() as s:
+        all_ids, all_vecs = collection.vectors.read(s, sorted({i for g in groups for i in truth.values[g]}))
     row_of = {int(i): row for row, i in enumerate(all_ids)}
     results: dict[str, dict] = {}
     for group_name in groups:

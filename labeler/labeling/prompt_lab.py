@@ -186,7 +186,7 @@ def preview(collection: Collection, prompt_set: PromptSet, group: str, option: s
     stored vectors once. ``histogram`` has ``HISTOGRAM_BINS`` counts over [0, 1].
     """
     encoded = labeling.encode_groups(collection, prompt_set, [group])[group]
-    ids, vecs = vectors if vectors is not None else collection.vectors.read()
+    ids, vecs = vectors if vectors is not None else stored_vectors(collection)
     scale = labeling.logit_scale(collection)
     o = encoded.option_names.index(option)
     _, confidence, decision = encoded.decide(strategy, vecs, scale)
@@ -205,6 +205,12 @@ def preview(collection: Collection, prompt_set: PromptSet, group: str, option: s
             "images": int(len(ids)), "accuracy": accuracy}
 
 
+def stored_vectors(collection: Collection) -> tuple[np.ndarray, np.ndarray]:
+    """Every present image's stored vector: (ids ``[N]``, vectors ``[N, D]``)."""
+    with collection.session() as s:
+        return collection.vectors.read(s)
+
+
 def compare(collection: Collection, saved: PromptSet, group: str, option: str, strategy: str,
             lines: str, path: Path) -> tuple[dict, dict]:
     """Preview the edit (``lines`` for ``option``) beside the saved version ``saved`` at ``path``.
@@ -214,7 +220,7 @@ def compare(collection: Collection, saved: PromptSet, group: str, option: str, s
     """
     edited, _ = edited_prompt_set(path, group, option, lines)
     truth, truth_source = truth_for(collection, group)
-    vectors = collection.vectors.read()
+    vectors = stored_vectors(collection)
     result = preview(collection, edited, group, option, strategy, truth, vectors)
     result.update(truth_count=len(truth), truth_source=truth_source)
     baseline = preview(collection, saved, group, option, strategy, truth, vectors)

@@ -18,9 +18,10 @@ def collection_stats(collection: Collection) -> dict:
     with collection.session() as s:
         counts = {
             "images": _count(s, select(Image.id)),
-            "embedded": collection.vectors.count(),
+            "embedded": collection.vectors.count(s),
             "failed": _count(s, select(ImageFile.id).where(ImageFile.status == "failed")),
             "missing": _count(s, select(Image.id).where(Image.status == "missing")),
             "files": _count(s, select(ImageFile.id)),
         }
-    return {**counts, "model": collection.models.stored_spec(), "home": str(collection.config.home)}
+        model = collection.models.stored_spec(s)
+    return {**counts, "model": model, "home": str(collection.config.home)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import faiss
 
-from labeler.collection import Collection
+from labeler.collection import Collection, in_session
 from labeler.config import Config
 from labeler.vectors.index import FaissIndex
 
@@ -21,11 +21,11 @@ def test_index_settings_come_from_the_environment():
 
 def test_rebuilt_index_uses_the_configured_factory(indexed_collection):
     hnsw = Collection(indexed_collection.config.with_(index_factory="HNSW32"))
-    index = hnsw.index_cache.sync(rebuild=True)
-    model_id = hnsw.models.current_id()
-    loaded = FaissIndex.load(hnsw.index_cache.path(model_id))  # kept: the inner index is its
+    index = in_session(hnsw.index_keeper.sync, rebuild=True)
+    model_id = in_session(hnsw.models.current_id)
+    loaded = FaissIndex.load(hnsw.index_keeper.path(model_id))  # kept: the inner index is its
     assert isinstance(faiss.downcast_index(loaded._index.index), faiss.IndexHNSWFlat)
-    ids, vecs = hnsw.vectors.read()
+    ids, vecs = in_session(hnsw.vectors.read)
     assert sorted(index.ids().tolist()) == ids.tolist()
     _, found = index.search(vecs[:3], 1)
     assert found[:, 0].tolist() == ids[:3].tolist()  # each stored vector finds its own image
