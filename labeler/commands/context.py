@@ -16,6 +16,7 @@ import click
 from ..config import Config
 
 if TYPE_CHECKING:  # imported where used: ``--help`` and light commands need no catalog
+    from ..api import Labeler
     from ..collection import Collection
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
@@ -30,6 +31,15 @@ def get_collection() -> Collection:
     from ..collection import Collection
 
     return Collection(get_config())
+
+
+def get_labeler(quiet: bool = True, **settings) -> Labeler:
+    """The Python API on the root's config (with ``settings``); unless ``quiet``, a first ONNX
+    export's progress lines go to stderr."""
+    from ..api import Labeler  # lazy: the API imports SQLAlchemy and FAISS, which --help never needs
+
+    on_export = None if quiet else (lambda line: click.echo(line, err=True))
+    return Labeler(get_config().with_(**settings), on_export=on_export)
 
 
 def emit(as_json: bool, data: Any, human: Callable[[Any], None] | None = None) -> None:
