@@ -68,6 +68,35 @@ _TOKEN = re.compile(r"""
 EXACT_FILTER_LIMIT = 50_000  # filtered sets up to this size are scored directly
 
 
+def _operator(query: str, match: re.Match, kind: str, at: str) -> float:
+    """The sign a ``+`` or ``-`` between terms gives the next term."""
+    if kind != "op" or match.group("op") == "*":
+        raise QuerySyntaxError(f"expected + or - {at} in query {query!r}")
+    return 1.0 if match.group("op") == "+" else -1.0
+
+
+def _weight(query: str, match: re.Match, pos: int, at: str) -> tuple[float, int]:
+    """A term's weight, which a ``*`` must follow: (the weight, the position after the ``*``)."""
+    weight = float(match.group("number"))
+    star = _TOKEN.match(query, pos)
+    if star is None or star.lastgroup != "op" or star.group("op") != "*":
+        raise QuerySyntaxError(f"expected * after weight {weight:g} {at} in query {query!r}")
+    return weight, star.end()
+
+
+def _term(query: str, match: re.Match, kind: str, weight: float, at: str) -> Term:
+    """A quoted text or an ``image:ID`` reference, with its signed ``weight``."""
+    if kind == "quoted":
+        text = match.group("quoted")[1:-1].replace('\\"', '"').strip()
+        if not text:
+            raise QuerySyntaxError(f"empty quoted text {at} in query {query!r}")
+        return Term(weight, text=text)
+    raw = match.group("image_id")
+    if not raw.isdigit() or int(raw) > MAX_ID:
+        raise QuerySyntaxError(f"image:{raw} {at}: an image reference is image:ID with a catalog id")
+    return Term(weight, image_id=int(raw))
+
+
 def parse_query(query: str) -> list[Term]:
     """Parse a combined query into weighted terms; raises :class:`QuerySyntaxError` with the position."""
     query = query.strip()
@@ -88,9 +117,7 @@ def parse_query(query: str) -> list[Term]:
         if kind == "bad":
             raise QuerySyntaxError(f"unexpected {match.group('bad')!r} {at} in query {query!r}")
         if expect == "op":
-            if kind != "op" or match.group("op") == "*":
-                raise QuerySyntaxError(f"expected + or - {at} in query {query!r}")
-            sign, expect = (1.0 if match.group("op") == "+" else -1.0), "term"
+            sign, expect = _operator(query, match, kind, at), "term"
             continue
         if kind == "op":
             if match.group("op") == "-" and not terms and weight is None and sign == 1.0:
@@ -100,23 +127,9 @@ def parse_query(query: str) -> list[Term]:
         if kind == "number":
             if weight is not None:
                 raise QuerySyntaxError(f"expected * after a weight {at} in query {query!r}")
-            weight = float(match.group("number"))
-            star = _TOKEN.match(query, pos)
-            if star is None or star.lastgroup != "op" or star.group("op") != "*":
-                raise QuerySyntaxError(f"expected * after weight {weight:g} {at} in query {query!r}")
-            pos = star.end()
+            weight, pos = _weight(query, match, pos, at)
             continue
-        w = sign * (1.0 if weight is None else weight)
-        if kind == "quoted":
-            text = match.group("quoted")[1:-1].replace('\\"', '"').strip()
-            if not text:
-                raise QuerySyntaxError(f"empty quoted text {at} in query {query!r}")
-            terms.append(Term(w, text=text))
-        else:
-            raw = match.group("image_id")
-            if not raw.isdigit() or int(raw) > MAX_ID:
-                raise QuerySyntaxError(f"image:{raw} {at}: an image reference is image:ID with a catalog id")
-            terms.append(Term(w, image_id=int(raw)))
+        terms.append(_term(query, match, kind, sign * (1.0 if weight is None else weight), at))
         sign, weight, expect = 1.0, None, "op"
     if expect == "term":
         raise QuerySyntaxError(f"query ends where a term is expected: {query!r}")

@@ -202,9 +202,8 @@ def check_mode(mode: str | None) -> str:
 
 
 def default_cache_dir() -> Path:
-    """Where exports go when no collection names a place: ``LABELER_ENCODER_CACHE`` or ``~/.cache/labeler/encoders``."""
-    if os.environ.get("LABELER_ENCODER_CACHE"):
-        return Path(os.environ["LABELER_ENCODER_CACHE"]).expanduser()
+    """Where exports go when the config names no place (``Config.encoder_cache``, which
+    ``LABELER_ENCODER_CACHE`` sets): ``~/.cache/labeler/encoders``."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "labeler" / "encoders"
 
 
