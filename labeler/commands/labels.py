@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
+from ..core.prompts import load_prompt_set
 from ..errors import LabelerError, user_file
-from ..labeling.bulk import DEFAULT_STRATEGY
+from ..labeling import evaluate
+from ..labeling.bulk import DEFAULT_STRATEGY, check_request
+from ..labeling.learning import replay
 from ..core.scoring import STRATEGIES
 from .context import Progress, emit, get_collection, get_config, get_labeler, json_option
 
@@ -25,8 +29,6 @@ prompt_set_option = click.option("--prompt-set", "prompt_set_path", required=Tru
 @json_option
 def label(prompt_set_path: str, strategy: str | None, groups: tuple[str, ...], as_json: bool) -> None:
     """Auto-label every embedded image with every group of a prompt set (reviewed labels are kept)."""
-    from ..labeling.bulk import check_request
-
     api = get_labeler()
     # Validate everything before the catalog is opened, so a bad prompt set changes nothing.
     prompt_set = api.prompt_set(prompt_set_path)
@@ -70,9 +72,6 @@ def evaluate_command(prompt_set_path: str, truth: Path | None, reviewed: bool, s
 
     With --replay, show instead how labels improve as reviews come in (manage.py learn).
     """
-    from ..labeling import evaluate
-    from ..core.prompts import load_prompt_set
-
     if (truth is None) == (not reviewed):
         raise LabelerError("give exactly one of --truth FILE or --reviewed")
     if replay and truth is None:
@@ -123,11 +122,6 @@ def _shot_counts(text: str) -> list[int]:
 
 def _replay(collection, prompt_set, known, shots: list[int], order: str, seed: int, groups, out: Path | None,
             as_json: bool) -> None:
-    import json
-
-    from ..labeling import evaluate
-    from ..labeling.learning import replay
-
     with Progress("replaying", None, as_json):
         results = replay(collection, prompt_set, known.values, shots, order=order, seed=seed, groups=groups or None)
     if out:
@@ -199,7 +193,7 @@ def import_labels(source: Path, groups: tuple[str, ...], prompt_set_path: str | 
     stored as corrected, else as accepted. Unknown groups or values refuse the file (exit 2)
     unless --allow-new-values; nothing is written then.
     """
-    from ..exchange.importing import ImportRefused
+    from ..exchange.importing import ImportRefused  # lazy: the import formats only for import-labels
 
     try:
         report = get_labeler().import_labels(source, groups or None, prompt_set_path, allow_new_values)

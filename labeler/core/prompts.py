@@ -256,6 +256,14 @@ def resolve_prompt_set_path(spec: str | Path, home: Path | None = None) -> Path:
     raise PromptSetError([f"{spec}: no such prompt set file"])
 
 
+def bump_version(version: object) -> int | str:
+    """The version after ``version``: a whole number plus one, else ``"<version>.1"``."""
+    try:
+        return int(str(version)) + 1
+    except ValueError:
+        return f"{version}.1"
+
+
 def load_prompt_set(spec: str | Path, home: Path | None = None) -> PromptSet:
     """Read and validate a prompt set file; raises :class:`PromptSetError` listing every problem.
 

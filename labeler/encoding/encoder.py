@@ -17,6 +17,7 @@ Modes (:data:`MODES`), chosen by ``--mode`` / ``LABELER_ENCODER_MODE``:
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from pathlib import Path
 from typing import Callable, Sequence
@@ -40,7 +41,7 @@ REMEDIES = (
 
 def _check_available(parsed: ModelSpec) -> None:
     """Fail early, with the remedies, where open_clip would fail deep inside or download."""
-    import open_clip
+    import open_clip  # lazy: open_clip imports torch, which the ONNX modes never load
 
     if parsed.name.startswith("local-dir:"):
         folder = Path(parsed.name[len("local-dir:"):]).expanduser()
@@ -75,11 +76,11 @@ def _check_available(parsed: ModelSpec) -> None:
 
 def _hub_cached(parsed: ModelSpec) -> bool:
     """Whether open_clip's download for this tag is already in the local cache."""
-    import open_clip
+    import open_clip  # lazy: open_clip imports torch, which the ONNX modes never load
 
     cfg = open_clip.get_pretrained_cfg(parsed.name, parsed.pretrained) or {}
     if cfg.get("hf_hub"):
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache  # lazy: the hub client only when weights are looked up
 
         repo = cfg["hf_hub"].rstrip("/")
         return any(isinstance(try_to_load_from_cache(repo, name), str)
@@ -90,8 +91,6 @@ def _hub_cached(parsed: ModelSpec) -> bool:
 
 def _hub_reachable(host: str = "huggingface.co") -> bool:
     """A cheap name lookup, so an offline machine fails at once instead of after retries."""
-    import socket
-
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         return False
     try:
@@ -102,7 +101,7 @@ def _hub_reachable(host: str = "huggingface.co") -> bool:
 
 
 def pick_device(requested: str | None = None) -> str:
-    import torch
+    import torch  # lazy: torch only in the torch mode or for a first ONNX export
 
     if requested:
         return requested
@@ -119,8 +118,8 @@ class Encoder:
     mode = "torch"
 
     def __init__(self, spec: str, device: str | None = None):
-        import open_clip
-        import torch
+        import open_clip  # lazy: open_clip imports torch, which the ONNX modes never load
+        import torch  # lazy: torch only in the torch mode or for a first ONNX export
 
         torch.set_num_threads(os.cpu_count() or 1)
         self.spec = spec
@@ -164,7 +163,7 @@ class Encoder:
     def encode_images(self, batch) -> np.ndarray:
         """``batch``: a ``[N, 3, H, W]`` tensor or array, or a list of ``[3, H, W]`` tensors or
         float32 arrays → ``[N, D]``."""
-        import torch
+        import torch  # lazy: torch only in the torch mode or for a first ONNX export
 
         if isinstance(batch, (list, tuple)):
             batch = torch.from_numpy(np.stack(batch)) if isinstance(batch[0], np.ndarray) else torch.stack(list(batch))
@@ -176,7 +175,7 @@ class Encoder:
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Texts → ``[N, D]`` unit vectors."""
-        import torch
+        import torch  # lazy: torch only in the torch mode or for a first ONNX export
 
         out = []
         with torch.inference_mode():
@@ -214,14 +213,14 @@ def _wants_cuda(device: str | None) -> bool:
         return device.startswith("cuda")
     if not Path("/dev/nvidia0").exists() and not Path("/dev/nvidiactl").exists():
         return False
-    import torch
+    import torch  # lazy: torch only in the torch mode or for a first ONNX export
 
     return torch.cuda.is_available()
 
 
 def _onnx_encoder(spec: str, mode: str, cache_dir: Path, progress: Callable[[str], None] | None):
-    from . import onnx_export
-    from .onnx_encoder import OnnxEncoder
+    from . import onnx_export  # lazy: the export imports torch
+    from .onnx_encoder import OnnxEncoder  # lazy: ONNX Runtime only for the ONNX modes
 
     try:
         import onnxruntime  # noqa: F401

@@ -18,7 +18,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .model_spec import parse_model_spec
 from .preprocessing import numpy_preprocess
+from .tokenizer import ClipTokenizer
 from ..core.scoring import unit
 
 
@@ -43,7 +45,7 @@ def _in_background(load: Callable, *args) -> Future:
 
 
 def _session(path: Path):
-    import onnxruntime as ort
+    import onnxruntime as ort  # lazy: ONNX Runtime loads in its own thread, after start-up
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -100,13 +102,9 @@ class OnnxEncoder:
             if self._tokenizer is None:
                 info = self.meta["tokenizer"]
                 if info["kind"] == "clip-bpe":
-                    from .tokenizer import ClipTokenizer
-
                     self._tokenizer = ClipTokenizer(info["context_length"], info["clean"])
                 else:
-                    import open_clip
-
-                    from .model_spec import parse_model_spec
+                    import open_clip  # lazy: open_clip imports torch; CLIP's own BPE needs neither
 
                     tok = open_clip.get_tokenizer(parse_model_spec(self.spec).name)
                     self._tokenizer = lambda t: tok(list(t)).numpy()

@@ -45,7 +45,7 @@ class EngineError(LabelerError):
 def import_ray():
     """The ``ray`` module, with its Data library; a missing install is a :class:`EngineError`."""
     try:
-        import ray
+        import ray  # lazy: Ray only for --engine ray
         import ray.data  # noqa: F401  (ray without its [data] extra lacks pandas and pyarrow)
     except ImportError as exc:
         raise EngineError(f"the ray engine needs Ray Data ({exc}); install it with: {INSTALL_HINT}") from None
@@ -164,7 +164,7 @@ def loaded_rows(batch: dict[str, np.ndarray]) -> list[Loaded]:
 def embed_replicas(device: str | None) -> tuple[int, float]:
     """How many embed actors, and GPUs per actor: one per GPU of the cluster (``--device cuda``,
     or no device named and GPUs there), else one per node, its torch using all the node's cores."""
-    import ray
+    import ray  # lazy: Ray only for --engine ray
 
     gpus = int(ray.cluster_resources().get("GPU", 0))
     if device is not None and device.startswith("cuda") and gpus < 1:

@@ -150,10 +150,10 @@ def write_outputs(results: dict, out_dir: Path) -> dict[str, str]:
 
 def plot(results: dict, png: Path) -> None:
     """Left: accuracy per strategy per group. Right: reliability diagram of the first group."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when a plot is written
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when a plot is written
 
     groups = list(results)
     strategies = list(next(iter(results.values())))
@@ -188,10 +188,10 @@ def plot(results: dict, png: Path) -> None:
 
 def plot_replay(results: dict, png: Path, order: str) -> None:
     """Accuracy against reviews per option, one line per group, its zero-shot accuracy dashed."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when a plot is written
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when a plot is written
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for i, (group, result) in enumerate(results.items()):

@@ -24,7 +24,7 @@ from ..collection import Collection
 from ..errors import LabelerError
 from ..files import write_atomically
 from .bulk import EncodedGroup, encode_groups, logit_scale, record_prompt_set
-from ..core.prompts import PromptSet, parse_prompt_set
+from ..core.prompts import PromptSet, bump_version, parse_prompt_set
 
 REVIEWED = ("accepted", "corrected")
 
@@ -206,8 +206,6 @@ def write_tuned_prompt_set(collection: Collection, groups: Sequence[str] | None,
     another collection, unlike a stored fit. Returns ``{"path", "version", "groups": {group:
     {"reviews", "prompts", "dropped", "accuracy": {"before", "after"}}}}`` (accuracy on the reviews).
     """
-    from .prompt_lab import bump_version
-
     scale = logit_scale(collection)
     with collection.session() as s:
         model_id = collection.models.require_id(s)

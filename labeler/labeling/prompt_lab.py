@@ -25,8 +25,8 @@ from ..store.catalog import Label, PromptSetRecord
 from ..collection import Collection
 from ..errors import LabelerError, NotFound
 from ..files import write_atomically
-from ..core.prompts import (PROMPT_SET_DIR, PromptSet, PromptSetError, home_prompt_set_dir, load_prompt_set,
-                            parse_prompt_set, resolve_prompt_set_path)
+from ..core.prompts import (PROMPT_SET_DIR, PromptSet, PromptSetError, bump_version, home_prompt_set_dir,
+                            load_prompt_set, parse_prompt_set, resolve_prompt_set_path)
 from ..review.decisions import HISTOGRAM_BINS
 
 TOP_MATCHES = 12
@@ -101,13 +101,6 @@ def format_prompt_lines(prompt_set: PromptSet, group: str, option: str) -> str:
     """The option's prompts in the form :func:`parse_prompt_lines` reads back."""
     prompts = prompt_set.group(group).option(option).prompts
     return "\n".join(p.text if p.weight == 1.0 else f"{p.weight:g} | {p.text}" for p in prompts)
-
-
-def bump_version(version: object) -> int | str:
-    try:
-        return int(str(version)) + 1
-    except ValueError:
-        return f"{version}.1"
 
 
 def edited_prompt_set(path: Path, group: str, option: str, lines: str) -> tuple[PromptSet, str]:
