@@ -40,7 +40,7 @@ from .labeling.bulk import DEFAULT_STRATEGY, check_request, label_collection
 from .labeling.learning import learn as learn_groups
 from .labeling.learning import write_tuned_prompt_set
 from .store import db
-from .store.stats import collection_stats
+from .store.stats import catalog_counts
 
 __all__ = ["Labeler", "open"]
 
@@ -123,8 +123,16 @@ class Labeler:
         return {"embedded": embedded, "model": model_spec(collection)}
 
     def stats(self) -> dict:
-        """Counts of images, vectors, failures and missing files (``manage.py stats``)."""
-        return collection_stats(self._existing())
+        """Counts of images, vectors, failures and missing files (``manage.py stats``):
+        ``{"images", "embedded", "failed", "missing", "files", "model", "home"}``."""
+        collection = self._existing()
+        with collection.session() as s:
+            counts = catalog_counts(s)
+            embedded = collection.vectors.count(s)
+            model = collection.models.stored_spec(s)
+        return {"images": counts["images"], "embedded": embedded, "failed": counts["failed"],
+                "missing": counts["missing"], "files": counts["files"], "model": model,
+                "home": str(collection.config.home)}
 
     def check(self, repair: bool = False) -> dict:
         """Compare the index with the catalog's stored vectors (``manage.py check``):

@@ -76,7 +76,6 @@ def import_labels(collection: Collection, path: Path, groups: Sequence[str] | No
     """
     source = read_source(path)
     source.groups = _chosen_groups(source, groups, path)
-    ids = match_rows(collection, path, source.refs)
     tally = _Tally({"source": str(path), "format": source.kind, "groups": source.groups, "prompt_set": None,
                     "imported": 0, "accepted": 0, "corrected": 0, "unchanged": 0, "skipped": {},
                     "skipped_rows": [], "unknown_groups": [], "unknown_values": {}, "unmatched": []})
@@ -84,6 +83,7 @@ def import_labels(collection: Collection, path: Path, groups: Sequence[str] | No
         tally.skip(where, group, reason)
     report = tally.report
     with collection.session() as s:
+        ids = match_rows(s, path, source.refs)
         existing = _labels(s, [i for i in ids if i is not None], source.groups)
         plan = plan_rows(path, source, ids, existing, tally)
         checked = _check_known(s, source.groups, plan, existing, prompt_set, report)

@@ -34,7 +34,8 @@ class Truth:
 
 def truth_from_csv(collection: Collection, csv_path: Path, groups: Sequence[str]) -> Truth:
     rows = read_csv(csv_path)
-    ids = match_rows(collection, csv_path, rows)
+    with collection.session() as s:
+        ids = match_rows(s, csv_path, rows)
     values: dict[str, dict[int, str]] = {g: {} for g in groups if g in rows[0]} if rows else {}
     unmatched = []
     for row, image_id in zip(rows, ids):
