@@ -1,4 +1,4 @@
-"""The index cache builds the FAISS type Config asks for, from the catalog's stored vectors."""
+"""The index keeper builds the FAISS type Config asks for, from the catalog's stored vectors."""
 
 from __future__ import annotations
 
@@ -29,3 +29,18 @@ def test_rebuilt_index_uses_the_configured_factory(indexed_collection):
     assert sorted(index.ids().tolist()) == ids.tolist()
     _, found = index.search(vecs[:3], 1)
     assert found[:, 0].tolist() == ids[:3].tolist()  # each stored vector finds its own image
+
+
+def test_every_index_the_keeper_builds_is_a_vector_index(indexed_collection):
+    from labeler.vectors.vector_index import VectorIndex
+
+    for spec in ("flat", "HNSW32", "IVF4,Flat"):
+        index = in_session(indexed_collection.index_keeper.rebuild, spec)
+        assert isinstance(index, VectorIndex), spec
+        scores, ids = index.search(index_vectors(indexed_collection)[:2], 3)
+        assert scores.shape == ids.shape == (2, 3) and set(ids[:, 0].tolist()) <= set(index.ids().tolist())
+    assert not isinstance(object(), VectorIndex)
+
+
+def index_vectors(collection):
+    return in_session(collection.vectors.read)[1]
