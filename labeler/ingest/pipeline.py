@@ -180,6 +180,7 @@ class Runner:
         if embed:
             with collection.session() as s:
                 self.model_id = collection.models.adopt(s)
+            with collection.session() as s:  # loaded after the adoption commits: no write waits on it
                 self.encoder = collection.models.encoder(s)
         if self.encoder is not None and self.embeds_here:
             self.encoder.prepare_images()  # loads while the first files are walked and decoded
