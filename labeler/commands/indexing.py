@@ -186,7 +186,20 @@ def stats_cmd(as_json: bool) -> None:
     from ..store.stats import collection_stats
 
     data = collection_stats(get_collection())
-    emit(as_json, data, lambda d: click.echo("\n".join(f"{k:>9}: {v}" for k, v in d.items())))
+    emit(as_json, data, lambda d: click.echo("\n".join(
+        f"{k:>9}: {describe_backend(v) if k == 'backend' and v else v}" for k, v in d.items())))
+
+
+def describe_backend(backend: dict) -> str:
+    """One line for people, e.g. 'onnxruntime int8 on the CPU (avx2, 2 threads), recipe s8-reduced, min cosine 0.9999'."""
+    text = f"{backend['runtime']} {backend['precision']} on the {backend['device'].upper()}"
+    if backend.get("cpu"):
+        text += f" ({backend['cpu']}, {backend['threads']} threads)"
+    if "recipe" in backend:
+        text += f", recipe {backend['recipe'] or 'none (int8 refused here: use fp32)'}"
+        if "min_cosine" in backend:
+            text += f", min cosine {backend['min_cosine']} to fp32, label agreement {backend['label_agreement']:.1%}"
+    return text
 
 
 COMMANDS = [db_group, index_cmd, ingest_cmd, embed_cmd, check_cmd, reindex_cmd, stats_cmd]

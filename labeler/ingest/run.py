@@ -63,7 +63,8 @@ def index_paths(collection: Collection, roots: Sequence[Path], embed: bool = Tru
                          embedded=runner.embedded, duplicates=counts.duplicates,
                          moved=counts.moved, missing=counts.missing, files=len(paths),
                          model=collection.models.spec() if embed else None, failures=counts.failures,
-                         skipped=len(counts.skipped), skips=counts.skipped)
+                         skipped=len(counts.skipped), skips=counts.skipped,
+                         backend=collection.models.backend() if embed else None)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 

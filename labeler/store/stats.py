@@ -14,7 +14,8 @@ def _count(session: Session, query: Select) -> int:
 
 
 def collection_stats(collection: Collection) -> dict:
-    """The ``stats --json`` contract: images, embedded, failed, missing, model (+ files, home)."""
+    """The ``stats --json`` contract: images, embedded, failed, missing, model (+ files, home, and the
+    ``backend`` that runs the model here, loading nothing)."""
     with collection.session() as s:
         counts = {
             "images": _count(s, select(Image.id)),
@@ -23,4 +24,6 @@ def collection_stats(collection: Collection) -> dict:
             "missing": _count(s, select(Image.id).where(Image.status == "missing")),
             "files": _count(s, select(ImageFile.id)),
         }
-    return {**counts, "model": collection.models.stored_spec(), "home": str(collection.config.home)}
+    spec = collection.models.stored_spec()
+    return {**counts, "model": spec, "home": str(collection.config.home),
+            "backend": collection.models.backend() if spec else None}
