@@ -60,7 +60,8 @@ def _with_mode(mode: str | None, as_json: bool, **settings) -> Collection:
 
 mode_option = click.option("--mode", type=click.Choice(MODES), default=None,
                            help="Encoder mode [env LABELER_ENCODER_MODE; default: the collection's, else fp32]: "
-                                "fp32 (ONNX Runtime), int8 (faster, cosine >= 0.99, kept apart), torch.")
+                                "fp32 (ONNX Runtime), int8 (faster, cosine >= 0.99, kept apart; refused on a CPU where it "
+                                "cannot keep that), torch.")
 
 
 def _run_index(paths: tuple[Path, ...], embed: bool, as_json: bool, mode: str | None = None,

@@ -200,8 +200,8 @@ def describe_backend(spec: str, mode: str, device: str | None = None, cache_dir:
     for int8 the ``recipe`` chosen for that kind (None: refused here; ``"not chosen yet"``) with its check."""
     mode = check_mode(mode)
     if mode == "torch" or (mode == "fp32" and _wants_cuda(device)):
-        return {"mode": mode, "runtime": "torch", "precision": "fp32", "device": device or (
-            "cuda" if mode == "fp32" else "cpu")}
+        return {"mode": mode, "runtime": "torch", "precision": "fp32",
+                "device": device or ("cuda" if _wants_cuda(None) else "cpu")}
     from . import cpu, int8, onnx_export
 
     here = cpu.detect()
