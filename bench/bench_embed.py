@@ -151,6 +151,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--model", default="vit-b-32", help="vit-b-32 (random weights) or labeler-tiny")
     parser.add_argument("--modes", default="fp32,int8,torch")
+    parser.add_argument("--encoders", type=Path, default=None,
+                        help="keep the ONNX exports in this folder, so a rerun skips the one-time export")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -162,7 +164,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench_embed.") as tmp:
         tmp = Path(tmp)
-        photos, cache = tmp / "photos", tmp / "encoders"
+        photos, cache = tmp / "photos", args.encoders or tmp / "encoders"
         from labeler.encoding.probe_images import write_photos
 
         write_photos(photos, args.images)
