@@ -124,15 +124,16 @@ class Labeler:
 
     def stats(self) -> dict:
         """Counts of images, vectors, failures and missing files (``manage.py stats``):
-        ``{"images", "embedded", "failed", "missing", "files", "model", "home"}``."""
+        ``{"images", "embedded", "failed", "missing", "files", "model", "home", "backend"}``."""
         collection = self._existing()
         with collection.session() as s:
             counts = catalog_counts(s)
             embedded = collection.vectors.count(s)
             model = collection.models.stored_spec(s)
+            backend = collection.models.backend(s) if model else None  # loads nothing
         return {"images": counts["images"], "embedded": embedded, "failed": counts["failed"],
                 "missing": counts["missing"], "files": counts["files"], "model": model,
-                "home": str(collection.config.home)}
+                "home": str(collection.config.home), "backend": backend}
 
     def check(self, repair: bool = False) -> dict:
         """Compare the index with the catalog's stored vectors (``manage.py check``):

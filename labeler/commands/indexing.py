@@ -52,7 +52,8 @@ def _with_mode(mode: str | None, as_json: bool, **settings) -> Labeler:
 
 mode_option = click.option("--mode", type=click.Choice(MODES), default=None,
                            help="Encoder mode [env LABELER_ENCODER_MODE; default: the collection's, else fp32]: "
-                                "fp32 (ONNX Runtime), int8 (faster, cosine >= 0.99, kept apart), torch.")
+                                "fp32 (ONNX Runtime), int8 (faster, cosine >= 0.99, kept apart; refused on a CPU where it "
+                                "cannot keep that), torch.")
 
 
 def _run_index(paths: tuple[Path, ...], embed: bool, as_json: bool, mode: str | None = None,
@@ -148,7 +149,20 @@ def reindex_cmd(index_type: str | None, as_json: bool) -> None:
 def stats_cmd(as_json: bool) -> None:
     """Counts of images, vectors, failures and missing files."""
     data = get_labeler().stats()
-    emit(as_json, data, lambda d: click.echo("\n".join(f"{k:>9}: {v}" for k, v in d.items())))
+    emit(as_json, data, lambda d: click.echo("\n".join(
+        f"{k:>9}: {backend_line(v) if k == 'backend' and v else v}" for k, v in d.items())))
+
+
+def backend_line(backend: dict) -> str:
+    """One line for people, e.g. 'onnxruntime int8 on the CPU (avx2, 2 threads), recipe s8-reduced, min cosine 0.9999'."""
+    text = f"{backend['runtime']} {backend['precision']} on the {backend['device'].upper()}"
+    if backend.get("cpu"):
+        text += f" ({backend['cpu']}, {backend['threads']} threads)"
+    if "recipe" in backend:
+        text += f", recipe {backend['recipe'] or 'none (int8 refused here: use fp32)'}"
+        if "min_cosine" in backend:
+            text += f", min cosine {backend['min_cosine']} to fp32, label agreement {backend['label_agreement']:.1%}"
+    return text
 
 
 COMMANDS = [db_group, index_cmd, ingest_cmd, embed_cmd, check_cmd, reindex_cmd, stats_cmd]

@@ -7,7 +7,8 @@ Modes (:data:`MODES`), chosen by ``--mode`` / ``LABELER_ENCODER_MODE``:
 
 * ``fp32`` (default) - the towers exported once to ONNX and run by ONNX Runtime on the CPU
   (no torch import once exported); on a CUDA device, the torch model;
-* ``int8`` - the same export with dynamic int8 weights (CPU; about 1.4x faster, cosine >= 0.99);
+* ``int8`` - the same export with dynamic int8 weights (CPU), in the recipe that keeps cosine >= 0.99
+  to fp32 on this CPU kind (:mod:`labeler.encoding.int8`), or refused where none does;
 * ``torch`` - the open_clip model itself in fp32: the reference, and the way to any device.
 
 ``fp32`` and ``torch`` give the same vectors (cosine >= 0.9999): both are stored as ``fp32``
@@ -192,6 +193,30 @@ def vector_kind(mode: str) -> str:
     return "int8" if mode == "int8" else "fp32"
 
 
+def describe_backend(spec: str, mode: str, device: str | None = None, cache_dir: Path | None = None) -> dict:
+    """Which back end runs ``spec`` in ``mode`` on this machine, from what is recorded, loading nothing:
+    ``{mode, runtime, precision, device}``, plus for ONNX Runtime the ``cpu`` kind and ``threads``, and
+    for int8 the ``recipe`` chosen for that kind (None: refused here; ``"not chosen yet"``) with its check."""
+    mode = check_mode(mode)
+    if mode == "torch" or (mode == "fp32" and _wants_cuda(device)):
+        return {"mode": mode, "runtime": "torch", "precision": "fp32",
+                "device": device or ("cuda" if _wants_cuda(None) else "cpu")}
+    from . import cpu, int8, onnx_export
+
+    here = cpu.detect()
+    info = {"mode": mode, "runtime": "onnxruntime", "precision": mode, "device": "cpu", "cpu": here.key,
+            "threads": os.cpu_count() or 1}
+    if mode == "int8":
+        parsed = parse_model_spec(spec)
+        try:
+            folder = onnx_export.export_dir(Path(cache_dir or default_cache_dir()), parsed.name, parsed.pretrained)
+        except OSError:
+            folder = None
+        choice = int8.read_choices(folder).get(here.key) if folder else None
+        info.update(int8.summary(choice))
+    return info
+
+
 def check_mode(mode: str | None) -> str:
     """``mode`` or the default, refused (with the choices) when unknown."""
     mode = (mode or DEFAULT_MODE).strip().lower()
@@ -238,14 +263,30 @@ def _onnx_encoder(spec: str, mode: str, cache_dir: Path, progress: Callable[[str
             progress(f"preparing model '{spec}' for ONNX Runtime, once (into {folder})")
         meta = onnx_export.export_towers(torch_encoder, folder, progress)
         del torch_encoder  # not kept: once exported, the torch model's memory goes back
+    recipe = choice = None
     if mode == "int8":
-        onnx_export.quantize_towers(folder, progress)
+        recipe, choice = _int8_recipe(spec, folder, meta, progress)
     try:
-        return OnnxEncoder(spec, folder, meta, mode)
+        return OnnxEncoder(spec, folder, meta, mode, recipe, choice)
     except Exception as exc:  # a damaged export: say where it is, never run another mode instead
         raise ModelUnavailable(f"cannot run the ONNX export of '{spec}' in {folder}: {type(exc).__name__}: "
                                f"{str(exc).splitlines()[0] if str(exc) else ''}. Delete that folder to export "
                                "it again, or use --mode torch.") from exc
+
+
+def _int8_recipe(spec: str, folder: Path, meta: dict, progress: Callable[[str], None] | None) -> tuple[str, dict]:
+    """The int8 recipe this CPU kind keeps faithful for the export in ``folder``, chosen (and
+    checked against fp32) on the first int8 run there; :class:`ModelUnavailable` naming fp32 when none is."""
+    from . import cpu, int8
+    from .onnx_encoder import OnnxEncoder
+
+    here = cpu.detect()
+    choice = int8.read_choices(folder).get(here.key)
+    if choice is None or (choice.get("recipe") and not all(
+            int8.tower_file(folder, t, choice["recipe"]).exists() for t in ("image", "text"))):
+        choice = int8.choose(folder, here, OnnxEncoder(spec, folder, meta, "fp32"),
+                             lambda recipe: OnnxEncoder(spec, folder, meta, "int8", recipe), progress=progress)
+    return int8.require(choice, spec), choice
 
 
 def _check_local(parsed: ModelSpec) -> None:

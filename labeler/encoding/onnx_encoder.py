@@ -56,20 +56,26 @@ def _session(path: Path):
 
 
 class OnnxEncoder:
-    """An exported model in ``folder`` (see :mod:`labeler.encoding.onnx_export`); ``int8`` picks the quantised towers."""
+    """An exported model in ``folder`` (see :mod:`labeler.encoding.onnx_export`); ``int8`` runs the
+    quantised towers of ``recipe`` (see :mod:`labeler.encoding.int8`), ``choice`` the record of why."""
 
     device = "cpu"
 
-    def __init__(self, spec: str, folder: Path, meta: dict, mode: str):
+    def __init__(self, spec: str, folder: Path, meta: dict, mode: str, recipe: str | None = None,
+                 choice: dict | None = None):
+        if mode == "int8" and not recipe:
+            raise ValueError("the int8 mode needs a quantisation recipe")
         self.spec = spec
         self.mode = mode
+        self.recipe = recipe if mode == "int8" else None
+        self.choice = choice
         self.folder = folder
         self.meta = meta
         self.dim = int(meta["dim"])
         self.logit_scale = float(meta["logit_scale"])
         self.image_size = int(meta["image_size"])
         self.preprocess: Callable = numpy_preprocess(meta["preprocess_cfg"], self.image_size)
-        self._suffix = ".int8.onnx" if mode == "int8" else ".onnx"
+        self._suffix = f".int8-{recipe}.onnx" if mode == "int8" else ".onnx"
         self._image_path = folder / f"image{self._suffix}"
         self._image: Future | None = None
         self._image_lock = threading.Lock()

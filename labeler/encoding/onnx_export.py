@@ -1,8 +1,10 @@
 """Exporting a model's image and text towers to ONNX, once per model, into the labeler home.
 
 An export lives in ``CACHE/NAME-KEY/``: ``image.onnx`` and ``text.onnx`` (fp32), their dynamic
-int8 versions when the int8 mode asked for them, and ``meta.json`` (dimension, logit scale,
-preprocessing, tokenizer), so that a later run loads it without importing torch at all.
+int8 versions when the int8 mode asked for them (``TOWER.int8-RECIPE.onnx``, with the recipe
+chosen per CPU kind in ``int8.json``: :mod:`labeler.encoding.int8`), and ``meta.json``
+(dimension, logit scale, preprocessing, tokenizer), so that a later run loads it without
+importing torch at all.
 
 ``KEY`` is a hash of the architecture and the weights file's contents (a hub tag is its own
 key: its weights never change under one tag); the file's hash is remembered by its path, size
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import re
 import shutil
@@ -172,28 +173,6 @@ def _publish(tmp: Path, folder: Path) -> None:
         if read_meta(folder) is None:
             raise
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def quantize_towers(folder: Path, progress: ExportProgress | None = None) -> None:
-    """Write ``image.int8.onnx`` and ``text.int8.onnx``: dynamic int8 weights of every MatMul/Gemm."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic  # lazy: only an int8 export needs it
-
-    say = progress or (lambda _line: None)
-    for tower in ("image", "text"):
-        target = folder / f"{tower}.int8.onnx"
-        if target.exists():
-            continue
-        say(f"quantising the {tower} tower to int8")
-        tmp = folder / f"{tower}.int8.{os.getpid()}.tmp.onnx"
-        quiet = logging.getLogger().level
-        logging.getLogger().setLevel(logging.ERROR)  # its pre-processing advice is for calibrated quantisation
-        try:
-            quantize_dynamic(folder / f"{tower}.onnx", tmp, weight_type=QuantType.QInt8,
-                             op_types_to_quantize=["MatMul", "Gemm"])
-            os.replace(tmp, target)
-        finally:
-            logging.getLogger().setLevel(quiet)
-            tmp.unlink(missing_ok=True)
 
 
 def tokenizer_meta(tokenizer) -> dict:

@@ -62,6 +62,7 @@ class IndexReport:
     failures: list[dict] | None = None
     skipped: int = 0  # left out of the collection, each with its reason in ``skips``: not failures
     skips: list[dict] | None = None
+    backend: dict | None = None  # which back end embedded (ModelRegistry.backend); None when not embedding
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -64,7 +64,8 @@ def index_paths(collection: Collection, roots: Sequence[Path], embed: bool = Tru
                          embedded=runner.embedded, duplicates=counts.duplicates,
                          moved=counts.moved, missing=counts.missing, files=len(paths),
                          model=model_spec(collection) if embed else None, failures=counts.failures,
-                         skipped=len(counts.skipped), skips=counts.skipped)
+                         skipped=len(counts.skipped), skips=counts.skipped,
+                         backend=model_backend(collection) if embed else None)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
@@ -73,6 +74,12 @@ def model_spec(collection: Collection) -> str:
     """The spec of the model in force (resolved once per collection handle)."""
     with collection.session() as s:
         return collection.models.spec(s)
+
+
+def model_backend(collection: Collection) -> dict:
+    """Which back end runs the model in force here; loads nothing."""
+    with collection.session() as s:
+        return collection.models.backend(s)
 
 
 def embed_pending(collection: Collection, progress: ProgressFn | None = None,

@@ -18,7 +18,8 @@ from ..store.catalog import Model, Setting
 from ..config import Config
 from typing import Callable
 
-from ..encoding.encoder import DEFAULT_MODE, Encoder, check_mode, default_cache_dir, load_encoder, vector_kind
+from ..encoding.encoder import (DEFAULT_MODE, Encoder, check_mode, default_cache_dir, describe_backend, load_encoder,
+                                vector_kind)
 from ..encoding.model_spec import DEFAULT_MODEL
 from ..errors import CatalogError
 
@@ -76,6 +77,11 @@ class ModelRegistry:
         """The loaded encoder of the model in force (loaded once per process)."""
         return load_encoder(self.spec(session), self.config.device, self.mode(session),
                             self.config.encoder_cache or default_cache_dir(), self.on_export)
+
+    def backend(self, session: Session) -> dict:
+        """Which back end runs the model in force here (:func:`describe_backend`); loads nothing."""
+        return describe_backend(self.spec(session), self.mode(session), self.config.device,
+                                self.config.encoder_cache or default_cache_dir())
 
     def record(self, session: Session, create: bool = True, adopting: bool = False) -> Model | None:
         """The catalog row of the model in force; created (loading the encoder) when asked.
