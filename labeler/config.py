@@ -11,6 +11,8 @@ from .errors import ConfigError
 
 
 ENGINES = ("local", "ray")
+# Limits on what one file or one request may cost; each is LABELER_<NAME>, a whole number >= 1.
+LIMITS = ("max_file_mb",)
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Config:
     checkpoint_every: int = 256  # fewest images between index saves (also waits for a quarter of the index)
     thumbnail_size: int = 256
     max_pixels: int = 128_000_000  # larger images are refused as decompression bombs
+    max_file_mb: int = 512  # larger files are refused from their size, before a byte is read
     secret_key: str | None = None  # Flask sessions; None: generated once into home
     # auto (Flat, then IVF from index_ivf_above vectors), flat, ivf, hnsw or a FAISS factory string
     index_factory: str = "auto"
@@ -77,6 +80,9 @@ class Config:
         for key in ("batch_size", "checkpoint_every", "workers", "index_ivf_above"):
             if env.get(f"LABELER_{key.upper()}"):
                 values[key] = _int_setting(env, f"LABELER_{key.upper()}")
+        for key in LIMITS:
+            if env.get(f"LABELER_{key.upper()}"):
+                values[key] = _int_setting(env, f"LABELER_{key.upper()}", minimum=1)
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "home" in values:
             values["home"] = Path(values["home"])
@@ -88,6 +94,10 @@ class Config:
     @functools.cached_property  # resolve() costs syscalls, and every session asks for the URL
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'catalog.db').resolve()}"
+
+    @property
+    def max_file_bytes(self) -> int:
+        return self.max_file_mb << 20
 
     @property
     def index_dir(self) -> Path:
@@ -103,8 +113,11 @@ def _absolute(path: Path | str) -> Path:
     return Path(os.path.abspath(os.path.expanduser(path)))
 
 
-def _int_setting(env: dict[str, str], name: str) -> int:
+def _int_setting(env: dict[str, str], name: str, minimum: int | None = None) -> int:
     try:
-        return int(env[name])
+        value = int(env[name])
     except ValueError:
         raise ConfigError(f"{name} must be a whole number, not {env[name]!r}") from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, not {env[name]!r}")
+    return value

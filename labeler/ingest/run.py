@@ -15,7 +15,7 @@ from ..collection import Collection
 from ..vectors.index_keeper import bump_generation
 from .pipeline import (IndexReport, ProgressFn, Runner, plan_files, queue_loaded, record_files,
                        unembedded_images)
-from .walk import CatalogWriter, IngestCounts, check_root, record_roots, walk
+from .walk import CatalogWriter, IngestCounts, check_root, record_roots, utf8_name, walk
 
 
 def make_runner(collection: Collection, embed: bool = True) -> Runner:
@@ -37,14 +37,15 @@ def index_paths(collection: Collection, roots: Sequence[Path], embed: bool = Tru
     started = time.monotonic()
     for root in roots:
         check_root(root)  # before anything is walked: a special filesystem is refused at once
-    with collection.session() as s:
-        record_roots(s, roots)  # serving checks every file against them
     counts = IngestCounts()
     paths = list(walk(roots, counts.skipped))
+    roots = [root for root in roots if utf8_name(root)]  # the others are skipped, with their reason
+    with collection.session() as s:
+        record_roots(s, roots)  # serving checks every file against them
     if total:
         total(len(paths))
     with collection.session() as s:
-        to_load = plan_files(s, paths, counts, progress)
+        to_load = plan_files(s, paths, counts, progress, collection.config.max_file_bytes)
 
     runner = make_runner(collection, embed)
     runner.run([(None, path) for path in to_load], record_files(runner, counts), progress)

@@ -29,6 +29,21 @@ from ..encoding.images import BadImage, decode, is_image_path, model_view, thumb
 SPECIAL_FILESYSTEMS = ("/proc", "/sys", "/dev")
 ROOTS_KEY = "indexed_roots"  # settings key: JSON list of the real paths of every root ever indexed
 LEAVES = "symlink leaves the collection"
+NOT_UTF8 = "file name is not valid UTF-8: the catalog stores names as text; rename it to index it"
+
+
+def printable_path(path: str | os.PathLike) -> str:
+    """``path`` as text that any output takes: bytes that are not UTF-8 shown as ``\\xff``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def utf8_name(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is valid UTF-8, so the catalog (and every export) can store it as text."""
+    try:
+        os.fsencode(path).decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 def _inside(real: str, roots: Iterable[str]) -> bool:
@@ -95,7 +110,7 @@ def walk(roots: Iterable[Path], skipped: list[dict] | None = None) -> Iterator[P
     seen_files: set[str] = set()
 
     def skip(path: str, reason: str) -> None:
-        skipped.append({"path": path, "reason": reason})
+        skipped.append({"path": printable_path(path), "reason": reason})
 
     def entries(folder: str) -> list[os.DirEntry]:
         try:
@@ -116,6 +131,9 @@ def walk(roots: Iterable[Path], skipped: list[dict] | None = None) -> Iterator[P
             return False
 
     for root, real_root in zip(roots, real_roots):
+        if not utf8_name(root):
+            skip(str(root), NOT_UTF8)
+            continue
         if not os.path.isdir(root):
             if str(root) not in seen_files:
                 seen_files.add(str(root))
@@ -126,6 +144,10 @@ def walk(roots: Iterable[Path], skipped: list[dict] | None = None) -> Iterator[P
             folder, real = stack.pop()
             folders = []
             for entry in entries(folder):
+                if not utf8_name(entry.name):
+                    if is_dir(entry) or is_image_path(Path(entry.name)):
+                        skip(entry.path, NOT_UTF8)
+                    continue
                 # A symlink's own target decides; anything else lies where its folder does.
                 target = os.path.realpath(entry.path) if entry.is_symlink() else os.path.join(real, entry.name)
                 if is_dir(entry):
@@ -165,20 +187,48 @@ def file_stat(path: Path) -> tuple[int, float]:
     return st.st_size, st.st_mtime
 
 
+HASH_CHUNK = 1 << 20  # files are hashed a megabyte at a time, never held whole
+
+
 def load_file(path: Path, config: Config, preprocess: Callable | None = None,
               draft_size: int | None = None) -> LoadedFile:
-    """Read, hash and decode one file. Never raises for bad content: the reason goes in ``error``."""
+    """Read, hash and decode one file. Never raises for bad content: the reason goes in ``error``.
+
+    A file over ``config.max_file_mb`` is refused from its size alone, before a byte is read; the
+    rest is hashed in chunks and decoded from the open file, so memory never holds the whole file.
+    """
     try:
         st = path.stat()
         if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
             return LoadedFile(path, 0, st.st_mtime, error="not a regular file")
-        data = path.read_bytes()
+        if st.st_size > config.max_file_bytes:
+            return LoadedFile(path, st.st_size, st.st_mtime, error=too_large(st.st_size, config))
+        with open(path, "rb") as f:
+            return _load_open_file(path, f, st.st_mtime, config, preprocess, draft_size)
     except OSError as exc:
         return LoadedFile(path, 0, 0.0, error=f"unreadable: {exc.strerror or exc}")
-    mtime = st.st_mtime
-    result = LoadedFile(path, len(data), mtime, sha256=hashlib.sha256(data).hexdigest())
+
+
+TOO_LARGE = "larger than LABELER_MAX_FILE_MB"
+
+
+def too_large(size: int, config: Config) -> str:
+    """The reason recorded for a file over the size limit."""
+    return (f"{TOO_LARGE} ({config.max_file_mb} MB): "
+            f"{size / (1 << 20):,.0f} MB; raise the limit to index it")
+
+
+def _load_open_file(path: Path, f, mtime: float, config: Config, preprocess: Callable | None,
+                    draft_size: int | None) -> LoadedFile:
+    digest, size = hashlib.sha256(), 0
+    while chunk := f.read(HASH_CHUNK):
+        size += len(chunk)
+        if size > config.max_file_bytes:  # grew since the stat
+            return LoadedFile(path, size, mtime, error=too_large(size, config))
+        digest.update(chunk)
+    result = LoadedFile(path, size, mtime, sha256=digest.hexdigest())
     try:
-        decoded = decode(data, config.max_pixels, draft_size=draft_size)
+        decoded = decode(f, config.max_pixels, draft_size=draft_size)
         result.width, result.height, result.format = decoded.width, decoded.height, decoded.format
         if stored_thumbnail(config, result.sha256) is None:
             result.thumbnail = thumbnail_bytes(decoded.image, config.thumbnail_size)

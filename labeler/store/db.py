@@ -138,7 +138,9 @@ def alembic_config(config: Config):
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", config.db_url.replace("%", "%%"))
-    cfg.attributes["engine"] = get_engine(config)
+    # The write engine: on SQLite it BEGINs itself, so the DDL of an upgrade is one transaction
+    # (pysqlite alone commits before each DDL statement, and a full disk left a half-made schema).
+    cfg.attributes["engine"] = _write_engine(config)
     return cfg
 
 

@@ -26,7 +26,7 @@ from ..review import jobs
 from ..store.catalog import MAX_ID
 from ..collection import Collection
 from ..config import Config
-from ..errors import LabelerError, ModelUnavailable, NotFound
+from ..errors import LabelerError, ModelUnavailable, NotFound, disk_full
 from ..resources import resource_dir
 from .context import error_response, wants_json
 
@@ -149,5 +149,8 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _crash(exc: Exception):
+        if (full := disk_full(exc)) is not None:
+            app.logger.error("%s on %s", full, request.path)
+            return error_response(507, str(full))
         app.logger.exception("unhandled error on %s", request.path)
         return error_response(500, "internal error; the details are in the server log")
