@@ -12,7 +12,8 @@ from .errors import ConfigError
 
 ENGINES = ("local", "ray")
 # Limits on what one file or one request may cost; each is LABELER_<NAME>, a whole number >= 1.
-LIMITS = ("max_file_mb",)
+LIMITS = ("max_file_mb", "max_query_chars", "max_query_terms", "max_prompt_chars", "query_cache_texts", "search_per_minute",
+          "decisions_per_minute")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,12 @@ class Config:
     thumbnail_size: int = 256
     max_pixels: int = 128_000_000  # larger images are refused as decompression bombs
     max_file_mb: int = 512  # larger files are refused from their size, before a byte is read
+    max_query_chars: int = 1_000  # a search text (all its terms); longer is a 400 / exit 2
+    max_query_terms: int = 32  # terms of a combined query ("a" + "b" - image:3)
+    max_prompt_chars: int = 400  # one prompt of a prompt set (CLIP reads only its first 77 tokens)
+    query_cache_texts: int = 10_000  # search texts kept in the catalog's text cache per model (LRU)
+    search_per_minute: int = 120  # searches per user per minute on the server; past it, 429
+    decisions_per_minute: int = 600  # review decisions (and bulk accepts) per user per minute; past it, 429
     secret_key: str | None = None  # Flask sessions; None: generated once into home
     # auto (Flat, then IVF from index_ivf_above vectors), flat, ivf, hnsw or a FAISS factory string
     index_factory: str = "auto"

@@ -142,7 +142,8 @@ def text_vector(collection: Collection, text: str, templates: bool = False) -> n
             _query_cache.move_to_end(key)
             return vector
     texts = [t.format(name=text) for t in generic_templates()] if templates else [text]
-    vector = scoring.unit(collection.vectors.text_vectors(texts).mean(axis=0))
+    # query=True: kept in the catalog's text cache under its LRU cap, not for ever
+    vector = scoring.unit(collection.vectors.text_vectors(texts, query=True).mean(axis=0))
     vector.flags.writeable = False  # shared by every later search for the text
     with _query_cache_lock:
         _query_cache[key] = vector
@@ -159,9 +160,25 @@ def image_vector(collection: Collection, image_id: int) -> np.ndarray:
     return vecs[0]
 
 
+class QueryTooLarge(LabelerError):
+    """A query over the configured size limits: refused before any of it is parsed or encoded."""
+
+
+def check_query_size(query: str, config) -> None:
+    """Refuse a query longer than ``config.max_query_chars`` at once, before any work."""
+    if len(query) > config.max_query_chars:
+        raise QueryTooLarge(f"the query is {len(query):,} characters; the limit is {config.max_query_chars:,} "
+                            "(LABELER_MAX_QUERY_CHARS)")
+
+
 def query_vector(collection: Collection, query: str, templates: bool = False) -> np.ndarray:
     """The unit vector ``[D]`` of a combined query: the weighted sum of its terms' unit vectors."""
+    config = collection.config
+    check_query_size(query, config)
     terms = parse_query(query)
+    if len(terms) > config.max_query_terms:
+        raise QueryTooLarge(f"the query has {len(terms)} terms; the limit is {config.max_query_terms} "
+                            "(LABELER_MAX_QUERY_TERMS)")
     total = None
     for term in terms:
         vec = (text_vector(collection, term.text, templates) if term.text is not None

@@ -98,3 +98,21 @@ def test_a_prompt_set_over_1_mb_is_refused_at_once(empty_cli, tmp_path):
     fits = _prompt_set(tmp_path / "fits.yaml", tail=comment * (MAX_BYTES // len(comment) - 1))
     assert fits.stat().st_size <= MAX_BYTES
     assert load_prompt_set(fits).name == "bad"  # just under the cap still loads
+
+
+def test_a_prompt_over_the_length_limit_is_one_line_and_labels_nothing(indexed_cli, tmp_path):
+    long_prompt = "a photo of " + "a" * 389  # 400 characters: at the limit
+    fits = _prompt_set(tmp_path / "fits.yaml",
+                       groups=f"\n  g:\n    options:\n      a: {{prompts: [{long_prompt}]}}\n      b: {{prompts: [b thing]}}")
+    indexed_cli("label", "--prompt-set", fits)
+    over = _prompt_set(tmp_path / "over.yaml",
+                       groups=f"\n  h:\n    options:\n      a: {{prompts: [{long_prompt}b]}}\n      b: {{prompts: [b thing]}}")
+    line = one_error_line(indexed_cli("label", "--prompt-set", over, expect=None), 2)
+    assert line == (f"error: {over}: groups.h.options.a: a prompt of 401 characters; the limit is 400 "
+                    "(LABELER_MAX_PROMPT_CHARS)")
+    from labeler.config import Config
+    from labeler.store.catalog import Label
+
+    with db.session_scope(Config(home=indexed_cli.home)) as s:
+        groups = {group for (group,) in s.query(Label.group).distinct()}
+    assert groups == {"g"}  # the set at the limit labeled; the one over it wrote nothing

@@ -9,10 +9,11 @@ set is logged in ``index_changes`` by database triggers, so an index catches up 
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Iterator, Sequence
 
 import numpy as np
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -150,28 +151,64 @@ class VectorStore:
                                                "vector": vectors[i].tobytes(), "created_at": now} for i in keep])
         return np.asarray(keep, dtype=np.int64)
 
-    def text_vectors(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit vectors ``[N, D]`` for ``texts``; each text is encoded at most once per model."""
+    def text_vectors(self, texts: Sequence[str], query: bool = False) -> np.ndarray:
+        """Unit vectors ``[N, D]`` for ``texts``; each text is encoded at most once per model.
+
+        ``query=True`` marks them as search texts: kept, least recently used dropped first, up to
+        ``LABELER_QUERY_CACHE_TEXTS`` per model (a prompt's text is kept for good, and a search
+        text a prompt set later uses becomes one).
+        """
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.models.encoder().dim), np.float32)
         keys = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
+        now = time.time()
         with db.session_scope(self.config) as s:
             model_id = self.models.record(s).id
             found: dict[str, bytes] = {}
+            touch: list[str] = []  # rows whose mark changes: a search text used again, or now a prompt's
             unique = list(dict.fromkeys(keys))
             for start in range(0, len(unique), 500):
                 chunk = unique[start:start + 500]
-                found.update(s.execute(select(PromptEmbedding.text_hash, PromptEmbedding.vector).where(
-                    PromptEmbedding.model_id == model_id, PromptEmbedding.text_hash.in_(chunk))).all())
+                for key, vector, used in s.execute(select(
+                        PromptEmbedding.text_hash, PromptEmbedding.vector, PromptEmbedding.query_used_at).where(
+                        PromptEmbedding.model_id == model_id, PromptEmbedding.text_hash.in_(chunk))):
+                    found[key] = vector
+                    # a search's write only when the mark is an hour stale: reads stay reads
+                    if used is not None and (not query or now - used > QUERY_TOUCH_SECONDS):
+                        touch.append(key)
+            if touch:
+                s.execute(update(PromptEmbedding).where(
+                    PromptEmbedding.model_id == model_id, PromptEmbedding.text_hash.in_(touch))
+                    .values(query_used_at=now if query else None))
             missing = {k: t for k, t in zip(keys, texts) if k not in found}
             if missing:
                 vecs = self.models.encoder().encode_texts(list(missing.values()))
-                rows = [{"model_id": model_id, "text_hash": key, "text": text, "vector": vec.tobytes()}
+                rows = [{"model_id": model_id, "text_hash": key, "text": text, "vector": vec.tobytes(),
+                         "query_used_at": now if query else None}
                         for (key, text), vec in zip(missing.items(), vecs)]
                 found.update((row["text_hash"], row["vector"]) for row in rows)
                 _insert_new(s, rows)
+                if query:
+                    _drop_least_recent_queries(s, model_id, self.config.query_cache_texts)
         return np.stack([np.frombuffer(found[k], dtype=np.float32) for k in keys])
+
+
+QUERY_TOUCH_SECONDS = 3600  # a search text's last use is recorded to the hour
+
+
+def _drop_least_recent_queries(session: Session, model_id: int, keep: int) -> None:
+    """Delete the search texts of ``model_id`` past the ``keep`` most recently used."""
+    queries = select(PromptEmbedding.text_hash).where(PromptEmbedding.model_id == model_id,
+                                                      PromptEmbedding.query_used_at.is_not(None))
+    count = session.scalar(select(func.count()).select_from(queries.subquery()))
+    if count <= keep:
+        return
+    oldest = list(session.scalars(queries.order_by(PromptEmbedding.query_used_at, PromptEmbedding.text_hash)
+                                  .limit(count - keep)))
+    for start in range(0, len(oldest), 500):
+        session.execute(delete(PromptEmbedding).where(PromptEmbedding.model_id == model_id,
+                                                      PromptEmbedding.text_hash.in_(oldest[start:start + 500])))
 
 
 def _insert_new(session: Session, rows: list[dict]) -> None:

@@ -82,10 +82,11 @@ def create_app(config: Config | None = None, test_config: dict | None = None) ->
     app.url_map.converters["int"] = CatalogId  # before the blueprints' rules are built
 
 
-    from . import access, api, auth, delivery, images, lab, review, search
+    from . import access, api, auth, delivery, images, lab, rate_limit, review, search
 
     delivery.init_app(app)  # first: its compression must run after every other hook
     access.init_app(app)
+    rate_limit.init_app(app, config)
     for module in (auth, review, images, search, lab, api):
         app.register_blueprint(module.bp)
     _register_errors(app)

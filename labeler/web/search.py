@@ -9,11 +9,13 @@ from ..errors import LabelerError
 from .requests import search_args
 from .results import search_hits
 from .context import collection
+from .rate_limit import SEARCH, rate_limited
 
 bp = Blueprint("search", __name__)
 
 
 @bp.route("/search")
+@rate_limited(SEARCH)
 def page():
     coll = collection()
     args = search_args()
