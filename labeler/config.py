@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -49,6 +50,9 @@ class Config:
     index_gpu: bool = False  # search on a GPU (needs faiss-gpu)
     engine: str = "local"  # "local": threads in this process; "ray": Ray Data stages (labeler.ingest.ray_engine)
     engine_address: str | None = None  # the Ray cluster to join; None: RAY_ADDRESS, else a local one
+    # Reverse proxies whose X-Forwarded-For is believed (addresses or networks); from anyone else
+    # the header is ignored, so a client cannot pick the address its failed logins count against.
+    trusted_proxies: tuple[str, ...] = ()
 
     def __post_init__(self):
         # Resolved once, here: Flask's send_file and the ONNX cache would otherwise resolve a relative
@@ -87,6 +91,8 @@ class Config:
         for key in ("batch_size", "checkpoint_every", "workers", "index_ivf_above"):
             if env.get(f"LABELER_{key.upper()}"):
                 values[key] = _int_setting(env, f"LABELER_{key.upper()}")
+        if env.get("LABELER_TRUSTED_PROXIES"):
+            values["trusted_proxies"] = _networks(env["LABELER_TRUSTED_PROXIES"], "LABELER_TRUSTED_PROXIES")
         for key in LIMITS:
             if env.get(f"LABELER_{key.upper()}"):
                 values[key] = _int_setting(env, f"LABELER_{key.upper()}", minimum=1)
@@ -118,6 +124,18 @@ class Config:
 def _absolute(path: Path | str) -> Path:
     """``path`` made absolute against the working directory, ``~`` expanded, symlinks left as they are."""
     return Path(os.path.abspath(os.path.expanduser(path)))
+
+
+def _networks(value: str, name: str) -> tuple[str, ...]:
+    """A comma-separated list of IP addresses or networks, each checked."""
+    items = tuple(item.strip() for item in value.split(",") if item.strip())
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(f"{name} must list IP addresses or networks (10.0.0.1, 10.0.0.0/8), "
+                              f"not {item!r}") from None
+    return items
 
 
 def _int_setting(env: dict[str, str], name: str, minimum: int | None = None) -> int:
