@@ -15,6 +15,7 @@ import click
 from .commands import demo, indexing, labels, learning, search, serve, users, world
 from .config import Config
 from .errors import LabelerError, disk_full
+from .files import apply_umask
 
 
 class LabelerGroup(click.Group):
@@ -44,6 +45,7 @@ class LabelerGroup(click.Group):
 def cli(ctx: click.Context, home: Path | None, model: str | None, device: str | None) -> None:
     """labeler: label, search and review image collections with CLIP prompt ensembles."""
     ctx.obj = Config.from_env(home=home, model=model, device=device)
+    apply_umask(ctx.obj.umask)
 
 
 for command in (*indexing.COMMANDS, *world.COMMANDS, *labels.COMMANDS, *learning.COMMANDS, *search.COMMANDS,

@@ -53,6 +53,9 @@ class Config:
     # Reverse proxies whose X-Forwarded-For is believed (addresses or networks); from anyone else
     # the header is ignored, so a client cannot pick the address its failed logins count against.
     trusted_proxies: tuple[str, ...] = ()
+    # What new files and folders may not grant (LABELER_UMASK, octal): 077 makes them 0600 and
+    # 0700, so the catalog (password hashes) and the thumbnails are the owner's alone.
+    umask: int = 0o077
 
     def __post_init__(self):
         # Resolved once, here: Flask's send_file and the ONNX cache would otherwise resolve a relative
@@ -91,6 +94,13 @@ class Config:
         for key in ("batch_size", "checkpoint_every", "workers", "index_ivf_above"):
             if env.get(f"LABELER_{key.upper()}"):
                 values[key] = _int_setting(env, f"LABELER_{key.upper()}")
+        if env.get("LABELER_UMASK"):
+            try:
+                values["umask"] = int(env["LABELER_UMASK"], 8)
+            except ValueError:
+                values["umask"] = -1
+            if not 0 <= values["umask"] <= 0o777:
+                raise ConfigError(f"LABELER_UMASK must be an octal mask like 077 or 022, not {env['LABELER_UMASK']!r}")
         if env.get("LABELER_TRUSTED_PROXIES"):
             values["trusted_proxies"] = _networks(env["LABELER_TRUSTED_PROXIES"], "LABELER_TRUSTED_PROXIES")
         for key in LIMITS:

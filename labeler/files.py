@@ -8,6 +8,12 @@ from pathlib import Path
 from typing import Callable
 
 
+def apply_umask(umask: int) -> None:
+    """Make ``umask`` this process's (``Config.umask``): every file and folder created after it,
+    by labeler, SQLite or FAISS, is no more open than it allows."""
+    os.umask(umask)
+
+
 def replace_atomically(path: Path, write: Callable[[Path], None], durable: bool = True) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
 
