@@ -9,7 +9,6 @@ unchanged, skipped with a reason, or unmatched.
 from __future__ import annotations
 
 import json
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Sequence
 from sqlalchemy import select
 
 from ..review import decisions as review
+from ..review.values import lookalike, normalise, value_problem
 from ..store.catalog import Label
 from ..collection import Collection
 from ..store.csvfiles import ID_COLUMNS, IMAGE_URL_COLUMN, CsvError, match_rows, read_csv
@@ -28,6 +28,8 @@ from ..core.prompts import PromptSet
 # Columns of Label Studio's converter CSV that are not groups (besides the task data keys).
 CONVERTER_COLUMNS = ("id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement",
                      "history")
+NEWER_REVIEW = "newer_review"  # the skip reason of a cell whose label changed since the export
+REVIEWED = ("accepted", "corrected")
 EXAMPLES = 20  # skipped cells listed one by one in the report; the rest are only counted
 
 
@@ -46,6 +48,7 @@ class Cell:
     value: str
     status: str | None = None  # GROUP:status, when the file has it
     predicted: str | None = None  # GROUP:predicted, when the file has it
+    version: int | None = None  # GROUP:version: the label's version when it was exported
 
 
 @dataclass
@@ -62,13 +65,17 @@ class Source:
 
 def import_labels(collection: Collection, path: Path, groups: Sequence[str] | None = None,
                   user_id: int | None = None, prompt_set: PromptSet | None = None,
-                  allow_new_values: bool = False) -> dict:
+                  allow_new_values: bool = False, overwrite_newer: bool = False) -> dict:
     """Import the reviewed labels of ``path`` (CSV or Label Studio JSON); returns the report.
 
     ``prompt_set``: what groups and values are checked against (default: the one each group's
     labels came from; nothing is checked while the collection has no labels). Raises
     :class:`ImportRefused` for unknown groups or values unless ``allow_new_values``, and a
     :class:`LabelerError` for a value the review UI would refuse; then nothing is written.
+
+    A cell from our CSV export carries its label's version (``GROUP:version``): when the label has
+    changed since, the cell is skipped as ``newer_review`` (re-importing an old export silently
+    reverted newer reviews) unless ``overwrite_newer``.
     """
     source = read_source(path)
     if groups:
@@ -112,6 +119,10 @@ def import_labels(collection: Collection, path: Path, groups: Sequence[str] | No
                 if problem:
                     raise LabelerError(f"{path}: {_at(where)}, {group}: {problem} ({value[:40]!r}...); nothing imported")
                 label = existing.get((image_id, group))
+                if (label is not None and cell.version is not None and label.version > cell.version
+                        and not overwrite_newer and not (label.value == value and label.status in REVIEWED)):
+                    skip(where, group, NEWER_REVIEW)  # changed since the export: the file is older news
+                    continue
                 if cell.status == "proposed":
                     proposal = cell.predicted if cell.predicted else (label.predicted if label is not None else None)
                     if proposal is None or value == proposal:
@@ -125,7 +136,7 @@ def import_labels(collection: Collection, path: Path, groups: Sequence[str] | No
                                 "fix the file, or pass --allow-new-values to import them anyway", report)
         for image_id, group, value in plan:
             label = existing.get((image_id, group))
-            if label is not None and label.value == value and label.status in ("accepted", "corrected"):
+            if label is not None and label.value == value and label.status in REVIEWED:
                 report["unchanged"] += 1
                 continue
             if label is None:
@@ -137,19 +148,10 @@ def import_labels(collection: Collection, path: Path, groups: Sequence[str] | No
     return report
 
 
-def value_problem(value: str) -> str | None:
-    """Why the review UI would refuse ``value`` as a label value, or None."""
-    if len(value) > review.MAX_VALUE_LENGTH:
-        return f"longer than {review.MAX_VALUE_LENGTH} characters"
-    if any(unicodedata.category(ch) == "Cc" for ch in value):
-        return "holds control characters (tab, newline, NUL, ...)"
-    return None
-
-
 def _clean(cell: str) -> str:
-    """A cell's value: spaces trimmed (never tabs: ``\\t=1`` must not become ``=1``), and our
+    """A cell's value: NFC, spaces trimmed (never tabs: ``\\t=1`` must not become ``=1``), and our
     export's formula guard (a ``'`` before ``=``, ``+``, ``-``, ``@``, tab or CR) taken off again."""
-    value = (cell or "").strip(" ")
+    value = normalise(cell or "")
     if value.startswith("'") and value[1:].startswith(FORMULA_STARTS):
         value = value[1:]
     return value
@@ -201,6 +203,10 @@ def _check_known(session, groups: list[str], plan: list[tuple[int, str, str]],
             continue
         spec = spec_set.groups[group]
         allowed = set(spec.option_names) | ({spec.none_name} if spec.none_name else set())
+        for value in new:
+            if value not in allowed and (imitated := lookalike(value, sorted(allowed))) is not None:
+                raise LabelerError(f"{report['source']}: {group}: {value!r} looks like the option {imitated!r} "
+                                   "but is other text (look-alike letters); nothing imported")
         if any(value not in allowed for value in new):
             unknown_values[group] = {value for value in new if value not in allowed}
     report["unknown_values"] = {g: sorted(v) for g, v in unknown_values.items()}
@@ -252,9 +258,15 @@ def _read_csv(path: Path) -> Source:
             seen.add(task)
         source.refs.append({k: row.get(k) or "" for k in (*ID_COLUMNS, IMAGE_URL_COLUMN)})
         source.cells.append({g: Cell(row.get(g) or "", (row.get(f"{g}:status") or "").strip() or None,
-                                     _clean(row.get(f"{g}:predicted") or "") or None) for g in groups})
+                                     _clean(row.get(f"{g}:predicted") or "") or None,
+                                     _version(row.get(f"{g}:version"))) for g in groups})
         source.lines.append(line)
     return source
+
+
+def _version(cell: str | None) -> int | None:
+    text = (cell or "").strip()
+    return int(text) if text.isdecimal() and len(text) < 19 else None
 
 
 def _read_label_studio(path: Path) -> Source:
