@@ -117,29 +117,48 @@ def embed_cmd(mode: str | None, as_json: bool) -> None:
          lambda d: click.echo(f"{d['embedded']} embedded with {d['model']}"))
 
 
+CATALOG_UNREPAIRABLE = ("the catalog itself is damaged, which --repair cannot fix: stop every labeler process, "
+                        "copy the home, then restore a backup of catalog.db or salvage it with "
+                        "`sqlite3 catalog.db .recover | sqlite3 recovered.db`")
+
+
 @click.command("check")
 @click.option("--repair", is_flag=True, help="Rebuild the index from the catalog's stored vectors.")
+@click.option("--full", is_flag=True, help="SQLite's integrity_check (every index against its table), "
+                                           "not only quick_check.")
 @json_option
-def check_cmd(repair: bool, as_json: bool) -> None:
-    """Verify that the index ids equal the catalog's embedded ids; report its type and measured recall@10."""
-    db.require_catalog(get_config())  # a read command: a missing home is reported, not created
+def check_cmd(repair: bool, full: bool, as_json: bool) -> None:
+    """Verify the catalog's pages (SQLite quick_check), that the index ids equal the catalog's
+    embedded ids and that a sample of its vectors equals the stored ones (cosine); report its
+    type and measured recall@10."""
+    config = get_config()
+    db.require_catalog(config)  # a read command: a missing home is reported, not created
     collection = get_collection()
-    problems = collection.index_cache.problems()
-    repaired = False
+    catalog_problems = db.integrity_problems(config, full)
+    problems = list(catalog_problems)
+    if not catalog_problems:  # a damaged catalog cannot be compared with anything
+        problems += collection.index_cache.problems()
+    repaired, unrepaired = False, []
     if problems and repair:
-        collection.index_cache.sync(rebuild=True)
-        repaired = True
-        problems = collection.index_cache.problems()
+        if catalog_problems:
+            unrepaired = [CATALOG_UNREPAIRABLE]
+        else:
+            collection.index_cache.sync(rebuild=True)
+            repaired = True
+            problems = collection.index_cache.problems()
     # Only a sound index is described: opening a broken one would rebuild it, which is --repair's call.
     info = {"index": None, "recall": None} if problems else _index_info(collection)
-    data = {"ok": not problems, "problems": problems, "repaired": repaired, **info}
+    data = {"ok": not problems, "problems": problems, "repaired": repaired, "unrepaired": unrepaired, **info}
 
     def human(d: dict) -> None:
         for problem in d["problems"]:
             click.echo(f"problem: {problem}")
+        for line in d["unrepaired"]:
+            click.echo(f"not repaired: {line}")
         if d["index"]:
             click.echo(_describe(d))
-        click.echo(("repaired; " if d["repaired"] else "") + ("ok" if d["ok"] else "not ok (try --repair)"))
+        hint = "" if d["unrepaired"] else " (try --repair)"
+        click.echo(("repaired; " if d["repaired"] else "") + ("ok" if d["ok"] else f"not ok{hint}"))
 
     emit(as_json, data, human)
     if problems:

@@ -151,6 +151,21 @@ def upgrade(config: Config, revision: str = "head") -> None:
     command.upgrade(alembic_config(config), revision)
 
 
+def integrity_problems(config: Config, full: bool = False) -> list[str]:
+    """What SQLite finds wrong with the catalog's pages: ``PRAGMA quick_check`` (``integrity_check``
+    with ``full``, which also compares every index with its table); empty when sound. Other
+    databases check themselves: always empty."""
+    if not config.db_url.startswith("sqlite"):
+        return []
+    pragma = "integrity_check" if full else "quick_check"
+    try:
+        with get_engine(config).connect() as conn:
+            lines = [row[0] for row in conn.exec_driver_sql(f"PRAGMA {pragma}(20)")]
+    except DBAPIError as exc:  # too damaged even to check
+        return [f"catalog: {str(exc.orig).splitlines()[0]}"]
+    return [] if lines == ["ok"] else [f"catalog: {line}" for line in lines]
+
+
 def current_revision(config: Config) -> str | None:
     from alembic.runtime.migration import MigrationContext
 

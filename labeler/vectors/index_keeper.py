@@ -382,7 +382,36 @@ class IndexCache:
             problems.append(f"index holds {len(extra)} ids with no stored vector: {extra[:10].tolist()}")
         if len(missing):
             problems.append(f"{len(missing)} stored vectors are not in the index: {missing[:10].tolist()}")
+        if not problems:
+            problems += self._vector_problems(index, model_id, ids)
         return problems
+
+    def _vector_problems(self, index: FaissIndex, model_id: int, ids: np.ndarray) -> list[str]:
+        """Stored vectors of a sample of ids, each searched exactly in the index: its own id must come
+        back with a cosine of 1 (the index holds that very vector), and no score may pass 1."""
+        if not len(ids):
+            return []
+        rng = np.random.default_rng(0)
+        sample = np.sort(rng.choice(ids, size=min(VECTOR_SAMPLE, len(ids)), replace=False))
+        got_ids, vectors = self.vectors.read(sample, model_id=model_id)
+        if not len(got_ids):
+            return []
+        scores, hits = index.search(vectors, min(10, len(index)), exact=True)
+        tolerance = 1e-3 if index.kind in ("flat", "ivf") and "PQ" not in index.factory.upper() else 0.05
+        wrong = [int(i) for i, row_ids, row_scores in zip(got_ids, hits, scores)
+                 if not any(h == i and abs(s - 1.0) <= tolerance for h, s in zip(row_ids, row_scores))]
+        top = float(scores.max()) if scores.size else 0.0
+        problems = []
+        if wrong:
+            problems.append(f"{len(wrong)} of {len(got_ids)} sampled vectors in the index differ from the catalog's "
+                            f"(cosine with the stored vector not 1): ids {wrong[:10]}")
+        if top > 1.0 + tolerance:
+            problems.append(f"the index answers scores up to {top:.1f} where unit vectors give at most 1: "
+                            "its vectors are corrupt")
+        return problems
+
+
+VECTOR_SAMPLE = 256  # stored vectors compared with the index by check
 
 
 def _lists_needed(factory: str) -> int:
