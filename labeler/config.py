@@ -14,7 +14,7 @@ from .errors import ConfigError
 ENGINES = ("local", "ray")
 # Limits on what one file or one request may cost; each is LABELER_<NAME>, a whole number >= 1.
 LIMITS = ("max_file_mb", "max_query_chars", "max_query_terms", "max_prompt_chars", "query_cache_texts", "search_per_minute",
-          "decisions_per_minute")
+          "decisions_per_minute", "connection_limit", "channel_timeout")
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,11 @@ class Config:
     max_prompt_chars: int = 400  # one prompt of a prompt set (CLIP reads only its first 77 tokens)
     query_cache_texts: int = 10_000  # search texts kept in the catalog's text cache per model (LRU)
     search_per_minute: int = 120  # searches per user per minute on the server; past it, 429
+    # waitress: open connections per server process (half-sent requests hold one each; waitress's
+    # own default, 100, let 110 of them shut everyone out), and the seconds a connection may stay
+    # silent before it is closed
+    connection_limit: int = 1_000
+    channel_timeout: int = 30
     decisions_per_minute: int = 600  # review decisions (and bulk accepts) per user per minute; past it, 429
     secret_key: str | None = None  # Flask sessions; None: generated once into home
     # auto (Flat, then IVF from index_ivf_above vectors), flat, ivf, hnsw or a FAISS factory string
