@@ -178,3 +178,25 @@ def test_a_full_disk_during_index_is_one_line_and_loses_nothing(tmp_path, model_
     if when == "halfway through":  # what the full run catalogued is kept, not redone
         assert second["unchanged"] > 0, second
     assert (third["unchanged"], third["added"], third["embedded"]) == (200, 0, 0)
+
+
+def test_a_second_index_on_one_home_exits_2_naming_the_first(tmp_path, model_spec):
+    import fcntl
+
+    photos = tmp_path / "photos"
+    write_good_images(photos, 2, seed=41)
+    home = tmp_path / "home"
+    home.mkdir()
+    with open(home / ".index.lock", "a+") as lock:  # a first run holds the lock, as index does
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock.write("4242")
+        lock.flush()
+        done = subprocess.run(manage_argv("--home", home, "--model", model_spec, "index", photos),
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert done.stderr.strip() == (f"error: another index is running on {home} (pid 4242); wait for it to "
+                                       "finish, then run this again")
+        assert sorted(p.name for p in home.iterdir()) == [".index.lock", "catalog.db"]  # nothing indexed
+    after = subprocess.run(manage_argv("--home", home, "--model", model_spec, "index", photos, "--json"),
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert after.returncode == 0 and json.loads(after.stdout)["added"] == 2, after.stderr[-2000:]
