@@ -14,7 +14,8 @@ from .errors import ConfigError
 ENGINES = ("local", "ray")
 # Limits on what one file or one request may cost; each is LABELER_<NAME>, a whole number >= 1.
 LIMITS = ("max_file_mb", "max_query_chars", "max_query_terms", "max_prompt_chars", "query_cache_texts", "search_per_minute",
-          "decisions_per_minute", "connection_limit", "channel_timeout")
+          "decisions_per_minute", "connection_limit", "channel_timeout",
+          "max_free_values")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Config:
     # silent before it is closed
     connection_limit: int = 1_000
     channel_timeout: int = 30
+    max_free_values: int = 50  # typed corrections listed per group on the queue and search pages
     decisions_per_minute: int = 600  # review decisions (and bulk accepts) per user per minute; past it, 429
     secret_key: str | None = None  # Flask sessions; None: generated once into home
     # auto (Flat, then IVF from index_ivf_above vectors), flat, ivf, hnsw or a FAISS factory string

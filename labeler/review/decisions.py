@@ -517,11 +517,16 @@ def groups(session: Session) -> list[str]:
     return list(session.scalars(select(Label.group).distinct().order_by(Label.group)))
 
 
-def options(session: Session, group: str) -> list[str]:
-    """Every value seen in ``group``: predicted ones and corrections."""
+def options(session: Session, group: str, free_limit: int | None = None) -> list[str]:
+    """Every value seen in ``group``: predicted ones and corrections, sorted; with ``free_limit``,
+    only that many free-text corrections (values the model never proposed), the most used first,
+    so a page that lists them stays small however many were typed."""
     values = set(session.scalars(select(Label.predicted).where(Label.group == group).distinct()))
-    values |= set(session.scalars(select(Label.value).where(Label.group == group).distinct()))
-    return sorted(v for v in values if v is not None)
+    values.discard(None)
+    used = session.execute(select(Label.value, func.count()).where(Label.group == group, Label.value.is_not(None))
+                           .group_by(Label.value).order_by(func.count().desc(), Label.value)).all()
+    free = [value for value, _ in used if value not in values]
+    return sorted(values | set(free if free_limit is None else free[:free_limit]))
 
 
 def history(session: Session, label_ids: Sequence[int]) -> list[ReviewEvent]:

@@ -26,6 +26,6 @@ def page():
         hits, error = [], str(exc)
     with coll.session() as s:
         groups = review.groups(s)
-        values = review.options(s, args["group"]) if args["group"] else []
+        values = review.options(s, args["group"], coll.config.max_free_values) if args["group"] else []
     return render_template("search/search.html", args=args, hits=hits, groups=groups, values=values,
                            statuses=review.FILTER_STATUSES, error=error), (400 if error else 200)

@@ -140,3 +140,23 @@ def test_the_lab_refuses_what_label_would_refuse_before_writing_anything(client,
     assert client.get("/lab?set=workshop&group=concept&option=hammer").status_code == 200
     at_limit = client.post("/lab/save", data=_lab_form(csrf, "a hammer " + "x" * 391))  # 400 characters
     assert at_limit.status_code == 302
+
+
+def test_the_queue_lists_only_the_most_used_typed_values(web_config):
+    import re
+
+    from labeler.review import decisions
+
+    app = _app(web_config, max_free_values=5)
+    client = app.test_client()
+    login(client, Users.reviewer)
+    labels = client.get("/api/labels?group=concept&limit=9").get_json()["labels"]
+    typed = [f"typed {i}" for i in range(8)] + ["typed 7"]  # typed 7 twice: the most used
+    with db.session_scope(web_config) as s:
+        for label, value in zip(labels, typed):
+            decisions.decide(s, label["id"], "correct", None, label["version"], value)
+    html = client.get("/review?group=concept").get_data(as_text=True)
+    listed = set(re.findall(r"<option[^>]*>(typed \d)</option>", html))
+    assert len(listed) == 5 and "typed 7" in listed
+    filtered = client.get("/review?group=concept&value=typed+0&status=corrected").get_data(as_text=True)
+    assert "typed 0</option>" in filtered  # what is filtered on is listed even past the cap
