@@ -15,7 +15,7 @@ ENGINES = ("local", "ray")
 # Limits on what one file or one request may cost; each is LABELER_<NAME>, a whole number >= 1.
 LIMITS = ("max_file_mb", "max_query_chars", "max_query_terms", "max_prompt_chars", "query_cache_texts", "search_per_minute",
           "decisions_per_minute", "connection_limit", "channel_timeout",
-          "max_free_values")
+          "max_free_values", "search_budget_ms")
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class Config:
     max_query_terms: int = 32  # terms of a combined query ("a" + "b" - image:3)
     max_prompt_chars: int = 400  # one prompt of a prompt set (CLIP reads only its first 77 tokens)
     query_cache_texts: int = 10_000  # search texts kept in the catalog's text cache per model (LRU)
+    search_budget_ms: int = 5_000  # one web search's time, checked between its steps; past it, 503
     search_per_minute: int = 120  # searches per user per minute on the server; past it, 429
     # waitress: open connections per server process (half-sent requests hold one each; waitress's
     # own default, 100, let 110 of them shut everyone out), and the seconds a connection may stay

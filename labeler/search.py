@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -160,6 +161,16 @@ def image_vector(collection: Collection, image_id: int) -> np.ndarray:
     return vecs[0]
 
 
+class SearchTooSlow(LabelerError):
+    """A search that ran past its time budget (``LABELER_SEARCH_BUDGET_MS``); the server answers 503."""
+
+
+def _within(deadline: float | None) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise SearchTooSlow("the search ran past its time budget (LABELER_SEARCH_BUDGET_MS); "
+                            "try a shorter query or fewer filters")
+
+
 class QueryTooLarge(LabelerError):
     """A query over the configured size limits: refused before any of it is parsed or encoded."""
 
@@ -269,7 +280,7 @@ def present_paths(collection: Collection, image_ids: Sequence[int]) -> dict[int,
 
 
 def nearest(collection: Collection, vector: np.ndarray, k: int, allowed: set[int] | None = None,
-            exclude: set[int] | None = None, exact: bool = False) -> list[Hit]:
+            exclude: set[int] | None = None, exact: bool = False, deadline: float | None = None) -> list[Hit]:
     """The ``k`` best present images for a unit ``vector`` ``[D]``, best first, over-fetching when filtering.
 
     ``exact``: the true best, whatever approximate index the collection has (to measure its recall).
@@ -289,6 +300,7 @@ def nearest(collection: Collection, vector: np.ndarray, k: int, allowed: set[int
         return []
     fetch = min(total, k + len(exclude or ()) if allowed is None else k * 4)
     while True:
+        _within(deadline)  # a filter that keeps few hits widens the search again and again
         scores, ids = index.search(vector[None, :], fetch, exact=exact)
         candidates = [(int(i), float(sc)) for i, sc in zip(ids[0], scores[0]) if i >= 0
                       and (allowed is None or int(i) in allowed) and int(i) not in (exclude or ())]
@@ -300,10 +312,14 @@ def nearest(collection: Collection, vector: np.ndarray, k: int, allowed: set[int
 
 
 def search(collection: Collection, query: str, k: int = 20, where: dict | None = None, status: str | None = None,
-           templates: bool = False, exact: bool = False) -> list[Hit]:
-    """Free-text or combined query → hits best first, filtered by labels and review status."""
+           templates: bool = False, exact: bool = False, deadline: float | None = None) -> list[Hit]:
+    """Free-text or combined query → hits best first, filtered by labels and review status;
+    past ``deadline`` (``time.monotonic()``), :class:`SearchTooSlow` between its steps."""
     vector = query_vector(collection, query, templates)
-    return nearest(collection, vector, k, allowed_ids(collection, where, status), exact=exact)
+    _within(deadline)
+    allowed = allowed_ids(collection, where, status)
+    _within(deadline)
+    return nearest(collection, vector, k, allowed, exact=exact, deadline=deadline)
 
 
 def search_concept(collection: Collection, prompt_set: PromptSet, concept: str, k: int = 20,
@@ -334,22 +350,25 @@ def resolve_image(collection: Collection, ref: str | int) -> int:
 
 
 def similar(collection: Collection, image: int | str, k: int = 20, where: dict | None = None,
-            status: str | None = None) -> list[Hit]:
+            status: str | None = None, deadline: float | None = None) -> list[Hit]:
     """Images most like ``image`` (an id or a path), best first, the image itself left out."""
     image_id = resolve_image(collection, image)
     vector = image_vector(collection, image_id)
-    return nearest(collection, vector, k, allowed_ids(collection, where, status), exclude={image_id})
+    return nearest(collection, vector, k, allowed_ids(collection, where, status), exclude={image_id},
+                   deadline=deadline)
 
 
 def find(collection: Collection, text: str, k: int = 20, where: dict[str, str] | None = None,
          status: str | None = None, similar_to: int | None = None) -> list[Hit]:
     """Images like ``similar_to`` when given, else matches for the query ``text``; none for neither.
 
-    The web's one way in: the search page and ``/api/search`` take both kinds of query.
+    The web's one way in: the search page and ``/api/search`` take both kinds of query, each
+    within ``LABELER_SEARCH_BUDGET_MS`` (:class:`SearchTooSlow` past it).
     """
+    deadline = time.monotonic() + collection.config.search_budget_ms / 1000
     if similar_to is None and not text:
         return []
     _ = collection.index_cache.get()  # an empty collection is a clear error before any text is encoded
     if similar_to is not None:
-        return similar(collection, similar_to, k, where=where, status=status)
-    return search(collection, text, k, where=where, status=status)
+        return similar(collection, similar_to, k, where=where, status=status, deadline=deadline)
+    return search(collection, text, k, where=where, status=status, deadline=deadline)

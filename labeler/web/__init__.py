@@ -30,6 +30,7 @@ from ..store.catalog import MAX_ID
 from ..collection import Collection
 from ..config import Config
 from ..errors import LabelerError, ModelUnavailable, NotFound, disk_full
+from ..search import SearchTooSlow
 from ..files import apply_umask
 from ..resources import resource_dir
 from .context import error_response, wants_json
@@ -159,6 +160,10 @@ def _register_errors(app: Flask) -> None:
     @app.errorhandler(ModelUnavailable)
     def _no_model(exc: ModelUnavailable):
         return error_response(503, str(exc))  # the server's setup, not the request, is at fault
+
+    @app.errorhandler(SearchTooSlow)
+    def _too_slow(exc: SearchTooSlow):
+        return error_response(503, str(exc))  # the server's load, not the request, is at fault
 
     @app.errorhandler(LabelerError)
     def _user_error(exc: LabelerError):

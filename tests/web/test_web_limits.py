@@ -160,3 +160,16 @@ def test_the_queue_lists_only_the_most_used_typed_values(web_config):
     assert len(listed) == 5 and "typed 7" in listed
     filtered = client.get("/review?group=concept&value=typed+0&status=corrected").get_data(as_text=True)
     assert "typed 0</option>" in filtered  # what is filtered on is listed even past the cap
+
+
+def test_a_search_past_its_time_budget_is_503(web_config):
+    app = _app(web_config, search_budget_ms=1)  # no new text is encoded within a millisecond
+    client = app.test_client()
+    login(client, Users.reviewer)
+    slow = client.get("/api/search", query_string={"q": "a text never encoded before, 1 ms is not enough"})
+    assert slow.status_code == 503 and "LABELER_SEARCH_BUDGET_MS" in slow.get_json()["error"]
+    page = client.get("/search", query_string={"q": "another new text that takes more than 1 ms"})
+    assert page.status_code == 503 and "LABELER_SEARCH_BUDGET_MS" in page.get_data(as_text=True)
+    fine = _app(web_config).test_client()  # the default budget, 5 s
+    login(fine, Users.reviewer)
+    assert fine.get("/api/search", query_string={"q": "a third new text"}).status_code == 200
