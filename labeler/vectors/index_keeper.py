@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..store import db
-from ..store.catalog import Model, Setting
+from ..store.catalog import Embedding, Model, Setting
 from ..config import Config
 from ..errors import CatalogError
 from .index import IVF_TRAIN_PER_LIST, FaissIndex, check_factory, choose_factory, read_stamp
@@ -130,8 +130,9 @@ class IndexCache:
                     self._checked_at = time.monotonic()
                     model_id = self._model()
                     on_disk = read_stamp(self.path(model_id)) or {}
-                    if on_disk.get("build") not in (None, self._index.stamp.get("build")):
-                        self.open()
+                    if on_disk.get("build") not in (None, self._index.stamp.get("build")) or \
+                            self.vectors.oldest_change() > self._index.stamp.get("change", 0) + 1:
+                        self.open()  # rebuilt elsewhere, or the log compacted past where this one stands
                     elif self.vectors.latest_change() > self._index.stamp.get("change", 0):
                         self.catch_up()
         return self._index
@@ -279,8 +280,28 @@ class IndexCache:
                 if index.kind == "ivf":  # the lists have filled since nprobe was chosen: choose again
                     tune_nprobe(index, self.vectors.sample(2 * RECALL_QUERIES, self._model())[1])
                 self.save()
+                if force:  # the end of a run: the log's old rows, now in every saved index, can go
+                    self.compact_changes()
                 return "saved"
             return None
+
+    def compact_changes(self) -> int:
+        """Delete the change-log rows that every model's saved index already holds, but the last
+        :data:`KEEP_CHANGES` of them (PostgreSQL's re-read window, and a server a little behind);
+        the newest row always stays. Nothing while any model with vectors has no saved index. A
+        server that was further behind finds the gap (:meth:`get`) and loads the saved file, which
+        holds what went. Returns how many rows went (the log grew with every change, for ever)."""
+        with db.session_scope(self.config) as s:
+            model_ids = list(s.scalars(select(Embedding.model_id).distinct()))
+        stamps = []
+        for model_id in model_ids:
+            stamp = read_stamp(self.path(model_id))
+            if not stamp or "change" not in stamp:
+                return 0
+            stamps.append(int(stamp["change"]))
+        if not stamps:
+            return 0
+        return self.vectors.compact_changes(min(stamps) - KEEP_CHANGES)
 
     def _rebuild_due(self, index: FaissIndex) -> bool:
         spec = index.stamp.get("spec", self.config.index_factory)
@@ -411,6 +432,7 @@ class IndexCache:
         return problems
 
 
+KEEP_CHANGES = 10_000  # change-log rows a compaction leaves below what every saved index holds
 VECTOR_SAMPLE = 256  # stored vectors compared with the index by check
 
 

@@ -102,6 +102,19 @@ class VectorStore:
             ids = np.sort(np.random.default_rng(seed).choice(ids, size, replace=False))
         return self.read(ids, model_id=model_id)
 
+    def compact_changes(self, below: int) -> int:
+        """Delete change-log rows with an id under ``below``; the newest row always stays (an
+        index's stamp is compared with it). Returns how many were deleted."""
+        with db.session_scope(self.config) as s:
+            newest = s.scalar(select(func.max(IndexChange.id))) or 0
+            result = s.execute(delete(IndexChange).where(IndexChange.id < min(below, newest)))
+            return result.rowcount or 0
+
+    def oldest_change(self) -> int:
+        """The id of the oldest ``index_changes`` row left (compaction deletes the old ones); 0 before any."""
+        with db.session_scope(self.config) as s:
+            return s.scalar(select(func.min(IndexChange.id))) or 0
+
     def latest_change(self) -> int:
         """The id of the newest ``index_changes`` row; 0 before any. One indexed lookup."""
         with db.session_scope(self.config) as s:
