@@ -19,7 +19,8 @@ def _check(cli, *flags):
 def test_overwritten_vector_bytes_are_found_and_repaired(indexed_collection, indexed_cli):
     code, report = _check(indexed_cli)
     assert (code, report["ok"]) == (0, True), report
-    path = indexed_collection.index_cache.path(indexed_collection.models.current_id())
+    with indexed_collection.session() as s:
+        path = indexed_collection.index_keeper.path(indexed_collection.models.current_id(s))
     size = path.stat().st_size
     with open(path, "r+b") as fh:  # the middle of a flat index is its vectors: 64 bytes of 0x47 (~51,000.0)
         fh.seek(size // 2)

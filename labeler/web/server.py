@@ -19,6 +19,11 @@ from flask import Flask
 
 from ..errors import ServeError
 
+try:
+    import resource
+except ImportError:  # not on this system (Windows): the process's own open-file limit stands
+    resource = None
+
 
 def waitress_settings(app: Flask) -> dict:
     """waitress's limits from the app's config (``LABELER_CONNECTION_LIMIT``, ``LABELER_CHANNEL_TIMEOUT``).
@@ -36,9 +41,7 @@ def waitress_settings(app: Flask) -> dict:
 
 
 def _fit_open_files(wanted: int) -> None:
-    try:
-        import resource
-    except ImportError:  # not on this system: its own limit stands
+    if resource is None:
         return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < wanted:
