@@ -148,7 +148,8 @@ def load(home: Path, model: str, clients: int, seconds: float, threads: int | No
     """One ``serve --processes N``: 1 client, then ``clients`` clients, on a warmed server."""
     path = "/api/search?" + urllib.parse.urlencode({"q": QUERY, "k": K})
     extra = (["--threads", threads] if threads else []) + ["--processes", processes]
-    env = {**os.environ, "LABELER_SECRET_KEY": "bench-web-search"}
+    # One user drives every request: the per-user search limit would cap what this measures.
+    env = {**os.environ, "LABELER_SECRET_KEY": "bench-web-search", "LABELER_SEARCH_PER_MINUTE": "1000000"}
     with serving(manage_argv("--home", home, "--model", model, "serve", *extra),
                  env=env) as server:
         cookie = log_in(server.port)

@@ -34,6 +34,7 @@ from .config import Config
 from .core.prompts import PromptSet, load_prompt_set
 from .errors import ConfigError, LabelerError, user_file
 from .exchange.export import export_labels
+from .files import apply_umask
 from .exchange.importing import import_labels as import_label_file
 from .ingest.run import embed_pending, index_paths, model_spec
 from .labeling.bulk import DEFAULT_STRATEGY, check_request, label_collection
@@ -43,6 +44,10 @@ from .store import db
 from .store.stats import catalog_counts
 
 __all__ = ["Labeler", "open"]
+
+CATALOG_UNREPAIRABLE = ("the catalog itself is damaged, which --repair cannot fix: stop every labeler process, "
+                        "copy the home, then restore a backup of catalog.db or salvage it with "
+                        "`sqlite3 catalog.db .recover | sqlite3 recovered.db`")
 
 Progress = Callable[[int], None] | None
 PromptSetRef = str | Path | PromptSet
@@ -83,8 +88,13 @@ class Labeler:
 
     # -- the collection ----------------------------------------------------------------------
     def collection(self) -> Collection:
-        """The underlying :class:`~labeler.collection.Collection`, created (and migrated) on first use."""
+        """The underlying :class:`~labeler.collection.Collection`, created (and migrated) on first use.
+
+        First, the process's umask becomes ``config.umask`` (``LABELER_UMASK``, 077), as the CLI
+        and the web app set it: the catalog (password hashes) and thumbnails are the owner's alone.
+        """
         if self._collection is None:
+            apply_umask(self.config.umask)
             self._collection = Collection(self.config, on_export=self.on_export)
         return self._collection
 
@@ -135,23 +145,31 @@ class Labeler:
                 "missing": counts["missing"], "files": counts["files"], "model": model,
                 "home": str(collection.config.home), "backend": backend}
 
-    def check(self, repair: bool = False) -> dict:
-        """Compare the index with the catalog's stored vectors (``manage.py check``):
-        ``{"ok", "problems", "repaired", "index", "recall"}``; ``repair`` rebuilds a broken index."""
+    def check(self, repair: bool = False, full: bool = False) -> dict:
+        """Verify the catalog's pages (SQLite quick_check, ``full``: integrity_check), that the
+        index ids equal the catalog's embedded ids and that a sample of its vectors equals the
+        stored ones (``manage.py check``): ``{"ok", "problems", "repaired", "unrepaired", "index",
+        "recall"}``; ``repair`` rebuilds a broken index (a damaged catalog is named in ``unrepaired``)."""
         collection = self._existing()
-        keeper = collection.index_keeper
-        with collection.session() as s:
-            problems = keeper.problems(s)
-        repaired = False
+        catalog_problems = db.integrity_problems(self.config, full)
+        problems = list(catalog_problems) or self._index_problems()  # a damaged catalog is compared with nothing
+        repaired, unrepaired = False, []
         if problems and repair:
-            with collection.session() as s:
-                keeper.sync(s, rebuild=True)
-            repaired = True
-            with collection.session() as s:
-                problems = keeper.problems(s)
+            if catalog_problems:
+                unrepaired = [CATALOG_UNREPAIRABLE]
+            else:
+                with collection.session() as s:
+                    collection.index_keeper.sync(s, rebuild=True)
+                repaired = True
+                problems = self._index_problems()
         # Only a sound index is described: opening a broken one would rebuild it, which is repair's call.
         info = {"index": None, "recall": None} if problems else self._index_info()
-        return {"ok": not problems, "problems": problems, "repaired": repaired, **info}
+        return {"ok": not problems, "problems": problems, "repaired": repaired, "unrepaired": unrepaired, **info}
+
+    def _index_problems(self) -> list[str]:
+        collection = self.collection()
+        with collection.session() as s:
+            return collection.index_keeper.problems(s)
 
     def reindex(self, index_type: str | None = None, progress: Progress = None, total: Progress = None) -> dict:
         """Rebuild the index from the stored vectors (``manage.py reindex``); ``index_type``:
@@ -220,6 +238,7 @@ class Labeler:
         ``["concept=hammer"]``; ``status``: proposed, accepted, corrected, rejected or reviewed."""
         if not query:
             raise LabelerError("give a QUERY (or --concept OPTION --prompt-set FILE)")
+        search_module.check_query_size(query, self.config)  # LABELER_MAX_QUERY_CHARS, before any parsing
         search_module.parse_query(query)  # a syntax error is reported before the catalog is opened
         hits = search_module.search(self._existing(), query, k, _where(where), status, templates, exact=exact)
         return [h.to_dict() for h in hits]
@@ -252,15 +271,18 @@ class Labeler:
                                  image_url_prefix=image_url_prefix, force=force)
 
     def import_labels(self, source: str | Path, groups: Sequence[str] | None = None,
-                      prompt_set: PromptSetRef | None = None, allow_new_values: bool = False) -> dict:
+                      prompt_set: PromptSetRef | None = None, allow_new_values: bool = False,
+                      overwrite_newer: bool = False) -> dict:
         """Import reviewed labels from a CSV or a Label Studio JSON export (``manage.py
         import-labels``); a refused file raises :class:`~labeler.exchange.importing.ImportRefused`,
-        whose ``report`` says what was unknown."""
+        whose ``report`` says what was unknown. A cell whose label changed since the export is
+        skipped as ``newer_review`` unless ``overwrite_newer``."""
         chosen = self.prompt_set(prompt_set) if prompt_set is not None else None
         source = Path(source)
         with user_file(source):
             return import_label_file(self.collection(), source, list(groups) if groups else None,
-                                     prompt_set=chosen, allow_new_values=allow_new_values)
+                                     prompt_set=chosen, allow_new_values=allow_new_values,
+                                     overwrite_newer=overwrite_newer)
 
 
 def _where(where: dict[str, str] | Sequence[str] | None) -> dict[str, str] | None:

@@ -14,7 +14,8 @@ import click
 
 from .commands import demo, indexing, labels, learning, search, serve, users, world
 from .config import Config
-from .errors import LabelerError
+from .errors import LabelerError, disk_full
+from .files import apply_umask
 
 
 class LabelerGroup(click.Group):
@@ -26,6 +27,11 @@ class LabelerGroup(click.Group):
         except LabelerError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except Exception as exc:  # a full disk is the machine's state, not a bug: one line too
+            if (full := disk_full(exc)) is None:
+                raise
+            click.echo(f"error: {full}", err=True)
+            ctx.exit(full.exit_code)
 
 
 @click.group(cls=LabelerGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,6 +45,7 @@ class LabelerGroup(click.Group):
 def cli(ctx: click.Context, home: Path | None, model: str | None, device: str | None) -> None:
     """labeler: label, search and review image collections with CLIP prompt ensembles."""
     ctx.obj = Config.from_env(home=home, model=model, device=device)
+    apply_umask(ctx.obj.umask)
 
 
 for command in (*indexing.COMMANDS, *world.COMMANDS, *labels.COMMANDS, *learning.COMMANDS, *search.COMMANDS,

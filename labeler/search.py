@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -156,8 +157,9 @@ def text_vector(collection: Collection, text: str, templates: bool = False) -> n
             _query_cache.move_to_end(key)
             return vector
     texts = [t.format(name=text) for t in generic_templates()] if templates else [text]
+    # query=True: kept in the catalog's text cache under its LRU cap, not for ever
     with collection.session() as s:
-        vector = scoring.unit(collection.vectors.text_vectors(s, texts).mean(axis=0))
+        vector = scoring.unit(collection.vectors.text_vectors(s, texts, query=True).mean(axis=0))
     vector.flags.writeable = False  # shared by every later search for the text
     with _query_cache_lock:
         _query_cache[key] = vector
@@ -175,9 +177,35 @@ def image_vector(collection: Collection, image_id: int) -> np.ndarray:
     return vecs[0]
 
 
+class SearchTooSlow(LabelerError):
+    """A search that ran past its time budget (``LABELER_SEARCH_BUDGET_MS``); the server answers 503."""
+
+
+def _within(deadline: float | None) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise SearchTooSlow("the search ran past its time budget (LABELER_SEARCH_BUDGET_MS); "
+                            "try a shorter query or fewer filters")
+
+
+class QueryTooLarge(LabelerError):
+    """A query over the configured size limits: refused before any of it is parsed or encoded."""
+
+
+def check_query_size(query: str, config) -> None:
+    """Refuse a query longer than ``config.max_query_chars`` at once, before any work."""
+    if len(query) > config.max_query_chars:
+        raise QueryTooLarge(f"the query is {len(query):,} characters; the limit is {config.max_query_chars:,} "
+                            "(LABELER_MAX_QUERY_CHARS)")
+
+
 def query_vector(collection: Collection, query: str, templates: bool = False) -> np.ndarray:
     """The unit vector ``[D]`` of a combined query: the weighted sum of its terms' unit vectors."""
+    config = collection.config
+    check_query_size(query, config)
     terms = parse_query(query)
+    if len(terms) > config.max_query_terms:
+        raise QueryTooLarge(f"the query has {len(terms)} terms; the limit is {config.max_query_terms} "
+                            "(LABELER_MAX_QUERY_TERMS)")
     total = None
     for term in terms:
         vec = (text_vector(collection, term.text, templates) if term.text is not None
@@ -269,7 +297,7 @@ def present_paths(collection: Collection, image_ids: Sequence[int]) -> dict[int,
 
 
 def nearest(collection: Collection, vector: np.ndarray, k: int, allowed: set[int] | None = None,
-            exclude: set[int] | None = None, exact: bool = False) -> list[Hit]:
+            exclude: set[int] | None = None, exact: bool = False, deadline: float | None = None) -> list[Hit]:
     """The ``k`` best present images for a unit ``vector`` ``[D]``, best first, over-fetching when filtering.
 
     ``exact``: the true best, whatever approximate index the collection has (to measure its recall).
@@ -291,6 +319,7 @@ def nearest(collection: Collection, vector: np.ndarray, k: int, allowed: set[int
         return []
     fetch = min(total, k + len(exclude or ()) if allowed is None else k * 4)
     while True:
+        _within(deadline)  # a filter that keeps few hits widens the search again and again
         scores, ids = index.search(vector[None, :], fetch, exact=exact)
         candidates = [(int(i), float(sc)) for i, sc in zip(ids[0], scores[0]) if i >= 0
                       and (allowed is None or int(i) in allowed) and int(i) not in (exclude or ())]
@@ -302,10 +331,14 @@ def nearest(collection: Collection, vector: np.ndarray, k: int, allowed: set[int
 
 
 def search(collection: Collection, query: str, k: int = 20, where: dict | None = None, status: str | None = None,
-           templates: bool = False, exact: bool = False) -> list[Hit]:
-    """Free-text or combined query → hits best first, filtered by labels and review status."""
+           templates: bool = False, exact: bool = False, deadline: float | None = None) -> list[Hit]:
+    """Free-text or combined query → hits best first, filtered by labels and review status;
+    past ``deadline`` (``time.monotonic()``), :class:`SearchTooSlow` between its steps."""
     vector = query_vector(collection, query, templates)
-    return nearest(collection, vector, k, allowed_ids(collection, where, status), exact=exact)
+    _within(deadline)
+    allowed = allowed_ids(collection, where, status)
+    _within(deadline)
+    return nearest(collection, vector, k, allowed, exact=exact, deadline=deadline)
 
 
 def search_concept(collection: Collection, prompt_set: PromptSet, concept: str, k: int = 20,
@@ -336,23 +369,26 @@ def resolve_image(collection: Collection, ref: str | int) -> int:
 
 
 def similar(collection: Collection, image: int | str, k: int = 20, where: dict | None = None,
-            status: str | None = None) -> list[Hit]:
+            status: str | None = None, deadline: float | None = None) -> list[Hit]:
     """Images most like ``image`` (an id or a path), best first, the image itself left out."""
     image_id = resolve_image(collection, image)
     vector = image_vector(collection, image_id)
-    return nearest(collection, vector, k, allowed_ids(collection, where, status), exclude={image_id})
+    return nearest(collection, vector, k, allowed_ids(collection, where, status), exclude={image_id},
+                   deadline=deadline)
 
 
 def find(collection: Collection, text: str, k: int = 20, where: dict[str, str] | None = None,
          status: str | None = None, similar_to: int | None = None) -> list[Hit]:
     """Images like ``similar_to`` when given, else matches for the query ``text``; none for neither.
 
-    The web's one way in: the search page and ``/api/search`` take both kinds of query.
+    The web's one way in: the search page and ``/api/search`` take both kinds of query, each
+    within ``LABELER_SEARCH_BUDGET_MS`` (:class:`SearchTooSlow` past it).
     """
+    deadline = time.monotonic() + collection.config.search_budget_ms / 1000
     if similar_to is None and not text:
         return []
     with collection.session() as s:  # an empty collection is a clear error before any text is encoded
         collection.index_keeper.get(s)
     if similar_to is not None:
-        return similar(collection, similar_to, k, where=where, status=status)
-    return search(collection, text, k, where=where, status=status)
+        return similar(collection, similar_to, k, where=where, status=status, deadline=deadline)
+    return search(collection, text, k, where=where, status=status, deadline=deadline)

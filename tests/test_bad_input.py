@@ -98,3 +98,44 @@ def test_a_prompt_set_over_1_mb_is_refused_at_once(empty_cli, tmp_path):
     fits = _prompt_set(tmp_path / "fits.yaml", tail=comment * (MAX_BYTES // len(comment) - 1))
     assert fits.stat().st_size <= MAX_BYTES
     assert load_prompt_set(fits).name == "bad"  # just under the cap still loads
+
+
+def test_a_prompt_over_the_length_limit_is_one_line_and_labels_nothing(indexed_cli, tmp_path):
+    long_prompt = "a photo of " + "a" * 389  # 400 characters: at the limit
+    fits = _prompt_set(tmp_path / "fits.yaml",
+                       groups=f"\n  g:\n    options:\n      a: {{prompts: [{long_prompt}]}}\n      b: {{prompts: [b thing]}}")
+    indexed_cli("label", "--prompt-set", fits)
+    over = _prompt_set(tmp_path / "over.yaml",
+                       groups=f"\n  h:\n    options:\n      a: {{prompts: [{long_prompt}b]}}\n      b: {{prompts: [b thing]}}")
+    line = one_error_line(indexed_cli("label", "--prompt-set", over, expect=None), 2)
+    assert line == (f"error: {over}: groups.h.options.a: a prompt of 401 characters; the limit is 400 "
+                    "(LABELER_MAX_PROMPT_CHARS)")
+    from labeler.config import Config
+    from labeler.store.catalog import Label
+
+    with db.session_scope(Config(home=indexed_cli.home)) as s:
+        groups = {group for (group,) in s.query(Label.group).distinct()}
+    assert groups == {"g"}  # the set at the limit labeled; the one over it wrote nothing
+
+
+def _alias_bomb(path: Path, options: int, prompts: int = 1000) -> Path:
+    """A small YAML file whose options all alias one list of ``prompts`` prompts."""
+    listed = ", ".join(f"p{i}" for i in range(prompts))
+    lines = [f"name: bomb\nversion: 1\nx-prompts: &a [{listed}]\ngroups:\n  g:\n    options:"]
+    lines += [f"      o{i}: {{prompts: *a}}" for i in range(options)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_prompt_set_that_aliases_a_list_thousands_of_times_is_refused_before_checking(empty_cli, tmp_path):
+    from labeler.core.prompts import MAX_PROMPTS, PromptSetError
+
+    bomb = _alias_bomb(tmp_path / "bomb.yaml", options=10_000)  # 270 KB that expands to 10 million prompts
+    assert bomb.stat().st_size < 300_000
+    line = one_error_line(empty_cli("label", "--prompt-set", bomb, expect=None), 2)
+    assert line == (f"error: {bomb}: expands to more than 100,000 prompts, the limit "
+                    "(YAML aliases can repeat one list many times)")
+    at_limit = _alias_bomb(tmp_path / "at.yaml", options=MAX_PROMPTS // 1000)
+    with pytest.raises(PromptSetError) as refused:  # checked, not refused for its size: x-prompts is unknown
+        load_prompt_set(at_limit)
+    assert "expands to" not in str(refused.value) and "x-prompts: unknown key" in str(refused.value)

@@ -71,3 +71,25 @@ def test_new_query_text_imports_no_torch(onnx_cache):
                           cwd=str(TINY_DIR.parents[2]))
     # ... nor loads the image tower (most of a second for ViT-B-32)
     assert json.loads(done.stdout) == {"shape": [1, 128], "torch": False, "open_clip": False, "image_tower": False}
+
+
+def test_long_made_up_words_give_open_clip_pieces_and_the_cache_stays_bounded():
+    import random
+
+    from labeler.encoding.tokenizer import BPE_CACHE_SIZE
+
+    rng = random.Random(21)
+    reference = open_clip.tokenizer.SimpleTokenizer()
+    ours = ClipTokenizer()
+    words = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 300)))
+             for alphabet in ("abcdefghijklmnopqrstuvwxyz", "ab", "aaab", "éàü日本😀x", "thinged ")
+             for _ in range(30)]
+    for word in words:  # the pieces of the whole word, past what a context keeps
+        token = "".join(ours.byte_encoder[b] for b in word.encode("utf-8"))
+        if token.strip():
+            assert ours.bpe(token) == reference.bpe(token), word
+    assert ours(words).tolist() == reference(words).numpy().tolist()
+
+    for i in range(BPE_CACHE_SIZE + 500):  # a stream of made-up words: the cache stops growing
+        ours.bpe(f"w{i}x")
+    assert ours._cached_bpe.cache_info().currsize == BPE_CACHE_SIZE

@@ -149,3 +149,21 @@ def test_a_path_column_matches_exactly_never_by_file_name(indexed_collection, in
     (tmp_path / "paths.csv").write_text(f"path,concept\n/nowhere/{name},saw\n")
     report = indexed_cli.json("import-labels", tmp_path / "paths.csv")
     assert report["imported"] == 0 and len(report["unmatched"]) == 1
+
+
+def test_an_export_cleans_the_temporary_files_a_killed_export_left(labeled, indexed_cli, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process that no longer runs, as after a kill -9
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    out = folder / "labels.csv"
+    stale = folder / f".labels.csv.{gone.pid}.140000000000.tmp"
+    stale.write_text("half an export")
+    live = folder / f".labels.csv.{os.getppid()}.140000000001.tmp"  # a writer still running
+    live.write_text("another export in progress")
+    indexed_cli("export", "--format", "csv", out)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([out.name, live.name])

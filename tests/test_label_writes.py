@@ -405,3 +405,22 @@ def test_a_writer_process_that_dies_is_one_clear_error(indexed_collection):
             process.submit([], [])
             process.result()
     assert _writer_children() == []
+
+
+def test_labeling_under_a_wsgi_host_whose_executable_is_not_python(indexed_collection, tmp_path, monkeypatch):
+    import sys
+
+    host = tmp_path / "uwsgi"  # uWSGI embeds Python: its sys.executable is the uwsgi binary
+    host.write_text("#!/bin/sh\nexit 1\n")
+    host.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(host))
+    assert Path(sqlite_writer.python_interpreter()).name.startswith("python")
+    # chunks of 8 rows: more than one, so a writer process of its own writes them
+    report = label_collection(indexed_collection, load_prompt_set("workshop"), chunk_rows=8)
+    with indexed_collection.session() as s:
+        assert s.scalar(select(func.count()).select_from(Label)) == report.labeled > 0
+
+    for attribute in ("prefix", "exec_prefix", "base_prefix"):  # and no Python beside it: one clear error
+        monkeypatch.setattr(sys, attribute, str(tmp_path))
+    with pytest.raises(CatalogError, match="cannot start the catalog's writer process"):
+        sqlite_writer.python_interpreter()

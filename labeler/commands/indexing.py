@@ -108,17 +108,24 @@ def embed_cmd(mode: str | None, as_json: bool) -> None:
 
 @click.command("check")
 @click.option("--repair", is_flag=True, help="Rebuild the index from the catalog's stored vectors.")
+@click.option("--full", is_flag=True, help="SQLite's integrity_check (every index against its table), "
+                                           "not only quick_check.")
 @json_option
-def check_cmd(repair: bool, as_json: bool) -> None:
-    """Verify that the index ids equal the catalog's embedded ids; report its type and measured recall@10."""
-    data = get_labeler().check(repair)
+def check_cmd(repair: bool, full: bool, as_json: bool) -> None:
+    """Verify the catalog's pages (SQLite quick_check), that the index ids equal the catalog's
+    embedded ids and that a sample of its vectors equals the stored ones (cosine); report its
+    type and measured recall@10."""
+    data = get_labeler().check(repair, full)
 
     def human(d: dict) -> None:
         for problem in d["problems"]:
             click.echo(f"problem: {problem}")
+        for line in d["unrepaired"]:
+            click.echo(f"not repaired: {line}")
         if d["index"]:
             click.echo(_describe(d))
-        click.echo(("repaired; " if d["repaired"] else "") + ("ok" if d["ok"] else "not ok (try --repair)"))
+        hint = "" if d["unrepaired"] else " (try --repair)"
+        click.echo(("repaired; " if d["repaired"] else "") + ("ok" if d["ok"] else f"not ok{hint}"))
 
     emit(as_json, data, human)
     if data["problems"]:

@@ -183,9 +183,11 @@ def export(fmt: str, groups: tuple[str, ...], concept_group: str, prompt_set_pat
               help="Check groups and values against this prompt set [default: the one the labels came from].")
 @click.option("--allow-new-values", is_flag=True,
               help="Import groups and values the prompt set does not know, instead of refusing the file.")
+@click.option("--overwrite-newer", is_flag=True,
+              help="Import cells whose label changed since the export too (default: skipped as newer_review).")
 @json_option
 def import_labels(source: Path, groups: tuple[str, ...], prompt_set_path: str | None, allow_new_values: bool,
-                  as_json: bool) -> None:
+                  overwrite_newer: bool, as_json: bool) -> None:
     """Import reviewed labels from a CSV or a Label Studio JSON export.
 
     CSV: a file|path|image_id column (or Label Studio's image URL) plus one column per group; an
@@ -196,7 +198,8 @@ def import_labels(source: Path, groups: tuple[str, ...], prompt_set_path: str | 
     from ..exchange.importing import ImportRefused  # lazy: the import formats only for import-labels
 
     try:
-        report = get_labeler().import_labels(source, groups or None, prompt_set_path, allow_new_values)
+        report = get_labeler().import_labels(source, groups or None, prompt_set_path, allow_new_values,
+                                             overwrite_newer=overwrite_newer)
     except ImportRefused as exc:
         if as_json:
             emit(True, exc.report)  # what was unknown, for a script; the error line still says why

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import string
+from collections import Counter
 from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ NONE_KEYS = {"name", "threshold"}
 
 # A prompt set is a few kilobytes written by a person; these bound what a bad file can cost.
 MAX_BYTES = 1_000_000
+MAX_PROMPTS = 100_000  # prompts a set expands to (YAML aliases can repeat a list thousands of times)
 MAX_DEPTH = 32  # a valid set nests 7 deep (set > groups > group > options > option > prompts > prompt)
 
 
@@ -290,6 +292,9 @@ def parse_prompt_set(data: Any, where: str, source: str, content_hash: str,
     problems = list(problems or [])
     if not isinstance(data, dict):
         raise PromptSetError(problems + [f"{where}: the file must be a mapping with name, version and groups"])
+    if _expanded_size(data) > MAX_PROMPTS:  # before any of it is checked
+        raise PromptSetError(problems + [f"{where}: expands to more than {MAX_PROMPTS:,} prompts, the limit "
+                                         "(YAML aliases can repeat one list many times)"])
     _unknown(data, SET_KEYS, "", where, problems)
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -313,6 +318,31 @@ def parse_prompt_set(data: Any, where: str, source: str, content_hash: str,
         raise PromptSetError(problems)
     return PromptSet(name=name.strip(), version=str(version), description=str(description), groups=groups,
                      path=where, source=source, content_hash=content_hash)
+
+
+def _expanded_size(data: dict) -> int:
+    """How many prompts ``data`` makes once every alias and template is expanded, counted by list
+    lengths alone (one pass over the options, whatever their lists hold)."""
+    def length(value: Any, default: int = 0) -> int:
+        return len(value) if isinstance(value, list) else default
+
+    total = 0
+    set_templates = length(data.get("templates"))
+    groups = data.get("groups")
+    for group in (groups.values() if isinstance(groups, dict) else ()):
+        if not isinstance(group, dict) or not isinstance(group.get("options"), dict):
+            continue
+        group_templates = length(group.get("templates"), set_templates)
+        for option in group["options"].values():
+            if isinstance(option, list):
+                option = {"prompts": option}
+            if isinstance(option, dict):
+                total += length(option.get("prompts")) + length(option.get("templates"), group_templates)
+            else:
+                total += group_templates
+            if total > MAX_PROMPTS:
+                return total
+    return total
 
 
 def _parse_group(name: str, raw: Any, set_templates: list[str] | None, where: str,
@@ -373,7 +403,7 @@ def _parse_options(raw_options: dict, inherited: list[str] | None, key: str, whe
     if len(raw_options) < 2:  # confidence is a softmax over the options: with one it is always 1
         problems.append(f"{where}: {key}.options: a group needs at least two options")
     names = [str(n) for n in raw_options]
-    for dup in sorted({n for n in names if names.count(n) > 1}):
+    for dup in sorted(n for n, count in Counter(names).items() if count > 1):  # Counter: linear, not n²
         problems.append(f"{where}: {key}.options: duplicate name '{dup}'")
     options = []
     for option_name, raw_option in raw_options.items():
@@ -406,15 +436,16 @@ def _parse_option(name: str, raw: Any, inherited: list[str] | None, key: str, wh
         if prompt is not None:
             prompts.append(prompt)
     texts = [p.text for p in prompts]
-    for text in sorted({t for t in texts if texts.count(t) > 1}):
+    for text in sorted(t for t, count in Counter(texts).items() if count > 1):
         problems.append(f"{where}: {key}.prompts: duplicate prompt {text!r}")
+    listed = set(texts)
     templates = _templates(raw.get("templates"), f"{key}.templates", where, problems)
     templates = templates if templates is not None else inherited
     for template in templates or []:
         text = template.format(name=name)
-        if text not in texts:  # a template may spell out a prompt that is already listed
+        if text not in listed:  # a template may spell out a prompt that is already listed
             prompts.append(Prompt(text))
-            texts.append(text)
+            listed.add(text)
     if not prompts and "prompts" not in raw:
         problems.append(f"{where}: {key}.prompts: empty; give prompts or templates")
     threshold = _threshold(raw.get("threshold"), f"{key}.threshold", where, problems)

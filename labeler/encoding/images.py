@@ -7,6 +7,7 @@ import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, TiffImagePlugin, UnidentifiedImageError
@@ -43,19 +44,23 @@ def is_image_path(path: Path) -> bool:
 _TRANSPOSED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
 
-def decode(data: bytes, max_pixels: int, draft_size: int | None = None) -> Decoded:
-    """Decode ``data`` into an upright RGB image; raise :class:`BadImage` with a reason.
+def decode(data: bytes | BinaryIO, max_pixels: int, draft_size: int | None = None) -> Decoded:
+    """Decode ``data`` (bytes, or a seekable binary file read as it goes) into an upright RGB
+    image; raise :class:`BadImage` with a reason.
 
     ``draft_size`` lets JPEG decode at a reduced scale that still covers that many pixels
     on the short side, which is several times faster for large photos.
     """
-    if not data:
+    source = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
+    source.seek(0)
+    if not source.read(1):
         raise BadImage("empty file (0 bytes)")
+    source.seek(0)
     fmt = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(source)
             fmt = img.format or "?"
             img, width, height = _upright(img, fmt, max_pixels, draft_size)
     except BadImage:
@@ -63,9 +68,9 @@ def decode(data: bytes, max_pixels: int, draft_size: int | None = None) -> Decod
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise BadImage(f"decompression bomb: {exc}") from None
     except UnidentifiedImageError:
-        raise BadImage(_unidentified_reason(data)) from None
+        raise BadImage(_unidentified_reason(source)) from None
     except OSError as exc:
-        raise BadImage(_os_error_reason(exc, fmt, data)) from None
+        raise BadImage(_os_error_reason(exc, fmt, source)) from None
     except (ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError, ZeroDivisionError,
             MemoryError, struct.error) as exc:
         raise BadImage(f"corrupt image: {type(exc).__name__}: {exc}") from None
@@ -93,36 +98,39 @@ def _upright(img: Image.Image, fmt: str, max_pixels: int, draft_size: int | None
     return _to_rgb(_to_8bit(img, depth)), width, height
 
 
-def _os_error_reason(exc: OSError, fmt: str | None, data: bytes) -> str:
+def _os_error_reason(exc: OSError, fmt: str | None, fp: BinaryIO) -> str:
     """Why Pillow's ``OSError`` left the image undecoded."""
     message = str(exc) or type(exc).__name__
     if "truncated" in message.lower():
         return f"truncated image: {message}"
     if fmt == "TIFF":  # many compressions and layouts open but don't decode: say which
-        return f"corrupt or unsupported TIFF data: {message}{_tiff_layout(data)}"
+        return f"corrupt or unsupported TIFF data: {message}{_tiff_layout(fp)}"
     return f"corrupt image: {message}"
 
 
-def _unidentified_reason(data: bytes) -> str:
-    """Why Pillow opened no format: its own words when ``data`` has a valid TIFF header.
+def _unidentified_reason(fp: BinaryIO) -> str:
+    """Why Pillow opened no format: its own words when the file ``fp`` has a valid TIFF header.
 
     ``Image.open`` hides each plugin's reason behind "cannot identify image file", so a TIFF with
     a compression or sample layout Pillow lacks would read as not an image at all.
     """
-    if data[:4] in TiffImagePlugin.PREFIXES and _tiff_layout(data):
+    fp.seek(0)
+    if fp.read(4) in TiffImagePlugin.PREFIXES and _tiff_layout(fp):
         try:
-            TiffImagePlugin.TiffImageFile(io.BytesIO(data))
+            fp.seek(0)
+            TiffImagePlugin.TiffImageFile(fp)
         except Exception as exc:  # whatever the plugin raised is the reason
             message = str(exc) or type(exc).__name__
-            return f"unsupported TIFF compression/layout: {message}{_tiff_layout(data)}"
+            return f"unsupported TIFF compression/layout: {message}{_tiff_layout(fp)}"
     return "not an image (unrecognised content)"
 
 
-def _tiff_layout(data: bytes) -> str:
-    """`` (compression C, B-bit samples, ...)`` from the first TIFF directory; empty when it can't be read."""
+def _tiff_layout(fp: BinaryIO) -> str:
+    """`` (compression C, B-bit samples, ...)`` from the first TIFF directory of the file ``fp``;
+    empty when it can't be read."""
     try:
-        fp = io.BytesIO(data)
-        ifd = TiffImagePlugin.ImageFileDirectory_v2(data[:8])
+        fp.seek(0)
+        ifd = TiffImagePlugin.ImageFileDirectory_v2(fp.read(8))
         fp.seek(ifd.next)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns of each bad tag; the failure already says enough

@@ -7,6 +7,7 @@ open_clip's ``SimpleTokenizer``, returning numpy ids, so a new query text never 
 from __future__ import annotations
 
 import gzip
+import heapq
 import html
 import importlib.util
 import string
@@ -18,6 +19,7 @@ import numpy as np
 
 SPECIALS = ("<start_of_text>", "<end_of_text>")
 CLEANS = ("lower", "whitespace", "canonicalize")
+BPE_CACHE_SIZE = 10_000  # pre-tokens whose pieces are remembered, least recently used dropped first
 
 
 def default_vocab() -> Path:
@@ -73,42 +75,64 @@ class ClipTokenizer:
         vocab_list += list(SPECIALS)
         self.encoder = {token: i for i, token in enumerate(vocab_list)}
         self.bpe_ranks = {m: i for i, m in enumerate(merges)}
-        self.cache = {t: t for t in SPECIALS}
+        self._cached_bpe = lru_cache(maxsize=BPE_CACHE_SIZE)(self._bpe)
         self.sot, self.eot = self.encoder[SPECIALS[0]], self.encoder[SPECIALS[1]]
         self.pattern = regex.compile("|".join(SPECIALS) + r"""|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
                                      regex.IGNORECASE)
 
     def bpe(self, token: str) -> str:
-        """One pre-token → its BPE pieces joined by spaces (the last one ends in ``</w>``)."""
-        if token in self.cache:
-            return self.cache[token]
-        word = tuple(token[:-1]) + (token[-1] + "</w>",)
-        while len(word) > 1:
-            pairs = set(zip(word, word[1:]))
-            bigram = min(pairs, key=lambda pair: self.bpe_ranks.get(pair, float("inf")))
-            if bigram not in self.bpe_ranks:
-                break
-            first, second = bigram
-            merged: list[str] = []
-            i = 0
-            while i < len(word):
-                if i < len(word) - 1 and word[i] == first and word[i + 1] == second:
-                    merged.append(first + second)
-                    i += 2
-                else:
-                    merged.append(word[i])
-                    i += 1
-            word = tuple(merged)
-        out = " ".join(word)
-        self.cache[token] = out
-        return out
+        """One pre-token → its BPE pieces joined by spaces (the last one ends in ``</w>``).
 
-    def encode(self, text: str) -> list[int]:
-        """A text → its token ids, without start/end tokens."""
+        Cached per tokenizer in an LRU of :data:`BPE_CACHE_SIZE` pre-tokens, so a stream of
+        made-up words never grows the server's memory.
+        """
+        return token if token in SPECIALS else self._cached_bpe(token)
+
+    def _bpe(self, token: str) -> str:
+        # The lowest-ranked pair first, equal ranks left to right, through a heap over a linked list
+        # of symbols: O(n log n) in the token's length (open_clip rescans the word per merge, O(n²):
+        # a 16 KB word cost 23 s). The same pieces: a merge's result only ever takes part in later
+        # (higher-ranked) merges, so merging one occurrence at a time equals merging all at once.
+        symbols = list(token[:-1]) + [token[-1] + "</w>"]
+        n = len(symbols)
+        if n == 1:
+            return symbols[0]
+        ranks = self.bpe_ranks
+        following = list(range(1, n)) + [-1]
+        preceding = list(range(-1, n - 1))
+        alive = [True] * n
+        heap = [(rank, i, symbols[i], symbols[i + 1]) for i in range(n - 1)
+                if (rank := ranks.get((symbols[i], symbols[i + 1]))) is not None]
+        heapq.heapify(heap)
+
+        def push(i: int) -> None:
+            j = following[i]
+            if i >= 0 and j >= 0 and (rank := ranks.get((symbols[i], symbols[j]))) is not None:
+                heapq.heappush(heap, (rank, i, symbols[i], symbols[j]))
+
+        while heap:
+            _, i, first, second = heapq.heappop(heap)
+            j = following[i]
+            if not alive[i] or j < 0 or symbols[i] != first or symbols[j] != second:
+                continue  # stale: one of its symbols was merged since
+            symbols[i] = first + second
+            alive[j] = False
+            following[i] = following[j]
+            if following[j] >= 0:
+                preceding[following[j]] = i
+            push(preceding[i])
+            push(i)
+        return " ".join(symbols[i] for i in range(n) if alive[i])
+
+    def encode(self, text: str, limit: int | None = None) -> list[int]:
+        """A text → its token ids, without start/end tokens; with ``limit``, only the first ``limit``
+        (what follows is cut anyway), so a long text costs no more than its start."""
         ids: list[int] = []
-        for token in self.pattern.findall(_clean(text, self.clean)):
-            token = "".join(self.byte_encoder[b] for b in token.encode("utf-8"))
+        for match in self.pattern.finditer(_clean(text, self.clean)):
+            token = "".join(self.byte_encoder[b] for b in match.group().encode("utf-8"))
             ids.extend(self.encoder[piece] for piece in self.bpe(token).split(" "))
+            if limit is not None and len(ids) >= limit:
+                return ids[:limit]
         return ids
 
     def __call__(self, texts: str | Sequence[str]) -> np.ndarray:
@@ -116,7 +140,7 @@ class ClipTokenizer:
             texts = [texts]
         out = np.zeros((len(texts), self.context_length), dtype=np.int64)
         for row, text in enumerate(texts):
-            ids = [self.sot] + self.encode(text) + [self.eot]
+            ids = [self.sot] + self.encode(text, self.context_length - 1) + [self.eot]
             if len(ids) > self.context_length:
                 ids = ids[:self.context_length]
                 ids[-1] = self.eot

@@ -220,7 +220,8 @@ def _write_csv(fh, items: Sequence[Item], groups: list[str], reviewers: dict[int
         writer.writerow([neutralise(cell) for cell in row])
 
 
-CSV_KEYS = ("confidence", "status", "predicted", "predicted_confidence", "reviewed_by")
+# version: import-labels skips a cell whose label has changed since (see importing.NEWER_REVIEW)
+CSV_KEYS = ("confidence", "status", "predicted", "predicted_confidence", "reviewed_by", "version")
 
 
 def coco(items: Sequence[Item], groups: list[str], choices: dict[str, list[str]], root: Path,

@@ -9,7 +9,6 @@ unchanged, skipped with a reason, or unmatched.
 from __future__ import annotations
 
 import json
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..review import decisions as review
+from ..review.values import lookalike, normalise, value_problem
 from ..store.catalog import Label
 from ..collection import Collection
 from ..store.csvfiles import ID_COLUMNS, IMAGE_URL_COLUMN, CsvError, match_rows, read_csv
@@ -29,6 +29,8 @@ from ..core.prompts import PromptSet
 # Columns of Label Studio's converter CSV that are not groups (besides the task data keys).
 CONVERTER_COLUMNS = ("id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement",
                      "history")
+NEWER_REVIEW = "newer_review"  # the skip reason of a cell whose label changed since the export
+REVIEWED = ("accepted", "corrected")
 EXAMPLES = 20  # skipped cells listed one by one in the report; the rest are only counted
 
 
@@ -47,6 +49,7 @@ class Cell:
     value: str
     status: str | None = None  # GROUP:status, when the file has it
     predicted: str | None = None  # GROUP:predicted, when the file has it
+    version: int | None = None  # GROUP:version: the label's version when it was exported
 
 
 @dataclass
@@ -63,13 +66,17 @@ class Source:
 
 def import_labels(collection: Collection, path: Path, groups: Sequence[str] | None = None,
                   user_id: int | None = None, prompt_set: PromptSet | None = None,
-                  allow_new_values: bool = False) -> dict:
+                  allow_new_values: bool = False, overwrite_newer: bool = False) -> dict:
     """Import the reviewed labels of ``path`` (CSV or Label Studio JSON); returns the report.
 
     ``prompt_set``: what groups and values are checked against (default: the one each group's
     labels came from; nothing is checked while the collection has no labels). Raises
     :class:`ImportRefused` for unknown groups or values unless ``allow_new_values``, and a
     :class:`LabelerError` for a value the review UI would refuse; then nothing is written.
+
+    A cell from our CSV export carries its label's version (``GROUP:version``): when the label has
+    changed since, the cell is skipped as ``newer_review`` (re-importing an old export silently
+    reverted newer reviews) unless ``overwrite_newer``.
 
     Steps: read the file and choose its groups, match its rows to images, plan the values to
     write (:func:`plan_rows`), check them against the prompt set, write them (:func:`write_plan`).
@@ -85,7 +92,7 @@ def import_labels(collection: Collection, path: Path, groups: Sequence[str] | No
     with collection.session() as s:
         ids = match_rows(s, path, source.refs)
         existing = _labels(s, [i for i in ids if i is not None], source.groups)
-        plan = plan_rows(path, source, ids, existing, tally)
+        plan = plan_rows(path, source, ids, existing, tally, overwrite_newer)
         checked = _check_known(s, source.groups, plan, existing, prompt_set, report)
         if checked and (report["unknown_groups"] or report["unknown_values"]) and not allow_new_values:
             report["skipped"] = dict(tally.skips)
@@ -122,9 +129,10 @@ class _Tally:
 
 
 def plan_rows(path: Path, source: Source, ids: list[int | None], existing: dict[tuple[int, str], Label],
-              tally: _Tally) -> list[tuple[int, str, str]]:
+              tally: _Tally, overwrite_newer: bool = False) -> list[tuple[int, str, str]]:
     """``(image_id, group, value)`` to write, in file order; unmatched rows and skipped cells go
-    into ``tally``. A value the review UI would refuse stops the import."""
+    into ``tally`` (a cell whose label changed since the export as ``newer_review``, unless
+    ``overwrite_newer``). A value the review UI would refuse stops the import."""
     plan: list[tuple[int, str, str]] = []
     for where, cells, image_id, ref in zip(source.lines, source.cells, ids, source.refs):
         if image_id is None:
@@ -132,7 +140,8 @@ def plan_rows(path: Path, source: Source, ids: list[int | None], existing: dict[
                                               or ref.get("file") or ref.get(IMAGE_URL_COLUMN) or ""})
             continue
         for group in source.groups:
-            value, reason = _cell_value(path, where, group, cells.get(group), existing.get((image_id, group)))
+            value, reason = _cell_value(path, where, group, cells.get(group), existing.get((image_id, group)),
+                                        overwrite_newer)
             if reason:
                 tally.skip(where, group, reason)
             else:
@@ -140,8 +149,8 @@ def plan_rows(path: Path, source: Source, ids: list[int | None], existing: dict[
     return plan
 
 
-def _cell_value(path: Path, where: int | str, group: str, cell: Cell | None, label: Label | None
-                ) -> tuple[str, str | None]:
+def _cell_value(path: Path, where: int | str, group: str, cell: Cell | None, label: Label | None,
+                overwrite_newer: bool = False) -> tuple[str, str | None]:
     """(the cell's value, None), or ("", why it is skipped)."""
     if cell is None:
         return "", "no choice for this group"
@@ -151,6 +160,8 @@ def _cell_value(path: Path, where: int | str, group: str, cell: Cell | None, lab
     problem = value_problem(value)
     if problem:
         raise LabelerError(f"{path}: {_at(where)}, {group}: {problem} ({value[:40]!r}...); nothing imported")
+    if not overwrite_newer and _newer_review(cell, label, value):
+        return "", NEWER_REVIEW  # changed since the export: the file is older news
     if cell.status == "proposed":
         proposal = cell.predicted if cell.predicted else (label.predicted if label is not None else None)
         if proposal is None or value == proposal:
@@ -158,12 +169,19 @@ def _cell_value(path: Path, where: int | str, group: str, cell: Cell | None, lab
     return value, None
 
 
+def _newer_review(cell: Cell, label: Label | None, value: str) -> bool:
+    """Whether ``label`` changed since the export that wrote ``cell`` (its version is newer), other
+    than to the reviewed ``value`` itself."""
+    return (label is not None and cell.version is not None and label.version > cell.version
+            and not (label.value == value and label.status in REVIEWED))
+
+
 def write_plan(session: Session, plan: list[tuple[int, str, str]], existing: dict[tuple[int, str], Label],
                user_id: int | None, report: dict) -> None:
     """Record each planned value as a review (accepted or corrected); one already so is unchanged."""
     for image_id, group, value in plan:
         label = existing.get((image_id, group))
-        if label is not None and label.value == value and label.status in ("accepted", "corrected"):
+        if label is not None and label.value == value and label.status in REVIEWED:
             report["unchanged"] += 1
             continue
         if label is None:
@@ -173,19 +191,10 @@ def write_plan(session: Session, plan: list[tuple[int, str, str]], existing: dic
         report[event.after_status] += 1
 
 
-def value_problem(value: str) -> str | None:
-    """Why the review UI would refuse ``value`` as a label value, or None."""
-    if len(value) > review.MAX_VALUE_LENGTH:
-        return f"longer than {review.MAX_VALUE_LENGTH} characters"
-    if any(unicodedata.category(ch) == "Cc" for ch in value):
-        return "holds control characters (tab, newline, NUL, ...)"
-    return None
-
-
 def _clean(cell: str) -> str:
-    """A cell's value: spaces trimmed (never tabs: ``\\t=1`` must not become ``=1``), and our
+    """A cell's value: NFC, spaces trimmed (never tabs: ``\\t=1`` must not become ``=1``), and our
     export's formula guard (a ``'`` before ``=``, ``+``, ``-``, ``@``, tab or CR) taken off again."""
-    value = (cell or "").strip(" ")
+    value = normalise(cell or "")
     if value.startswith("'") and value[1:].startswith(FORMULA_STARTS):
         value = value[1:]
     return value
@@ -237,6 +246,10 @@ def _check_known(session, groups: list[str], plan: list[tuple[int, str, str]],
             continue
         spec = spec_set.groups[group]
         allowed = set(spec.option_names) | ({spec.none_name} if spec.none_name else set())
+        for value in new:
+            if value not in allowed and (imitated := lookalike(value, sorted(allowed))) is not None:
+                raise LabelerError(f"{report['source']}: {group}: {value!r} looks like the option {imitated!r} "
+                                   "but is other text (look-alike letters); nothing imported")
         if any(value not in allowed for value in new):
             unknown_values[group] = {value for value in new if value not in allowed}
     report["unknown_values"] = {g: sorted(v) for g, v in unknown_values.items()}
@@ -288,9 +301,15 @@ def _read_csv(path: Path) -> Source:
             seen.add(task)
         source.refs.append({k: row.get(k) or "" for k in (*ID_COLUMNS, IMAGE_URL_COLUMN)})
         source.cells.append({g: Cell(row.get(g) or "", (row.get(f"{g}:status") or "").strip() or None,
-                                     _clean(row.get(f"{g}:predicted") or "") or None) for g in groups})
+                                     _clean(row.get(f"{g}:predicted") or "") or None,
+                                     _version(row.get(f"{g}:version"))) for g in groups})
         source.lines.append(line)
     return source
+
+
+def _version(cell: str | None) -> int | None:
+    text = (cell or "").strip()
+    return int(text) if text.isdecimal() and len(text) < 19 else None
 
 
 def _read_label_studio(path: Path) -> Source:

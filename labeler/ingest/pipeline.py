@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from ..store.catalog import Embedding, Image, ImageFile
 from ..collection import Collection
 from ..encoding.encoder import Encoder
-from .walk import (LEAVES, CatalogWriter, Containment, IngestCounts, LoadedFile, file_stat, load_file,
+from .walk import (LEAVES, TOO_LARGE, CatalogWriter, Containment, IngestCounts, LoadedFile, file_stat, load_file,
                    recorded_roots)
 
 ProgressFn = Callable[[int], None]
@@ -70,11 +70,12 @@ class IndexReport:
 
 # -- 1. plan ------------------------------------------------------------------------------
 def plan_files(session: Session, paths: Sequence[Path], counts: IngestCounts,
-               progress: ProgressFn | None = None) -> list[Path]:
+               progress: ProgressFn | None = None, max_file_bytes: int | None = None) -> list[Path]:
     """The files to load: new, changed (size or mtime) or unstattable; the rest are counted.
 
     A file the catalog already has with the same size and mtime counts as unchanged (or as
-    failed again, with its recorded reason) and is reported done through ``progress(1)``.
+    failed again, with its recorded reason) and is reported done through ``progress(1)``; one
+    refused for its size is loaded again once it fits under ``max_file_bytes``.
     """
     # Plain tuples, not ORM objects: this is one row per file of the collection.
     known = {row.path: row for row in session.execute(
@@ -87,7 +88,10 @@ def plan_files(session: Session, paths: Sequence[Path], counts: IngestCounts,
         except OSError:
             to_load.append(path)
             continue
-        if row is not None and row.size == size and row.mtime == mtime and row.status in ("ok", "failed"):
+        refit = (row is not None and row.status == "failed" and (row.error or "").startswith(TOO_LARGE)
+                 and max_file_bytes is not None and size <= max_file_bytes)
+        if row is not None and row.size == size and row.mtime == mtime and row.status in ("ok", "failed") \
+                and not refit:
             if row.status == "failed":
                 counts.failed += 1
                 counts.failures.append({"path": row.path, "reason": row.error})

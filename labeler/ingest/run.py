@@ -7,15 +7,20 @@ local :class:`~labeler.ingest.pipeline.Runner` and Ray's
 
 from __future__ import annotations
 
+import fcntl
+import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from ..collection import Collection
+from ..store import db
+from ..errors import LabelerError, user_file
 from ..vectors.index_keeper import bump_generation
 from .pipeline import (IndexReport, ProgressFn, Runner, plan_files, queue_loaded, record_files,
                        unembedded_images)
-from .walk import CatalogWriter, IngestCounts, check_root, record_roots, walk
+from .walk import CatalogWriter, IngestCounts, check_root, record_roots, utf8_name, walk
 
 
 def make_runner(collection: Collection, embed: bool = True) -> Runner:
@@ -27,24 +32,66 @@ def make_runner(collection: Collection, embed: bool = True) -> Runner:
     return Runner(collection, embed)
 
 
+INDEX_LOCK = ".index.lock"
+
+
+class IndexRunning(LabelerError):
+    """Another ``index``, ``ingest`` or ``embed`` holds the home's lock."""
+
+
+@contextmanager
+def index_lock(config) -> Iterator[None]:
+    """Hold the home's index lock (``<home>/.index.lock``) for one run; a second run on the same
+    home exits at once with the first one's pid (two at once raced on the catalog's rows: a
+    UNIQUE failure, or ``table index_changes already exists`` on a fresh home)."""
+    if config.database_url is not None:  # a shared catalog server: each home's runs are its own
+        yield
+        return
+    db.get_engine(config)  # makes the home, or says in one line why it cannot (read-only, ...)
+    with user_file(config.home / INDEX_LOCK), open(config.home / INDEX_LOCK, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            raise IndexRunning(f"another index is running on {config.home} (pid {holder}); "
+                               "wait for it to finish, then run this again") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock.truncate(0)
+
+
 def index_paths(collection: Collection, roots: Sequence[Path], embed: bool = True,
                 progress: ProgressFn | None = None, total: Callable[[int], None] | None = None) -> IndexReport:
-    """Ingest every image under ``roots`` and (with ``embed``) embed what is new.
+    """Ingest every image under ``roots`` and (with ``embed``) embed what is new, holding the
+    home's index lock (:func:`index_lock`).
 
     ``total(n)`` is called once the walk knows how many files there are; ``progress(k)`` after
     every ``k`` files handled.
     """
-    started = time.monotonic()
     for root in roots:
-        check_root(root)  # before anything is walked: a special filesystem is refused at once
-    with collection.session() as s:
-        record_roots(s, roots)  # serving checks every file against them
+        check_root(root)  # before anything is walked or made: a special filesystem is refused at once
+    with index_lock(collection.config):
+        return _index_paths(collection, roots, embed, progress, total)
+
+
+def _index_paths(collection: Collection, roots: Sequence[Path], embed: bool,
+                 progress: ProgressFn | None, total: Callable[[int], None] | None) -> IndexReport:
+    started = time.monotonic()
     counts = IngestCounts()
     paths = list(walk(roots, counts.skipped))
+    roots = [root for root in roots if utf8_name(root)]  # the others are skipped, with their reason
+    with collection.session() as s:
+        record_roots(s, roots)  # serving checks every file against them
     if total:
         total(len(paths))
     with collection.session() as s:
-        to_load = plan_files(s, paths, counts, progress)
+        to_load = plan_files(s, paths, counts, progress, collection.config.max_file_bytes)
 
     runner = make_runner(collection, embed)
     runner.run([(None, path) for path in to_load], record_files(runner, counts), progress)
@@ -84,7 +131,14 @@ def model_backend(collection: Collection) -> dict:
 
 def embed_pending(collection: Collection, progress: ProgressFn | None = None,
                   total: Callable[[int], None] | None = None) -> int:
-    """Embed every present image that has no vector for the collection's model yet."""
+    """Embed every present image that has no vector for the collection's model yet (under the
+    home's index lock)."""
+    with index_lock(collection.config):
+        return _embed_pending(collection, progress, total)
+
+
+def _embed_pending(collection: Collection, progress: ProgressFn | None,
+                   total: Callable[[int], None] | None) -> int:
     runner = make_runner(collection, embed=True)
     items = unembedded_images(collection, runner.model_id)
     if total:

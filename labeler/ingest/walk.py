@@ -29,6 +29,21 @@ from ..encoding.images import BadImage, decode, is_image_path, model_view, thumb
 SPECIAL_FILESYSTEMS = ("/proc", "/sys", "/dev")
 ROOTS_KEY = "indexed_roots"  # settings key: JSON list of the real paths of every root ever indexed
 LEAVES = "symlink leaves the collection"
+NOT_UTF8 = "file name is not valid UTF-8: the catalog stores names as text; rename it to index it"
+
+
+def printable_path(path: str | os.PathLike) -> str:
+    """``path`` as text that any output takes: bytes that are not UTF-8 shown as ``\\xff``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def utf8_name(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is valid UTF-8, so the catalog (and every export) can store it as text."""
+    try:
+        os.fsencode(path).decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 def _inside(real: str, roots: Iterable[str]) -> bool:
@@ -91,7 +106,9 @@ def walk(roots: Iterable[Path], skipped: list[dict] | None = None) -> Iterator[P
     roots = [Path(os.path.abspath(r)) for r in roots]
     walker = _Walker([check_root(r) for r in roots], [] if skipped is None else skipped)
     for root, real_root in zip(roots, walker.real_roots):
-        if os.path.isdir(root):
+        if not utf8_name(root):
+            walker.skip(str(root), NOT_UTF8)
+        elif os.path.isdir(root):
             yield from walker.folder(root, real_root)
         elif str(root) not in walker.seen_files:
             walker.seen_files.add(str(root))
@@ -108,7 +125,7 @@ class _Walker:
         self.seen_files: set[str] = set()
 
     def skip(self, path: str, reason: str) -> None:
-        self.skipped.append({"path": path, "reason": reason})
+        self.skipped.append({"path": printable_path(path), "reason": reason})
 
     def folder(self, root: Path, real_root: str) -> Iterator[Path]:
         """The images under the folder ``root``: depth first, in name order, no recursion limit."""
@@ -117,6 +134,8 @@ class _Walker:
             folder, real = stack.pop()
             folders = []
             for entry in self.entries(folder):
+                if not self.utf8_entry(entry):
+                    continue
                 # A symlink's own target decides; anything else lies where its folder does.
                 target = os.path.realpath(entry.path) if entry.is_symlink() else os.path.join(real, entry.name)
                 if _is_dir(entry):
@@ -138,6 +157,14 @@ class _Walker:
         except OSError as exc:
             self.skip(folder, f"unreadable folder: {exc.strerror or exc}")
             return []
+
+    def utf8_entry(self, entry: os.DirEntry) -> bool:
+        """Whether the entry's name is UTF-8; a folder or image whose name is not is skipped."""
+        if utf8_name(entry.name):
+            return True
+        if _is_dir(entry) or is_image_path(Path(entry.name)):
+            self.skip(entry.path, NOT_UTF8)
+        return False
 
     def enterable(self, path: str, target: str) -> bool:
         """Whether to walk into the folder ``path`` (real path ``target``); if not, say why."""
@@ -188,20 +215,48 @@ def file_stat(path: Path) -> tuple[int, float]:
     return st.st_size, st.st_mtime
 
 
+HASH_CHUNK = 1 << 20  # files are hashed a megabyte at a time, never held whole
+
+
 def load_file(path: Path, config: Config, preprocess: Callable | None = None,
               draft_size: int | None = None) -> LoadedFile:
-    """Read, hash and decode one file. Never raises for bad content: the reason goes in ``error``."""
+    """Read, hash and decode one file. Never raises for bad content: the reason goes in ``error``.
+
+    A file over ``config.max_file_mb`` is refused from its size alone, before a byte is read; the
+    rest is hashed in chunks and decoded from the open file, so memory never holds the whole file.
+    """
     try:
         st = path.stat()
         if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
             return LoadedFile(path, 0, st.st_mtime, error="not a regular file")
-        data = path.read_bytes()
+        if st.st_size > config.max_file_bytes:
+            return LoadedFile(path, st.st_size, st.st_mtime, error=too_large(st.st_size, config))
+        with open(path, "rb") as f:
+            return _load_open_file(path, f, st.st_mtime, config, preprocess, draft_size)
     except OSError as exc:
         return LoadedFile(path, 0, 0.0, error=f"unreadable: {exc.strerror or exc}")
-    mtime = st.st_mtime
-    result = LoadedFile(path, len(data), mtime, sha256=hashlib.sha256(data).hexdigest())
+
+
+TOO_LARGE = "larger than LABELER_MAX_FILE_MB"
+
+
+def too_large(size: int, config: Config) -> str:
+    """The reason recorded for a file over the size limit."""
+    return (f"{TOO_LARGE} ({config.max_file_mb} MB): "
+            f"{size / (1 << 20):,.0f} MB; raise the limit to index it")
+
+
+def _load_open_file(path: Path, f, mtime: float, config: Config, preprocess: Callable | None,
+                    draft_size: int | None) -> LoadedFile:
+    digest, size = hashlib.sha256(), 0
+    while chunk := f.read(HASH_CHUNK):
+        size += len(chunk)
+        if size > config.max_file_bytes:  # grew since the stat
+            return LoadedFile(path, size, mtime, error=too_large(size, config))
+        digest.update(chunk)
+    result = LoadedFile(path, size, mtime, sha256=digest.hexdigest())
     try:
-        decoded = decode(data, config.max_pixels, draft_size=draft_size)
+        decoded = decode(f, config.max_pixels, draft_size=draft_size)
         result.width, result.height, result.format = decoded.width, decoded.height, decoded.format
         if stored_thumbnail(config, result.sha256) is None:
             result.thumbnail = thumbnail_bytes(decoded.image, config.thumbnail_size)

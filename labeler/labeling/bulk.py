@@ -87,10 +87,23 @@ def check_request(prompt_set: PromptSet, strategy: str, groups: Sequence[str] | 
     return list(dict.fromkeys(names))
 
 
+def check_prompt_lengths(prompt_set: PromptSet, limit: int) -> None:
+    """Refuse (:class:`PromptSetError`, every offender named) prompts longer than ``limit``
+    characters (``LABELER_MAX_PROMPT_CHARS``): CLIP reads only a prompt's first 77 tokens, and a
+    30 KB prompt cost ``label`` 38 s."""
+    problems = [f"{prompt_set.path}: groups.{group.name}.options.{option.name}: a prompt of {len(p.text):,} "
+                f"characters; the limit is {limit:,} (LABELER_MAX_PROMPT_CHARS)"
+                for group in prompt_set.groups.values() for option in group.options for p in option.prompts
+                if len(p.text) > limit]
+    if problems:
+        raise PromptSetError(problems)
+
+
 def encode_groups(collection: Collection, prompt_set: PromptSet, groups: Sequence[str] | None = None,
                   session: Session | None = None) -> dict[str, EncodedGroup]:
     """Every prompt of the chosen groups as vectors, through the collection's per-model text cache
     (in ``session`` when given, else in a unit of work of its own)."""
+    check_prompt_lengths(prompt_set, collection.config.max_prompt_chars)
     names = list(groups) if groups else list(prompt_set.groups)
     texts: list[str] = []
     for name in names:

@@ -25,7 +25,7 @@ from ..store.catalog import Label, PromptSetRecord
 from ..collection import Collection
 from ..errors import LabelerError, NotFound
 from ..files import write_atomically
-from ..core.prompts import (PROMPT_SET_DIR, PromptSet, PromptSetError, bump_version, home_prompt_set_dir,
+from ..core.prompts import (MAX_BYTES, PROMPT_SET_DIR, PromptSet, PromptSetError, bump_version, home_prompt_set_dir,
                             load_prompt_set, parse_prompt_set, resolve_prompt_set_path)
 from ..review.decisions import HISTOGRAM_BINS
 
@@ -120,6 +120,9 @@ def edited_prompt_set(path: Path, group: str, option: str, lines: str) -> tuple[
     data["groups"][group]["options"][option] = raw_option
     data["version"] = bump_version(data.get("version"))
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    if len(text.encode("utf-8")) > MAX_BYTES:  # what load_prompt_set would refuse once written
+        raise PromptSetError([f"{path.name}: the edited set would be larger than {MAX_BYTES // 1_000_000} MB; "
+                              "a prompt set is a small text file"])
     content_hash = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return parse_prompt_set(yaml.safe_load(text), path.name, text, content_hash), text
 
@@ -137,7 +140,9 @@ def save_version(collection: Collection, name: str, group: str, option: str, lin
     home = collection.config.home
     opened, path = open_prompt_set(home, name)
     base = base or opened.content_hash
-    edited_prompt_set(path, group, option, lines)  # a bad edit is refused before anything is made
+    # A bad edit is refused before anything is made: what label would refuse, too.
+    labeling.check_prompt_lengths(edited_prompt_set(path, group, option, lines)[0],
+                                  collection.config.max_prompt_chars)
     target = home_prompt_set_dir(home) / f"{name}.yaml"
     target.parent.mkdir(parents=True, exist_ok=True)
     # Check and write under one lock, across threads and across server processes.

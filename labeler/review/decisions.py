@@ -22,7 +22,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from ..store.catalog import MAX_ID, Image, ImageFile, Label, ReviewEvent, ReviewSkip, REVIEWED_ONLY, utcnow
+from ..core import stored_scores
 from ..errors import LabelerError, NotFound
+from .values import MAX_VALUE_LENGTH, lookalike, normalise, value_problem
 
 ACTIONS = ("accept", "correct", "reject", "skip", "undo")
 DECISIONS = ("accept", "correct", "reject")  # what a reviewer's undo steps back through
@@ -31,7 +33,6 @@ STATUSES = ("proposed", "accepted", "corrected", "rejected")
 # What a search may filter on: a label status, or "reviewed" for any status but proposed.
 FILTER_STATUSES = (*STATUSES, "reviewed")
 SORTS = ("uncertainty", "informative", "confidence", "confidence_asc", "id")
-MAX_VALUE_LENGTH = 256
 HISTOGRAM_BINS = 10
 
 
@@ -93,14 +94,20 @@ def record_import(session: Session, label: Label, value: str, user_id: int | Non
     return event
 
 
-def _clean_value(value: str | None) -> str:
+def _clean_value(value: str | None, label: Label) -> str:
+    """A correction's value under the rules import-labels applies too (``review.values``)."""
     if value is not None and not isinstance(value, str):
         raise ReviewError("a correction's value must be text")
-    value = (value or "").strip()
+    value = normalise(value or "").strip()
     if not value:
         raise ReviewError("a correction needs a value; pick an option or type one")
     if len(value) > MAX_VALUE_LENGTH:
         raise ReviewError(f"a value must be at most {MAX_VALUE_LENGTH} characters")
+    if (problem := value_problem(value)) is not None:
+        raise ReviewError(f"value: {problem}")
+    if (imitated := lookalike(value, stored_scores.option_names(label.prompt_set, label.group) or ())) is not None:
+        raise ReviewError(f"value: {value!r} looks like the option {imitated!r} but is other text "
+                          "(look-alike letters); pick the option itself")
     return value
 
 
@@ -146,7 +153,7 @@ def decide(session: Session, label_id: int, action: str, user_id: int | None,
         _record(session, label, user_id, "accept", label.value if label.value is not None else label.predicted,
                 "accepted")
     elif action == "correct":
-        _record(session, label, user_id, "correct", _clean_value(value), "corrected")
+        _record(session, label, user_id, "correct", _clean_value(value, label), "corrected")
     elif action == "reject":
         _record(session, label, user_id, "reject", None, "rejected")
     else:  # undo
@@ -510,11 +517,16 @@ def groups(session: Session) -> list[str]:
     return list(session.scalars(select(Label.group).distinct().order_by(Label.group)))
 
 
-def options(session: Session, group: str) -> list[str]:
-    """Every value seen in ``group``: predicted ones and corrections."""
+def options(session: Session, group: str, free_limit: int | None = None) -> list[str]:
+    """Every value seen in ``group``: predicted ones and corrections, sorted; with ``free_limit``,
+    only that many free-text corrections (values the model never proposed), the most used first,
+    so a page that lists them stays small however many were typed."""
     values = set(session.scalars(select(Label.predicted).where(Label.group == group).distinct()))
-    values |= set(session.scalars(select(Label.value).where(Label.group == group).distinct()))
-    return sorted(v for v in values if v is not None)
+    values.discard(None)
+    used = session.execute(select(Label.value, func.count()).where(Label.group == group, Label.value.is_not(None))
+                           .group_by(Label.value).order_by(func.count().desc(), Label.value)).all()
+    free = [value for value, _ in used if value not in values]
+    return sorted(values | set(free if free_limit is None else free[:free_limit]))
 
 
 def history(session: Session, label_ids: Sequence[int]) -> list[ReviewEvent]:

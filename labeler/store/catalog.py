@@ -163,6 +163,9 @@ class PromptEmbedding(Base):
     text_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     text: Mapped[str] = mapped_column(Text)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+    # A search text's last use (seconds since 1970), for dropping the least recently used past
+    # LABELER_QUERY_CACHE_TEXTS; None for a prompt's text, which is kept.
+    query_used_at: Mapped[float | None] = mapped_column(Float, index=True)
 
 
 class User(Base):

@@ -138,7 +138,9 @@ def alembic_config(config: Config):
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", config.db_url.replace("%", "%%"))
-    cfg.attributes["engine"] = get_engine(config)
+    # The write engine: on SQLite it BEGINs itself, so the DDL of an upgrade is one transaction
+    # (pysqlite alone commits before each DDL statement, and a full disk left a half-made schema).
+    cfg.attributes["engine"] = _write_engine(config)
     return cfg
 
 
@@ -147,6 +149,21 @@ def upgrade(config: Config, revision: str = "head") -> None:
     from alembic import command  # lazy: Alembic only when the schema is checked or migrated
 
     command.upgrade(alembic_config(config), revision)
+
+
+def integrity_problems(config: Config, full: bool = False) -> list[str]:
+    """What SQLite finds wrong with the catalog's pages: ``PRAGMA quick_check`` (``integrity_check``
+    with ``full``, which also compares every index with its table); empty when sound. Other
+    databases check themselves: always empty."""
+    if not config.db_url.startswith("sqlite"):
+        return []
+    pragma = "integrity_check" if full else "quick_check"
+    try:
+        with get_engine(config).connect() as conn:
+            lines = [row[0] for row in conn.exec_driver_sql(f"PRAGMA {pragma}(20)")]
+    except DBAPIError as exc:  # too damaged even to check
+        return [f"catalog: {str(exc.orig).splitlines()[0]}"]
+    return [] if lines == ["ok"] else [f"catalog: {line}" for line in lines]
 
 
 def current_revision(config: Config) -> str | None:

@@ -13,11 +13,13 @@ and no numpy.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import sqlite3
 import subprocess
 import sys
 from multiprocessing.connection import Connection, Pipe
+from pathlib import Path
 from typing import Sequence
 
 from ..errors import CatalogError
@@ -93,6 +95,21 @@ def _serve(pipe: Connection) -> None:
     connection.close()
 
 
+def python_interpreter() -> str:
+    """The Python that runs this process, as a program to start: ``sys.executable``, unless a WSGI
+    host embeds Python (uWSGI's is the ``uwsgi`` binary), then the environment's ``bin/python3``.
+    Raises :class:`CatalogError` when there is none to be found."""
+    candidates = [Path(sys.executable)] if Path(sys.executable).name.startswith("python") else []
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for prefix in dict.fromkeys((sys.prefix, sys.exec_prefix, sys.base_prefix)):
+        candidates += [Path(prefix) / "bin" / name for name in ("python3", version, "python")]
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    raise CatalogError(f"cannot start the catalog's writer process: this process runs in {sys.executable}, "
+                       f"not a Python interpreter, and {sys.prefix} holds no bin/python3")
+
+
 class WriterProcess:
     """``with WriterProcess(path, sql) as writer``: :meth:`submit` batches, :meth:`result` takes
     the oldest one's written count (raising its error), in order.
@@ -107,7 +124,7 @@ class WriterProcess:
 
     def __init__(self, path: str, sql: str):
         self._pipe, child = Pipe()
-        self._process = subprocess.Popen([sys.executable, "-m", __name__, str(child.fileno())],
+        self._process = subprocess.Popen([python_interpreter(), "-m", __name__, str(child.fileno())],
                                          pass_fds=[child.fileno()], stdin=subprocess.DEVNULL)
         child.close()
         self._send((path, sql))

@@ -9,9 +9,14 @@ its login, and logout, a password change or disabling the account bump it, so ev
 issued before stops working. A disabled account's API token stops working too.
 
 Logins are throttled in the catalog, so every server process sees the same count: after
-``THROTTLE_AFTER`` failures for one user name or one client address, each try waits
-``login_delay`` seconds after the last failure, growing with each further failure; a
-successful login clears the failures of its name and address.
+``THROTTLE_AFTER`` failures for one user name from one client address, each try of that name
+from there waits ``login_delay`` seconds after the last failure, growing with each further
+failure. Failures with names that are no account count per address: past the threshold, that
+address's wrong tries are refused as throttled whatever the name (so the answer never tells
+which names exist), but a right password still logs in. No count is per name alone: from one
+address nobody can lock an account out for everyone, and behind one address (a proxy) one
+person's mistakes never lock out the others. A successful login clears its name's failures
+from its address.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import secrets
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -178,25 +183,40 @@ def _login_key(name: str, address: str) -> tuple[str, str]:
     return name.strip()[:128], (address or "unknown")[:64]
 
 
+def _wait(session: Session, clause, now: datetime) -> float:
+    """Seconds still to wait after the failures matching ``clause`` (negative: none)."""
+    count, last = session.execute(
+        select(func.count(), func.max(LoginFailure.created_at))
+        .where(clause, LoginFailure.cleared.is_(False), LoginFailure.created_at >= now - THROTTLE_WINDOW)).one()
+    return (last + timedelta(seconds=login_delay(count)) - now).total_seconds() if last is not None else 0.0
+
+
+def _seconds(wait: float) -> int:
+    return math.ceil(wait) if wait > 0 else 0
+
+
 def login_wait(session: Session, name: str, address: str, now: datetime | None = None) -> int:
-    """Seconds until ``name`` may be tried from ``address`` again; 0 when it may now."""
+    """Seconds until ``name`` may be tried from ``address`` again (its own failures from there);
+    0 when it may now."""
     now = now or utcnow()
     name, address = _login_key(name, address)
-    wait = 0.0
-    for column, key in ((LoginFailure.name, name), (LoginFailure.address, address)):
-        count, last = session.execute(
-            select(func.count(), func.max(LoginFailure.created_at))
-            .where(column == key, LoginFailure.cleared.is_(False), LoginFailure.created_at >= now - THROTTLE_WINDOW)
-        ).one()
-        if last is not None:
-            wait = max(wait, (last + timedelta(seconds=login_delay(count)) - now).total_seconds())
-    return math.ceil(wait) if wait > 0 else 0
+    return _seconds(_wait(session, (LoginFailure.name == name) & (LoginFailure.address == address), now))
+
+
+def unknown_names_wait(session: Session, address: str, now: datetime | None = None) -> int:
+    """Seconds until ``address`` may make a wrong try again after its failures with names that are
+    no account; 0 when it may now."""
+    now = now or utcnow()
+    _, address = _login_key("", address)
+    return _seconds(_wait(session, (LoginFailure.address == address) & LoginFailure.name.not_in(select(User.name)),
+                          now))
 
 
 def log_in(session: Session, name: str, password: str, address: str) -> User | None:
     """Check a login from ``address``: the user, or None for a wrong name or password (recorded as
-    a failed login). Raises :class:`LoginThrottled` when the name or address must wait first;
-    then the password is not even checked.
+    a failed login). Raises :class:`LoginThrottled` when the name must wait first from this address
+    (then the password is not even checked), or when a wrong try comes from an address that has
+    tried too many names that are no account.
 
     Two tries sent at the same instant may both pass the wait check: the throttle bounds the rate
     of guessing, not each single guess.
@@ -208,11 +228,15 @@ def log_in(session: Session, name: str, password: str, address: str) -> User | N
     key_name, key_address = _login_key(name, address)
     now = utcnow()
     if user is None:
+        spraying = unknown_names_wait(session, address, now)
         session.add(LoginFailure(name=key_name, address=key_address, created_at=now))
         session.execute(delete(LoginFailure).where(LoginFailure.created_at < now - KEEP_FAILURES))
+        if spraying:  # the same answer for a name that exists and one that does not
+            session.commit()  # the caller's scope rolls back on the exception, and this failure must count
+            raise LoginThrottled(spraying)
     else:
         session.execute(update(LoginFailure).where(
-            LoginFailure.cleared.is_(False), or_(LoginFailure.name == key_name, LoginFailure.address == key_address)
+            LoginFailure.cleared.is_(False), LoginFailure.name == key_name, LoginFailure.address == key_address
         ).values(cleared=True))
     session.flush()
     return user

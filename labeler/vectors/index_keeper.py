@@ -31,7 +31,7 @@ from sqlalchemy import Integer, String, cast, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..store.catalog import Model, Setting
+from ..store.catalog import Embedding, Model, Setting
 from ..config import Config
 from ..errors import CatalogError
 from .index import IVF_TRAIN_PER_LIST, FaissIndex, check_factory, choose_factory, read_stamp
@@ -132,8 +132,9 @@ class IndexKeeper:
                     self._checked_at = time.monotonic()
                     model_id = self._model(session)
                     on_disk = read_stamp(self.path(model_id)) or {}
-                    if on_disk.get("build") not in (None, self._index.stamp.get("build")):
-                        self.open(session)
+                    if on_disk.get("build") not in (None, self._index.stamp.get("build")) or \
+                            self.vectors.oldest_change(session) > self._index.stamp.get("change", 0) + 1:
+                        self.open(session)  # rebuilt elsewhere, or the log compacted past where this one stands
                     elif self.vectors.latest_change(session) > self._index.stamp.get("change", 0):
                         self.catch_up(session)
         return self._index
@@ -284,8 +285,27 @@ class IndexKeeper:
                 if index.kind == "ivf":  # the lists have filled since nprobe was chosen: choose again
                     tune_nprobe(index, self.vectors.sample(session, 2 * RECALL_QUERIES, self._model(session))[1])
                 self.save(session)
+                if force:  # the end of a run: the log's old rows, now in every saved index, can go
+                    self.compact_changes(session)
                 return "saved"
             return None
+
+    def compact_changes(self, session: Session) -> int:
+        """Delete the change-log rows that every model's saved index already holds, but the last
+        :data:`KEEP_CHANGES` of them (PostgreSQL's re-read window, and a server a little behind);
+        the newest row always stays. Nothing while any model with vectors has no saved index. A
+        server that was further behind finds the gap (:meth:`get`) and loads the saved file, which
+        holds what went. Returns how many rows went (the log grew with every change, for ever)."""
+        model_ids = list(session.scalars(select(Embedding.model_id).distinct()))
+        stamps = []
+        for model_id in model_ids:
+            stamp = read_stamp(self.path(model_id))
+            if not stamp or "change" not in stamp:
+                return 0
+            stamps.append(int(stamp["change"]))
+        if not stamps:
+            return 0
+        return self.vectors.compact_changes(session, min(stamps) - KEEP_CHANGES)
 
     def _rebuild_due(self, index: VectorIndex) -> bool:
         spec = index.stamp.get("spec", self.config.index_factory)
@@ -388,7 +408,37 @@ class IndexKeeper:
             problems.append(f"index holds {len(extra)} ids with no stored vector: {extra[:10].tolist()}")
         if len(missing):
             problems.append(f"{len(missing)} stored vectors are not in the index: {missing[:10].tolist()}")
+        if not problems:
+            problems += self._vector_problems(session, index, model_id, ids)
         return problems
+
+    def _vector_problems(self, session: Session, index: FaissIndex, model_id: int, ids: np.ndarray) -> list[str]:
+        """Stored vectors of a sample of ids, each searched exactly in the index: its own id must come
+        back with a cosine of 1 (the index holds that very vector), and no score may pass 1."""
+        if not len(ids):
+            return []
+        rng = np.random.default_rng(0)
+        sample = np.sort(rng.choice(ids, size=min(VECTOR_SAMPLE, len(ids)), replace=False))
+        got_ids, vectors = self.vectors.read(session, sample, model_id=model_id)
+        if not len(got_ids):
+            return []
+        scores, hits = index.search(vectors, min(10, len(index)), exact=True)
+        tolerance = 1e-3 if index.kind in ("flat", "ivf") and "PQ" not in index.factory.upper() else 0.05
+        wrong = [int(i) for i, row_ids, row_scores in zip(got_ids, hits, scores)
+                 if not any(h == i and abs(s - 1.0) <= tolerance for h, s in zip(row_ids, row_scores))]
+        top = float(scores.max()) if scores.size else 0.0
+        problems = []
+        if wrong:
+            problems.append(f"{len(wrong)} of {len(got_ids)} sampled vectors in the index differ from the catalog's "
+                            f"(cosine with the stored vector not 1): ids {wrong[:10]}")
+        if top > 1.0 + tolerance:
+            problems.append(f"the index answers scores up to {top:.1f} where unit vectors give at most 1: "
+                            "its vectors are corrupt")
+        return problems
+
+
+KEEP_CHANGES = 10_000  # change-log rows a compaction leaves below what every saved index holds
+VECTOR_SAMPLE = 256  # stored vectors compared with the index by check
 
 
 def _lists_needed(factory: str) -> int:

@@ -9,10 +9,11 @@ set is logged in ``index_changes`` by database triggers, so an index catches up 
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Iterator, Sequence
 
 import numpy as np
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -105,6 +106,17 @@ class VectorStore:
             ids = np.sort(np.random.default_rng(seed).choice(ids, size, replace=False))
         return self.read(session, ids, model_id=model_id)
 
+    def compact_changes(self, session: Session, below: int) -> int:
+        """Delete change-log rows with an id under ``below``; the newest row always stays (an
+        index's stamp is compared with it). Returns how many were deleted."""
+        newest = session.scalar(select(func.max(IndexChange.id))) or 0
+        result = session.execute(delete(IndexChange).where(IndexChange.id < min(below, newest)))
+        return result.rowcount or 0
+
+    def oldest_change(self, session: Session) -> int:
+        """The id of the oldest ``index_changes`` row left (compaction deletes the old ones); 0 before any."""
+        return session.scalar(select(func.min(IndexChange.id))) or 0
+
     def latest_change(self, session: Session) -> int:
         """The id of the newest ``index_changes`` row; 0 before any. One indexed lookup."""
         return session.scalar(select(func.max(IndexChange.id))) or 0
@@ -151,27 +163,70 @@ class VectorStore:
                                                  "vector": vectors[i].tobytes(), "created_at": now} for i in keep])
         return np.asarray(keep, dtype=np.int64)
 
-    def text_vectors(self, session: Session, texts: Sequence[str]) -> np.ndarray:
-        """Unit vectors ``[N, D]`` for ``texts``; each text is encoded at most once per model."""
+    def text_vectors(self, session: Session, texts: Sequence[str], query: bool = False) -> np.ndarray:
+        """Unit vectors ``[N, D]`` for ``texts``; each text is encoded at most once per model.
+
+        ``query=True`` marks them as search texts: kept, least recently used dropped first, up to
+        ``LABELER_QUERY_CACHE_TEXTS`` per model (a prompt's text is kept for good, and a search
+        text a prompt set later uses becomes one).
+        """
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.models.encoder(session).dim), np.float32)
         keys = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
+        now = time.time()
         model_id = self.models.record(session).id
-        found: dict[str, bytes] = {}
-        unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), 500):
-            chunk = unique[start:start + 500]
-            found.update(session.execute(select(PromptEmbedding.text_hash, PromptEmbedding.vector).where(
-                PromptEmbedding.model_id == model_id, PromptEmbedding.text_hash.in_(chunk))).all())
+        found = _cached_texts(session, model_id, keys, query, now)
         missing = {k: t for k, t in zip(keys, texts) if k not in found}
         if missing:
             vecs = self.models.encoder(session).encode_texts(list(missing.values()))
-            rows = [{"model_id": model_id, "text_hash": key, "text": text, "vector": vec.tobytes()}
+            rows = [{"model_id": model_id, "text_hash": key, "text": text, "vector": vec.tobytes(),
+                     "query_used_at": now if query else None}
                     for (key, text), vec in zip(missing.items(), vecs)]
             found.update((row["text_hash"], row["vector"]) for row in rows)
             _insert_new(session, rows)
+            if query:
+                _drop_least_recent_queries(session, model_id, self.config.query_cache_texts)
         return np.stack([np.frombuffer(found[k], dtype=np.float32) for k in keys])
+
+
+QUERY_TOUCH_SECONDS = 3600  # a search text's last use is recorded to the hour
+
+
+def _cached_texts(session: Session, model_id: int, keys: list[str], query: bool, now: float) -> dict[str, bytes]:
+    """The cached vectors of the texts hashed ``keys``: {hash: vector bytes}; the search texts'
+    marks are brought up to date (``query``: used ``now``, else now a prompt's, kept for good)."""
+    found: dict[str, bytes] = {}
+    touch: list[str] = []  # rows whose mark changes: a search text used again, or now a prompt's
+    unique = list(dict.fromkeys(keys))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start:start + 500]
+        for key, vector, used in session.execute(select(
+                PromptEmbedding.text_hash, PromptEmbedding.vector, PromptEmbedding.query_used_at).where(
+                PromptEmbedding.model_id == model_id, PromptEmbedding.text_hash.in_(chunk))):
+            found[key] = vector
+            # a search's write only when the mark is an hour stale: reads stay reads
+            if used is not None and (not query or now - used > QUERY_TOUCH_SECONDS):
+                touch.append(key)
+    if touch:
+        session.execute(update(PromptEmbedding).where(
+            PromptEmbedding.model_id == model_id, PromptEmbedding.text_hash.in_(touch))
+            .values(query_used_at=now if query else None))
+    return found
+
+
+def _drop_least_recent_queries(session: Session, model_id: int, keep: int) -> None:
+    """Delete the search texts of ``model_id`` past the ``keep`` most recently used."""
+    queries = select(PromptEmbedding.text_hash).where(PromptEmbedding.model_id == model_id,
+                                                      PromptEmbedding.query_used_at.is_not(None))
+    count = session.scalar(select(func.count()).select_from(queries.subquery()))
+    if count <= keep:
+        return
+    oldest = list(session.scalars(queries.order_by(PromptEmbedding.query_used_at, PromptEmbedding.text_hash)
+                                  .limit(count - keep)))
+    for start in range(0, len(oldest), 500):
+        session.execute(delete(PromptEmbedding).where(PromptEmbedding.model_id == model_id,
+                                                      PromptEmbedding.text_hash.in_(oldest[start:start + 500])))
 
 
 def _insert_new(session: Session, rows: list[dict]) -> None:

@@ -14,9 +14,12 @@ the app works on http://127.0.0.1; set ``LABELER_SECURE_COOKIES=1`` behind HTTPS
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import os
 import secrets
 from pathlib import PurePath
+from typing import Callable
 
 from flask import Flask, g, request
 from werkzeug.exceptions import HTTPException
@@ -26,7 +29,9 @@ from ..review import jobs
 from ..store.catalog import MAX_ID
 from ..collection import Collection
 from ..config import Config
-from ..errors import LabelerError, ModelUnavailable, NotFound
+from ..errors import LabelerError, ModelUnavailable, NotFound, disk_full
+from ..search import SearchTooSlow
+from ..files import apply_umask
 from ..resources import resource_dir
 from .context import error_response, wants_json
 
@@ -42,31 +47,47 @@ class CatalogId(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
-def load_secret_key(config: Config) -> str:
-    """``config.secret_key`` (``LABELER_SECRET_KEY``), else one generated once into ``<home>/secret_key``."""
+def load_secret_key(config: Config, log: Callable[[str], None] | None = None) -> str:
+    """``config.secret_key`` (``LABELER_SECRET_KEY``), else the one generated once into ``<home>/secret_key``.
+
+    The file appears whole or not at all (written beside it, then renamed into place, under a
+    lock that the other workers starting at once wait on); an empty one (a start on a full disk before this) is
+    replaced, and ``log`` says that every session signed with the old key has ended.
+    """
     if config.secret_key:
         return config.secret_key
     path = config.home / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
     config.home.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32)
-    # O_EXCL: two workers starting at once must not each write a different key.
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as f:
-        f.write(key)
-    return key
+    # One worker at a time decides: two making keys at once would each sign with their own.
+    with open(config.home / ".secret_key.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        key = path.read_text().strip() if path.exists() else None
+        if key:
+            return key
+        new = secrets.token_hex(32)
+        tmp = path.with_name(f".secret_key.{os.getpid()}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(new)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    if key is not None and log is not None:
+        log(f"{path} was empty (a start on a full disk?): made a new secret key, so every session "
+            "signed with the old one has ended and its users must log in again")
+    return new
 
 
 def create_app(config: Config | None = None, test_config: dict | None = None) -> Flask:
     config = config or Config.from_env()
+    apply_umask(config.umask)  # a WSGI host imports this without the CLI
     app = Flask("labeler", template_folder=str(TEMPLATES), static_folder=str(STATIC),
                 instance_path=str(config.home.resolve()))
     app.config.update(
-        SECRET_KEY=load_secret_key(config),
+        SECRET_KEY=load_secret_key(config, log=lambda line: logging.getLogger("labeler").warning(line)),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=config.secure_cookies,
@@ -82,10 +103,11 @@ def create_app(config: Config | None = None, test_config: dict | None = None) ->
     app.url_map.converters["int"] = CatalogId  # before the blueprints' rules are built
 
 
-    from . import access, api, auth, delivery, images, lab, review, search
+    from . import access, api, auth, delivery, images, lab, rate_limit, review, search
 
     delivery.init_app(app)  # first: its compression must run after every other hook
     access.init_app(app)
+    rate_limit.init_app(app, config)
     for module in (auth, review, images, search, lab, api):
         app.register_blueprint(module.bp)
     _register_errors(app)
@@ -139,6 +161,10 @@ def _register_errors(app: Flask) -> None:
     def _no_model(exc: ModelUnavailable):
         return error_response(503, str(exc))  # the server's setup, not the request, is at fault
 
+    @app.errorhandler(SearchTooSlow)
+    def _too_slow(exc: SearchTooSlow):
+        return error_response(503, str(exc))  # the server's load, not the request, is at fault
+
     @app.errorhandler(LabelerError)
     def _user_error(exc: LabelerError):
         return error_response(400, str(exc))
@@ -149,5 +175,8 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _crash(exc: Exception):
+        if (full := disk_full(exc)) is not None:
+            app.logger.error("%s on %s", full, request.path)
+            return error_response(507, str(full))
         app.logger.exception("unhandled error on %s", request.path)
         return error_response(500, "internal error; the details are in the server log")

@@ -31,6 +31,7 @@ from .cards import cards, queue_batch, review_started
 from .requests import integer, json_body, queue_filters, search_args, text, threshold
 from .results import image_links, search_hits
 from .context import collection, error_response
+from .rate_limit import DECISIONS, SEARCH, rate_limited
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -76,6 +77,7 @@ def _busy(exc: db.CatalogBusy):
 
 
 @bp.route("/labels/<int:label_id>/review", methods=("POST",))
+@rate_limited(DECISIONS)
 def review_label(label_id: int):
     body = json_body()
     action = body.get("action")
@@ -98,6 +100,7 @@ def _decided(s, label, queue_value: str | None, started) -> dict:
 
 
 @bp.route("/review/undo", methods=("POST",))
+@rate_limited(DECISIONS)
 def undo():
     body = json_body()
     queue_value = text(body.get("queue_value"), "queue_value")
@@ -133,6 +136,7 @@ def _bulk_response(result: review.BulkResult, accepted: list[dict]):
 
 
 @bp.route("/labels/accept-selected", methods=("POST",))
+@rate_limited(DECISIONS)
 def accept_selected():
     body = json_body()
     items = body.get("labels")
@@ -152,6 +156,7 @@ def accept_selected():
 
 
 @bp.route("/labels/accept-above", methods=("GET", "POST"))
+@rate_limited(DECISIONS)
 def accept_above():
     source = request.args if request.method == "GET" else json_body()
     group = text(source.get("group"), "group")
@@ -170,6 +175,7 @@ def accept_above():
 
 
 @bp.route("/search")
+@rate_limited(SEARCH)
 def search():
     args = search_args()
     return jsonify({"hits": search_hits(collection(), args, args["similar"]), **args})
@@ -182,6 +188,7 @@ def image(image_id: int):
 
 
 @bp.route("/images/<int:image_id>/similar")
+@rate_limited(SEARCH)
 def similar(image_id: int):
     args = search_args()
     return jsonify({"hits": search_hits(collection(), {**args, "q": ""}, image_id)})

@@ -9,7 +9,7 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from ..store import users
 from ..store.catalog import User
 from .access import csrf_token
-from .context import collection
+from .context import client_address, collection
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 
@@ -38,7 +38,7 @@ def login():
         try:
             with collection().session() as s:
                 user = users.log_in(s, request.form.get("username", ""), request.form.get("password", ""),
-                                    request.remote_addr or "")
+                                    client_address())
                 generation = user.session_generation if user is not None else None
         except users.LoginThrottled as exc:
             error, status, headers = f"Too many failed logins. Try again in {exc.retry_after} seconds.", 429, \

@@ -13,6 +13,7 @@ from .. import search
 from ..store.catalog import MAX_ID
 from ..errors import LabelerError
 from ..review.decisions import FILTER_STATUSES
+from .context import collection
 
 DEFAULT_K = 48
 MAX_K = 500
@@ -139,7 +140,12 @@ def search_args() -> dict:
         where = search.parse_where(where_items)
     except LabelerError as exc:
         abort(400, str(exc))
-    return {"q": (args.get("q") or "").strip(), "k": k, "group": args.get("group") or None,
+    q = (args.get("q") or "").strip()
+    try:
+        search.check_query_size(q, collection().config)  # before any of it is parsed or encoded
+    except LabelerError as exc:
+        abort(400, f"q: {exc}")
+    return {"q": q, "k": k, "group": args.get("group") or None,
             "value": args.get("value") or None, "status": status, "similar": similar, "where": where}
 
 

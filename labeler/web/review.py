@@ -53,7 +53,10 @@ def queue():
         if filters["group"] is None and groups:
             filters["group"] = groups[0]
         batch = queue_batch(s, filters, g.user.id)
-        values = review.options(s, filters["group"]) if filters["group"] else []
+        values = review.options(s, filters["group"], collection().config.max_free_values) \
+            if filters["group"] else []
+        if filters["value"] and filters["value"] not in values:  # the one filtered on is always listed
+            values = sorted([*values, filters["value"]])
         options = batch.options or values
         progress = review.progress(s, filters["group"], filters["value"], g.user.id, started)
     data = page_data({filters["group"]: options} if filters["group"] else {}, batch.cards, group=filters["group"],

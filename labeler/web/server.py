@@ -19,17 +19,50 @@ from flask import Flask
 
 from ..errors import ServeError
 
+try:
+    import resource
+except ImportError:  # not on this system (Windows): the process's own open-file limit stands
+    resource = None
+
+
+def waitress_settings(app: Flask) -> dict:
+    """waitress's limits from the app's config (``LABELER_CONNECTION_LIMIT``, ``LABELER_CHANNEL_TIMEOUT``).
+
+    Requests are read by waitress's event loop, not by the threads, so a slow or half-sent request
+    costs one connection and no thread; the limit is what bounds them, and the timeout closes the
+    silent ones. The process's open-file limit is raised to fit (each connection is a descriptor).
+    """
+    config = app.extensions["labeler"].config
+    _fit_open_files(config.connection_limit + 256)  # the catalog, the index, the images being sent
+    # cleanup_interval: how often waitress looks for silent connections (its default, 30 s, would
+    # let a short timeout wait that long)
+    return {"connection_limit": config.connection_limit, "channel_timeout": config.channel_timeout,
+            "cleanup_interval": max(1, min(30, config.channel_timeout // 2)), "ident": "labeler"}
+
+
+def _fit_open_files(wanted: int) -> None:
+    if resource is None:
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
+
 
 def serve(app: Flask, host: str, port: int, threads: int = 8, processes: int = 1) -> None:
     """Serve ``app`` on ``host:port`` until interrupted, in ``processes`` processes of ``threads`` threads."""
     from waitress import create_server
 
     logging.basicConfig()  # waitress logs through logging, as waitress.serve sets it up
+    settings = waitress_settings(app)
     if processes > 1 and not hasattr(os, "fork"):
         raise ServeError("--processes above 1 needs a system with fork (Linux, macOS); use --processes 1")
     try:
         if processes <= 1:
-            server = create_server(app, host=host, port=port, threads=threads, ident="labeler")
+            server = create_server(app, host=host, port=port, threads=threads, **settings)
         else:
             listener = socket.create_server((host, port), family=_family(host), backlog=1024)
     except OSError as exc:  # the port is taken, or the address is not this machine's
@@ -38,14 +71,14 @@ def serve(app: Flask, host: str, port: int, threads: int = 8, processes: int = 1
         server.print_listen("Serving on http://{}:{}")
         server.run()
         return
-    _prefork(app, listener, threads, processes)
+    _prefork(app, listener, threads, processes, settings)
 
 
 def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def _prefork(app: Flask, listener: socket.socket, threads: int, processes: int) -> None:
+def _prefork(app: Flask, listener: socket.socket, threads: int, processes: int, settings: dict) -> None:
     """Fork ``processes`` worker processes serving ``listener``; stop them all on SIGINT/SIGTERM or when one dies."""
     from ..store import db
     from waitress import create_server
@@ -71,7 +104,7 @@ def _prefork(app: Flask, listener: socket.socket, threads: int, processes: int) 
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             code = 0
             try:
-                create_server(app, sockets=[listener], threads=threads, ident="labeler").run()
+                create_server(app, sockets=[listener], threads=threads, **settings).run()
             except BaseException:  # noqa: BLE001  (a worker never returns into its parent's code)
                 logging.getLogger("labeler").exception("a serve worker stopped")
                 code = 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from labeler.store import db, users
@@ -126,18 +127,59 @@ def test_five_wrong_passwords_then_429_with_a_growing_retry_after(client, web_co
     assert all(r.name == Users.reviewer and r.address == "127.0.0.1" and r.cleared for r in recorded)
 
 
-def test_one_address_trying_many_names_is_throttled(client):
+def test_made_up_names_from_one_address_never_lock_out_its_real_users(client):
     for n in range(users.THROTTLE_AFTER):
         assert _try(client, f"guess{n}", "wrong password", "10.0.0.7").status_code == 401
-    assert _try(client, Users.second, PASSWORD, "10.0.0.7").status_code == 429
-    assert _try(client, Users.second, PASSWORD, "10.0.0.8").status_code == 302  # another address is not
+    assert _try(client, "guess-more", "wrong password", "10.0.0.7").status_code == 429
+    # A real name with a wrong password gets the same answer: the throttle tells no one which names exist.
+    wrong = _try(client, Users.reviewer, "wrong password", "10.0.0.7")
+    assert wrong.status_code == 429 and int(wrong.headers["Retry-After"]) > 0
+    # Behind that address (a proxy, an office) a real user still logs in.
+    assert _try(client, Users.second, PASSWORD, "10.0.0.7").status_code == 302
 
 
-def test_one_name_tried_from_many_addresses_is_throttled(client):
-    for n in range(users.THROTTLE_AFTER):
+def test_no_address_can_lock_a_name_out_for_everyone(app, client):
+    for _ in range(users.THROTTLE_AFTER):
+        assert _try(client, Users.admin, "wrong password", "10.0.3.1").status_code == 401
+    assert _try(client, Users.admin, PASSWORD, "10.0.3.1").status_code == 429  # that address must wait
+    assert _try(app.test_client(), Users.admin, PASSWORD, "10.0.3.2").status_code == 302  # the admin need not
+    for n in range(users.THROTTLE_AFTER):  # one guess each from many addresses: each pair counts alone
         assert _try(client, Users.second, "wrong password", f"10.0.1.{n}").status_code == 401
-    response = _try(client, Users.second, PASSWORD, "10.0.2.1")
-    assert response.status_code == 429 and int(response.headers["Retry-After"]) > 0
+    assert _try(app.test_client(), Users.second, PASSWORD, "10.0.2.1").status_code == 302
+
+
+def _failed_addresses(web_config) -> list[str]:
+    with db.session_scope(web_config) as s:
+        return list(s.scalars(select(LoginFailure.address).order_by(LoginFailure.id)))
+
+
+def test_x_forwarded_for_counts_only_from_a_trusted_proxy(web_config):
+    from labeler.web import create_app
+
+    app = create_app(web_config.with_(trusted_proxies=("10.9.0.0/24",)), {"TESTING": True})
+    client = app.test_client()
+
+    def attempt(peer: str, forwarded: str):
+        token = page_csrf(client, "/auth/login")
+        return client.post("/auth/login", data={"username": Users.reviewer, "password": "wrong password",
+                                                "csrf_token": token},
+                           headers={"X-Forwarded-For": forwarded}, environ_base={"REMOTE_ADDR": peer})
+
+    assert attempt("10.9.0.1", "1.2.3.4").status_code == 401  # through the proxy: the client's address
+    assert attempt("10.9.0.1", "6.6.6.6, 1.2.3.4").status_code == 401  # what the client wrote is ignored
+    assert attempt("10.9.0.1", "1.2.3.4, 10.9.0.5").status_code == 401  # a chain of trusted proxies
+    assert attempt("192.0.2.9", "1.2.3.4").status_code == 401  # not a proxy: its header means nothing
+    assert _failed_addresses(web_config) == ["1.2.3.4", "1.2.3.4", "1.2.3.4", "192.0.2.9"]
+
+
+def test_trusted_proxies_must_be_addresses():
+    from labeler.config import Config
+    from labeler.errors import ConfigError
+
+    assert Config.from_env({"LABELER_TRUSTED_PROXIES": "10.0.0.1, 192.168.0.0/16"}).trusted_proxies == \
+        ("10.0.0.1", "192.168.0.0/16")
+    with pytest.raises(ConfigError, match="LABELER_TRUSTED_PROXIES must list IP addresses"):
+        Config.from_env({"LABELER_TRUSTED_PROXIES": "proxy.example.com"})
 
 
 def test_failed_logins_show_in_user_list(client, web_config):
