@@ -33,6 +33,7 @@ FILTER_STATUSES = (*STATUSES, "reviewed")
 SORTS = ("uncertainty", "informative", "confidence", "confidence_asc", "id")
 MAX_VALUE_LENGTH = 256
 HISTOGRAM_BINS = 10
+UNSEEN = object()  # a decision that does not say which value it saw (older API clients)
 
 
 class ReviewError(LabelerError):
@@ -40,12 +41,17 @@ class ReviewError(LabelerError):
 
 
 class StaleLabel(ReviewError):
-    """The label changed since the reviewer saw it; reload and decide again."""
+    """The label changed since the reviewer saw it; reload and decide again.
 
-    def __init__(self, label: Label, seen_version: int | None):
+    Carries the label's current state (``current_version``, ``current_value``) and the value the
+    reviewer saw, so a front end can show "proposal changed: book → mug" on the card."""
+
+    def __init__(self, label: Label, seen_version: int | None, seen_value: str | None | object = None):
         self.label_id = label.id
         self.current_version = label.version
+        self.current_value = label.value
         self.seen_version = seen_version
+        self.seen_value = label.value if seen_value is UNSEEN else seen_value
         super().__init__(
             f"label {label.id} was changed by someone else (you saw version {seen_version}, "
             f"it is now version {label.version}: {label.status} "
@@ -119,11 +125,32 @@ def _undo_target(session: Session, label_id: int) -> ReviewEvent | None:
     return None
 
 
+def check_seen(label: Label, seen_version: int | None, seen_value: str | None | object = UNSEEN) -> None:
+    """Refuse a decision made on another state of ``label`` than its current one.
+
+    ``seen_version`` is the version the reviewer's view showed and ``seen_value`` the value it showed
+    (None: "none of these"; :data:`UNSEEN` when the client does not say). :class:`ReviewError` when
+    the version is missing or from the future (no label ever had it), :class:`StaleLabel` when
+    either differs from the label's.
+    """
+    if seen_version is None:
+        raise ReviewError("version: a decision must say which label version it was made on")
+    seen_version = int(seen_version)
+    if seen_version < 1 or seen_version > label.version:
+        raise ReviewError(f"version: label {label.id} has never had version {seen_version} "
+                          f"(it is at version {label.version}); reload it and decide again")
+    if seen_value is not UNSEEN and seen_value is not None and not isinstance(seen_value, str):
+        raise ReviewError("seen_value: the value a decision saw must be text or null")
+    if seen_version != label.version or (seen_value is not UNSEEN and seen_value != label.value):
+        raise StaleLabel(label, seen_version, seen_value)
+
+
 def decide(session: Session, label_id: int, action: str, user_id: int | None,
-           seen_version: int | None, value: str | None = None) -> Label:
+           seen_version: int | None, value: str | None = None, seen_value: str | None | object = UNSEEN) -> Label:
     """Apply one decision to a label and flush it; the caller's transaction commits.
 
-    ``seen_version`` is the label version the reviewer's view showed. ``skip`` leaves the label
+    ``seen_version`` is the label version the reviewer's view showed, ``seen_value`` the value it
+    showed (see :func:`check_seen`): a decision applies only to what the reviewer saw. ``skip`` leaves the label
     as it is and records no event; for a reviewer (``user_id``) it stores the skip, which sends the
     label to the end of their queue. Any other decision by them clears their skip of the label.
     Raises :class:`StaleLabel`, :class:`ReviewError` or :class:`NotFound`.
@@ -131,10 +158,7 @@ def decide(session: Session, label_id: int, action: str, user_id: int | None,
     if action not in ACTIONS:
         raise ReviewError(f"unknown action '{action}'; use one of: {', '.join(ACTIONS)}")
     label = get_label(session, label_id)
-    if seen_version is None:
-        raise ReviewError("a decision must say which label version it was made on")
-    if label.version != int(seen_version):
-        raise StaleLabel(label, seen_version)
+    check_seen(label, seen_version, seen_value)
     if user_id is not None:
         session.execute(delete(ReviewSkip).where(ReviewSkip.label_id == label.id, ReviewSkip.user_id == user_id))
     if action == "skip":
@@ -160,7 +184,7 @@ def decide(session: Session, label_id: int, action: str, user_id: int | None,
         # Another transaction committed between our read and our UPDATE ... WHERE version. The
         # caller rolls back (only its savepoint, in a bulk accept); the message needs a fresh read.
         with Session(session.get_bind()) as fresh:
-            raise StaleLabel(get_label(fresh, label_id), seen_version) from None
+            raise StaleLabel(get_label(fresh, label_id), seen_version, seen_value) from None
     return label
 
 
@@ -254,14 +278,16 @@ class BulkResult:
 
 def _bulk_entry(label_id: int, exc: LabelerError) -> dict:
     if isinstance(exc, StaleLabel):
-        return {"id": label_id, "status": "conflict", "current_version": exc.current_version, "message": str(exc)}
+        return {"id": label_id, "status": "conflict", "current_version": exc.current_version,
+                "current_value": exc.current_value, "message": str(exc)}
     if isinstance(exc, NotFound):
         return {"id": label_id, "status": "not_found", "message": str(exc)}
     return {"id": label_id, "status": "invalid", "message": str(exc)}
 
 
-def accept_many(session: Session, seen: Sequence[tuple[int, int]], user_id: int | None) -> BulkResult:
-    """Accept each ``(label_id, seen_version)``; stale or missing ones are reported, not applied.
+def accept_many(session: Session, seen: Sequence[tuple], user_id: int | None) -> BulkResult:
+    """Accept each ``(label_id, seen_version)`` or ``(label_id, seen_version, seen_value)``; stale
+    or missing ones are reported, not applied.
 
     Each label and its event are saved together, independently of the others: a conflict on one
     never undoes the rest. Labels are written in id order, so two bulk accepts lock shared rows
@@ -270,9 +296,10 @@ def accept_many(session: Session, seen: Sequence[tuple[int, int]], user_id: int 
     entries: dict[int, dict] = {}
     for position in sorted(range(len(seen)), key=lambda p: (int(seen[p][0]), p)):
         label_id, version = int(seen[position][0]), seen[position][1]
+        seen_value = seen[position][2] if len(seen[position]) > 2 else UNSEEN
         try:
             with session.begin_nested():
-                label = decide(session, label_id, "accept", user_id, version)
+                label = decide(session, label_id, "accept", user_id, version, seen_value=seen_value)
             entries[position] = {"id": label_id, "status": "accepted", "version": label.version}
         except (StaleLabel, NotFound, ReviewError) as exc:
             entries[position] = _bulk_entry(label_id, exc)
@@ -499,6 +526,13 @@ def image_names(session: Session, image_ids: Sequence[int]) -> dict[int, str]:
     for image_id, path in rows:
         names.setdefault(image_id, path.replace("\\", "/").rsplit("/", 1)[-1])
     return names
+
+
+def labels_by_id(session: Session, label_ids: Sequence[int]) -> list[Label]:
+    """The labels of ``label_ids`` that exist, in id order."""
+    if not label_ids:
+        return []
+    return list(session.scalars(select(Label).where(Label.id.in_(set(label_ids))).order_by(Label.id)))
 
 
 def labels_of_image(session: Session, image_id: int) -> list[Label]:

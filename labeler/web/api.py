@@ -3,12 +3,15 @@
     GET  /api/stats                         counts, progress and histograms per group
     GET  /api/labels?group&value&status&sort&limit&offset
     GET  /api/labels/<id>
-    POST /api/labels/<id>/review            {"action", "version", "value"?, "queue_value"?}  409 when stale;
-                                            the label, its card and the progress of its queue
+    POST /api/labels/<id>/review            {"action", "version", "seen_value"?, "value"?, "queue_value"?}
+                                            409 when the version or the value seen changed, with the
+                                            label's new state ("label", "card"); else the label, its
+                                            card and the progress of its queue
     POST /api/review/undo                   undo your newest decision not yet undone; 409 when stale
     GET  /api/review/progress?group&value   reviewed, remaining, your decisions and their rate
+    GET  /api/review/cards?ids=1,2,3        the labels' current cards (an open page polls it)
     GET  /api/review/queue?group&value&status&sort&after   the queue's next batch of cards (as the page's)
-    POST /api/labels/accept-selected        {"labels": [{"id", "version"}, ...]}  per-label "results"
+    POST /api/labels/accept-selected        {"labels": [{"id", "version", "seen_value"?}, ...]}  per-label "results"
     GET  /api/labels/accept-above?group&threshold&value    preview: {"count"}
     POST /api/labels/accept-above           {"group", "threshold", "value"?}
     GET  /api/search?q&k&group&value&where=GROUP=VALUE,...&status&similar
@@ -33,6 +36,7 @@ from .results import image_links, search_hits
 from .context import collection, error_response
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+MAX_POLLED = 500
 
 
 def _label(label) -> dict:
@@ -80,15 +84,38 @@ def review_label(label_id: int):
     body = json_body()
     action = body.get("action")
     version = integer(body.get("version"), "version")
+    seen = _seen_value(body)
     queue_value = text(body.get("queue_value"), "queue_value")
     started = review_started()
 
     # One transaction per decision: the label's state and its event commit together.
     def work(s):
-        label = review.decide(s, label_id, str(action), g.user.id, version, body.get("value"))
+        label = review.decide(s, label_id, str(action), g.user.id, version, body.get("value"), seen)
         return _decided(s, label, queue_value, started)
 
-    return jsonify({**_write(work), "action": action})
+    try:
+        return jsonify({**_write(work), "action": action})
+    except review.StaleLabel as exc:
+        return _stale(exc)
+
+
+def _seen_value(item: dict):
+    """The value the client's view showed (``seen_value``, null for "none of these"), or UNSEEN."""
+    if "seen_value" not in item:
+        return review.UNSEEN
+    seen = item["seen_value"]
+    if seen is not None and not isinstance(seen, str):
+        abort(400, "seen_value must be the value the card showed (a string) or null for none of these")
+    return seen
+
+
+def _stale(exc: review.StaleLabel):
+    """409 with the label's new state (and its card), so the page can show what changed and wait."""
+    with collection().session() as s:
+        label = review.get_label(s, exc.label_id)
+        return error_response(409, str(exc), label_id=exc.label_id, current_version=exc.current_version,
+                              seen_version=exc.seen_version, seen_value=exc.seen_value,
+                              label=_label(label), card=cards(s, [label])[0])
 
 
 def _decided(s, label, queue_value: str | None, started) -> dict:
@@ -117,6 +144,19 @@ def queue():
     return jsonify({"cards": batch.cards, "total": batch.total, "next": batch.next})
 
 
+@bp.route("/review/cards")
+def review_cards():
+    """The current cards of the labels ``ids`` (comma-separated, at most 500): an open review page
+    polls this to refresh, in place, the cards that changed since it showed them."""
+    raw = request.args.get("ids") or ""
+    ids = [integer(part, "ids") for part in raw.split(",") if part.strip()]
+    if len(ids) > MAX_POLLED:
+        abort(400, f"ids: at most {MAX_POLLED} labels at once")
+    with collection().session() as s:
+        labels = review.labels_by_id(s, ids)
+        return jsonify({"cards": cards(s, labels)})
+
+
 @bp.route("/review/progress")
 def progress():
     started = review_started()
@@ -138,7 +178,7 @@ def accept_selected():
     items = body.get("labels")
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         abort(400, 'labels must be a list of {"id": ..., "version": ...}')
-    seen = [(integer(i.get("id"), "id"), integer(i.get("version"), "version")) for i in items]
+    seen = [(integer(i.get("id"), "id"), integer(i.get("version"), "version"), _seen_value(i)) for i in items]
 
     def work(s):
         result = review.accept_many(s, seen, g.user.id)

@@ -14,6 +14,7 @@ from markupsafe import Markup
 
 from ..review import present, decisions as review
 from ..core import stored_scores
+from ..core.scoring import SHOWN_DIGITS
 from ..store.catalog import utcnow
 
 # Keys that option shortcuts may take after 1-9: letters no other shortcut of the review pages uses
@@ -79,8 +80,8 @@ def card(label, name: str) -> dict:
                      and option != shown["predicted"]), key=lambda pair: -pair[1])
     out = {"id": shown["id"], "version": shown["version"], "image_id": shown["image_id"], "name": name,
            "group": shown["group"], "value": shown["value"], "status": shown["status"],
-           "confidence": None if shown["confidence"] is None else round(shown["confidence"], 2),
-           "others": [[option, round(confidence, 2)] for option, confidence in ranked[:OTHER_OPTIONS]]}
+           "confidence": None if shown["confidence"] is None else round(shown["confidence"], SHOWN_DIGITS),
+           "others": [[option, round(confidence, SHOWN_DIGITS)] for option, confidence in ranked[:OTHER_OPTIONS]]}
     if shown["predicted"] != shown["value"]:
         out["predicted"] = shown["predicted"]
     return out
