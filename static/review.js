@@ -124,7 +124,8 @@
                                 "height": "170"}));
     const meta = element("div", {"class": "meta"});
     meta.append(element("span", {"data-testid": "confidence"}), element("span", {"class": "badge", "data-testid": "status"}),
-                element("span", {"class": "predicted", "data-testid": "predicted"}));
+                element("span", {"class": "predicted", "data-testid": "predicted"}),
+                element("span", {"class": "flags", "data-testid": "card-flags"}));
     const actions = element("div", {"class": "actions"});
     for (const [action, text, key] of BUTTONS) {
       actions.append(element("button", {"type": "button", "data-action": action, "data-testid": action,
@@ -165,6 +166,9 @@
     const predicted = byTestId("predicted", card);
     predicted.textContent = data.predicted && data.predicted !== data.value ? `model: ${data.predicted}` : "";
     predicted.hidden = !predicted.textContent;
+    const flagged = byTestId("card-flags", card);
+    flagged.textContent = (data.flags || []).map((name) => `⚑ ${name}`).join(" ");
+    flagged.hidden = !flagged.textContent;
     card.querySelector("img").alt = `${data.name}, proposed ${shownValue(data.predicted)}`;
     byTestId("select", card).setAttribute("aria-label", `select ${data.name}`);
     for (const [action] of BUTTONS) byTestId(action, card).setAttribute("aria-label", buttonName(action, data));
@@ -669,6 +673,24 @@
     try { showProgress(await labeler.api("GET", `/api/review/progress?${params}`)); } catch (e) { /* shown next time */ }
   }
 
+  // --- Flags: a key flags the card's label (ambiguous) or its image (bad image) ---
+
+  async function flag(card, name, onImage) {
+    const data = dataOf(card);
+    const body = onImage ? {image_id: data.image_id, name} : {label_id: data.id, name};
+    try {
+      await labeler.api("POST", "/api/flags", body);
+      // every card of that image shows an image flag
+      for (const other of cards()) {
+        const otherData = dataOf(other);
+        if (other === card || (onImage && otherData.image_id === data.image_id)) {
+          render(other, Object.assign({}, otherData, {flags: Array.from(new Set([...(otherData.flags || []), name])).sort()}));
+        }
+      }
+      labeler.showInfo(`Flagged ${data.name}: ${name}.`);
+    } catch (e) { labeler.showError(e.message); }
+  }
+
   // --- Keyboard shortcuts ---
 
   function toggleHelp() {
@@ -690,6 +712,8 @@
     correct: onCard((card) => { openCorrect(card); }),
     option: onCard((card, key) => { correctToOption(card, key); }),
     select: onCard((card) => { toggleSelect(card); }),
+    flagAmbiguous: onCard((card) => { flag(card, "ambiguous", false); }),
+    flagBadImage: onCard((card) => { flag(card, "bad image", true); }),
     acceptSelected: () => (onQueue ? acceptSelected() : false),
     undo: () => { undoLast(); },
     focus: onCard(() => { if (focusOpen()) closeFocus(); else openFocus(); }),

@@ -23,6 +23,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from ..store.catalog import MAX_ID, Image, ImageFile, Label, ReviewEvent, ReviewSkip, REVIEWED_ONLY, utcnow
 from ..errors import LabelerError, NotFound
+from . import flags, leases
 
 ACTIONS = ("accept", "correct", "reject", "skip", "undo")
 DECISIONS = ("accept", "correct", "reject")  # what a reviewer's undo steps back through
@@ -164,6 +165,7 @@ def decide(session: Session, label_id: int, action: str, user_id: int | None,
     if action == "skip":
         if user_id is not None:
             session.add(ReviewSkip(label_id=label.id, user_id=user_id))
+            leases.release(session, user_id, [label.id])  # a skipped card is free for another reviewer
             session.flush()
         return label
     if action == "accept":
@@ -352,9 +354,11 @@ def accept_above(session: Session, group: str, threshold: float, user_id: int | 
 
 # -- reading -----------------------------------------------------------------------------
 
-def _ordered(group: str | None, value: str | None, status: str | None, sort: str, user_id: int | None):
+def _ordered(group: str | None, value: str | None, status: str | None, sort: str, user_id: int | None,
+             flag: str | None = None):
     """The filtered query of present images' labels and its sort keys: SQL expressions, each
-    ascending and never NULL, that order the queue and let a page start after a given key."""
+    ascending and never NULL, that order the queue and let a page start after a given key.
+    ``flag``: only labels that carry it, or whose image does."""
     if status and status not in STATUSES:
         raise ReviewError(f"unknown status '{status}'; use one of: {', '.join(STATUSES)}")
     if sort not in SORTS:
@@ -382,6 +386,11 @@ def _ordered(group: str | None, value: str | None, status: str | None, sort: str
             "confidence_asc": [*last_if_null(Label.confidence), Label.id],
             "id": [Label.id],
         }[sort]
+    if flag:
+        query = query.where(flags.flagged(flag))
+    if user_id is not None and status == "proposed":
+        # A team's queue: labels another reviewer's queue holds, or an admin gave to others, are not here.
+        query = query.where(leases.not_held_by_others(user_id), leases.not_assigned_to_others(user_id))
     if user_id is not None:
         # The reviewer's skips go last, oldest skip first.
         skips = select(ReviewSkip.label_id, ReviewSkip.id).where(ReviewSkip.user_id == user_id).subquery()
@@ -410,18 +419,18 @@ def _informative(query, group: str | None, last_if_null):
 
 
 def label_query(group: str | None = None, value: str | None = None, status: str | None = None,
-                sort: str = "uncertainty", user_id: int | None = None):
+                sort: str = "uncertainty", user_id: int | None = None, flag: str | None = None):
     """Labels of present images, filtered, in review order (smallest margin first by default);
     with ``user_id``, that reviewer's skips last."""
-    query, keys = _ordered(group, value, status, sort, user_id)
+    query, keys = _ordered(group, value, status, sort, user_id, flag)
     return query.order_by(*keys)
 
 
 def list_labels(session: Session, group: str | None = None, value: str | None = None,
                 status: str | None = None, sort: str = "uncertainty", limit: int = 60,
-                offset: int = 0, user_id: int | None = None) -> tuple[list[Label], int]:
+                offset: int = 0, user_id: int | None = None, flag: str | None = None) -> tuple[list[Label], int]:
     """One page of labels and the total that match."""
-    query = label_query(group, value, status, sort, user_id)
+    query = label_query(group, value, status, sort, user_id, flag)
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     labels = session.scalars(query.limit(max(1, min(limit, 500))).offset(max(0, offset))).all()
     return list(labels), int(total or 0)
@@ -444,6 +453,7 @@ class QueuePage:
     last: Key | None
     more_before: bool
     more_after: bool
+    keys: list[Key] = field(default_factory=list)  # each label's key
 
 
 def _beyond(keys: list, key: Key, forward: bool):
@@ -459,13 +469,13 @@ def _beyond(keys: list, key: Key, forward: bool):
 
 def queue_page(session: Session, group: str | None = None, value: str | None = None, status: str | None = None,
                sort: str = "uncertainty", limit: int = 48, user_id: int | None = None,
-               after: Key | None = None, before: Key | None = None) -> QueuePage:
+               after: Key | None = None, before: Key | None = None, flag: str | None = None) -> QueuePage:
     """The page of ``limit`` labels just after ``after`` (or just before ``before``; else the first).
 
     Keyset paging, not an offset: labels decided since the previous page (which leave a "proposed"
     queue) or skipped never shift the next page, so no label is skipped or shown twice.
     """
-    query, keys = _ordered(group, value, status, sort, user_id)
+    query, keys = _ordered(group, value, status, sort, user_id, flag)
     total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
     limit = max(1, min(limit, 500))
     rows_query = query.add_columns(*[k.label(f"k{i}") for i, k in enumerate(keys)])
@@ -485,7 +495,7 @@ def queue_page(session: Session, group: str | None = None, value: str | None = N
     return QueuePage(labels=labels, total=total, first=row_keys[0] if rows else None,
                      last=row_keys[-1] if rows else None,
                      more_before=more if before is not None else after is not None and bool(rows),
-                     more_after=more if before is None else True)
+                     more_after=more if before is None else True, keys=row_keys)
 
 
 def _plain(value) -> float:
@@ -526,6 +536,14 @@ def image_names(session: Session, image_ids: Sequence[int]) -> dict[int, str]:
     for image_id, path in rows:
         names.setdefault(image_id, path.replace("\\", "/").rsplit("/", 1)[-1])
     return names
+
+
+def skipped(session: Session, user_id: int, label_ids: Sequence[int]) -> set[int]:
+    """Which of ``label_ids`` the reviewer skipped (and has not decided since)."""
+    if not label_ids:
+        return set()
+    return set(session.scalars(select(ReviewSkip.label_id).where(ReviewSkip.user_id == user_id,
+                                                                 ReviewSkip.label_id.in_(list(label_ids)))))
 
 
 def labels_by_id(session: Session, label_ids: Sequence[int]) -> list[Label]:

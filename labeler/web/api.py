@@ -10,13 +10,18 @@
     POST /api/review/undo                   undo your newest decision not yet undone; 409 when stale
     GET  /api/review/progress?group&value   reviewed, remaining, your decisions and their rate
     GET  /api/review/cards?ids=1,2,3        the labels' current cards (an open page polls it)
+    GET  /api/review/leases                 who holds which cards (per reviewer and group), assignments
+    POST /api/review/assignments            {"group", "value"?, "reviewers": [names]}  admins; 400 unknown reviewer
+    DELETE /api/review/assignments          {"group", "value"?}  admins
     GET  /api/review/queue?group&value&status&sort&after   the queue's next batch of cards (as the page's)
     POST /api/labels/accept-selected        {"labels": [{"id", "version", "seen_value"?}, ...]}  per-label "results"
     GET  /api/labels/accept-above?group&threshold&value    preview: {"count"}
     POST /api/labels/accept-above           {"group", "threshold", "value"?}
-    GET  /api/search?q&k&group&value&where=GROUP=VALUE,...&status&similar
+    GET  /api/search?q&k&group&value&where=GROUP=VALUE,...&status&similar&flag
     GET  /api/images/<id>
     GET  /api/images/<id>/similar?k
+    POST /api/flags                         {"name", "note"?, "label_id" | "image_id"}  201; name <= 64 chars
+    DELETE /api/flags/<id>
     POST /api/jobs                          {"kind": "learn-and-relabel"}  admins; 202 started, 200 already running
     GET  /api/jobs/<id>                     status, done, total, message, result
 
@@ -28,7 +33,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, g, jsonify, request, url_for
 
 from ..store import db
-from ..review import jobs, present, decisions as review
+from ..review import flags, jobs, leases, present, decisions as review
 from .access import admin_required
 from .cards import cards, queue_batch, review_started
 from .requests import integer, json_body, queue_filters, search_args, text, threshold
@@ -120,6 +125,7 @@ def _stale(exc: review.StaleLabel):
 
 def _decided(s, label, queue_value: str | None, started) -> dict:
     """A decision's answer: the label, its card, and the progress of the queue it was made in."""
+    leases.renew(s, g.user.id)  # an active reviewer keeps the cards their queue claimed
     return {"label": _label(label), "card": cards(s, [label])[0],
             "progress": review.progress(s, label.group, queue_value, g.user.id, started)}
 
@@ -155,6 +161,35 @@ def review_cards():
     with collection().session() as s:
         labels = review.labels_by_id(s, ids)
         return jsonify({"cards": cards(s, labels)})
+
+
+@bp.route("/review/leases")
+def review_leases():
+    """Who holds what: each reviewer's unexpired leases per group, and the admins' assignments."""
+    with collection().session() as s:
+        return jsonify({"holdings": leases.holdings(s), "assignments": leases.assignments(s),
+                        "lease_seconds": leases.LEASE_SECONDS})
+
+
+@bp.route("/review/assignments", methods=("POST", "DELETE"))
+@admin_required
+def assignments():
+    """POST ``{"group", "value"?, "reviewers": [names]}`` gives the group (or its value) to those
+    reviewers; DELETE ``{"group", "value"?}`` takes it back. Both answer every assignment."""
+    body = json_body()
+    group = text(body.get("group"), "group")
+    if not group:
+        abort(400, "group is required")
+    value = text(body.get("value"), "value")
+    if request.method == "DELETE":
+        _write(lambda s: leases.unassign(s, group, value))
+    else:
+        reviewers = body.get("reviewers")
+        if not isinstance(reviewers, list) or not all(isinstance(r, str) for r in reviewers):
+            abort(400, "reviewers must be a list of account names")
+        _write(lambda s: leases.assign(s, group, value, reviewers, g.user.id))
+    with collection().session() as s:
+        return jsonify({"assignments": leases.assignments(s)})
 
 
 @bp.route("/review/progress")
@@ -219,6 +254,29 @@ def search():
 def image(image_id: int):
     with collection().session() as s:
         return jsonify(present.image_detail(s, image_id, image_links))
+
+
+@bp.route("/flags", methods=("POST",))
+def add_flag():
+    """Flag a label (``label_id``) or an image (``image_id``): ``{"name", "note"?}``; 201 with the
+    flag and every flag of its image. A name over 64 characters is a 400 naming ``name``."""
+    body = json_body()
+    label_id = integer(body["label_id"], "label_id") if body.get("label_id") is not None else None
+    image_id = integer(body["image_id"], "image_id") if body.get("image_id") is not None else None
+
+    def work(s):
+        flag = flags.add(s, body.get("name"), g.user.id, image_id, label_id, body.get("note"))
+        return flag.id, flag.image_id, flags.of_images(s, [flag.image_id]).get(flag.image_id, [])
+
+    flag_id, image, all_flags = _write(work)
+    return jsonify({"flag": next(f for f in all_flags if f["id"] == flag_id), "image_id": image,
+                    "flags": all_flags}), 201
+
+
+@bp.route("/flags/<int:flag_id>", methods=("DELETE",))
+def remove_flag(flag_id: int):
+    _write(lambda s: flags.remove(s, flag_id))
+    return jsonify({"removed": flag_id})
 
 
 @bp.route("/images/<int:image_id>/similar")

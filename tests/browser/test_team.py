@@ -1,7 +1,7 @@
 """A team on one collection, in real browsers: two fast reviewers on the same queue while an admin
 relabels twice (learn from reviews, then a changed prompt set). No decision may land on the wrong
-image: every stored decision equals the truth of its own image, and every key press either made its
-decision or left a visible message on its own card.
+image: every stored decision equals the truth of its own image, the two reviewers' decided sets are
+disjoint (leases), and every key press either made its decision or left a visible message on its own card.
 
 Its own demo collection and server (the relabels change proposals, which the session's demo keeps
 stable for the other browser tests).
@@ -25,7 +25,7 @@ from tests.cli import manage
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 GROUP = "concept"
-IMAGES = 150
+IMAGES = 450  # 120 decisions each, plus the batch each queue claims ahead
 KEYS_EACH = 120
 FIRST_RELABEL, SECOND_RELABEL = 40, 80  # after this many keys of each reviewer
 NEXT_KEY_S = 0.12  # the fast annotator's second key, after the first
@@ -165,6 +165,10 @@ def test_two_fast_reviewers_and_two_relabels_never_store_a_decision_on_the_wrong
     for label_id, value, reviewed_by in team.query(
             'SELECT id, value, reviewed_by FROM labels WHERE "group" = ? AND status <> \'proposed\'', GROUP):
         assert reviewed_by in reviewers and value == truth[label_id]
+
+    # Leases split the work: no label was decided by both.
+    by_reviewer = [{label_id for label_id, user_id, _, _ in events if reviewers[user_id] == who} for who in (0, 1)]
+    assert by_reviewer[0] and by_reviewer[1] and not by_reviewer[0] & by_reviewer[1]
 
     # No key press lost without a message on its own card.
     decided = {(label_id, user_id) for label_id, user_id, _, _ in events}
