@@ -23,7 +23,7 @@ from xml.sax.saxutils import quoteattr
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from ..review import flags, present
+from ..review import flags, present, qa
 from ..store.catalog import Image, Label, User
 from ..collection import Collection
 from ..errors import LabelerError
@@ -94,17 +94,18 @@ def export_labels(collection: Collection, fmt: str, out: Path, groups: Sequence[
         reviewers = dict(s.execute(select(User.id, User.name)).all())
         choices = group_choices(s, all_groups, items, prompt_set)
         marked = image_flags(s, [item.image.id for item in items])
+        checked = qa.qa_by_label(s)
     base = common_root(items, root) if fmt in ("coco", "labelstudio") else None
 
     def write(tmp: Path) -> None:
         with tmp.open("w", newline="", encoding="utf-8") as fh:
             if fmt == "csv":
-                _write_csv(fh, items, all_groups, reviewers, marked)
+                _write_csv(fh, items, all_groups, reviewers, marked, checked)
             elif fmt == "jsonl":
                 for item in items:
                     fh.write(json.dumps({"image_id": item.image.id, "path": item.paths[0] if item.paths else None,
                                          "paths": item.paths, "sha256": item.image.sha256,
-                                         "labels": {g: export_label(l, reviewers)
+                                         "labels": {g: export_label(l, reviewers, checked)
                                                     for g, l in item.labels.items()},
                                          "flags": marked.get(item.image.id, [])}) + "\n")
             elif fmt == "coco":
@@ -145,10 +146,12 @@ def check_target(path: Path, force: bool) -> Path:
     return Path(os.path.realpath(path))
 
 
-def export_label(label: Label, reviewers: dict[int, str]) -> dict:
-    """A label as exports show it: its dict, with ``confidence`` the model's in ``value`` and the reviewer by name."""
+def export_label(label: Label, reviewers: dict[int, str], qa_by: dict[int, int] | None = None) -> dict:
+    """A label as exports show it: its dict, with ``confidence`` the model's in ``value``, the reviewer
+    and who QA'd it (``qa_by``: label id → user id, from ``qa.qa_by_label``) by name."""
     return {**present.label_dict(label), "confidence": present.model_confidence(label, label.value),
-            "predicted_confidence": label.confidence, "reviewed_by": reviewers.get(label.reviewed_by)}
+            "predicted_confidence": label.confidence, "reviewed_by": reviewers.get(label.reviewed_by),
+            "qa_by": reviewers.get((qa_by or {}).get(label.id))}
 
 
 def neutralise(cell: object) -> object:
@@ -217,7 +220,7 @@ def _flag_cell(entries: list[dict]) -> str:
 
 
 def _write_csv(fh, items: Sequence[Item], groups: list[str], reviewers: dict[int, str],
-               marked: dict[int, list[dict]] | None = None) -> None:
+               marked: dict[int, list[dict]] | None = None, checked: dict[int, int] | None = None) -> None:
     """Columns: image_id, path, each group's value, then per group ``GROUP:KEY`` for every key in
     ``CSV_KEYS``, then ``paths`` (every path of the image, ``|``-separated) and ``image:flags``
     (its flags and notes; import-labels reads no column with a colon as a group). Cells are neutralised."""
@@ -234,7 +237,7 @@ def _write_csv(fh, items: Sequence[Item], groups: list[str], reviewers: dict[int
             if label is None:
                 extra += [""] * len(CSV_KEYS)
                 continue
-            data = export_label(label, reviewers)
+            data = export_label(label, reviewers, checked)
             extra += ["" if data[k] is None else round(data[k], 6) if isinstance(data[k], float) else data[k]
                       for k in CSV_KEYS]
         row = [item.image.id, item.paths[0] if item.paths else "", *values, *extra, "|".join(item.paths),
@@ -242,7 +245,7 @@ def _write_csv(fh, items: Sequence[Item], groups: list[str], reviewers: dict[int
         writer.writerow([neutralise(cell) for cell in row])
 
 
-CSV_KEYS = ("confidence", "status", "predicted", "predicted_confidence", "reviewed_by")
+CSV_KEYS = ("confidence", "status", "predicted", "predicted_confidence", "reviewed_by", "qa_by")
 
 
 def coco(items: Sequence[Item], groups: list[str], choices: dict[str, list[str]], root: Path,

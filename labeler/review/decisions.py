@@ -21,9 +21,9 @@ from sqlalchemy import Integer, and_, case, cast, delete, false, func, or_, sele
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from ..store.catalog import MAX_ID, Image, ImageFile, Label, ReviewEvent, ReviewSkip, REVIEWED_ONLY, utcnow
+from ..store.catalog import MAX_ID, Image, ImageFile, Label, QaTask, ReviewEvent, ReviewSkip, REVIEWED_ONLY, utcnow
 from ..errors import LabelerError, NotFound
-from . import flags, leases
+from . import flags, leases, qa
 
 ACTIONS = ("accept", "correct", "reject", "skip", "undo")
 DECISIONS = ("accept", "correct", "reject")  # what a reviewer's undo steps back through
@@ -147,13 +147,15 @@ def check_seen(label: Label, seen_version: int | None, seen_value: str | None | 
 
 
 def decide(session: Session, label_id: int, action: str, user_id: int | None,
-           seen_version: int | None, value: str | None = None, seen_value: str | None | object = UNSEEN) -> Label:
+           seen_version: int | None, value: str | None = None, seen_value: str | None | object = UNSEEN,
+           sample_qa: bool = True) -> Label:
     """Apply one decision to a label and flush it; the caller's transaction commits.
 
     ``seen_version`` is the label version the reviewer's view showed, ``seen_value`` the value it
     showed (see :func:`check_seen`): a decision applies only to what the reviewer saw. ``skip`` leaves the label
     as it is and records no event; for a reviewer (``user_id``) it stores the skip, which sends the
     label to the end of their queue. Any other decision by them clears their skip of the label.
+    A decision may be drawn into QA (``qa.sample``; not an admin's resolution, ``sample_qa`` False).
     Raises :class:`StaleLabel`, :class:`ReviewError` or :class:`NotFound`.
     """
     if action not in ACTIONS:
@@ -169,17 +171,17 @@ def decide(session: Session, label_id: int, action: str, user_id: int | None,
             session.flush()
         return label
     if action == "accept":
-        _record(session, label, user_id, "accept", label.value if label.value is not None else label.predicted,
-                "accepted")
+        event = _record(session, label, user_id, "accept",
+                        label.value if label.value is not None else label.predicted, "accepted")
     elif action == "correct":
-        _record(session, label, user_id, "correct", _clean_value(value), "corrected")
+        event = _record(session, label, user_id, "correct", _clean_value(value), "corrected")
     elif action == "reject":
-        _record(session, label, user_id, "reject", None, "rejected")
+        event = _record(session, label, user_id, "reject", None, "rejected")
     else:  # undo
         target = _undo_target(session, label.id)
         if target is None:
             raise ReviewError(f"label {label.id} has no decision to undo")
-        _record(session, label, user_id, "undo", target.before_value, target.before_status)
+        event = _record(session, label, user_id, "undo", target.before_value, target.before_status)
     try:
         session.flush()
     except StaleDataError:
@@ -187,7 +189,26 @@ def decide(session: Session, label_id: int, action: str, user_id: int | None,
         # caller rolls back (only its savepoint, in a bulk accept); the message needs a fresh read.
         with Session(session.get_bind()) as fresh:
             raise StaleLabel(get_label(fresh, label_id), seen_version, seen_value) from None
+    if sample_qa:
+        qa.sample(session, label, event)
     return label
+
+
+def resolve_qa(session: Session, task_id: int, admin_id: int, value: str | None) -> QaTask:
+    """An admin settles a QA disagreement with ``value`` (None: none of these): stored on the label as
+    their decision when it differs from the label's value, and the task is ``resolved``."""
+    task = qa.get(session, task_id)
+    if task.status != "disagreed":
+        raise qa.QaError(f"QA task {task_id} is {task.status}; only a disagreement is resolved")
+    label = get_label(session, task.label_id)
+    if value is not None:
+        value = _clean_value(value)
+    if label.value != value or label.status == "proposed":
+        action = "reject" if value is None else ("accept" if value == label.value else "correct")
+        decide(session, label.id, action, admin_id, label.version, value, sample_qa=False)
+    task.status, task.resolved_by, task.resolved_value, task.done_at = "resolved", admin_id, value, utcnow()
+    session.flush()
+    return task
 
 
 def undo_last(session: Session, user_id: int) -> Label:
@@ -335,13 +356,14 @@ def accept_above_many(session: Session, group: str, threshold: float, user_id: i
         raise ReviewError("the confidence threshold must be between 0 and 1")
     labels = session.scalars(_above_query(group, threshold, option).order_by(Label.id)
                              .with_for_update(of=Label)).all()
-    for label in labels:
-        _record(session, label, user_id, "accept", label.value, "accepted")
+    events = [_record(session, label, user_id, "accept", label.value, "accepted") for label in labels]
     try:
         session.flush()
     except StaleDataError:
         # Only a caller outside a write transaction gets here; it rolls back: all or nothing.
         raise ReviewError("labels changed while accepting; nothing was accepted, try again") from None
+    for label, event in zip(labels, events):
+        qa.sample(session, label, event)
     return BulkResult.from_results([{"id": label.id, "status": "accepted", "version": label.version}
                                     for label in labels])
 

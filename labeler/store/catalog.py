@@ -371,6 +371,28 @@ class Flag(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class QaTask(Base):
+    """A second look at one decision, drawn at random (each group's QA share): another reviewer
+    answers blind; ``agreed`` or ``disagreed``, and an admin ``resolved`` a disagreement."""
+
+    __tablename__ = "qa_tasks"
+    __table_args__ = (Index("ix_qa_tasks_status", "status", "group"), Index("ix_qa_tasks_label_id", "label_id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"))
+    group: Mapped[str] = mapped_column(String(128))
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("review_events.id", ondelete="SET NULL"))
+    reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    value: Mapped[str | None] = mapped_column(String(256))  # what the reviewer decided (None: none of these)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | agreed | disagreed | resolved
+    qa_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    qa_value: Mapped[str | None] = mapped_column(String(256))
+    resolved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    resolved_value: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[datetime | None]
+
+
 class IndexChange(Base):
     """Append-only log of changes to the set of indexable vectors, written by database triggers
     (migration 0006) so no code path can forget it: an index file stamped with the last change

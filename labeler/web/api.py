@@ -21,6 +21,12 @@
     GET  /api/images/<id>
     GET  /api/images/<id>/similar?k
     POST /api/flags                         {"name", "note"?, "label_id" | "image_id"}  201; name <= 64 chars
+    POST /api/qa/share                      {"group", "share"}  admins; share in [0, 1] else 400
+    GET  /api/qa/queue?group                open QA tasks for you (never your own decisions), blind
+    POST /api/qa/<id>                       {"value"}  your answer: agreed or disagreed
+    GET  /api/qa/disagreements              admins
+    POST /api/qa/<id>/resolve               {"value"}  admins: the final value, stored on the label
+    GET  /api/qa/report                     per reviewer: decisions, agreement (raw, kappa), speed
     DELETE /api/flags/<id>
     POST /api/jobs                          {"kind": "learn-and-relabel"}  admins; 202 started, 200 already running
     GET  /api/jobs/<id>                     status, done, total, message, result
@@ -33,7 +39,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, g, jsonify, request, url_for
 
 from ..store import db
-from ..review import flags, jobs, leases, present, decisions as review
+from ..review import flags, jobs, leases, present, qa, decisions as review
 from .access import admin_required
 from .cards import cards, queue_batch, review_started
 from .requests import integer, json_body, queue_filters, search_args, text, threshold
@@ -254,6 +260,73 @@ def search():
 def image(image_id: int):
     with collection().session() as s:
         return jsonify(present.image_detail(s, image_id, image_links))
+
+
+@bp.route("/qa/share", methods=("POST",))
+@admin_required
+def qa_share():
+    """``{"group", "share"}``: that share (0 to 1) of each reviewer's decisions in the group goes to QA."""
+    body = json_body()
+    value = _write(lambda s: qa.set_share(s, body.get("group"), body.get("share")))
+    return jsonify({"group": body.get("group"), "share": value})
+
+
+@bp.route("/qa/queue")
+def qa_queue():
+    """Open QA tasks for you (never your own decisions), blind: the card without the first answer."""
+    group = text(request.args.get("group"), "group")
+    with collection().session() as s:
+        tasks = qa.queue(s, g.user.id, group)
+        names = qa.user_names(s)
+        labels = {label.id: label for label in review.labels_by_id(s, [t.label_id for t in tasks])}
+        shown = {c["id"]: c for c in cards(s, list(labels.values()))}
+        out = []
+        for task in tasks:
+            card = dict(shown[task.label_id])
+            for first_answer in ("value", "status", "predicted", "confidence", "others"):
+                card.pop(first_answer, None)  # blind: what the model or the reviewer said stays hidden
+            out.append({**qa.task_dict(task, names, blind=True), "card": card,
+                        "options": review.options(s, task.group)})
+        return jsonify({"tasks": out})
+
+
+@bp.route("/qa/<int:task_id>", methods=("POST",))
+def qa_answer(task_id: int):
+    """``{"value"}``: your own answer to a QA task (null: none of these); agreed or disagreed."""
+    body = json_body()
+    if "value" not in body:
+        abort(400, "value is required: your answer, or null for none of these")
+
+    def work(s):
+        return qa.task_dict(qa.answer(s, task_id, g.user.id, body["value"]), qa.user_names(s))
+
+    return jsonify(_write(work))
+
+
+@bp.route("/qa/disagreements")
+@admin_required
+def qa_disagreements():
+    with collection().session() as s:
+        names = qa.user_names(s)
+        return jsonify({"tasks": [qa.task_dict(t, names) for t in qa.disagreements(s)]})
+
+
+@bp.route("/qa/<int:task_id>/resolve", methods=("POST",))
+@admin_required
+def qa_resolve(task_id: int):
+    """``{"value"}``: the admin's final value (null: none of these), stored on the label."""
+    body = json_body()
+    if "value" not in body:
+        abort(400, "value is required: the final value, or null for none of these")
+    return jsonify(_write(lambda s: qa.task_dict(review.resolve_qa(s, task_id, g.user.id, body["value"]),
+                                                 qa.user_names(s))))
+
+
+@bp.route("/qa/report")
+def qa_report():
+    """Per reviewer: decisions, agreement with QA (raw and Cohen's kappa) and seconds per decision."""
+    with collection().session() as s:
+        return jsonify({"reviewers": qa.report(s), "shares": qa.shares(s)})
 
 
 @bp.route("/flags", methods=("POST",))

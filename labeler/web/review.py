@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 
-from ..review import flags, jobs, leases, present, decisions as review
+from ..review import flags, jobs, leases, present, qa, decisions as review
 from ..labeling import prompt_lab as lab, learning
 from ..core import stored_scores
 from .access import admin_required
@@ -32,7 +32,8 @@ def dashboard():
         fits = learning.fit_summary(s)
         job = jobs.latest(s, jobs.LEARN_AND_RELABEL)
         job = jobs.job_dict(job) if job else None
-        team = {"holdings": leases.holdings(s), "assignments": leases.assignments(s)}
+        team = {"holdings": leases.holdings(s), "assignments": leases.assignments(s), "qa": qa.report(s),
+                "shares": qa.shares(s)}
     return render_template("review/dashboard.html", stats=stats, bins=review.HISTOGRAM_BINS, fits=fits,
                            job=job, team=team, job_url=url_for("api.job", job_id=job["id"]) if job else None)
 

@@ -180,3 +180,31 @@ def test_two_fast_reviewers_and_two_relabels_never_store_a_decision_on_the_wrong
         lost = [label_id for label_id, _ in person.pressed if (label_id, user_id) not in decided
                 and label_id not in messages]
         assert not lost, f"key presses of reviewer {who} with neither a decision nor a message: {lost[:10]}"
+
+
+def test_flags_by_key_and_by_click_show_on_cards_the_detail_page_and_the_queue_filter(person, team: Demo) -> None:
+    page = person(Accounts.reviewer)
+    page.goto(queue_url("color", sort="id"))
+    cards = page.get_by_test_id("card")
+    expect(cards.first).to_be_visible()
+    first, second = (int(i) for i in cards.evaluate_all("(cs) => cs.slice(0, 2).map((c) => c.dataset.labelId)"))
+    page.keyboard.press("!")  # the label: ambiguous
+    expect(cards.first.get_by_test_id("card-flags")).to_have_text("⚑ ambiguous")
+    page.keyboard.press("j")
+    page.keyboard.press("Shift+B")  # the image: bad image
+    expect(cards.nth(1).get_by_test_id("card-flags")).to_have_text("⚑ bad image")
+    assert team.query("SELECT name, label_id FROM flags ORDER BY id") == [("ambiguous", first), ("bad image", None)]
+    # by click, on the detail page: a flag of the team's own, with a note
+    image_id = team.query("SELECT image_id FROM labels WHERE id = ?", second)[0][0]
+    page.goto(f"/images/{image_id}")
+    expect(page.get_by_test_id("flag-name")).to_have_text(["bad image"])
+    page.get_by_test_id("flag-name-input").fill("reshoot")
+    page.get_by_test_id("flag-note-input").fill("out of focus")
+    page.get_by_test_id("flag-submit").click()
+    expect(page.get_by_test_id("flag-name")).to_have_text(["bad image", "reshoot"])
+    expect(page.get_by_test_id("flag-note")).to_have_text("out of focus")
+    # the queue's filter
+    page.goto(queue_url("concept", status="", sort="id") + "&flag=reshoot")
+    expect(cards).to_have_count(1)
+    assert team.query("SELECT image_id FROM labels WHERE id = ?",
+                      int(cards.first.get_attribute("data-label-id")))[0][0] == image_id
