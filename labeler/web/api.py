@@ -228,7 +228,7 @@ def accept_selected():
     try:
         result, accepted = _write(work)
     except db.CatalogBusy as exc:
-        result, accepted = review.BulkResult.busy([i for i, _ in seen], str(exc)), []
+        result, accepted = review.BulkResult.busy([item[0] for item in seen], str(exc)), []
     return _bulk_response(result, accepted)
 
 
