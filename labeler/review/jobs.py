@@ -217,15 +217,15 @@ def learn_and_relabel(collection: Collection, progress: Progress, params: dict) 
     Steps: one per group learned, then one per image relabeled per prompt set. Returns
     (``{"learn": {group: report}, "relabel": [label report, ...]}``, a one-line summary).
     """
-    model_id = collection.models.require_id()
     with collection.session() as s:
+        model_id = collection.models.require_id(s)
+        images = collection.vectors.count(s, model_id)
         names = review.groups(s)
         by_set: dict[str, tuple] = {}  # content hash → (prompt set, its groups)
         for name in names:
             prompt_set = learning.prompt_set_of_labels(s, name)
             if prompt_set is not None:
                 by_set.setdefault(prompt_set.content_hash, (prompt_set, []))[1].append(name)
-    images = collection.vectors.count(model_id)
     progress.set(0, len(names) + images * len(by_set), f"learning from reviews: 0 of {len(names)} groups")
     learned = 0
 
@@ -265,8 +265,8 @@ def label(collection: Collection, progress: Progress, params: dict) -> tuple[dic
     """
     prompt_set, _ = lab.open_prompt_set(collection.config.home, params["prompt_set"])
     strategy = params.get("strategy") or None
-    model_id = collection.models.require_id()
-    images = collection.vectors.count(model_id)
+    with collection.session() as s:
+        images = collection.vectors.count(s, collection.models.require_id(s))
     where = f"labeling with {prompt_set.name} v{prompt_set.version}"
     progress.set(0, images, f"{where}: 0 of {images} images")
 
