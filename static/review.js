@@ -124,7 +124,8 @@
                                 "height": "170"}));
     const meta = element("div", {"class": "meta"});
     meta.append(element("span", {"data-testid": "confidence"}), element("span", {"class": "badge", "data-testid": "status"}),
-                element("span", {"class": "predicted", "data-testid": "predicted"}));
+                element("span", {"class": "predicted", "data-testid": "predicted"}),
+                element("span", {"class": "flags", "data-testid": "card-flags"}));
     const actions = element("div", {"class": "actions"});
     for (const [action, text, key] of BUTTONS) {
       actions.append(element("button", {"type": "button", "data-action": action, "data-testid": action,
@@ -165,6 +166,9 @@
     const predicted = byTestId("predicted", card);
     predicted.textContent = data.predicted && data.predicted !== data.value ? `model: ${data.predicted}` : "";
     predicted.hidden = !predicted.textContent;
+    const flagged = byTestId("card-flags", card);
+    flagged.textContent = (data.flags || []).map((name) => `⚑ ${name}`).join(" ");
+    flagged.hidden = !flagged.textContent;
     card.querySelector("img").alt = `${data.name}, proposed ${shownValue(data.predicted)}`;
     byTestId("select", card).setAttribute("aria-label", `select ${data.name}`);
     for (const [action] of BUTTONS) byTestId(action, card).setAttribute("aria-label", buttonName(action, data));
@@ -208,9 +212,59 @@
   async function refresh(card) {
     try {
       const label = await labeler.api("GET", `/api/labels/${card.dataset.labelId}`);
-      render(card, Object.assign({}, dataOf(card), label));
-      card.classList.add("changed-elsewhere");
+      changedElsewhere(card, Object.assign({}, dataOf(card), label));
     } catch (e) { /* the error banner already explains */ }
+  }
+
+  // --- A decision applies only to what the reviewer saw ---
+  // A key captures the card's version and value when it is pressed, never when its request goes out.
+  // A card that changed under the reviewer's eyes (a relabel, another reviewer) less than GRACE_MS
+  // before the key was read before the change: the key is sent with the old state, the server
+  // refuses it (409), and the card says what changed and waits for a fresh key. The cursor stays.
+
+  const GRACE_MS = 1000;
+  const before = new Map();  // label id -> {version, value, at}: the state a card showed before its latest change
+  const moved = new Map();  // "id:version" -> {version, value}: where our own decision took the label
+
+  // A click (or the correction form) aims at what the card shows now; a key often comes from a
+  // reading made ahead, so within GRACE_MS of a change it counts as made on the state before.
+  let aimed = false;
+
+  function seenState(card) {
+    const data = dataOf(card);
+    const previous = before.get(data.id);
+    if (!aimed && previous && Date.now() - previous.at < GRACE_MS) return {version: previous.version, value: previous.value};
+    return {version: Number(card.dataset.version), value: data.value};
+  }
+
+  // What the key's state became through our own earlier decisions on the card (queued before it).
+  function throughOwn(labelId, seen) {
+    let state = seen;
+    for (let next; (next = moved.get(`${labelId}:${state.version}`));) state = next;
+    return state;
+  }
+
+  function changeNote(card, old, data) {
+    const note = old.value !== data.value ? `proposal changed: ${shownValue(old.value)} → ${shownValue(data.value)}`
+      : `changed: now ${data.status} ${shownValue(data.value)}`;
+    const message = byTestId("card-error", card);
+    message.textContent = note;
+    message.hidden = false;
+  }
+
+  // Show the label's new state on its card, in place, and remember what the card showed before.
+  function changedElsewhere(card, data) {
+    const old = dataOf(card);
+    if (old && Number(data.version) <= Number(card.dataset.version) && data.value === old.value) return;
+    const previous = before.get(old.id);
+    if (!previous || Date.now() - previous.at >= GRACE_MS) {
+      before.set(old.id, {version: Number(card.dataset.version), value: old.value, at: Date.now()});
+    } else {
+      previous.at = Date.now();
+    }
+    render(card, data);
+    card.classList.add("changed-elsewhere");
+    changeNote(card, old, dataOf(card));
   }
 
   // --- Decisions: the UI moves on at once; the requests go out one after another, in order ---
@@ -222,17 +276,29 @@
     queue = queue.then(send).finally(() => { card.classList.remove("pending"); });
   }
 
-  function failed(card, e) {
-    const message = byTestId("card-error", card);
-    message.textContent = e.message;
-    message.hidden = false;
-    card.classList.add("failed");
+  function failed(card, e, seen) {
     labeler.showError(e.message);
-    if (e.status === 409) refresh(card);  // show what the other reviewer decided
-    focusCard(cards().indexOf(card));  // back to the card that needs another look
+    if (e.status === 409 && e.data && e.data.card) {
+      // The answer carries the label's new state: show it on the card, which waits for a fresh key.
+      const old = Object.assign({}, dataOf(card), {value: seen.value});
+      if (Number(e.data.card.version) >= Number(card.dataset.version)) {
+        before.set(Number(card.dataset.labelId), {version: seen.version, value: seen.value, at: Date.now()});
+        render(card, Object.assign({}, dataOf(card), e.data.card));
+      }
+      changeNote(card, old, dataOf(card));
+    } else {
+      const message = byTestId("card-error", card);
+      message.textContent = e.message;
+      message.hidden = false;
+      if (e.status === 409) refresh(card);
+    }
+    card.classList.add("failed");
   }
 
-  function succeeded(card, result) {
+  function succeeded(card, result, sent) {
+    if (sent && result.card.version !== sent.version) {
+      moved.set(`${result.card.id}:${sent.version}`, {version: result.card.version, value: result.card.value});
+    }
     render(card, result.card);
     card.classList.remove("failed", "changed-elsewhere");
     byTestId("card-error", card).hidden = true;
@@ -242,15 +308,40 @@
 
   function decide(card, action, value) {
     if (!card) return;
+    const pressed = seenState(card);
+    const labelId = Number(card.dataset.labelId);
     enqueue(card, async () => {
-      // The version is read when the request goes out: an earlier request of ours may have moved it on.
-      const body = {action, version: Number(card.dataset.version), queue_value: page.value || null};
+      const seen = throughOwn(labelId, pressed);
+      const body = {action, version: seen.version, seen_value: seen.value, queue_value: page.value || null};
       if (value !== undefined) body.value = value;
       try {
-        succeeded(card, await labeler.api("POST", `/api/labels/${card.dataset.labelId}/review`, body));
-      } catch (e) { failed(card, e); }
+        succeeded(card, await labeler.api("POST", `/api/labels/${labelId}/review`, body), seen);
+      } catch (e) { failed(card, e, seen); }
     });
     focusNext(card);
+  }
+
+  // --- Cards changed elsewhere: the page asks every few seconds and refreshes them in place ---
+
+  const POLL_MS = 2000;
+  let polling = false;
+
+  async function poll() {
+    if (polling || document.hidden) return;
+    const shown = cards();
+    if (!shown.length) return;
+    polling = true;
+    try {
+      const ids = shown.map((c) => c.dataset.labelId).slice(0, 500);
+      const answer = await labeler.api("GET", `/api/review/cards?ids=${ids.join(",")}`);
+      const byId = new Map(answer.cards.map((c) => [c.id, c]));
+      for (const card of cards()) {
+        const now = byId.get(Number(card.dataset.labelId));
+        if (now && Number(now.version) > Number(card.dataset.version)) {
+          changedElsewhere(card, Object.assign({}, dataOf(card), now));
+        }
+      }
+    } catch (e) { /* the next poll tries again */ } finally { polling = false; }
   }
 
   // Undo the reviewer's newest decision, wherever it was made; its card comes back under the cursor.
@@ -365,7 +456,8 @@
     if (!value) { labeler.showError("Pick an option or type a value."); return; }
     picker.hidden = true;
     correcting = null;
-    decide(card, "correct", value);
+    aimed = true;
+    try { decide(card, "correct", value); } finally { aimed = false; }
   }
 
   function onPickerKeydown(event) {
@@ -471,7 +563,7 @@
     else if (testId === "zoom-in") zoom(1.25);
     else if (testId === "zoom-out") zoom(0.8);
     else if (testId === "zoom-reset") resetZoom();
-    else if (button.dataset.action) act(button.dataset.action, currentCard());
+    else if (button.dataset.action) clicked(button.dataset.action, currentCard());
     if (testId && testId.startsWith("zoom-")) focusView.focus();  // the keys keep working after a click
   }
 
@@ -514,7 +606,10 @@
   async function acceptSelected() {
     const chosen = selectedCards();
     if (!chosen.length) { labeler.showError("Select images first (x, or the checkboxes)."); return; }
-    const body = {labels: chosen.map((c) => ({id: Number(c.dataset.labelId), version: Number(c.dataset.version)}))};
+    const body = {labels: chosen.map((c) => {
+      const seen = seenState(c);
+      return {id: Number(c.dataset.labelId), version: seen.version, seen_value: seen.value};
+    })};
     let result;
     try {
       result = await labeler.api("POST", "/api/labels/accept-selected", body);
@@ -578,6 +673,24 @@
     try { showProgress(await labeler.api("GET", `/api/review/progress?${params}`)); } catch (e) { /* shown next time */ }
   }
 
+  // --- Flags: a key flags the card's label (ambiguous) or its image (bad image) ---
+
+  async function flag(card, name, onImage) {
+    const data = dataOf(card);
+    const body = onImage ? {image_id: data.image_id, name} : {label_id: data.id, name};
+    try {
+      await labeler.api("POST", "/api/flags", body);
+      // every card of that image shows an image flag
+      for (const other of cards()) {
+        const otherData = dataOf(other);
+        if (other === card || (onImage && otherData.image_id === data.image_id)) {
+          render(other, Object.assign({}, otherData, {flags: Array.from(new Set([...(otherData.flags || []), name])).sort()}));
+        }
+      }
+      labeler.showInfo(`Flagged ${data.name}: ${name}.`);
+    } catch (e) { labeler.showError(e.message); }
+  }
+
   // --- Keyboard shortcuts ---
 
   function toggleHelp() {
@@ -599,6 +712,8 @@
     correct: onCard((card) => { openCorrect(card); }),
     option: onCard((card, key) => { correctToOption(card, key); }),
     select: onCard((card) => { toggleSelect(card); }),
+    flagAmbiguous: onCard((card) => { flag(card, "ambiguous", false); }),
+    flagBadImage: onCard((card) => { flag(card, "bad image", true); }),
     acceptSelected: () => (onQueue ? acceptSelected() : false),
     undo: () => { undoLast(); },
     focus: onCard(() => { if (focusOpen()) closeFocus(); else openFocus(); }),
@@ -617,6 +732,11 @@
 
   function act(action, card, key) {
     return actions[action](card, key);
+  }
+
+  function clicked(action, card) {
+    aimed = true;
+    try { return act(action, card); } finally { aimed = false; }
   }
 
   // key name -> action name, from the table's rows.
@@ -665,7 +785,7 @@
     current = cards().indexOf(card);
     if (event.target.matches('[data-testid="select"]')) { updateSelectedCount(); return; }
     const button = event.target.closest("button[data-action]");
-    if (button) act(button.dataset.action, card);
+    if (button) clicked(button.dataset.action, card);
   }
 
   // Focus by mouse or Tab moves the keyboard cursor too.
@@ -695,5 +815,6 @@
   document.addEventListener("keydown", onKeydown);
   if (page.progress) showProgress(page.progress); else byTestId("progress").hidden = true;
   if (onQueue) focusCard(0); else if (cards().length) markCurrent(cards()[0]);
+  setInterval(poll, POLL_MS);
   if (onQueue && sessionStorage.getItem("review-focus-mode") === "on") openFocus();
 })();

@@ -225,3 +225,21 @@ def test_write_prompt_set_gives_a_valid_new_version(labeled, learn_world, tmp_pa
     assert len(tuned.groups["concept"].options) == len(load_prompt_set("workshop").groups["concept"].options)
     labeled_again = cli.json("label", "--prompt-set", out, "--strategy", "weighted", "--group", "concept")
     assert labeled_again["prompt_set"]["content_hash"] == tuned.content_hash
+
+
+def test_a_second_learn_and_label_that_keeps_every_fit_changes_no_label_version(labeled, learn_world):
+    """Open review pages stay valid: a refit that proposes what it proposed before bumps nothing."""
+    collection, cli = labeled
+    truth = truth_of(collection, learn_world)
+    review_as_truth(collection, truth, "palette", 20)
+    cli.json("learn")
+    cli.json("label", "--prompt-set", "workshop")
+    with collection.session() as s:
+        versions = dict(s.execute(select(Label.id, Label.version)).all())
+        fits = set(s.scalars(select(Fit.id)))
+    cli.json("learn")  # the same reviews: every group's fit learns the same classifier again
+    again = cli.json("label", "--prompt-set", "workshop")
+    with collection.session() as s:
+        assert set(s.scalars(select(Fit.id))) > fits  # new fit rows, so the labels were rewritten
+        assert dict(s.execute(select(Label.id, Label.version)).all()) == versions
+    assert again["updated"] > 0  # written (new fit ids) ...

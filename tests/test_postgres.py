@@ -88,3 +88,58 @@ def test_catalog_runs_on_postgresql(postgres_url, tmp_path, model_spec):
         assert score["cosine"] == pytest.approx(scores[option]["cosine"], abs=1e-4)
         assert score["confidence"] == pytest.approx(scores[option]["confidence"], abs=1e-4)
     assert not (config.home / "catalog.db").exists()  # nothing went to SQLite
+
+
+@pytest.mark.slow
+def test_team_review_runs_on_postgresql(postgres_url, tmp_path, model_spec):
+    """Versions that move only with what a reviewer sees, leases, assignments, flags and QA on PostgreSQL."""
+    from datetime import timedelta
+
+    from labeler.review import flags, leases, qa
+    from labeler.store import users
+    from labeler.store.catalog import QaTask, utcnow
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    url = make_url(postgres_url)
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:  # a database of its own, apart from the other test's
+        conn.exec_driver_sql("DROP DATABASE IF EXISTS team")
+        conn.exec_driver_sql("CREATE DATABASE team")
+    admin.dispose()
+    config = Config(home=tmp_path / "home", database_url=url.set(database="team").render_as_string(hide_password=False),
+                    model=model_spec)
+    collection = Collection(config)
+    photos = tmp_path / "photos"
+    write_good_images(photos, 8)
+    index_paths(collection, [photos])
+    label_collection(collection, load_prompt_set("workshop"))
+    with collection.session() as s:
+        versions = dict(s.execute(select(Label.id, Label.version)).all())
+        rita = users.create_user(s, "rita", "a long enough password", "reviewer").id
+        rob = users.create_user(s, "rob", "a long enough password", "reviewer").id
+    # a rewrite that changes no value and no shown confidence keeps every version (round on numeric)
+    with collection.session() as s:
+        s.execute(Label.__table__.update().values(margin=Label.margin + 0.5, strategy="other"))
+    label_collection(collection, load_prompt_set("workshop"), recheck=True)
+    with collection.session() as s:
+        assert dict(s.execute(select(Label.id, Label.version)).all()) == versions
+        ids = sorted(versions)[:6]
+        t0 = utcnow()
+        assert leases.claim(s, rita, ids[:4], now=t0) == set(ids[:4])
+        assert leases.claim(s, rob, ids, now=t0) == set(ids[4:])
+        assert leases.claim(s, rob, ids, now=t0 + timedelta(seconds=leases.LEASE_SECONDS + 1)) == set(ids)
+        page = review.queue_page(s, "concept", None, "proposed", "informative", 48, rita)
+        assert not {label.id for label in page.labels} & set(ids)
+        leases.assign(s, "size", None, ["rob"])
+        assert review.queue_page(s, "size", None, "proposed", "id", 48, rita).labels == []
+        flag = flags.add(s, "ambiguous", rita, label_id=ids[0], note="which one?")
+        assert review.queue_page(s, None, None, None, "id", 48, None, flag="ambiguous").labels[0].id == flag.label_id
+        qa.set_share(s, "color", 1.0)
+        label = s.scalars(select(Label).where(Label.group == "color").order_by(Label.id)).first()
+        review.decide(s, label.id, "accept", rita, label.version)
+        task = s.scalars(select(QaTask)).one()
+        assert qa.queue(s, rita) == [] and qa.queue(s, rob)[0].id == task.id
+        assert qa.answer(s, task.id, rob, label.value).status == "agreed"
+        assert {r["reviewer"]: r["kappa"] for r in qa.report(s)} == {"rita": 1.0}

@@ -12,6 +12,8 @@ import numpy as np
 
 STRATEGIES: tuple[str, ...] = ("single", "mean-embedding", "mean-score", "max-score", "weighted")
 NONE = -1  # the option index of "none of these"
+# Decimals of a confidence as people see it (review cards): a change below them is no change to review.
+SHOWN_DIGITS = 2
 
 
 def unit(x: np.ndarray) -> np.ndarray:

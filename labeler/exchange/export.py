@@ -23,7 +23,7 @@ from xml.sax.saxutils import quoteattr
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from ..review import present
+from ..review import flags, present, qa
 from ..store.catalog import Image, Label, User
 from ..collection import Collection
 from ..errors import LabelerError
@@ -93,18 +93,21 @@ def export_labels(collection: Collection, fmt: str, out: Path, groups: Sequence[
     with collection.session() as s:
         reviewers = dict(s.execute(select(User.id, User.name)).all())
         choices = group_choices(s, all_groups, items, prompt_set)
+        marked = image_flags(s, [item.image.id for item in items])
+        checked = qa.qa_by_label(s)
     base = common_root(items, root) if fmt in ("coco", "labelstudio") else None
 
     def write(tmp: Path) -> None:
         with tmp.open("w", newline="", encoding="utf-8") as fh:
             if fmt == "csv":
-                _write_csv(fh, items, all_groups, reviewers)
+                _write_csv(fh, items, all_groups, reviewers, marked, checked)
             elif fmt == "jsonl":
                 for item in items:
                     fh.write(json.dumps({"image_id": item.image.id, "path": item.paths[0] if item.paths else None,
                                          "paths": item.paths, "sha256": item.image.sha256,
-                                         "labels": {g: export_label(l, reviewers)
-                                                    for g, l in item.labels.items()}}) + "\n")
+                                         "labels": {g: export_label(l, reviewers, checked)
+                                                    for g, l in item.labels.items()},
+                                         "flags": marked.get(item.image.id, [])}) + "\n")
             elif fmt == "coco":
                 json.dump(coco(items, all_groups, choices, base, reviewers, concept_group), fh, indent=1)
             else:
@@ -143,10 +146,12 @@ def check_target(path: Path, force: bool) -> Path:
     return Path(os.path.realpath(path))
 
 
-def export_label(label: Label, reviewers: dict[int, str]) -> dict:
-    """A label as exports show it: its dict, with ``confidence`` the model's in ``value`` and the reviewer by name."""
+def export_label(label: Label, reviewers: dict[int, str], qa_by: dict[int, int] | None = None) -> dict:
+    """A label as exports show it: its dict, with ``confidence`` the model's in ``value``, the reviewer
+    and who QA'd it (``qa_by``: label id → user id, from ``qa.qa_by_label``) by name."""
     return {**present.label_dict(label), "confidence": present.model_confidence(label, label.value),
-            "predicted_confidence": label.confidence, "reviewed_by": reviewers.get(label.reviewed_by)}
+            "predicted_confidence": label.confidence, "reviewed_by": reviewers.get(label.reviewed_by),
+            "qa_by": reviewers.get((qa_by or {}).get(label.id))}
 
 
 def neutralise(cell: object) -> object:
@@ -199,11 +204,30 @@ def group_choices(session, groups: Sequence[str], items: Sequence[Item],
     return out
 
 
-def _write_csv(fh, items: Sequence[Item], groups: list[str], reviewers: dict[int, str]) -> None:
+def image_flags(session, image_ids: Sequence[int]) -> dict[int, list[dict]]:
+    """Each image's flags as exports show them: ``{"name", "group" (None: the image), "note", "user"}``."""
+    out: dict[int, list[dict]] = {}
+    for start in range(0, len(image_ids), 500):
+        for image_id, entries in flags.of_images(session, image_ids[start:start + 500]).items():
+            out[image_id] = [{k: f[k] for k in ("name", "group", "note", "user")} for f in entries]
+    return out
+
+
+def _flag_cell(entries: list[dict]) -> str:
+    """``name [group]: note`` per flag, ``|``-separated (the image's own flags have no group)."""
+    return "|".join(f["name"] + (f" [{f['group']}]" if f["group"] else "") + (f": {f['note']}" if f["note"] else "")
+                    for f in entries)
+
+
+def _write_csv(fh, items: Sequence[Item], groups: list[str], reviewers: dict[int, str],
+               marked: dict[int, list[dict]] | None = None, checked: dict[int, int] | None = None) -> None:
     """Columns: image_id, path, each group's value, then per group ``GROUP:KEY`` for every key in
-    ``CSV_KEYS``, then ``paths`` (every path of the image, ``|``-separated). Cells are neutralised."""
+    ``CSV_KEYS``, then ``paths`` (every path of the image, ``|``-separated) and ``image:flags``
+    (its flags and notes; import-labels reads no column with a colon as a group). Cells are neutralised."""
+    marked = marked or {}
     writer = csv.writer(fh)
-    writer.writerow(["image_id", "path", *groups, *[f"{g}:{k}" for g in groups for k in CSV_KEYS], "paths"])
+    writer.writerow(["image_id", "path", *groups, *[f"{g}:{k}" for g in groups for k in CSV_KEYS], "paths",
+                     "image:flags"])
     for item in items:
         values = [item.labels[g].value if g in item.labels and item.labels[g].value is not None else ""
                   for g in groups]
@@ -213,15 +237,16 @@ def _write_csv(fh, items: Sequence[Item], groups: list[str], reviewers: dict[int
             if label is None:
                 extra += [""] * len(CSV_KEYS)
                 continue
-            data = export_label(label, reviewers)
+            data = export_label(label, reviewers, checked)
             extra += ["" if data[k] is None else round(data[k], 6) if isinstance(data[k], float) else data[k]
                       for k in CSV_KEYS]
-        row = [item.image.id, item.paths[0] if item.paths else "", *values, *extra, "|".join(item.paths)]
+        row = [item.image.id, item.paths[0] if item.paths else "", *values, *extra, "|".join(item.paths),
+               _flag_cell(marked.get(item.image.id, []))]
         writer.writerow([neutralise(cell) for cell in row])
 
 
 # version: import-labels skips a cell whose label has changed since (see importing.NEWER_REVIEW)
-CSV_KEYS = ("confidence", "status", "predicted", "predicted_confidence", "reviewed_by", "version")
+CSV_KEYS = ("confidence", "status", "predicted", "predicted_confidence", "reviewed_by", "version", "qa_by")
 
 
 def coco(items: Sequence[Item], groups: list[str], choices: dict[str, list[str]], root: Path,

@@ -19,7 +19,7 @@ from itertools import repeat
 from typing import Iterator, Sequence
 
 import numpy as np
-from sqlalchemy import delete, func, literal_column, select
+from sqlalchemy import Numeric, case, cast, delete, func, literal_column, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -564,9 +564,21 @@ class LabelWriter:
         # the constants are in the SQL, not bound again for every row
         proposed, one = literal_column("'proposed'"), literal_column("1")
         statement = insert_of(table).values(status=proposed, version=one)
+        new = statement.excluded
+
+        def shown(column):  # a confidence as the review pages show it
+            if dialect.name == "postgresql":  # its two-argument round takes a numeric
+                column = cast(column, Numeric)
+            return func.round(column, literal_column(str(scoring.SHOWN_DIGITS)))
+
+        # The version moves only when what a reviewer sees moved: the value, or the confidence at the
+        # digits the card shows. A refit that keeps every proposal leaves open review pages valid.
+        seen_changed = or_(table.c.value.is_distinct_from(new.value),
+                           shown(table.c.confidence).is_distinct_from(shown(new.confidence)))
         self.statement = statement.on_conflict_do_update(
             index_elements=[table.c.image_id, table.c.group],
-            set_={**{c: statement.excluded[c] for c in _WRITTEN}, "version": table.c.version + one},
+            set_={**{c: new[c] for c in _WRITTEN},
+                  "version": case((seen_changed, table.c.version + one), else_=table.c.version)},
             where=table.c.status == proposed)
         columns = ["image_id", "group", *_WRITTEN]
         self.compiled = self.statement.compile(dialect=dialect, column_keys=columns)

@@ -21,9 +21,10 @@ from sqlalchemy import Integer, and_, case, cast, delete, false, func, or_, sele
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from ..store.catalog import MAX_ID, Image, ImageFile, Label, ReviewEvent, ReviewSkip, REVIEWED_ONLY, utcnow
+from ..store.catalog import MAX_ID, Image, ImageFile, Label, QaTask, ReviewEvent, ReviewSkip, REVIEWED_ONLY, utcnow
 from ..core import stored_scores
 from ..errors import LabelerError, NotFound
+from . import flags, leases, qa
 from .values import MAX_VALUE_LENGTH, lookalike, normalise, value_problem
 
 ACTIONS = ("accept", "correct", "reject", "skip", "undo")
@@ -34,6 +35,7 @@ STATUSES = ("proposed", "accepted", "corrected", "rejected")
 FILTER_STATUSES = (*STATUSES, "reviewed")
 SORTS = ("uncertainty", "informative", "confidence", "confidence_asc", "id")
 HISTOGRAM_BINS = 10
+UNSEEN = object()  # a decision that does not say which value it saw (older API clients)
 
 
 class ReviewError(LabelerError):
@@ -41,12 +43,17 @@ class ReviewError(LabelerError):
 
 
 class StaleLabel(ReviewError):
-    """The label changed since the reviewer saw it; reload and decide again."""
+    """The label changed since the reviewer saw it; reload and decide again.
 
-    def __init__(self, label: Label, seen_version: int | None):
+    Carries the label's current state (``current_version``, ``current_value``) and the value the
+    reviewer saw, so a front end can show "proposal changed: book → mug" on the card."""
+
+    def __init__(self, label: Label, seen_version: int | None, seen_value: str | None | object = None):
         self.label_id = label.id
         self.current_version = label.version
+        self.current_value = label.value
         self.seen_version = seen_version
+        self.seen_value = label.value if seen_value is UNSEEN else seen_value
         super().__init__(
             f"label {label.id} was changed by someone else (you saw version {seen_version}, "
             f"it is now version {label.version}: {label.status} "
@@ -126,49 +133,89 @@ def _undo_target(session: Session, label_id: int) -> ReviewEvent | None:
     return None
 
 
+def check_seen(label: Label, seen_version: int | None, seen_value: str | None | object = UNSEEN) -> None:
+    """Refuse a decision made on another state of ``label`` than its current one.
+
+    ``seen_version`` is the version the reviewer's view showed and ``seen_value`` the value it showed
+    (None: "none of these"; :data:`UNSEEN` when the client does not say). :class:`ReviewError` when
+    the version is missing or from the future (no label ever had it), :class:`StaleLabel` when
+    either differs from the label's.
+    """
+    if seen_version is None:
+        raise ReviewError("version: a decision must say which label version it was made on")
+    seen_version = int(seen_version)
+    if seen_version < 1 or seen_version > label.version:
+        raise ReviewError(f"version: label {label.id} has never had version {seen_version} "
+                          f"(it is at version {label.version}); reload it and decide again")
+    if seen_value is not UNSEEN and seen_value is not None and not isinstance(seen_value, str):
+        raise ReviewError("seen_value: the value a decision saw must be text or null")
+    if seen_version != label.version or (seen_value is not UNSEEN and seen_value != label.value):
+        raise StaleLabel(label, seen_version, seen_value)
+
+
 def decide(session: Session, label_id: int, action: str, user_id: int | None,
-           seen_version: int | None, value: str | None = None) -> Label:
+           seen_version: int | None, value: str | None = None, seen_value: str | None | object = UNSEEN,
+           sample_qa: bool = True) -> Label:
     """Apply one decision to a label and flush it; the caller's transaction commits.
 
-    ``seen_version`` is the label version the reviewer's view showed. ``skip`` leaves the label
+    ``seen_version`` is the label version the reviewer's view showed, ``seen_value`` the value it
+    showed (see :func:`check_seen`): a decision applies only to what the reviewer saw. ``skip`` leaves the label
     as it is and records no event; for a reviewer (``user_id``) it stores the skip, which sends the
     label to the end of their queue. Any other decision by them clears their skip of the label.
+    A decision may be drawn into QA (``qa.sample``; not an admin's resolution, ``sample_qa`` False).
     Raises :class:`StaleLabel`, :class:`ReviewError` or :class:`NotFound`.
     """
     if action not in ACTIONS:
         raise ReviewError(f"unknown action '{action}'; use one of: {', '.join(ACTIONS)}")
     label = get_label(session, label_id)
-    if seen_version is None:
-        raise ReviewError("a decision must say which label version it was made on")
-    if label.version != int(seen_version):
-        raise StaleLabel(label, seen_version)
+    check_seen(label, seen_version, seen_value)
     if user_id is not None:
         session.execute(delete(ReviewSkip).where(ReviewSkip.label_id == label.id, ReviewSkip.user_id == user_id))
     if action == "skip":
         if user_id is not None:
             session.add(ReviewSkip(label_id=label.id, user_id=user_id))
+            leases.release(session, user_id, [label.id])  # a skipped card is free for another reviewer
             session.flush()
         return label
     if action == "accept":
-        _record(session, label, user_id, "accept", label.value if label.value is not None else label.predicted,
-                "accepted")
+        event = _record(session, label, user_id, "accept",
+                        label.value if label.value is not None else label.predicted, "accepted")
     elif action == "correct":
-        _record(session, label, user_id, "correct", _clean_value(value, label), "corrected")
+        event = _record(session, label, user_id, "correct", _clean_value(value, label), "corrected")
     elif action == "reject":
-        _record(session, label, user_id, "reject", None, "rejected")
+        event = _record(session, label, user_id, "reject", None, "rejected")
     else:  # undo
         target = _undo_target(session, label.id)
         if target is None:
             raise ReviewError(f"label {label.id} has no decision to undo")
-        _record(session, label, user_id, "undo", target.before_value, target.before_status)
+        event = _record(session, label, user_id, "undo", target.before_value, target.before_status)
     try:
         session.flush()
     except StaleDataError:
         # Another transaction committed between our read and our UPDATE ... WHERE version. The
         # caller rolls back (only its savepoint, in a bulk accept); the message needs a fresh read.
         with Session(session.get_bind()) as fresh:
-            raise StaleLabel(get_label(fresh, label_id), seen_version) from None
+            raise StaleLabel(get_label(fresh, label_id), seen_version, seen_value) from None
+    if sample_qa:
+        qa.sample(session, label, event)
     return label
+
+
+def resolve_qa(session: Session, task_id: int, admin_id: int, value: str | None) -> QaTask:
+    """An admin settles a QA disagreement with ``value`` (None: none of these): stored on the label as
+    their decision when it differs from the label's value, and the task is ``resolved``."""
+    task = qa.get(session, task_id)
+    if task.status != "disagreed":
+        raise qa.QaError(f"QA task {task_id} is {task.status}; only a disagreement is resolved")
+    label = get_label(session, task.label_id)
+    if value is not None:
+        value = _clean_value(value, label)
+    if label.value != value or label.status == "proposed":
+        action = "reject" if value is None else ("accept" if value == label.value else "correct")
+        decide(session, label.id, action, admin_id, label.version, value, sample_qa=False)
+    task.status, task.resolved_by, task.resolved_value, task.done_at = "resolved", admin_id, value, utcnow()
+    session.flush()
+    return task
 
 
 def undo_last(session: Session, user_id: int) -> Label:
@@ -261,14 +308,16 @@ class BulkResult:
 
 def _bulk_entry(label_id: int, exc: LabelerError) -> dict:
     if isinstance(exc, StaleLabel):
-        return {"id": label_id, "status": "conflict", "current_version": exc.current_version, "message": str(exc)}
+        return {"id": label_id, "status": "conflict", "current_version": exc.current_version,
+                "current_value": exc.current_value, "message": str(exc)}
     if isinstance(exc, NotFound):
         return {"id": label_id, "status": "not_found", "message": str(exc)}
     return {"id": label_id, "status": "invalid", "message": str(exc)}
 
 
-def accept_many(session: Session, seen: Sequence[tuple[int, int]], user_id: int | None) -> BulkResult:
-    """Accept each ``(label_id, seen_version)``; stale or missing ones are reported, not applied.
+def accept_many(session: Session, seen: Sequence[tuple], user_id: int | None) -> BulkResult:
+    """Accept each ``(label_id, seen_version)`` or ``(label_id, seen_version, seen_value)``; stale
+    or missing ones are reported, not applied.
 
     Each label and its event are saved together, independently of the others: a conflict on one
     never undoes the rest. Labels are written in id order, so two bulk accepts lock shared rows
@@ -277,9 +326,10 @@ def accept_many(session: Session, seen: Sequence[tuple[int, int]], user_id: int 
     entries: dict[int, dict] = {}
     for position in sorted(range(len(seen)), key=lambda p: (int(seen[p][0]), p)):
         label_id, version = int(seen[position][0]), seen[position][1]
+        seen_value = seen[position][2] if len(seen[position]) > 2 else UNSEEN
         try:
             with session.begin_nested():
-                label = decide(session, label_id, "accept", user_id, version)
+                label = decide(session, label_id, "accept", user_id, version, seen_value=seen_value)
             entries[position] = {"id": label_id, "status": "accepted", "version": label.version}
         except (StaleLabel, NotFound, ReviewError) as exc:
             entries[position] = _bulk_entry(label_id, exc)
@@ -313,13 +363,14 @@ def accept_above_many(session: Session, group: str, threshold: float, user_id: i
         raise ReviewError("the confidence threshold must be between 0 and 1")
     labels = session.scalars(_above_query(group, threshold, option).order_by(Label.id)
                              .with_for_update(of=Label)).all()
-    for label in labels:
-        _record(session, label, user_id, "accept", label.value, "accepted")
+    events = [_record(session, label, user_id, "accept", label.value, "accepted") for label in labels]
     try:
         session.flush()
     except StaleDataError:
         # Only a caller outside a write transaction gets here; it rolls back: all or nothing.
         raise ReviewError("labels changed while accepting; nothing was accepted, try again") from None
+    for label, event in zip(labels, events):
+        qa.sample(session, label, event)
     return BulkResult.from_results([{"id": label.id, "status": "accepted", "version": label.version}
                                     for label in labels])
 
@@ -332,9 +383,11 @@ def accept_above(session: Session, group: str, threshold: float, user_id: int | 
 
 # -- reading -----------------------------------------------------------------------------
 
-def _ordered(group: str | None, value: str | None, status: str | None, sort: str, user_id: int | None):
+def _ordered(group: str | None, value: str | None, status: str | None, sort: str, user_id: int | None,
+             flag: str | None = None):
     """The filtered query of present images' labels and its sort keys: SQL expressions, each
-    ascending and never NULL, that order the queue and let a page start after a given key."""
+    ascending and never NULL, that order the queue and let a page start after a given key.
+    ``flag``: only labels that carry it, or whose image does."""
     if status and status not in STATUSES:
         raise ReviewError(f"unknown status '{status}'; use one of: {', '.join(STATUSES)}")
     if sort not in SORTS:
@@ -362,6 +415,11 @@ def _ordered(group: str | None, value: str | None, status: str | None, sort: str
             "confidence_asc": [*last_if_null(Label.confidence), Label.id],
             "id": [Label.id],
         }[sort]
+    if flag:
+        query = query.where(flags.flagged(flag))
+    if user_id is not None and status == "proposed":
+        # A team's queue: labels another reviewer's queue holds, or an admin gave to others, are not here.
+        query = query.where(leases.not_held_by_others(user_id), leases.not_assigned_to_others(user_id))
     if user_id is not None:
         # The reviewer's skips go last, oldest skip first.
         skips = select(ReviewSkip.label_id, ReviewSkip.id).where(ReviewSkip.user_id == user_id).subquery()
@@ -390,18 +448,18 @@ def _informative(query, group: str | None, last_if_null):
 
 
 def label_query(group: str | None = None, value: str | None = None, status: str | None = None,
-                sort: str = "uncertainty", user_id: int | None = None):
+                sort: str = "uncertainty", user_id: int | None = None, flag: str | None = None):
     """Labels of present images, filtered, in review order (smallest margin first by default);
     with ``user_id``, that reviewer's skips last."""
-    query, keys = _ordered(group, value, status, sort, user_id)
+    query, keys = _ordered(group, value, status, sort, user_id, flag)
     return query.order_by(*keys)
 
 
 def list_labels(session: Session, group: str | None = None, value: str | None = None,
                 status: str | None = None, sort: str = "uncertainty", limit: int = 60,
-                offset: int = 0, user_id: int | None = None) -> tuple[list[Label], int]:
+                offset: int = 0, user_id: int | None = None, flag: str | None = None) -> tuple[list[Label], int]:
     """One page of labels and the total that match."""
-    query = label_query(group, value, status, sort, user_id)
+    query = label_query(group, value, status, sort, user_id, flag)
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     labels = session.scalars(query.limit(max(1, min(limit, 500))).offset(max(0, offset))).all()
     return list(labels), int(total or 0)
@@ -424,6 +482,7 @@ class QueuePage:
     last: Key | None
     more_before: bool
     more_after: bool
+    keys: list[Key] = field(default_factory=list)  # each label's key
 
 
 def _beyond(keys: list, key: Key, forward: bool):
@@ -439,13 +498,13 @@ def _beyond(keys: list, key: Key, forward: bool):
 
 def queue_page(session: Session, group: str | None = None, value: str | None = None, status: str | None = None,
                sort: str = "uncertainty", limit: int = 48, user_id: int | None = None,
-               after: Key | None = None, before: Key | None = None) -> QueuePage:
+               after: Key | None = None, before: Key | None = None, flag: str | None = None) -> QueuePage:
     """The page of ``limit`` labels just after ``after`` (or just before ``before``; else the first).
 
     Keyset paging, not an offset: labels decided since the previous page (which leave a "proposed"
     queue) or skipped never shift the next page, so no label is skipped or shown twice.
     """
-    query, keys = _ordered(group, value, status, sort, user_id)
+    query, keys = _ordered(group, value, status, sort, user_id, flag)
     total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
     limit = max(1, min(limit, 500))
     rows_query = query.add_columns(*[k.label(f"k{i}") for i, k in enumerate(keys)])
@@ -465,7 +524,7 @@ def queue_page(session: Session, group: str | None = None, value: str | None = N
     return QueuePage(labels=labels, total=total, first=row_keys[0] if rows else None,
                      last=row_keys[-1] if rows else None,
                      more_before=more if before is not None else after is not None and bool(rows),
-                     more_after=more if before is None else True)
+                     more_after=more if before is None else True, keys=row_keys)
 
 
 def _plain(value) -> float:
@@ -506,6 +565,21 @@ def image_names(session: Session, image_ids: Sequence[int]) -> dict[int, str]:
     for image_id, path in rows:
         names.setdefault(image_id, path.replace("\\", "/").rsplit("/", 1)[-1])
     return names
+
+
+def skipped(session: Session, user_id: int, label_ids: Sequence[int]) -> set[int]:
+    """Which of ``label_ids`` the reviewer skipped (and has not decided since)."""
+    if not label_ids:
+        return set()
+    return set(session.scalars(select(ReviewSkip.label_id).where(ReviewSkip.user_id == user_id,
+                                                                 ReviewSkip.label_id.in_(list(label_ids)))))
+
+
+def labels_by_id(session: Session, label_ids: Sequence[int]) -> list[Label]:
+    """The labels of ``label_ids`` that exist, in id order."""
+    if not label_ids:
+        return []
+    return list(session.scalars(select(Label).where(Label.id.in_(set(label_ids))).order_by(Label.id)))
 
 
 def labels_of_image(session: Session, image_id: int) -> list[Label]:

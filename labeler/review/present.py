@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, selectinload
 
-from . import decisions as review
+from . import decisions as review, flags
 from ..core import stored_scores
 from ..store.catalog import Image, Label, PromptSetRecord, ReviewEvent, User
 from ..errors import NotFound
@@ -127,6 +127,7 @@ def image_detail(session: Session, image_id: int, links: Links = _no_links) -> d
         "labels": [label_dict(label, links) for label in labels],
         "history": [dict(event_dict(e, names), group=group_of.get(e.label_id)) for e in events],
         "prompt_set_ids": sorted({label.prompt_set_id for label in labels if label.prompt_set_id}),
+        "flags": flags.of_images(session, [image_id]).get(image_id, []),
     }
 
 

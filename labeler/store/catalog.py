@@ -326,6 +326,76 @@ class ReviewSkip(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ReviewLease(Base):
+    """A reviewer's claim on a label their queue shows (or shows next), until ``expires_at``.
+
+    One row per label: claiming a label someone else holds unexpired does nothing (migration 0010).
+    Other reviewers' queues skip it; it lapses by itself when the tab is gone.
+    """
+
+    __tablename__ = "review_leases"
+    __table_args__ = (Index("ix_review_leases_user_id", "user_id", "expires_at"),)
+
+    label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ReviewAssignment(Base):
+    """An admin gave a group (``value`` None) or a group's value to a reviewer: labels it matches
+    appear only in the queues of the reviewers it was given to."""
+
+    __tablename__ = "review_assignments"
+    __table_args__ = (UniqueConstraint("group", "value", "user_id"),
+                      Index("ix_review_assignments_group", "group", "value"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    group: Mapped[str] = mapped_column(String(128))
+    value: Mapped[str | None] = mapped_column(String(256))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Flag(Base):
+    """A flag on an image (``label_id`` None) or on one of its labels, with an optional note:
+    "ambiguous", "bad image" or a name the team chose (migration 0010)."""
+
+    __tablename__ = "flags"
+    __table_args__ = (Index("ix_flags_image_id", "image_id", "name"), Index("ix_flags_label_id", "label_id"),
+                      Index("ix_flags_name", "name"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    label_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class QaTask(Base):
+    """A second look at one decision, drawn at random (each group's QA share): another reviewer
+    answers blind; ``agreed`` or ``disagreed``, and an admin ``resolved`` a disagreement."""
+
+    __tablename__ = "qa_tasks"
+    __table_args__ = (Index("ix_qa_tasks_status", "status", "group"), Index("ix_qa_tasks_label_id", "label_id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"))
+    group: Mapped[str] = mapped_column(String(128))
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("review_events.id", ondelete="SET NULL"))
+    reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    value: Mapped[str | None] = mapped_column(String(256))  # what the reviewer decided (None: none of these)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | agreed | disagreed | resolved
+    qa_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    qa_value: Mapped[str | None] = mapped_column(String(256))
+    resolved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    resolved_value: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[datetime | None]
+
+
 class IndexChange(Base):
     """Append-only log of changes to the set of indexable vectors, written by database triggers
     (migration 0006) so no code path can forget it: an index file stamped with the last change

@@ -3,17 +3,31 @@
     GET  /api/stats                         counts, progress and histograms per group
     GET  /api/labels?group&value&status&sort&limit&offset
     GET  /api/labels/<id>
-    POST /api/labels/<id>/review            {"action", "version", "value"?, "queue_value"?}  409 when stale;
-                                            the label, its card and the progress of its queue
+    POST /api/labels/<id>/review            {"action", "version", "seen_value"?, "value"?, "queue_value"?}
+                                            409 when the version or the value seen changed, with the
+                                            label's new state ("label", "card"); else the label, its
+                                            card and the progress of its queue
     POST /api/review/undo                   undo your newest decision not yet undone; 409 when stale
     GET  /api/review/progress?group&value   reviewed, remaining, your decisions and their rate
+    GET  /api/review/cards?ids=1,2,3        the labels' current cards (an open page polls it)
+    GET  /api/review/leases                 who holds which cards (per reviewer and group), assignments
+    POST /api/review/assignments            {"group", "value"?, "reviewers": [names]}  admins; 400 unknown reviewer
+    DELETE /api/review/assignments          {"group", "value"?}  admins
     GET  /api/review/queue?group&value&status&sort&after   the queue's next batch of cards (as the page's)
-    POST /api/labels/accept-selected        {"labels": [{"id", "version"}, ...]}  per-label "results"
+    POST /api/labels/accept-selected        {"labels": [{"id", "version", "seen_value"?}, ...]}  per-label "results"
     GET  /api/labels/accept-above?group&threshold&value    preview: {"count"}
     POST /api/labels/accept-above           {"group", "threshold", "value"?}
-    GET  /api/search?q&k&group&value&where=GROUP=VALUE,...&status&similar
+    GET  /api/search?q&k&group&value&where=GROUP=VALUE,...&status&similar&flag
     GET  /api/images/<id>
     GET  /api/images/<id>/similar?k
+    POST /api/flags                         {"name", "note"?, "label_id" | "image_id"}  201; name <= 64 chars
+    POST /api/qa/share                      {"group", "share"}  admins; share in [0, 1] else 400
+    GET  /api/qa/queue?group                open QA tasks for you (never your own decisions), blind
+    POST /api/qa/<id>                       {"value"}  your answer: agreed or disagreed
+    GET  /api/qa/disagreements              admins
+    POST /api/qa/<id>/resolve               {"value"}  admins: the final value, stored on the label
+    GET  /api/qa/report                     per reviewer: decisions, agreement (raw, kappa), speed
+    DELETE /api/flags/<id>
     POST /api/jobs                          {"kind": "learn-and-relabel"}  admins; 202 started, 200 already running
     GET  /api/jobs/<id>                     status, done, total, message, result
 
@@ -25,7 +39,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, g, jsonify, request, url_for
 
 from ..store import db
-from ..review import jobs, present, decisions as review
+from ..review import flags, jobs, leases, present, qa, decisions as review
 from .access import admin_required
 from .cards import cards, queue_batch, review_started
 from .requests import integer, json_body, queue_filters, search_args, text, threshold
@@ -34,6 +48,7 @@ from .context import collection, error_response
 from .rate_limit import DECISIONS, SEARCH, rate_limited
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+MAX_POLLED = 500
 
 
 def _label(label) -> dict:
@@ -82,19 +97,43 @@ def review_label(label_id: int):
     body = json_body()
     action = body.get("action")
     version = integer(body.get("version"), "version")
+    seen = _seen_value(body)
     queue_value = text(body.get("queue_value"), "queue_value")
     started = review_started()
 
     # One transaction per decision: the label's state and its event commit together.
     def work(s):
-        label = review.decide(s, label_id, str(action), g.user.id, version, body.get("value"))
+        label = review.decide(s, label_id, str(action), g.user.id, version, body.get("value"), seen)
         return _decided(s, label, queue_value, started)
 
-    return jsonify({**_write(work), "action": action})
+    try:
+        return jsonify({**_write(work), "action": action})
+    except review.StaleLabel as exc:
+        return _stale(exc)
+
+
+def _seen_value(item: dict):
+    """The value the client's view showed (``seen_value``, null for "none of these"), or UNSEEN."""
+    if "seen_value" not in item:
+        return review.UNSEEN
+    seen = item["seen_value"]
+    if seen is not None and not isinstance(seen, str):
+        abort(400, "seen_value must be the value the card showed (a string) or null for none of these")
+    return seen
+
+
+def _stale(exc: review.StaleLabel):
+    """409 with the label's new state (and its card), so the page can show what changed and wait."""
+    with collection().session() as s:
+        label = review.get_label(s, exc.label_id)
+        return error_response(409, str(exc), label_id=exc.label_id, current_version=exc.current_version,
+                              seen_version=exc.seen_version, seen_value=exc.seen_value,
+                              label=_label(label), card=cards(s, [label])[0])
 
 
 def _decided(s, label, queue_value: str | None, started) -> dict:
     """A decision's answer: the label, its card, and the progress of the queue it was made in."""
+    leases.renew(s, g.user.id)  # an active reviewer keeps the cards their queue claimed
     return {"label": _label(label), "card": cards(s, [label])[0],
             "progress": review.progress(s, label.group, queue_value, g.user.id, started)}
 
@@ -120,6 +159,48 @@ def queue():
     return jsonify({"cards": batch.cards, "total": batch.total, "next": batch.next})
 
 
+@bp.route("/review/cards")
+def review_cards():
+    """The current cards of the labels ``ids`` (comma-separated, at most 500): an open review page
+    polls this to refresh, in place, the cards that changed since it showed them."""
+    raw = request.args.get("ids") or ""
+    ids = [integer(part, "ids") for part in raw.split(",") if part.strip()]
+    if len(ids) > MAX_POLLED:
+        abort(400, f"ids: at most {MAX_POLLED} labels at once")
+    with collection().session() as s:
+        labels = review.labels_by_id(s, ids)
+        return jsonify({"cards": cards(s, labels)})
+
+
+@bp.route("/review/leases")
+def review_leases():
+    """Who holds what: each reviewer's unexpired leases per group, and the admins' assignments."""
+    with collection().session() as s:
+        return jsonify({"holdings": leases.holdings(s), "assignments": leases.assignments(s),
+                        "lease_seconds": leases.LEASE_SECONDS})
+
+
+@bp.route("/review/assignments", methods=("POST", "DELETE"))
+@admin_required
+def assignments():
+    """POST ``{"group", "value"?, "reviewers": [names]}`` gives the group (or its value) to those
+    reviewers; DELETE ``{"group", "value"?}`` takes it back. Both answer every assignment."""
+    body = json_body()
+    group = text(body.get("group"), "group")
+    if not group:
+        abort(400, "group is required")
+    value = text(body.get("value"), "value")
+    if request.method == "DELETE":
+        _write(lambda s: leases.unassign(s, group, value))
+    else:
+        reviewers = body.get("reviewers")
+        if not isinstance(reviewers, list) or not all(isinstance(r, str) for r in reviewers):
+            abort(400, "reviewers must be a list of account names")
+        _write(lambda s: leases.assign(s, group, value, reviewers, g.user.id))
+    with collection().session() as s:
+        return jsonify({"assignments": leases.assignments(s)})
+
+
 @bp.route("/review/progress")
 def progress():
     started = review_started()
@@ -142,7 +223,7 @@ def accept_selected():
     items = body.get("labels")
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         abort(400, 'labels must be a list of {"id": ..., "version": ...}')
-    seen = [(integer(i.get("id"), "id"), integer(i.get("version"), "version")) for i in items]
+    seen = [(integer(i.get("id"), "id"), integer(i.get("version"), "version"), _seen_value(i)) for i in items]
 
     def work(s):
         result = review.accept_many(s, seen, g.user.id)
@@ -151,7 +232,7 @@ def accept_selected():
     try:
         result, accepted = _write(work)
     except db.CatalogBusy as exc:
-        result, accepted = review.BulkResult.busy([i for i, _ in seen], str(exc)), []
+        result, accepted = review.BulkResult.busy([item[0] for item in seen], str(exc)), []
     return _bulk_response(result, accepted)
 
 
@@ -185,6 +266,96 @@ def search():
 def image(image_id: int):
     with collection().session() as s:
         return jsonify(present.image_detail(s, image_id, image_links))
+
+
+@bp.route("/qa/share", methods=("POST",))
+@admin_required
+def qa_share():
+    """``{"group", "share"}``: that share (0 to 1) of each reviewer's decisions in the group goes to QA."""
+    body = json_body()
+    value = _write(lambda s: qa.set_share(s, body.get("group"), body.get("share")))
+    return jsonify({"group": body.get("group"), "share": value})
+
+
+@bp.route("/qa/queue")
+def qa_queue():
+    """Open QA tasks for you (never your own decisions), blind: the card without the first answer."""
+    group = text(request.args.get("group"), "group")
+    with collection().session() as s:
+        tasks = qa.queue(s, g.user.id, group)
+        names = qa.user_names(s)
+        labels = {label.id: label for label in review.labels_by_id(s, [t.label_id for t in tasks])}
+        shown = {c["id"]: c for c in cards(s, list(labels.values()))}
+        out = []
+        for task in tasks:
+            card = dict(shown[task.label_id])
+            for first_answer in ("value", "status", "predicted", "confidence", "others"):
+                card.pop(first_answer, None)  # blind: what the model or the reviewer said stays hidden
+            out.append({**qa.task_dict(task, names, blind=True), "card": card,
+                        "options": review.options(s, task.group)})
+        return jsonify({"tasks": out})
+
+
+@bp.route("/qa/<int:task_id>", methods=("POST",))
+def qa_answer(task_id: int):
+    """``{"value"}``: your own answer to a QA task (null: none of these); agreed or disagreed."""
+    body = json_body()
+    if "value" not in body:
+        abort(400, "value is required: your answer, or null for none of these")
+
+    def work(s):
+        return qa.task_dict(qa.answer(s, task_id, g.user.id, body["value"]), qa.user_names(s))
+
+    return jsonify(_write(work))
+
+
+@bp.route("/qa/disagreements")
+@admin_required
+def qa_disagreements():
+    with collection().session() as s:
+        names = qa.user_names(s)
+        return jsonify({"tasks": [qa.task_dict(t, names) for t in qa.disagreements(s)]})
+
+
+@bp.route("/qa/<int:task_id>/resolve", methods=("POST",))
+@admin_required
+def qa_resolve(task_id: int):
+    """``{"value"}``: the admin's final value (null: none of these), stored on the label."""
+    body = json_body()
+    if "value" not in body:
+        abort(400, "value is required: the final value, or null for none of these")
+    return jsonify(_write(lambda s: qa.task_dict(review.resolve_qa(s, task_id, g.user.id, body["value"]),
+                                                 qa.user_names(s))))
+
+
+@bp.route("/qa/report")
+def qa_report():
+    """Per reviewer: decisions, agreement with QA (raw and Cohen's kappa) and seconds per decision."""
+    with collection().session() as s:
+        return jsonify({"reviewers": qa.report(s), "shares": qa.shares(s)})
+
+
+@bp.route("/flags", methods=("POST",))
+def add_flag():
+    """Flag a label (``label_id``) or an image (``image_id``): ``{"name", "note"?}``; 201 with the
+    flag and every flag of its image. A name over 64 characters is a 400 naming ``name``."""
+    body = json_body()
+    label_id = integer(body["label_id"], "label_id") if body.get("label_id") is not None else None
+    image_id = integer(body["image_id"], "image_id") if body.get("image_id") is not None else None
+
+    def work(s):
+        flag = flags.add(s, body.get("name"), g.user.id, image_id, label_id, body.get("note"))
+        return flag.id, flag.image_id, flags.of_images(s, [flag.image_id]).get(flag.image_id, [])
+
+    flag_id, image, all_flags = _write(work)
+    return jsonify({"flag": next(f for f in all_flags if f["id"] == flag_id), "image_id": image,
+                    "flags": all_flags}), 201
+
+
+@bp.route("/flags/<int:flag_id>", methods=("DELETE",))
+def remove_flag(flag_id: int):
+    _write(lambda s: flags.remove(s, flag_id))
+    return jsonify({"removed": flag_id})
 
 
 @bp.route("/images/<int:image_id>/similar")

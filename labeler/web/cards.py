@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from flask import abort, session, url_for
 from markupsafe import Markup
 
-from ..review import present, decisions as review
+from ..review import flags, leases, present, decisions as review
+from ..store import db
+from .context import collection
 from ..core import stored_scores
+from ..core.scoring import SHOWN_DIGITS
 from ..store.catalog import utcnow
 
 # Keys that option shortcuts may take after 1-9: letters no other shortcut of the review pages uses
@@ -55,6 +58,8 @@ def shortcuts(keys: dict[str, str], names: str | None = None) -> list[dict]:
         {"label": "+ / − / 0", "help": "zoom in / out / fit in focus mode (Shift+arrows pan)", "bind": zoom},
         {"label": "] / [", "help": "next / previous page", "bind": {"]": "nextPage", "[": "previousPage"}},
         {"label": "x", "help": "select / unselect", "bind": {"x": "select"}},
+        {"label": "! , Shift+B", "help": "flag the label ambiguous / flag the image bad image (notes: detail page)",
+         "bind": {"!": "flagAmbiguous", "Shift+B": "flagBadImage"}},
         {"label": "Shift+A", "help": "accept the selected images", "bind": {"Shift+A": "acceptSelected"}},
         {"label": "Enter, o", "help": "open the image's detail page (Enter on a card)", "bind": {"Enter": "open", "o": "open"}},
         {"label": "?", "help": "show / hide this help", "bind": {"?": "help"}},
@@ -79,17 +84,26 @@ def card(label, name: str) -> dict:
                      and option != shown["predicted"]), key=lambda pair: -pair[1])
     out = {"id": shown["id"], "version": shown["version"], "image_id": shown["image_id"], "name": name,
            "group": shown["group"], "value": shown["value"], "status": shown["status"],
-           "confidence": None if shown["confidence"] is None else round(shown["confidence"], 2),
-           "others": [[option, round(confidence, 2)] for option, confidence in ranked[:OTHER_OPTIONS]]}
+           "confidence": None if shown["confidence"] is None else round(shown["confidence"], SHOWN_DIGITS),
+           "others": [[option, round(confidence, SHOWN_DIGITS)] for option, confidence in ranked[:OTHER_OPTIONS]]}
     if shown["predicted"] != shown["value"]:
         out["predicted"] = shown["predicted"]
     return out
 
 
 def cards(session, labels) -> list[dict]:
-    """The cards of ``labels``, each named by its image's file name."""
+    """The cards of ``labels``, each named by its image's file name; ``flags`` (names) when the
+    label or its image carries any."""
     names = review.image_names(session, [label.image_id for label in labels])
-    return [card(label, names.get(label.image_id, f"image {label.image_id}")) for label in labels]
+    marked = flags.of_images(session, [label.image_id for label in labels])
+    out = []
+    for label in labels:
+        shown = card(label, names.get(label.image_id, f"image {label.image_id}"))
+        on = sorted({f["name"] for f in marked.get(label.image_id, []) if f["label_id"] in (None, label.id)})
+        if on:
+            shown["flags"] = on
+        out.append(shown)
+    return out
 
 
 def page_data(group_options: dict[str, list[str]], cards: list[dict], **extra) -> dict:
@@ -136,17 +150,25 @@ class Batch:
 
 
 def queue_batch(s, filters: dict, user_id: int) -> Batch:
-    """The queue page ``filters`` (``requests.queue_filters``) ask for, as the reviewer sees it."""
+    """The queue page ``filters`` (``requests.queue_filters``) ask for, as the reviewer sees it.
+
+    A proposed queue claims what it shows plus the next batch (``leases``), and shows only labels
+    the claim got: another reviewer's queue, loading at the same moment, gets other ones.
+    """
+    team = filters["status"] == "proposed"
     try:
         result = review.queue_page(s, filters["group"], filters["value"], filters["status"], filters["sort"],
-                                   PAGE_SIZE, user_id, filters["after"], filters["before"])
+                                   PAGE_SIZE * (2 if team else 1), user_id, filters["after"], filters["before"],
+                                   filters["flag"])
     except review.ReviewError as exc:
         abort(400, str(exc))
+    if team and result.labels:
+        result = _claimed(s, result, user_id, filters["before"] is not None)
     shown = cards(s, result.labels)
     for shown_card in shown:
         del shown_card["group"]  # the page's, said once
     link = {"group": filters["group"], "value": filters["value"] or "", "status": filters["status"] or "",
-            "sort": filters["sort"]}
+            "sort": filters["sort"], **({"flag": filters["flag"]} if filters["flag"] else {})}
     return Batch(
         cards=shown, total=result.total,
         # The prompt set's own order, so the option keys match what the labeler offered.
@@ -156,3 +178,22 @@ def queue_batch(s, filters: dict, user_id: int) -> Batch:
         if result.more_after and result.last else None,
         previous=url_for("review.queue", **link, before=review.format_key(result.first),
                          page=max(1, filters["page"] - 1)) if result.more_before and result.first else None)
+
+
+def _claimed(s, result: review.QueuePage, user_id: int, backwards: bool) -> review.QueuePage:
+    """The page cut to the ``PAGE_SIZE`` labels the reviewer's claim got, nearest the page's start
+    (nearest its end when paging back); the rest of the claim is the next batch. The reviewer's own
+    skips are shown (last) but not claimed: a skip hands the card to whoever wants it."""
+    skipped = review.skipped(s, user_id, [label.id for label in result.labels])
+    claimed = db.write_transaction(collection().config, lambda w: leases.claim(
+        w, user_id, [label.id for label in result.labels if label.id not in skipped]))
+    kept = [i for i, label in enumerate(result.labels) if label.id in claimed or label.id in skipped]
+    kept = kept[-PAGE_SIZE:] if backwards else kept[:PAGE_SIZE]
+    if not kept:
+        return review.QueuePage([], result.total, None, None, result.more_before, result.more_after, [])
+    cut_after = kept[-1] < len(result.labels) - 1
+    cut_before = kept[0] > 0
+    return review.QueuePage(
+        labels=[result.labels[i] for i in kept], total=result.total, first=result.keys[kept[0]],
+        last=result.keys[kept[-1]], more_before=result.more_before or (backwards and cut_before),
+        more_after=result.more_after or cut_after, keys=[result.keys[i] for i in kept])

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import abort, request
 
-from ..review import decisions as review
+from ..review import decisions as review, flags
 from .. import search
 from ..store.catalog import MAX_ID
 from ..errors import LabelerError
@@ -101,13 +101,18 @@ def _check_json(data: Any) -> None:
                 abort(400, "the JSON body holds text that is not valid Unicode (a lone surrogate)")
 
 
-def _page_key(value: str | None, name: str):
+def _parsed(value: str | None, name: str, parse):
+    """``parse(value)``, None when empty; a 400 naming ``name`` when ``parse`` refuses it."""
     if not value:
         return None
     try:
-        return review.parse_key(value)
+        return parse(value)
     except LabelerError as exc:
         abort(400, f"{name}: {exc}")
+
+
+def _page_key(value: str | None, name: str):
+    return _parsed(value, name, review.parse_key)
 
 
 def queue_filters() -> dict:
@@ -122,7 +127,13 @@ def queue_filters() -> dict:
         "status": args.get("status", "proposed") or None,
         "sort": args.get("sort", "uncertainty"),
         "page": clamped(args.get("page", 1), "page", 1, MAX_PAGE),  # past the end is an empty page
+        "flag": flag_name(args.get("flag")),
     }
+
+
+def flag_name(value: str | None) -> str | None:
+    """A flag filter: None when absent, else a valid flag name; a 400 naming ``flag`` otherwise."""
+    return _parsed(value, "flag", flags.clean_name)
 
 
 def search_args() -> dict:
@@ -145,8 +156,8 @@ def search_args() -> dict:
         search.check_query_size(q, collection().config)  # before any of it is parsed or encoded
     except LabelerError as exc:
         abort(400, f"q: {exc}")
-    return {"q": q, "k": k, "group": args.get("group") or None,
-            "value": args.get("value") or None, "status": status, "similar": similar, "where": where}
+    return {"q": q, "k": k, "group": args.get("group") or None, "value": args.get("value") or None,
+            "status": status, "similar": similar, "where": where, "flag": flag_name(args.get("flag"))}
 
 
 def search_where(args: dict) -> dict[str, str] | None:

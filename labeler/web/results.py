@@ -34,6 +34,7 @@ def search_hits(collection: Collection, args: dict, similar_to: int | None) -> l
     best first, with their labels and links; none when there is nothing to search for."""
     if similar_to is None and not args["q"]:
         return []
-    hits = search.find(collection, args["q"], args["k"], search_where(args), args["status"], similar_to)
+    hits = search.find(collection, args["q"], args["k"], search_where(args), args["status"], similar_to,
+                       args.get("flag"))
     with collection.session() as s:
         return present.hit_dicts(s, hits, image_links)

@@ -7,9 +7,9 @@ from ``static/review.js``. The dashboard's "learn from reviews and relabel" butt
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, g, redirect, render_template, url_for
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 
-from ..review import jobs, present, decisions as review
+from ..review import flags, jobs, leases, present, qa, decisions as review
 from ..labeling import prompt_lab as lab, learning
 from ..core import stored_scores
 from .access import admin_required
@@ -17,6 +17,8 @@ from .cards import all_option_keys, cards, option_keys, page_data, queue_batch, 
 from .results import image_links
 from .requests import queue_filters
 from .context import collection
+from ..store import db
+from .requests import integer
 
 bp = Blueprint("review", __name__)
 bp.add_app_template_filter(script_json)
@@ -30,8 +32,10 @@ def dashboard():
         fits = learning.fit_summary(s)
         job = jobs.latest(s, jobs.LEARN_AND_RELABEL)
         job = jobs.job_dict(job) if job else None
+        team = {"holdings": leases.holdings(s), "assignments": leases.assignments(s), "qa": qa.report(s),
+                "shares": qa.shares(s)}
     return render_template("review/dashboard.html", stats=stats, bins=review.HISTOGRAM_BINS, fits=fits,
-                           job=job, job_url=url_for("api.job", job_id=job["id"]) if job else None)
+                           job=job, team=team, job_url=url_for("api.job", job_id=job["id"]) if job else None)
 
 
 @bp.route("/learn", methods=("POST",))
@@ -59,10 +63,11 @@ def queue():
             values = sorted([*values, filters["value"]])
         options = batch.options or values
         progress = review.progress(s, filters["group"], filters["value"], g.user.id, started)
+        flag_names = flags.names(s)
     data = page_data({filters["group"]: options} if filters["group"] else {}, batch.cards, group=filters["group"],
                      value=filters["value"], status=filters["status"], next=batch.next, progress=progress)
     return render_template("review/queue.html", cards=batch.cards, total=batch.total, groups=groups, values=values,
-                           filters=filters, statuses=review.STATUSES, sorts=review.SORTS,
+                           filters=filters, statuses=review.STATUSES, sorts=review.SORTS, flag_names=flag_names,
                            pages={"next": batch.next, "previous": batch.previous}, data=data,
                            shortcuts=shortcuts(option_keys(options)))
 
@@ -77,7 +82,26 @@ def detail(image_id: int):
         shown = cards(s, labels)
         group_options = {label.group: stored_scores.option_names(label.prompt_set, label.group) or review.options(s, label.group)
                          for label in labels}
+        flag_names = flags.names(s)
     explanation = lab.explain_image(coll, image_id, info["prompt_set_ids"])
     data = page_data(group_options, shown, group=None, value=None, status=None, next=None, progress=None)
-    return render_template("review/detail.html", image=info, explanation=explanation, data=data,
+    return render_template("review/detail.html", image=info, explanation=explanation, data=data, flag_names=flag_names,
                            shortcuts=shortcuts(all_option_keys(group_options), "each card shows its options' keys"))
+
+
+@bp.route("/images/<int:image_id>/flags", methods=("POST",))
+def flag_image(image_id: int):
+    """The detail page's flag form: flag the image, or one of its labels (``label_id``), with a note."""
+    form = request.form
+    label_id = integer(form["label_id"], "label_id") if form.get("label_id") else None
+    db.write_transaction(collection().config, lambda s: flags.add(
+        s, form.get("name"), g.user.id, None if label_id else image_id, label_id, form.get("note")))
+    flash(f"Flagged: {form.get('name', '').strip()}.")
+    return redirect(url_for("review.detail", image_id=image_id))
+
+
+@bp.route("/images/<int:image_id>/flags/<int:flag_id>/remove", methods=("POST",))
+def unflag_image(image_id: int, flag_id: int):
+    db.write_transaction(collection().config, lambda s: flags.remove(s, flag_id))
+    flash("Flag removed.")
+    return redirect(url_for("review.detail", image_id=image_id))

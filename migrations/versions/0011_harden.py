@@ -1,7 +1,7 @@
 """prompt_embeddings.query_used_at: search texts in the text cache, least recently used dropped
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 Create Date: 2026-12-07
 
 The text cache held every search text anyone ever typed, for ever (30 queries of 84 KB added
@@ -14,7 +14,7 @@ from alembic import op
 
 
 revision = '0011'
-down_revision = '0008'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 

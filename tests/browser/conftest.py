@@ -19,6 +19,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -109,11 +110,22 @@ def demo(tmp_path_factory, model_spec: str) -> Iterator[Demo]:
     if not (home / "catalog.db").exists():
         manage("--home", home, "--model", model_spec, "demo", "--count", DEMO_COUNT, "--seed", DEMO_SEED,
                "--no-serve", "--json", expect=0)
-        for name, role in ((Accounts.admin, "admin"), (Accounts.reviewer, "reviewer"),
-                           (Accounts.second, "reviewer")):
-            manage("--home", home, "--model", model_spec, "user", "add", name, "--role", role, "--password-stdin",
-                   stdin=PASSWORD + "\n", expect=0)
+        add_accounts(home, model_spec)
 
+    with serving(home, model_spec) as url:
+        yield Demo(home=home, model=model_spec, url=url)
+
+
+def add_accounts(home: Path, model_spec: str) -> None:
+    """The admin and the two reviewers, with the suite's password."""
+    for name, role in ((Accounts.admin, "admin"), (Accounts.reviewer, "reviewer"), (Accounts.second, "reviewer")):
+        manage("--home", home, "--model", model_spec, "user", "add", name, "--role", role, "--password-stdin",
+               stdin=PASSWORD + "\n", expect=0)
+
+
+@contextmanager
+def serving(home: Path, model_spec: str) -> Iterator[str]:
+    """``manage.py serve`` on ``home`` on a free port of 127.0.0.1; yields its URL, stops it after."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = home / "server.log"
@@ -122,7 +134,7 @@ def demo(tmp_path_factory, model_spec: str) -> Iterator[Demo]:
                                               "--threads", "4"), cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
     try:
         _wait_until_serving(url, server, log)
-        yield Demo(home=home, model=model_spec, url=url)
+        yield url
     finally:
         server.terminate()
         try:
@@ -205,5 +217,5 @@ def wait_for_images(page: Page) -> None:
     assert not broken, f"images that did not load: {broken}"
 
 
-__all__ = ["Accounts", "Contexts", "Demo", "GROUP_OF", "api", "expect", "login",
-           "queue_url", "wait_for_images"]
+__all__ = ["Accounts", "Contexts", "Demo", "GROUP_OF", "add_accounts", "api", "expect", "login",
+           "queue_url", "serving", "wait_for_images"]

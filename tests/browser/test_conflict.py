@@ -13,9 +13,10 @@ def test_stale_decision_is_refused_and_the_first_one_kept(contexts: Contexts, de
     group = GROUP_OF["conflict"]
     alice = contexts.page(Accounts.reviewer)
     bob = contexts.page(Accounts.second)
-    # Both open the same queue and see the same first label, at the same version.
-    alice.goto(queue_url(group))
-    bob.goto(queue_url(group))
+    # Both open the same queue of every status (a proposed queue leases its cards to one reviewer:
+    # tests/web/test_team_leases.py) and see the same first label, at the same version.
+    alice.goto(queue_url(group, status=""))
+    bob.goto(queue_url(group, status=""))
     a_card = alice.get_by_test_id("card").first
     label_id = a_card.get_attribute("data-label-id")
     b_card = bob.locator(f'[data-testid="card"][data-label-id="{label_id}"]')

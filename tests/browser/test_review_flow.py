@@ -71,7 +71,7 @@ def test_undo_and_skip_last_across_a_reload(contexts: Contexts, demo: Demo) -> N
     assert queue["remaining"] > 0
 
 
-def test_a_failed_decision_shows_on_its_card_and_takes_the_focus_back(contexts: Contexts, demo: Demo) -> None:
+def test_a_refused_decision_shows_on_its_card_and_the_cursor_stays(contexts: Contexts, demo: Demo) -> None:
     rita = contexts.page(Accounts.reviewer)
     rob = contexts.page(Accounts.second)
     cards = open_queue(rita, GROUP_OF["flow"])
@@ -83,12 +83,15 @@ def test_a_failed_decision_shows_on_its_card_and_takes_the_focus_back(contexts: 
     assert answer.ok
     rita.keyboard.press("a")  # on a stale view: refused
     error = cards.first.get_by_test_id("card-error")
-    expect(error).to_contain_text("changed by someone else")
-    expect(cards.first).to_have_class(re.compile(r"\bfocused\b"))  # back to the card that needs a look
+    expect(error).to_contain_text("proposal changed: ")
+    expect(error).to_contain_text("→ (none of these)")
+    expect(rita.get_by_test_id("error-banner")).to_contain_text("changed by someone else")
     expect(cards.first.get_by_test_id("status")).to_have_text("rejected")  # showing what rob decided
-    rita.keyboard.press("j")
+    # The cursor never moves back on a refusal: the next key applies to the card it is on.
+    expect(cards.nth(1)).to_have_class(re.compile(r"\bfocused\b"))
     rita.keyboard.press("a")
     expect(cards.nth(1).get_by_test_id("status")).to_have_text("accepted")
+    expect(error).to_be_visible()  # the refused card still says why, until a fresh key on it
     assert demo.query("SELECT status, reviewed_by FROM labels WHERE id = ?", first)[0] == \
         ("rejected", demo.user_id(Accounts.second))
     assert status_of(demo, second) == ("accepted", demo.user_id(Accounts.reviewer))
