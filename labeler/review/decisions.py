@@ -27,7 +27,7 @@ from ..errors import LabelerError, NotFound
 ACTIONS = ("accept", "correct", "reject", "skip", "undo")
 DECISIONS = ("accept", "correct", "reject")  # what a reviewer's undo steps back through
 UNDO_REACH = 200  # how many of a reviewer's newest decisions their undo can reach
-STATUSES = ("proposed", "accepted", "corrected", "rejected")
+STATUSES = ("proposed", "auto", "accepted", "corrected", "rejected")  # auto: by manage.py accept
 # What a search may filter on: a label status, or "reviewed" for any status but proposed.
 FILTER_STATUSES = (*STATUSES, "reviewed")
 SORTS = ("uncertainty", "informative", "confidence", "confidence_asc", "id")
@@ -63,7 +63,7 @@ def _record(session: Session, label: Label, user_id: int | None, action: str,
             value: str | None, status: str) -> ReviewEvent:
     event = ReviewEvent(label_id=label.id, user_id=user_id, action=action,
                         before_value=label.value, after_value=value,
-                        before_status=label.status, after_status=status)
+                        before_status=label.status, after_status=status, run_id=label.accept_run_id)
     session.add(event)
     label.value = value
     label.status = status
@@ -88,7 +88,8 @@ def record_import(session: Session, label: Label, value: str, user_id: int | Non
         session.add(label)
     session.flush()  # a new label needs its id for the event
     event = ReviewEvent(label_id=label.id, user_id=user_id, action="import", before_value=before_value,
-                        after_value=value, before_status=before_status, after_status=status)
+                        after_value=value, before_status=before_status, after_status=status,
+                        run_id=label.accept_run_id)
     session.add(event)
     return event
 
