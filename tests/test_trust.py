@@ -1,0 +1,213 @@
+"""Trusted labels through the real CLI on a real collection: sample, import, learn, label, accept, undo."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from labeler.collection import Collection
+from labeler.config import Config
+from labeler.core.prompts import load_prompt_set
+from labeler.demo_world import generate_world
+from labeler.ingest.run import index_paths
+from labeler.labeling.bulk import label_collection
+from labeler.review import decisions as review
+from labeler.review import trust
+from labeler.store import db
+from labeler.store.catalog import AcceptRun, ImageFile, Label, ReviewEvent, Setting, utcnow
+from tests.cli import Cli
+
+WORLD = 160
+GROUP = "color"
+
+
+@pytest.fixture(scope="module")
+def trust_world(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("trust-world")
+    generate_world(folder, WORLD, seed=977, size=64)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def labeled_home(tmp_path_factory, model_spec, trust_world) -> Path:
+    home = tmp_path_factory.mktemp("trust") / "home"
+    collection = Collection(Config(home=home, model=model_spec))
+    index_paths(collection, [trust_world])
+    label_collection(collection, load_prompt_set("workshop"), groups=[GROUP, "concept"])
+    db.dispose_engines()
+    return home
+
+
+@pytest.fixture
+def labeled(labeled_home, model_spec, tmp_path) -> tuple[Collection, Cli]:
+    home = tmp_path / "home"
+    shutil.copytree(labeled_home, home)
+    return Collection(Config(home=home, model=model_spec)), Cli(home, model_spec)
+
+
+def review_sample(cli: Cli, world: Path, tmp_path: Path, count: int, seed: int = 1) -> Path:
+    """``manage.py sample``, filled in from truth.csv by a reviewer who knows it, then imported."""
+    truth = {row["file"]: row for row in csv.DictReader((world / "truth.csv").open())}
+    out = tmp_path / "sample.csv"
+    written = cli.json("sample", "--group", GROUP, "--count", count, "--seed", seed, "--out", out)
+    assert written["count"] == count
+    rows = list(csv.DictReader(out.open()))
+    assert [r[GROUP] for r in rows] == [""] * count  # the reviewer decides every value
+    for row in rows:
+        row[GROUP] = truth[Path(row["path"]).name][GROUP]
+    with out.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["image_id", "path", GROUP])
+        writer.writeheader()
+        writer.writerows(rows)
+    cli.json("import-labels", out)
+    return out
+
+
+def learn_and_label(cli: Cli) -> None:
+    cli.json("learn", "--group", GROUP)
+    cli.json("label", "--prompt-set", "workshop", "--group", GROUP, "--group", "concept")
+
+
+def statuses(collection: Collection) -> dict[int, tuple[str, str | None, int | None]]:
+    with collection.session() as s:
+        return {l.id: (l.status, l.value, l.accept_run_id)
+                for l in s.scalars(select(Label).where(Label.group == GROUP))}
+
+
+def test_bad_input_is_one_line_and_exit_2(labeled):
+    collection, cli = labeled
+    for args, words in [(("--group", "nope", "--min-precision", "0.99"), "unknown group 'nope'"),
+                        (("--group", GROUP, "--min-precision", "0.5"), "strictly between 0.5 and 1.0"),
+                        (("--group", GROUP, "--min-precision", "1"), "strictly between"),
+                        (("--group", GROUP, "--min-precision", "1.5"), "strictly between"),
+                        (("--group", GROUP, "--min-precision", "0.99"), f"group '{GROUP}' has no fit"),
+                        (("--undo", "99"), "no accept run 99"),
+                        (("--group", GROUP), "needs --group G and --min-precision P")]:
+        result = cli("accept", *args, expect=2)
+        assert words in result.output and "Traceback" not in result.output, (args, result.output)
+    assert cli("sample", "--group", "nope", "--count", "3", "--out", "x.csv", expect=2).output.count("\n") == 1
+
+
+def test_few_random_reviews_refuse_and_name_how_many_more(labeled, trust_world, tmp_path):
+    collection, cli = labeled
+    review_sample(cli, trust_world, tmp_path, 6)
+    learn_and_label(cli)
+    before = statuses(collection)
+    result = cli("accept", "--group", GROUP, "--min-precision", "0.6", expect=2)
+    assert "review about" in result.output and f"manage.py sample --group {GROUP}" in result.output, result.output
+    refused = cli.json("accept", "--group", GROUP, "--min-precision", "0.6", expect=2)
+    assert refused["random_reviews"] == 6 and refused["more_random_reviews"] >= 1
+    assert statuses(collection) == before  # nothing written
+    # no number of reviews makes zero-shot confidences below 0.8 certify 0.99: it says so instead
+    assert "confidences are too low" in cli("accept", "--group", GROUP, "--min-precision", "0.99", expect=2).output
+
+
+def test_queue_reviews_are_not_a_random_sample(labeled, trust_world, tmp_path):
+    """Reviews made in the queue teach the fit but are not evidence for accept."""
+    collection, cli = labeled
+    with collection.session() as s:
+        for label in s.scalars(select(Label).where(Label.group == GROUP).order_by(Label.margin).limit(60)):
+            review.decide(s, label.id, "accept", None, label.version)
+    learn_and_label(cli)
+    refused = cli.json("accept", "--group", GROUP, "--min-precision", "0.9", expect=2)
+    assert refused["random_reviews"] == 0 and refused["reviews"] == 60
+
+
+def test_accept_writes_auto_labels_with_their_run_and_undo_returns_them(labeled, trust_world, tmp_path):
+    collection, cli = labeled
+    review_sample(cli, trust_world, tmp_path, 110)
+    learn_and_label(cli)
+    with collection.session() as s:  # a person's decision that accept must never touch
+        mine = s.scalars(select(Label).where(Label.group == GROUP, Label.status == "proposed")
+                         .order_by(Label.confidence.desc()).limit(1)).one()
+        review.decide(s, mine.id, "correct", None, mine.version, "purple")
+        mine_id = mine.id
+    # the reviews changed: accept wants a fit that knows them, and proposals made by it
+    assert "changed since its fit" in cli("accept", "--group", GROUP, "--min-precision", "0.9", expect=2).output
+    cli.json("learn", "--group", GROUP)
+    assert "not made by its newest fit" in cli("accept", "--group", GROUP, "--min-precision", "0.9", expect=2).output
+    cli.json("label", "--prompt-set", "workshop", "--group", GROUP)
+    before = statuses(collection)
+
+    dry = cli.json("accept", "--group", GROUP, "--min-precision", "0.9", "--dry-run")
+    assert dry["run"] is None and statuses(collection) == before
+    done = cli.json("accept", "--group", GROUP, "--min-precision", "0.9")
+    assert set(done) >= {"group", "threshold", "estimated_precision", "lower_bound", "accepted", "coverage", "run"}
+    assert {k: dry[k] for k in ("threshold", "accepted", "lower_bound")} == \
+        {k: done[k] for k in ("threshold", "accepted", "lower_bound")}
+    assert done["lower_bound"] >= 0.9 and done["estimated_precision"] >= done["lower_bound"]
+    assert done["accepted"] > 0 and done["random_reviews"] == 110
+    after = statuses(collection)
+    proposed_before = [i for i, (status, _, _) in before.items() if status == "proposed"]
+    assert done["coverage"] == round(done["accepted"] / len(proposed_before), 4)
+    auto = {i for i, (status, _, _) in after.items() if status == "auto"}
+    assert len(auto) == done["accepted"] and auto <= set(proposed_before)
+    assert all(after[i][2] == done["run"] and after[i][1] == before[i][1] for i in auto)
+    assert {i: v for i, v in after.items() if i not in auto} == {i: v for i, v in before.items() if i not in auto}
+    assert after[mine_id] == ("corrected", "purple", None)
+    with collection.session() as s:
+        events = s.scalars(select(ReviewEvent).where(ReviewEvent.run_id == done["run"])).all()
+        assert {e.label_id for e in events} == auto and {e.action for e in events} == {"auto"}
+        run = s.get(AcceptRun, done["run"])
+        assert (run.group, run.accepted, run.lower_bound) == (GROUP, done["accepted"], done["lower_bound"])
+        confident = s.scalars(select(Label).where(Label.id.in_(auto))).all()
+        assert min(label.confidence for label in confident) >= done["threshold"]
+
+    # relabel: an auto label stays auto while its answer stands
+    relabeled = cli.json("label", "--prompt-set", "workshop", "--group", GROUP, "--strategy", "mean-embedding")
+    now = statuses(collection)
+    with collection.session() as s:
+        predicted = dict(s.execute(select(Label.id, Label.predicted).where(Label.group == GROUP)).all())
+    for i in auto:
+        if now[i][0] == "auto":
+            assert now[i] == after[i] and predicted[i] == after[i][1]
+        else:
+            assert now[i][0] == "proposed" and now[i][2] is None and predicted[i] != after[i][1]
+    assert relabeled["kept_reviewed"] >= sum(1 for i in auto if now[i][0] == "auto")
+    assert now[mine_id] == ("corrected", "purple", None)
+    cli.json("label", "--prompt-set", "workshop", "--group", GROUP)  # back to the fit
+
+    # a spot-check: a person decides one auto label; its event names the run
+    still = sorted(i for i, v in statuses(collection).items() if v[0] == "auto")
+    with collection.session() as s:
+        label = s.get(Label, still[0])
+        review.decide(s, label.id, "accept", None, label.version)
+    shown = cli.json("accept", "--run", done["run"])
+    assert shown["spot_checks"]["checked"] == 1 and shown["spot_checks"]["verified_precision"] == 1.0
+    with collection.session() as s:
+        assert s.scalars(select(ReviewEvent.run_id).where(ReviewEvent.label_id == still[0])
+                         .order_by(ReviewEvent.id.desc()).limit(1)).one() == done["run"]
+
+    undone = cli.json("accept", "--undo", done["run"])
+    assert undone == {"run": done["run"], "group": GROUP, "returned": len(still) - 1, "kept": 1}
+    final = statuses(collection)
+    assert final[still[0]] == ("accepted", after[still[0]][1], done["run"])  # the person's decision stays
+    assert all(final[i][0] == "proposed" and final[i][2] is None for i in still[1:])
+    assert final[mine_id] == ("corrected", "purple", None)
+    assert "already undone" in cli("accept", "--undo", done["run"], expect=2).output
+
+
+def test_a_second_accept_of_a_group_is_refused_while_one_runs(labeled, trust_world, tmp_path):
+    collection, cli = labeled
+    review_sample(cli, trust_world, tmp_path, 110)
+    learn_and_label(cli)
+    owner = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": utcnow().isoformat()})
+    with collection.session() as s:
+        s.add(Setting(key=trust._lock_key(GROUP), value=owner))
+    before = statuses(collection)
+    assert "another accept of 'color' is running" in cli("accept", "--group", GROUP, "--min-precision", "0.9",
+                                                        expect=2).output
+    assert statuses(collection) == before
+    with collection.session() as s:  # the holder died: its lock is stale and the next accept runs
+        s.get(Setting, trust._lock_key(GROUP)).value = json.dumps({"host": socket.gethostname(), "pid": 2**22 + 7})
+    assert cli.json("accept", "--group", GROUP, "--min-precision", "0.9")["run"] is not None
+    with collection.session() as s:
+        assert s.get(Setting, trust._lock_key(GROUP)) is None
+        assert s.scalar(select(ImageFile.id).limit(1)) is not None
