@@ -10,7 +10,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from labeler.collection import Collection
 from labeler.config import Config
@@ -211,3 +211,46 @@ def test_a_second_accept_of_a_group_is_refused_while_one_runs(labeled, trust_wor
     with collection.session() as s:
         assert s.get(Setting, trust._lock_key(GROUP)) is None
         assert s.scalar(select(ImageFile.id).limit(1)) is not None
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    from tests import postgres
+
+    reason = postgres.available()
+    if reason:
+        pytest.skip(reason)
+    with postgres.postgres_server() as url:
+        yield url
+
+
+@pytest.mark.slow
+def test_accept_and_undo_on_postgresql(postgres_url, tmp_path, model_spec, trust_world):
+    from labeler.exchange.importing import import_labels
+
+    config = Config(home=tmp_path / "home", database_url=postgres_url, model=model_spec)
+    collection = Collection(config)
+    index_paths(collection, [trust_world])
+    label_collection(collection, load_prompt_set("workshop"), groups=[GROUP])
+    truth = {row["file"]: row for row in csv.DictReader((trust_world / "truth.csv").open())}
+    out = tmp_path / "sample.csv"
+    trust.sample(collection, GROUP, 110, out, seed=1)
+    rows = list(csv.DictReader(out.open()))
+    with out.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["image_id", "path", GROUP])
+        writer.writeheader()
+        writer.writerows({**r, GROUP: truth[Path(r["path"]).name][GROUP]} for r in rows)
+    import_labels(collection, out)
+    from labeler.labeling.learning import learn
+
+    learn(collection, [GROUP])
+    label_collection(collection, load_prompt_set("workshop"), groups=[GROUP])
+    done = trust.accept(collection, GROUP, 0.9)
+    assert done["accepted"] > 0 and done["lower_bound"] >= 0.9
+    with collection.session() as s:
+        assert s.scalar(select(func.count()).select_from(ReviewEvent).where(ReviewEvent.run_id == done["run"])) \
+            == done["accepted"]
+    assert trust.undo(collection, done["run"])["returned"] == done["accepted"]
+    with collection.session() as s:
+        assert s.scalar(select(func.count()).select_from(Label).where(Label.status == "auto")) == 0
+    assert not (config.home / "catalog.db").exists()

@@ -49,9 +49,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index('ix_review_events_run_id', table_name='review_events')
-    with op.batch_alter_table('review_events', schema=None) as batch_op:
-        batch_op.drop_column('run_id')
-    with op.batch_alter_table('labels', schema=None) as batch_op:
-        batch_op.drop_column('accept_run_id')
+    # In place (SQLite 3.35+ and PostgreSQL): a batch copy of labels would cascade-delete every
+    # review event with the old table under SQLite's foreign keys.
+    op.execute('ALTER TABLE review_events DROP COLUMN run_id')
+    op.execute('ALTER TABLE labels DROP COLUMN accept_run_id')
     op.drop_index('ix_accept_runs_group', table_name='accept_runs')
     op.drop_table('accept_runs')
