@@ -174,8 +174,13 @@ def test_accept_writes_auto_labels_with_their_run_and_undo_returns_them(labeled,
     assert now[mine_id] == ("corrected", "purple", None)
     cli.json("label", "--prompt-set", "workshop", "--group", GROUP)  # back to the fit
 
-    # a spot-check: a person decides one auto label; its event names the run
+    # a spot-check: the queue's spot-check sort serves the run's auto labels, in no confidence order
     still = sorted(i for i, v in statuses(collection).items() if v[0] == "auto")
+    with collection.session() as s:
+        served, total = review.list_labels(s, group=GROUP, sort="spot-check", limit=500)
+        assert total == len(still) and sorted(label.id for label in served) == still
+        shown = [label.confidence for label in served]
+        assert shown != sorted(shown) and shown != sorted(shown, reverse=True)
     with collection.session() as s:
         label = s.get(Label, still[0])
         review.decide(s, label.id, "accept", None, label.version)
@@ -254,3 +259,36 @@ def test_accept_and_undo_on_postgresql(postgres_url, tmp_path, model_spec, trust
     with collection.session() as s:
         assert s.scalar(select(func.count()).select_from(Label).where(Label.status == "auto")) == 0
     assert not (config.home / "catalog.db").exists()
+
+
+def test_audit_finds_imported_labels_that_are_wrong(labeled, trust_world, tmp_path):
+    collection, cli = labeled
+    truth = {row["file"]: row for row in csv.DictReader((trust_world / "truth.csv").open())}
+    options = sorted({row[GROUP] for row in truth.values()})
+    files = sorted(truth)[:120]
+    wrong = set(files[::12])  # 10 of 120, each given another colour
+    rows = [{"path": str(trust_world / f), GROUP: truth[f][GROUP] if f not in wrong else
+             next(o for o in options if o != truth[f][GROUP])} for f in files]
+    out = tmp_path / "imported.csv"
+    with out.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["path", GROUP])
+        writer.writeheader()
+        writer.writerows(rows)
+    cli.json("import-labels", out)
+    report = cli.json("audit", "--group", GROUP, "--limit", "120")
+    assert set(report) >= {"group", "cutoff", "suspects"} and report["group"] == GROUP
+    suspects = report["suspects"]
+    assert set(suspects[0]) == {"image_id", "path", "group", "value", "suggested", "score", "reviewed_by"}
+    scores = [x["score"] for x in suspects]
+    assert scores == sorted(scores, reverse=True) and len(suspects) == 120
+    top = [Path(x["path"]).name in wrong for x in suspects[:20]]
+    assert sum(top) >= 6, top
+    assert all(x["reviewed_by"] == "import" for x in suspects)
+    flagged = [Path(x["path"]).name in wrong for x in suspects if x["score"] >= report["cutoff"]]
+    assert sum(flagged) >= 5 and sum(flagged) / len(flagged) >= 3 * len(wrong) / len(files)  # thrice the base rate
+    with collection.session() as s:  # the queue's suspect sort: the same order
+        queue, total = review.list_labels(s, group=GROUP, sort="suspect", limit=20)
+        assert total == 120
+        assert [label.image_id for label in queue] == [x["image_id"] for x in suspects[:20]]
+    assert "unknown group 'nope'" in cli("audit", "--group", "nope", expect=2).output
+    assert "audit needs 10 or more" in cli("audit", "--group", "concept", expect=2).output

@@ -1,4 +1,4 @@
-"""``accept`` and ``sample``: trusted labels (thin wrappers over labeler.review.trust)."""
+"""``accept``, ``sample`` and ``audit``: trusted labels (thin wrappers over labeler.review.trust and audit)."""
 
 from __future__ import annotations
 
@@ -86,4 +86,30 @@ def sample(group: str, count: int, seed: int | None, out: Path, as_json: bool) -
         f"'{d['group']}' column, then: manage.py import-labels {d['out']}"))
 
 
-COMMANDS = [accept, sample]
+@click.command("audit")
+@click.option("--group", default=None, metavar="G", help="Only this group [default: every group with reviews].")
+@click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True, help="Suspects listed per group.")
+@json_option
+def audit(group: str | None, limit: int, as_json: bool) -> None:
+    """Find reviewed or imported labels that are probably wrong (confident learning), most suspect first.
+
+    Scores are kept for the queue's `suspect` sort.
+    """
+    from ..review.audit import audit as run_audit
+
+    reports = run_audit(get_collection(), group, limit)
+
+    def human(_) -> None:
+        for r in reports:
+            click.echo(f"{r['group']}: {r['flagged']} of {r['audited']} reviewed labels probably wrong "
+                       f"(score >= {r['cutoff']:.3f})")
+            for x in r["suspects"]:
+                if x["score"] < r["cutoff"]:
+                    break
+                click.echo(f"  {x['score']:.3f}  {x['path']}  {x['value']!r} -> {x['suggested']!r}  "
+                           f"({x['reviewed_by'] or 'unknown'})")
+
+    emit(as_json, reports[0] if group is not None else reports, human)
+
+
+COMMANDS = [accept, sample, audit]

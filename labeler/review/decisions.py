@@ -30,7 +30,10 @@ UNDO_REACH = 200  # how many of a reviewer's newest decisions their undo can rea
 STATUSES = ("proposed", "auto", "accepted", "corrected", "rejected")  # auto: by manage.py accept
 # What a search may filter on: a label status, or "reviewed" for any status but proposed.
 FILTER_STATUSES = (*STATUSES, "reviewed")
-SORTS = ("uncertainty", "informative", "confidence", "confidence_asc", "id")
+SORTS = ("uncertainty", "informative", "confidence", "confidence_asc", "id", "spot-check", "suspect")
+# spot-check: a run's auto labels in an order unrelated to confidence (a multiplicative hash of the
+# id), so the first ones decided are a random sample of the run; suspect: audit's scores, highest first
+_SPOT_CHECK_HASH, _SPOT_CHECK_MOD = 2654435761, 4294967291
 MAX_VALUE_LENGTH = 256
 HISTOGRAM_BINS = 10
 
@@ -348,6 +351,12 @@ def _ordered(group: str | None, value: str | None, status: str | None, sort: str
 
     if sort == "informative":
         query, keys = _informative(query, group, last_if_null)
+    elif sort == "spot-check":
+        query = query.where(Label.status == "auto", REVIEWED_ONLY)
+        keys = [(Label.id * _SPOT_CHECK_HASH) % _SPOT_CHECK_MOD, Label.id]
+    elif sort == "suspect":
+        query = query.where(Label.suspect_score.is_not(None), REVIEWED_ONLY)
+        keys = [-Label.suspect_score, Label.id]
     else:
         keys = {
             "uncertainty": [*last_if_null(Label.margin), Label.id],

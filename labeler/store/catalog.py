@@ -232,6 +232,8 @@ class Label(Base):
     status: Mapped[str] = mapped_column(String(16), default="proposed")
     # the accept run that made it ``auto`` (kept after a person decides it: their decision is a spot-check)
     accept_run_id: Mapped[int | None] = mapped_column(Integer)
+    # manage.py audit: how surely a reviewed label is wrong (confident learning); None: not audited
+    suspect_score: Mapped[float | None] = mapped_column(Float)
     reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     reviewed_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(Seconds, default=utcnow, onupdate=utcnow)

@@ -7,7 +7,8 @@ Create Date: 2026-12-07
 ``manage.py accept`` turns proposals into ``auto`` labels at a stated precision; each run is a row
 of ``accept_runs`` (its threshold, stated precision and evidence), each auto label names its run
 (``labels.accept_run_id``), and so does every review event about it (``review_events.run_id``),
-so a run can be undone and its spot-checks counted. The two new columns are plain integers, not
+so a run can be undone and its spot-checks counted. ``labels.suspect_score`` is ``manage.py
+audit``'s confident-learning score of a reviewed label (the queue's ``suspect`` sort). The two new columns are plain integers, not
 foreign keys: SQLite adds a column in place only without one, where a foreign key would copy the
 whole labels table; runs are never deleted.
 """
@@ -42,6 +43,7 @@ def upgrade() -> None:
     )
     op.create_index('ix_accept_runs_group', 'accept_runs', ['group', 'id'])
     op.add_column('labels', sa.Column('accept_run_id', sa.Integer(), nullable=True))
+    op.add_column('labels', sa.Column('suspect_score', sa.Float(), nullable=True))
     op.add_column('review_events', sa.Column('run_id', sa.Integer(), nullable=True))
     op.create_index('ix_review_events_run_id', 'review_events', ['run_id'],
                     sqlite_where=sa.text('run_id IS NOT NULL'), postgresql_where=sa.text('run_id IS NOT NULL'))
@@ -53,5 +55,6 @@ def downgrade() -> None:
     # review event with the old table under SQLite's foreign keys.
     op.execute('ALTER TABLE review_events DROP COLUMN run_id')
     op.execute('ALTER TABLE labels DROP COLUMN accept_run_id')
+    op.execute('ALTER TABLE labels DROP COLUMN suspect_score')
     op.drop_index('ix_accept_runs_group', table_name='accept_runs')
     op.drop_table('accept_runs')
