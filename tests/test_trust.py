@@ -160,6 +160,26 @@ def test_accept_writes_auto_labels_with_their_run_and_undo_returns_them(labeled,
         confident = s.scalars(select(Label).where(Label.id.in_(auto))).all()
         assert min(label.confidence for label in confident) >= done["threshold"]
 
+    # exports carry the auto status and the run's stated precision
+    cli.json("export", "--format", "csv", tmp_path / "out.csv")
+    rows = {int(r["image_id"]): r for r in csv.DictReader((tmp_path / "out.csv").open())}
+    with collection.session() as s:
+        image_of = dict(s.execute(select(Label.id, Label.image_id).where(Label.group == GROUP)).all())
+    for i in auto:
+        row = rows[image_of[i]]
+        assert row[f"{GROUP}:status"] == "auto" and float(row[f"{GROUP}:stated_precision"]) == done["lower_bound"]
+    assert rows[image_of[mine_id]][f"{GROUP}:stated_precision"] == ""
+    cli.json("export", "--format", "jsonl", tmp_path / "out.jsonl")
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").open()]
+    stated = {x["image_id"]: x["labels"][GROUP]["stated_precision"] for x in lines if GROUP in x["labels"]}
+    assert {image_of[i] for i in auto} == {k for k, v in stated.items() if v == done["lower_bound"]}
+    cli.json("export", "--format", "labelstudio", tmp_path / "ls.json")
+    tasks = {t["id"]: t for t in json.loads((tmp_path / "ls.json").read_text())}
+    some = tasks[image_of[min(auto)]]
+    assert some["data"]["labeler"][GROUP]["stated_precision"] == done["lower_bound"]
+    assert all(r["from_name"] != GROUP for a in some.get("annotations", []) for r in a["result"])
+    assert any(r["from_name"] == GROUP and r["score"] for r in some["predictions"][0]["result"])
+
     # relabel: an auto label stays auto while its answer stands
     relabeled = cli.json("label", "--prompt-set", "workshop", "--group", GROUP, "--strategy", "mean-embedding")
     now = statuses(collection)

@@ -112,7 +112,7 @@ def import_labels(collection: Collection, path: Path, groups: Sequence[str] | No
                 if problem:
                     raise LabelerError(f"{path}: {_at(where)}, {group}: {problem} ({value[:40]!r}...); nothing imported")
                 label = existing.get((image_id, group))
-                if cell.status == "proposed":
+                if cell.status in ("proposed", "auto"):  # auto: the model's, not a person's decision
                     proposal = cell.predicted if cell.predicted else (label.predicted if label is not None else None)
                     if proposal is None or value == proposal:
                         skip(where, group, "status column says proposed: still the model's value")
