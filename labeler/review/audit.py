@@ -23,10 +23,26 @@ from ..errors import LabelerError
 from ..labeling.bulk import logit_scale
 from ..labeling.learning import REVIEWED, option_vectors, prompt_set_of_labels, reviews
 from ..store import db
-from ..store.catalog import REVIEWED_ONLY, ImageFile, Label, ReviewEvent, User
+from ..store.catalog import REVIEWED_ONLY, ImageFile, Label, ReviewEvent, Setting, User
 
 MIN_REVIEWS = 10  # fewer reviewed labels than this: nothing to cross-validate on
 PROBABLY = 0.5  # the lowest cutoff: above it a label's value is less likely than not
+
+
+def cutoff_key(group: str) -> str:
+    """The setting that keeps a group's latest audit cutoff (the dashboard counts suspects above it)."""
+    import hashlib
+
+    return "audit.cutoff:" + hashlib.sha256(group.encode()).hexdigest()[:32]
+
+
+def suspect_count(session: Session, group: str) -> int | None:
+    """How many of the group's labels scored at or above its latest audit's cutoff; None: never audited."""
+    raw = session.scalar(select(Setting.value).where(Setting.key == cutoff_key(group)))
+    if raw is None:
+        return None
+    return int(session.scalar(select(func.count()).select_from(Label).where(
+        Label.group == group, REVIEWED_ONLY, Label.suspect_score >= float(raw))) or 0)
 
 
 class AuditError(LabelerError):
@@ -83,6 +99,7 @@ def audit_group(collection: Collection, group: str, limit: int = 200) -> dict:
     suggested = probs.argmax(axis=1)
 
     def store(s: Session) -> None:
+        s.merge(Setting(key=cutoff_key(group), value=repr(cutoff)))
         s.execute(update(Label).where(Label.group == group, REVIEWED_ONLY).values(suspect_score=None)
                   .execution_options(synchronize_session=False))
         ids = dict(s.execute(select(Label.image_id, Label.id).where(Label.group == group, REVIEWED_ONLY,

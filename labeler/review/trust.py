@@ -393,3 +393,14 @@ def sample(collection: Collection, group: str, count: int, out, seed: int | None
         writer.writerow([image_id, paths.get(image_id, ""), ""])
     write_atomically(out, buf.getvalue())
     return {"group": group, "count": len(chosen), "out": str(out), "seed": seed}
+
+
+def dashboard(session: Session, recent: int = 5) -> dict[str, dict]:
+    """Per group with accept runs: ``{"runs": [run_dict, newest first], "curve": the newest run's
+    coverage-vs-precision points}`` for the dashboard."""
+    out: dict[str, dict] = {}
+    for run in session.scalars(select(AcceptRun).order_by(AcceptRun.id.desc())):
+        entry = out.setdefault(run.group, {"runs": [], "curve": (run.report or {}).get("curve") or []})
+        if len(entry["runs"]) < recent:
+            entry["runs"].append(run_dict(session, run))
+    return out
