@@ -31,8 +31,9 @@ STATUSES = ("proposed", "auto", "accepted", "corrected", "rejected")  # auto: by
 # What a search may filter on: a label status, or "reviewed" for any status but proposed.
 FILTER_STATUSES = (*STATUSES, "reviewed")
 SORTS = ("uncertainty", "informative", "confidence", "confidence_asc", "id", "spot-check", "suspect")
-# spot-check: a run's auto labels in an order unrelated to confidence (a multiplicative hash of the
-# id), so the first ones decided are a random sample of the run; suspect: audit's scores, highest first
+# spot-check: auto labels first, in an order unrelated to confidence (a multiplicative hash of the
+# id), so the first ones decided are a random sample of the run; suspect: audit's scores, highest
+# first. Both order every label (the rest after), as every sort does; a status filter narrows them.
 _SPOT_CHECK_HASH, _SPOT_CHECK_MOD = 2654435761, 4294967291
 MAX_VALUE_LENGTH = 256
 HISTOGRAM_BINS = 10
@@ -351,12 +352,10 @@ def _ordered(group: str | None, value: str | None, status: str | None, sort: str
 
     if sort == "informative":
         query, keys = _informative(query, group, last_if_null)
-    elif sort == "spot-check":
-        query = query.where(Label.status == "auto", REVIEWED_ONLY)
-        keys = [(Label.id * _SPOT_CHECK_HASH) % _SPOT_CHECK_MOD, Label.id]
+    elif sort == "spot-check":  # with status=auto: only the auto labels
+        keys = [case((Label.status == "auto", 0), else_=1), (Label.id * _SPOT_CHECK_HASH) % _SPOT_CHECK_MOD, Label.id]
     elif sort == "suspect":
-        query = query.where(Label.suspect_score.is_not(None), REVIEWED_ONLY)
-        keys = [-Label.suspect_score, Label.id]
+        keys = [case((Label.suspect_score.is_(None), 1), else_=0), -func.coalesce(Label.suspect_score, 0), Label.id]
     else:
         keys = {
             "uncertainty": [*last_if_null(Label.margin), Label.id],
@@ -560,6 +559,7 @@ def stats(session: Session) -> dict:
         if group in out and b is not None:
             out[group]["histogram"][max(0, int(b))] += count
     for entry in out.values():
-        entry["reviewed"] = entry["total"] - entry["statuses"].get("proposed", 0)
+        # by people: an auto label (manage.py accept) is not reviewed
+        entry["reviewed"] = entry["total"] - entry["statuses"].get("proposed", 0) - entry["statuses"].get("auto", 0)
         entry["options"] = dict(sorted(entry["options"].items(), key=lambda kv: (-kv[1], kv[0])))
     return dict(sorted(out.items()))

@@ -65,7 +65,7 @@ def test_dashboard_accepts_shows_runs_flags_a_run_below_its_claim_and_undoes_it(
 
     # spot-checks that find every checked auto label wrong put the run below its claim, in red
     with collection.session() as s:
-        served, _ = review.list_labels(s, group=GROUP, sort="spot-check", limit=4)
+        served, _ = review.list_labels(s, group=GROUP, status="auto", sort="spot-check", limit=4)
         for label in served:
             other = next(o for o in review.options(s, GROUP) if o != label.value)
             review.decide(s, label.id, "correct", None, label.version, other)
