@@ -314,3 +314,26 @@ def test_audit_finds_imported_labels_that_are_wrong(labeled, trust_world, tmp_pa
         assert [label.image_id for label in queue] == [x["image_id"] for x in suspects[:20]]
     assert "unknown group 'nope'" in cli("audit", "--group", "nope", expect=2).output
     assert "audit needs 10 or more" in cli("audit", "--group", "concept", expect=2).output
+
+
+def test_migration_0009_down_and_up_keeps_labels_and_review_events(labeled):
+    import sqlalchemy as sa
+    from alembic import command
+
+    collection, _ = labeled
+    with collection.session() as s:
+        label = s.scalars(select(Label).where(Label.group == GROUP).order_by(Label.id)).first()
+        review.decide(s, label.id, "accept", None, label.version)
+        events = s.scalar(select(func.count()).select_from(ReviewEvent))
+        labels = s.scalar(select(func.count()).select_from(Label))
+    config = collection.config
+    command.downgrade(db.alembic_config(config), "0008")
+    with db.get_engine(config).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM review_events")).scalar() == events
+        assert conn.execute(sa.text("SELECT count(*) FROM labels")).scalar() == labels
+        columns = {row[1] for row in conn.execute(sa.text("PRAGMA table_info(labels)"))}
+        assert "accept_run_id" not in columns and "suspect_score" not in columns
+    db.upgrade(config)
+    with collection.session() as s:
+        assert s.scalar(select(func.count()).select_from(ReviewEvent)) == events
+        assert s.get(Label, label.id).status == "accepted"
