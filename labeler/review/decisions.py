@@ -28,7 +28,7 @@ ACTIONS = ("accept", "correct", "reject", "skip", "undo")
 DECISIONS = ("accept", "correct", "reject")  # what a reviewer's undo steps back through
 UNDO_REACH = 200  # how many of a reviewer's newest decisions their undo can reach
 STATUSES = ("proposed", "auto", "accepted", "corrected", "rejected")  # auto: by manage.py accept
-# What a search may filter on: a label status, or "reviewed" for any status but proposed.
+# What a search may filter on: a label status, or "reviewed" for a person's decision (not proposed, not auto).
 FILTER_STATUSES = (*STATUSES, "reviewed")
 SORTS = ("uncertainty", "informative", "confidence", "confidence_asc", "id", "spot-check", "suspect")
 # spot-check: auto labels first, in an order unrelated to confidence (a multiplicative hash of the
