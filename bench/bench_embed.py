@@ -1,5 +1,6 @@
 """Embedding speed, start-up and memory of labeler's encoder modes against bare open_clip.
 
+Names the CPU (model, kind, vector flags) and the load average, since the ratios change with both.
 Generates photo-like 1024x768 JPEGs and (for ViT-B-32) random weights of the architecture,
 exports the ONNX towers once (timed apart), then runs each system in its own fresh process:
 
@@ -28,25 +29,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's labeler, not an installed one
 BATCH = 32
-
-
-def make_photos(folder: Path, count: int, size=(1024, 768)) -> None:
-    """Smooth content with a few hard-edged shapes and sensor noise, saved as JPEG quality 90."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i in range(count):
-        base = rng.integers(0, 256, (size[1] // 32, size[0] // 32, 3), dtype=np.uint8)
-        img = Image.fromarray(base).resize(size, Image.Resampling.BICUBIC)
-        draw = ImageDraw.Draw(img)
-        for _ in range(4):
-            x0, y0 = int(rng.integers(0, size[0] - 200)), int(rng.integers(0, size[1] - 200))
-            draw.ellipse((x0, y0, x0 + int(rng.integers(60, 200)), y0 + int(rng.integers(60, 200))),
-                         fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
-        noisy = np.asarray(img, dtype=np.int16) + rng.normal(0, 4, (size[1], size[0], 3)).astype(np.int16)
-        Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(folder / f"photo_{i:04d}.jpg", quality=90)
 
 
 def peak_rss_mb() -> float:
@@ -109,7 +91,7 @@ def run_labeler(spec: str, mode: str, photos: Path, out: Path, spawned: float, c
 
     from labeler.ingest import pipeline, run
     from labeler.store.catalog import ImageFile
-    from labeler.collection import Collection
+    from labeler.collection import Collection, in_session
     from labeler.config import Config
 
     stamps: list[tuple[float, int]] = []
@@ -124,12 +106,12 @@ def run_labeler(spec: str, mode: str, photos: Path, out: Path, spawned: float, c
     collection = Collection(Config(home=out / "home", model=spec, encoder_mode=mode, encoder_cache=cache,
                                    batch_size=BATCH))
     run.index_paths(collection, [photos])
-    encoder = collection.models.encoder()
+    encoder = in_session(collection.models.encoder)
     import PIL.Image
 
     first = encoder.preprocess(PIL.Image.open(next(photos.glob("*.jpg"))).convert("RGB"))
     rate = forward_rate(lambda b: encoder.encode_images(b), [first] * BATCH)
-    ids, vecs = collection.vectors.read()
+    ids, vecs = in_session(collection.vectors.read)
     with collection.session() as s:
         path_of = dict(s.execute(select(ImageFile.image_id, ImageFile.path)).all())
     names = [Path(path_of[int(i)]).name for i in ids]
@@ -169,6 +151,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--model", default="vit-b-32", help="vit-b-32 (random weights) or labeler-tiny")
     parser.add_argument("--modes", default="fp32,int8,torch")
+    parser.add_argument("--encoders", type=Path, default=None,
+                        help="keep the ONNX exports in this folder, so a rerun skips the one-time export")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -180,8 +164,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench_embed.") as tmp:
         tmp = Path(tmp)
-        photos, cache = tmp / "photos", tmp / "encoders"
-        make_photos(photos, args.images)
+        photos, cache = tmp / "photos", args.encoders or tmp / "encoders"
+        from labeler.encoding.probe_images import write_photos
+
+        write_photos(photos, args.images)
         if args.model == "vit-b-32":
             import open_clip
             import torch
@@ -193,15 +179,27 @@ def main() -> None:
         else:
             spec = args.model
         modes = [m for m in args.modes.split(",") if m]
-        started = time.perf_counter()
-        from labeler.encoding.encoder import load_encoder
+        from labeler.encoding.cpu import detect
+        from labeler.encoding.encoder import describe_backend, load_encoder
+        from labeler.errors import ModelUnavailable
 
+        here = detect()
+        print(f"CPU {here.model} ({here.key}); vector flags: {' '.join(sorted(here.flags)) or 'none'}; "
+              f"load average at start {os.getloadavg()[0]:.2f}")
+        started, refused = time.perf_counter(), []
         for mode in modes:
             if mode != "torch":
-                load_encoder(spec, "cpu", mode, cache)  # the one-time export, timed apart from the runs
+                try:  # the one-time export (and int8's recipe check), timed apart from the runs
+                    load_encoder(spec, "cpu", mode, cache)
+                except ModelUnavailable as exc:
+                    refused.append(mode)
+                    print(f"{mode} refused here: {exc}")
         export_s = time.perf_counter() - started
+        modes = [m for m in modes if m not in refused]
         print(f"model {args.model}, {args.images} photos 1024x768 JPEG, {os.cpu_count()} cores; "
-              f"one-time ONNX export + int8 quantisation {export_s:.1f}s")
+              f"one-time ONNX export + int8 quantisation and check {export_s:.1f}s")
+        if "int8" in modes or "int8" in refused:
+            print(f"int8 back end here: {json.dumps(describe_backend(spec, 'int8', 'cpu', cache))}")
         rows = {}
         for kind in ["bare", *modes]:
             out = tmp / kind
@@ -210,6 +208,7 @@ def main() -> None:
             rows[kind] = child([kind, *extra])
             rows[kind]["cosine"] = cosines(tmp / "bare", out)
         bare = rows["bare"]
+        print(f"load average at end {os.getloadavg()[0]:.2f}")
         print(f"{'system':<16}{'end-to-end img/s':>18}{'start-up s':>12}{'steady img/s':>14}{'steady/bare':>13}"
               f"{'forward img/s':>15}{'forward/bare':>14}{'peak RSS MB':>13}{'min cosine':>12}")
         for kind, r in rows.items():

@@ -4,15 +4,15 @@
 A synthetic collection (1,000 Gaussian clusters on the unit sphere, each point at cosine ≈ 0.75
 from its centre, as CLIP image vectors of one kind of thing are) is written into a temporary
 home through the library (image rows in bulk, vectors through ``VectorStore.add``); the index is
-built by ``IndexCache`` with the configured type (``auto``: IVF from 50,000 vectors). Then:
+built by ``IndexKeeper`` with the configured type (``auto``: IVF from 50,000 vectors). Then:
 
 * **append**: 20 batches of 64 new vectors go the writer's way (``VectorStore.add``, then
-  ``IndexCache.catch_up`` and ``checkpoint``); index maintenance per batch, with the saves it
+  ``IndexKeeper.catch_up`` and ``checkpoint``); index maintenance per batch, with the saves it
   triggers amortised, against the old way measured in the same run on a Flat index of the same
   N: ``remove_ids`` + ``add`` per batch and a full save + fsync every 256 images;
 * maintenance as a share of embedding time per batch: ``labeler-tiny`` measured here, ViT-B-32
   from the issue's measurement on this CPU (11 h per 1M images: 40 ms per image);
-* **open**: a fresh ``IndexCache.get()`` (header stamp, file load, replay of 64 newer rows)
+* **open**: a fresh ``IndexKeeper.get()`` (header stamp, file load, replay of 64 newer rows)
   against the old open (file load, every stored id read, ``setdiff1d``);
 * **search**: in-process p50/p99 over 200 single queries, exact Flat against the chosen index,
   and recall@10 of the chosen index against its exact scan (what ``search --exact`` does) on 20
@@ -40,7 +40,7 @@ from sqlalchemy import insert
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from labeler.store.catalog import Image, Model, Setting  # noqa: E402
-from labeler.collection import Collection  # noqa: E402
+from labeler.collection import Collection, in_session  # noqa: E402
 from labeler.config import Config  # noqa: E402
 from labeler.vectors.index import FaissIndex  # noqa: E402
 from labeler.vectors.index_keeper import SAVE_FRACTION, measure_recall  # noqa: E402
@@ -68,7 +68,7 @@ def add_images(collection: Collection, model_id: int, vectors: np.ndarray, first
     with collection.session() as s:
         s.execute(insert(Image), [{"id": i, "sha256": f"{i:064x}", "size": 1, "width": 1, "height": 1,
                                    "format": "PNG", "status": "ok"} for i in ids])
-    collection.vectors.add(model_id, ids, vectors)
+    in_session(collection.vectors.add, model_id, ids, vectors)
     return ids
 
 
@@ -104,9 +104,9 @@ def time_searches(search, queries: np.ndarray) -> dict:
 def read_all(collection: Collection) -> tuple[np.ndarray, np.ndarray]:
     """Every stored vector, chunk by chunk into one array (``VectorStore.read`` at once would hold
     the rows and their bytes as well: three copies at 1M)."""
-    total = collection.vectors.count_present()
+    total = in_session(collection.vectors.count_present)
     ids, vecs, at = np.zeros(total, np.int64), np.zeros((total, DIM), np.float32), 0
-    for chunk_ids, chunk in collection.vectors.chunks():
+    for chunk_ids, chunk in in_session(collection.vectors.chunks):
         ids[at:at + len(chunk_ids)], vecs[at:at + len(chunk_ids)] = chunk_ids, chunk
         at += len(chunk_ids)
     return ids[:at], vecs[:at]
@@ -146,17 +146,17 @@ def run(n: int, index_type: str, model: str | None) -> dict:
         started = time.perf_counter()
         collection = build(home, n, rng, centres, index_type)
         out["build_catalog_s"] = round(time.perf_counter() - started, 2)
-        cache = collection.index_cache
-        model_id = collection.models.require_id()
+        cache = collection.index_keeper
+        model_id = in_session(collection.models.require_id)
 
         started = time.perf_counter()
-        index = cache.get()  # no file yet: built from the stored vectors
+        index = in_session(cache.get)  # no file yet: built from the stored vectors
         out["build_index_s"] = round(time.perf_counter() - started, 2)
         out["index"] = index.describe()
 
         # -- append, the writer's way -------------------------------------------------------
         started = time.perf_counter()
-        cache.save()
+        in_session(cache.save)
         save_s = time.perf_counter() - started
         catalog_s, maintain_s, next_id = [], [], n + 1
         for _ in range(BATCHES):
@@ -164,8 +164,8 @@ def run(n: int, index_type: str, model: str | None) -> dict:
             t0 = time.perf_counter()
             ids = add_images(collection, model_id, vecs, next_id)
             t1 = time.perf_counter()
-            cache.catch_up(known=(np.asarray(ids), vecs))
-            cache.checkpoint()
+            in_session(cache.catch_up, known=(np.asarray(ids), vecs))
+            in_session(cache.checkpoint)
             t2 = time.perf_counter()
             catalog_s.append(t1 - t0)
             maintain_s.append(t2 - t1)
@@ -208,19 +208,19 @@ def run(n: int, index_type: str, model: str | None) -> dict:
         }
 
         # -- open --------------------------------------------------------------------------
-        cache.save()
+        in_session(cache.save)
         newer = points(rng, centres, BATCH)
         flat.add_with_ids(newer, np.asarray(add_images(collection, model_id, newer, next_id)))  # after the stamp
         config = collection.config
         del cache, index, collection  # one index in memory at a time (2 GB at 1M)
         collection = Collection(config)
-        reopened = collection.index_cache
+        reopened = collection.index_keeper
         started = time.perf_counter()
-        index = reopened.get()
+        index = in_session(reopened.get)
         open_s = time.perf_counter() - started
         started = time.perf_counter()
         old = FaissIndex.load(reopened.path(model_id))
-        stored, have = collection.vectors.ids(model_id), old.ids()
+        stored, have = in_session(collection.vectors.ids, model_id), old.ids()
         np.setdiff1d(have, stored), np.setdiff1d(stored, have)
         old_open_s = time.perf_counter() - started
         del old

@@ -37,6 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from labeler.core import fewshot, scoring  # noqa: E402
 from labeler.labeling.bulk import CHUNK_ROWS  # noqa: E402
+from labeler.collection import in_session  # noqa: E402
 
 # Realistic groups: a concept with 10 values, a material with 8, ... and one the prompts cannot describe.
 GROUPS = {"concept": 10, "material": 8, "handle": 4, "colour": 5, "size": 3, "finish": 4}
@@ -183,7 +184,7 @@ def synthetic_collection(home: Path, vecs: np.ndarray, texts: dict[str, np.ndarr
                     "format": "PNG", "status": "ok"} for i in range(len(vecs))])
     with collection.session() as s:
         ids = list(s.scalars(select(Image.id).order_by(Image.id)))
-    collection.vectors.add(model_id, ids, vecs)
+    in_session(collection.vectors.add, model_id, ids, vecs)
     return collection, np.asarray(ids, np.int64)
 
 

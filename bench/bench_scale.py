@@ -52,7 +52,7 @@ from sqlalchemy import delete, func, insert, select  # noqa: E402
 
 from labeler.store import db  # noqa: E402
 from labeler.store.catalog import Embedding, Image, ImageFile, Label, utcnow  # noqa: E402
-from labeler.collection import Collection  # noqa: E402
+from labeler.collection import Collection, in_session  # noqa: E402
 from labeler.config import Config  # noqa: E402
 from labeler.encoding.encoder import TINY_NAME  # noqa: E402
 from bench.bench_index import CLUSTERS, points, unit  # noqa: E402
@@ -100,24 +100,24 @@ def build(home: Path, n: int, seed: int = 0, model: str = "tiny") -> dict:
 
     started = time.perf_counter()
     collection = collection_of(home, model)
-    if collection.vectors.count() == 0:
+    if in_session(collection.vectors.count) == 0:
         world = home.parent / f"{home.name}-seed-world"
         if not world.exists():
             generate_world(world, SEED_IMAGES, seed=7, size=64)
         index_paths(collection, [world])
-    model_id = collection.models.require_id()
+    model_id = in_session(collection.models.require_id)
     with collection.session() as s:
         relabel = s.execute(delete(Label)).rowcount  # a reused home starts unlabeled
     if relabel:  # and without the free pages its labels left, or the growth would read near 0
         db.dispose_engines()
         with sqlite3.connect(home / "catalog.db") as conn:
             conn.execute("VACUUM")
-    have = collection.vectors.count(model_id)
+    have = in_session(collection.vectors.count, model_id)
     if have >= n:
         db.dispose_engines()
         return {"images": have, "added": 0, "seconds": round(time.perf_counter() - started, 1),
-                "dim": collection.models.dim(model_id)}
-    _, real = collection.vectors.read(collection.vectors.ids(model_id)[:SEED_IMAGES], model_id=model_id)
+                "dim": in_session(collection.models.dim, model_id)}
+    _, real = in_session(collection.vectors.read, in_session(collection.vectors.ids, model_id)[:SEED_IMAGES], model_id=model_id)
     rng = np.random.default_rng(seed)
     added = 0
     with collection.session() as s:

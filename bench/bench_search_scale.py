@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_scale import MODELS, build, collection_of, model_spec  # noqa: E402
 from labeler import search  # noqa: E402
 from labeler.core.prompts import load_prompt_set  # noqa: E402
+from labeler.collection import in_session  # noqa: E402
 
 QUERY = "metal hammer with wooden handle"
 QUERIES = 20
@@ -66,7 +67,7 @@ def cli(home: Path, runs: int, model: str) -> dict:
 
 def in_process(home: Path, model: str) -> dict:
     collection = collection_of(home, model)
-    index = collection.index_cache.get()
+    index = in_session(collection.index_keeper.get)
     texts = [p.text for g in load_prompt_set("workshop").groups.values() for o in g.options for p in o.prompts]
     texts = texts[:: max(1, len(texts) // QUERIES)][:QUERIES]
     vectors = [search.query_vector(collection, t) for t in texts]  # encoded and cached before timing

@@ -37,6 +37,7 @@ class Config:
     index_factory: str = "auto"
     index_ivf_above: int = 50_000  # auto: the collection size where approximate IVF search takes over
     index_gpu: bool = False  # search on a GPU (needs faiss-gpu)
+    secure_cookies: bool = False  # the web session cookie only over HTTPS (serve behind TLS)
     engine: str = "local"  # "local": threads in this process; "ray": Ray Data stages (labeler.ingest.ray_engine)
     engine_address: str | None = None  # the Ray cluster to join; None: RAY_ADDRESS, else a local one
 
@@ -49,34 +50,9 @@ class Config:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Config":
-        env = dict(os.environ if env is None else env)
-        values: dict = {}
-        if env.get("LABELER_HOME"):
-            values["home"] = Path(env["LABELER_HOME"])
-        if env.get("LABELER_DATABASE_URL"):
-            values["database_url"] = env["LABELER_DATABASE_URL"]
-        if env.get("LABELER_MODEL"):
-            values["model"] = env["LABELER_MODEL"]
-        if env.get("LABELER_DEVICE"):
-            values["device"] = env["LABELER_DEVICE"]
-        if env.get("LABELER_ENCODER_MODE"):
-            values["encoder_mode"] = env["LABELER_ENCODER_MODE"].strip().lower()
-        if env.get("LABELER_ENCODER_CACHE"):
-            values["encoder_cache"] = Path(env["LABELER_ENCODER_CACHE"])
-        if env.get("LABELER_SECRET_KEY"):
-            values["secret_key"] = env["LABELER_SECRET_KEY"]
-        # LABELER_INDEX_FACTORY is the older name of LABELER_INDEX
-        if env.get("LABELER_INDEX") or env.get("LABELER_INDEX_FACTORY"):
-            values["index_factory"] = env.get("LABELER_INDEX") or env["LABELER_INDEX_FACTORY"]
-        if env.get("LABELER_INDEX_GPU"):
-            values["index_gpu"] = env["LABELER_INDEX_GPU"].strip().lower() not in ("0", "false", "no", "off")
-        if env.get("LABELER_ENGINE"):
-            values["engine"] = env["LABELER_ENGINE"].strip().lower()
-            if values["engine"] not in ENGINES:
-                raise ConfigError(f"LABELER_ENGINE must be one of {', '.join(ENGINES)}, not {env['LABELER_ENGINE']!r}")
-        for key in ("batch_size", "checkpoint_every", "workers", "index_ivf_above"):
-            if env.get(f"LABELER_{key.upper()}"):
-                values[key] = _int_setting(env, f"LABELER_{key.upper()}")
+        """The environment's settings (``LABELER_*``, see :data:`ENV_SETTINGS`), then ``overrides``
+        (the CLI's flags; None leaves a setting alone)."""
+        values = env_settings(dict(os.environ if env is None else env))
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "home" in values:
             values["home"] = Path(values["home"])
@@ -101,6 +77,50 @@ class Config:
 def _absolute(path: Path | str) -> Path:
     """``path`` made absolute against the working directory, ``~`` expanded, symlinks left as they are."""
     return Path(os.path.abspath(os.path.expanduser(path)))
+
+
+# environment variable → (Config field, how its text is read); empty variables are ignored
+ENV_SETTINGS: dict[str, tuple[str, str]] = {
+    "LABELER_HOME": ("home", "path"),
+    "LABELER_DATABASE_URL": ("database_url", "text"),
+    "LABELER_MODEL": ("model", "text"),
+    "LABELER_DEVICE": ("device", "text"),
+    "LABELER_ENCODER_MODE": ("encoder_mode", "choice"),
+    "LABELER_ENCODER_CACHE": ("encoder_cache", "path"),
+    "LABELER_SECRET_KEY": ("secret_key", "text"),
+    "LABELER_INDEX_FACTORY": ("index_factory", "text"),  # the older name of LABELER_INDEX, which wins
+    "LABELER_INDEX": ("index_factory", "text"),
+    "LABELER_INDEX_GPU": ("index_gpu", "flag"),
+    "LABELER_SECURE_COOKIES": ("secure_cookies", "flag"),
+    "LABELER_ENGINE": ("engine", "choice"),
+    "LABELER_BATCH_SIZE": ("batch_size", "int"),
+    "LABELER_CHECKPOINT_EVERY": ("checkpoint_every", "int"),
+    "LABELER_WORKERS": ("workers", "int"),
+    "LABELER_INDEX_IVF_ABOVE": ("index_ivf_above", "int"),
+}
+_OFF = ("0", "false", "no", "off")
+
+
+def env_settings(env: dict[str, str]) -> dict:
+    """The Config fields that ``env`` sets, read as :data:`ENV_SETTINGS` says."""
+    values: dict = {}
+    for name, (key, kind) in ENV_SETTINGS.items():
+        text = env.get(name)
+        if not text:
+            continue
+        if kind == "path":
+            values[key] = Path(text)
+        elif kind == "choice":
+            values[key] = text.strip().lower()
+        elif kind == "flag":
+            values[key] = text.strip().lower() not in _OFF
+        elif kind == "int":
+            values[key] = _int_setting(env, name)
+        else:
+            values[key] = text
+    if values.get("engine", ENGINES[0]) not in ENGINES:
+        raise ConfigError(f"LABELER_ENGINE must be one of {', '.join(ENGINES)}, not {env['LABELER_ENGINE']!r}")
+    return values
 
 
 def _int_setting(env: dict[str, str], name: str) -> int:

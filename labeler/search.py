@@ -68,6 +68,35 @@ _TOKEN = re.compile(r"""
 EXACT_FILTER_LIMIT = 50_000  # filtered sets up to this size are scored directly
 
 
+def _operator(query: str, match: re.Match, kind: str, at: str) -> float:
+    """The sign a ``+`` or ``-`` between terms gives the next term."""
+    if kind != "op" or match.group("op") == "*":
+        raise QuerySyntaxError(f"expected + or - {at} in query {query!r}")
+    return 1.0 if match.group("op") == "+" else -1.0
+
+
+def _weight(query: str, match: re.Match, pos: int, at: str) -> tuple[float, int]:
+    """A term's weight, which a ``*`` must follow: (the weight, the position after the ``*``)."""
+    weight = float(match.group("number"))
+    star = _TOKEN.match(query, pos)
+    if star is None or star.lastgroup != "op" or star.group("op") != "*":
+        raise QuerySyntaxError(f"expected * after weight {weight:g} {at} in query {query!r}")
+    return weight, star.end()
+
+
+def _term(query: str, match: re.Match, kind: str, weight: float, at: str) -> Term:
+    """A quoted text or an ``image:ID`` reference, with its signed ``weight``."""
+    if kind == "quoted":
+        text = match.group("quoted")[1:-1].replace('\\"', '"').strip()
+        if not text:
+            raise QuerySyntaxError(f"empty quoted text {at} in query {query!r}")
+        return Term(weight, text=text)
+    raw = match.group("image_id")
+    if not raw.isdigit() or int(raw) > MAX_ID:
+        raise QuerySyntaxError(f"image:{raw} {at}: an image reference is image:ID with a catalog id")
+    return Term(weight, image_id=int(raw))
+
+
 def parse_query(query: str) -> list[Term]:
     """Parse a combined query into weighted terms; raises :class:`QuerySyntaxError` with the position."""
     query = query.strip()
@@ -88,9 +117,7 @@ def parse_query(query: str) -> list[Term]:
         if kind == "bad":
             raise QuerySyntaxError(f"unexpected {match.group('bad')!r} {at} in query {query!r}")
         if expect == "op":
-            if kind != "op" or match.group("op") == "*":
-                raise QuerySyntaxError(f"expected + or - {at} in query {query!r}")
-            sign, expect = (1.0 if match.group("op") == "+" else -1.0), "term"
+            sign, expect = _operator(query, match, kind, at), "term"
             continue
         if kind == "op":
             if match.group("op") == "-" and not terms and weight is None and sign == 1.0:
@@ -100,23 +127,9 @@ def parse_query(query: str) -> list[Term]:
         if kind == "number":
             if weight is not None:
                 raise QuerySyntaxError(f"expected * after a weight {at} in query {query!r}")
-            weight = float(match.group("number"))
-            star = _TOKEN.match(query, pos)
-            if star is None or star.lastgroup != "op" or star.group("op") != "*":
-                raise QuerySyntaxError(f"expected * after weight {weight:g} {at} in query {query!r}")
-            pos = star.end()
+            weight, pos = _weight(query, match, pos, at)
             continue
-        w = sign * (1.0 if weight is None else weight)
-        if kind == "quoted":
-            text = match.group("quoted")[1:-1].replace('\\"', '"').strip()
-            if not text:
-                raise QuerySyntaxError(f"empty quoted text {at} in query {query!r}")
-            terms.append(Term(w, text=text))
-        else:
-            raw = match.group("image_id")
-            if not raw.isdigit() or int(raw) > MAX_ID:
-                raise QuerySyntaxError(f"image:{raw} {at}: an image reference is image:ID with a catalog id")
-            terms.append(Term(w, image_id=int(raw)))
+        terms.append(_term(query, match, kind, sign * (1.0 if weight is None else weight), at))
         sign, weight, expect = 1.0, None, "op"
     if expect == "term":
         raise QuerySyntaxError(f"query ends where a term is expected: {query!r}")
@@ -135,14 +148,16 @@ _query_cache_lock = threading.Lock()
 
 def text_vector(collection: Collection, text: str, templates: bool = False) -> np.ndarray:
     """A unit query vector ``[D]`` for ``text``; with ``templates``, the mean over the generic templates."""
-    key = (collection.config.db_url, collection.models.key(), text, templates)  # int8 apart from fp32
+    with collection.session() as s:
+        key = (collection.config.db_url, collection.models.key(s), text, templates)  # int8 apart from fp32
     with _query_cache_lock:
         vector = _query_cache.get(key)
         if vector is not None:
             _query_cache.move_to_end(key)
             return vector
     texts = [t.format(name=text) for t in generic_templates()] if templates else [text]
-    vector = scoring.unit(collection.vectors.text_vectors(texts).mean(axis=0))
+    with collection.session() as s:
+        vector = scoring.unit(collection.vectors.text_vectors(s, texts).mean(axis=0))
     vector.flags.writeable = False  # shared by every later search for the text
     with _query_cache_lock:
         _query_cache[key] = vector
@@ -153,7 +168,8 @@ def text_vector(collection: Collection, text: str, templates: bool = False) -> n
 
 def image_vector(collection: Collection, image_id: int) -> np.ndarray:
     """The stored unit vector ``[D]`` of a present image."""
-    ids, vecs = collection.vectors.read([int(image_id)])
+    with collection.session() as s:
+        ids, vecs = collection.vectors.read(s, [int(image_id)])
     if len(ids) == 0:
         raise NotFound(f"image {image_id} is not in the collection (or its file is missing, or it is not embedded)")
     return vecs[0]
@@ -183,7 +199,8 @@ def concept_vector(collection: Collection, prompt_set: PromptSet, concept: str) 
     for group in groups:
         if option_name in group.option_names:
             option = group.option(option_name)
-            vecs = collection.vectors.text_vectors([p.text for p in option.prompts])
+            with collection.session() as s:
+                vecs = collection.vectors.text_vectors(s, [p.text for p in option.prompts])
             weights = np.array([p.weight for p in option.prompts], np.float32)
             return scoring.mean_embeddings(vecs, np.zeros(len(vecs), np.int64), 1, weights)[0]
     raise NotFound(f"prompt set '{prompt_set.name}' has no option '{concept}'")
@@ -263,12 +280,14 @@ def nearest(collection: Collection, vector: np.ndarray, k: int, allowed: set[int
         raise LabelerError("k must be at least 1")
     if allowed is not None and len(allowed) <= EXACT_FILTER_LIMIT:
         # A small filtered set: score its stored vectors at once instead of widening index searches.
-        ids, vecs = collection.vectors.read(sorted(allowed - (exclude or set())))
+        with collection.session() as s:
+            ids, vecs = collection.vectors.read(s, sorted(allowed - (exclude or set())))
         scores = vecs @ vector
         best = np.argsort(-scores, kind="stable")[:k]
         paths = present_paths(collection, [int(i) for i in ids[best]])
         return [Hit(int(ids[j]), paths[int(ids[j])], float(scores[j])) for j in best if int(ids[j]) in paths]
-    index = collection.index_cache.get()
+    with collection.session() as s:
+        index = collection.index_keeper.get(s)
     total = len(index)
     if total == 0 or (allowed is not None and not allowed):
         return []
@@ -334,7 +353,8 @@ def find(collection: Collection, text: str, k: int = 20, where: dict[str, str] |
     """
     if similar_to is None and not text:
         return []
-    _ = collection.index_cache.get()  # an empty collection is a clear error before any text is encoded
+    with collection.session() as s:  # an empty collection is a clear error before any text is encoded
+        collection.index_keeper.get(s)
     if similar_to is not None:
         return similar(collection, similar_to, k, where=where, status=status)
     return search(collection, text, k, where=where, status=status)

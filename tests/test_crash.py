@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from labeler.collection import Collection
+from labeler.collection import Collection, in_session
 from labeler.config import Config
 from labeler.vectors.index import read_stamp
 from tests.cli import ROOT, manage_argv
@@ -57,8 +57,8 @@ def test_kill_during_embedding_then_rerun(empty_cli, tmp_path, model_spec):
     index_file = next((empty_cli.home / "indexes").glob("*.faiss"))
     saved = read_stamp(index_file)["count"]
     assert 16 <= saved <= killed_at  # saved during the run, never ahead of the catalog
-    opened = Collection(Config(home=empty_cli.home, model=model_spec)).index_cache
-    assert len(opened.get()) == killed_at  # nothing committed is lost
+    opened = Collection(Config(home=empty_cli.home, model=model_spec)).index_keeper
+    assert len(in_session(opened.get)) == killed_at  # nothing committed is lost
     assert opened.last_replay == {"changes": killed_at - saved, "added": killed_at - saved, "removed": 0}
 
     report = empty_cli.json("index", photos)

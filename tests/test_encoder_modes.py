@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from labeler.encoding import onnx_export
-from labeler.collection import Collection
+from labeler.collection import Collection, in_session
 from labeler.config import Config
 from labeler.encoding.encoder import check_mode, load_encoder
 from labeler.encoding.model_spec import TINY_DIR
@@ -120,6 +120,6 @@ def test_the_collection_records_its_mode(tmp_path, world, onnx_cache):
     assert models == {"labeler-tiny": n, "labeler-tiny#int8": n} and settings["encoder_mode"] == "int8"
     # from now on the collection's mode is int8, without a flag
     collection = Collection(Config(home=home, encoder_cache=onnx_cache))
-    assert collection.models.mode() == "int8" and collection.models.encoder().mode == "int8"
+    assert in_session(collection.models.mode) == "int8" and in_session(collection.models.encoder).mode == "int8"
     hits = json.loads(manage("--home", home, "search", "a hammer", "--json", env=env, expect=0).stdout)
     assert hits

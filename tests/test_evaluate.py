@@ -13,6 +13,7 @@ from labeler.core import scoring
 from tests.conftest import WORLD_SIZE
 from labeler.labeling.evaluate import evaluate, group_metrics, truth_from_csv, write_outputs
 from labeler.core.prompts import load_prompt_set
+from labeler.collection import in_session
 
 
 def test_group_metrics_by_hand():
@@ -31,7 +32,7 @@ def test_group_metrics_by_hand():
 
 
 def test_truth_rows_match_by_file_path_and_image_id(indexed_collection, world, tmp_path):
-    ids, _ = indexed_collection.vectors.read()
+    ids, _ = in_session(indexed_collection.vectors.read)
     rows = list(csv.DictReader((world / "truth.csv").open()))
     # A copy elsewhere, with an absolute path, an image_id and a row for no image.
     other = tmp_path / "elsewhere" / "truth.csv"

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from labeler.store.catalog import Embedding, Image, ImageFile
 from labeler.encoding.images import BadImage, decode
+from labeler.collection import in_session
 from tests.imagegen import (jpeg_with_orientation, png_with_header, write_broken_corpus,
                             write_good_images)
 
@@ -71,7 +72,7 @@ def test_rerun_is_incremental_and_tracks_moves_and_deletions(empty_cli, tmp_path
         assert s.scalar(select(func.count()).select_from(Embedding)) == 14
     assert empty_cli.json("check")["ok"]
     # The deleted image is gone from search results' index, the moved one is not.
-    ids = set(empty_collection.index_cache.get().ids().tolist())
+    ids = set(in_session(empty_collection.index_keeper.get).ids().tolist())
     with empty_collection.session() as s:
         gone = s.scalar(select(ImageFile.image_id).where(ImageFile.path == str(good[1])))
     assert gone not in ids and moved.image_id in ids
@@ -173,6 +174,6 @@ def test_index_is_rebuilt_from_stored_vectors(empty_cli, tmp_path, empty_collect
     assert not check["ok"] and "unreadable" in check["problems"][0]
     repaired = empty_cli.json("check", "--repair")
     assert repaired["ok"] and repaired["repaired"]
-    ids, vecs = empty_collection.vectors.read()
+    ids, vecs = in_session(empty_collection.vectors.read)
     assert len(ids) == 5
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)

@@ -28,6 +28,7 @@ from labeler.labeling.bulk import (DEFAULT_STRATEGY, LabelReport, LabelWriter, P
                                    label_collection, logit_scale, record_prompt_set)
 from labeler.core.prompts import load_prompt_set
 from labeler.core.scoring import softmax_confidence
+from labeler.collection import in_session
 
 
 def rows(collection) -> dict[int, tuple]:
@@ -64,7 +65,7 @@ def test_scores_shown_are_the_recomputed_cosines_and_confidences(indexed_collect
     label_collection(indexed_collection, prompt_set)
     encoded = encode_groups(indexed_collection, prompt_set)
     scale = logit_scale(indexed_collection)
-    ids, vecs = indexed_collection.vectors.read()
+    ids, vecs = in_session(indexed_collection.vectors.read)
     with indexed_collection.session() as s:
         labels = list(s.scalars(select(Label).where(Label.image_id.in_(ids[:5].tolist()))))
         shown = {(l.image_id, l.group): present.label_dict(l) for l in labels}
@@ -154,7 +155,7 @@ def test_a_changed_prompt_relabels_its_group_and_nothing_else(indexed_collection
     assert report.updated == len(concept) and report.unchanged == 0
     # what is stored is what the new prompts give
     encoded = encode_groups(indexed_collection, changed, ["concept"])["concept"]
-    ids, vecs = indexed_collection.vectors.read()
+    ids, vecs = in_session(indexed_collection.vectors.read)
     cosines, confidence, decision = encoded.decide("mean-embedding", vecs, logit_scale(indexed_collection))
     by_image = {after[i][1]: after[i] for i in concept}
     for k, image_id in enumerate(ids.tolist()):
@@ -222,7 +223,7 @@ def test_queries_for_reviewed_labels_seek_the_index_that_holds_only_them(indexed
     try:
         with indexed_collection.session() as s:
             learning.reviews(s, "concept", prompt_set.groups["concept"].option_names)
-            model_id = indexed_collection.models.require_id()
+            model_id = in_session(indexed_collection.models.require_id)
             prompt_set_id = record_prompt_set(s, prompt_set)
             how = proposers(s, model_id, prompt_set_id, ["concept"], None)
             run_stamp(s, model_id, 100.0, prompt_set_id, how["concept"], "concept", embedded_images(s, model_id))
@@ -316,7 +317,7 @@ def test_a_chunk_whose_image_went_while_it_was_planned_is_not_written(indexed_co
     in the same write transaction, and refuses the whole chunk as the constraint would have."""
     prompt_set = load_prompt_set("workshop")
     encoded = encode_groups(indexed_collection, prompt_set, ["concept"])
-    ids, vecs = indexed_collection.vectors.read()
+    ids, vecs = in_session(indexed_collection.vectors.read)
     how = Proposer(DEFAULT_STRATEGY)
     cosines, confidence, decision = how.decide(encoded["concept"], vecs, logit_scale(indexed_collection))
     proposals = {"concept": Proposal.of(encoded["concept"], how, ids, cosines, confidence, decision, {})}

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from labeler.store import db
 from labeler.core import stored_scores
 from labeler.store.catalog import Label, PromptSetRecord
-from labeler.collection import Collection
+from labeler.collection import Collection, in_session
 from labeler.labeling.bulk import explain, label_collection
 from labeler.core.prompts import load_prompt_set
 from tests.cli import manage
@@ -36,9 +36,9 @@ def test_label_writes_one_label_per_image_and_group(indexed_collection):
     assert {g: sum(c.values()) for g, c in report["groups"].items()} == {g: WORLD_SIZE for g in groups}
 
     # The stored answer is what an independent per-image computation gives.
-    ids, vecs = indexed_collection.vectors.read()
+    ids, vecs = in_session(indexed_collection.vectors.read)
     concept = prompt_set.groups["concept"]
-    scale = indexed_collection.models.encoder().logit_scale
+    scale = in_session(indexed_collection.models.encoder).logit_scale
     with indexed_collection.session() as s:
         labels = {l.image_id: l for l in s.scalars(select(Label).where(Label.group == "concept"))}
         scored = {image_id: stored_scores.label_scores(l) for image_id, l in labels.items()}
@@ -48,7 +48,7 @@ def test_label_writes_one_label_per_image_and_group(indexed_collection):
         scores = []
         for option in concept.options:
             texts = [p.text for p in option.prompts]
-            scores.append(float(np.mean(indexed_collection.vectors.text_vectors(texts) @ vec)))
+            scores.append(float(np.mean(in_session(indexed_collection.vectors.text_vectors, texts) @ vec)))
         exp = np.exp(scale * (np.array(scores) - max(scores)))
         conf = exp / exp.sum()
         label = labels[int(image_id)]
@@ -136,12 +136,12 @@ def test_none_threshold_answers_none(indexed_collection, tmp_path):
 
 def test_explain_gives_per_prompt_cosines(indexed_collection):
     prompt_set = load_prompt_set("workshop")
-    ids, vecs = indexed_collection.vectors.read()
+    ids, vecs = in_session(indexed_collection.vectors.read)
     detail = explain(indexed_collection, int(ids[0]), prompt_set, "weighted")
     hammer = detail["concept"]["options"]["hammer"]
     texts = [p["text"] for p in hammer["prompts"]]
     assert texts == [p.text for p in prompt_set.groups["concept"].option("hammer").prompts]
-    expected = indexed_collection.vectors.text_vectors(texts) @ vecs[0]
+    expected = in_session(indexed_collection.vectors.text_vectors, texts) @ vecs[0]
     np.testing.assert_allclose([p["cosine"] for p in hammer["prompts"]], expected, atol=1e-5)
     weights = np.array([p["weight"] for p in hammer["prompts"]])
     assert hammer["cosine"] == pytest.approx(float(weights @ expected / weights.sum()), abs=1e-5)

@@ -7,7 +7,7 @@ import hashlib
 from sqlalchemy import select
 
 from labeler.store.catalog import Image
-from labeler.collection import Collection
+from labeler.collection import Collection, in_session
 from labeler.encoding.images import decode
 from labeler.ingest.run import embed_pending, index_paths
 from tests.imagegen import picture, write_good_images
@@ -26,8 +26,8 @@ def test_ingest_then_embed_reports_progress_and_embeds_each_image_once(empty_con
     totals, done = [], []
     assert embed_pending(collection, progress=done.append, total=totals.append) == 7
     assert totals == [7] and sum(done) == 7 and max(done) <= 3
-    ids, _ = collection.vectors.read()
-    assert len(ids) == 7 and sorted(collection.index_cache.sync().ids().tolist()) == ids.tolist()
+    ids, _ = in_session(collection.vectors.read)
+    assert len(ids) == 7 and sorted(in_session(collection.index_keeper.sync).ids().tolist()) == ids.tolist()
 
     again = index_paths(collection, [photos], progress=done.append)
     assert (again.unchanged, again.embedded) == (7, 0)
@@ -44,9 +44,9 @@ def test_vectors_are_the_encoders_own_preprocess_in_every_batch(empty_config, tm
     collection = Collection(empty_config.with_(batch_size=3, checkpoint_every=2))
     assert index_paths(collection, [photos]).embedded == 8
 
-    encoder = collection.models.encoder()
+    encoder = in_session(collection.models.encoder)
     draft = max(empty_config.thumbnail_size, encoder.image_size)
-    ids, vectors = collection.vectors.read()
+    ids, vectors = in_session(collection.vectors.read)
     with collection.session() as s:
         sha_of = dict(s.execute(select(Image.id, Image.sha256)).all())
     for path in photos.iterdir():

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from labeler.store import db
 from labeler.store.catalog import Image, ImageFile
-from labeler.collection import Collection
+from labeler.collection import Collection, in_session
 from labeler.config import Config
 from labeler.ingest.ray_engine import DecodeStage, EmbedStage
 from labeler.errors import ConfigError
@@ -63,7 +63,7 @@ def catalog(home: Path, model: str) -> tuple[list[tuple], list[tuple], dict[str,
         images = sorted(s.execute(select(Image.sha256, Image.size, Image.width, Image.height, Image.format,
                                          Image.status)).all())
         sha = dict(s.execute(select(Image.id, Image.sha256)).all())
-    ids, vectors = collection.vectors.read()
+    ids, vectors = in_session(collection.vectors.read)
     db.dispose_engines()
     return [tuple(r) for r in files], [tuple(r) for r in images], {sha[int(i)]: v for i, v in zip(ids, vectors)}
 
@@ -145,7 +145,7 @@ def test_decode_hands_uint8_crops_to_the_actor_which_makes_the_local_runners_vec
     # uint8, and the actor's normalising gives the very model inputs the local runner embeds.
     config = Config(home=tmp_path / "home", model=model_spec)
     collection = Collection(config)
-    encoder = collection.models.encoder()
+    encoder = in_session(collection.models.encoder)
     assert isinstance(encoder.preprocess, NumpyPreprocess)
     paths = write_good_images(tmp_path / "photos", 5)
     broken = sorted(write_broken_corpus(tmp_path / "broken"))[0]
@@ -157,7 +157,7 @@ def test_decode_hands_uint8_crops_to_the_actor_which_makes_the_local_runners_vec
     size = encoder.image_size
     assert decoded["pixels"].dtype == np.uint8 and decoded["pixels"].shape == (len(paths), 3, size, size)
     assert decoded["error"][2] and not decoded["pixels"][2].any()
-    embedded = EmbedStage(model_spec, None, collection.models.mode(),
+    embedded = EmbedStage(model_spec, None, in_session(collection.models.mode),
                           str(config.encoder_cache) if config.encoder_cache else None)(decoded)
 
     good = [p for i, p in enumerate(paths) if i != 2]

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from labeler.core import scoring
 from labeler.store.catalog import Image, ImageFile, Label
-from labeler.collection import Collection
+from labeler.collection import Collection, in_session
 from labeler.labeling.bulk import label_collection
 from labeler.core.prompts import generic_templates, load_prompt_set
 from labeler.search import (QuerySyntaxError, Term, concept_vector, parse_query, query_vector, search, search_concept,
@@ -17,7 +17,7 @@ from labeler.search import (QuerySyntaxError, Term, concept_vector, parse_query,
 
 def exact_ranking(collection: Collection, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every present image ranked by cosine with numpy: (ids, scores), best first."""
-    ids, vecs = collection.vectors.read()
+    ids, vecs = in_session(collection.vectors.read)
     scores = vecs @ vector
     order = np.argsort(-scores, kind="stable")
     return ids[order], scores[order]
@@ -47,7 +47,7 @@ def test_bad_query_syntax(query, reason):
 
 
 def test_text_search_returns_the_index_best_first(indexed_collection):
-    vector = scoring.unit(indexed_collection.vectors.text_vectors(["a red hammer"])[0])
+    vector = scoring.unit(in_session(indexed_collection.vectors.text_vectors, ["a red hammer"])[0])
     hits = search(indexed_collection, "a red hammer", k=5)
     ids, scores = exact_ranking(indexed_collection, vector)
     assert [h.image_id for h in hits] == ids[:5].tolist()
@@ -59,12 +59,12 @@ def test_text_search_returns_the_index_best_first(indexed_collection):
 
 def test_templates_and_combined_queries_build_the_expected_vector(indexed_collection):
     templated = query_vector(indexed_collection, "hammer", templates=True)
-    expected = scoring.unit(indexed_collection.vectors.text_vectors([t.format(name="hammer") for t in generic_templates()])
+    expected = scoring.unit(in_session(indexed_collection.vectors.text_vectors, [t.format(name="hammer") for t in generic_templates()])
                             .mean(axis=0))
     np.testing.assert_allclose(templated, expected, atol=1e-6)
-    ids, vecs = indexed_collection.vectors.read()
+    ids, vecs = in_session(indexed_collection.vectors.read)
     combined = query_vector(indexed_collection, f'0.5*"red" + "hammer" - "toy" + image:{ids[3]}')
-    red, hammer, toy = indexed_collection.vectors.text_vectors(["red", "hammer", "toy"])
+    red, hammer, toy = in_session(indexed_collection.vectors.text_vectors, ["red", "hammer", "toy"])
     np.testing.assert_allclose(combined, scoring.unit(0.5 * red + hammer - toy + vecs[3]), atol=1e-6)
     with pytest.raises(QuerySyntaxError, match="cancel out"):
         query_vector(indexed_collection, '"red" - "red"')
@@ -93,14 +93,14 @@ def test_filters_by_label_and_review_status(indexed_collection):
 
 
 def test_missing_images_are_never_returned(indexed_collection):
-    ids, _ = indexed_collection.vectors.read()
+    ids, _ = in_session(indexed_collection.vectors.read)
     gone = int(ids[0])
-    assert gone in indexed_collection.index_cache.get().ids().tolist()  # loaded now, so the index still holds it below
+    assert gone in in_session(indexed_collection.index_keeper.get).ids().tolist()  # loaded now, so the index still holds it below
     with indexed_collection.session() as s:
         s.get(Image, gone).status = "missing"
         for f in s.scalars(select(ImageFile).where(ImageFile.image_id == gone)):
             f.status = "missing"
-    image_vec = indexed_collection.vectors.read([int(ids[1])])[1][0]
+    image_vec = in_session(indexed_collection.vectors.read, [int(ids[1])])[1][0]
     # Hits are checked against the catalog, whatever the loaded index still holds.
     hits = search(indexed_collection, f"image:{ids[1]}", k=len(ids))
     assert gone not in {h.image_id for h in hits} and len(hits) == len(ids) - 1
@@ -108,7 +108,7 @@ def test_missing_images_are_never_returned(indexed_collection):
 
 
 def test_similar_by_id_and_by_path_leaves_the_image_out(indexed_collection):
-    ids, vecs = indexed_collection.vectors.read()
+    ids, vecs = in_session(indexed_collection.vectors.read)
     target = int(ids[5])
     hits = similar(indexed_collection, target, k=4)
     ranked, scores = exact_ranking(indexed_collection, vecs[5])
@@ -122,7 +122,7 @@ def test_similar_by_id_and_by_path_leaves_the_image_out(indexed_collection):
 def test_concept_search_uses_the_option_ensemble(indexed_collection):
     prompt_set = load_prompt_set("workshop")
     option = prompt_set.groups["concept"].option("hammer")
-    vecs = indexed_collection.vectors.text_vectors([p.text for p in option.prompts])
+    vecs = in_session(indexed_collection.vectors.text_vectors, [p.text for p in option.prompts])
     weights = np.array([p.weight for p in option.prompts])
     expected_vector = scoring.unit((weights[:, None] * vecs).sum(axis=0))
     np.testing.assert_allclose(concept_vector(indexed_collection, prompt_set, "concept=hammer"), expected_vector,
@@ -153,7 +153,7 @@ def test_a_prompt_another_process_cached_meanwhile_is_not_an_error(indexed_colle
     from labeler.store.catalog import PromptEmbedding
     from labeler.vectors.vector_store import _insert_new
 
-    first = indexed_collection.vectors.text_vectors(["a chisel on a shelf"])[0]
+    first = in_session(indexed_collection.vectors.text_vectors, ["a chisel on a shelf"])[0]
     with indexed_collection.session() as s:
         model_id, key, vector = s.execute(select(PromptEmbedding.model_id, PromptEmbedding.text_hash,
                                                  PromptEmbedding.vector)
@@ -164,4 +164,4 @@ def test_a_prompt_another_process_cached_meanwhile_is_not_an_error(indexed_colle
     with indexed_collection.session() as s:
         texts = s.scalars(select(PromptEmbedding.text).where(PromptEmbedding.text.in_(["a chisel on a shelf", "fresh"])))
         assert sorted(texts) == ["a chisel on a shelf", "fresh"]
-    np.testing.assert_array_equal(indexed_collection.vectors.text_vectors(["a chisel on a shelf"])[0], first)
+    np.testing.assert_array_equal(in_session(indexed_collection.vectors.text_vectors, ["a chisel on a shelf"])[0], first)

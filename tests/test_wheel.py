@@ -7,6 +7,7 @@ install's finder, are not processed, so ``labeler`` can only come from the wheel
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -107,6 +108,14 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     assert json.loads(labeler("label", "--prompt-set", "workshop", "--json").stdout)["labeled"] > 0
 
     assert (work / "instance" / "catalog.db").is_file()
+
+    # the Python API from the installed wheel: what the CLI's --json prints, and nothing else printed
+    script = "import labeler; c = labeler.open('instance'); print(c.search('hammer', k=3))"
+    api = subprocess.run([str(venv / "bin" / "python"), "-c", script], cwd=work, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert api.returncode == 0, api.stderr
+    hits = ast.literal_eval(api.stdout)
+    assert len(hits) == 3 and hits == json.loads(labeler("search", "hammer", "-k", "3", "--json").stdout)
     labeler("user", "add", "ada", "--role", "admin", "--password-stdin", stdin="correct horse battery staple\n")
     bearer = {"Authorization": f"Bearer {labeler('user', 'token', 'ada').stdout.strip()}"}
 

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
+from ..collection import Collection
 from ..config import Config
 
-if TYPE_CHECKING:  # imported where used: ``--help`` and light commands need no catalog
-    from ..collection import Collection
+if TYPE_CHECKING:  # imported where used: the API brings in image decoding, which --help never needs
+    from ..api import Labeler
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
 
@@ -27,9 +28,16 @@ def get_config() -> Config:
 
 
 def get_collection() -> Collection:
-    from ..collection import Collection
-
     return Collection(get_config())
+
+
+def get_labeler(quiet: bool = True, **settings) -> Labeler:
+    """The Python API on the root's config (with ``settings``); unless ``quiet``, a first ONNX
+    export's progress lines go to stderr."""
+    from ..api import Labeler  # lazy: the API imports image decoding (PIL), which --help never needs
+
+    on_export = None if quiet else (lambda line: click.echo(line, err=True))
+    return Labeler(get_config().with_(**settings), on_export=on_export)
 
 
 def emit(as_json: bool, data: Any, human: Callable[[Any], None] | None = None) -> None:
@@ -71,7 +79,7 @@ class Progress:
 
 def generate_with_progress(out: Path, count: int, seed: int, size: int, quiet: bool) -> Path:
     """``generate_world`` behind a progress bar; returns the truth.csv path."""
-    from ..demo_world import generate_world
+    from ..demo_world import generate_world  # lazy: PIL only for the commands that draw images
 
     with Progress("generating", count, quiet) as bar:
         done = 0

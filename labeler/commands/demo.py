@@ -8,7 +8,11 @@ from pathlib import Path
 
 import click
 
+from ..collection import Collection
+from ..core.prompts import load_prompt_set
+from ..encoding.model_spec import TINY_NAME
 from ..errors import user_file
+from ..labeling.bulk import label_collection
 from .context import Progress, emit, generate_with_progress, get_config, json_option
 
 
@@ -37,12 +41,8 @@ def _share_truth(home: Path, truth: Path) -> None:
 @json_option
 def demo(count: int, seed: int, prompt_set: str, serve: bool, port: int, as_json: bool) -> None:
     """Build a demo collection under --home with labeler-tiny, label it, and serve the UI."""
-    from ..collection import Collection
-    from ..encoding.model_spec import TINY_NAME
-    from ..labeling.bulk import label_collection
-    from ..ingest.run import index_paths
-    from ..core.prompts import load_prompt_set
-    from ..store.users import create_demo_admin
+    from ..ingest.run import index_paths  # lazy: decoding (PIL) only for the commands that read images
+    from ..store.users import create_demo_admin  # lazy: werkzeug's hashing only for account commands
 
     config = get_config()
     config = config.with_(model=config.model or TINY_NAME)
@@ -70,7 +70,7 @@ def demo(count: int, seed: int, prompt_set: str, serve: bool, port: int, as_json
 
     emit(as_json, summary, human)
     if serve:
-        from ..web import create_app
+        from ..web import create_app  # lazy: Flask only for the commands that serve
         from ..web.server import serve as serve_app
 
         click.echo(f"labeler: serving on http://127.0.0.1:{port}/ (Ctrl+C stops)", err=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,10 +10,10 @@ import click
 from ..store import db
 from ..config import ENGINES
 from ..encoding.encoder import MODES
-from .context import Progress, emit, get_collection, get_config, json_option
+from .context import Progress, emit, get_config, get_labeler, json_option
 
 if TYPE_CHECKING:
-    from ..collection import Collection
+    from ..api import Labeler
 
 
 @click.group("db")
@@ -45,35 +44,28 @@ def _print_index(report: dict) -> None:
         click.echo(f"  skipped: {skip['path']}: {skip['reason']}", err=True)
 
 
-def _with_mode(mode: str | None, as_json: bool, **settings) -> Collection:
-    """The collection, in encoder ``mode`` when given (and with ``settings``); a first ONNX
-    export says what it does."""
-    from ..collection import Collection
-
-    if mode:
-        settings["encoder_mode"] = mode
-    collection = Collection(get_config().with_(**settings)) if settings else get_collection()
-    if not as_json:
-        collection.models.on_export = lambda line: click.echo(line, err=True)
-    return collection
+def _with_mode(mode: str | None, as_json: bool, **settings) -> Labeler:
+    """The API, in encoder ``mode`` when given (and with ``settings``); a first ONNX export
+    says what it does."""
+    return get_labeler(quiet=as_json, encoder_mode=mode, **settings)
 
 
 mode_option = click.option("--mode", type=click.Choice(MODES), default=None,
                            help="Encoder mode [env LABELER_ENCODER_MODE; default: the collection's, else fp32]: "
-                                "fp32 (ONNX Runtime), int8 (faster, cosine >= 0.99, kept apart), torch.")
+                                "fp32 (ONNX Runtime), int8 (faster, cosine >= 0.99, kept apart; refused on a CPU where it "
+                                "cannot keep that), torch.")
 
 
 def _run_index(paths: tuple[Path, ...], embed: bool, as_json: bool, mode: str | None = None,
                engine: str | None = None, address: str | None = None) -> None:
-    from ..ingest.run import index_paths  # images and decoding: only for the commands that read files
-
     engine = engine or ("ray" if address else None)  # --address alone means the ray engine
     engine_settings = {"engine": engine, "engine_address": address} if engine else {}
-    collection = _with_mode(mode, as_json, **engine_settings)
+    api = _with_mode(mode, as_json, **engine_settings)
     label = "indexing" if embed else "ingesting"
     with Progress(label, None, quiet=as_json) as bar:
-        report = index_paths(collection, list(paths), embed=embed, progress=bar.update, total=bar.set_total)
-    emit(as_json, report.to_dict(), _print_index)
+        run = api.index if embed else api.ingest
+        report = run(list(paths), progress=bar.update, total=bar.set_total)
+    emit(as_json, report, _print_index)
 
 
 paths_argument = click.argument("paths", nargs=-1, required=True,
@@ -108,12 +100,9 @@ def ingest_cmd(paths: tuple[Path, ...], as_json: bool) -> None:
 @json_option
 def embed_cmd(mode: str | None, as_json: bool) -> None:
     """Embed every registered image that has no vector for the collection's model."""
-    from ..ingest.run import embed_pending
-
-    collection = _with_mode(mode, as_json)
     with Progress("embedding", None, quiet=as_json) as bar:
-        embedded = embed_pending(collection, progress=bar.update, total=bar.set_total)
-    emit(as_json, {"embedded": embedded, "model": collection.models.spec()},
+        report = _with_mode(mode, as_json).embed(progress=bar.update, total=bar.set_total)
+    emit(as_json, report,
          lambda d: click.echo(f"{d['embedded']} embedded with {d['model']}"))
 
 
@@ -122,17 +111,7 @@ def embed_cmd(mode: str | None, as_json: bool) -> None:
 @json_option
 def check_cmd(repair: bool, as_json: bool) -> None:
     """Verify that the index ids equal the catalog's embedded ids; report its type and measured recall@10."""
-    db.require_catalog(get_config())  # a read command: a missing home is reported, not created
-    collection = get_collection()
-    problems = collection.index_cache.problems()
-    repaired = False
-    if problems and repair:
-        collection.index_cache.sync(rebuild=True)
-        repaired = True
-        problems = collection.index_cache.problems()
-    # Only a sound index is described: opening a broken one would rebuild it, which is --repair's call.
-    info = {"index": None, "recall": None} if problems else _index_info(collection)
-    data = {"ok": not problems, "problems": problems, "repaired": repaired, **info}
+    data = get_labeler().check(repair)
 
     def human(d: dict) -> None:
         for problem in d["problems"]:
@@ -142,17 +121,8 @@ def check_cmd(repair: bool, as_json: bool) -> None:
         click.echo(("repaired; " if d["repaired"] else "") + ("ok" if d["ok"] else "not ok (try --repair)"))
 
     emit(as_json, data, human)
-    if problems:
+    if data["problems"]:
         click.get_current_context().exit(1)  # the report above says why; no error line
-
-
-def _index_info(collection) -> dict:
-    """``index`` (type, factory, vectors, nlist/nprobe, stamp) and its measured ``recall`` (@10, on
-    stored vectors as queries); both None before the collection has a model or with problems."""
-    if collection.models.current_id() is None:
-        return {"index": None, "recall": None}
-    recall = collection.index_cache.recall()
-    return {"index": collection.index_cache.describe(), "recall": None if recall is None else round(recall, 4)}
 
 
 def _describe(d: dict) -> str:
@@ -169,12 +139,8 @@ def _describe(d: dict) -> str:
 @json_option
 def reindex_cmd(index_type: str | None, as_json: bool) -> None:
     """Rebuild the index from the catalog's stored vectors, e.g. to change its type."""
-    db.require_catalog(get_config())
-    collection = get_collection()
-    started = time.monotonic()
-    with Progress("reindexing", collection.vectors.count_present(), quiet=as_json) as bar:
-        collection.index_cache.rebuild(index_type, progress=bar.update)
-    data = {**_index_info(collection), "seconds": round(time.monotonic() - started, 3)}
+    with Progress("reindexing", None, quiet=as_json) as bar:
+        data = get_labeler().reindex(index_type, progress=bar.update, total=bar.set_total)
     emit(as_json, data, lambda d: click.echo(f"{_describe(d)}; rebuilt in {d['seconds']:.1f}s"))
 
 
@@ -182,11 +148,21 @@ def reindex_cmd(index_type: str | None, as_json: bool) -> None:
 @json_option
 def stats_cmd(as_json: bool) -> None:
     """Counts of images, vectors, failures and missing files."""
-    db.require_catalog(get_config())  # a read command: a missing home is reported, not created
-    from ..store.stats import collection_stats
+    data = get_labeler().stats()
+    emit(as_json, data, lambda d: click.echo("\n".join(
+        f"{k:>9}: {backend_line(v) if k == 'backend' and v else v}" for k, v in d.items())))
 
-    data = collection_stats(get_collection())
-    emit(as_json, data, lambda d: click.echo("\n".join(f"{k:>9}: {v}" for k, v in d.items())))
+
+def backend_line(backend: dict) -> str:
+    """One line for people, e.g. 'onnxruntime int8 on the CPU (avx2, 2 threads), recipe s8-reduced, min cosine 0.9999'."""
+    text = f"{backend['runtime']} {backend['precision']} on the {backend['device'].upper()}"
+    if backend.get("cpu"):
+        text += f" ({backend['cpu']}, {backend['threads']} threads)"
+    if "recipe" in backend:
+        text += f", recipe {backend['recipe'] or 'none (int8 refused here: use fp32)'}"
+        if "min_cosine" in backend:
+            text += f", min cosine {backend['min_cosine']} to fp32, label agreement {backend['label_agreement']:.1%}"
+    return text
 
 
 COMMANDS = [db_group, index_cmd, ingest_cmd, embed_cmd, check_cmd, reindex_cmd, stats_cmd]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
+from ..core.prompts import load_prompt_set
 from ..errors import LabelerError, user_file
-from ..labeling.bulk import DEFAULT_STRATEGY
+from ..labeling import evaluate
+from ..labeling.bulk import DEFAULT_STRATEGY, check_request
+from ..labeling.learning import replay
 from ..core.scoring import STRATEGIES
-from .context import Progress, emit, get_collection, get_config, json_option
+from .context import Progress, emit, get_collection, get_config, get_labeler, json_option
 
 prompt_set_option = click.option("--prompt-set", "prompt_set_path", required=True, metavar="FILE",
                                  help="Prompt set YAML, or a name (e.g. workshop): the prompt lab's saved version "
@@ -25,16 +29,12 @@ prompt_set_option = click.option("--prompt-set", "prompt_set_path", required=Tru
 @json_option
 def label(prompt_set_path: str, strategy: str | None, groups: tuple[str, ...], as_json: bool) -> None:
     """Auto-label every embedded image with every group of a prompt set (reviewed labels are kept)."""
-    from ..labeling.bulk import check_request, label_collection
-    from ..core.prompts import load_prompt_set
-
+    api = get_labeler()
     # Validate everything before the catalog is opened, so a bad prompt set changes nothing.
-    prompt_set = load_prompt_set(prompt_set_path, home=get_config().home)
+    prompt_set = api.prompt_set(prompt_set_path)
     check_request(prompt_set, strategy or DEFAULT_STRATEGY, groups)
-    collection = get_collection()
-    collection.models.require_id()
-    with Progress("labeling", collection.vectors.count(), as_json) as bar:
-        report = label_collection(collection, prompt_set, strategy, groups or None, progress=bar.update)
+    with Progress("labeling", api.images(), as_json) as bar:
+        report = api.label(prompt_set, strategy, groups or None, progress=bar.update)
 
     def human(data: dict) -> None:
         click.echo(f"labeled {data['labeled']} (inserted {data['inserted']}, updated {data['updated']}, "
@@ -44,7 +44,7 @@ def label(prompt_set_path: str, strategy: str | None, groups: tuple[str, ...], a
             top = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
             click.echo(f"  {group} ({data['methods'][group]['strategy']}): {top}")
 
-    emit(as_json, report.to_dict(), human)
+    emit(as_json, report, human)
 
 
 @click.command("evaluate")
@@ -72,9 +72,6 @@ def evaluate_command(prompt_set_path: str, truth: Path | None, reviewed: bool, s
 
     With --replay, show instead how labels improve as reviews come in (manage.py learn).
     """
-    from ..labeling import evaluate
-    from ..core.prompts import load_prompt_set
-
     if (truth is None) == (not reviewed):
         raise LabelerError("give exactly one of --truth FILE or --reviewed")
     if replay and truth is None:
@@ -82,7 +79,8 @@ def evaluate_command(prompt_set_path: str, truth: Path | None, reviewed: bool, s
     shot_counts = _shot_counts(shots)
     prompt_set = load_prompt_set(prompt_set_path, home=get_config().home)
     collection = get_collection()
-    collection.models.require_id()
+    with collection.session() as s:
+        collection.models.require_id(s)
     if truth:
         with user_file(truth):
             known = evaluate.truth_from_csv(collection, truth, list(groups or prompt_set.groups))
@@ -124,11 +122,6 @@ def _shot_counts(text: str) -> list[int]:
 
 def _replay(collection, prompt_set, known, shots: list[int], order: str, seed: int, groups, out: Path | None,
             as_json: bool) -> None:
-    import json
-
-    from ..labeling import evaluate
-    from ..labeling.learning import replay
-
     with Progress("replaying", None, as_json):
         results = replay(collection, prompt_set, known.values, shots, order=order, seed=seed, groups=groups or None)
     if out:
@@ -172,13 +165,8 @@ def export(fmt: str, groups: tuple[str, ...], concept_group: str, prompt_set_pat
     Each label says what the model proposed (predicted, with its confidence) and what a reviewer
     decided (value, status, reviewed_by). OUT must not exist unless --force.
     """
-    from ..exchange.export import export_labels
-    from ..core.prompts import load_prompt_set
-
-    prompt_set = load_prompt_set(prompt_set_path, home=get_config().home) if prompt_set_path else None
-    with user_file(out):
-        result = export_labels(get_collection(), fmt, out, groups or None, concept_group, prompt_set=prompt_set,
-                               root=root, image_url_prefix=image_url_prefix, force=force)
+    result = get_labeler().export(fmt, out, groups or None, concept_group, prompt_set_path, root,
+                                  image_url_prefix, force)
 
     def human(d: dict) -> None:
         click.echo(f"wrote {d['labels']} labels of {d['images']} images to {d['path']}")
@@ -205,15 +193,10 @@ def import_labels(source: Path, groups: tuple[str, ...], prompt_set_path: str | 
     stored as corrected, else as accepted. Unknown groups or values refuse the file (exit 2)
     unless --allow-new-values; nothing is written then.
     """
-    from ..exchange.importing import ImportRefused
-    from ..exchange.importing import import_labels as run_import
-    from ..core.prompts import load_prompt_set
+    from ..exchange.importing import ImportRefused  # lazy: the import formats only for import-labels
 
-    prompt_set = load_prompt_set(prompt_set_path, home=get_config().home) if prompt_set_path else None
     try:
-        with user_file(source):
-            report = run_import(get_collection(), source, groups or None, prompt_set=prompt_set,
-                                allow_new_values=allow_new_values)
+        report = get_labeler().import_labels(source, groups or None, prompt_set_path, allow_new_values)
     except ImportRefused as exc:
         if as_json:
             emit(True, exc.report)  # what was unknown, for a script; the error line still says why

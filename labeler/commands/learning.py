@@ -1,4 +1,4 @@
-"""``learn``: fit each group from its reviews (a thin wrapper over labeler.labeling.learning)."""
+"""``learn``: fit each group from its reviews (a thin caller of :meth:`labeler.api.Labeler.learn`)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import user_file
-from .context import Progress, emit, get_collection, get_config, json_option
+from .context import Progress, emit, get_labeler, json_option
 
 
 @click.command("learn")
@@ -23,22 +22,8 @@ def learn(groups: tuple[str, ...], prompt_set_path: str | None, write_to: Path |
 
     The next `label` proposes with it; reviewed labels are never changed.
     """
-    from ..labeling.learning import learn as run_learn
-    from ..core.prompts import load_prompt_set
-
-    prompt_set = load_prompt_set(prompt_set_path, home=get_config().home) if prompt_set_path else None
-    collection = get_collection()
-    collection.models.require_id()
     with Progress("learning", len(groups) or None, as_json) as bar:
-        report = run_learn(collection, groups or None, prompt_set, progress=bar.update)
-    if write_to is not None:
-        from ..labeling.learning import write_tuned_prompt_set
-
-        with user_file(write_to):
-            written = write_tuned_prompt_set(collection, groups or None, prompt_set, write_to)
-        for group, entry in written["groups"].items():
-            if group in report:
-                report[group]["prompt_weights"] = entry
+        report = get_labeler().learn(groups or None, prompt_set_path, write_to, progress=bar.update)
 
     def human(data: dict) -> None:
         for group, r in data.items():

@@ -1,12 +1,11 @@
-"""``search`` and ``similar``: thin wrappers over :mod:`labeler.search`."""
+"""``search`` and ``similar``: thin callers of :class:`labeler.api.Labeler`."""
 
 from __future__ import annotations
 
 import click
 
-from ..store import db
 from ..errors import LabelerError
-from .context import emit, get_collection, get_config, json_option
+from .context import emit, get_labeler, json_option
 
 where_option = click.option("--where", "where", multiple=True, metavar="GROUP=VALUE",
                             help="Only images labeled so, e.g. concept=hammer (repeatable).")
@@ -39,24 +38,16 @@ def _print_hits(hits: list[dict]) -> None:
 def search_command(query: str | None, k: int, templates: bool, concept: str | None, prompt_set_path: str | None,
                    exact: bool, where: tuple[str, ...], status: str | None, as_json: bool) -> None:
     """Search images by QUERY: free text, or terms like '"hammer" - "toy" + image:123' or '0.5*"red" + "hammer"'."""
-    from .. import search
-    from ..core.prompts import load_prompt_set
-
-    db.require_catalog(get_config())  # read commands: a missing home is reported, not created
-    filters = search.parse_where(where)
+    api = get_labeler()
     if concept:
         if query:
             raise LabelerError("give a QUERY or --concept, not both")
         if not prompt_set_path:
             raise LabelerError("--concept needs --prompt-set FILE")
-        prompt_set = load_prompt_set(prompt_set_path, home=get_config().home)
-        hits = search.search_concept(get_collection(), prompt_set, concept, k, filters, status, exact=exact)
+        hits = api.search_concept(concept, prompt_set_path, k, where, status, exact=exact)
     else:
-        if not query:
-            raise LabelerError("give a QUERY (or --concept OPTION --prompt-set FILE)")
-        search.parse_query(query)  # a syntax error is reported before the catalog is opened
-        hits = search.search(get_collection(), query, k, filters, status, templates, exact=exact)
-    emit(as_json, [h.to_dict() for h in hits], _print_hits)
+        hits = api.search(query, k, where, status, templates, exact=exact)
+    emit(as_json, hits, _print_hits)
 
 
 @click.command("similar")
@@ -67,11 +58,7 @@ def search_command(query: str | None, k: int, templates: bool, concept: str | No
 @json_option
 def similar_command(image: str, k: int, where: tuple[str, ...], status: str | None, as_json: bool) -> None:
     """Images most like IMAGE (a catalog id or a path), best first."""
-    from .. import search
-
-    db.require_catalog(get_config())
-    hits = search.similar(get_collection(), image, k, search.parse_where(where), status)
-    emit(as_json, [h.to_dict() for h in hits], _print_hits)
+    emit(as_json, get_labeler().similar(image, k, where, status), _print_hits)
 
 
 COMMANDS = [search_command, similar_command]

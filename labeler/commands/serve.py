@@ -16,7 +16,7 @@ from .context import get_config
               help="Server processes sharing the port (one per core scales search; each loads its own index).")
 def serve(host: str, port: int, threads: int, processes: int) -> None:
     """Serve the review UI and the JSON API with waitress (a production WSGI server)."""
-    from ..web import create_app
+    from ..web import create_app  # lazy: Flask only for the commands that serve
     from ..web.server import serve as serve_app
 
     config = get_config()

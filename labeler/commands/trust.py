@@ -1,4 +1,5 @@
-"""``accept``, ``sample`` and ``audit``: trusted labels (thin wrappers over labeler.review.trust and audit)."""
+"""``accept``, ``sample`` and ``audit``: trusted labels (thin callers of the API's ``Labeler.accept``,
+``undo_accept``, ``accept_runs``, ``sample`` and ``audit``)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from pathlib import Path
 
 import click
 
-from ..errors import LabelerError, user_file
-from .context import emit, get_collection, json_option
+from ..errors import LabelerError
+from ..review.trust import AcceptRefused, check_target
+from .context import emit, get_labeler, json_option
 
 
 @click.command("accept")
@@ -27,25 +29,24 @@ def accept(group: str | None, min_precision: float | None, dry_run: bool, undo_r
     The labels get the status `auto` and the run's number; nothing a person decided is changed.
     Refuses (exit 2) when the reviews cannot support the precision, saying how many more it needs.
     """
-    from ..review import trust
-
+    api = get_labeler()
     if undo_run is not None:
-        result = trust.undo(get_collection(), undo_run)
+        result = api.undo_accept(undo_run)
         emit(as_json, result, lambda d: click.echo(
             f"run {d['run']} ({d['group']}): {d['returned']} labels back to proposed, "
             f"{d['kept']} decided by people since kept"))
         return
     if list_runs or run_id is not None:
-        found = trust.runs(get_collection(), group, run_id)
+        found = api.accept_runs(group, run_id)
         data = found[0] if run_id is not None else found
         emit(as_json, data, lambda _: [click.echo(_run_line(r)) for r in found])
         return
     if group is None or min_precision is None:
         raise LabelerError("accept needs --group G and --min-precision P (or --undo RUN, --runs, --run RUN)")
-    trust.check_target(min_precision)
+    check_target(min_precision)
     try:
-        result = trust.accept(get_collection(), group, min_precision, dry_run=dry_run)
-    except trust.AcceptRefused as exc:
+        result = api.accept(group, min_precision, dry_run=dry_run)
+    except AcceptRefused as exc:
         if as_json:
             emit(True, exc.report)
         raise
@@ -77,10 +78,7 @@ def _run_line(r: dict) -> str:
 @json_option
 def sample(group: str, count: int, seed: int | None, out: Path, as_json: bool) -> None:
     """Write N random proposed labels of a group to a CSV to review and import (the reviews accept trusts)."""
-    from ..review import trust
-
-    with user_file(out):
-        result = trust.sample(get_collection(), group, count, out, seed)
+    result = get_labeler().sample(group, count, out, seed)
     emit(as_json, result, lambda d: click.echo(
         f"wrote {d['count']} random '{d['group']}' labels to {d['out']} (seed {d['seed']}); fill in the "
         f"'{d['group']}' column, then: manage.py import-labels {d['out']}"))
@@ -95,9 +93,7 @@ def audit(group: str | None, limit: int, as_json: bool) -> None:
 
     Scores are kept for the queue's `suspect` sort.
     """
-    from ..review.audit import audit as run_audit
-
-    reports = run_audit(get_collection(), group, limit)
+    reports = get_labeler().audit(group, limit)
 
     def human(_) -> None:
         for r in reports:

@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from ..store.db import session_scope
+
 from ..errors import LabelerError
 from .context import emit, get_config, json_option
 
@@ -35,8 +37,7 @@ def user_add(name: str, role: str, password_stdin: bool, as_json: bool) -> None:
 
     A password has at least 10 characters, not all whitespace, and is not a common one.
     """
-    from ..store import users
-    from ..store.db import session_scope
+    from ..store import users  # lazy: werkzeug's hashing only for account commands
 
     password = _read_password(password_stdin)
     with session_scope(get_config()) as s:
@@ -50,8 +51,7 @@ def user_add(name: str, role: str, password_stdin: bool, as_json: bool) -> None:
 @json_option
 def user_token(name: str, as_json: bool) -> None:
     """Print a new API token for NAME (replacing the old one); send it as Authorization: Bearer TOKEN."""
-    from ..store import users
-    from ..store.db import session_scope
+    from ..store import users  # lazy: werkzeug's hashing only for account commands
 
     with session_scope(get_config()) as s:
         token = users.issue_token(s, name)
@@ -64,8 +64,7 @@ def user_token(name: str, as_json: bool) -> None:
 @json_option
 def user_passwd(name: str, password_stdin: bool, as_json: bool) -> None:
     """Set a new password for NAME; every session of NAME ends (its API token keeps working)."""
-    from ..store import users
-    from ..store.db import session_scope
+    from ..store import users  # lazy: werkzeug's hashing only for account commands
 
     password = _read_password(password_stdin)
     with session_scope(get_config()) as s:
@@ -75,8 +74,7 @@ def user_passwd(name: str, password_stdin: bool, as_json: bool) -> None:
 
 
 def _set_disabled(name: str, disabled: bool, as_json: bool) -> None:
-    from ..store import users
-    from ..store.db import session_scope
+    from ..store import users  # lazy: werkzeug's hashing only for account commands
 
     with session_scope(get_config()) as s:
         account = users.set_disabled(s, name, disabled)
@@ -106,8 +104,7 @@ def user_enable(name: str, as_json: bool) -> None:
 @json_option
 def user_list(as_json: bool) -> None:
     """Every account: name, role, whether disabled, and failed logins since the last success."""
-    from ..store import users
-    from ..store.db import session_scope
+    from ..store import users  # lazy: werkzeug's hashing only for account commands
 
     with session_scope(get_config()) as s:
         data = users.list_users(s)

@@ -384,7 +384,7 @@ def typical_representatives(vecs: np.ndarray, k: int, seed: int = 0, sample: int
     each region of the collection rather than many near-duplicates. FAISS does the clustering on a
     sample of at most ``sample`` vectors.
     """
-    import faiss
+    import faiss  # lazy: FAISS only for the k-means of a cold start
 
     vecs = np.ascontiguousarray(vecs, np.float32)
     k = int(min(k, len(vecs)))

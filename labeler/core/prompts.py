@@ -256,6 +256,14 @@ def resolve_prompt_set_path(spec: str | Path, home: Path | None = None) -> Path:
     raise PromptSetError([f"{spec}: no such prompt set file"])
 
 
+def bump_version(version: object) -> int | str:
+    """The version after ``version``: a whole number plus one, else ``"<version>.1"``."""
+    try:
+        return int(str(version)) + 1
+    except ValueError:
+        return f"{version}.1"
+
+
 def load_prompt_set(spec: str | Path, home: Path | None = None) -> PromptSet:
     """Read and validate a prompt set file; raises :class:`PromptSetError` listing every problem.
 
@@ -324,34 +332,12 @@ def _parse_group(name: str, raw: Any, set_templates: list[str] | None, where: st
     group_templates = _templates(raw.get("templates"), f"{key}.templates", where, problems)
     inherited = group_templates if group_templates is not None else set_templates
 
-    none_name, none_threshold = None, None
-    raw_none = raw.get("none")
-    if raw_none is not None:
-        if isinstance(raw_none, dict):
-            _unknown(raw_none, NONE_KEYS, f"{key}.none", where, problems)
-            none_name = raw_none.get("name", "none")
-            none_threshold = _threshold(raw_none.get("threshold"), f"{key}.none.threshold", where, problems)
-        else:
-            problems.append(f"{where}: {key}.none: must be a mapping like {{name: none, threshold: 0.3}}")
-        if not isinstance(none_name, str) or not none_name.strip():
-            problems.append(f"{where}: {key}.none.name: must be a non-empty string")
-            none_name = None
-
+    none_name, none_threshold = _parse_none(raw.get("none"), key, where, problems)
     raw_options = raw.get("options")
     if not isinstance(raw_options, dict) or not raw_options:
         problems.append(f"{where}: {key}.options: empty; a group needs at least two options")
         return None
-    if len(raw_options) < 2:  # confidence is a softmax over the options: with one it is always 1
-        problems.append(f"{where}: {key}.options: a group needs at least two options")
-    options = []
-    names = [str(n) for n in raw_options]
-    for dup in sorted({n for n in names if names.count(n) > 1}):
-        problems.append(f"{where}: {key}.options: duplicate name '{dup}'")
-    for option_name, raw_option in raw_options.items():
-        option = _parse_option(str(option_name), raw_option, inherited, f"{key}.options.{option_name}",
-                               where, problems)
-        if option is not None:
-            options.append(option)
+    options = _parse_options(raw_options, inherited, key, where, problems)
     if none_name is not None and none_name in raw_options:
         problems.append(f"{where}: {key}.none.name: duplicate name '{none_name}', it is also an option")
     has_threshold = any(o.threshold is not None for o in options)
@@ -362,6 +348,40 @@ def _parse_group(name: str, raw: Any, set_templates: list[str] | None, where: st
                             f"is not an option; add none: {{name: ...}}")
     return Group(name=name, kind=str(kind), baseline=str(baseline), options=tuple(options),
                  none_name=none_name, none_threshold=none_threshold)
+
+
+def _parse_none(raw_none: Any, key: str, where: str, problems: list[str]) -> tuple[str | None, float | None]:
+    """A group's ``none`` answer: (its name, its threshold); (None, None) when the group has none."""
+    if raw_none is None:
+        return None, None
+    none_name, none_threshold = None, None
+    if isinstance(raw_none, dict):
+        _unknown(raw_none, NONE_KEYS, f"{key}.none", where, problems)
+        none_name = raw_none.get("name", "none")
+        none_threshold = _threshold(raw_none.get("threshold"), f"{key}.none.threshold", where, problems)
+    else:
+        problems.append(f"{where}: {key}.none: must be a mapping like {{name: none, threshold: 0.3}}")
+    if not isinstance(none_name, str) or not none_name.strip():
+        problems.append(f"{where}: {key}.none.name: must be a non-empty string")
+        none_name = None
+    return none_name, none_threshold
+
+
+def _parse_options(raw_options: dict, inherited: list[str] | None, key: str, where: str,
+                   problems: list[str]) -> list[Option]:
+    """A group's options, in file order; at least two, each name once."""
+    if len(raw_options) < 2:  # confidence is a softmax over the options: with one it is always 1
+        problems.append(f"{where}: {key}.options: a group needs at least two options")
+    names = [str(n) for n in raw_options]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"{where}: {key}.options: duplicate name '{dup}'")
+    options = []
+    for option_name, raw_option in raw_options.items():
+        option = _parse_option(str(option_name), raw_option, inherited, f"{key}.options.{option_name}",
+                               where, problems)
+        if option is not None:
+            options.append(option)
+    return options
 
 
 def _parse_option(name: str, raw: Any, inherited: list[str] | None, key: str, where: str,

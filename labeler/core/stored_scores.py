@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import yaml
+from .prompts import parse_prompt_set
 
 if TYPE_CHECKING:
     from ..store.catalog import Label, PromptSetRecord
@@ -64,8 +65,6 @@ def decode(blob: bytes | None, names: list[str] | None) -> dict[str, dict[str, f
 @lru_cache(maxsize=64)
 def _option_names(content_hash: str, source: str) -> dict[str, list[str]]:
     """``{group: [option, ...]}`` of a stored prompt set; keyed by content, so any catalog may share it."""
-    from .prompts import parse_prompt_set
-
     prompt_set = parse_prompt_set(yaml.safe_load(source), content_hash, source, content_hash)
     return {name: list(group.option_names) for name, group in prompt_set.groups.items()}
 

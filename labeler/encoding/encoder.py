@@ -7,7 +7,8 @@ Modes (:data:`MODES`), chosen by ``--mode`` / ``LABELER_ENCODER_MODE``:
 
 * ``fp32`` (default) - the towers exported once to ONNX and run by ONNX Runtime on the CPU
   (no torch import once exported); on a CUDA device, the torch model;
-* ``int8`` - the same export with dynamic int8 weights (CPU; about 1.4x faster, cosine >= 0.99);
+* ``int8`` - the same export with dynamic int8 weights (CPU), in the recipe that keeps cosine >= 0.99
+  to fp32 on this CPU kind (:mod:`labeler.encoding.int8`), or refused where none does;
 * ``torch`` - the open_clip model itself in fp32: the reference, and the way to any device.
 
 ``fp32`` and ``torch`` give the same vectors (cosine >= 0.9999): both are stored as ``fp32``
@@ -17,6 +18,7 @@ Modes (:data:`MODES`), chosen by ``--mode`` / ``LABELER_ENCODER_MODE``:
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from pathlib import Path
 from typing import Callable, Sequence
@@ -40,7 +42,7 @@ REMEDIES = (
 
 def _check_available(parsed: ModelSpec) -> None:
     """Fail early, with the remedies, where open_clip would fail deep inside or download."""
-    import open_clip
+    import open_clip  # lazy: open_clip imports torch, which the ONNX modes never load
 
     if parsed.name.startswith("local-dir:"):
         folder = Path(parsed.name[len("local-dir:"):]).expanduser()
@@ -75,11 +77,11 @@ def _check_available(parsed: ModelSpec) -> None:
 
 def _hub_cached(parsed: ModelSpec) -> bool:
     """Whether open_clip's download for this tag is already in the local cache."""
-    import open_clip
+    import open_clip  # lazy: open_clip imports torch, which the ONNX modes never load
 
     cfg = open_clip.get_pretrained_cfg(parsed.name, parsed.pretrained) or {}
     if cfg.get("hf_hub"):
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache  # lazy: the hub client only when weights are looked up
 
         repo = cfg["hf_hub"].rstrip("/")
         return any(isinstance(try_to_load_from_cache(repo, name), str)
@@ -90,8 +92,6 @@ def _hub_cached(parsed: ModelSpec) -> bool:
 
 def _hub_reachable(host: str = "huggingface.co") -> bool:
     """A cheap name lookup, so an offline machine fails at once instead of after retries."""
-    import socket
-
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         return False
     try:
@@ -102,7 +102,7 @@ def _hub_reachable(host: str = "huggingface.co") -> bool:
 
 
 def pick_device(requested: str | None = None) -> str:
-    import torch
+    import torch  # lazy: torch only in the torch mode or for a first ONNX export
 
     if requested:
         return requested
@@ -119,8 +119,8 @@ class Encoder:
     mode = "torch"
 
     def __init__(self, spec: str, device: str | None = None):
-        import open_clip
-        import torch
+        import open_clip  # lazy: open_clip imports torch, which the ONNX modes never load
+        import torch  # lazy: torch only in the torch mode or for a first ONNX export
 
         torch.set_num_threads(os.cpu_count() or 1)
         self.spec = spec
@@ -164,7 +164,7 @@ class Encoder:
     def encode_images(self, batch) -> np.ndarray:
         """``batch``: a ``[N, 3, H, W]`` tensor or array, or a list of ``[3, H, W]`` tensors or
         float32 arrays → ``[N, D]``."""
-        import torch
+        import torch  # lazy: torch only in the torch mode or for a first ONNX export
 
         if isinstance(batch, (list, tuple)):
             batch = torch.from_numpy(np.stack(batch)) if isinstance(batch[0], np.ndarray) else torch.stack(list(batch))
@@ -176,7 +176,7 @@ class Encoder:
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Texts → ``[N, D]`` unit vectors."""
-        import torch
+        import torch  # lazy: torch only in the torch mode or for a first ONNX export
 
         out = []
         with torch.inference_mode():
@@ -193,6 +193,30 @@ def vector_kind(mode: str) -> str:
     return "int8" if mode == "int8" else "fp32"
 
 
+def describe_backend(spec: str, mode: str, device: str | None = None, cache_dir: Path | None = None) -> dict:
+    """Which back end runs ``spec`` in ``mode`` on this machine, from what is recorded, loading nothing:
+    ``{mode, runtime, precision, device}``, plus for ONNX Runtime the ``cpu`` kind and ``threads``, and
+    for int8 the ``recipe`` chosen for that kind (None: refused here; ``"not chosen yet"``) with its check."""
+    mode = check_mode(mode)
+    if mode == "torch" or (mode == "fp32" and _wants_cuda(device)):
+        return {"mode": mode, "runtime": "torch", "precision": "fp32",
+                "device": device or ("cuda" if _wants_cuda(None) else "cpu")}
+    from . import cpu, int8, onnx_export
+
+    here = cpu.detect()
+    info = {"mode": mode, "runtime": "onnxruntime", "precision": mode, "device": "cpu", "cpu": here.key,
+            "threads": os.cpu_count() or 1}
+    if mode == "int8":
+        parsed = parse_model_spec(spec)
+        try:
+            folder = onnx_export.export_dir(Path(cache_dir or default_cache_dir()), parsed.name, parsed.pretrained)
+        except OSError:
+            folder = None
+        choice = int8.read_choices(folder).get(here.key) if folder else None
+        info.update(int8.summary(choice))
+    return info
+
+
 def check_mode(mode: str | None) -> str:
     """``mode`` or the default, refused (with the choices) when unknown."""
     mode = (mode or DEFAULT_MODE).strip().lower()
@@ -202,9 +226,8 @@ def check_mode(mode: str | None) -> str:
 
 
 def default_cache_dir() -> Path:
-    """Where exports go when no collection names a place: ``LABELER_ENCODER_CACHE`` or ``~/.cache/labeler/encoders``."""
-    if os.environ.get("LABELER_ENCODER_CACHE"):
-        return Path(os.environ["LABELER_ENCODER_CACHE"]).expanduser()
+    """Where exports go when the config names no place (``Config.encoder_cache``, which
+    ``LABELER_ENCODER_CACHE`` sets): ``~/.cache/labeler/encoders``."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "labeler" / "encoders"
 
 
@@ -215,14 +238,14 @@ def _wants_cuda(device: str | None) -> bool:
         return device.startswith("cuda")
     if not Path("/dev/nvidia0").exists() and not Path("/dev/nvidiactl").exists():
         return False
-    import torch
+    import torch  # lazy: torch only in the torch mode or for a first ONNX export
 
     return torch.cuda.is_available()
 
 
 def _onnx_encoder(spec: str, mode: str, cache_dir: Path, progress: Callable[[str], None] | None):
-    from . import onnx_export
-    from .onnx_encoder import OnnxEncoder
+    from . import onnx_export  # lazy: the export imports torch
+    from .onnx_encoder import OnnxEncoder  # lazy: ONNX Runtime only for the ONNX modes
 
     try:
         import onnxruntime  # noqa: F401
@@ -240,14 +263,30 @@ def _onnx_encoder(spec: str, mode: str, cache_dir: Path, progress: Callable[[str
             progress(f"preparing model '{spec}' for ONNX Runtime, once (into {folder})")
         meta = onnx_export.export_towers(torch_encoder, folder, progress)
         del torch_encoder  # not kept: once exported, the torch model's memory goes back
+    recipe = choice = None
     if mode == "int8":
-        onnx_export.quantize_towers(folder, progress)
+        recipe, choice = _int8_recipe(spec, folder, meta, progress)
     try:
-        return OnnxEncoder(spec, folder, meta, mode)
+        return OnnxEncoder(spec, folder, meta, mode, recipe, choice)
     except Exception as exc:  # a damaged export: say where it is, never run another mode instead
         raise ModelUnavailable(f"cannot run the ONNX export of '{spec}' in {folder}: {type(exc).__name__}: "
                                f"{str(exc).splitlines()[0] if str(exc) else ''}. Delete that folder to export "
                                "it again, or use --mode torch.") from exc
+
+
+def _int8_recipe(spec: str, folder: Path, meta: dict, progress: Callable[[str], None] | None) -> tuple[str, dict]:
+    """The int8 recipe this CPU kind keeps faithful for the export in ``folder``, chosen (and
+    checked against fp32) on the first int8 run there; :class:`ModelUnavailable` naming fp32 when none is."""
+    from . import cpu, int8
+    from .onnx_encoder import OnnxEncoder
+
+    here = cpu.detect()
+    choice = int8.read_choices(folder).get(here.key)
+    if choice is None or (choice.get("recipe") and not all(
+            int8.tower_file(folder, t, choice["recipe"]).exists() for t in ("image", "text"))):
+        choice = int8.choose(folder, here, OnnxEncoder(spec, folder, meta, "fp32"),
+                             lambda recipe: OnnxEncoder(spec, folder, meta, "int8", recipe), progress=progress)
+    return int8.require(choice, spec), choice
 
 
 def _check_local(parsed: ModelSpec) -> None:

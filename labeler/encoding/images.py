@@ -57,41 +57,50 @@ def decode(data: bytes, max_pixels: int, draft_size: int | None = None) -> Decod
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             fmt = img.format or "?"
-            if fmt not in FORMATS:
-                raise BadImage(f"unsupported image format {fmt}")
-            width, height = img.size
-            _check_dimensions(width, height, max_pixels)
-            depth = _declared_depth(img)  # read now: exif_transpose returns a copy without the TIFF tags
-            orientation = img.getexif().get(0x0112, 1)
-            if orientation in _TRANSPOSED:
-                width, height = height, width
-            if draft_size and fmt in {"JPEG", "MPO"}:
-                scale = draft_size / min(img.size)
-                if scale < 1:
-                    img.draft("RGB", (max(1, int(img.size[0] * scale)), max(1, int(img.size[1] * scale))))
-            img.seek(0)  # first frame of animations
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            img = _to_rgb(_to_8bit(img, depth))
+            img, width, height = _upright(img, fmt, max_pixels, draft_size)
     except BadImage:
         raise
-    except Image.DecompressionBombError as exc:
-        raise BadImage(f"decompression bomb: {exc}") from None
-    except Image.DecompressionBombWarning as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise BadImage(f"decompression bomb: {exc}") from None
     except UnidentifiedImageError:
         raise BadImage(_unidentified_reason(data)) from None
     except OSError as exc:
-        message = str(exc) or type(exc).__name__
-        if "truncated" in message.lower():
-            raise BadImage(f"truncated image: {message}") from None
-        if fmt == "TIFF":  # many compressions and layouts open but don't decode: say which
-            raise BadImage(f"corrupt or unsupported TIFF data: {message}{_tiff_layout(data)}") from None
-        raise BadImage(f"corrupt image: {message}") from None
+        raise BadImage(_os_error_reason(exc, fmt, data)) from None
     except (ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError, ZeroDivisionError,
             MemoryError, struct.error) as exc:
         raise BadImage(f"corrupt image: {type(exc).__name__}: {exc}") from None
     return Decoded(img, width, height, "JPEG" if fmt == "MPO" else fmt)
+
+
+def _upright(img: Image.Image, fmt: str, max_pixels: int, draft_size: int | None
+             ) -> tuple[Image.Image, int, int]:
+    """An opened image decoded upright in 8-bit RGB: (image, width, height as shown)."""
+    if fmt not in FORMATS:
+        raise BadImage(f"unsupported image format {fmt}")
+    width, height = img.size
+    _check_dimensions(width, height, max_pixels)
+    depth = _declared_depth(img)  # read now: exif_transpose returns a copy without the TIFF tags
+    orientation = img.getexif().get(0x0112, 1)
+    if orientation in _TRANSPOSED:
+        width, height = height, width
+    if draft_size and fmt in {"JPEG", "MPO"}:
+        scale = draft_size / min(img.size)
+        if scale < 1:
+            img.draft("RGB", (max(1, int(img.size[0] * scale)), max(1, int(img.size[1] * scale))))
+    img.seek(0)  # first frame of animations
+    img.load()
+    img = ImageOps.exif_transpose(img)
+    return _to_rgb(_to_8bit(img, depth)), width, height
+
+
+def _os_error_reason(exc: OSError, fmt: str | None, data: bytes) -> str:
+    """Why Pillow's ``OSError`` left the image undecoded."""
+    message = str(exc) or type(exc).__name__
+    if "truncated" in message.lower():
+        return f"truncated image: {message}"
+    if fmt == "TIFF":  # many compressions and layouts open but don't decode: say which
+        return f"corrupt or unsupported TIFF data: {message}{_tiff_layout(data)}"
+    return f"corrupt image: {message}"
 
 
 def _unidentified_reason(data: bytes) -> str:

@@ -18,7 +18,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .model_spec import parse_model_spec
 from .preprocessing import numpy_preprocess
+from .tokenizer import ClipTokenizer
 from ..core.scoring import unit
 
 
@@ -43,7 +45,7 @@ def _in_background(load: Callable, *args) -> Future:
 
 
 def _session(path: Path):
-    import onnxruntime as ort
+    import onnxruntime as ort  # lazy: ONNX Runtime loads in its own thread, after start-up
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -54,20 +56,26 @@ def _session(path: Path):
 
 
 class OnnxEncoder:
-    """An exported model in ``folder`` (see :mod:`labeler.encoding.onnx_export`); ``int8`` picks the quantised towers."""
+    """An exported model in ``folder`` (see :mod:`labeler.encoding.onnx_export`); ``int8`` runs the
+    quantised towers of ``recipe`` (see :mod:`labeler.encoding.int8`), ``choice`` the record of why."""
 
     device = "cpu"
 
-    def __init__(self, spec: str, folder: Path, meta: dict, mode: str):
+    def __init__(self, spec: str, folder: Path, meta: dict, mode: str, recipe: str | None = None,
+                 choice: dict | None = None):
+        if mode == "int8" and not recipe:
+            raise ValueError("the int8 mode needs a quantisation recipe")
         self.spec = spec
         self.mode = mode
+        self.recipe = recipe if mode == "int8" else None
+        self.choice = choice
         self.folder = folder
         self.meta = meta
         self.dim = int(meta["dim"])
         self.logit_scale = float(meta["logit_scale"])
         self.image_size = int(meta["image_size"])
         self.preprocess: Callable = numpy_preprocess(meta["preprocess_cfg"], self.image_size)
-        self._suffix = ".int8.onnx" if mode == "int8" else ".onnx"
+        self._suffix = f".int8-{recipe}.onnx" if mode == "int8" else ".onnx"
         self._image_path = folder / f"image{self._suffix}"
         self._image: Future | None = None
         self._image_lock = threading.Lock()
@@ -100,13 +108,9 @@ class OnnxEncoder:
             if self._tokenizer is None:
                 info = self.meta["tokenizer"]
                 if info["kind"] == "clip-bpe":
-                    from .tokenizer import ClipTokenizer
-
                     self._tokenizer = ClipTokenizer(info["context_length"], info["clean"])
                 else:
-                    import open_clip
-
-                    from .model_spec import parse_model_spec
+                    import open_clip  # lazy: open_clip imports torch; CLIP's own BPE needs neither
 
                     tok = open_clip.get_tokenizer(parse_model_spec(self.spec).name)
                     self._tokenizer = lambda t: tok(list(t)).numpy()

@@ -1,8 +1,10 @@
 """Exporting a model's image and text towers to ONNX, once per model, into the labeler home.
 
 An export lives in ``CACHE/NAME-KEY/``: ``image.onnx`` and ``text.onnx`` (fp32), their dynamic
-int8 versions when the int8 mode asked for them, and ``meta.json`` (dimension, logit scale,
-preprocessing, tokenizer), so that a later run loads it without importing torch at all.
+int8 versions when the int8 mode asked for them (``TOWER.int8-RECIPE.onnx``, with the recipe
+chosen per CPU kind in ``int8.json``: :mod:`labeler.encoding.int8`), and ``meta.json``
+(dimension, logit scale, preprocessing, tokenizer), so that a later run loads it without
+importing torch at all.
 
 ``KEY`` is a hash of the architecture and the weights file's contents (a hub tag is its own
 key: its weights never change under one tag); the file's hash is remembered by its path, size
@@ -17,6 +19,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -84,64 +87,19 @@ def read_meta(folder: Path) -> dict | None:
 
 
 def export_towers(encoder, folder: Path, progress: ExportProgress | None = None) -> dict:
-    """Export a loaded torch ``encoder``'s towers (fp32) and its meta into ``folder``, atomically."""
-    import torch
+    """Export a loaded torch ``encoder``'s towers (fp32) and its meta into ``folder``, atomically.
 
+    Steps: the meta (refused when the numpy preprocessing cannot reproduce the model's own),
+    both towers traced into a temporary folder (:func:`trace_towers`), then one rename.
+    """
     say = progress or (lambda _line: None)
-    model = encoder.model
-    cfg = dict(getattr(model.visual, "preprocess_cfg", {}) or {})
-    meta = {"format": FORMAT, "spec": encoder.spec, "dim": encoder.dim, "logit_scale": encoder.logit_scale,
-            "image_size": encoder.image_size, "preprocess_repr": repr(encoder.transform),
-            "preprocess_cfg": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
-            "tokenizer": tokenizer_meta(encoder.tokenizer)}
-    # The numpy port must reproduce the model's own transform, or the ONNX modes are refused.
-    problem = exact_port(encoder.transform, meta["preprocess_cfg"], meta["image_size"])
-    if isinstance(problem, str):
-        raise ModelUnavailable(f"model '{encoder.spec}' cannot run in the ONNX modes: {problem}. "
-                               "Use --mode torch (LABELER_ENCODER_MODE=torch).")
+    meta = tower_meta(encoder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
     try:
-        size = encoder.image_size
-        ctx = int(meta["tokenizer"]["context_length"])
-
-        class ImageTower(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.model = model
-
-            def forward(self, pixels):
-                return self.model.encode_image(pixels)
-
-        class TextTower(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.model = model
-
-            def forward(self, tokens):
-                return self.model.encode_text(tokens)
-
-        import warnings
-
-        # Gradients stay on while tracing: under no_grad, nn.MultiheadAttention takes its fused
-        # fast path, an operator ONNX has no export for.
-        with warnings.catch_warnings(), torch.enable_grad():
-            warnings.simplefilter("ignore")  # the legacy exporter's deprecation notes are not the user's business
-            say("exporting the image tower to ONNX")
-            torch.onnx.export(ImageTower().eval(), (torch.zeros(2, 3, size, size),), str(tmp / "image.onnx"),
-                              dynamo=False, input_names=["pixels"], output_names=["features"],
-                              dynamic_axes={"pixels": {0: "n"}, "features": {0: "n"}}, opset_version=17)
-            say("exporting the text tower to ONNX")
-            torch.onnx.export(TextTower().eval(), (torch.zeros(2, ctx, dtype=torch.long),), str(tmp / "text.onnx"),
-                              dynamo=False, input_names=["tokens"], output_names=["features"],
-                              dynamic_axes={"tokens": {0: "n"}, "features": {0: "n"}}, opset_version=17)
+        trace_towers(encoder.model, tmp, encoder.image_size, int(meta["tokenizer"]["context_length"]), say)
         (tmp / META).write_text(json.dumps(meta, indent=1))
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # another process finished first: keep its export
-            if read_meta(folder) is None:
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
+        _publish(tmp, folder)
     except Exception as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, ModelUnavailable):
@@ -155,28 +113,66 @@ def export_towers(encoder, folder: Path, progress: ExportProgress | None = None)
     return meta
 
 
-def quantize_towers(folder: Path, progress: ExportProgress | None = None) -> None:
-    """Write ``image.int8.onnx`` and ``text.int8.onnx``: dynamic int8 weights of every MatMul/Gemm."""
-    import logging
+def tower_meta(encoder) -> dict:
+    """What the ONNX modes need besides the towers: dimension, logit scale, preprocessing, tokenizer.
 
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    The numpy port must reproduce the model's own transform, or the ONNX modes are refused.
+    """
+    cfg = dict(getattr(encoder.model.visual, "preprocess_cfg", {}) or {})
+    meta = {"format": FORMAT, "spec": encoder.spec, "dim": encoder.dim, "logit_scale": encoder.logit_scale,
+            "image_size": encoder.image_size, "preprocess_repr": repr(encoder.transform),
+            "preprocess_cfg": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
+            "tokenizer": tokenizer_meta(encoder.tokenizer)}
+    problem = exact_port(encoder.transform, meta["preprocess_cfg"], meta["image_size"])
+    if isinstance(problem, str):
+        raise ModelUnavailable(f"model '{encoder.spec}' cannot run in the ONNX modes: {problem}. "
+                               "Use --mode torch (LABELER_ENCODER_MODE=torch).")
+    return meta
 
-    say = progress or (lambda _line: None)
-    for tower in ("image", "text"):
-        target = folder / f"{tower}.int8.onnx"
-        if target.exists():
-            continue
-        say(f"quantising the {tower} tower to int8")
-        tmp = folder / f"{tower}.int8.{os.getpid()}.tmp.onnx"
-        quiet = logging.getLogger().level
-        logging.getLogger().setLevel(logging.ERROR)  # its pre-processing advice is for calibrated quantisation
-        try:
-            quantize_dynamic(folder / f"{tower}.onnx", tmp, weight_type=QuantType.QInt8,
-                             op_types_to_quantize=["MatMul", "Gemm"])
-            os.replace(tmp, target)
-        finally:
-            logging.getLogger().setLevel(quiet)
-            tmp.unlink(missing_ok=True)
+
+def trace_towers(model, out: Path, size: int, ctx: int, say: ExportProgress) -> None:
+    """Write ``image.onnx`` (pixels ``[n, 3, size, size]`` → features) and ``text.onnx`` (tokens
+    ``[n, ctx]`` → features) of an open_clip ``model`` into ``out``."""
+    import torch  # lazy: only a first export needs torch
+
+    class ImageTower(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, pixels):
+            return self.model.encode_image(pixels)
+
+    class TextTower(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, tokens):
+            return self.model.encode_text(tokens)
+
+    # Gradients stay on while tracing: under no_grad, nn.MultiheadAttention takes its fused
+    # fast path, an operator ONNX has no export for.
+    with warnings.catch_warnings(), torch.enable_grad():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notes are not the user's business
+        say("exporting the image tower to ONNX")
+        torch.onnx.export(ImageTower().eval(), (torch.zeros(2, 3, size, size),), str(out / "image.onnx"),
+                          dynamo=False, input_names=["pixels"], output_names=["features"],
+                          dynamic_axes={"pixels": {0: "n"}, "features": {0: "n"}}, opset_version=17)
+        say("exporting the text tower to ONNX")
+        torch.onnx.export(TextTower().eval(), (torch.zeros(2, ctx, dtype=torch.long),), str(out / "text.onnx"),
+                          dynamo=False, input_names=["tokens"], output_names=["features"],
+                          dynamic_axes={"tokens": {0: "n"}, "features": {0: "n"}}, opset_version=17)
+
+
+def _publish(tmp: Path, folder: Path) -> None:
+    """Rename the finished export into place; another process's finished export wins."""
+    try:
+        os.replace(tmp, folder)
+    except OSError:
+        if read_meta(folder) is None:
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def tokenizer_meta(tokenizer) -> dict:

@@ -24,7 +24,7 @@ class NumpyPreprocess:
     """
 
     def __init__(self, cfg: dict, image_size: int):
-        from PIL import Image
+        from PIL import Image  # lazy: PIL only when an image is preprocessed, not for a text query
 
         self.mode = cfg.get("resize_mode", "shortest")
         if self.mode not in ("shortest", "squash"):
@@ -72,7 +72,7 @@ def numpy_preprocess(cfg: dict, image_size: int) -> NumpyPreprocess:
 def exact_port(transform, cfg: dict, image_size: int) -> Callable | str:
     """:func:`numpy_preprocess` for ``cfg`` when it reproduces ``transform`` (the model's own
     torchvision transform) value for value on tall, wide and square images; else why not."""
-    from PIL import Image
+    from PIL import Image  # lazy: PIL only when an image is preprocessed, not for a text query
 
     try:
         ours = numpy_preprocess(cfg, image_size)

@@ -43,7 +43,7 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 
 def _clean(text: str, how: str) -> str:
-    import ftfy
+    import ftfy  # lazy: ftfy only for the first text encoded
 
     text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
     if how == "canonicalize":
@@ -58,7 +58,7 @@ class ClipTokenizer:
     a text too long is cut and ends with the end-of-text id, as open_clip does."""
 
     def __init__(self, context_length: int = 77, clean: str = "lower", vocab: Path | None = None):
-        import regex
+        import regex  # lazy: regex only for the first text encoded
 
         if clean not in CLEANS:
             raise ValueError(f"unknown clean function {clean!r}; one of {', '.join(CLEANS)}")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ..review import decisions as review
 from ..store.catalog import Label
@@ -69,72 +70,107 @@ def import_labels(collection: Collection, path: Path, groups: Sequence[str] | No
     labels came from; nothing is checked while the collection has no labels). Raises
     :class:`ImportRefused` for unknown groups or values unless ``allow_new_values``, and a
     :class:`LabelerError` for a value the review UI would refuse; then nothing is written.
+
+    Steps: read the file and choose its groups, match its rows to images, plan the values to
+    write (:func:`plan_rows`), check them against the prompt set, write them (:func:`write_plan`).
     """
     source = read_source(path)
+    source.groups = _chosen_groups(source, groups, path)
+    tally = _Tally({"source": str(path), "format": source.kind, "groups": source.groups, "prompt_set": None,
+                    "imported": 0, "accepted": 0, "corrected": 0, "unchanged": 0, "skipped": {},
+                    "skipped_rows": [], "unknown_groups": [], "unknown_values": {}, "unmatched": []})
+    for where, group, reason in source.skipped:
+        tally.skip(where, group, reason)
+    report = tally.report
+    with collection.session() as s:
+        ids = match_rows(s, path, source.refs)
+        existing = _labels(s, [i for i in ids if i is not None], source.groups)
+        plan = plan_rows(path, source, ids, existing, tally)
+        checked = _check_known(s, source.groups, plan, existing, prompt_set, report)
+        if checked and (report["unknown_groups"] or report["unknown_values"]) and not allow_new_values:
+            report["skipped"] = dict(tally.skips)
+            raise ImportRefused(f"{path}: {_unknown_text(report)} not in prompt set {report['prompt_set']}; "
+                                "fix the file, or pass --allow-new-values to import them anyway", report)
+        write_plan(s, plan, existing, user_id, report)
+    report["skipped"] = dict(tally.skips)
+    return report
+
+
+def _chosen_groups(source: Source, groups: Sequence[str] | None, path: Path) -> list[str]:
+    """The group columns to import: ``groups`` when given (each must be a column), else all."""
     if groups:
         unknown = [g for g in groups if g not in source.groups]
         if unknown:
             raise LabelerError(f"{path}: no column for group(s) {', '.join(unknown)}")
-        source.groups = list(groups)
+        return list(groups)
     if not source.groups:
         raise LabelerError(f"{path}: no group columns to import")
-    ids = match_rows(collection, path, source.refs)
-    report = {"source": str(path), "format": source.kind, "groups": source.groups, "prompt_set": None,
-              "imported": 0, "accepted": 0, "corrected": 0, "unchanged": 0, "skipped": {}, "skipped_rows": [],
-              "unknown_groups": [], "unknown_values": {}, "unmatched": []}
-    skips: Counter = Counter()
+    return source.groups
 
-    def skip(where: int | str, group: str, reason: str) -> None:
-        skips[reason] += 1
-        if len(report["skipped_rows"]) < EXAMPLES:
-            report["skipped_rows"].append({"line": where, "group": group, "reason": reason})
 
-    for where, group, reason in source.skipped:
-        skip(where, group, reason)
-    with collection.session() as s:
-        existing = _labels(s, [i for i in ids if i is not None], source.groups)
-        plan: list[tuple[int, str, str]] = []  # (image_id, group, value) to write, in file order
-        for where, cells, image_id, ref in zip(source.lines, source.cells, ids, source.refs):
-            if image_id is None:
-                report["unmatched"].append({"line": where, "ref": ref.get("image_id") or ref.get("path")
-                                            or ref.get("file") or ref.get(IMAGE_URL_COLUMN) or ""})
-                continue
-            for group in source.groups:
-                cell = cells.get(group)
-                if cell is None:
-                    skip(where, group, "no choice for this group")
-                    continue
-                value = _clean(cell.value)
-                if not value:
-                    skip(where, group, "empty cell")
-                    continue
-                problem = value_problem(value)
-                if problem:
-                    raise LabelerError(f"{path}: {_at(where)}, {group}: {problem} ({value[:40]!r}...); nothing imported")
-                label = existing.get((image_id, group))
-                if cell.status in ("proposed", "auto"):  # auto: the model's, not a person's decision
-                    proposal = cell.predicted if cell.predicted else (label.predicted if label is not None else None)
-                    if proposal is None or value == proposal:
-                        skip(where, group, "status column says proposed: still the model's value")
-                        continue
+@dataclass
+class _Tally:
+    """The import report being filled, and the skipped cells counted by reason."""
+
+    report: dict
+    skips: Counter = field(default_factory=Counter)
+
+    def skip(self, where: int | str, group: str, reason: str) -> None:
+        self.skips[reason] += 1
+        if len(self.report["skipped_rows"]) < EXAMPLES:
+            self.report["skipped_rows"].append({"line": where, "group": group, "reason": reason})
+
+
+def plan_rows(path: Path, source: Source, ids: list[int | None], existing: dict[tuple[int, str], Label],
+              tally: _Tally) -> list[tuple[int, str, str]]:
+    """``(image_id, group, value)`` to write, in file order; unmatched rows and skipped cells go
+    into ``tally``. A value the review UI would refuse stops the import."""
+    plan: list[tuple[int, str, str]] = []
+    for where, cells, image_id, ref in zip(source.lines, source.cells, ids, source.refs):
+        if image_id is None:
+            tally.report["unmatched"].append({"line": where, "ref": ref.get("image_id") or ref.get("path")
+                                              or ref.get("file") or ref.get(IMAGE_URL_COLUMN) or ""})
+            continue
+        for group in source.groups:
+            value, reason = _cell_value(path, where, group, cells.get(group), existing.get((image_id, group)))
+            if reason:
+                tally.skip(where, group, reason)
+            else:
                 plan.append((image_id, group, value))
-        checked = _check_known(s, source.groups, plan, existing, prompt_set, report)
-        if checked and (report["unknown_groups"] or report["unknown_values"]) and not allow_new_values:
-            report["skipped"] = dict(skips)
-            raise ImportRefused(f"{path}: {_unknown_text(report)} not in prompt set {report['prompt_set']}; "
-                                "fix the file, or pass --allow-new-values to import them anyway", report)
-        for image_id, group, value in plan:
-            label = existing.get((image_id, group))
-            if label is not None and label.value == value and label.status in ("accepted", "corrected"):
-                report["unchanged"] += 1
-                continue
-            if label is None:
-                label = existing[(image_id, group)] = Label(image_id=image_id, group=group)
-            event = review.record_import(s, label, value, user_id)
-            report["imported"] += 1
-            report[event.after_status] += 1
-    report["skipped"] = dict(skips)
-    return report
+    return plan
+
+
+def _cell_value(path: Path, where: int | str, group: str, cell: Cell | None, label: Label | None
+                ) -> tuple[str, str | None]:
+    """(the cell's value, None), or ("", why it is skipped)."""
+    if cell is None:
+        return "", "no choice for this group"
+    value = _clean(cell.value)
+    if not value:
+        return "", "empty cell"
+    problem = value_problem(value)
+    if problem:
+        raise LabelerError(f"{path}: {_at(where)}, {group}: {problem} ({value[:40]!r}...); nothing imported")
+    if cell.status in ("proposed", "auto"):  # auto: the model's, not a person's decision
+        proposal = cell.predicted if cell.predicted else (label.predicted if label is not None else None)
+        if proposal is None or value == proposal:
+            return "", "status column says proposed: still the model's value"
+    return value, None
+
+
+def write_plan(session: Session, plan: list[tuple[int, str, str]], existing: dict[tuple[int, str], Label],
+               user_id: int | None, report: dict) -> None:
+    """Record each planned value as a review (accepted or corrected); one already so is unchanged."""
+    for image_id, group, value in plan:
+        label = existing.get((image_id, group))
+        if label is not None and label.value == value and label.status in ("accepted", "corrected"):
+            report["unchanged"] += 1
+            continue
+        if label is None:
+            label = existing[(image_id, group)] = Label(image_id=image_id, group=group)
+        event = review.record_import(session, label, value, user_id)
+        report["imported"] += 1
+        report[event.after_status] += 1
 
 
 def value_problem(value: str) -> str | None:

@@ -62,6 +62,7 @@ class IndexReport:
     failures: list[dict] | None = None
     skipped: int = 0  # left out of the collection, each with its reason in ``skips``: not failures
     skips: list[dict] | None = None
+    backend: dict | None = None  # which back end embedded (ModelRegistry.backend); None when not embedding
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -134,22 +135,30 @@ class VectorWriter:
     def __init__(self, collection: Collection, model_id: int):
         self.collection = collection
         self.model_id = model_id
-        self.cache = collection.index_cache
-        self.cache.get()
+        self.keeper = collection.index_keeper
+        with collection.session() as s:
+            self.keeper.get(s)
         self.embedded = 0
 
     def write(self, image_ids: Sequence[int], vectors: np.ndarray) -> None:
-        """Store ``vectors`` ``[N, D]`` of ``image_ids`` ``[N]``; an image that has one keeps it."""
+        """Store ``vectors`` ``[N, D]`` of ``image_ids`` ``[N]``; an image that has one keeps it.
+
+        Two units of work: the vectors are committed first, then the index replays the change
+        log in a second one, so it never holds a vector the catalog does not.
+        """
         if not len(image_ids):
             return
-        keep = self.collection.vectors.add(self.model_id, image_ids, vectors)
-        self.cache.catch_up(known=(np.asarray(image_ids, dtype=np.int64)[keep], vectors[keep]))
+        with self.collection.session() as s:
+            keep = self.collection.vectors.add(s, self.model_id, image_ids, vectors)
+        with self.collection.session() as s:
+            self.keeper.catch_up(s, known=(np.asarray(image_ids, dtype=np.int64)[keep], vectors[keep]))
+            self.keeper.checkpoint(s)
         self.embedded += len(keep)
-        self.cache.checkpoint()
 
     def save(self) -> None:
-        self.cache.catch_up()
-        self.cache.checkpoint(force=True)
+        with self.collection.session() as s:
+            self.keeper.catch_up(s)
+            self.keeper.checkpoint(s, force=True)
 
 
 # -- the runner ---------------------------------------------------------------------------
@@ -167,8 +176,13 @@ class Runner:
         self.collection = collection
         self.batch = max(1, config.batch_size)
         self.workers = config.workers or max(1, os.cpu_count() or 1)
-        self.model_id: int | None = collection.models.adopt() if embed else None
-        self.encoder: Encoder | None = collection.models.encoder() if embed else None
+        self.model_id: int | None = None
+        self.encoder: Encoder | None = None
+        if embed:
+            with collection.session() as s:
+                self.model_id = collection.models.adopt(s)
+            with collection.session() as s:  # loaded after the adoption commits: no write waits on it
+                self.encoder = collection.models.encoder(s)
         if self.encoder is not None and self.embeds_here:
             self.encoder.prepare_images()  # loads while the first files are walked and decoded
         self.writer = VectorWriter(collection, self.model_id) if embed else None

@@ -45,7 +45,7 @@ class EngineError(LabelerError):
 def import_ray():
     """The ``ray`` module, with its Data library; a missing install is a :class:`EngineError`."""
     try:
-        import ray
+        import ray  # lazy: Ray only for --engine ray
         import ray.data  # noqa: F401  (ray without its [data] extra lacks pandas and pyarrow)
     except ImportError as exc:
         raise EngineError(f"the ray engine needs Ray Data ({exc}); install it with: {INSTALL_HINT}") from None
@@ -164,7 +164,7 @@ def loaded_rows(batch: dict[str, np.ndarray]) -> list[Loaded]:
 def embed_replicas(device: str | None) -> tuple[int, float]:
     """How many embed actors, and GPUs per actor: one per GPU of the cluster (``--device cuda``,
     or no device named and GPUs there), else one per node, its torch using all the node's cores."""
-    import ray
+    import ray  # lazy: Ray only for --engine ray
 
     gpus = int(ray.cluster_resources().get("GPU", 0))
     if device is not None and device.startswith("cuda") and gpus < 1:
@@ -192,7 +192,7 @@ class RayRunner(Runner):
         # the driver may run on a node without a GPU. The index stays the caller's: a second
         # cache would hold (and save) a second copy of it.
         driver = Collection(collection.config.with_(device="cpu"))
-        driver.index_cache = collection.index_cache
+        driver.index_keeper = collection.index_keeper
         super().__init__(driver, embed)
 
     def batches(self, items: Sequence[Item]) -> Iterator[list[Loaded]]:
@@ -212,7 +212,9 @@ class RayRunner(Runner):
             # A CPU replica claims no core: its torch threads share the node's cores with the decode
             # tasks, as the local runner's model shares them with its decode threads. The differing
             # resources also keep Ray from fusing decoding into the (few) embed actors.
-            ds = ds.map_batches(EmbedStage, fn_constructor_args=(self.collection.models.spec(), self.device, self.collection.models.mode(),
+            with self.collection.session() as s:
+                spec, mode = self.collection.models.spec(s), self.collection.models.mode(s)
+            ds = ds.map_batches(EmbedStage, fn_constructor_args=(spec, self.device, mode,
                                                      str(config.encoder_cache) if config.encoder_cache else None),
                                 batch_size=self.batch, batch_format="numpy",
                                 compute=ray.data.ActorPoolStrategy(size=self.replicas),

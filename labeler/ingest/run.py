@@ -55,17 +55,31 @@ def index_paths(collection: Collection, roots: Sequence[Path], embed: bool = Tru
             bump_generation(s)  # present images came or went: servers drop or regain their vectors
     if runner.writer is not None:
         runner.flush()
-        collection.index_cache.catch_up()  # images gone or back, logged by the catalog's triggers
+        with collection.session() as s:
+            collection.index_keeper.catch_up(s)  # images gone or back, logged by the catalog's triggers
         # Images registered earlier by `ingest` alone (or before a crash) still need vectors.
         runner.run(unembedded_images(collection, runner.model_id), queue_loaded)
         runner.finish()
     report = IndexReport(added=counts.added, unchanged=counts.unchanged, failed=counts.failed,
                          embedded=runner.embedded, duplicates=counts.duplicates,
                          moved=counts.moved, missing=counts.missing, files=len(paths),
-                         model=collection.models.spec() if embed else None, failures=counts.failures,
-                         skipped=len(counts.skipped), skips=counts.skipped)
+                         model=model_spec(collection) if embed else None, failures=counts.failures,
+                         skipped=len(counts.skipped), skips=counts.skipped,
+                         backend=model_backend(collection) if embed else None)
     report.seconds = round(time.monotonic() - started, 3)
     return report
+
+
+def model_spec(collection: Collection) -> str:
+    """The spec of the model in force (resolved once per collection handle)."""
+    with collection.session() as s:
+        return collection.models.spec(s)
+
+
+def model_backend(collection: Collection) -> dict:
+    """Which back end runs the model in force here; loads nothing."""
+    with collection.session() as s:
+        return collection.models.backend(s)
 
 
 def embed_pending(collection: Collection, progress: ProgressFn | None = None,

@@ -89,59 +89,82 @@ def walk(roots: Iterable[Path], skipped: list[dict] | None = None) -> Iterator[P
     is appended to ``skipped`` as ``{"path", "reason"}``.
     """
     roots = [Path(os.path.abspath(r)) for r in roots]
-    real_roots = [check_root(r) for r in roots]
-    skipped = [] if skipped is None else skipped
-    seen_dirs: set[tuple[int, int]] = set()
-    seen_files: set[str] = set()
+    walker = _Walker([check_root(r) for r in roots], [] if skipped is None else skipped)
+    for root, real_root in zip(roots, walker.real_roots):
+        if os.path.isdir(root):
+            yield from walker.folder(root, real_root)
+        elif str(root) not in walker.seen_files:
+            walker.seen_files.add(str(root))
+            yield root
 
-    def skip(path: str, reason: str) -> None:
-        skipped.append({"path": path, "reason": reason})
 
-    def entries(folder: str) -> list[os.DirEntry]:
-        try:
-            st = os.stat(folder)
-            if (st.st_dev, st.st_ino) in seen_dirs:
-                return []
-            seen_dirs.add((st.st_dev, st.st_ino))
-            with os.scandir(folder) as it:
-                return sorted(it, key=lambda e: e.name)
-        except OSError as exc:
-            skip(folder, f"unreadable folder: {exc.strerror or exc}")
-            return []
+class _Walker:
+    """One walk's state: the real roots, the folders entered and the files given, what was skipped."""
 
-    def is_dir(entry: os.DirEntry) -> bool:
-        try:
-            return entry.is_dir()
-        except OSError:
-            return False
+    def __init__(self, real_roots: list[str], skipped: list[dict]):
+        self.real_roots = real_roots
+        self.skipped = skipped
+        self.seen_dirs: set[tuple[int, int]] = set()
+        self.seen_files: set[str] = set()
 
-    for root, real_root in zip(roots, real_roots):
-        if not os.path.isdir(root):
-            if str(root) not in seen_files:
-                seen_files.add(str(root))
-                yield root
-            continue
-        stack = [(str(root), real_root)]  # (folder, its real path); depth first, no recursion limit
+    def skip(self, path: str, reason: str) -> None:
+        self.skipped.append({"path": path, "reason": reason})
+
+    def folder(self, root: Path, real_root: str) -> Iterator[Path]:
+        """The images under the folder ``root``: depth first, in name order, no recursion limit."""
+        stack = [(str(root), real_root)]  # (folder, its real path)
         while stack:
             folder, real = stack.pop()
             folders = []
-            for entry in entries(folder):
+            for entry in self.entries(folder):
                 # A symlink's own target decides; anything else lies where its folder does.
                 target = os.path.realpath(entry.path) if entry.is_symlink() else os.path.join(real, entry.name)
-                if is_dir(entry):
-                    if not _inside(target, real_roots):
-                        skip(entry.path, LEAVES)
-                    elif (fs := special_filesystem(target)) is not None:
-                        skip(entry.path, f"special filesystem {fs}")
-                    else:
+                if _is_dir(entry):
+                    if self.enterable(entry.path, target):
                         folders.append((entry.path, target))
-                elif is_image_path(Path(entry.name)):
-                    if not _inside(target, real_roots):
-                        skip(entry.path, LEAVES)
-                    elif entry.path not in seen_files:
-                        seen_files.add(entry.path)
-                        yield Path(entry.path)
+                elif is_image_path(Path(entry.name)) and self.new_image(entry.path, target):
+                    yield Path(entry.path)
             stack.extend(reversed(folders))
+
+    def entries(self, folder: str) -> list[os.DirEntry]:
+        """The folder's entries by name; none for a folder entered before or unreadable (skipped)."""
+        try:
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in self.seen_dirs:
+                return []
+            self.seen_dirs.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as it:
+                return sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            self.skip(folder, f"unreadable folder: {exc.strerror or exc}")
+            return []
+
+    def enterable(self, path: str, target: str) -> bool:
+        """Whether to walk into the folder ``path`` (real path ``target``); if not, say why."""
+        if not _inside(target, self.real_roots):
+            self.skip(path, LEAVES)
+        elif (fs := special_filesystem(target)) is not None:
+            self.skip(path, f"special filesystem {fs}")
+        else:
+            return True
+        return False
+
+    def new_image(self, path: str, target: str) -> bool:
+        """Whether the image file ``path`` is inside the roots and not given yet."""
+        if not _inside(target, self.real_roots):
+            self.skip(path, LEAVES)
+            return False
+        if path in self.seen_files:
+            return False
+        self.seen_files.add(path)
+        return True
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 @dataclass

@@ -87,9 +87,10 @@ def check_request(prompt_set: PromptSet, strategy: str, groups: Sequence[str] | 
     return list(dict.fromkeys(names))
 
 
-def encode_groups(collection: Collection, prompt_set: PromptSet, groups: Sequence[str] | None = None
-                  ) -> dict[str, EncodedGroup]:
-    """Every prompt of the chosen groups as vectors, through the collection's per-model text cache."""
+def encode_groups(collection: Collection, prompt_set: PromptSet, groups: Sequence[str] | None = None,
+                  session: Session | None = None) -> dict[str, EncodedGroup]:
+    """Every prompt of the chosen groups as vectors, through the collection's per-model text cache
+    (in ``session`` when given, else in a unit of work of its own)."""
     names = list(groups) if groups else list(prompt_set.groups)
     texts: list[str] = []
     for name in names:
@@ -97,7 +98,8 @@ def encode_groups(collection: Collection, prompt_set: PromptSet, groups: Sequenc
         texts += [p.text for o in group.options for p in o.prompts]
         texts += [group.baseline_prompt(o) for o in group.options]
     unique = list(dict.fromkeys(texts))
-    vectors = dict(zip(unique, collection.vectors.text_vectors(unique)))
+    with nullcontext(session) if session is not None else collection.session() as s:
+        vectors = dict(zip(unique, collection.vectors.text_vectors(s, unique)))
     encoded = {}
     for name in names:
         group = prompt_set.groups[name]
@@ -115,11 +117,10 @@ def encode_groups(collection: Collection, prompt_set: PromptSet, groups: Sequenc
     return encoded
 
 
-def logit_scale(collection: Collection) -> float:
+def logit_scale(collection: Collection, session: Session | None = None) -> float:
     """The model's logit scale, from the catalog (so labeling needs no weights once prompts are cached)."""
-    with collection.session() as s:
-        model = s.get(Model, collection.models.require_id())
-        return float(model.logit_scale)
+    with nullcontext(session) if session is not None else collection.session() as s:
+        return float(s.get(Model, collection.models.require_id(s)).logit_scale)
 
 
 def record_prompt_set(session: Session, prompt_set: PromptSet) -> int:
@@ -207,8 +208,8 @@ def proposers(session: Session, model_id: int, prompt_set_id: int, names: Sequen
 COLD_START_SAMPLE = 20_000
 
 
-def cold_start_priority(collection: Collection, model_id: int, encoded: dict[str, EncodedGroup],
-                        groups: Sequence[str]) -> dict[str, dict[int, int]]:
+def cold_start_priority(collection: Collection, session: Session, model_id: int,
+                        encoded: dict[str, EncodedGroup], groups: Sequence[str]) -> dict[str, dict[int, int]]:
     """``{group: {image_id: rank}}``: for groups nobody reviewed yet, typical images to review first.
 
     Two k-means clusters per option over a sample of the collection; the most typical image of
@@ -216,10 +217,10 @@ def cold_start_priority(collection: Collection, model_id: int, encoded: dict[str
     """
     if not groups:
         return {}
-    ids = collection.vectors.ids(model_id)
+    ids = collection.vectors.ids(session, model_id)
     if len(ids) > COLD_START_SAMPLE:
         ids = np.sort(np.random.default_rng(0).choice(ids, COLD_START_SAMPLE, replace=False))
-    ids, vecs = collection.vectors.read(ids, model_id=model_id)
+    ids, vecs = collection.vectors.read(session, ids, model_id=model_id)
     out = {}
     for name in groups:
         reps = fewshot.typical_representatives(vecs, 2 * len(encoded[name].option_names), seed=0)
@@ -260,41 +261,98 @@ def label_collection(collection: Collection, prompt_set: PromptSet, strategy: st
 
     Only proposals that changed are written. A group whose inputs are as they were at its last
     full run is skipped without reading a vector; ``recheck`` compares its rows anyway.
+
+    Steps: :func:`plan_run` (one unit of work: what each group proposes with, which groups are
+    stale), :func:`start_run` (one: forget their stamps, keep their review order), then
+    :func:`propose_and_write` (one read per chunk), then :func:`finish_run` (one: the new stamps).
     """
     started = time.perf_counter()
     names = check_request(prompt_set, strategy or DEFAULT_STRATEGY, groups)
-    model_id = collection.models.require_id()
-    encoded = encode_groups(collection, prompt_set, names)
-    scale = logit_scale(collection)
     report = LabelReport(groups={g: Counter() for g in names}, strategy=strategy or DEFAULT_STRATEGY)
+    run = plan_run(collection, prompt_set, strategy, names, recheck, report)
+    if not run.todo:
+        report.images = run.embeddings[0]
+        if progress is not None:
+            progress(report.images)
+    else:
+        start_run(collection, run)
+        propose_and_write(collection, run, report, chunk_rows, progress)
+        finish_run(collection, run, report)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+@dataclass
+class LabelRun:
+    """What one run of :func:`label_collection` proposes with, decided before any vector is read."""
+
+    model_id: int
+    prompt_set_id: int
+    encoded: dict[str, EncodedGroup]
+    scale: float
+    how: dict[str, Proposer]
+    embeddings: list[int]  # [count, highest id, sum of ids] of the images labeled
+    stamps: dict[str, dict]  # each group's inputs (see run_stamp)
+    todo: list[str]  # the groups whose stamp changed (or all, with recheck)
+    writer: LabelWriter
+    priority: dict[str, dict[int, int]]  # cold-start review order of unreviewed groups
+    fresh_ranks: dict[str, dict[int, int]]  # the part of it chosen by this run
+
+
+def plan_run(collection: Collection, prompt_set: PromptSet, strategy: str | None, names: list[str],
+             recheck: bool, report: LabelReport) -> LabelRun:
+    """The run's inputs, in one unit of work: the prompts' vectors, each group's proposer and stamp,
+    the groups to relabel, and the review order of the unreviewed ones. Fills ``report``'s
+    ``methods`` and ``prompt_set``, and the counts of the groups that are up to date."""
     with collection.session() as s:
+        model_id = collection.models.require_id(s)
+        encoded = encode_groups(collection, prompt_set, names, session=s)
+        scale = logit_scale(collection, s)
         prompt_set_id = record_prompt_set(s, prompt_set)
         how = proposers(s, model_id, prompt_set_id, names, strategy)
-        reviewed = set(s.scalars(select(Label.group).where(Label.group.in_(names), REVIEWED_ONLY)
-                                 .distinct()))
-    report.methods = {name: {"strategy": p.strategy, "fit_id": p.fit_id} for name, p in how.items()}
-    report.prompt_set = {"id": prompt_set_id, "name": prompt_set.name, "version": prompt_set.version,
-                         "content_hash": prompt_set.content_hash}
-    with collection.session() as s:
+        reviewed = set(s.scalars(select(Label.group).where(Label.group.in_(names), REVIEWED_ONLY).distinct()))
         embeddings = embedded_images(s, model_id)
         stamps = {name: run_stamp(s, model_id, scale, prompt_set_id, how[name], name, embeddings) for name in names}
         todo = [name for name in names if recheck or not _still_fresh(s, name, stamps[name], report)]
-        for name in todo:  # a run that stops half way must not leave a group looking up to date
-            s.execute(delete(Setting).where(Setting.key == _stamp_key(name)))
-        writer = LabelWriter(s.get_bind().dialect)
-    if not todo:
-        report.images = embeddings[0]
-        if progress is not None:
-            progress(report.images)
-        report.seconds = time.perf_counter() - started
-        return report
-    unreviewed = [g for g in todo if g not in reviewed]
-    with collection.session() as s:
+        unreviewed = [g for g in todo if g not in reviewed]
         priority = stored_priority(s, unreviewed, prompt_set_id)
-    fresh_ranks = cold_start_priority(collection, model_id, encoded, [g for g in unreviewed if g not in priority])
+        fresh = cold_start_priority(collection, s, model_id, encoded, [g for g in unreviewed if g not in priority])
+        writer = LabelWriter(s.get_bind().dialect)
+    report.methods = {name: {"strategy": p.strategy, "fit_id": p.fit_id} for name, p in how.items()}
+    report.prompt_set = {"id": prompt_set_id, "name": prompt_set.name, "version": prompt_set.version,
+                         "content_hash": prompt_set.content_hash}
+    return LabelRun(model_id, prompt_set_id, encoded, scale, how, embeddings, stamps, todo, writer,
+                    {**priority, **fresh}, fresh)
+
+
+def start_run(collection: Collection, run: LabelRun) -> None:
+    """Forget the stamps of the groups about to relabel (a run that stops half way must not leave
+    a group looking up to date), and keep the review order chosen now, in one write."""
     with collection.session() as s:
-        remember_priority(s, fresh_ranks, prompt_set_id)
-    priority.update(fresh_ranks)
+        for name in run.todo:
+            s.execute(delete(Setting).where(Setting.key == _stamp_key(name)))
+        remember_priority(s, run.fresh_ranks, run.prompt_set_id)
+
+
+def propose(run: LabelRun, ids: np.ndarray, vecs: np.ndarray) -> dict[str, Proposal]:
+    """Each stale group's proposals for a chunk: image ``ids`` ``[N]`` with vectors ``vecs`` ``[N, D]``."""
+    proposals = {}
+    for name in run.todo:
+        cosines, confidence, decision = run.how[name].decide(run.encoded[name], vecs, run.scale)
+        proposals[name] = Proposal.of(run.encoded[name], run.how[name], ids, cosines, confidence, decision,
+                                      run.priority.get(name, {}))
+    return proposals
+
+
+def propose_and_write(collection: Collection, run: LabelRun, report: LabelReport, chunk_rows: int,
+                      progress=None) -> None:
+    """Score every present embedded image, ``chunk_rows`` at a time, and write what changed.
+
+    Each chunk is read, scored and planned in one read unit of work (keyset paging on the image
+    id). SQLite, more than one chunk: each is written by a process of its own while the next one
+    is read, scored and planned here (see sqlite_writer); otherwise each is written in turn.
+    """
+    writer = run.writer
 
     def finished(batch: Batch, written: int) -> None:
         batch.settle(written, report)
@@ -302,20 +360,18 @@ def label_collection(collection: Collection, prompt_set: PromptSet, strategy: st
         if progress is not None:
             progress(batch.images)
 
-    # SQLite, more than one chunk: each is written by a process of its own while the next one is
-    # read, scored and planned here (see sqlite_writer); otherwise each is written in turn
-    apart = writer.sqlite and embeddings[0] > chunk_rows
+    apart = writer.sqlite and run.embeddings[0] > chunk_rows
     with _no_cycle_collection(), (sqlite_writer.WriterProcess(db.sqlite_path(collection.config), writer.sql)
                                   if apart else nullcontext()) as process:
         sent: deque[Batch] = deque()
-        for ids, vecs in collection.vectors.chunks(model_id, chunk_rows):
-            proposals = {}
-            for name in todo:
-                cosines, confidence, decision = how[name].decide(encoded[name], vecs, scale)
-                proposals[name] = Proposal.of(encoded[name], how[name], ids, cosines, confidence, decision,
-                                              priority.get(name, {}))
+        last = -1
+        while True:
             with collection.session() as s:
-                batch = writer.plan(s, ids, proposals, prompt_set_id, report)
+                ids, vecs = collection.vectors.read_after(s, run.model_id, last, chunk_rows)
+                if not len(ids):
+                    break
+                batch = writer.plan(s, ids, propose(run, ids, vecs), run.prompt_set_id, report)
+            last = int(ids[-1])
             if process is None:
                 finished(batch, writer.execute(collection, batch))
                 continue
@@ -325,11 +381,13 @@ def label_collection(collection: Collection, prompt_set: PromptSet, strategy: st
                 finished(sent.popleft(), process.result())
         while sent:
             finished(sent.popleft(), process.result())
+
+
+def finish_run(collection: Collection, run: LabelRun, report: LabelReport) -> None:
+    """Stamp each relabeled group with the inputs it was labeled from, so an unchanged rerun skips it."""
     with collection.session() as s:
-        for name in todo:
-            _remember(s, name, stamps[name], report)
-    report.seconds = time.perf_counter() - started
-    return report
+        for name in run.todo:
+            _remember(s, name, run.stamps[name], report)
 
 
 @contextmanager
@@ -622,11 +680,12 @@ def explain(collection: Collection, image_id: int, prompt_set: PromptSet, strate
     {"cosine", "confidence", "baseline": {"text", "cosine"}, "prompts": [{"text", "weight", "cosine"}]}}}}``.
     """
     names = check_request(prompt_set, strategy, groups)
-    ids, vecs = collection.vectors.read([image_id])
-    if len(ids) == 0:
-        raise NotFound(f"image {image_id} has no stored vector for model '{collection.models.spec()}'")
-    encoded = encode_groups(collection, prompt_set, names)
-    scale = logit_scale(collection)
+    with collection.session() as s:
+        ids, vecs = collection.vectors.read(s, [image_id])
+        if len(ids) == 0:
+            raise NotFound(f"image {image_id} has no stored vector for model '{collection.models.spec(s)}'")
+        encoded = encode_groups(collection, prompt_set, names, session=s)
+        scale = logit_scale(collection, s)
     out = {}
     for name in names:
         group = encoded[name]

@@ -34,7 +34,8 @@ class Truth:
 
 def truth_from_csv(collection: Collection, csv_path: Path, groups: Sequence[str]) -> Truth:
     rows = read_csv(csv_path)
-    ids = match_rows(collection, csv_path, rows)
+    with collection.session() as s:
+        ids = match_rows(s, csv_path, rows)
     values: dict[str, dict[int, str]] = {g: {} for g in groups if g in rows[0]} if rows else {}
     unmatched = []
     for row, image_id in zip(rows, ids):
@@ -96,7 +97,8 @@ def evaluate(collection: Collection, prompt_set: PromptSet, truth: Truth,
     encoded = encode_groups(collection, prompt_set, groups)
     scale = logit_scale(collection)
     # One read for every group: the truth files usually name the same images in each column.
-    all_ids, all_vecs = collection.vectors.read(sorted({i for g in groups for i in truth.values[g]}))
+    with collection.session() as s:
+        all_ids, all_vecs = collection.vectors.read(s, sorted({i for g in groups for i in truth.values[g]}))
     row_of = {int(i): row for row, i in enumerate(all_ids)}
     results: dict[str, dict] = {}
     for group_name in groups:
@@ -149,10 +151,10 @@ def write_outputs(results: dict, out_dir: Path) -> dict[str, str]:
 
 def plot(results: dict, png: Path) -> None:
     """Left: accuracy per strategy per group. Right: reliability diagram of the first group."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when a plot is written
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when a plot is written
 
     groups = list(results)
     strategies = list(next(iter(results.values())))
@@ -187,10 +189,10 @@ def plot(results: dict, png: Path) -> None:
 
 def plot_replay(results: dict, png: Path, order: str) -> None:
     """Accuracy against reviews per option, one line per group, its zero-shot accuracy dashed."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when a plot is written
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when a plot is written
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for i, (group, result) in enumerate(results.items()):

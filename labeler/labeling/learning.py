@@ -24,7 +24,7 @@ from ..collection import Collection
 from ..errors import LabelerError
 from ..files import write_atomically
 from .bulk import EncodedGroup, encode_groups, logit_scale, record_prompt_set
-from ..core.prompts import PromptSet, parse_prompt_set
+from ..core.prompts import PromptSet, bump_version, parse_prompt_set
 
 REVIEWED = ("accepted", "corrected")
 
@@ -91,8 +91,8 @@ def learn(collection: Collection, groups: Sequence[str] | None = None, prompt_se
     reviews cannot teach anything keep zero-shot and say why; ``LearnError`` when nothing at all
     can be learned as asked.
     """
-    model_id = collection.models.require_id()
     with collection.session() as s:
+        model_id = collection.models.require_id(s)
         known = list(s.scalars(select(Label.group).distinct().order_by(Label.group)))
         reviewed_groups = set(s.scalars(select(Label.group).where(Label.status.in_(REVIEWED), REVIEWED_ONLY)
                                    .distinct()))
@@ -120,8 +120,8 @@ def learn(collection: Collection, groups: Sequence[str] | None = None, prompt_se
                 continue
             found = reviews(s, name, group.option_names)
             prompt_set_id = record_prompt_set(s, chosen)
+            image_ids, vecs = collection.vectors.read(s, found.image_ids, model_id=model_id)
         text_vecs = option_vectors(collection, chosen, name)
-        image_ids, vecs = collection.vectors.read(found.image_ids, model_id=model_id)
         labels = found.labels[np.searchsorted(found.image_ids, image_ids)]
         fit = fewshot.learn_group(vecs, labels, text_vecs, scale)
         entry = {**fit.to_dict(), "prompt_set": {"name": chosen.name, "version": chosen.version}}
@@ -163,9 +163,9 @@ def replay(collection: Collection, prompt_set: PromptSet, truth: dict[str, dict[
     names = [g for g in (groups or prompt_set.groups) if truth.get(g) and g in prompt_set.groups]
     if not names:
         raise LearnError(f"no truth for any group of '{prompt_set.name}'; name CSV columns after the groups")
-    model_id = collection.models.require_id()
     scale = logit_scale(collection)
-    all_ids, all_vecs = collection.vectors.read(sorted({i for g in names for i in truth[g]}), model_id=model_id)
+    with collection.session() as s:
+        all_ids, all_vecs = collection.vectors.read(s, sorted({i for g in names for i in truth[g]}))
     row_of = {int(i): r for r, i in enumerate(all_ids)}
     results: dict[str, dict] = {}
     for name in names:
@@ -206,11 +206,9 @@ def write_tuned_prompt_set(collection: Collection, groups: Sequence[str] | None,
     another collection, unlike a stored fit. Returns ``{"path", "version", "groups": {group:
     {"reviews", "prompts", "dropped", "accuracy": {"before", "after"}}}}`` (accuracy on the reviews).
     """
-    from .prompt_lab import bump_version
-
-    model_id = collection.models.require_id()
     scale = logit_scale(collection)
     with collection.session() as s:
+        model_id = collection.models.require_id(s)
         known = list(s.scalars(select(Label.group).distinct().order_by(Label.group)))
         base = prompt_set or next((p for p in (prompt_set_of_labels(s, g) for g in (groups or known)) if p), None)
     if base is None:
@@ -223,7 +221,7 @@ def write_tuned_prompt_set(collection: Collection, groups: Sequence[str] | None,
         group = encoded[name]
         with collection.session() as s:
             found = reviews(s, name, group.option_names)
-        image_ids, vecs = collection.vectors.read(found.image_ids, model_id=model_id)
+            image_ids, vecs = collection.vectors.read(s, found.image_ids, model_id=model_id)
         labels = found.labels[np.searchsorted(found.image_ids, image_ids)]
         if len(labels) < fewshot.MIN_REVIEWS or len(np.unique(labels)) < 2:
             continue

@@ -25,8 +25,8 @@ from ..store.catalog import Label, PromptSetRecord
 from ..collection import Collection
 from ..errors import LabelerError, NotFound
 from ..files import write_atomically
-from ..core.prompts import (PROMPT_SET_DIR, PromptSet, PromptSetError, home_prompt_set_dir, load_prompt_set,
-                            parse_prompt_set, resolve_prompt_set_path)
+from ..core.prompts import (PROMPT_SET_DIR, PromptSet, PromptSetError, bump_version, home_prompt_set_dir,
+                            load_prompt_set, parse_prompt_set, resolve_prompt_set_path)
 from ..review.decisions import HISTOGRAM_BINS
 
 TOP_MATCHES = 12
@@ -101,13 +101,6 @@ def format_prompt_lines(prompt_set: PromptSet, group: str, option: str) -> str:
     """The option's prompts in the form :func:`parse_prompt_lines` reads back."""
     prompts = prompt_set.group(group).option(option).prompts
     return "\n".join(p.text if p.weight == 1.0 else f"{p.weight:g} | {p.text}" for p in prompts)
-
-
-def bump_version(version: object) -> int | str:
-    try:
-        return int(str(version)) + 1
-    except ValueError:
-        return f"{version}.1"
 
 
 def edited_prompt_set(path: Path, group: str, option: str, lines: str) -> tuple[PromptSet, str]:
@@ -186,7 +179,7 @@ def preview(collection: Collection, prompt_set: PromptSet, group: str, option: s
     stored vectors once. ``histogram`` has ``HISTOGRAM_BINS`` counts over [0, 1].
     """
     encoded = labeling.encode_groups(collection, prompt_set, [group])[group]
-    ids, vecs = vectors if vectors is not None else collection.vectors.read()
+    ids, vecs = vectors if vectors is not None else stored_vectors(collection)
     scale = labeling.logit_scale(collection)
     o = encoded.option_names.index(option)
     _, confidence, decision = encoded.decide(strategy, vecs, scale)
@@ -205,6 +198,12 @@ def preview(collection: Collection, prompt_set: PromptSet, group: str, option: s
             "images": int(len(ids)), "accuracy": accuracy}
 
 
+def stored_vectors(collection: Collection) -> tuple[np.ndarray, np.ndarray]:
+    """Every present image's stored vector: (ids ``[N]``, vectors ``[N, D]``)."""
+    with collection.session() as s:
+        return collection.vectors.read(s)
+
+
 def compare(collection: Collection, saved: PromptSet, group: str, option: str, strategy: str,
             lines: str, path: Path) -> tuple[dict, dict]:
     """Preview the edit (``lines`` for ``option``) beside the saved version ``saved`` at ``path``.
@@ -214,7 +213,7 @@ def compare(collection: Collection, saved: PromptSet, group: str, option: str, s
     """
     edited, _ = edited_prompt_set(path, group, option, lines)
     truth, truth_source = truth_for(collection, group)
-    vectors = collection.vectors.read()
+    vectors = stored_vectors(collection)
     result = preview(collection, edited, group, option, strategy, truth, vectors)
     result.update(truth_count=len(truth), truth_source=truth_source)
     baseline = preview(collection, saved, group, option, strategy, truth, vectors)

@@ -13,6 +13,8 @@ Reads no truth file.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
@@ -31,8 +33,6 @@ PROBABLY = 0.5  # the lowest cutoff: above it a label's value is less likely tha
 
 def cutoff_key(group: str) -> str:
     """The setting that keeps a group's latest audit cutoff (the dashboard counts suspects above it)."""
-    import hashlib
-
     return "audit.cutoff:" + hashlib.sha256(group.encode()).hexdigest()[:32]
 
 
@@ -55,7 +55,7 @@ def suspect_scores(pred_probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarr
     ``score = 1 - pred_probs[k, labels[k]]`` (cleanlab's self-confidence, turned so that higher is
     more suspect); ``flagged``: confident learning's label issues (prune by noise rate).
     """
-    from cleanlab.filter import find_label_issues
+    from cleanlab.filter import find_label_issues  # lazy: cleanlab (and its sklearn, pandas) only for an audit
     from cleanlab.rank import get_label_quality_scores
 
     labels = np.asarray(labels, np.int64)
@@ -70,21 +70,21 @@ def suspect_scores(pred_probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarr
 
 def audit_group(collection: Collection, group: str, limit: int = 200) -> dict:
     """``{"group", "cutoff", "flagged", "audited", "suspects": [...]}`` for one group; stores the scores."""
-    model_id = collection.models.require_id()
     with collection.session() as s:
+        model_id = collection.models.require_id(s)
         prompt_set = prompt_set_of_labels(s, group)
         if prompt_set is None or group not in prompt_set.groups:
             raise AuditError(f"group '{group}' has no prompt set to audit against")
         options = prompt_set.groups[group].option_names
         found = reviews(s, group, options)
+        image_ids, vecs = collection.vectors.read(s, found.image_ids, model_id=model_id)
+        scale = logit_scale(collection, s)
     if len(found) < MIN_REVIEWS or len(np.unique(found.labels)) < 2:
         raise AuditError(f"group '{group}' has {len(found)} reviewed labels of "
                          f"{len(np.unique(found.labels))} options: audit needs {MIN_REVIEWS} or more, "
                          "of two options or more")
-    image_ids, vecs = collection.vectors.read(found.image_ids, model_id=model_id)
     labels = found.labels[np.searchsorted(found.image_ids, image_ids)]
     text_vecs = option_vectors(collection, prompt_set, group)
-    scale = logit_scale(collection)
     fit = fewshot.learn_group(vecs, labels, text_vecs, scale)
     probs = fewshot.out_of_fold_confidence(vecs, labels, text_vecs, scale, fit.method, fit.params, fit.temperature)
     score, flagged = suspect_scores(probs, labels)

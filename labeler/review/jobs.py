@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from ..labeling import prompt_lab as lab, learning
 from . import decisions as review
+from . import trust
 from ..store.catalog import Job, utcnow
 from ..collection import Collection
 from ..errors import LabelerError, NotFound
@@ -218,15 +219,15 @@ def learn_and_relabel(collection: Collection, progress: Progress, params: dict) 
     Steps: one per group learned, then one per image relabeled per prompt set. Returns
     (``{"learn": {group: report}, "relabel": [label report, ...]}``, a one-line summary).
     """
-    model_id = collection.models.require_id()
     with collection.session() as s:
+        model_id = collection.models.require_id(s)
+        images = collection.vectors.count(s, model_id)
         names = review.groups(s)
         by_set: dict[str, tuple] = {}  # content hash → (prompt set, its groups)
         for name in names:
             prompt_set = learning.prompt_set_of_labels(s, name)
             if prompt_set is not None:
                 by_set.setdefault(prompt_set.content_hash, (prompt_set, []))[1].append(name)
-    images = collection.vectors.count(model_id)
     progress.set(0, len(names) + images * len(by_set), f"learning from reviews: 0 of {len(names)} groups")
     learned = 0
 
@@ -266,8 +267,8 @@ def label(collection: Collection, progress: Progress, params: dict) -> tuple[dic
     """
     prompt_set, _ = lab.open_prompt_set(collection.config.home, params["prompt_set"])
     strategy = params.get("strategy") or None
-    model_id = collection.models.require_id()
-    images = collection.vectors.count(model_id)
+    with collection.session() as s:
+        images = collection.vectors.count(s, collection.models.require_id(s))
     where = f"labeling with {prompt_set.name} v{prompt_set.version}"
     progress.set(0, images, f"{where}: 0 of {images} images")
 
@@ -286,8 +287,6 @@ def accept(collection: Collection, progress: Progress, params: dict) -> tuple[di
 
     Steps: estimating, then writing. A refusal fails the job with its one line (how many more
     random reviews it needs)."""
-    from . import trust
-
     group = str(params["group"])
     try:
         target = float(params.get("min_precision", 0.99))

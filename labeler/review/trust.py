@@ -17,6 +17,9 @@ and stays as it is.
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import json
 import os
 import socket
@@ -30,10 +33,11 @@ from sqlalchemy.orm import Session
 from ..collection import Collection
 from ..core import fewshot, trust
 from ..errors import LabelerError, NotFound
+from ..files import write_atomically
 from ..labeling.bulk import logit_scale
 from ..labeling.learning import option_vectors, prompt_set_of_labels, reviews
 from ..store import db
-from ..store.catalog import AcceptRun, Fit, Label, ReviewEvent, Setting, utcnow
+from ..store.catalog import AcceptRun, Fit, ImageFile, Label, ReviewEvent, Setting, utcnow
 
 AUTO = "auto"
 RANDOM_ACTION = "import"  # the review events whose labels form a random sample
@@ -78,8 +82,8 @@ def known_groups(session: Session) -> list[str]:
 
 def gather(collection: Collection, group: str) -> Evidence:
     """The inputs of the bound for ``group``; raises :class:`AcceptError` when they are not usable."""
-    model_id = collection.models.require_id()
     with collection.session() as s:
+        model_id = collection.models.require_id(s)
         groups = known_groups(s)
         if group not in groups:
             raise AcceptError(f"unknown group '{group}' (have: {', '.join(groups) or 'no labels yet'})")
@@ -109,16 +113,17 @@ def gather(collection: Collection, group: str) -> Evidence:
             select(Label.image_id).join(newest, newest.c.label_id == Label.id)
             .join(ReviewEvent, ReviewEvent.id == newest.c.event_id)
             .where(ReviewEvent.action == RANDOM_ACTION)))
+        image_ids, vecs = collection.vectors.read(s, found.image_ids, model_id=model_id)
+        scale = logit_scale(collection, s)
     if len(found) != fit.reviewed:
         raise AcceptError(f"the reviews of '{group}' changed since its fit ({fit.reviewed} then, {len(found)} now): "
                           f"run `manage.py learn --group {group}` and `manage.py label` first")
     label_ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
     confidence = np.fromiter((r[1] if r[1] is not None else 0.0 for r in rows), np.float64, len(rows))
-    image_ids, vecs = collection.vectors.read(found.image_ids, model_id=model_id)
     labels = found.labels[np.searchsorted(found.image_ids, image_ids)]
     report = fit.report or {}
     oof = fewshot.out_of_fold_confidence(vecs, labels, option_vectors(collection, prompt_set, group),
-                                         logit_scale(collection), fit.method, report.get("params") or {},
+                                         scale, fit.method, report.get("params") or {},
                                          float(report.get("temperature") or 1.0))
     sample = np.array([int(i) in random_images for i in image_ids], bool)
     answer = oof.argmax(axis=1) if len(oof) else np.zeros(0, np.int64)
@@ -174,8 +179,6 @@ _LOCK_PREFIX = "accept.running:"
 
 
 def _lock_key(group: str) -> str:
-    import hashlib
-
     return _LOCK_PREFIX + hashlib.sha256(group.encode()).hexdigest()[:32]
 
 
@@ -357,7 +360,6 @@ def runs(collection: Collection, group: str | None = None, run_id: int | None = 
         return [run_dict(s, r) for r in s.scalars(query)]
 
 
-
 def sample(collection: Collection, group: str, count: int, out, seed: int | None = None) -> dict:
     """Write ``count`` of ``group``'s proposed labels, drawn uniformly at random, to the CSV ``out``.
 
@@ -365,12 +367,6 @@ def sample(collection: Collection, group: str, count: int, out, seed: int | None
     ready for ``import-labels``: the import makes them the random reviews ``accept`` rests on.
     Returns ``{"group", "count", "out", "seed"}``.
     """
-    import csv
-    import io
-
-    from ..files import write_atomically
-    from ..store.catalog import ImageFile
-
     if count < 1:
         raise AcceptError(f"--count must be at least 1; got {count}")
     with collection.session() as s:

@@ -16,9 +16,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from .catalog import ImageFile
-from ..collection import Collection
 from ..errors import LabelerError
 
 ID_COLUMNS = ("file", "path", "image_id")
@@ -30,8 +30,9 @@ class CsvError(LabelerError):
     """A CSV file that cannot be read as one (not UTF-8, binary, malformed, a huge field)."""
 
 
-def match_rows(collection: Collection, csv_path: Path, rows: list[dict[str, str]]) -> list[int | None]:
-    """Catalog image id of each CSV row (``image_id``, ``path`` or ``file``), None when none matches.
+def match_rows(session: Session, csv_path: Path, rows: list[dict[str, str]]) -> list[int | None]:
+    """Catalog image id of each CSV row (``image_id``, ``path`` or ``file``), None when none matches,
+    read in the caller's ``session``.
 
     A ``file`` is relative to the CSV's folder; when that path is unknown, a bare file name that is
     unique in the catalog still matches. A ``path`` must match exactly.
@@ -39,13 +40,12 @@ def match_rows(collection: Collection, csv_path: Path, rows: list[dict[str, str]
     base = csv_path.resolve().parent
     by_path: dict[str, int] = {}
     by_name: dict[str, int | None] = {}
-    with collection.session() as s:
-        for path, image_id in s.execute(select(ImageFile.path, ImageFile.image_id)
-                                        .where(ImageFile.image_id.is_not(None))):
-            by_path[path] = image_id
-            name = os.path.basename(path)
-            by_name[name] = image_id if name not in by_name or by_name[name] == image_id else None
-        known_ids = None
+    for path, image_id in session.execute(select(ImageFile.path, ImageFile.image_id)
+                                          .where(ImageFile.image_id.is_not(None))):
+        by_path[path] = image_id
+        name = os.path.basename(path)
+        by_name[name] = image_id if name not in by_name or by_name[name] == image_id else None
+    known_ids = None
     matched: list[int | None] = []
     for row in rows:
         image_id = None

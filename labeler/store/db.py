@@ -10,7 +10,7 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -133,7 +133,7 @@ def dispose_engines() -> None:
 
 
 def alembic_config(config: Config):
-    from alembic.config import Config as AlembicConfig
+    from alembic.config import Config as AlembicConfig  # lazy: Alembic only when the schema is checked or migrated
 
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -144,20 +144,20 @@ def alembic_config(config: Config):
 
 def upgrade(config: Config, revision: str = "head") -> None:
     """Bring the schema to ``revision`` through the Alembic migrations."""
-    from alembic import command
+    from alembic import command  # lazy: Alembic only when the schema is checked or migrated
 
     command.upgrade(alembic_config(config), revision)
 
 
 def current_revision(config: Config) -> str | None:
-    from alembic.runtime.migration import MigrationContext
+    from alembic.runtime.migration import MigrationContext  # lazy: Alembic only when the schema is checked or migrated
 
     with get_engine(config).connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def head_revision(config: Config) -> str | None:
-    from alembic.script import ScriptDirectory
+    from alembic.script import ScriptDirectory  # lazy: Alembic only when the schema is checked or migrated
 
     return ScriptDirectory.from_config(alembic_config(config)).get_current_head()
 
@@ -258,8 +258,6 @@ def unchecked_references(config: Config) -> Iterator[sqlite3.Connection]:
 
 def sqlite_path(config: Config) -> str:
     """The catalog's file, for a process that opens it itself (SQLite only)."""
-    from sqlalchemy.engine import make_url
-
     return make_url(config.db_url).database
 
 

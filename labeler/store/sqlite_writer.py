@@ -73,7 +73,7 @@ def _serve(pipe: Connection) -> None:
     write, or None to stop. Each batch gets an answer, ``("ok", written)`` or ``("error",
     message)``; after an error, later batches are answered ``("skipped", 0)`` unwritten, so the
     run stops at the chunk that failed."""
-    from . import db
+    from . import db  # lazy: the writer process itself needs no SQLAlchemy
 
     path, sql = pickle.loads(pipe.recv_bytes())
     connection = sqlite3.connect(path, timeout=30, isolation_level=None)

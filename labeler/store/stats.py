@@ -1,4 +1,4 @@
-"""What a collection holds: counts of images, files, vectors, failures and missing images."""
+"""What a catalog holds: counts of images, files, failures and missing images."""
 
 from __future__ import annotations
 
@@ -6,21 +6,17 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from .catalog import Image, ImageFile
-from ..collection import Collection
 
 
 def _count(session: Session, query: Select) -> int:
     return session.scalar(select(func.count()).select_from(query.subquery()))
 
 
-def collection_stats(collection: Collection) -> dict:
-    """The ``stats --json`` contract: images, embedded, failed, missing, model (+ files, home)."""
-    with collection.session() as s:
-        counts = {
-            "images": _count(s, select(Image.id)),
-            "embedded": collection.vectors.count(),
-            "failed": _count(s, select(ImageFile.id).where(ImageFile.status == "failed")),
-            "missing": _count(s, select(Image.id).where(Image.status == "missing")),
-            "files": _count(s, select(ImageFile.id)),
-        }
-    return {**counts, "model": collection.models.stored_spec(), "home": str(collection.config.home)}
+def catalog_counts(session: Session) -> dict[str, int]:
+    """``images``, ``failed`` (files that did not decode), ``missing`` (images whose files are gone), ``files``."""
+    return {
+        "images": _count(session, select(Image.id)),
+        "failed": _count(session, select(ImageFile.id).where(ImageFile.status == "failed")),
+        "missing": _count(session, select(Image.id).where(Image.status == "missing")),
+        "files": _count(session, select(ImageFile.id)),
+    }

@@ -1,4 +1,4 @@
-"""The index cache: the model's FAISS index file, loaded once and kept in line with the catalog.
+"""The index keeper: the model's FAISS index file, loaded once and kept in step with the catalog.
 
 The catalog's vectors are the truth, and database triggers log every change to the set of
 indexable vectors in ``index_changes`` (a vector stored or replaced, an image gone or back).
@@ -14,7 +14,7 @@ vectors with ``nlist`` ≈ 4·sqrt(N) and ``nprobe`` tuned to a measured recall@
 checkpoint switches to IVF at the threshold and retrains when the collection has grown
 :data:`RETRAIN_GROWTH`-fold. Searching never rebuilds.
 
-Another process may add or remove vectors while a server holds the index: :meth:`IndexCache.get`
+Another process may add or remove vectors while a server holds the index: :meth:`IndexKeeper.get`
 looks at the newest change id at most every :data:`REFRESH_S` seconds and replays what is new.
 """
 
@@ -31,12 +31,12 @@ from sqlalchemy import Integer, String, cast, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..store import db
 from ..store.catalog import Model, Setting
 from ..config import Config
 from ..errors import CatalogError
 from .index import IVF_TRAIN_PER_LIST, FaissIndex, check_factory, choose_factory, read_stamp
 from .model_registry import ModelRegistry
+from .vector_index import VectorIndex
 from .vector_store import VectorStore
 
 
@@ -74,8 +74,12 @@ def bump_generation(session: Session) -> None:
         session.execute(bump)
 
 
-class IndexCache:
-    """``IndexCache(config, models, vectors)``: load, catch up, save or rebuild the index of the model in force.
+class IndexKeeper:
+    """``IndexKeeper(config, models, vectors)``: load, catch up, save or rebuild the index of the model in force.
+
+    It keeps the index in step with the catalog (it is not a cache: the file is only ever a
+    replay of the catalog's change log). Every method that reads the catalog takes the caller's
+    ``session``; one operation (a search, a batch of writes, a rebuild) is one unit of work.
 
     The FAISS type and GPU use come from ``config.index_factory`` and ``config.index_gpu``.
     ``last_replay`` counts what the last catch-up read and did, ``saves`` and ``saved_vectors``
@@ -86,7 +90,7 @@ class IndexCache:
         self.config = config
         self.models = models
         self.vectors = vectors
-        self._index: FaissIndex | None = None
+        self._index: VectorIndex | None = None
         self._lock = threading.RLock()  # web server threads share one collection
         self._checked_at = 0.0
         self._unsaved = 0  # changes applied since the file was last written
@@ -94,28 +98,26 @@ class IndexCache:
         self.saves = self.saved_vectors = 0
         self._model_id: int | None = None
 
-    def _model(self) -> int:
+    def _model(self, session: Session) -> int:
         """The model in force's catalog id, looked up once (a handle never switches models)."""
         if self._model_id is None:
-            self._model_id = self.models.require_id()
+            self._model_id = self.models.require_id(session)
         return self._model_id
 
-    def _model_row(self) -> str:
+    def _model_row(self, session: Session) -> str:
         """Which catalog's model row the index belongs to: its id and creation time. A catalog
         rebuilt (or restored) reuses ids, so a file stamped for another row is not replayed."""
-        with db.session_scope(self.config) as s:
-            model = s.get(Model, self._model())
-            return f"{model.id}@{model.created_at.isoformat()}"
+        model = session.get(Model, self._model(session))
+        return f"{model.id}@{model.created_at.isoformat()}"
 
     def path(self, model_id: int) -> Path:
         return self.config.index_dir / f"model-{model_id}.faiss"
 
-    def generation(self) -> int:
-        with db.session_scope(self.config) as s:
-            return read_generation(s)
+    def generation(self, session: Session) -> int:
+        return read_generation(session)
 
     # -- opening and following the catalog ----------------------------------------------------
-    def get(self) -> FaissIndex:
+    def get(self, session: Session) -> VectorIndex:
         """The model's index, opened on the first call of the process, then caught up with the
         catalog's change log at most every :data:`REFRESH_S` seconds.
 
@@ -125,23 +127,23 @@ class IndexCache:
         if self._index is None or time.monotonic() - self._checked_at >= REFRESH_S:
             with self._lock:
                 if self._index is None:
-                    self.open()
+                    self.open(session)
                 elif time.monotonic() - self._checked_at >= REFRESH_S:
                     self._checked_at = time.monotonic()
-                    model_id = self._model()
+                    model_id = self._model(session)
                     on_disk = read_stamp(self.path(model_id)) or {}
                     if on_disk.get("build") not in (None, self._index.stamp.get("build")):
-                        self.open()
-                    elif self.vectors.latest_change() > self._index.stamp.get("change", 0):
-                        self.catch_up()
+                        self.open(session)
+                    elif self.vectors.latest_change(session) > self._index.stamp.get("change", 0):
+                        self.catch_up(session)
         return self._index
 
-    def open(self) -> FaissIndex:
+    def open(self, session: Session) -> VectorIndex:
         """Load the index file and replay the changes newer than its stamp; build it when the
         file is missing, unreadable or of another dimension. Saves when the replay was large."""
         with self._lock:
             self._checked_at = time.monotonic()
-            model_id = self._model()
+            model_id = self._model(session)
             path = self.path(model_id)
             index = None
             if path.exists():
@@ -149,38 +151,38 @@ class IndexCache:
                     index = FaissIndex.load(path, gpu=self.config.index_gpu, mapped=True)
                 except Exception:
                     index = None  # unreadable: rebuilt from the stored vectors below
-                if index is not None and index.dim != self.models.dim(model_id):
+                if index is not None and index.dim != self.models.dim(session, model_id):
                     index = None
             if index is not None and "change" in index.stamp and (
-                    index.stamp.get("model_row") != self._model_row()
-                    or index.stamp["change"] > self.vectors.latest_change()):
+                    index.stamp.get("model_row") != self._model_row(session)
+                    or index.stamp["change"] > self.vectors.latest_change(session)):
                 index = None  # stamped for another catalog: its ids mean other images here
             if index is None:
-                return self.rebuild()
+                return self.rebuild(session)
             self._index, self._unsaved = index, 0
             if "change" not in index.stamp:
-                self._adopt_unstamped(index)  # written before stamps: compared id by id, once
+                self._adopt_unstamped(session, index)  # written before stamps: compared id by id, once
             else:
-                self.catch_up()
+                self.catch_up(session)
             if self._unsaved and self._rebuild_due(index):
                 # grown past the IVF threshold (or the retrain growth) by writes this process
                 # replays rather than made (a bulk import, say): the type its size calls for, once
-                return self.rebuild(index.stamp.get("spec"))
+                return self.rebuild(session, index.stamp.get("spec"))
             if (self._unsaved and self._unsaved >= self._save_after()) or index.upgraded:
-                self.save()  # an upgraded file is saved once, in the layout it now has
+                self.save(session)  # an upgraded file is saved once, in the layout it now has
                 index.upgraded = False
             return index
 
-    def _adopt_unstamped(self, index: FaissIndex) -> None:
-        model_id = self._model()
-        change = self.vectors.latest_change()
-        ids, have = self.vectors.ids(model_id), index.ids()
+    def _adopt_unstamped(self, session: Session, index: VectorIndex) -> None:
+        model_id = self._model(session)
+        change = self.vectors.latest_change(session)
+        ids, have = self.vectors.ids(session, model_id), index.ids()
         index.remove(np.setdiff1d(have, ids))
-        index.add(*self.vectors.read(np.setdiff1d(ids, have), model_id=model_id))
-        index.stamp = self._stamp(index, change, spec=self.config.index_factory, trained_at=len(index))
-        self.save()
+        index.add(*self.vectors.read(session, np.setdiff1d(ids, have), model_id=model_id))
+        index.stamp = self._stamp(session, index, change, spec=self.config.index_factory, trained_at=len(index))
+        self.save(session)
 
-    def catch_up(self, known: tuple[np.ndarray, np.ndarray] | None = None) -> int:
+    def catch_up(self, session: Session, known: tuple[np.ndarray, np.ndarray] | None = None) -> int:
         """Replay the logged changes newer than the index's stamp; returns how many were read.
 
         Each touched image ends as the catalog has it now (present with a vector: in the index;
@@ -188,13 +190,13 @@ class IndexCache:
         written by the caller, used instead of reading those vectors back.
         """
         with self._lock:
-            index = self._index if self._index is not None else self.open()
-            model_id = self._model()
+            index = self._index if self._index is not None else self.open(session)
+            model_id = self._model(session)
             after = index.stamp.get("change", 0)
-            if db.get_engine(self.config).dialect.name != "sqlite":
+            if session.get_bind().dialect.name != "sqlite":
                 after = max(0, after - PG_REREAD)
-            latest = self.vectors.latest_change()  # before the read: a later change is in it
-            changes, present_ids = self.vectors.changes_since(after, model_id)
+            latest = self.vectors.latest_change(session)  # before the read: a later change is in it
+            changes, present_ids = self.vectors.changes_since(session, after, model_id)
             self.last_replay = {"changes": len(changes), "added": 0, "removed": 0}
             if not changes:
                 # other models' changes (another mode's vectors) need no replay, ever again
@@ -206,33 +208,36 @@ class IndexCache:
             present, held = np.isin(touched, present_ids), index.contains(touched)
             to_add = touched[present & (~held | replaced)]
             to_remove = touched[~present & held]
-            ids, vecs = self._vectors_of(to_add, known, model_id)
+            ids, vecs = self._vectors_of(session, to_add, known, model_id)
             try:
                 index.remove(to_remove)
                 index.add(ids, vecs)
             except RuntimeError:  # HNSW cannot remove (nor replace): rebuilt from the catalog
-                self.rebuild(index.stamp.get("spec"))
+                self.rebuild(session, index.stamp.get("spec"))
                 return len(changes)
             index.stamp = {**index.stamp, "change": max(latest, *(c[0] for c in changes)), "count": len(index)}
             self.last_replay.update(added=len(ids), removed=len(to_remove))
             self._unsaved += len(ids) + len(to_remove)
             return len(changes)
 
-    def _vectors_of(self, ids: np.ndarray, known: tuple[np.ndarray, np.ndarray] | None, model_id: int
-                    ) -> tuple[np.ndarray, np.ndarray]:
+    def _vectors_of(self, session: Session, ids: np.ndarray, known: tuple[np.ndarray, np.ndarray] | None,
+                    model_id: int) -> tuple[np.ndarray, np.ndarray]:
         if known is None or not len(known[0]) or not len(ids):
-            return self.vectors.read(ids, model_id=model_id) if len(ids) else (ids, np.zeros((0, 0), np.float32))
+            if not len(ids):
+                return ids, np.zeros((0, 0), np.float32)
+            return self.vectors.read(session, ids, model_id=model_id)
         known_ids = np.asarray(known[0], dtype=np.int64)
         order = np.argsort(known_ids)
         pos = np.searchsorted(known_ids, ids, sorter=order).clip(max=len(known_ids) - 1)
         hit = known_ids[order[pos]] == ids
-        read_ids, read_vecs = self.vectors.read(ids[~hit], model_id=model_id) if (~hit).any() else (None, None)
+        read_ids, read_vecs = (self.vectors.read(session, ids[~hit], model_id=model_id) if (~hit).any()
+                               else (None, None))
         ids_out, vecs_out = ids[hit], np.asarray(known[1], dtype=np.float32)[order[pos[hit]]]
         if read_ids is not None and len(read_ids):
             ids_out, vecs_out = np.concatenate([ids_out, read_ids]), np.concatenate([vecs_out, read_vecs])
         return ids_out, vecs_out
 
-    def sync(self, rebuild: bool = False, save: bool = True) -> FaissIndex:
+    def sync(self, session: Session, rebuild: bool = False, save: bool = True) -> VectorIndex:
         """The index, caught up with the catalog (``rebuild``: built anew from the stored vectors).
 
         ``save``: write it back when it changed (a server following another process's writes
@@ -240,11 +245,11 @@ class IndexCache:
         """
         with self._lock:
             if rebuild:
-                return self.rebuild()
-            index = self.get() if self._index is not None else self.open()
-            self.catch_up()
+                return self.rebuild(session)
+            index = self.get(session) if self._index is not None else self.open(session)
+            self.catch_up(session)
             if save and self._unsaved:
-                self.save()
+                self.save(session)
             return index
 
     # -- writing ------------------------------------------------------------------------------
@@ -253,17 +258,17 @@ class IndexCache:
         size = len(self._index) if self._index is not None else 0
         return max(self.config.checkpoint_every, int(size * SAVE_FRACTION))
 
-    def save(self) -> None:
+    def save(self, session: Session) -> None:
         with self._lock:
             if self._index is None:
                 return
-            stamp = {**self._index.stamp, "count": len(self._index), "generation": self.generation()}
-            self._index.save(self.path(self._model()), stamp)
+            stamp = {**self._index.stamp, "count": len(self._index), "generation": self.generation(session)}
+            self._index.save(self.path(self._model(session)), stamp)
             self._unsaved = 0
             self.saves += 1
             self.saved_vectors += len(self._index)
 
-    def checkpoint(self, force: bool = False) -> str | None:
+    def checkpoint(self, session: Session, force: bool = False) -> str | None:
         """After a writer's batch: switch to IVF, retrain or save when due; returns what was done.
 
         ``force`` (the end of a run) saves whatever is unsaved.
@@ -273,16 +278,16 @@ class IndexCache:
             if index is None:
                 return None
             if self._rebuild_due(index):
-                self.rebuild(index.stamp.get("spec"))
+                self.rebuild(session, index.stamp.get("spec"))
                 return "rebuilt"
             if self._unsaved and (force or self._unsaved >= self._save_after()):
                 if index.kind == "ivf":  # the lists have filled since nprobe was chosen: choose again
-                    tune_nprobe(index, self.vectors.sample(2 * RECALL_QUERIES, self._model())[1])
-                self.save()
+                    tune_nprobe(index, self.vectors.sample(session, 2 * RECALL_QUERIES, self._model(session))[1])
+                self.save(session)
                 return "saved"
             return None
 
-    def _rebuild_due(self, index: FaissIndex) -> bool:
+    def _rebuild_due(self, index: VectorIndex) -> bool:
         spec = index.stamp.get("spec", self.config.index_factory)
         wanted = choose_factory(spec, len(index), self.config.index_ivf_above)
         if wanted != "Flat" and index.kind == "flat":  # a placeholder until the IVF could be trained
@@ -291,7 +296,8 @@ class IndexCache:
             return len(index) >= RETRAIN_GROWTH * max(1, index.stamp.get("trained_at", len(index)))
         return False
 
-    def rebuild(self, spec: str | None = None, progress: Callable[[int], None] | None = None) -> FaissIndex:
+    def rebuild(self, session: Session, spec: str | None = None,
+                progress: Callable[[int], None] | None = None) -> VectorIndex:
         """Build the index anew from the stored vectors and save it.
 
         ``spec``: ``auto``, ``flat``, ``ivf``, ``hnsw`` or a FAISS factory string (default the
@@ -301,61 +307,61 @@ class IndexCache:
         spec = spec or self.config.index_factory
         check_factory(spec)
         with self._lock:
-            model_id = self._model()
-            change = self.vectors.latest_change()  # before reading: later changes are replayed after
-            n = self.vectors.count_present(model_id)
+            model_id = self._model(session)
+            change = self.vectors.latest_change(session)  # before reading: later changes are replayed after
+            n = self.vectors.count_present(session, model_id)
             factory = choose_factory(spec, n, self.config.index_ivf_above)
             if factory != "Flat" and n < _lists_needed(factory):
                 factory = "Flat"  # too few vectors to train on: exact until there are enough
             try:
-                index = FaissIndex(self.models.dim(model_id), factory, self.config.index_gpu)
+                index = FaissIndex(self.models.dim(session, model_id), factory, self.config.index_gpu)
             except RuntimeError as exc:
                 raise CatalogError(f"FAISS cannot build {factory!r}: {exc}") from None
             sample = None
             if not index.is_trained:
                 nlist = index.nlist or _lists_needed(factory)
-                _, sample = self.vectors.sample(nlist * IVF_TRAIN_PER_LIST, model_id)
+                _, sample = self.vectors.sample(session, nlist * IVF_TRAIN_PER_LIST, model_id)
                 index.train(sample)
-            for ids, vecs in self.vectors.chunks(model_id):
+            for ids, vecs in self.vectors.chunks(session, model_id):
                 index.add(ids, vecs)
                 if progress:
                     progress(len(ids))
             if index.kind == "ivf":
                 tune_nprobe(index, sample)
-            index.stamp = self._stamp(index, change, spec=spec, trained_at=n)
+            index.stamp = self._stamp(session, index, change, spec=spec, trained_at=n)
             self._index, self._unsaved = index, 0
-            self.catch_up()
-            self.save()
+            self.catch_up(session)
+            self.save(session)
             return index
 
-    def _stamp(self, index: FaissIndex, change: int, spec: str, trained_at: int) -> dict:
-        return {"change": change, "count": len(index), "generation": self.generation(), "spec": spec,
-                "trained_at": trained_at, "build": uuid.uuid4().hex, "model_row": self._model_row()}
+    def _stamp(self, session: Session, index: VectorIndex, change: int, spec: str, trained_at: int) -> dict:
+        return {"change": change, "count": len(index), "generation": self.generation(session), "spec": spec,
+                "trained_at": trained_at, "build": uuid.uuid4().hex, "model_row": self._model_row(session)}
 
     # -- checking -----------------------------------------------------------------------------
-    def describe(self) -> dict:
+    def describe(self, session: Session) -> dict:
         """The open index: ``type``, ``factory``, ``vectors``, ``nlist``/``nprobe`` for IVF, its ``stamp``."""
-        index = self.get()
+        index = self.get(session)
         return {**index.describe(), "stamp": {k: v for k, v in index.stamp.items() if k != "build"}}
 
-    def recall(self, queries: int = 50, k: int = 10, seed: int = 0) -> float | None:
+    def recall(self, session: Session, queries: int = 50, k: int = 10, seed: int = 0) -> float | None:
         """Measured recall@``k`` of the index against an exact scan, with a random sample of
         stored vectors as queries; None for an empty index."""
-        index = self.get()
+        index = self.get(session)
         if len(index) == 0:
             return None
-        _, sample = self.vectors.sample(queries, seed=seed)
+        _, sample = self.vectors.sample(session, queries, seed=seed)
         return measure_recall(index, sample, k)
 
-    def problems(self) -> list[str]:
+    def problems(self, session: Session) -> list[str]:
         """Problems between the catalog's stored vectors and the index file; empty when consistent.
 
         A full comparison, id by id: ``check`` pays it on purpose; opening never does.
         """
-        model_id = self.models.current_id()
+        model_id = self.models.current_id(session)
         if model_id is None:
             return []
-        ids, dim = self.vectors.ids(model_id), self.models.dim(model_id)
+        ids, dim = self.vectors.ids(session, model_id), self.models.dim(session, model_id)
         path = self.path(model_id)
         if not path.exists():
             return [f"index file {path} is missing ({len(ids)} vectors in the catalog)"] if len(ids) else []
@@ -370,7 +376,7 @@ class IndexCache:
             held, unsaved, self._index = self._index, self._unsaved, index
             try:
                 if "change" in index.stamp:
-                    self.catch_up()
+                    self.catch_up(session)
             finally:
                 self._index, self._unsaved = held, unsaved
         have = index.ids()

@@ -16,14 +16,16 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..store import db
 from ..store.catalog import Embedding, Image, IndexChange, PromptEmbedding, utcnow
 from ..config import Config
 from .model_registry import ModelRegistry
 
 
 class VectorStore:
-    """``VectorStore(config, models)``: read and add stored vectors, encode texts through a cache."""
+    """``VectorStore(config, models)``: read and add stored vectors, encode texts through a cache.
+
+    Every method takes the caller's ``session``: one operation, one unit of work.
+    """
 
     def __init__(self, config: Config, models: ModelRegistry):
         self.config = config
@@ -36,141 +38,139 @@ class VectorStore:
         present = select(Image.id).where(Image.id == Embedding.image_id, Image.status == "ok").exists()
         return select(*columns).where(Embedding.model_id == model_id, present).order_by(Embedding.image_id)
 
-    def ids(self, model_id: int | None = None) -> np.ndarray:
+    def ids(self, session: Session, model_id: int | None = None) -> np.ndarray:
         """Ids ``[N]`` of the present images that have a vector for the model; no vectors are read."""
-        model_id = model_id or self.models.require_id()
-        with db.session_scope(self.config) as s:
-            return np.fromiter(s.scalars(self._present(model_id, Embedding.image_id)), dtype=np.int64)
+        model_id = model_id or self.models.require_id(session)
+        return np.fromiter(session.scalars(self._present(model_id, Embedding.image_id)), dtype=np.int64)
 
-    def read(self, image_ids: Sequence[int] | None = None, model_id: int | None = None
+    def read(self, session: Session, image_ids: Sequence[int] | None = None, model_id: int | None = None
              ) -> tuple[np.ndarray, np.ndarray]:
         """Stored vectors: (ids ``[N]`` int64, vectors ``[N, D]`` float32), in id order.
 
         Only images whose file is still present; ``image_ids`` restricts to those ids.
         """
-        model_id = model_id or self.models.require_id()
+        model_id = model_id or self.models.require_id(session)
         query = self._present(model_id, Embedding.image_id, Embedding.vector)
-        with db.session_scope(self.config) as s:
-            if image_ids is None:
-                rows = s.execute(query).all()
-            else:  # in chunks: SQLite caps the number of bound parameters
-                wanted = list(map(int, image_ids))
-                rows = [r for start in range(0, len(wanted), 10_000) for r in s.execute(
-                    query.where(Embedding.image_id.in_(wanted[start:start + 10_000]))).all()]
+        if image_ids is None:
+            rows = session.execute(query).all()
+        else:  # in chunks: SQLite caps the number of bound parameters
+            wanted = list(map(int, image_ids))
+            rows = [r for start in range(0, len(wanted), 10_000) for r in session.execute(
+                query.where(Embedding.image_id.in_(wanted[start:start + 10_000]))).all()]
         if not rows:
-            return np.zeros(0, np.int64), np.zeros((0, self.models.dim(model_id)), np.float32)
+            return np.zeros(0, np.int64), np.zeros((0, self.models.dim(session, model_id)), np.float32)
         return _decode(rows)
 
-    def chunks(self, model_id: int | None = None, chunk_rows: int = 50_000
-               ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Like :meth:`read` for every present image, ``chunk_rows`` at a time, so memory stays bounded.
+    def read_after(self, session: Session, model_id: int, last: int, rows: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """The next ``rows`` stored vectors of present images after image id ``last``, like
+        :meth:`read`; empty arrays at the end. Keyset paging: no OFFSET scan, no huge ``IN`` list."""
+        found = _driver_rows(session, self._present(model_id, Embedding.image_id, Embedding.vector)
+                             .where(Embedding.image_id > last).limit(rows))
+        if not found:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        return _decode(found)
 
-        Keyset paging (``image_id > last``) avoids both OFFSET scans and huge ``IN`` lists.
-        """
-        model_id = model_id or self.models.require_id()
+    def chunks(self, session: Session, model_id: int | None = None, chunk_rows: int = 50_000
+               ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Like :meth:`read` for every present image, ``chunk_rows`` at a time, so memory stays
+        bounded; every chunk in ``session`` (see :meth:`read_after` for a session per chunk)."""
+        model_id = model_id or self.models.require_id(session)
         last = -1
         while True:
-            with db.session_scope(self.config) as s:
-                rows = _driver_rows(s, self._present(model_id, Embedding.image_id, Embedding.vector)
-                                    .where(Embedding.image_id > last).limit(chunk_rows))
-            if not rows:
+            ids, vecs = self.read_after(session, model_id, last, chunk_rows)
+            if not len(ids):
                 return
-            ids, vecs = _decode(rows)
             yield ids, vecs
             last = int(ids[-1])
 
-    def count(self, model_id: int | None = None) -> int:
+    def count(self, session: Session, model_id: int | None = None) -> int:
         """How many vectors the model has (present images or not); 0 before any."""
-        model_id = model_id or self.models.current_id()
+        model_id = model_id or self.models.current_id(session)
         if model_id is None:
             return 0
-        with db.session_scope(self.config) as s:
-            return s.scalar(select(func.count()).select_from(Embedding).where(Embedding.model_id == model_id))
+        return session.scalar(select(func.count()).select_from(Embedding).where(Embedding.model_id == model_id))
 
-    def count_present(self, model_id: int | None = None) -> int:
+    def count_present(self, session: Session, model_id: int | None = None) -> int:
         """How many present images have a vector for the model: the size an index will have."""
-        model_id = model_id or self.models.require_id()
-        with db.session_scope(self.config) as s:
-            return s.scalar(select(func.count()).select_from(Embedding).join(Image, Image.id == Embedding.image_id)
-                            .where(Embedding.model_id == model_id, Image.status == "ok"))
+        model_id = model_id or self.models.require_id(session)
+        return session.scalar(select(func.count()).select_from(Embedding).join(Image, Image.id == Embedding.image_id)
+                              .where(Embedding.model_id == model_id, Image.status == "ok"))
 
-    def sample(self, size: int, model_id: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, session: Session, size: int, model_id: int | None = None, seed: int = 0
+               ) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``size`` stored vectors of present images, drawn at random: (ids ``[M]``, vectors ``[M, D]``)."""
-        ids = self.ids(model_id)
+        ids = self.ids(session, model_id)
         if len(ids) > size:
             ids = np.sort(np.random.default_rng(seed).choice(ids, size, replace=False))
-        return self.read(ids, model_id=model_id)
+        return self.read(session, ids, model_id=model_id)
 
-    def latest_change(self) -> int:
+    def latest_change(self, session: Session) -> int:
         """The id of the newest ``index_changes`` row; 0 before any. One indexed lookup."""
-        with db.session_scope(self.config) as s:
-            return s.scalar(select(func.max(IndexChange.id))) or 0
+        return session.scalar(select(func.max(IndexChange.id))) or 0
 
-    def changes_since(self, after: int, model_id: int | None = None
+    def changes_since(self, session: Session, after: int, model_id: int | None = None
                       ) -> tuple[list[tuple[int, int, str]], np.ndarray]:
         """Changes newer than ``after`` that concern the model, and where they leave things now:
         (``(change id, image id, op)`` in order, ids ``[K]`` of the touched images that are
-        present with a vector). One read transaction, so both agree.
+        present with a vector). Read in the caller's ``session``, so both agree.
 
         ``op`` is ``add``, ``remove`` or ``update`` (the vector was replaced); an image that came
         or went (``model_id`` NULL in the log) concerns every model.
         """
-        model_id = model_id or self.models.require_id()
-        with db.session_scope(self.config) as s:
-            changes = [tuple(row) for row in s.execute(
-                select(IndexChange.id, IndexChange.image_id, IndexChange.op)
-                .where(IndexChange.id > after,
-                       (IndexChange.model_id == model_id) | IndexChange.model_id.is_(None))
-                .order_by(IndexChange.id))]
-            touched = sorted({c[1] for c in changes})
-            present = [i for start in range(0, len(touched), 10_000) for i in s.scalars(
-                self._present(model_id, Embedding.image_id)
-                .where(Embedding.image_id.in_(touched[start:start + 10_000])))]
+        model_id = model_id or self.models.require_id(session)
+        changes = [tuple(row) for row in session.execute(
+            select(IndexChange.id, IndexChange.image_id, IndexChange.op)
+            .where(IndexChange.id > after,
+                   (IndexChange.model_id == model_id) | IndexChange.model_id.is_(None))
+            .order_by(IndexChange.id))]
+        touched = sorted({c[1] for c in changes})
+        present = [i for start in range(0, len(touched), 10_000) for i in session.scalars(
+            self._present(model_id, Embedding.image_id)
+            .where(Embedding.image_id.in_(touched[start:start + 10_000])))]
         return changes, np.asarray(present, dtype=np.int64)
 
-    def add(self, model_id: int, image_ids: Sequence[int], vectors: np.ndarray) -> np.ndarray:
-        """Store ``vectors`` ``[N, D]`` of ``image_ids`` ``[N]``, one transaction; returns the
-        positions ``[K]`` written (an image that already has a vector keeps it)."""
+    def add(self, session: Session, model_id: int, image_ids: Sequence[int], vectors: np.ndarray) -> np.ndarray:
+        """Store ``vectors`` ``[N, D]`` of ``image_ids`` ``[N]`` in the caller's ``session``;
+        returns the positions ``[K]`` written (an image that already has a vector keeps it)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        with db.session_scope(self.config) as s:
-            # A duplicate may reach two batches; the primary key keeps one vector per image.
-            done: set[int] = set()
-            wanted = list(map(int, image_ids))
-            for start in range(0, len(wanted), 10_000):
-                done.update(s.scalars(select(Embedding.image_id).where(
-                    Embedding.model_id == model_id, Embedding.image_id.in_(wanted[start:start + 10_000]))))
-            keep, seen = [], set()
-            for i, image_id in enumerate(wanted):
-                if image_id not in done and image_id not in seen:
-                    keep.append(i)
-                    seen.add(image_id)
-            if keep:  # one executemany, not an ORM object per vector
-                now = utcnow()
-                s.execute(insert(Embedding), [{"image_id": wanted[i], "model_id": model_id,
-                                               "vector": vectors[i].tobytes(), "created_at": now} for i in keep])
+        # A duplicate may reach two batches; the primary key keeps one vector per image.
+        done: set[int] = set()
+        wanted = list(map(int, image_ids))
+        for start in range(0, len(wanted), 10_000):
+            done.update(session.scalars(select(Embedding.image_id).where(
+                Embedding.model_id == model_id, Embedding.image_id.in_(wanted[start:start + 10_000]))))
+        keep, seen = [], set()
+        for i, image_id in enumerate(wanted):
+            if image_id not in done and image_id not in seen:
+                keep.append(i)
+                seen.add(image_id)
+        if keep:  # one executemany, not an ORM object per vector
+            now = utcnow()
+            session.execute(insert(Embedding), [{"image_id": wanted[i], "model_id": model_id,
+                                                 "vector": vectors[i].tobytes(), "created_at": now} for i in keep])
         return np.asarray(keep, dtype=np.int64)
 
-    def text_vectors(self, texts: Sequence[str]) -> np.ndarray:
+    def text_vectors(self, session: Session, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors ``[N, D]`` for ``texts``; each text is encoded at most once per model."""
         texts = list(texts)
         if not texts:
-            return np.zeros((0, self.models.encoder().dim), np.float32)
+            return np.zeros((0, self.models.encoder(session).dim), np.float32)
         keys = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
-        with db.session_scope(self.config) as s:
-            model_id = self.models.record(s).id
-            found: dict[str, bytes] = {}
-            unique = list(dict.fromkeys(keys))
-            for start in range(0, len(unique), 500):
-                chunk = unique[start:start + 500]
-                found.update(s.execute(select(PromptEmbedding.text_hash, PromptEmbedding.vector).where(
-                    PromptEmbedding.model_id == model_id, PromptEmbedding.text_hash.in_(chunk))).all())
-            missing = {k: t for k, t in zip(keys, texts) if k not in found}
-            if missing:
-                vecs = self.models.encoder().encode_texts(list(missing.values()))
-                rows = [{"model_id": model_id, "text_hash": key, "text": text, "vector": vec.tobytes()}
-                        for (key, text), vec in zip(missing.items(), vecs)]
-                found.update((row["text_hash"], row["vector"]) for row in rows)
-                _insert_new(s, rows)
+        model_id = self.models.record(session).id
+        found: dict[str, bytes] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start:start + 500]
+            found.update(session.execute(select(PromptEmbedding.text_hash, PromptEmbedding.vector).where(
+                PromptEmbedding.model_id == model_id, PromptEmbedding.text_hash.in_(chunk))).all())
+        missing = {k: t for k, t in zip(keys, texts) if k not in found}
+        if missing:
+            vecs = self.models.encoder(session).encode_texts(list(missing.values()))
+            rows = [{"model_id": model_id, "text_hash": key, "text": text, "vector": vec.tobytes()}
+                    for (key, text), vec in zip(missing.items(), vecs)]
+            found.update((row["text_hash"], row["vector"]) for row in rows)
+            _insert_new(session, rows)
         return np.stack([np.frombuffer(found[k], dtype=np.float32) for k in keys])
 
 

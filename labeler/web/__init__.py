@@ -69,7 +69,7 @@ def create_app(config: Config | None = None, test_config: dict | None = None) ->
         SECRET_KEY=load_secret_key(config),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=os.environ.get("LABELER_SECURE_COOKIES", "") not in ("", "0", "false"),
+        SESSION_COOKIE_SECURE=config.secure_cookies,
         SESSION_COOKIE_NAME="labeler_session",
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
     )

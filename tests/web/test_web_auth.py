@@ -125,10 +125,14 @@ def test_session_cookie_is_httponly_and_samesite_lax(client):
 
 
 def test_secure_cookies_can_be_switched_on(web_config, monkeypatch):
+    from labeler.config import Config
     from labeler.web import create_app
 
     monkeypatch.setenv("LABELER_SECURE_COOKIES", "1")
-    assert create_app(web_config).config["SESSION_COOKIE_SECURE"] is True
+    assert Config.from_env().secure_cookies is True  # the environment reaches the app through Config
+    assert create_app(web_config.with_(secure_cookies=True)).config["SESSION_COOKIE_SECURE"] is True
+    monkeypatch.setenv("LABELER_SECURE_COOKIES", "off")
+    assert Config.from_env().secure_cookies is False
 
 
 def test_secret_key_is_generated_once_and_private(tmp_path):

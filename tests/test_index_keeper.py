@@ -1,10 +1,10 @@
-"""The index cache builds the FAISS type Config asks for, from the catalog's stored vectors."""
+"""The index keeper builds the FAISS type Config asks for, from the catalog's stored vectors."""
 
 from __future__ import annotations
 
 import faiss
 
-from labeler.collection import Collection
+from labeler.collection import Collection, in_session
 from labeler.config import Config
 from labeler.vectors.index import FaissIndex
 
@@ -21,11 +21,26 @@ def test_index_settings_come_from_the_environment():
 
 def test_rebuilt_index_uses_the_configured_factory(indexed_collection):
     hnsw = Collection(indexed_collection.config.with_(index_factory="HNSW32"))
-    index = hnsw.index_cache.sync(rebuild=True)
-    model_id = hnsw.models.current_id()
-    loaded = FaissIndex.load(hnsw.index_cache.path(model_id))  # kept: the inner index is its
+    index = in_session(hnsw.index_keeper.sync, rebuild=True)
+    model_id = in_session(hnsw.models.current_id)
+    loaded = FaissIndex.load(hnsw.index_keeper.path(model_id))  # kept: the inner index is its
     assert isinstance(faiss.downcast_index(loaded._index.index), faiss.IndexHNSWFlat)
-    ids, vecs = hnsw.vectors.read()
+    ids, vecs = in_session(hnsw.vectors.read)
     assert sorted(index.ids().tolist()) == ids.tolist()
     _, found = index.search(vecs[:3], 1)
     assert found[:, 0].tolist() == ids[:3].tolist()  # each stored vector finds its own image
+
+
+def test_every_index_the_keeper_builds_is_a_vector_index(indexed_collection):
+    from labeler.vectors.vector_index import VectorIndex
+
+    for spec in ("flat", "HNSW32", "IVF4,Flat"):
+        index = in_session(indexed_collection.index_keeper.rebuild, spec)
+        assert isinstance(index, VectorIndex), spec
+        scores, ids = index.search(index_vectors(indexed_collection)[:2], 3)
+        assert scores.shape == ids.shape == (2, 3) and set(ids[:, 0].tolist()) <= set(index.ids().tolist())
+    assert not isinstance(object(), VectorIndex)
+
+
+def index_vectors(collection):
+    return in_session(collection.vectors.read)[1]

@@ -1,0 +1,302 @@
+"""The Python API: one object per collection, whose methods are the CLI's commands.
+
+```python
+import labeler
+
+col = labeler.open("instance")           # the home folder: catalog, indexes, thumbnails
+col.index(["~/photos"])                  # {"added": 12, "embedded": 12, ...}
+col.label("workshop")                    # {"labeled": 72, "groups": {...}, ...}
+col.search("metal hammer with wooden handle", k=10)   # [{"image_id", "path", "score"}, ...]
+col.learn()                              # {group: {"method", "reviewed", ...}}
+col.export("coco", "out.json")           # {"format", "path", "images", "labels"}
+```
+
+Every method returns exactly what the matching command prints with ``--json`` (plain dicts and
+lists, JSON-ready) and prints nothing. A mistake a user can make raises a
+:class:`labeler.errors.LabelerError` subclass with the message the CLI would print; the CLI is a
+thin caller of these methods. Long work takes ``progress(k)`` (called after every ``k`` items)
+and, where the total is known only later, ``total(n)``.
+
+Settings come from :class:`labeler.config.Config`: :func:`open` reads the environment as the CLI
+does (``LABELER_HOME``, ``LABELER_MODEL``, ...), then its keyword arguments win.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from . import search as search_module
+from .collection import Collection
+from .config import Config
+from .core.prompts import PromptSet, load_prompt_set
+from .errors import ConfigError, LabelerError, user_file
+from .exchange.export import export_labels
+from .exchange.importing import import_labels as import_label_file
+from .ingest.run import embed_pending, index_paths, model_spec
+from .labeling.bulk import DEFAULT_STRATEGY, check_request, label_collection
+from .labeling.learning import learn as learn_groups
+from .labeling.learning import write_tuned_prompt_set
+from .review import audit as audit_module
+from .review import trust
+from .store import db
+from .store.stats import catalog_counts
+
+__all__ = ["Labeler", "open"]
+
+Progress = Callable[[int], None] | None
+PromptSetRef = str | Path | PromptSet
+
+
+def open(home: str | Path | None = None, *, model: str | None = None, device: str | None = None,
+         **settings) -> "Labeler":  # noqa: A001 (labeler.open, as the issue and open_clip's habit name it)
+    """The collection under ``home`` (default: ``LABELER_HOME``, else ``./instance``).
+
+    ``model``: a model spec (default: the collection's, else ``labeler-tiny``); ``device``: a
+    torch device; ``settings``: any other :class:`~labeler.config.Config` field (``batch_size``,
+    ``encoder_mode``, ``index_factory``, ...). Nothing is created until a method needs the
+    catalog; ``search``, ``similar``, ``stats``, ``check`` and ``reindex`` on a home that does not
+    exist raise :class:`~labeler.errors.CatalogError` instead of creating it, as the CLI does.
+    """
+    unknown = sorted(set(settings) - {f.name for f in fields(Config)})
+    if unknown:
+        raise ConfigError(f"labeler.open: no setting {unknown[0]!r} (see labeler.config.Config)")
+    given = {"home": Path(home).expanduser() if home is not None else None, "model": model, "device": device}
+    config = Config.from_env(**{k: v for k, v in given.items() if v is not None})
+    return Labeler(config.with_(**settings) if settings else config)
+
+
+class Labeler:
+    """``Labeler(config)``: the API over one collection (see :func:`open`).
+
+    ``on_export(line)`` receives the progress lines of a first ONNX export of the model (the
+    CLI prints them on stderr); None keeps them quiet.
+    """
+
+    def __init__(self, config: Config, on_export: Callable[[str], None] | None = None):
+        self.config = config
+        self.on_export = on_export
+        self._collection: Collection | None = None
+
+    def __repr__(self) -> str:
+        return f"labeler.open({str(self.config.home)!r})"
+
+    # -- the collection ----------------------------------------------------------------------
+    def collection(self) -> Collection:
+        """The underlying :class:`~labeler.collection.Collection`, created (and migrated) on first use."""
+        if self._collection is None:
+            self._collection = Collection(self.config, on_export=self.on_export)
+        return self._collection
+
+    def _existing(self) -> Collection:
+        """The collection, for a method that only reads: a missing home is an error, never created."""
+        if self._collection is None:
+            db.require_catalog(self.config)
+        return self.collection()
+
+    def prompt_set(self, ref: PromptSetRef) -> PromptSet:
+        """A prompt set: a :class:`~labeler.core.prompts.PromptSet`, a YAML path, or a name
+        (the prompt lab's saved version in the home if there is one, else the shipped file)."""
+        return ref if isinstance(ref, PromptSet) else load_prompt_set(ref, home=self.config.home)
+
+    # -- indexing ----------------------------------------------------------------------------
+    def index(self, paths: Iterable[str | Path], progress: Progress = None, total: Progress = None) -> dict:
+        """Register every image under ``paths`` and embed what is new (``manage.py index``)."""
+        return self._index(paths, True, progress, total)
+
+    def ingest(self, paths: Iterable[str | Path], progress: Progress = None, total: Progress = None) -> dict:
+        """Register images (hash, decode, thumbnail) without embedding them (``manage.py ingest``)."""
+        return self._index(paths, False, progress, total)
+
+    def _index(self, paths: Iterable[str | Path], embed: bool, progress: Progress, total: Progress) -> dict:
+        roots = [Path(p).expanduser() for p in paths]
+        missing = [str(p) for p in roots if not p.exists()]
+        if missing:
+            raise LabelerError(f"no such file or folder: {missing[0]}")
+        return index_paths(self.collection(), roots, embed=embed, progress=progress, total=total).to_dict()
+
+    def embed(self, progress: Progress = None, total: Progress = None) -> dict:
+        """Embed every registered image without a vector for the model (``manage.py embed``):
+        ``{"embedded", "model"}``."""
+        collection = self.collection()
+        embedded = embed_pending(collection, progress=progress, total=total)
+        return {"embedded": embedded, "model": model_spec(collection)}
+
+    def stats(self) -> dict:
+        """Counts of images, vectors, failures and missing files (``manage.py stats``):
+        ``{"images", "embedded", "failed", "missing", "files", "model", "home", "backend"}``."""
+        collection = self._existing()
+        with collection.session() as s:
+            counts = catalog_counts(s)
+            embedded = collection.vectors.count(s)
+            model = collection.models.stored_spec(s)
+            backend = collection.models.backend(s) if model else None  # loads nothing
+        return {"images": counts["images"], "embedded": embedded, "failed": counts["failed"],
+                "missing": counts["missing"], "files": counts["files"], "model": model,
+                "home": str(collection.config.home), "backend": backend}
+
+    def check(self, repair: bool = False) -> dict:
+        """Compare the index with the catalog's stored vectors (``manage.py check``):
+        ``{"ok", "problems", "repaired", "index", "recall"}``; ``repair`` rebuilds a broken index."""
+        collection = self._existing()
+        keeper = collection.index_keeper
+        with collection.session() as s:
+            problems = keeper.problems(s)
+        repaired = False
+        if problems and repair:
+            with collection.session() as s:
+                keeper.sync(s, rebuild=True)
+            repaired = True
+            with collection.session() as s:
+                problems = keeper.problems(s)
+        # Only a sound index is described: opening a broken one would rebuild it, which is repair's call.
+        info = {"index": None, "recall": None} if problems else self._index_info()
+        return {"ok": not problems, "problems": problems, "repaired": repaired, **info}
+
+    def reindex(self, index_type: str | None = None, progress: Progress = None, total: Progress = None) -> dict:
+        """Rebuild the index from the stored vectors (``manage.py reindex``); ``index_type``:
+        auto, flat, ivf, hnsw or a FAISS factory string. ``total(n)`` gets the vector count first."""
+        collection = self._existing()
+        started = time.monotonic()
+        with collection.session() as s:
+            if total is not None:
+                total(collection.vectors.count_present(s))
+            collection.index_keeper.rebuild(s, index_type, progress=progress)
+        return {**self._index_info(), "seconds": round(time.monotonic() - started, 3)}
+
+    def _index_info(self) -> dict:
+        """``index`` (type, factory, vectors, nlist/nprobe, stamp) and its measured ``recall``@10;
+        both None before the collection has a model."""
+        collection = self.collection()
+        with collection.session() as s:
+            if collection.models.current_id(s) is None:
+                return {"index": None, "recall": None}
+            recall = collection.index_keeper.recall(s)
+            return {"index": collection.index_keeper.describe(s),
+                    "recall": None if recall is None else round(recall, 4)}
+
+    def images(self) -> int:
+        """How many vectors the model in force has (the images ``label`` will score)."""
+        collection = self.collection()
+        with collection.session() as s:
+            return collection.vectors.count(s, collection.models.require_id(s))
+
+    # -- labeling ----------------------------------------------------------------------------
+    def label(self, prompt_set: PromptSetRef, strategy: str | None = None, groups: Sequence[str] | None = None,
+              progress: Progress = None) -> dict:
+        """Propose a label per embedded image and group of ``prompt_set`` (``manage.py label``);
+        reviewed labels are kept. ``strategy`` None: each group's fit from reviews where it has one."""
+        chosen = self.prompt_set(prompt_set)
+        check_request(chosen, strategy or DEFAULT_STRATEGY, groups)  # before the catalog is opened
+        return label_collection(self.collection(), chosen, strategy, list(groups) if groups else None,
+                                progress=progress).to_dict()
+
+    def learn(self, groups: Sequence[str] | None = None, prompt_set: PromptSetRef | None = None,
+              write_prompt_set: str | Path | None = None, progress: Progress = None) -> dict:
+        """Fit each group from its reviews (``manage.py learn``): ``{group: report}``.
+
+        ``write_prompt_set``: also write a new prompt-set version with prompt weights fitted on
+        the reviews there; each group's report then has ``prompt_weights``.
+        """
+        chosen = self.prompt_set(prompt_set) if prompt_set is not None else None
+        collection = self.collection()
+        with collection.session() as s:
+            collection.models.require_id(s)
+        report = learn_groups(collection, list(groups) if groups else None, chosen, progress=progress)
+        if write_prompt_set is not None:
+            out = Path(write_prompt_set)
+            with user_file(out):
+                written = write_tuned_prompt_set(collection, list(groups) if groups else None, chosen, out)
+            for group, entry in written["groups"].items():
+                if group in report:
+                    report[group]["prompt_weights"] = entry
+        return report
+
+    # -- search ------------------------------------------------------------------------------
+    def search(self, query: str, k: int = 20, where: dict[str, str] | Sequence[str] | None = None,
+               status: str | None = None, templates: bool = False, exact: bool = False) -> list[dict]:
+        """Images for a free-text or combined ``query`` (``manage.py search``), best first:
+        ``[{"image_id", "path", "score"}]``. ``where``: ``{"concept": "hammer"}`` or
+        ``["concept=hammer"]``; ``status``: proposed, accepted, corrected, rejected or reviewed."""
+        if not query:
+            raise LabelerError("give a QUERY (or --concept OPTION --prompt-set FILE)")
+        search_module.parse_query(query)  # a syntax error is reported before the catalog is opened
+        hits = search_module.search(self._existing(), query, k, _where(where), status, templates, exact=exact)
+        return [h.to_dict() for h in hits]
+
+    def search_concept(self, concept: str, prompt_set: PromptSetRef, k: int = 20,
+                       where: dict[str, str] | Sequence[str] | None = None, status: str | None = None,
+                       exact: bool = False) -> list[dict]:
+        """An option's top ``k`` through its prompt ensemble (``manage.py search --concept``)."""
+        chosen = self.prompt_set(prompt_set)
+        hits = search_module.search_concept(self._existing(), chosen, concept, k, _where(where), status, exact=exact)
+        return [h.to_dict() for h in hits]
+
+    def similar(self, image: int | str, k: int = 20, where: dict[str, str] | Sequence[str] | None = None,
+                status: str | None = None) -> list[dict]:
+        """Images most like ``image`` (a catalog id or a path), best first (``manage.py similar``)."""
+        hits = search_module.similar(self._existing(), image, k, _where(where), status)
+        return [h.to_dict() for h in hits]
+
+    # -- exchange ----------------------------------------------------------------------------
+    def export(self, fmt: str, out: str | Path, groups: Sequence[str] | None = None, concept_group: str = "concept",
+               prompt_set: PromptSetRef | None = None, root: str | Path | None = None,
+               image_url_prefix: str | None = None, force: bool = False) -> dict:
+        """Write every label to ``out`` as csv, jsonl, coco or labelstudio (``manage.py export``):
+        ``{"format", "path", "images", "labels"}`` (and ``config`` for Label Studio)."""
+        chosen = self.prompt_set(prompt_set) if prompt_set is not None else None
+        out = Path(out)
+        with user_file(out):
+            return export_labels(self.collection(), fmt, out, list(groups) if groups else None, concept_group,
+                                 prompt_set=chosen, root=Path(root) if root is not None else None,
+                                 image_url_prefix=image_url_prefix, force=force)
+
+    def import_labels(self, source: str | Path, groups: Sequence[str] | None = None,
+                      prompt_set: PromptSetRef | None = None, allow_new_values: bool = False) -> dict:
+        """Import reviewed labels from a CSV or a Label Studio JSON export (``manage.py
+        import-labels``); a refused file raises :class:`~labeler.exchange.importing.ImportRefused`,
+        whose ``report`` says what was unknown."""
+        chosen = self.prompt_set(prompt_set) if prompt_set is not None else None
+        source = Path(source)
+        with user_file(source):
+            return import_label_file(self.collection(), source, list(groups) if groups else None,
+                                     prompt_set=chosen, allow_new_values=allow_new_values)
+
+    # -- trusted labels ----------------------------------------------------------------------
+    def accept(self, group: str, min_precision: float, dry_run: bool = False) -> dict:
+        """Accept ``group``'s proposals at a certified ``min_precision`` (``manage.py accept``):
+        ``{"group", "threshold", "estimated_precision", "lower_bound", "accepted", "coverage", "run", ...}``.
+        Raises :class:`~labeler.review.trust.AcceptRefused` (its ``report`` says how many more
+        random reviews it needs) when the reviews cannot support the claim."""
+        return trust.accept(self.collection(), group, min_precision, dry_run=dry_run)
+
+    def undo_accept(self, run: int) -> dict:
+        """Return accept run ``run``'s auto labels to proposed (``manage.py accept --undo RUN``):
+        ``{"run", "group", "returned", "kept"}``."""
+        return trust.undo(self.collection(), run)
+
+    def accept_runs(self, group: str | None = None, run: int | None = None) -> list[dict]:
+        """The accept runs (of ``group``, or only ``run``) with their spot-checks (``manage.py accept --runs``)."""
+        return trust.runs(self._existing(), group, run)
+
+    def sample(self, group: str, count: int, out: str | Path, seed: int | None = None) -> dict:
+        """Write ``count`` random proposed labels of ``group`` to the CSV ``out`` to review and
+        import (``manage.py sample``): ``{"group", "count", "out", "seed"}``."""
+        out = Path(out)
+        with user_file(out):
+            return trust.sample(self._existing(), group, count, out, seed)
+
+    def audit(self, group: str | None = None, limit: int = 200) -> list[dict]:
+        """Reviewed or imported labels that are probably wrong, per group (``manage.py audit``):
+        ``[{"group", "cutoff", "flagged", "audited", "method", "suspects"}]``; scores are kept for
+        the queue's ``suspect`` sort."""
+        return audit_module.audit(self._existing(), group, limit)
+
+
+def _where(where: dict[str, str] | Sequence[str] | None) -> dict[str, str] | None:
+    """Filters as a dict: given as one, or as ``GROUP=VALUE`` strings like ``--where``."""
+    if where is None or isinstance(where, dict):
+        return where or None
+    return search_module.parse_where(list(where)) or None
