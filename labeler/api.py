@@ -40,6 +40,8 @@ from .ingest.run import embed_pending, index_paths, model_spec
 from .labeling.bulk import DEFAULT_STRATEGY, check_request, label_collection
 from .labeling.learning import learn as learn_groups
 from .labeling.learning import write_tuned_prompt_set
+from .review import audit as audit_module
+from .review import trust
 from .store import db
 from .store.stats import catalog_counts
 
@@ -283,6 +285,36 @@ class Labeler:
             return import_label_file(self.collection(), source, list(groups) if groups else None,
                                      prompt_set=chosen, allow_new_values=allow_new_values,
                                      overwrite_newer=overwrite_newer)
+
+    # -- trusted labels ----------------------------------------------------------------------
+    def accept(self, group: str, min_precision: float, dry_run: bool = False) -> dict:
+        """Accept ``group``'s proposals at a certified ``min_precision`` (``manage.py accept``):
+        ``{"group", "threshold", "estimated_precision", "lower_bound", "accepted", "coverage", "run", ...}``.
+        Raises :class:`~labeler.review.trust.AcceptRefused` (its ``report`` says how many more
+        random reviews it needs) when the reviews cannot support the claim."""
+        return trust.accept(self.collection(), group, min_precision, dry_run=dry_run)
+
+    def undo_accept(self, run: int) -> dict:
+        """Return accept run ``run``'s auto labels to proposed (``manage.py accept --undo RUN``):
+        ``{"run", "group", "returned", "kept"}``."""
+        return trust.undo(self.collection(), run)
+
+    def accept_runs(self, group: str | None = None, run: int | None = None) -> list[dict]:
+        """The accept runs (of ``group``, or only ``run``) with their spot-checks (``manage.py accept --runs``)."""
+        return trust.runs(self._existing(), group, run)
+
+    def sample(self, group: str, count: int, out: str | Path, seed: int | None = None) -> dict:
+        """Write ``count`` random proposed labels of ``group`` to the CSV ``out`` to review and
+        import (``manage.py sample``): ``{"group", "count", "out", "seed"}``."""
+        out = Path(out)
+        with user_file(out):
+            return trust.sample(self._existing(), group, count, out, seed)
+
+    def audit(self, group: str | None = None, limit: int = 200) -> list[dict]:
+        """Reviewed or imported labels that are probably wrong, per group (``manage.py audit``):
+        ``[{"group", "cutoff", "flagged", "audited", "method", "suspects"}]``; scores are kept for
+        the queue's ``suspect`` sort."""
+        return audit_module.audit(self._existing(), group, limit)
 
 
 def _where(where: dict[str, str] | Sequence[str] | None) -> dict[str, str] | None:

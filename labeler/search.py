@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 
 from .core import scoring
 from .store.catalog import MAX_ID, REVIEWED_ONLY, Flag, Image, ImageFile, Label
@@ -251,7 +251,8 @@ def allowed_ids(collection: Collection, where: dict[str, str] | None, status: st
     """Image ids passing the label filters; None when there are no filters.
 
     ``status`` applies to the labels of the ``where`` groups, or to any label without ``where``;
-    ``reviewed`` means any status but proposed. ``flag``: images flagged so (or one of their labels).
+    ``reviewed`` means decided by a person: any status but proposed and auto. ``flag``: images flagged
+    so (or one of their labels).
     """
     if flag:
         with collection.session() as s:
@@ -264,7 +265,9 @@ def allowed_ids(collection: Collection, where: dict[str, str] | None, status: st
         raise LabelerError(f"unknown status '{status}' (known: {', '.join(FILTER_STATUSES)})")
 
     def status_clause():
-        return REVIEWED_ONLY if status == "reviewed" else Label.status == status
+        if status == "reviewed":  # REVIEWED_ONLY first: SQLite's partial index wants its words
+            return and_(REVIEWED_ONLY, Label.status != "auto")
+        return Label.status == status
 
     result: set[int] | None = None
     with collection.session() as s:

@@ -287,8 +287,7 @@ def learn_group(image_vecs: np.ndarray, labels: np.ndarray, text_vecs: np.ndarra
         why = (f"only {len(y)} reviews" if len(y) < MIN_REVIEWS else "reviews of a single option")
         return GroupFit(base, len(y), "zero-shot", {}, {"zero_shot": None, "learned": None}, 1.0,
                         {"before": None, "after": None}, note=f"{why}: kept zero-shot")
-    k = int(min(folds, np.bincount(y, minlength=n_options)[np.unique(y)].max(), len(y)))
-    k = max(k, 2)
+    k = fold_count(y, folds)
     fold = stratified_folds(y, k, seed)
     options = candidates()
     oof = np.zeros((len(options), len(y), n_options), np.float64)
@@ -326,6 +325,37 @@ def learn_group(image_vecs: np.ndarray, labels: np.ndarray, text_vecs: np.ndarra
         {"before": round(ece(oof[best], y), 4), "after": round(ece(oof[best], y, temperature), 4)},
         note="" if best else "no learned method beat zero-shot in cross-validation: kept zero-shot",
     )
+
+
+def fold_count(labels: np.ndarray, folds: int = FOLDS) -> int:
+    """How many cross-validation folds ``learn_group`` deals the reviews ``[K]`` into."""
+    y = np.asarray(labels, np.int64)
+    k = int(min(folds, np.bincount(y)[np.unique(y)].max(), len(y)))
+    return max(k, 2)
+
+
+def out_of_fold_confidence(image_vecs: np.ndarray, labels: np.ndarray, text_vecs: np.ndarray, scale: float,
+                           method: str, params: dict, temperature: float, folds: int = FOLDS,
+                           seed: int = 0) -> np.ndarray:
+    """Calibrated confidences ``[K, O]`` of each review ``[K, D]`` from a fit that did not see it.
+
+    The fit ``learn_group`` chose (``method``, ``params``, ``temperature``) is refitted on the same
+    folds without each fold in turn: what it says about a review is what it would say about an
+    image it never saw, so the reviews can test it honestly.
+    """
+    X = np.asarray(image_vecs, np.float32)
+    y = np.asarray(labels, np.int64)
+    out = np.zeros((len(y), len(text_vecs)), np.float64)
+    if len(y) == 0:
+        return out
+    if method == "zero-shot" or len(y) < MIN_REVIEWS or len(np.unique(y)) < 2:
+        return softmax(zero_shot(text_vecs, scale).logits(X) / temperature)
+    fold = stratified_folds(y, fold_count(y, folds), seed)
+    for f in np.unique(fold):
+        train, test = fold != f, fold == f
+        clf = build(method, params, X[train], y[train], text_vecs, scale)
+        out[test] = softmax(clf.logits(X[test]) / temperature)
+    return out
 
 
 # ----------------------------------------------------------------------------- what to review next

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from ..review import flags, present, qa
-from ..store.catalog import Image, Label, User
+from ..store.catalog import AcceptRun, Image, Label, User
 from ..collection import Collection
 from ..errors import LabelerError
 from ..files import replace_atomically
@@ -92,6 +92,7 @@ def export_labels(collection: Collection, fmt: str, out: Path, groups: Sequence[
     all_groups = sorted({g for item in items for g in item.labels})
     with collection.session() as s:
         reviewers = dict(s.execute(select(User.id, User.name)).all())
+        stated = dict(s.execute(select(AcceptRun.id, AcceptRun.lower_bound)).all())
         choices = group_choices(s, all_groups, items, prompt_set)
         marked = image_flags(s, [item.image.id for item in items])
         checked = qa.qa_by_label(s)
@@ -100,19 +101,19 @@ def export_labels(collection: Collection, fmt: str, out: Path, groups: Sequence[
     def write(tmp: Path) -> None:
         with tmp.open("w", newline="", encoding="utf-8") as fh:
             if fmt == "csv":
-                _write_csv(fh, items, all_groups, reviewers, marked, checked)
+                _write_csv(fh, items, all_groups, reviewers, marked, checked, stated)
             elif fmt == "jsonl":
                 for item in items:
                     fh.write(json.dumps({"image_id": item.image.id, "path": item.paths[0] if item.paths else None,
                                          "paths": item.paths, "sha256": item.image.sha256,
-                                         "labels": {g: export_label(l, reviewers, checked)
+                                         "labels": {g: export_label(l, reviewers, checked, stated)
                                                     for g, l in item.labels.items()},
                                          "flags": marked.get(item.image.id, [])}) + "\n")
             elif fmt == "coco":
-                json.dump(coco(items, all_groups, choices, base, reviewers, concept_group), fh, indent=1)
+                json.dump(coco(items, all_groups, choices, base, reviewers, concept_group, stated), fh, indent=1)
             else:
                 prefix = LOCAL_FILES_PREFIX if image_url_prefix is None else image_url_prefix
-                json.dump(label_studio(items, base, prefix, reviewers), fh, indent=1)
+                json.dump(label_studio(items, base, prefix, reviewers, stated), fh, indent=1)
 
     replace_atomically(targets[0], write)  # a failed export never leaves half a file under the real name
     report = {"format": fmt, "path": str(out), "images": len(items),
@@ -146,12 +147,19 @@ def check_target(path: Path, force: bool) -> Path:
     return Path(os.path.realpath(path))
 
 
-def export_label(label: Label, reviewers: dict[int, str], qa_by: dict[int, int] | None = None) -> dict:
+def export_label(label: Label, reviewers: dict[int, str], qa_by: dict[int, int] | None = None,
+                 stated: dict[int, float] | None = None) -> dict:
     """A label as exports show it: its dict, with ``confidence`` the model's in ``value``, the reviewer
-    and who QA'd it (``qa_by``: label id → user id, from ``qa.qa_by_label``) by name."""
+    and who QA'd it (``qa_by``: label id → user id, from ``qa.qa_by_label``) by name.
+
+    ``stated_precision``: for an ``auto`` label, the stated precision of the accept run that made it
+    (``stated``: run id → its lower bound), so downstream users can filter by it; else None.
+    """
+    run = label.accept_run_id if label.status == "auto" else None
     return {**present.label_dict(label), "confidence": present.model_confidence(label, label.value),
             "predicted_confidence": label.confidence, "reviewed_by": reviewers.get(label.reviewed_by),
-            "qa_by": reviewers.get((qa_by or {}).get(label.id))}
+            "qa_by": reviewers.get((qa_by or {}).get(label.id)),
+            "stated_precision": (stated or {}).get(run) if run is not None else None}
 
 
 def neutralise(cell: object) -> object:
@@ -220,7 +228,8 @@ def _flag_cell(entries: list[dict]) -> str:
 
 
 def _write_csv(fh, items: Sequence[Item], groups: list[str], reviewers: dict[int, str],
-               marked: dict[int, list[dict]] | None = None, checked: dict[int, int] | None = None) -> None:
+               marked: dict[int, list[dict]] | None = None, checked: dict[int, int] | None = None,
+               stated: dict[int, float] | None = None) -> None:
     """Columns: image_id, path, each group's value, then per group ``GROUP:KEY`` for every key in
     ``CSV_KEYS``, then ``paths`` (every path of the image, ``|``-separated) and ``image:flags``
     (its flags and notes; import-labels reads no column with a colon as a group). Cells are neutralised."""
@@ -237,7 +246,7 @@ def _write_csv(fh, items: Sequence[Item], groups: list[str], reviewers: dict[int
             if label is None:
                 extra += [""] * len(CSV_KEYS)
                 continue
-            data = export_label(label, reviewers, checked)
+            data = export_label(label, reviewers, checked, stated)
             extra += ["" if data[k] is None else round(data[k], 6) if isinstance(data[k], float) else data[k]
                       for k in CSV_KEYS]
         row = [item.image.id, item.paths[0] if item.paths else "", *values, *extra, "|".join(item.paths),
@@ -246,11 +255,12 @@ def _write_csv(fh, items: Sequence[Item], groups: list[str], reviewers: dict[int
 
 
 # version: import-labels skips a cell whose label has changed since (see importing.NEWER_REVIEW)
-CSV_KEYS = ("confidence", "status", "predicted", "predicted_confidence", "reviewed_by", "version", "qa_by")
+CSV_KEYS = ("confidence", "status", "predicted", "predicted_confidence", "reviewed_by", "version", "qa_by",
+            "stated_precision")
 
 
 def coco(items: Sequence[Item], groups: list[str], choices: dict[str, list[str]], root: Path,
-         reviewers: dict[int, str], concept_group: str = CONCEPT_GROUP) -> dict:
+         reviewers: dict[int, str], concept_group: str = CONCEPT_GROUP, stated: dict[int, float] | None = None) -> dict:
     """COCO with image-level categories: one whole-image box per image for its concept, other groups
     as attributes. Without a concept group every group gives categories, named ``group:value``.
 
@@ -277,11 +287,11 @@ def coco(items: Sequence[Item], groups: list[str], choices: dict[str, list[str]]
                           "category_id": categories[(g, label.value)],
                           "bbox": [0, 0, w, h], "area": w * h, "iscrowd": 0,
                           "segmentation": [[0, 0, w, 0, w, h, 0, h]], "attributes": attributes}
-            data = export_label(label, reviewers)
+            data = export_label(label, reviewers, stated)
             if data["confidence"] is not None:
                 annotation["score"] = data["confidence"]
             annotation.update({k: data[k] for k in ("group", "value", "status", "reviewed_by", "predicted",
-                                                     "predicted_confidence")})
+                                                     "predicted_confidence", "stated_precision")})
             annotations.append(annotation)
     return {"info": {"description": "labeler export", "date_created": datetime.now(timezone.utc).isoformat()},
             "licenses": [], "images": images, "annotations": annotations,
@@ -289,7 +299,8 @@ def coco(items: Sequence[Item], groups: list[str], choices: dict[str, list[str]]
                            for (g, v), i in categories.items()]}
 
 
-def label_studio(items: Sequence[Item], root: Path, url_prefix: str, reviewers: dict[int, str]) -> list[dict]:
+def label_studio(items: Sequence[Item], root: Path, url_prefix: str, reviewers: dict[int, str],
+                 stated: dict[int, float] | None = None) -> list[dict]:
     """Label Studio tasks: the model's labels as ``predictions``, reviewed ones as ``annotations``.
 
     ``data.image`` is ``url_prefix`` + the path relative to ``root`` (URL-quoted);
@@ -306,11 +317,12 @@ def label_studio(items: Sequence[Item], root: Path, url_prefix: str, reviewers: 
     for item in items:
         image, labels = item.image, item.labels
         predicted = [result(g, l.predicted, l.confidence) for g, l in labels.items() if l.predicted is not None]
-        reviewed = {g: l for g, l in labels.items() if l.status != "proposed" and l.value is not None}
+        # an auto label is the model's, accepted at a stated precision: a prediction, not an annotation
+        reviewed = {g: l for g, l in labels.items() if l.status not in ("proposed", "auto") and l.value is not None}
         scores = [l.confidence for l in labels.values() if l.confidence is not None]
         strategies = sorted({l.strategy for l in labels.values() if l.strategy})
         path = item.paths[0] if item.paths else ""
-        provenance = {g: {k: v for k, v in export_label(l, reviewers).items() if k in PROVENANCE}
+        provenance = {g: {k: v for k, v in export_label(l, reviewers, stated).items() if k in PROVENANCE}
                       for g, l in labels.items()}
         task = {"id": image.id,
                 "data": {"image": url_prefix + quote(os.path.relpath(path, root)), "image_id": image.id,
@@ -323,7 +335,7 @@ def label_studio(items: Sequence[Item], root: Path, url_prefix: str, reviewers: 
     return tasks
 
 
-PROVENANCE = ("value", "status", "reviewed_by", "predicted", "predicted_confidence")
+PROVENANCE = ("value", "status", "reviewed_by", "predicted", "predicted_confidence", "stated_precision")
 # Keys of our task data: import-labels never reads these columns of the converter's CSV as groups.
 TASK_DATA_KEYS = ("image", "image_id", "path", "labeler")
 

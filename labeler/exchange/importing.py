@@ -162,7 +162,7 @@ def _cell_value(path: Path, where: int | str, group: str, cell: Cell | None, lab
         raise LabelerError(f"{path}: {_at(where)}, {group}: {problem} ({value[:40]!r}...); nothing imported")
     if not overwrite_newer and _newer_review(cell, label, value):
         return "", NEWER_REVIEW  # changed since the export: the file is older news
-    if cell.status == "proposed":
+    if cell.status in ("proposed", "auto"):  # auto: the model's, not a person's decision
         proposal = cell.predicted if cell.predicted else (label.predicted if label is not None else None)
         if proposal is None or value == proposal:
             return "", "status column says proposed: still the model's value"

@@ -573,13 +573,16 @@ class LabelWriter:
 
         # The version moves only when what a reviewer sees moved: the value, or the confidence at the
         # digits the card shows. A refit that keeps every proposal leaves open review pages valid.
+        # An ``auto`` label (manage.py accept) is planned for a write only when its answer changed;
+        # then it is a proposal again, no longer its run's.
         seen_changed = or_(table.c.value.is_distinct_from(new.value),
                            shown(table.c.confidence).is_distinct_from(shown(new.confidence)))
         self.statement = statement.on_conflict_do_update(
             index_elements=[table.c.image_id, table.c.group],
             set_={**{c: new[c] for c in _WRITTEN},
-                  "version": case((seen_changed, table.c.version + one), else_=table.c.version)},
-            where=table.c.status == proposed)
+                  "version": case((seen_changed, table.c.version + one), else_=table.c.version),
+                  "status": proposed, "accept_run_id": literal_column("NULL"), "reviewed_at": literal_column("NULL")},
+            where=table.c.status.in_([proposed, literal_column("'auto'")]))
         columns = ["image_id", "group", *_WRITTEN]
         self.compiled = self.statement.compile(dialect=dialect, column_keys=columns)
         self.sqlite = dialect.name == "sqlite"
@@ -674,7 +677,8 @@ def _changes(ids: np.ndarray, proposal: Proposal, stored: list[np.ndarray] | Non
     keep = (at < n) & (ids[np.minimum(at, n - 1)] == image_ids)  # a stored row of an image not read: not ours
     stored, at = [c[keep] for c in stored], at[keep]
     exists[at] = True
-    is_reviewed = stored[2] != "proposed"
+    # an auto label whose answer is unchanged stays auto: it counts as kept, like a reviewed one
+    is_reviewed = (stored[2] != "proposed") & ((stored[2] != "auto") | (stored[3] == proposal.value[at]))
     reviewed[at[is_reviewed]] = True
     old, at = [c[~is_reviewed] for c in stored], at[~is_reviewed]
     who = proposal.proposer

@@ -30,10 +30,14 @@ from .values import MAX_VALUE_LENGTH, lookalike, normalise, value_problem
 ACTIONS = ("accept", "correct", "reject", "skip", "undo")
 DECISIONS = ("accept", "correct", "reject")  # what a reviewer's undo steps back through
 UNDO_REACH = 200  # how many of a reviewer's newest decisions their undo can reach
-STATUSES = ("proposed", "accepted", "corrected", "rejected")
-# What a search may filter on: a label status, or "reviewed" for any status but proposed.
+STATUSES = ("proposed", "auto", "accepted", "corrected", "rejected")  # auto: by manage.py accept
+# What a search may filter on: a label status, or "reviewed" for a person's decision (not proposed, not auto).
 FILTER_STATUSES = (*STATUSES, "reviewed")
-SORTS = ("uncertainty", "informative", "confidence", "confidence_asc", "id")
+SORTS = ("uncertainty", "informative", "confidence", "confidence_asc", "id", "spot-check", "suspect")
+# spot-check: auto labels first, in an order unrelated to confidence (a multiplicative hash of the
+# id), so the first ones decided are a random sample of the run; suspect: audit's scores, highest
+# first. Both order every label (the rest after), as every sort does; a status filter narrows them.
+_SPOT_CHECK_HASH, _SPOT_CHECK_MOD = 2654435761, 4294967291
 HISTOGRAM_BINS = 10
 UNSEEN = object()  # a decision that does not say which value it saw (older API clients)
 
@@ -71,7 +75,7 @@ def _record(session: Session, label: Label, user_id: int | None, action: str,
             value: str | None, status: str) -> ReviewEvent:
     event = ReviewEvent(label_id=label.id, user_id=user_id, action=action,
                         before_value=label.value, after_value=value,
-                        before_status=label.status, after_status=status)
+                        before_status=label.status, after_status=status, run_id=label.accept_run_id)
     session.add(event)
     label.value = value
     label.status = status
@@ -96,7 +100,8 @@ def record_import(session: Session, label: Label, value: str, user_id: int | Non
         session.add(label)
     session.flush()  # a new label needs its id for the event
     event = ReviewEvent(label_id=label.id, user_id=user_id, action="import", before_value=before_value,
-                        after_value=value, before_status=before_status, after_status=status)
+                        after_value=value, before_status=before_status, after_status=status,
+                        run_id=label.accept_run_id)
     session.add(event)
     return event
 
@@ -402,19 +407,7 @@ def _ordered(group: str | None, value: str | None, status: str | None, sort: str
         if status != "proposed":
             query = query.where(REVIEWED_ONLY)
 
-    def last_if_null(column):
-        return [case((column.is_(None), 1), else_=0), func.coalesce(column, 0)]
-
-    if sort == "informative":
-        query, keys = _informative(query, group, last_if_null)
-    else:
-        keys = {
-            "uncertainty": [*last_if_null(Label.margin), Label.id],
-            "confidence": [case((Label.confidence.is_(None), 1), else_=0), -func.coalesce(Label.confidence, 0),
-                           Label.id],
-            "confidence_asc": [*last_if_null(Label.confidence), Label.id],
-            "id": [Label.id],
-        }[sort]
+    query, keys = _sort_keys(query, group, sort)
     if flag:
         query = query.where(flags.flagged(flag))
     if user_id is not None and status == "proposed":
@@ -426,6 +419,28 @@ def _ordered(group: str | None, value: str | None, status: str | None, sort: str
         query = query.outerjoin(skips, skips.c.label_id == Label.id)
         keys = [case((skips.c.id.is_(None), 0), else_=1), func.coalesce(skips.c.id, 0), *keys]
     return query, keys
+
+
+def _last_if_null(column):
+    return [case((column.is_(None), 1), else_=0), func.coalesce(column, 0)]
+
+
+def _sort_keys(query, group: str | None, sort: str):
+    """``query`` (joined as the sort needs) and the sort's keys, ascending and never NULL."""
+    if sort == "informative":
+        return _informative(query, group, _last_if_null)
+    if sort == "spot-check":  # with status=auto: only the auto labels
+        return query, [case((Label.status == "auto", 0), else_=1), (Label.id * _SPOT_CHECK_HASH) % _SPOT_CHECK_MOD,
+                       Label.id]
+    if sort == "suspect":
+        return query, [case((Label.suspect_score.is_(None), 1), else_=0), -func.coalesce(Label.suspect_score, 0),
+                       Label.id]
+    return query, {
+        "uncertainty": [*_last_if_null(Label.margin), Label.id],
+        "confidence": [case((Label.confidence.is_(None), 1), else_=0), -func.coalesce(Label.confidence, 0), Label.id],
+        "confidence_asc": [*_last_if_null(Label.confidence), Label.id],
+        "id": [Label.id],
+    }[sort]
 
 
 def _informative(query, group: str | None, last_if_null):
@@ -636,6 +651,7 @@ def stats(session: Session) -> dict:
         if group in out and b is not None:
             out[group]["histogram"][max(0, int(b))] += count
     for entry in out.values():
-        entry["reviewed"] = entry["total"] - entry["statuses"].get("proposed", 0)
+        # by people: an auto label (manage.py accept) is not reviewed
+        entry["reviewed"] = entry["total"] - entry["statuses"].get("proposed", 0) - entry["statuses"].get("auto", 0)
         entry["options"] = dict(sorted(entry["options"].items(), key=lambda kv: (-kv[1], kv[0])))
     return dict(sorted(out.items()))

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from ..labeling import prompt_lab as lab, learning
 from . import decisions as review
+from . import trust
 from ..store.catalog import Job, utcnow
 from ..collection import Collection
 from ..errors import LabelerError, NotFound
@@ -35,6 +36,7 @@ from ..labeling.bulk import label_collection
 
 LEARN_AND_RELABEL = "learn-and-relabel"
 LABEL = "label"
+ACCEPT = "accept"
 ACTIVE = ("queued", "running")
 STOPPED = "the server stopped before the job finished"
 MAX_MESSAGE = 500
@@ -280,6 +282,23 @@ def label(collection: Collection, progress: Progress, params: dict) -> tuple[dic
             "strategy": strategy}, summary
 
 
+def accept(collection: Collection, progress: Progress, params: dict) -> tuple[dict, str]:
+    """``manage.py accept`` of ``params["group"]`` at ``params["min_precision"]`` (default 0.99).
+
+    Steps: estimating, then writing. A refusal fails the job with its one line (how many more
+    random reviews it needs)."""
+    group = str(params["group"])
+    try:
+        target = float(params.get("min_precision", 0.99))
+    except (TypeError, ValueError):
+        raise trust.AcceptError("min_precision must be a number, e.g. 0.99") from None
+    progress.set(0, 2, f"accepting {group} at {target}: estimating the precision from random reviews")
+    report = trust.accept(collection, group, target)
+    progress.set(2, message=f"accepted {report['accepted']} {group} labels")
+    return report, (f"Accepted {report['accepted']} {group} labels ({100 * report['coverage']:.1f}% of the unreviewed) "
+                    f"at a stated precision of {report['lower_bound']:.4f} (run {report['run']}).")
+
+
 @dataclass(frozen=True)
 class JobKind:
     """What a kind of job runs, and the parameters it takes (``required`` must be non-empty)."""
@@ -292,4 +311,5 @@ class JobKind:
 KINDS: dict[str, JobKind] = {
     LEARN_AND_RELABEL: JobKind(learn_and_relabel),
     LABEL: JobKind(label, required=("prompt_set",), optional=("strategy",)),
+    ACCEPT: JobKind(accept, required=("group",), optional=("min_precision",)),
 }

@@ -231,8 +231,12 @@ class Label(Base):
     prompt_set_id: Mapped[int | None] = mapped_column(ForeignKey("prompt_sets.id", ondelete="SET NULL"))
     fit_id: Mapped[int | None] = mapped_column(ForeignKey("fits.id", ondelete="SET NULL"))  # None: zero-shot
     priority: Mapped[int | None] = mapped_column(Integer)  # cold-start review order; None: by margin
-    # proposed | accepted | corrected | rejected
+    # proposed | auto | accepted | corrected | rejected (auto: accepted by ``manage.py accept``, not a person)
     status: Mapped[str] = mapped_column(String(16), default="proposed")
+    # the accept run that made it ``auto`` (kept after a person decides it: their decision is a spot-check)
+    accept_run_id: Mapped[int | None] = mapped_column(Integer)
+    # manage.py audit: how surely a reviewed label is wrong (confident learning); None: not audited
+    suspect_score: Mapped[float | None] = mapped_column(Float)
     reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     reviewed_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(Seconds, default=utcnow, onupdate=utcnow)
@@ -295,7 +299,9 @@ class ReviewEvent(Base):
     """Append-only history of every review decision."""
 
     __tablename__ = "review_events"
-    __table_args__ = (Index("ix_review_events_user_id", "user_id", "id"),)  # a reviewer's undo
+    __table_args__ = (Index("ix_review_events_user_id", "user_id", "id"),  # a reviewer's undo
+                      Index("ix_review_events_run_id", "run_id", sqlite_where=text("run_id IS NOT NULL"),
+                            postgresql_where=text("run_id IS NOT NULL")))  # a run's spot-checks
 
     id: Mapped[int] = mapped_column(primary_key=True)
     label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"), index=True)
@@ -306,8 +312,30 @@ class ReviewEvent(Base):
     before_status: Mapped[str] = mapped_column(String(16))
     after_status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    run_id: Mapped[int | None] = mapped_column(Integer)  # the accept run of an auto label (migration 0009)
 
     user: Mapped[User | None] = relationship()
+
+
+class AcceptRun(Base):
+    """One ``manage.py accept``: the proposals of a group it made ``auto``, at what stated precision."""
+
+    __tablename__ = "accept_runs"
+    __table_args__ = (Index("ix_accept_runs_group", "group", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    group: Mapped[str] = mapped_column(String(128))
+    fit_id: Mapped[int | None] = mapped_column(ForeignKey("fits.id", ondelete="SET NULL"))
+    min_precision: Mapped[float] = mapped_column(Float)  # what was asked
+    threshold: Mapped[float] = mapped_column(Float)
+    estimated_precision: Mapped[float] = mapped_column(Float)
+    lower_bound: Mapped[float] = mapped_column(Float)  # the stated precision: a 95% lower bound
+    accepted: Mapped[int] = mapped_column(Integer)
+    coverage: Mapped[float] = mapped_column(Float)
+    report: Mapped[dict] = mapped_column(JSON)  # the evidence: reviews, errors, the curve
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    undone_at: Mapped[datetime | None]
 
 
 class ReviewSkip(Base):

@@ -8,8 +8,10 @@ from ``static/review.js``. The dashboard's "learn from reviews and relabel" butt
 from __future__ import annotations
 
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from markupsafe import Markup
 
-from ..review import flags, jobs, leases, present, qa, decisions as review
+from ..errors import LabelerError
+from ..review import audit, flags, jobs, leases, present, qa, trust, decisions as review
 from ..labeling import prompt_lab as lab, learning
 from ..core import stored_scores
 from .access import admin_required
@@ -34,8 +36,59 @@ def dashboard():
         job = jobs.job_dict(job) if job else None
         team = {"holdings": leases.holdings(s), "assignments": leases.assignments(s), "qa": qa.report(s),
                 "shares": qa.shares(s)}
+        accept_job = jobs.latest(s, jobs.ACCEPT)
+        accept_job = jobs.job_dict(accept_job) if accept_job else None
+        trusted = trust.dashboard(s)
+        suspects = {group: audit.suspect_count(s, group) for group in stats}
+    curves = {group: curve_svg(entry["curve"]) for group, entry in trusted.items() if entry["curve"]}
     return render_template("review/dashboard.html", stats=stats, bins=review.HISTOGRAM_BINS, fits=fits,
-                           job=job, team=team, job_url=url_for("api.job", job_id=job["id"]) if job else None)
+                           job=job, team=team, job_url=url_for("api.job", job_id=job["id"]) if job else None,
+                           trusted=trusted, curves=curves, suspects=suspects, accept_job=accept_job)
+
+
+def curve_svg(points: list[dict], width: int = 240, height: int = 120) -> Markup:
+    """Coverage (x) against precision (y, from 0.9 to 1), estimated and lower bound, as inline SVG."""
+    low = 0.9
+
+    def xy(p: dict, key: str) -> str:
+        y = (min(max(p[key], low), 1.0) - low) / (1.0 - low)
+        return f"{p['coverage'] * width:.1f},{(1 - y) * height:.1f}"
+
+    def line(key: str, css: str) -> str:
+        return f'<polyline class="{css}" fill="none" points="{" ".join(xy(p, key) for p in points)}"/>'
+
+    return Markup(
+        f'<svg class="curve" viewBox="-30 -5 {width + 40} {height + 25}" width="{width + 40}" height="{height + 25}" '
+        f'role="img" aria-label="precision against coverage: estimated and its 95% lower bound">'
+        f'<rect x="0" y="0" width="{width}" height="{height}" fill="none" stroke="currentColor" stroke-opacity="0.3"/>'
+        f'{line("estimated_precision", "estimated")}{line("lower_bound", "lower")}'
+        f'<text x="-28" y="8" font-size="9">1.00</text><text x="-28" y="{height}" font-size="9">{low:.2f}</text>'
+        f'<text x="0" y="{height + 12}" font-size="9">coverage 0</text>'
+        f'<text x="{width - 10}" y="{height + 12}" font-size="9">1</text></svg>')
+
+
+@bp.route("/accept/<group>", methods=("POST",))
+@admin_required
+def accept_group(group: str):
+    """Without JavaScript: start an "accept at 99%" job for the group and come back to the dashboard."""
+    target = request.form.get("min_precision", "0.99")
+    job, started = jobs.start(collection(), jobs.ACCEPT, g.user.id, {"group": group, "min_precision": target})
+    flash(f"Started job {job['id']}: accepting {group} at precision {target}." if started
+          else f"Job {job['id']} is already running.")
+    return redirect(url_for("review.dashboard"))
+
+
+@bp.route("/accept/undo/<int:run_id>", methods=("POST",))
+@admin_required
+def undo_run(run_id: int):
+    try:
+        result = trust.undo(collection(), run_id, g.user.id)
+    except LabelerError as exc:
+        flash(str(exc))
+    else:
+        flash(f"Undid run {run_id}: {result['returned']} {result['group']} labels back to proposed, "
+              f"{result['kept']} decided by people kept.")
+    return redirect(url_for("review.dashboard"))
 
 
 @bp.route("/learn", methods=("POST",))

@@ -1,7 +1,7 @@
 """review leases, assignments and flags: a team splits one collection's work
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-07
 
 ``review_leases``: a reviewer's queue claims the cards it shows (and the next batch) for a few
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 
 revision = '0010'
-down_revision = '0008'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 

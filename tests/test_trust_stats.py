@@ -1,0 +1,103 @@
+"""The statistics of trusted labels (labeler.core.trust) on small arrays with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from labeler.core import fewshot, trust
+
+
+def test_clopper_pearson_matches_the_textbook():
+    # k = n: the closed form alpha ** (1 / n); 300 error-free reviews certify 0.99
+    assert trust.clopper_pearson_lower(300, 300) == pytest.approx(0.05 ** (1 / 300), abs=1e-12)
+    assert trust.clopper_pearson_lower(300, 300) > 0.99 > trust.clopper_pearson_lower(298, 298)
+    # scipy.stats.beta.ppf(0.05, 8, 3) = 0.4930987
+    assert trust.clopper_pearson_lower(8, 10) == pytest.approx(0.4930987, abs=1e-6)
+    # scipy.stats.beta.ppf(0.05, 95, 6) = 0.9000...: 95 of 100 (computed from the binomial tail)
+    lower = trust.clopper_pearson_lower(95, 100)
+    tail = sum(math.comb(100, i) * lower ** i * (1 - lower) ** (100 - i) for i in range(95, 101))
+    assert tail == pytest.approx(0.05, abs=1e-9)
+    assert trust.clopper_pearson_lower(0, 10) == 0.0
+    assert trust.clopper_pearson_lower(0, 0) == 0.0
+
+
+def test_wilson_and_poisson_bounds():
+    # Wilson, one-sided 95% (z = 1.6449): 8 of 10
+    z = 1.6448536269514722
+    p, n = 0.8, 10
+    expected = (p + z * z / (2 * n) - z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / (1 + z * z / n)
+    assert trust.wilson_lower(8, 10) == pytest.approx(expected, abs=1e-6)
+    # chi2.ppf(0.95, 2e + 2) / 2: the textbook table
+    assert trust.poisson_upper(0) == pytest.approx(2.995732, abs=1e-5)
+    assert trust.poisson_upper(1) == pytest.approx(4.743865, abs=1e-5)
+    assert trust.poisson_upper(2) == pytest.approx(6.295794, abs=1e-5)
+    assert trust.poisson_upper(10) == pytest.approx(33.92444 / 2, abs=1e-4)  # chi2.ppf(0.95, 22)
+
+
+def _calibrated(n: int, seed: int, a: float = 20.0, b: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    conf = np.clip(rng.beta(a, b, n), 0.3, 1 - 1e-5)
+    return conf, rng.random(n) < conf
+
+
+def test_calibrated_reviews_certify_a_high_precision_set():
+    population, truth = _calibrated(3000, 1)
+    reviews, right = _calibrated(300, 2)
+    choice = trust.choose_threshold(population, reviews, right, 0.99)
+    assert choice.found
+    i = choice.index
+    accepted = population >= choice.curve.thresholds[i]
+    assert choice.curve.accepted[i] == accepted.sum()
+    assert choice.curve.lower[i] >= 0.99
+    assert choice.curve.lower[i] <= choice.curve.estimated[i]
+    assert truth[accepted].mean() >= 0.985
+    assert accepted.mean() > 0.25  # a real share, not a token few
+
+
+def test_overconfident_reviews_are_refused():
+    """Confidences that promise 0.999 while a fifth of the random reviews are wrong certify nothing."""
+    population = np.full(2000, 0.999)
+    reviews = np.full(200, 0.999)
+    right = np.arange(200) % 5 != 0
+    choice = trust.choose_threshold(population, reviews, right, 0.99)
+    assert not choice.found
+    assert choice.curve.lower.max() < 0.9
+
+
+def test_few_reviews_refuse_and_say_how_many_more():
+    population, _ = _calibrated(3000, 3)
+    reviews, right = _calibrated(12, 4)
+    choice = trust.choose_threshold(population, reviews, right, 0.99)
+    assert not choice.found  # fewer than MIN_REVIEWS_ABOVE above any threshold
+    need = trust.reviews_needed(population, reviews, right, 0.99)
+    assert need is not None and need > 12
+    # as many calibrated reviews as it asks for do certify the target, most of the time
+    found = [trust.choose_threshold(population, *_calibrated(need, seed), 0.99).found for seed in range(5, 11)]
+    assert sum(found) >= 4, found
+
+
+def test_the_bound_is_simultaneous_and_monotone_in_evidence():
+    population, _ = _calibrated(2000, 6)
+    reviews, right = _calibrated(300, 7)
+    wrong = right.copy()
+    wrong[np.flatnonzero(right)[:10]] = False  # ten more errors among the same reviews
+    better = trust.precision_curve(population, reviews, right)
+    worse = trust.precision_curve(population, reviews, wrong)
+    assert np.all(worse.lower <= better.lower + 1e-12)
+    assert np.all(better.lower <= 1.0) and np.all(better.lower >= 0.0)
+
+
+def test_out_of_fold_confidence_never_sees_the_review():
+    rng = np.random.default_rng(0)
+    text = fewshot.scoring.unit(rng.standard_normal((3, 16)))
+    X = fewshot.scoring.unit(rng.standard_normal((30, 16)))
+    y = np.arange(30) % 3
+    oof = fewshot.out_of_fold_confidence(X, y, text, 100.0, "cache", {"alpha": 4.0, "beta": 10.0}, 1.0)
+    assert oof.shape == (30, 3)
+    np.testing.assert_allclose(oof.sum(axis=1), 1.0)
+    # a cache that saw its own review would be near-certain of it (noise vectors: only memory helps)
+    seen = fewshot.fit_cache(X, y, text, 100.0, 4.0, 10.0).confidence(X)
+    assert seen[np.arange(30), y].mean() > oof[np.arange(30), y].mean() + 0.2
