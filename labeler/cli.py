@@ -24,14 +24,14 @@ class LabelerGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except LabelerError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
-        except Exception as exc:  # a full disk is the machine's state, not a bug: one line too
-            if (full := disk_full(exc)) is None:
+        except Exception as exc:
+            # A full disk is the machine's state, not a bug: one line too, and the same line whether
+            # it surfaced bare or wrapped in a typed error (a file the user named, say).
+            error = disk_full(exc) or exc
+            if not isinstance(error, LabelerError):
                 raise
-            click.echo(f"error: {full}", err=True)
-            ctx.exit(full.exit_code)
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(error.exit_code)
 
 
 @click.group(cls=LabelerGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -167,6 +167,9 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(LabelerError)
     def _user_error(exc: LabelerError):
+        if (full := disk_full(exc)) is not None:  # wrapped in a typed error, still the machine's state
+            app.logger.error("%s on %s", full, request.path)
+            return error_response(507, str(full))
         return error_response(400, str(exc))
 
     @app.errorhandler(HTTPException)
