@@ -287,7 +287,7 @@ def coco(items: Sequence[Item], groups: list[str], choices: dict[str, list[str]]
                           "category_id": categories[(g, label.value)],
                           "bbox": [0, 0, w, h], "area": w * h, "iscrowd": 0,
                           "segmentation": [[0, 0, w, 0, w, h, 0, h]], "attributes": attributes}
-            data = export_label(label, reviewers, stated)
+            data = export_label(label, reviewers, stated=stated)
             if data["confidence"] is not None:
                 annotation["score"] = data["confidence"]
             annotation.update({k: data[k] for k in ("group", "value", "status", "reviewed_by", "predicted",
@@ -322,7 +322,7 @@ def label_studio(items: Sequence[Item], root: Path, url_prefix: str, reviewers: 
         scores = [l.confidence for l in labels.values() if l.confidence is not None]
         strategies = sorted({l.strategy for l in labels.values() if l.strategy})
         path = item.paths[0] if item.paths else ""
-        provenance = {g: {k: v for k, v in export_label(l, reviewers, stated).items() if k in PROVENANCE}
+        provenance = {g: {k: v for k, v in export_label(l, reviewers, stated=stated).items() if k in PROVENANCE}
                       for g, l in labels.items()}
         task = {"id": image.id,
                 "data": {"image": url_prefix + quote(os.path.relpath(path, root)), "image_id": image.id,
