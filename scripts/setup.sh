@@ -20,8 +20,8 @@ if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
 fi
 
 stamp=.venv/.labeler-installed
-extras=""
-[ "${1:-}" = "--test" ] && extras="[test,ray]"  # ray: tests/test_ray.py runs the Ray engine
+extras="[heif]"  # heif: iPhones' HEIC photos (pillow-heif)
+[ "${1:-}" = "--test" ] && extras="[test,ray,heif]"  # ray: tests/test_ray.py runs the Ray engine
 want="$(sha256sum pyproject.toml | cut -c1-16)$extras"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "setup: installing labeler$extras" >&2
