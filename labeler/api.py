@@ -33,7 +33,7 @@ from .collection import Collection
 from .config import Config
 from .core.prompts import PromptSet, load_prompt_set
 from .errors import ConfigError, LabelerError, user_file
-from .exchange.export import export_labels
+from .exchange.export import ExportOptions, export_labels
 from .files import apply_umask
 from .exchange.importing import import_labels as import_label_file
 from .ingest.run import embed_pending, index_paths, model_spec
@@ -262,15 +262,18 @@ class Labeler:
     # -- exchange ----------------------------------------------------------------------------
     def export(self, fmt: str, out: str | Path, groups: Sequence[str] | None = None, concept_group: str = "concept",
                prompt_set: PromptSetRef | None = None, root: str | Path | None = None,
-               image_url_prefix: str | None = None, force: bool = False) -> dict:
-        """Write every label to ``out`` as csv, jsonl, coco or labelstudio (``manage.py export``):
-        ``{"format", "path", "images", "labels"}`` (and ``config`` for Label Studio)."""
+               image_url_prefix: str | None = None, force: bool = False, coco_segmentation: bool = False,
+               split_predictions: bool = False, formula_guard: bool = True) -> dict:
+        """Write every label to ``out`` as csv, jsonl, coco, labelstudio or hf (``manage.py export``):
+        ``{"format", "path", "images", "labels"}`` (and ``config`` for Label Studio, ``predictions``
+        with ``split_predictions``, ``metadata`` for hf). See :class:`~labeler.exchange.export.ExportOptions`."""
         chosen = self.prompt_set(prompt_set) if prompt_set is not None else None
         out = Path(out)
+        options = ExportOptions(coco_segmentation, split_predictions, formula_guard)
         with user_file(out):
             return export_labels(self.collection(), fmt, out, list(groups) if groups else None, concept_group,
                                  prompt_set=chosen, root=Path(root) if root is not None else None,
-                                 image_url_prefix=image_url_prefix, force=force)
+                                 image_url_prefix=image_url_prefix, force=force, options=options)
 
     def import_labels(self, source: str | Path, groups: Sequence[str] | None = None,
                       prompt_set: PromptSetRef | None = None, allow_new_values: bool = False,

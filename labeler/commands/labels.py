@@ -142,7 +142,7 @@ def _replay(collection, prompt_set, known, shots: list[int], order: str, seed: i
 
 
 @click.command("export")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "coco", "labelstudio"]), default="csv",
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "coco", "labelstudio", "hf"]), default="csv",
               show_default=True)
 @click.option("--group", "groups", multiple=True, metavar="G", help="Only these groups (repeatable).")
 @click.option("--concept-group", default="concept", show_default=True, help="The group that gives COCO categories.")
@@ -155,21 +155,34 @@ def _replay(collection, prompt_set, known, shots: list[int], order: str, seed: i
 @click.option("--image-url-prefix", default=None, metavar="URL",
               help="Label Studio: data.image is this + the path relative to --root "
                    "[default: /data/local-files/?d=, Label Studio's local files route].")
+@click.option("--coco-segmentation", is_flag=True,
+              help="COCO: give each annotation a whole-image polygon (FiftyOne then builds a full-size mask per image).")
+@click.option("--split-predictions", is_flag=True,
+              help="COCO: OUT holds the reviewed labels as ground truth, OUT-stem.predictions.json the model's "
+                   "proposals as COCOeval results.")
+@click.option("--no-formula-guard", "formula_guard", is_flag=True, flag_value=False, default=True,
+              help="CSV: write cells as they are, for pandas or polars; by default a cell a spreadsheet would "
+                   "run as a formula gets a leading '.")
 @click.option("--force", is_flag=True, help="Replace OUT (and the Label Studio config beside it) if it exists.")
 @click.argument("out", type=click.Path(path_type=Path))
 @json_option
 def export(fmt: str, groups: tuple[str, ...], concept_group: str, prompt_set_path: str | None, root: Path | None,
-           image_url_prefix: str | None, force: bool, out: Path, as_json: bool) -> None:
-    """Export every label to OUT as csv, jsonl, coco or labelstudio (with OUT-stem.labeling-config.xml).
+           image_url_prefix: str | None, coco_segmentation: bool, split_predictions: bool, formula_guard: bool,
+           force: bool, out: Path, as_json: bool) -> None:
+    """Export every label to OUT as csv, jsonl, coco, labelstudio (with OUT-stem.labeling-config.xml)
+    or hf (OUT: the folder that holds the images; metadata.jsonl, README.md and dataset_info.json go there).
 
     Each label says what the model proposed (predicted, with its confidence) and what a reviewer
     decided (value, status, reviewed_by). OUT must not exist unless --force.
     """
     result = get_labeler().export(fmt, out, groups or None, concept_group, prompt_set_path, root,
-                                  image_url_prefix, force)
+                                  image_url_prefix, force, coco_segmentation=coco_segmentation,
+                                  split_predictions=split_predictions, formula_guard=formula_guard)
 
     def human(d: dict) -> None:
-        click.echo(f"wrote {d['labels']} labels of {d['images']} images to {d['path']}")
+        click.echo(f"wrote {d['labels']} labels of {d['images']} images to {d.get('metadata', d['path'])}")
+        if "predictions" in d:
+            click.echo(f"wrote the model's proposals as COCO results to {d['predictions']}")
         if "config" in d:
             click.echo(f"wrote the Label Studio labeling config to {d['config']}")
 

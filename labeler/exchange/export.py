@@ -30,7 +30,7 @@ from ..errors import LabelerError
 from ..files import replace_atomically
 from ..core.prompts import PromptSet
 
-FORMATS = ("csv", "jsonl", "coco", "labelstudio")
+FORMATS = ("csv", "jsonl", "coco", "labelstudio", "hf")
 CONCEPT_GROUP = "concept"
 # Label Studio serves files under a local storage root at this route (LOCAL_FILES_SERVING_ENABLED).
 LOCAL_FILES_PREFIX = "/data/local-files/?d="
@@ -74,20 +74,47 @@ def labeled_images(collection: Collection, groups: Sequence[str] | None = None) 
             yield Item(image, [f.path for f in present_first], by_image[image_id])
 
 
+@dataclass(frozen=True)
+class ExportOptions:
+    """How a format is written, beyond its defaults.
+
+    ``coco_segmentation``: COCO annotations carry a whole-image polygon (FiftyOne and pycocotools then
+    make a full-size mask per image; off by default). ``split_predictions``: COCO's OUT holds the
+    reviewed labels as ground truth and ``OUT-stem.predictions.json`` the model's proposals as
+    results, for COCOeval. ``formula_guard``: CSV cells a spreadsheet would run get a leading ``'``
+    (off for data tools such as pandas and polars, which read the ``'`` as part of the text).
+    """
+
+    coco_segmentation: bool = False
+    split_predictions: bool = False
+    formula_guard: bool = True
+
+
 def export_labels(collection: Collection, fmt: str, out: Path, groups: Sequence[str] | None = None,
                   concept_group: str = CONCEPT_GROUP, prompt_set: PromptSet | None = None,
-                  root: Path | None = None, image_url_prefix: str | None = None, force: bool = False) -> dict:
-    """Write every label in ``fmt``; returns ``{"format", "path", "images", "labels"}`` (and ``config``).
+                  root: Path | None = None, image_url_prefix: str | None = None, force: bool = False,
+                  options: ExportOptions = ExportOptions()) -> dict:
+    """Write every label in ``fmt``; returns ``{"format", "path", "images", "labels"}`` (and ``config``,
+    ``predictions``, ``metadata`` where the format writes more than one file).
 
-    ``prompt_set`` orders COCO categories and Label Studio choices (default: the one each group's
-    labels came from). ``root``: what COCO file names and Label Studio URLs are relative to (default:
-    the images' common folder). OUT (and Label Studio's config beside it) must not exist unless
-    ``force``, and is only ever replaced when it is a regular file.
+    ``prompt_set`` orders COCO categories, Label Studio choices, JSONL ``score_list`` and Hugging Face
+    class labels (default: the one each group's labels came from). ``root``: what COCO file names,
+    Label Studio URLs and Hugging Face ``file_name`` are relative to (default: the images' common
+    folder). OUT (and any file written beside it) must not exist unless ``force``, and is only ever
+    replaced when it is a regular file. ``hf`` writes into the folder OUT: ``metadata.jsonl`` and
+    ``dataset_info.json`` (see :mod:`labeler.exchange.huggingface`).
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown format '{fmt}' (known: {', '.join(FORMATS)})")
+    if options.split_predictions and fmt != "coco":
+        raise ExportError("--split-predictions applies to --format coco only")
+    if fmt == "hf":
+        from .huggingface import export_hf
+
+        return export_hf(collection, out, groups, prompt_set, root, force)
     config_path = out.with_name(out.stem + ".labeling-config.xml") if fmt == "labelstudio" else None
-    targets = [check_target(path, force) for path in (out, config_path) if path is not None]
+    predictions_path = out.with_name(out.stem + ".predictions.json") if options.split_predictions else None
+    targets = [check_target(path, force) for path in (out, config_path, predictions_path) if path is not None]
     items = list(labeled_images(collection, groups))
     all_groups = sorted({g for item in items for g in item.labels})
     with collection.session() as s:
@@ -101,16 +128,19 @@ def export_labels(collection: Collection, fmt: str, out: Path, groups: Sequence[
     def write(tmp: Path) -> None:
         with tmp.open("w", newline="", encoding="utf-8") as fh:
             if fmt == "csv":
-                _write_csv(fh, items, all_groups, reviewers, marked, checked, stated)
+                _write_csv(fh, items, all_groups, reviewers, marked, checked, stated, options.formula_guard)
             elif fmt == "jsonl":
                 for item in items:
                     fh.write(json.dumps({"image_id": item.image.id, "path": item.paths[0] if item.paths else None,
                                          "paths": item.paths, "sha256": item.image.sha256,
-                                         "labels": {g: export_label(l, reviewers, checked, stated)
+                                         "labels": {g: _jsonl_label(l, reviewers, checked, stated, choices[g])
                                                     for g, l in item.labels.items()},
                                          "flags": marked.get(item.image.id, [])}) + "\n")
+            elif fmt == "coco" and options.split_predictions:
+                json.dump(coco_truth(items, all_groups, choices, base, concept_group, options), fh, indent=1)
             elif fmt == "coco":
-                json.dump(coco(items, all_groups, choices, base, reviewers, concept_group, stated), fh, indent=1)
+                json.dump(coco(items, all_groups, choices, base, reviewers, concept_group, stated, options),
+                          fh, indent=1)
             else:
                 prefix = LOCAL_FILES_PREFIX if image_url_prefix is None else image_url_prefix
                 json.dump(label_studio(items, base, prefix, reviewers, stated), fh, indent=1)
@@ -122,7 +152,21 @@ def export_labels(collection: Collection, fmt: str, out: Path, groups: Sequence[
         xml = labeling_config(choices)
         replace_atomically(targets[1], lambda tmp: tmp.write_text(xml, encoding="utf-8"))
         report["config"] = str(config_path)
-    return report
+    if predictions_path is not None:
+        text = json.dumps(coco_predictions(items, all_groups, choices, concept_group), indent=1)
+        replace_atomically(targets[-1], lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        report["predictions"] = str(predictions_path)
+    return report if fmt != "jsonl" else {**report, "score_order": choices}  # the order of each score_list
+
+
+def _jsonl_label(label: Label, reviewers: dict[int, str], checked: dict[int, int], stated: dict[int, float],
+                 order: list[str]) -> dict:
+    """A JSONL label: :func:`export_label`, plus ``score_list``, the model's confidence in each of the
+    group's values in one fixed order (the prompt set's, as the report's ``score_order`` lists), so
+    data tools get the same columns whatever option names a prompt set uses; None where not scored."""
+    data = export_label(label, reviewers, checked, stated)
+    data["score_list"] = [(data["scores"].get(value) or {}).get("confidence") for value in order]
+    return data
 
 
 def check_target(path: Path, force: bool) -> Path:
@@ -229,10 +273,11 @@ def _flag_cell(entries: list[dict]) -> str:
 
 def _write_csv(fh, items: Sequence[Item], groups: list[str], reviewers: dict[int, str],
                marked: dict[int, list[dict]] | None = None, checked: dict[int, int] | None = None,
-               stated: dict[int, float] | None = None) -> None:
+               stated: dict[int, float] | None = None, formula_guard: bool = True) -> None:
     """Columns: image_id, path, each group's value, then per group ``GROUP:KEY`` for every key in
     ``CSV_KEYS``, then ``paths`` (every path of the image, ``|``-separated) and ``image:flags``
-    (its flags and notes; import-labels reads no column with a colon as a group). Cells are neutralised."""
+    (its flags and notes; import-labels reads no column with a colon as a group). Cells are neutralised
+    unless ``formula_guard`` is off."""
     marked = marked or {}
     writer = csv.writer(fh)
     writer.writerow(["image_id", "path", *groups, *[f"{g}:{k}" for g in groups for k in CSV_KEYS], "paths",
@@ -251,7 +296,7 @@ def _write_csv(fh, items: Sequence[Item], groups: list[str], reviewers: dict[int
                       for k in CSV_KEYS]
         row = [item.image.id, item.paths[0] if item.paths else "", *values, *extra, "|".join(item.paths),
                _flag_cell(marked.get(item.image.id, []))]
-        writer.writerow([neutralise(cell) for cell in row])
+        writer.writerow([neutralise(cell) for cell in row] if formula_guard else row)
 
 
 # version: import-labels skips a cell whose label has changed since (see importing.NEWER_REVIEW)
@@ -259,25 +304,57 @@ CSV_KEYS = ("confidence", "status", "predicted", "predicted_confidence", "review
             "stated_precision")
 
 
-def coco(items: Sequence[Item], groups: list[str], choices: dict[str, list[str]], root: Path,
-         reviewers: dict[int, str], concept_group: str = CONCEPT_GROUP, stated: dict[int, float] | None = None) -> dict:
-    """COCO with image-level categories: one whole-image box per image for its concept, other groups
-    as attributes. Without a concept group every group gives categories, named ``group:value``.
-
-    Category ids follow the prompt set's option order, so one prompt set always gives the same ids.
-    """
+def coco_categories(groups: list[str], choices: dict[str, list[str]], concept_group: str
+                    ) -> tuple[list[str], dict[tuple[str, str], int]]:
+    """The groups that give COCO categories (the concept group, else all) and each (group, value)'s
+    category id, in the prompt set's option order, so one prompt set always gives the same ids."""
     category_groups = [concept_group] if concept_group in groups else groups
-    several = len(category_groups) > 1
     categories: dict[tuple[str, str], int] = {}
     for g in category_groups:
         for value in choices.get(g, []):
             categories[(g, value)] = len(categories) + 1
+    return category_groups, categories
+
+
+def _coco_image(item: Item, root: Path) -> dict:
+    image = item.image
+    return {"id": image.id, "file_name": os.path.relpath(item.paths[0], root) if item.paths else None,
+            "width": image.width, "height": image.height, "path": item.paths[0] if item.paths else None,
+            "paths": item.paths}
+
+
+def _coco_categories_list(categories: dict[tuple[str, str], int], several: bool) -> list[dict]:
+    return [{"id": i, "name": f"{g}:{v}" if several else v, "supercategory": g} for (g, v), i in categories.items()]
+
+
+def _whole_image(image: Image, segmentation: bool) -> dict:
+    """A whole-image region: its box, area and crowd flag (and polygon when asked for)."""
+    w, h = image.width, image.height
+    region = {"bbox": [0, 0, w, h], "area": w * h, "iscrowd": 0}
+    if segmentation:
+        region["segmentation"] = [[0, 0, w, 0, w, h, 0, h]]
+    return region
+
+
+def _coco_info() -> dict:
+    return {"description": "labeler export", "date_created": datetime.now(timezone.utc).isoformat()}
+
+
+def coco(items: Sequence[Item], groups: list[str], choices: dict[str, list[str]], root: Path,
+         reviewers: dict[int, str], concept_group: str = CONCEPT_GROUP, stated: dict[int, float] | None = None,
+         options: ExportOptions = ExportOptions()) -> dict:
+    """COCO with image-level categories: one whole-image box per image for its concept, other groups
+    as attributes. Without a concept group every group gives categories, named ``group:value``.
+
+    Category ids follow the prompt set's option order, so one prompt set always gives the same ids.
+    No ``segmentation`` unless ``options.coco_segmentation``: a whole-image polygon made FiftyOne
+    require pycocotools and build a full-size mask per image.
+    """
+    category_groups, categories = coco_categories(groups, choices, concept_group)
     images, annotations = [], []
     for item in items:
         image, labels = item.image, item.labels
-        w, h = image.width, image.height
-        images.append({"id": image.id, "file_name": os.path.relpath(item.paths[0], root) if item.paths else None,
-                       "width": w, "height": h, "path": item.paths[0] if item.paths else None, "paths": item.paths})
+        images.append(_coco_image(item, root))
         attributes = {g: l.value for g, l in labels.items() if g not in category_groups}
         for g in category_groups:
             label = labels.get(g)
@@ -285,18 +362,60 @@ def coco(items: Sequence[Item], groups: list[str], choices: dict[str, list[str]]
                 continue
             annotation = {"id": len(annotations) + 1, "image_id": image.id,
                           "category_id": categories[(g, label.value)],
-                          "bbox": [0, 0, w, h], "area": w * h, "iscrowd": 0,
-                          "segmentation": [[0, 0, w, 0, w, h, 0, h]], "attributes": attributes}
+                          **_whole_image(image, options.coco_segmentation), "attributes": attributes}
             data = export_label(label, reviewers, stated=stated)
             if data["confidence"] is not None:
                 annotation["score"] = data["confidence"]
             annotation.update({k: data[k] for k in ("group", "value", "status", "reviewed_by", "predicted",
                                                      "predicted_confidence", "stated_precision")})
             annotations.append(annotation)
-    return {"info": {"description": "labeler export", "date_created": datetime.now(timezone.utc).isoformat()},
-            "licenses": [], "images": images, "annotations": annotations,
-            "categories": [{"id": i, "name": f"{g}:{v}" if several else v, "supercategory": g}
-                           for (g, v), i in categories.items()]}
+    return {"info": _coco_info(), "licenses": [], "images": images, "annotations": annotations,
+            "categories": _coco_categories_list(categories, len(category_groups) > 1)}
+
+
+REVIEWED = ("accepted", "corrected")  # what a reviewer decided a value is: COCO's ground truth
+
+
+def _reviewed(label: Label | None) -> bool:
+    return label is not None and label.status in REVIEWED and label.value is not None
+
+
+def coco_truth(items: Sequence[Item], groups: list[str], choices: dict[str, list[str]], root: Path,
+               concept_group: str = CONCEPT_GROUP, options: ExportOptions = ExportOptions()) -> dict:
+    """COCO ground truth for COCOeval: the images with a reviewed (accepted or corrected) label in a
+    category group, and that label as a whole-image box. :func:`coco_predictions` is the results file."""
+    category_groups, categories = coco_categories(groups, choices, concept_group)
+    images, annotations = [], []
+    for item in items:
+        reviewed = [item.labels[g] for g in category_groups if _reviewed(item.labels.get(g))]
+        if not reviewed:
+            continue
+        images.append(_coco_image(item, root))
+        for label in reviewed:
+            annotations.append({"id": len(annotations) + 1, "image_id": item.image.id,
+                                "category_id": categories[(label.group, label.value)],
+                                **_whole_image(item.image, options.coco_segmentation),
+                                "group": label.group, "value": label.value, "status": label.status})
+    return {"info": _coco_info(), "licenses": [], "images": images, "annotations": annotations,
+            "categories": _coco_categories_list(categories, len(category_groups) > 1)}
+
+
+def coco_predictions(items: Sequence[Item], groups: list[str], choices: dict[str, list[str]],
+                     concept_group: str = CONCEPT_GROUP) -> list[dict]:
+    """COCO results (``COCO.loadRes``): the model's proposal for every reviewed label of
+    :func:`coco_truth`, a whole-image box scored with the model's confidence. A proposal of none of
+    the options has no box: COCOeval counts the reviewed value as missed, as ``evaluate`` does."""
+    category_groups, categories = coco_categories(groups, choices, concept_group)
+    results = []
+    for item in items:
+        for g in category_groups:
+            label = item.labels.get(g)
+            if not _reviewed(label) or label.predicted is None:
+                continue
+            results.append({"image_id": item.image.id, "category_id": categories[(g, label.predicted)],
+                            "bbox": [0, 0, item.image.width, item.image.height],
+                            "score": label.confidence if label.confidence is not None else 1.0})
+    return results
 
 
 def label_studio(items: Sequence[Item], root: Path, url_prefix: str, reviewers: dict[int, str],
