@@ -186,6 +186,12 @@ def export(fmt: str, groups: tuple[str, ...], concept_group: str, prompt_set_pat
             click.echo(f"wrote the model's proposals as COCO results to {d['predictions']}")
         if "config" in d:
             click.echo(f"wrote the Label Studio labeling config to {d['config']}")
+        if "settings" in d:
+            settings = d["settings"]
+            click.echo(f"Label Studio serves these images with (written to {d['settings_file']}):")
+            click.echo("  LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true")
+            click.echo(f"  LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={settings['LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT']}")
+            click.echo(f"  and a Local Storage (Source Storage > Local files) at {settings['local_storage_path']}")
 
     emit(as_json, result, human)
 
@@ -199,10 +205,13 @@ def export(fmt: str, groups: tuple[str, ...], concept_group: str, prompt_set_pat
               help="Import groups and values the prompt set does not know, instead of refusing the file.")
 @click.option("--overwrite-newer", is_flag=True,
               help="Import cells whose label changed since the export too (default: skipped as newer_review).")
+@click.option("--user", "user", default=None, metavar="NAME",
+              help="The reviewer of every value whose file names none, or no labeler user (Label Studio's "
+                   "completed_by/annotator is matched to a user by name, or by the part of an e-mail before @).")
 @json_option
 def import_labels(source: Path, groups: tuple[str, ...], prompt_set_path: str | None, allow_new_values: bool,
-                  overwrite_newer: bool, as_json: bool) -> None:
-    """Import reviewed labels from a CSV or a Label Studio JSON export.
+                  overwrite_newer: bool, user: str | None, as_json: bool) -> None:
+    """Import reviewed labels from a CSV or a Label Studio JSON (or JSON-MIN) export.
 
     CSV: a file|path|image_id column (or Label Studio's image URL) plus one column per group; an
     export's GROUP:... columns are read as its status. A value that differs from the model's is
@@ -213,7 +222,7 @@ def import_labels(source: Path, groups: tuple[str, ...], prompt_set_path: str | 
 
     try:
         report = get_labeler().import_labels(source, groups or None, prompt_set_path, allow_new_values,
-                                             overwrite_newer=overwrite_newer)
+                                             overwrite_newer=overwrite_newer, user=user)
     except ImportRefused as exc:
         if as_json:
             emit(True, exc.report)  # what was unknown, for a script; the error line still says why

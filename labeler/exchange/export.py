@@ -111,9 +111,9 @@ def export_labels(collection: Collection, fmt: str, out: Path, groups: Sequence[
         raise ExportError("--split-predictions applies to --format coco only")
     if fmt in FOLDER_FORMATS:
         return _export_folder(collection, fmt, out, groups, prompt_set, root, force)
-    config_path = out.with_name(out.stem + ".labeling-config.xml") if fmt == "labelstudio" else None
-    predictions_path = out.with_name(out.stem + ".predictions.json") if options.split_predictions else None
-    targets = [check_target(path, force) for path in (out, config_path, predictions_path) if path is not None]
+    beside = _files_beside(fmt, out, image_url_prefix, options)
+    target = check_target(out, force)
+    beside_targets = {key: check_target(path, force) for key, path in beside.items()}
     items = list(labeled_images(collection, groups))
     all_groups = sorted({g for item in items for g in item.labels})
     with collection.session() as s:
@@ -123,39 +123,80 @@ def export_labels(collection: Collection, fmt: str, out: Path, groups: Sequence[
         marked = image_flags(s, [item.image.id for item in items])
         checked = qa.qa_by_label(s)
     base = common_root(items, root) if fmt in ("coco", "labelstudio") else None
+    settings = None
+    if fmt == "labelstudio":
+        base, settings = label_studio_root(items, root, image_url_prefix)
+
+    data = _ExportData(items, all_groups, reviewers, stated, choices, marked, checked, base)
 
     def write(tmp: Path) -> None:
         with tmp.open("w", newline="", encoding="utf-8") as fh:
-            if fmt == "csv":
-                _write_csv(fh, items, all_groups, reviewers, marked, checked, stated, options.formula_guard)
-            elif fmt == "jsonl":
-                for item in items:
-                    fh.write(json.dumps({"image_id": item.image.id, "path": item.paths[0] if item.paths else None,
-                                         "paths": item.paths, "sha256": item.image.sha256,
-                                         "labels": {g: _jsonl_label(l, reviewers, checked, stated, choices[g])
-                                                    for g, l in item.labels.items()},
-                                         "flags": marked.get(item.image.id, [])}) + "\n")
-            elif fmt == "coco" and options.split_predictions:
-                json.dump(coco_truth(items, all_groups, choices, base, concept_group, options), fh, indent=1)
-            elif fmt == "coco":
-                json.dump(coco(items, all_groups, choices, base, reviewers, concept_group, stated, options),
-                          fh, indent=1)
-            else:
-                prefix = LOCAL_FILES_PREFIX if image_url_prefix is None else image_url_prefix
-                json.dump(label_studio(items, base, prefix, reviewers, stated), fh, indent=1)
+            _write_main(fh, fmt, data, concept_group, image_url_prefix, options)
 
-    replace_atomically(targets[0], write)  # a failed export never leaves half a file under the real name
+    replace_atomically(target, write)  # a failed export never leaves half a file under the real name
     report = {"format": fmt, "path": str(out), "images": len(items),
               "labels": sum(len(item.labels) for item in items)}
-    if config_path is not None:
-        xml = labeling_config(choices)
-        replace_atomically(targets[1], lambda tmp: tmp.write_text(xml, encoding="utf-8"))
-        report["config"] = str(config_path)
-    if predictions_path is not None:
-        text = json.dumps(coco_predictions(items, all_groups, choices, concept_group), indent=1)
-        replace_atomically(targets[-1], lambda tmp: tmp.write_text(text, encoding="utf-8"))
-        report["predictions"] = str(predictions_path)
+    texts = {}
+    if fmt == "labelstudio":
+        texts["config"] = labeling_config(choices)
+        if settings is not None:
+            texts["settings_file"] = label_studio_env(settings, out.name)
+            report["settings"] = settings
+    if options.split_predictions:
+        texts["predictions"] = json.dumps(coco_predictions(items, all_groups, choices, concept_group), indent=1)
+    for key, text in texts.items():
+        replace_atomically(beside_targets[key], lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
+        report[key] = str(beside[key])
     return report if fmt != "jsonl" else {**report, "score_order": choices}  # the order of each score_list
+
+
+@dataclass
+class _ExportData:
+    """What one export read from the catalog, for the writer of its format."""
+
+    items: list[Item]
+    groups: list[str]
+    reviewers: dict[int, str]
+    stated: dict[int, float]
+    choices: dict[str, list[str]]
+    marked: dict[int, list[dict]]
+    checked: dict[int, int]
+    base: Path | None
+
+
+def _write_main(fh, fmt: str, d: _ExportData, concept_group: str, image_url_prefix: str | None,
+                options: ExportOptions) -> None:
+    """OUT's content in ``fmt``, written to the open text file ``fh``."""
+    if fmt == "csv":
+        _write_csv(fh, d.items, d.groups, d.reviewers, d.marked, d.checked, d.stated, options.formula_guard)
+    elif fmt == "jsonl":
+        for item in d.items:
+            fh.write(json.dumps({"image_id": item.image.id, "path": item.paths[0] if item.paths else None,
+                                 "paths": item.paths, "sha256": item.image.sha256,
+                                 "labels": {g: _jsonl_label(l, d.reviewers, d.checked, d.stated, d.choices[g])
+                                            for g, l in item.labels.items()},
+                                 "flags": d.marked.get(item.image.id, [])}) + "\n")
+    elif fmt == "coco" and options.split_predictions:
+        json.dump(coco_truth(d.items, d.groups, d.choices, d.base, concept_group, options), fh, indent=1)
+    elif fmt == "coco":
+        json.dump(coco(d.items, d.groups, d.choices, d.base, d.reviewers, concept_group, d.stated, options),
+                  fh, indent=1)
+    else:
+        prefix = LOCAL_FILES_PREFIX if image_url_prefix is None else image_url_prefix
+        json.dump(label_studio(d.items, d.base, prefix, d.reviewers, d.stated), fh, indent=1)
+
+
+def _files_beside(fmt: str, out: Path, image_url_prefix: str | None, options: ExportOptions) -> dict[str, Path]:
+    """The files a format writes beside OUT, by their key in the report: Label Studio's labeling
+    config and (serving local files) its settings, COCO's results file with ``split_predictions``."""
+    beside = {}
+    if fmt == "labelstudio":
+        beside["config"] = out.with_name(out.stem + ".labeling-config.xml")
+        if image_url_prefix is None:
+            beside["settings_file"] = out.with_name(out.stem + ".label-studio.env")
+    if options.split_predictions:
+        beside["predictions"] = out.with_name(out.stem + ".predictions.json")
+    return beside
 
 
 def _jsonl_label(label: Label, reviewers: dict[int, str], checked: dict[int, int], stated: dict[int, float],
@@ -465,6 +506,44 @@ def label_studio(items: Sequence[Item], root: Path, url_prefix: str, reviewers: 
             task["annotations"] = [{"result": [result(g, l.value) for g, l in reviewed.items()]}]
         tasks.append(task)
     return tasks
+
+
+def label_studio_root(items: Sequence[Item], root: Path | None, url_prefix: str | None
+                      ) -> tuple[Path, dict | None]:
+    """What Label Studio task URLs are relative to, and the settings that make it serve them.
+
+    Label Studio serves ``/data/local-files/?d=REL`` only from a Local Storage inside
+    ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``, and refuses a storage at the document root itself; so
+    the default root is the parent of the images' folder, and the storage is that folder. With
+    another ``url_prefix`` the images are served elsewhere: no settings.
+    """
+    images = common_root(items, None)
+    base = common_root(items, root) if root is not None else (images.parent if images != images.parent else images)
+    if url_prefix is not None or not any(item.paths for item in items):
+        return base, None
+    if images == base:
+        raise ExportError(f"Label Studio refuses a Local Storage at its document root {base}: give --root a "
+                          f"folder above the images' folder (its parent {base.parent}, the default)")
+    return base, {"LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
+                  "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(base),
+                  "local_storage_path": str(images), "root": str(base)}
+
+
+def label_studio_env(settings: dict, tasks_name: str) -> str:
+    """The settings file written beside a Label Studio export: shell lines, and the storage to add."""
+    return (f"# Label Studio settings for {tasks_name} (labeler export --format labelstudio --root {settings['root']})\n"
+            "# Start Label Studio with these in its environment:\n"
+            f"export LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED={settings['LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED']}\n"
+            f"export LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={quote_shell(settings['LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT'])}\n"
+            "# Then in the project: Settings > Cloud Storage > Add Source Storage > Local files,\n"
+            f"# Absolute local path: {settings['local_storage_path']}\n"
+            f"LABELER_LOCAL_STORAGE_PATH={quote_shell(settings['local_storage_path'])}\n")
+
+
+def quote_shell(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
 
 
 PROVENANCE = ("value", "status", "reviewed_by", "predicted", "predicted_confidence", "stated_precision")
