@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from ..review import decisions as review
 from ..review.values import lookalike, normalise, value_problem
-from ..store.catalog import Label
+from ..store.catalog import Label, User
 from ..collection import Collection
 from ..store.csvfiles import ID_COLUMNS, IMAGE_URL_COLUMN, CsvError, match_rows, read_csv
 from ..errors import LabelerError
@@ -50,6 +50,7 @@ class Cell:
     status: str | None = None  # GROUP:status, when the file has it
     predicted: str | None = None  # GROUP:predicted, when the file has it
     version: int | None = None  # GROUP:version: the label's version when it was exported
+    reviewer: str | None = None  # who made it, where the file says (Label Studio's completed_by/annotator)
 
 
 @dataclass
@@ -62,6 +63,13 @@ class Source:
     cells: list[dict[str, Cell]]
     lines: list[int | str]  # where each row is, for messages
     skipped: list[tuple[int | str, str, str]] = field(default_factory=list)  # (where, group, reason)
+
+    def add_task(self, where: str, data: dict, cells: dict[str, Cell]) -> None:
+        """A Label Studio task's row: found again by our task data (image id, path) or its image URL."""
+        self.refs.append({"image_id": str(data.get("image_id") or ""), "path": str(data.get("path") or ""),
+                          "file": "", IMAGE_URL_COLUMN: str(data.get("image") or "")})
+        self.cells.append(cells)
+        self.lines.append(where)
 
 
 def import_labels(collection: Collection, path: Path, groups: Sequence[str] | None = None,
@@ -85,7 +93,8 @@ def import_labels(collection: Collection, path: Path, groups: Sequence[str] | No
     source.groups = _chosen_groups(source, groups, path)
     tally = _Tally({"source": str(path), "format": source.kind, "groups": source.groups, "prompt_set": None,
                     "imported": 0, "accepted": 0, "corrected": 0, "unchanged": 0, "skipped": {},
-                    "skipped_rows": [], "unknown_groups": [], "unknown_values": {}, "unmatched": []})
+                    "skipped_rows": [], "unknown_groups": [], "unknown_values": {}, "unmatched": [],
+                    "reviewers": {}})
     for where, group, reason in source.skipped:
         tally.skip(where, group, reason)
     report = tally.report
@@ -98,9 +107,33 @@ def import_labels(collection: Collection, path: Path, groups: Sequence[str] | No
             report["skipped"] = dict(tally.skips)
             raise ImportRefused(f"{path}: {_unknown_text(report)} not in prompt set {report['prompt_set']}; "
                                 "fix the file, or pass --allow-new-values to import them anyway", report)
-        write_plan(s, plan, existing, user_id, report)
+        by_cell = _cell_reviewers(s, source, ids, user_id, report)
+        write_plan(s, plan, existing, user_id, report, by_cell)
     report["skipped"] = dict(tally.skips)
     return report
+
+
+def _cell_reviewers(session: Session, source: Source, ids: list[int | None], default: int | None,
+                    report: dict) -> dict[tuple[int, str], int | None]:
+    """The labeler user of each cell that names its reviewer (Label Studio's ``completed_by`` or
+    ``annotator``): the user of that name, or of the name before the ``@`` of an e-mail address. A
+    name no user has leaves the cell to ``default`` (``--user``), and is listed in
+    ``report["reviewers"]`` with None, beside each matched name and its user."""
+    names = {cell.reviewer for cells in source.cells for cell in cells.values() if cell.reviewer}
+    users = {name.casefold(): (uid, name) for uid, name in session.execute(select(User.id, User.name))}
+    matched: dict[str, tuple[int, str] | None] = {}
+    for name in sorted(names):
+        matched[name] = users.get(name.casefold()) or (users.get(name.split("@")[0].casefold())
+                                                        if "@" in name else None)
+    report["reviewers"] = {name: (hit[1] if hit else None) for name, hit in matched.items()}
+    out: dict[tuple[int, str], int | None] = {}
+    for cells, image_id in zip(source.cells, ids):
+        if image_id is None:
+            continue
+        for group, cell in cells.items():
+            hit = matched.get(cell.reviewer) if cell.reviewer else None
+            out[(image_id, group)] = hit[0] if hit else default
+    return out
 
 
 def _chosen_groups(source: Source, groups: Sequence[str] | None, path: Path) -> list[str]:
@@ -177,8 +210,9 @@ def _newer_review(cell: Cell, label: Label | None, value: str) -> bool:
 
 
 def write_plan(session: Session, plan: list[tuple[int, str, str]], existing: dict[tuple[int, str], Label],
-               user_id: int | None, report: dict) -> None:
-    """Record each planned value as a review (accepted or corrected); one already so is unchanged."""
+               user_id: int | None, report: dict, reviewers: dict[tuple[int, str], int | None] | None = None) -> None:
+    """Record each planned value as a review (accepted or corrected), by the cell's reviewer in
+    ``reviewers`` (else ``user_id``); one already so is unchanged."""
     for image_id, group, value in plan:
         label = existing.get((image_id, group))
         if label is not None and label.value == value and label.status in REVIEWED:
@@ -186,7 +220,7 @@ def write_plan(session: Session, plan: list[tuple[int, str, str]], existing: dic
             continue
         if label is None:
             label = existing[(image_id, group)] = Label(image_id=image_id, group=group)
-        event = review.record_import(session, label, value, user_id)
+        event = review.record_import(session, label, value, (reviewers or {}).get((image_id, group), user_id))
         report["imported"] += 1
         report[event.after_status] += 1
 
@@ -322,6 +356,8 @@ def _read_label_studio(path: Path) -> Source:
         raise CsvError(f"{path}: not a Label Studio JSON export: {str(exc).splitlines()[0][:200]}") from None
     if isinstance(tasks, dict):
         tasks = [tasks]
+    if isinstance(tasks, list) and tasks and all(isinstance(t, dict) and "data" not in t for t in tasks):
+        return _read_json_min(tasks)
     if not isinstance(tasks, list) or not all(isinstance(t, dict) and isinstance(t.get("data"), dict)
                                               for t in tasks):
         raise CsvError(f"{path}: not a Label Studio JSON export (a list of tasks, each with data)")
@@ -347,11 +383,48 @@ def _read_label_studio(path: Path) -> Source:
             if len(choices) != 1 or not isinstance(choices[0], str):
                 source.skipped.append((where, group, "not exactly one choice"))
                 continue
-            cells[group] = Cell(choices[0])
+            cells[group] = Cell(choices[0], reviewer=_annotator(newest.get("completed_by")))
         data = task["data"]
-        source.refs.append({"image_id": str(data.get("image_id") or ""), "path": str(data.get("path") or ""),
-                            "file": "", IMAGE_URL_COLUMN: str(data.get("image") or "")})
-        source.cells.append(cells)
-        source.lines.append(where)
+        source.add_task(where, data, cells)
     source.groups = list(groups)
     return source
+
+
+# Keys of a JSON-MIN row that are Label Studio's or our task data, never groups.
+JSON_MIN_KEYS = frozenset({*CONVERTER_COLUMNS, *TASK_DATA_KEYS})
+
+
+def _read_json_min(rows: list[dict]) -> Source:
+    """Label Studio's JSON-MIN export: one flat object per task, the task data beside each group's
+    choice (a string, or ``{"choices": [...]}`` for several) and ``annotator``, the e-mail of who made it."""
+    source = Source("labelstudio-min", [], [], [], [])
+    groups: dict[str, None] = {}
+    for n, row in enumerate(rows):
+        where = f"task {row.get('id', n)}"
+        cells: dict[str, Cell] = {}
+        for key, value in row.items():
+            if key in JSON_MIN_KEYS or key.startswith("_"):
+                continue
+            if isinstance(value, dict) and isinstance(value.get("choices"), list):
+                value = value["choices"]
+            if isinstance(value, list):
+                groups.setdefault(key)
+                if len(value) != 1 or not isinstance(value[0], str):
+                    source.skipped.append((where, key, "not exactly one choice"))
+                    continue
+                value = value[0]
+            if not isinstance(value, str):
+                continue
+            groups.setdefault(key)
+            cells[key] = Cell(value, reviewer=_annotator(row.get("annotator")))
+        source.add_task(where, row, cells)
+    source.groups = list(groups)
+    return source
+
+
+def _annotator(who) -> str | None:
+    """Who made an annotation, as Label Studio exports it: an e-mail or name, or an object with
+    ``email``/``username``; a bare user id (a number) names no one labeler knows."""
+    if isinstance(who, dict):
+        who = who.get("email") or who.get("username") or None
+    return who.strip() or None if isinstance(who, str) else None
