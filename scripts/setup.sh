@@ -20,13 +20,15 @@ if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
 fi
 
 stamp=.venv/.labeler-installed
-extras="[heif]"  # heif: iPhones' HEIC photos (pillow-heif)
-[ "${1:-}" = "--test" ] && extras="[test,ray,heif]"  # ray: tests/test_ray.py runs the Ray engine
-want="$(sha256sum pyproject.toml | cut -c1-16)$extras"
+plain="[heif]"  # heif: iPhones' HEIC photos (pillow-heif)
+full="[test,ray,heif]"  # ray: tests/test_ray.py runs the Ray engine
+extras=$plain
+[ "${1:-}" = "--test" ] && extras=$full
+hash="$(sha256sum pyproject.toml | cut -c1-16)"
+want="$hash$extras"
 have="$(cat "$stamp" 2>/dev/null || true)"
-# An install with the test extras also serves the plain set-up: `make demo` after `make test`
-# reinstalls nothing (the stamp's first 16 characters are the pyproject's hash).
-if [ "$have" != "$want" ] && { [ -n "$extras" ] || [ "${have:0:16}" != "${want:0:16}" ]; }; then
+# The test install holds every plain extra too, so `make demo` after `make test` reinstalls nothing.
+if [ "$have" != "$want" ] && [ "$have" != "$hash$full" ]; then
     echo "setup: installing labeler$extras" >&2
     pip install -e ".$extras" $TORCH_PINS
     echo "$want" > "$stamp"
