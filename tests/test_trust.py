@@ -382,6 +382,8 @@ def test_migration_0009_down_and_up_keeps_labels_and_review_events(labeled):
         assert conn.execute(sa.text("SELECT count(*) FROM labels")).scalar() == labels
         columns = {row[1] for row in conn.execute(sa.text("PRAGMA table_info(labels)"))}
         assert "accept_run_id" not in columns and "suspect_score" not in columns
+        events_columns = {row[1] for row in conn.execute(sa.text("PRAGMA table_info(review_events)"))}
+        assert "run_id" not in events_columns and "source" not in events_columns  # 0014's column went too
     db.upgrade(config)
     with collection.session() as s:
         assert s.scalar(select(func.count()).select_from(ReviewEvent)) == events

@@ -98,7 +98,7 @@ def import_labels(collection: Collection, path: Path, groups: Sequence[str] | No
             report["skipped"] = dict(tally.skips)
             raise ImportRefused(f"{path}: {_unknown_text(report)} not in prompt set {report['prompt_set']}; "
                                 "fix the file, or pass --allow-new-values to import them anyway", report)
-        write_plan(s, plan, existing, user_id, report)
+        write_plan(s, plan, existing, user_id, report, path.name[:256])
     report["skipped"] = dict(tally.skips)
     return report
 
@@ -177,8 +177,9 @@ def _newer_review(cell: Cell, label: Label | None, value: str) -> bool:
 
 
 def write_plan(session: Session, plan: list[tuple[int, str, str]], existing: dict[tuple[int, str], Label],
-               user_id: int | None, report: dict) -> None:
-    """Record each planned value as a review (accepted or corrected); one already so is unchanged."""
+               user_id: int | None, report: dict, source: str | None = None) -> None:
+    """Record each planned value as a review (accepted or corrected) from the file ``source``; one
+    already so is unchanged."""
     for image_id, group, value in plan:
         label = existing.get((image_id, group))
         if label is not None and label.value == value and label.status in REVIEWED:
@@ -186,7 +187,7 @@ def write_plan(session: Session, plan: list[tuple[int, str, str]], existing: dic
             continue
         if label is None:
             label = existing[(image_id, group)] = Label(image_id=image_id, group=group)
-        event = review.record_import(session, label, value, user_id)
+        event = review.record_import(session, label, value, user_id, source)
         report["imported"] += 1
         report[event.after_status] += 1
 
