@@ -301,17 +301,19 @@ class Labeler:
                                      overwrite_newer=overwrite_newer)
 
     # -- trusted labels ----------------------------------------------------------------------
-    def accept(self, group: str, min_precision: float, dry_run: bool = False) -> dict:
+    def accept(self, group: str, min_precision: float, dry_run: bool = False,
+               progress: Callable[[int, int], None] | None = None) -> dict:
         """Accept ``group``'s proposals at a certified ``min_precision`` (``manage.py accept``):
         ``{"group", "threshold", "estimated_precision", "lower_bound", "accepted", "coverage", "run", ...}``.
         Raises :class:`~labeler.review.trust.AcceptRefused` (its ``report`` says how many more
-        random reviews it needs) when the reviews cannot support the claim."""
-        return trust.accept(self.collection(), group, min_precision, dry_run=dry_run)
+        random reviews it needs) when the reviews cannot support the claim. ``progress(done, total)``
+        follows the labels written."""
+        return trust.accept(self.collection(), group, min_precision, dry_run=dry_run, progress=progress)
 
-    def undo_accept(self, run: int) -> dict:
+    def undo_accept(self, run: int, progress: Callable[[int, int], None] | None = None) -> dict:
         """Return accept run ``run``'s auto labels to proposed (``manage.py accept --undo RUN``):
-        ``{"run", "group", "returned", "kept"}``."""
-        return trust.undo(self.collection(), run)
+        ``{"run", "group", "returned", "kept"}``. ``progress(done, total)`` follows the labels."""
+        return trust.undo(self.collection(), run, progress=progress)
 
     def accept_runs(self, group: str | None = None, run: int | None = None) -> list[dict]:
         """The accept runs (of ``group``, or only ``run``) with their spot-checks (``manage.py accept --runs``)."""

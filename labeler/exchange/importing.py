@@ -108,7 +108,7 @@ def import_labels(collection: Collection, path: Path, groups: Sequence[str] | No
             raise ImportRefused(f"{path}: {_unknown_text(report)} not in prompt set {report['prompt_set']}; "
                                 "fix the file, or pass --allow-new-values to import them anyway", report)
         by_cell = _cell_reviewers(s, source, ids, user_id, report)
-        write_plan(s, plan, existing, user_id, report, by_cell)
+        write_plan(s, plan, existing, user_id, report, by_cell, path.name[:256])
     report["skipped"] = dict(tally.skips)
     return report
 
@@ -210,9 +210,10 @@ def _newer_review(cell: Cell, label: Label | None, value: str) -> bool:
 
 
 def write_plan(session: Session, plan: list[tuple[int, str, str]], existing: dict[tuple[int, str], Label],
-               user_id: int | None, report: dict, reviewers: dict[tuple[int, str], int | None] | None = None) -> None:
-    """Record each planned value as a review (accepted or corrected), by the cell's reviewer in
-    ``reviewers`` (else ``user_id``); one already so is unchanged."""
+               user_id: int | None, report: dict, reviewers: dict[tuple[int, str], int | None] | None = None,
+               source: str | None = None) -> None:
+    """Record each planned value as a review (accepted or corrected) from the file ``source``, by the
+    cell's reviewer in ``reviewers`` (else ``user_id``); one already so is unchanged."""
     for image_id, group, value in plan:
         label = existing.get((image_id, group))
         if label is not None and label.value == value and label.status in REVIEWED:
@@ -220,7 +221,7 @@ def write_plan(session: Session, plan: list[tuple[int, str, str]], existing: dic
             continue
         if label is None:
             label = existing[(image_id, group)] = Label(image_id=image_id, group=group)
-        event = review.record_import(session, label, value, (reviewers or {}).get((image_id, group), user_id))
+        event = review.record_import(session, label, value, (reviewers or {}).get((image_id, group), user_id), source)
         report["imported"] += 1
         report[event.after_status] += 1
 

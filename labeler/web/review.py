@@ -40,10 +40,12 @@ def dashboard():
         accept_job = jobs.job_dict(accept_job) if accept_job else None
         trusted = trust.dashboard(s)
         suspects = {group: audit.suspect_count(s, group) for group in stats}
+        suspect_origins = audit.suspects_by_origin(s)
     curves = {group: curve_svg(entry["curve"]) for group, entry in trusted.items() if entry["curve"]}
     return render_template("review/dashboard.html", stats=stats, bins=review.HISTOGRAM_BINS, fits=fits,
                            job=job, team=team, job_url=url_for("api.job", job_id=job["id"]) if job else None,
-                           trusted=trusted, curves=curves, suspects=suspects, accept_job=accept_job)
+                           trusted=trusted, curves=curves, suspects=suspects, suspect_origins=suspect_origins,
+                           accept_job=accept_job)
 
 
 def curve_svg(points: list[dict], width: int = 240, height: int = 120) -> Markup:
