@@ -124,7 +124,7 @@ def import_labels(collection: Collection, path: Path, groups: Sequence[str] | No
     done = 0
     with collection.session() as s:
         matcher = RowMatcher(s, path)
-        checker = _Checker(s, prompt_set)
+        checker = _Checker(s, source.groups, prompt_set)
         refused = False
         for chunk in _chunks(source.rows(), CHUNK):
             rows = []
@@ -294,18 +294,24 @@ class _Checker:
     letters that look the same) stops the import.
     """
 
-    def __init__(self, session: Session, prompt_set: PromptSet | None):
+    def __init__(self, session: Session, groups: list[str], prompt_set: PromptSet | None):
         from ..labeling.learning import prompt_set_of_labels
 
         self.prompt_set = prompt_set
         self.sets: dict[str, PromptSet | None] = {}
         self.fallback = prompt_set
         if prompt_set is None:
-            known_groups = list(session.scalars(select(Label.group).where(Label.prompt_set_id.is_not(None))
-                                                .distinct().order_by(Label.group)))
-            for group in known_groups:
+            # Only the file's groups are looked up (each lookup sorts the group's labels); the other
+            # groups only when one of the file's has no prompt set of its own.
+            for group in groups:
                 self.sets[group] = prompt_set_of_labels(session, group)
-            self.fallback = next((self.sets[g] for g in known_groups if self.sets[g] is not None), None)
+            if not all(self.sets.values()):
+                known_groups = list(session.scalars(select(Label.group).where(Label.prompt_set_id.is_not(None))
+                                                    .distinct().order_by(Label.group)))
+                for group in known_groups:
+                    if group not in self.sets:
+                        self.sets[group] = prompt_set_of_labels(session, group)
+                self.fallback = next((self.sets[g] for g in known_groups if self.sets[g] is not None), None)
         self.checked = not (self.fallback is None and not any(self.sets.values()))
         self.unknown_groups: list[str] = []
         self.unknown_values: dict[str, set[str]] = {}
