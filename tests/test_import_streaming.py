@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import func, select
 
 from labeler.core.prompts import load_prompt_set
-from labeler.exchange.importing import CHUNK, MAX_UNMATCHED, import_labels
+from labeler.exchange.importing import CHUNK, MAX_TASK, MAX_UNMATCHED, import_labels, read_source
 from labeler.labeling.bulk import label_collection
 from labeler.store.catalog import Label, ReviewEvent
+from labeler.store.csvfiles import MAX_LINE, CsvError, CsvRows
 
 WORKSHOP = load_prompt_set("workshop")
 ROWS = CHUNK * 2 + 500  # three chunks
@@ -129,3 +130,30 @@ def test_a_file_broken_after_the_first_chunks_is_one_line_exit_2_and_nothing_app
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
     assert state(collection) == before  # the chunks already written were rolled back
+
+
+def test_a_csv_line_is_read_up_to_max_line_bytes_and_refused_past_it(tmp_path):
+    header = "image_id,concept\n"
+    at_limit = "1," + "a," * ((MAX_LINE - len("1,") - 2) // 2)
+    at_limit += "a" * (MAX_LINE - 1 - len(at_limit)) + "\n"  # exactly MAX_LINE bytes with its line end
+    assert len(at_limit.encode()) == MAX_LINE
+    path = tmp_path / "wide.csv"
+    path.write_text(header + at_limit)
+    [(line, row)] = list(CsvRows(path))
+    assert line == 2 and row["concept"] == "a"
+    path.write_text(header + "1," + "a," * (MAX_LINE // 2) + "\n")
+    with pytest.raises(CsvError, match="line 2 is longer than 16 MiB; not a label CSV"):
+        list(CsvRows(path))
+
+
+def test_a_label_studio_task_past_max_task_characters_is_refused(tmp_path):
+    path = tmp_path / "tasks.json"
+    task = {"id": 1, "data": {"image_id": 1, "note": "x" * (MAX_TASK + 10)}, "annotations": []}
+    path.write_text(json.dumps([task, task]))
+    with pytest.raises(CsvError, match="task 1 is longer than 16 M characters or is broken JSON"):
+        read_source(path)
+    empty = json.dumps({**task, "data": {"image_id": 1, "note": ""}})
+    at_limit = {**task, "data": {"image_id": 1, "note": "x" * (MAX_TASK - len(empty))}}
+    assert len(json.dumps(at_limit)) == MAX_TASK
+    path.write_text(json.dumps([at_limit] * 2))
+    assert len(list(read_source(path).rows())) == 2

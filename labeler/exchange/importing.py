@@ -463,10 +463,13 @@ class _JsonTasks:
                 self._fail("more data after the end of the export")
 
     def _value(self, decoder: json.JSONDecoder, n: int):
+        too_long = f"task {n + 1} is longer than {MAX_TASK // 2 ** 20} M characters or is broken JSON"
         while True:
             try:
                 value, end = decoder.raw_decode(self._buf, self._pos)
                 if end < len(self._buf) or self._eof:  # a value that ends the buffer may go on
+                    if end - self._pos > MAX_TASK:
+                        self._fail(too_long)
                     self._pos = end
                     return value
             except json.JSONDecodeError as exc:
@@ -475,7 +478,7 @@ class _JsonTasks:
             except RecursionError:
                 self._fail(f"task {n + 1} nests too deep")
             if len(self._buf) - self._pos > MAX_TASK:
-                self._fail(f"task {n + 1} is longer than {MAX_TASK // 2 ** 20} M characters or is broken JSON")
+                self._fail(too_long)
             self._more()
 
     def _next_char(self) -> str:
