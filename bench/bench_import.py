@@ -97,6 +97,17 @@ def run_import(code: Path, home: Path, work: Path, source: Path, group: str) -> 
             "unchanged": report["unchanged"], "corrected": report["corrected"]}
 
 
+def cpu_name() -> str:
+    """The CPU's model name (as ``lscpu`` says it), for the numbers' context."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("home", type=Path)
@@ -126,11 +137,11 @@ def main() -> None:
     out = {"rows": rows, "format": args.format, "baseline_revision": args.baseline, **results,
            "peak_ratio": round(this["peak_mb"] / base["peak_mb"], 3),
            "time_ratio": round(this["seconds"] / base["seconds"], 3),
-           "cpu": platform.processor() or platform.machine(), "load": os.getloadavg()}
+           "cpu": cpu_name(), "load": [round(x, 1) for x in os.getloadavg()]}
     if args.json:
         print(json.dumps(out, indent=2))
         return
-    print(f"import-labels, {rows} {args.format} rows (load {out['load'][0]:.1f}):")
+    print(f"import-labels, {rows} {args.format} rows ({out['cpu']}, load {out['load'][0]:.1f}):")
     for name in ("baseline", "this"):
         r = results[name]
         print(f"  {name:8s} peak {r['peak_mb']:6d} MB  {r['seconds']:8.1f} s  imported {r['imported']}, "
