@@ -96,3 +96,29 @@ def test_a_silent_connection_is_closed_after_the_channel_timeout(web_config):
             assert silent.recv(1024) == b""  # closed by the server, not by us
         finally:
             silent.close()
+
+
+@pytest.mark.slow
+def test_the_connection_limit_is_where_waitress_stops_accepting(web_config):
+    """LABELER_CONNECTION_LIMIT at its edge. waitress counts its own listening socket and wake-up
+    pipe among the connections, so a limit of 5 serves 3 clients at once: with 2 held, a request
+    is answered; with 3 held, the next one waits (accepted by the kernel, never read) until one closes."""
+    env = {**os.environ, "LABELER_SECRET_KEY": "connections-test", "LABELER_CONNECTION_LIMIT": "5"}
+    with serving(manage_argv("--home", web_config.home, "--model", web_config.model, "serve"), env=env) as server:
+        held = half_open(server.port, 2)
+        try:
+            time.sleep(0.5)  # the server's loop has taken them in
+            assert _request(server.port, "GET", "/auth/login")[0] == 200  # the third connection
+            held += half_open(server.port, 1)
+            time.sleep(0.5)
+            waiting = http.client.HTTPConnection("127.0.0.1", server.port, timeout=3)
+            with pytest.raises(TimeoutError):  # the fourth
+                waiting.request("GET", "/auth/login")
+                waiting.getresponse()
+            waiting.close()
+            held.pop().close()
+            time.sleep(1.0)
+            assert _request(server.port, "GET", "/auth/login")[0] == 200  # room again
+        finally:
+            for s in held:
+                s.close()
