@@ -277,11 +277,13 @@ class Labeler:
 
     def import_labels(self, source: str | Path, groups: Sequence[str] | None = None,
                       prompt_set: PromptSetRef | None = None, allow_new_values: bool = False,
-                      overwrite_newer: bool = False, user: str | None = None) -> dict:
+                      overwrite_newer: bool = False, user: str | None = None,
+                      progress: Callable[[int], None] | None = None, total: Callable[[int], None] | None = None) -> dict:
         """Import reviewed labels from a CSV or a Label Studio JSON export (``manage.py
         import-labels``); a refused file raises :class:`~labeler.exchange.importing.ImportRefused`,
         whose ``report`` says what was unknown. A cell whose label changed since the export is
-        skipped as ``newer_review`` unless ``overwrite_newer``."""
+        skipped as ``newer_review`` unless ``overwrite_newer``. The file is streamed; ``total`` gets
+        its size in bytes and ``progress`` the bytes read since its last call."""
         chosen = self.prompt_set(prompt_set) if prompt_set is not None else None
         source = Path(source)
         collection = self.collection()
@@ -298,7 +300,7 @@ class Labeler:
         with user_file(source):
             return import_label_file(collection, source, list(groups) if groups else None, user_id=user_id,
                                      prompt_set=chosen, allow_new_values=allow_new_values,
-                                     overwrite_newer=overwrite_newer)
+                                     overwrite_newer=overwrite_newer, progress=progress, total=total)
 
     # -- trusted labels ----------------------------------------------------------------------
     def accept(self, group: str, min_precision: float, dry_run: bool = False,

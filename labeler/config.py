@@ -15,7 +15,7 @@ ENGINES = ("local", "ray")
 # Limits on what one file or one request may cost; each is LABELER_<NAME>, a whole number >= 1.
 LIMITS = ("max_file_mb", "max_pixels", "max_query_chars", "max_query_terms", "max_prompt_chars", "query_cache_texts", "search_per_minute",
           "decisions_per_minute", "connection_limit", "channel_timeout",
-          "max_free_values", "search_budget_ms")
+          "max_free_values", "search_budget_ms", "searches_per_user", "searches_at_once")
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,11 @@ class Config:
     query_cache_texts: int = 10_000  # search texts kept in the catalog's text cache per model (LRU)
     search_budget_ms: int = 5_000  # one web search's time, checked between its steps; past it, 503
     search_per_minute: int = 120  # searches per user per minute on the server; past it, 429
+    # Searches running at once in one server process: per user (past it, 429) and in all (past it,
+    # 503; serve also keeps it at most half its request threads), so long searches never hold every
+    # request thread and a login or a queue page always finds one free.
+    searches_per_user: int = 2
+    searches_at_once: int = 4
     # waitress: open connections per server process (half-sent requests hold one each; waitress's
     # own default, 100, let 110 of them shut everyone out), and the seconds a connection may stay
     # silent before it is closed

@@ -221,8 +221,10 @@ def import_labels(source: Path, groups: tuple[str, ...], prompt_set_path: str | 
     from ..exchange.importing import ImportRefused  # lazy: the import formats only for import-labels
 
     try:
-        report = get_labeler().import_labels(source, groups or None, prompt_set_path, allow_new_values,
-                                             overwrite_newer=overwrite_newer, user=user)
+        with Progress("importing", None, as_json) as bar:
+            report = get_labeler().import_labels(source, groups or None, prompt_set_path, allow_new_values,
+                                                 overwrite_newer=overwrite_newer, user=user, progress=bar.update,
+                                                 total=bar.set_total)
     except ImportRefused as exc:
         if as_json:
             emit(True, exc.report)  # what was unknown, for a script; the error line still says why
@@ -231,7 +233,7 @@ def import_labels(source: Path, groups: tuple[str, ...], prompt_set_path: str | 
     def human(d: dict) -> None:
         click.echo(f"imported {d['imported']} labels ({d['accepted']} accepted, {d['corrected']} corrected), "
                    f"{d['unchanged']} unchanged, {sum(d['skipped'].values())} skipped, for groups "
-                   f"{', '.join(d['groups'])}")
+                   f"{', '.join(d['groups'])} ({d['rows']} rows read)")
         for reason, count in d["skipped"].items():
             click.echo(f"  skipped {count}: {reason}")
         if d["prompt_set"] is None:
@@ -243,8 +245,8 @@ def import_labels(source: Path, groups: tuple[str, ...], prompt_set_path: str | 
             click.echo(f"warning: imported groups not in the prompt set: {', '.join(d['unknown_groups'])}", err=True)
         for miss in d["unmatched"][:20]:
             click.echo(f"  line {miss['line']}: no image matches {miss['ref']!r}", err=True)
-        if len(d["unmatched"]) > 20:
-            click.echo(f"  ... and {len(d['unmatched']) - 20} more unmatched rows", err=True)
+        if d["unmatched_count"] > 20:
+            click.echo(f"  ... and {d['unmatched_count'] - 20} more unmatched rows", err=True)
 
     emit(as_json, report, human)
 
