@@ -118,8 +118,10 @@ def queue():
         progress = review.progress(s, filters["group"], filters["value"], g.user.id, started)
         flag_names = flags.names(s)
     data = page_data({filters["group"]: options} if filters["group"] else {}, batch.cards, group=filters["group"],
-                     value=filters["value"], status=filters["status"], next=batch.next, progress=progress)
-    return render_template("review/queue.html", cards=batch.cards, total=batch.total, groups=groups, values=values,
+                     value=filters["value"], status=filters["status"], next=batch.next, progress=progress,
+                     claimed=batch.claimed, claimed_at=batch.claimed_at)
+    return render_template("review/queue.html", cards=batch.cards, total=batch.total, total_capped=batch.total_capped,
+                           groups=groups, values=values,
                            filters=filters, statuses=review.STATUSES, sorts=review.SORTS, flag_names=flag_names,
                            pages={"next": batch.next, "previous": batch.previous}, data=data,
                            shortcuts=shortcuts(option_keys(options)))
