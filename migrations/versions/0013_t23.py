@@ -26,10 +26,8 @@ SPOT_CHECK_ORDER = "((id * 2654435761) % 4294967291)"  # as labeler.store.catalo
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("review_leases") as batch:
-        batch.add_column(sa.Column("claimed_at", sa.DateTime(), nullable=True))
-    with op.batch_alter_table("labels") as batch:
-        batch.add_column(sa.Column("informative_rank", sa.Integer(), nullable=True))
+    op.add_column("review_leases", sa.Column("claimed_at", sa.DateTime(), nullable=True))
+    op.add_column("labels", sa.Column("informative_rank", sa.Integer(), nullable=True))
     op.create_index("ix_labels_queue_id", "labels", ["group", "status", "id"])
     op.create_index("ix_labels_queue_margin", "labels", ["group", "status", "margin", "id"])
     op.create_index("ix_labels_queue_confidence", "labels", ["group", "status", "confidence", "id"])
@@ -54,7 +52,7 @@ def downgrade() -> None:
     for name in ("ix_labels_queue_informative", "ix_labels_queue_spot_check", "ix_labels_queue_suspect",
                  "ix_labels_queue_confidence", "ix_labels_queue_margin", "ix_labels_queue_id"):
         op.drop_index(name, table_name="labels")
-    with op.batch_alter_table("labels") as batch:
-        batch.drop_column("informative_rank")
-    with op.batch_alter_table("review_leases") as batch:
-        batch.drop_column("claimed_at")
+    # In place (SQLite 3.35+ and PostgreSQL): a batch copy of labels would cascade-delete every
+    # review event with the old table under SQLite's foreign keys (as 0009 says).
+    op.execute('ALTER TABLE labels DROP COLUMN informative_rank')
+    op.execute('ALTER TABLE review_leases DROP COLUMN claimed_at')
