@@ -44,7 +44,7 @@ from flask import Blueprint, abort, g, jsonify, request, url_for
 from ..store import db
 from ..review import flags, jobs, leases, present, qa, decisions as review
 from .access import admin_required
-from .cards import cards, queue_batch, review_started
+from .cards import cards, qa_cards, queue_batch, review_started
 from .requests import integer, json_body, queue_filters, search_args, text, threshold
 from .results import image_links, search_hits
 from .context import collection, error_response
@@ -314,18 +314,7 @@ def qa_queue():
     """Open QA tasks for you (never your own decisions), blind: the card without the first answer."""
     group = text(request.args.get("group"), "group")
     with collection().session() as s:
-        tasks = qa.queue(s, g.user.id, group)
-        names = qa.user_names(s)
-        labels = {label.id: label for label in review.labels_by_id(s, [t.label_id for t in tasks])}
-        shown = {c["id"]: c for c in cards(s, list(labels.values()))}
-        out = []
-        for task in tasks:
-            card = dict(shown[task.label_id])
-            for first_answer in ("value", "status", "predicted", "confidence", "others"):
-                card.pop(first_answer, None)  # blind: what the model or the reviewer said stays hidden
-            out.append({**qa.task_dict(task, names, blind=True), "card": card,
-                        "options": review.options(s, task.group)})
-        return jsonify({"tasks": out})
+        return jsonify({"tasks": qa_cards(s, qa.queue(s, g.user.id, group))})
 
 
 @bp.route("/qa/<int:task_id>", methods=("POST",))

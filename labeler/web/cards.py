@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from flask import abort, session, url_for
 from markupsafe import Markup
 
-from ..review import flags, leases, present, decisions as review
+from ..review import flags, leases, present, qa, decisions as review
 from ..store import db
 from .context import collection
 from ..core import stored_scores
@@ -206,3 +206,22 @@ def _claimed(s, result: review.QueuePage, user_id: int, backwards: bool,
         last=result.keys[kept[-1]], more_before=result.more_before or (backwards and cut_before),
         more_after=result.more_after or cut_after, keys=[result.keys[i] for i in kept],
         total_capped=result.total_capped), claimed
+
+
+def qa_cards(s, tasks) -> list[dict]:
+    """Open QA tasks as the QA reviewer sees them, blind: each task, its card without what the model
+    or the first reviewer said, the group's options and each option's key (the queue's keys)."""
+    names = qa.user_names(s)
+    labels = review.labels_by_id(s, [t.label_id for t in tasks])
+    shown = {c["id"]: c for c in cards(s, labels)}
+    options: dict[str, list[str]] = {}
+    out = []
+    for task in tasks:
+        card = dict(shown[task.label_id])
+        for first_answer in ("value", "status", "predicted", "confidence", "others"):
+            card.pop(first_answer, None)  # blind: what the model or the reviewer said stays hidden
+        if task.group not in options:
+            options[task.group] = review.options(s, task.group)
+        out.append({**qa.task_dict(task, names, blind=True), "card": card, "options": options[task.group],
+                    "keys": option_keys(options[task.group])})
+    return out
