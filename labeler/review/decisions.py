@@ -509,7 +509,7 @@ class QueuePage:
     total_capped: bool = False  # more than ``total`` match (it stopped counting at COUNT_CAP)
 
 
-COUNT_CAP = 10_000  # a queue counts its labels exactly up to here; past it, the page says "more than"
+COUNT_CAP = 1_000  # a queue counts its labels exactly up to here; past it, the page says "more than"
 
 
 @dataclass(frozen=True)
