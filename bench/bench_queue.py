@@ -8,15 +8,21 @@ page deep in the queue (keyset ``after``), for every sort. The baseline, measure
 is the same page without the team's exclusions (no reviewer): the ratio is what leases cost.
 
     PYTHONPATH=. .venv/bin/python bench/bench_queue.py HOME --images 1000000 [--group concept] [--repeat 15]
-        [--sort uncertainty ...] [--reuse]
+        [--sort uncertainty ...] [--reuse] [--web]
+
+``--web`` also times the whole ``GET /review`` request of that page (the reviewer's queue as the
+browser asks for it: the page, its claim on the cards, the group list, the value filter's options
+and the progress line), through the real app in process.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 import time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -31,6 +37,7 @@ from labeler.review import decisions as review  # noqa: E402
 from labeler.store import users  # noqa: E402
 from labeler.store.catalog import User  # noqa: E402
 
+PASSWORD = "bench password 123"
 PAGE = 96  # what a proposed queue reads: the page and the next batch it claims
 
 
@@ -44,6 +51,26 @@ def _times(run, repeat: int) -> tuple[float, float]:
     return statistics.median(spent), spent[min(len(spent) - 1, int(round(0.95 * (len(spent) - 1))))]
 
 
+def _web_client(collection):
+    """The real app, logged in as the bench reviewer."""
+    from labeler.web import create_app
+
+    app = create_app(replace(collection.config, secret_key="bench-queue-secret"), {"TESTING": True})
+    client = app.test_client()
+    page = client.get("/auth/login").get_data(as_text=True)
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)">', page).group(1)
+    answer = client.post("/auth/login", data={"username": "bench", "password": PASSWORD, "csrf_token": token})
+    if answer.status_code != 302:
+        raise SystemExit(f"bench login failed: {answer.status_code}")
+    return client
+
+
+def _get(client, url: str) -> None:
+    answer = client.get(url)
+    if answer.status_code != 200:
+        raise SystemExit(f"{url}: {answer.status_code}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("home", type=Path)
@@ -52,6 +79,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--sort", action="append", choices=review.SORTS, help="only these sorts (default: all)")
     parser.add_argument("--reuse", action="store_true", help="a home already built and labeled: time it as it is")
+    parser.add_argument("--web", action="store_true", help="also time the whole GET /review request per sort")
     args = parser.parse_args()
     collection = collection_of(args.home)
     have = in_session(collection.vectors.count) if args.reuse else 0  # in a unit of work, as the store asks
@@ -67,7 +95,7 @@ def main() -> None:
     with collection.session() as s:
         user_id = s.scalar(select(User.id).where(User.name == "bench"))
         if user_id is None:
-            user_id = users.create_user(s, "bench", "bench password 123", "reviewer").id
+            user_id = users.create_user(s, "bench", PASSWORD, "reviewer").id
     print(f"queue pages of {PAGE}, group {args.group}, {made['images']:,} images; "
           f"ms of server time, p50 / p95 over {args.repeat}")
     print(f"{'sort':16} {'first page':>22} {'deep page':>22} {'baseline first':>18} {'ratio':>6}")
@@ -83,7 +111,14 @@ def main() -> None:
             deep = _times(partial(page_of, user_id, after=deep_key), args.repeat)
             base = _times(page_of, args.repeat)
         print(f"{sort:16} {mine[0]:9.1f} / {mine[1]:9.1f} {deep[0]:9.1f} / {deep[1]:9.1f} "
-              f"{base[0]:8.1f} / {base[1]:7.1f} {mine[0] / base[0]:6.2f}")
+              f"{base[0]:8.1f} / {base[1]:7.1f} {mine[0] / base[0]:6.2f}", flush=True)
+    if args.web:
+        client = _web_client(collection)
+        print(f"GET /review, ms p50 / p95 over {args.repeat}")
+        for sort in args.sort or review.SORTS:
+            url = f"/review?group={args.group}&status=proposed&sort={sort}"
+            whole = _times(partial(_get, client, url), args.repeat)
+            print(f"{sort:16} {whole[0]:9.1f} / {whole[1]:9.1f}", flush=True)
 
 
 if __name__ == "__main__":

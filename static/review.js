@@ -388,6 +388,8 @@
   function loadNextBatch() {
     const query = page.next.slice(page.next.indexOf("?"));
     loading = labeler.api("GET", `/api/review/queue${query}`).then((batch) => {
+      (batch.claimed || []).forEach((id) => claimed.add(id));
+      if (batch.claimed_at) claimedAt = batch.claimed_at;
       const waiting = current >= cards().length;
       grid.append(...batch.cards.map(buildCard));
       page.next = batch.next;
@@ -406,6 +408,30 @@
   function previousPage() {
     const link = byTestId("prev-page");
     if (link) window.location.href = link.href;
+  }
+
+  // --- Leases: the cards this tab's queue claimed go back to the team when the tab goes ---
+
+  const claimed = new Set(page.claimed || []);
+  let claimedAt = page.claimed_at || null;  // this page's newest claim: a release stops there
+
+  // A beacon outlives the page (a fetch would be cancelled with it); it cannot set headers, so
+  // the CSRF token travels as a form field. It names this page's claim time: the page that replaces
+  // this one (the next page, a reload) claimed its cards before this one unloads, and keeps them.
+  function releaseClaim(event) {
+    if (!onQueue || !claimed.size || !navigator.sendBeacon) return;
+    const form = new FormData();
+    form.append("csrf_token", labeler.csrf());
+    form.append("ids", [...claimed].join(","));
+    if (claimedAt) form.append("claimed_at", claimedAt);
+    if (navigator.sendBeacon("/api/review/release", form)) claimed.clear();
+    if (event.persisted) reclaimOnReturn = true;
+  }
+
+  let reclaimOnReturn = false;
+  function onPageShow(event) {
+    // back from the browser's page cache with the claim given up: load the queue again to claim it anew
+    if (event.persisted && reclaimOnReturn) window.location.reload();
   }
 
   // --- The correction picker: one form, moved to the card (or focus mode) it corrects ---
@@ -813,6 +839,8 @@
     byTestId("threshold").addEventListener("input", forgetThresholdPreview);
   }
   document.addEventListener("keydown", onKeydown);
+  window.addEventListener("pagehide", releaseClaim);
+  window.addEventListener("pageshow", onPageShow);
   if (page.progress) showProgress(page.progress); else byTestId("progress").hidden = true;
   if (onQueue) focusCard(0); else if (cards().length) markCurrent(cards()[0]);
   setInterval(poll, POLL_MS);

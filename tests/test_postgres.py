@@ -143,3 +143,19 @@ def test_team_review_runs_on_postgresql(postgres_url, tmp_path, model_spec):
         assert qa.queue(s, rita) == [] and qa.queue(s, rob)[0].id == task.id
         assert qa.answer(s, task.id, rob, label.value).status == "agreed"
         assert {r["reviewer"]: r["kappa"] for r in qa.report(s)} == {"rita": 1.0}
+        # every queue sort, paged by keys through its indexes, is the queue's one order (skips last)
+        concept = s.scalars(select(Label).where(Label.group == "concept", Label.status == "proposed")
+                            .order_by(Label.id)).all()
+        review.decide(s, concept[-1].id, "skip", rita, concept[-1].version)
+        assert s.scalar(select(func.count()).where(Label.informative_rank.is_(None))) == 0
+        for sort in review.SORTS:
+            for status in (None, "proposed"):
+                expected = [x.id for x in review.list_labels(s, "concept", None, status, sort, 500, 0, rita)[0]]
+                walked, after = [], None
+                while True:
+                    page = review.queue_page(s, "concept", None, status, sort, 3, rita, after=after)
+                    walked += [x.id for x in page.labels]
+                    if not page.more_after:
+                        break
+                    after = page.last
+                assert walked == expected and expected, (sort, status)

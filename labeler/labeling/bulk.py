@@ -25,6 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..store import db, sqlite_writer
+from . import queue_order
 from ..core import fewshot, scoring, stored_scores
 from ..store.catalog import Embedding, Fit, Image, Label, Model, PromptSetRecord, Setting, REVIEWED_ONLY, utcnow
 from ..collection import Collection
@@ -397,8 +398,10 @@ def propose_and_write(collection: Collection, run: LabelRun, report: LabelReport
 
 
 def finish_run(collection: Collection, run: LabelRun, report: LabelReport) -> None:
-    """Stamp each relabeled group with the inputs it was labeled from, so an unchanged rerun skips it."""
+    """Store the relabeled groups' queue order (``queue_order``) and stamp each with the inputs it
+    was labeled from, so an unchanged rerun skips it."""
     with collection.session() as s:
+        queue_order.store_informative(s, run.todo)
         for name in run.todo:
             _remember(s, name, run.stamps[name], report)
 

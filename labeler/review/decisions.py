@@ -13,15 +13,16 @@ Pure catalog logic: no Flask here.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Sequence
 
-from sqlalchemy import Integer, and_, case, cast, delete, false, func, or_, select
+from sqlalchemy import Integer, and_, case, cast, delete, func, literal_column, or_, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from ..store.catalog import MAX_ID, Image, ImageFile, Label, QaTask, ReviewEvent, ReviewSkip, REVIEWED_ONLY, utcnow
+from ..store.catalog import (MAX_ID, SPOT_CHECK_ORDER, Image, ImageFile, Label, QaTask, ReviewEvent, ReviewSkip,
+                             REVIEWED_ONLY, utcnow)
 from ..core import stored_scores
 from ..errors import LabelerError, NotFound
 from . import flags, leases, qa
@@ -35,9 +36,10 @@ STATUSES = ("proposed", "auto", "accepted", "corrected", "rejected")  # auto: by
 FILTER_STATUSES = (*STATUSES, "reviewed")
 SORTS = ("uncertainty", "informative", "confidence", "confidence_asc", "id", "spot-check", "suspect")
 # spot-check: auto labels first, in an order unrelated to confidence (a multiplicative hash of the
-# id), so the first ones decided are a random sample of the run; suspect: audit's scores, highest
-# first. Both order every label (the rest after), as every sort does; a status filter narrows them.
-_SPOT_CHECK_HASH, _SPOT_CHECK_MOD = 2654435761, 4294967291
+# id), so the first ones decided are a random sample of the run, then the rest by id; suspect:
+# audit's scores, highest first. Both order every label (the rest after), as every sort does; a
+# status filter narrows them.
+SPOT_CHECK = literal_column(SPOT_CHECK_ORDER.format(id="labels.id"))  # as its index has it
 HISTOGRAM_BINS = 10
 UNSEEN = object()  # a decision that does not say which value it saw (older API clients)
 
@@ -254,6 +256,10 @@ def undo_last(session: Session, user_id: int) -> Label:
     raise ReviewError("nothing to undo: you have made no decision that is not undone yet")
 
 
+def _unindexed(column):
+    return column + literal_column("''")
+
+
 def progress(session: Session, group: str | None, value: str | None = None, user_id: int | None = None,
              since: datetime | None = None) -> dict:
     """Reviewed and remaining labels for a queue's filter, and the reviewer's pace since ``since``.
@@ -262,12 +268,25 @@ def progress(session: Session, group: str | None, value: str | None = None, user
     divides them by the minutes since the first of them (at least one minute, so a first decision
     does not read as hundreds a minute).
     """
-    query = select(Label.status, func.count()).join(Image, Image.id == Label.image_id).where(Image.status == "ok")
+    # Every label from the (group, status) index, less those of images no longer present (few): a
+    # join to the images would read a million rows for a million-image group on every decision.
+    query = select(Label.status, func.count())
     if group:
         query = query.where(Label.group == group)
     if value:
         query = query.where(Label.value == value)
     counts = dict(session.execute(query.group_by(Label.status)).all())
+    # ``< 'ok' OR > 'ok'``: two ranges of the status index, where ``<>`` would read every image
+    gone = list(session.scalars(select(Image.id).where(or_(Image.status < "ok", Image.status > "ok"))))
+    for start in range(0, len(gone), 500):
+        # each missing image's labels through (image_id, group), not the group's index
+        of_gone = select(Label.status, func.count()).where(Label.image_id.in_(gone[start:start + 500]))
+        if group:
+            of_gone = of_gone.where(_unindexed(Label.group) == group)
+        if value:
+            of_gone = of_gone.where(_unindexed(Label.value) == value)
+        for status, n in session.execute(of_gone.group_by(Label.status)).all():
+            counts[status] -= n
     total = sum(counts.values())
     remaining = int(counts.get("proposed", 0))
     out = {"group": group, "value": value, "total": total, "reviewed": total - remaining, "remaining": remaining,
@@ -432,8 +451,8 @@ def _sort_keys(query, group: str | None, sort: str):
     if sort == "informative":
         return _informative(query, group, _last_if_null)
     if sort == "spot-check":  # with status=auto: only the auto labels
-        return query, [case((Label.status == "auto", 0), else_=1), (Label.id * _SPOT_CHECK_HASH) % _SPOT_CHECK_MOD,
-                       Label.id]
+        return query, [case((Label.status == "auto", 0), else_=1),
+                       case((Label.status == "auto", SPOT_CHECK), else_=0), Label.id]
     if sort == "suspect":
         return query, [case((Label.suspect_score.is_(None), 1), else_=0), -func.coalesce(Label.suspect_score, 0),
                        Label.id]
@@ -449,19 +468,8 @@ def _informative(query, group: str | None, last_if_null):
     """Most informative first: the cold-start picks (typical images, while a group has no reviews),
     then the smallest calibrated margins taking turns over the proposed values, so a rare value is
     not starved by a common one (the same order ``evaluate --replay --order informative`` replays).
-
-    The turns count every label of the group, whatever its status: a decision never renumbers the
-    labels still to come, so a page that starts after a key shows exactly the ones after it.
-    """
-    turn = func.row_number().over(partition_by=(Label.group, Label.predicted),
-                                  order_by=(Label.margin.is_(None), Label.margin.asc(), Label.id))
-    ranked = (select(Label.id.label("label_id"), turn.label("turn"))
-              .join(Image, Image.id == Label.image_id).where(Image.status == "ok"))
-    if group:
-        ranked = ranked.where(Label.group == group)
-    ranked = ranked.subquery()
-    query = query.join(ranked, ranked.c.label_id == Label.id)
-    return query, [*last_if_null(Label.priority), ranked.c.turn, *last_if_null(Label.margin), Label.id]
+    Each label run stores a label's place in it (``labeling.queue_order``)."""
+    return query, [*last_if_null(Label.informative_rank), Label.id]
 
 
 def label_query(group: str | None = None, value: str | None = None, status: str | None = None,
@@ -500,17 +508,113 @@ class QueuePage:
     more_before: bool
     more_after: bool
     keys: list[Key] = field(default_factory=list)  # each label's key
+    total_capped: bool = False  # more than ``total`` match (it stopped counting at COUNT_CAP)
 
 
-def _beyond(keys: list, key: Key, forward: bool):
-    """Rows strictly after ``key`` (before it when not ``forward``), in the keys' order."""
-    if len(key) != len(keys):
-        raise ReviewError("this page link belongs to another sort; open the queue again")
-    clauses = []
-    for i, column in enumerate(keys):
-        step = column > key[i] if forward else column < key[i]
-        clauses.append(and_(*[keys[j] == key[j] for j in range(i)], step))
-    return or_(*clauses) if clauses else false()
+COUNT_CAP = 1_000  # a queue counts its labels exactly up to here; past it, the page says "more than"
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """A run of one sort's order that one index serves: the labels matching ``where``, ordered by
+    ``order`` (``(column, descending)`` pairs, the last unique); ``statuses``: the only statuses it holds."""
+
+    where: tuple
+    order: tuple
+    statuses: tuple | None = None
+
+
+def _by_then_nulls(column, descending: bool = False) -> list[_Segment]:
+    return [_Segment((column.is_not(None),), ((column, descending), (Label.id, False))),
+            _Segment((column.is_(None),), ((Label.id, False),))]
+
+
+def _segments(sort: str) -> list[_Segment]:
+    """The sort as segments, in order; each is walked through its ``ix_labels_queue_*`` index."""
+    if sort == "spot-check":
+        others = tuple(s for s in STATUSES if s != "auto")
+        return [_Segment((), ((SPOT_CHECK, False), (Label.id, False)), ("auto",)),
+                _Segment((), ((Label.id, False),), others)]
+    return {"uncertainty": lambda: _by_then_nulls(Label.margin),
+            "informative": lambda: _by_then_nulls(Label.informative_rank),
+            "confidence": lambda: _by_then_nulls(Label.confidence, True),
+            "confidence_asc": lambda: _by_then_nulls(Label.confidence),
+            "suspect": lambda: _by_then_nulls(Label.suspect_score, True),
+            "id": lambda: [_Segment((), ((Label.id, False),))]}[sort]()
+
+
+@dataclass(frozen=True)
+class _Part:
+    """What one query reads: rows whose keys start with ``prefix``, then the ``order`` columns' values
+    (negated where descending), padded with zeros to the sort's width."""
+
+    prefix: tuple
+    where: tuple
+    order: tuple
+    skips: bool = False  # the reviewer's skipped labels, ordered by their skip
+
+
+def _parts(sort: str, statuses: Sequence[str], user_id: int | None) -> list[_Part]:
+    """The queue's order as parts: with a reviewer, their unskipped labels, then their skips."""
+    parts = []
+    for i, segment in enumerate(_segments(sort)):
+        for status in statuses:
+            if segment.statuses is None or status in segment.statuses:
+                prefix = (0, 0, i) if user_id is not None else (i,)
+                parts.append(_Part(prefix, (*segment.where, Label.status == status), segment.order))
+    if user_id is not None:
+        skipped = select(ReviewSkip.id).where(ReviewSkip.label_id == Label.id, ReviewSkip.user_id == user_id)
+        parts = [replace(p, where=(*p.where, ~skipped.exists())) for p in parts]
+        parts.append(_Part((1,), (Label.status.in_(list(statuses)),), ((ReviewSkip.id, False),), skips=True))
+    return parts
+
+
+def _filtered(session: Session, group: str | None, value: str | None, status: str | None, user_id: int | None,
+              flag: str | None) -> list:
+    """The queue's conditions on a present image's :class:`Label`, whatever its order."""
+    where = [Image.status == "ok"]
+    if group:
+        where.append(Label.group == group)
+    if value:
+        where.append(Label.value == value)
+    if flag:
+        where.append(flags.flagged(flag))
+    if user_id is not None and status == "proposed":
+        # A team's queue: labels another reviewer's queue holds, or an admin gave to others, are not here.
+        where += [leases.not_held_by_others(user_id), leases.assigned_filter(session, user_id, group)]
+    return where
+
+
+def _part_rows(session: Session, part: _Part, where: list, user_id: int | None, width: int, key: Key | None,
+               forward: bool, limit: int) -> list[tuple[Key, Label]]:
+    """Up to ``limit`` of the part's rows beyond ``key`` (None: from its start), nearest first."""
+    columns = [column for column, _ in part.order]
+    query = select(Label, *columns).join(Image, Image.id == Label.image_id).where(*where, *part.where)
+    if part.skips:
+        query = query.join(ReviewSkip, and_(ReviewSkip.label_id == Label.id, ReviewSkip.user_id == user_id))
+    if key is not None:
+        query = query.where(*_beyond(part.order, key[len(part.prefix):], forward))
+    ascending = [(column.desc() if descending == forward else column.asc()) for column, descending in part.order]
+    rows = session.execute(query.order_by(*ascending).limit(limit)).all()
+    pad = (0,) * (width - len(part.prefix) - len(columns))
+    return [((*part.prefix, *[_plain(-v if descending else v) for v, (_, descending) in zip(row[1:], part.order)],
+              *pad), row[0]) for row in rows]
+
+
+def _beyond(order: tuple, key: Key, forward: bool) -> list:
+    """Conditions for rows strictly after ``key`` (before it when not ``forward``) in ``order``.
+
+    The first column's bound is said alone too (``>=``), so a database seeks the index to it
+    instead of reading the segment from its start."""
+    clauses, equal = [], []
+    for (column, descending), k in zip(order, key):
+        bound = -k if descending else k
+        later = forward != descending
+        clauses.append(and_(*equal, column > bound if later else column < bound))
+        equal.append(column == bound)
+    first, descending = order[0]
+    bound = -key[0] if descending else key[0]
+    return [first >= bound if forward != descending else first <= bound, or_(*clauses)]
 
 
 def queue_page(session: Session, group: str | None = None, value: str | None = None, status: str | None = None,
@@ -519,29 +623,58 @@ def queue_page(session: Session, group: str | None = None, value: str | None = N
     """The page of ``limit`` labels just after ``after`` (or just before ``before``; else the first).
 
     Keyset paging, not an offset: labels decided since the previous page (which leave a "proposed"
-    queue) or skipped never shift the next page, so no label is skipped or shown twice.
+    queue) or skipped never shift the next page, so no label is skipped or shown twice. Each part of
+    the order (``_parts``) is one query that walks its index from the key and stops after the page,
+    so a page costs the same at a million labels as at a thousand. ``total`` counts up to
+    :data:`COUNT_CAP` (``total_capped`` past it).
     """
-    query, keys = _ordered(group, value, status, sort, user_id, flag)
-    total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    if status and status not in STATUSES:
+        raise ReviewError(f"unknown status '{status}'; use one of: {', '.join(STATUSES)}")
+    if sort not in SORTS:
+        raise ReviewError(f"unknown sort '{sort}'; use one of: {', '.join(SORTS)}")
     limit = max(1, min(limit, 500))
-    rows_query = query.add_columns(*[k.label(f"k{i}") for i, k in enumerate(keys)])
-    if before is not None:
-        rows_query = rows_query.where(_beyond(keys, before, False)).order_by(*[k.desc() for k in keys])
-    else:
-        if after is not None:
-            rows_query = rows_query.where(_beyond(keys, after, True))
-        rows_query = rows_query.order_by(*keys)
-    rows = session.execute(rows_query.limit(limit + 1)).all()
+    where = _filtered(session, group, value, status, user_id, flag)
+    counted = select(Label.id).join(Image, Image.id == Label.image_id).where(*where)
+    if status:
+        counted = counted.where(Label.status == status)
+    total = int(session.scalar(select(func.count()).select_from(counted.limit(COUNT_CAP + 1).subquery())) or 0)
+    forward = before is None
+    key = after if forward else before
+    parts = _parts(sort, [status] if status else STATUSES, user_id)
+    width = 5 if user_id is not None else 3
+    if key is not None and len(key) != width:
+        raise ReviewError("this page link belongs to another sort; open the queue again")
+    rows = _walk(session, parts if forward else parts[::-1], where, user_id, width, key, forward, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
-    if before is not None:
+    if not forward:
         rows.reverse()
-    labels = [row[0] for row in rows]
-    row_keys = [tuple(_plain(v) for v in row[1:]) for row in rows]
-    return QueuePage(labels=labels, total=total, first=row_keys[0] if rows else None,
-                     last=row_keys[-1] if rows else None,
-                     more_before=more if before is not None else after is not None and bool(rows),
-                     more_after=more if before is None else True, keys=row_keys)
+    keys = [k for k, _ in rows]
+    return QueuePage(labels=[label for _, label in rows], total=min(total, COUNT_CAP),
+                     first=keys[0] if rows else None, last=keys[-1] if rows else None,
+                     more_before=more if not forward else after is not None and bool(rows),
+                     more_after=more if forward else True, keys=keys, total_capped=total > COUNT_CAP)
+
+
+def _walk(session: Session, parts: list[_Part], where: list, user_id: int | None, width: int, key: Key | None,
+          forward: bool, want: int) -> list[tuple[Key, Label]]:
+    """The first ``want`` rows beyond ``key`` over ``parts`` (in walking order). Parts that share a
+    prefix (one segment's statuses) are read together and merged by key; the walk stops once full."""
+    rows: list[tuple[Key, Label]] = []
+    i = 0
+    while i < len(parts) and len(rows) < want:
+        prefix = parts[i].prefix
+        same = [p for p in parts[i:] if p.prefix == prefix]
+        i += len(same)
+        at = key[:len(prefix)] if key is not None else None
+        if at is not None and (at > prefix if forward else at < prefix):
+            continue  # wholly before the key
+        start = key if at == prefix else None
+        found = [row for p in same for row in _part_rows(session, p, where, user_id, width, start, forward,
+                                                         want - len(rows))]
+        found.sort(key=lambda row: row[0], reverse=not forward)
+        rows += found[:want - len(rows)]
+    return rows
 
 
 def _plain(value) -> float:
@@ -604,20 +737,49 @@ def labels_of_image(session: Session, image_id: int) -> list[Label]:
     return list(session.scalars(select(Label).where(Label.image_id == image_id).order_by(Label.group)))
 
 
+# Loose index scans: one index seek per distinct name instead of reading every label (a million
+# images are eight million labels); SQLite and PostgreSQL both plan min() over an index prefix as a seek.
+_GROUPS = text("""
+    WITH RECURSIVE seen(name) AS (
+        SELECT min("group") FROM labels
+        UNION ALL
+        SELECT (SELECT min("group") FROM labels WHERE "group" > seen.name) FROM seen WHERE seen.name IS NOT NULL)
+    SELECT name FROM seen WHERE name IS NOT NULL""")
+_VALUES = text("""
+    WITH RECURSIVE seen(value) AS (
+        SELECT min(value) FROM labels WHERE "group" = :group
+        UNION ALL
+        SELECT (SELECT min(value) FROM labels WHERE "group" = :group AND value > seen.value)
+        FROM seen WHERE seen.value IS NOT NULL)
+    SELECT value, EXISTS (SELECT 1 FROM labels WHERE "group" = :group AND value = seen.value
+                          AND status || '' IN ('proposed', 'auto')) AS proposed
+    FROM seen WHERE value IS NOT NULL""")
+# ``status || ''`` (and ``_unindexed``) keeps a column's index out of a plan: without statistics
+# SQLite would walk every proposed label of the group for a typed value instead of (group, value).
+HUMAN = ("accepted", "corrected", "rejected")  # a person's decision (auto: manage.py accept's)
+
+
 def groups(session: Session) -> list[str]:
-    return list(session.scalars(select(Label.group).distinct().order_by(Label.group)))
+    return sorted(session.scalars(_GROUPS))
 
 
 def options(session: Session, group: str, free_limit: int | None = None) -> list[str]:
     """Every value seen in ``group``: predicted ones and corrections, sorted; with ``free_limit``,
     only that many free-text corrections (values the model never proposed), the most used first,
-    so a page that lists them stays small however many were typed."""
-    values = set(session.scalars(select(Label.predicted).where(Label.group == group).distinct()))
-    values.discard(None)
-    used = session.execute(select(Label.value, func.count()).where(Label.group == group, Label.value.is_not(None))
-                           .group_by(Label.value).order_by(func.count().desc(), Label.value)).all()
-    free = [value for value, _ in used if value not in values]
-    return sorted(values | set(free if free_limit is None else free[:free_limit]))
+    so a page that lists them stays small however many were typed.
+
+    A proposed or auto label's value is the model's proposal; a decided one keeps it in ``predicted``.
+    """
+    seen = session.execute(_VALUES, {"group": group}).all()
+    predicted = {value for value, proposed in seen if proposed}
+    predicted |= set(session.scalars(select(Label.predicted).where(Label.group == group, Label.status.in_(HUMAN),
+                                                                   Label.predicted.is_not(None)).distinct()))
+    free = [value for value, _ in seen if value not in predicted]
+    if free_limit is not None and len(free) > free_limit:
+        used = session.execute(select(Label.value, func.count()).where(Label.group == group, Label.value.in_(free))
+                               .group_by(Label.value)).all()
+        free = [value for value, _ in sorted(used, key=lambda vc: (-vc[1], vc[0]))[:free_limit]]
+    return sorted(predicted | set(free))
 
 
 def history(session: Session, label_ids: Sequence[int]) -> list[ReviewEvent]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Sequence
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import and_, delete, exists, func, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -37,7 +37,7 @@ def _until(now: datetime) -> datetime:
 
 
 def claim(session: Session, user_id: int, label_ids: Sequence[int], now: datetime | None = None) -> set[int]:
-    """Claim ``label_ids`` for ``user_id``; returns those the reviewer now holds.
+    """Claim ``label_ids`` for ``user_id`` at ``now`` (their ``claimed_at``); returns those the reviewer now holds.
 
     A label held by someone else, unexpired, stays theirs; one the reviewer holds is renewed. The
     caller's write transaction commits.
@@ -50,11 +50,12 @@ def claim(session: Session, user_id: int, label_ids: Sequence[int], now: datetim
         return set()
     table = ReviewLease.__table__
     insert_of = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert_of(table).values([{"label_id": i, "user_id": user_id, "expires_at": _until(now)}
-                                         for i in ids])
+    statement = insert_of(table).values([{"label_id": i, "user_id": user_id, "expires_at": _until(now),
+                                          "claimed_at": now} for i in ids])
     statement = statement.on_conflict_do_update(
         index_elements=[table.c.label_id],
-        set_={"user_id": statement.excluded.user_id, "expires_at": statement.excluded.expires_at},
+        set_={"user_id": statement.excluded.user_id, "expires_at": statement.excluded.expires_at,
+              "claimed_at": statement.excluded.claimed_at},
         where=or_(table.c.user_id == statement.excluded.user_id, table.c.expires_at <= now))
     session.execute(statement)
     return set(session.scalars(select(ReviewLease.label_id).where(ReviewLease.label_id.in_(ids),
@@ -69,11 +70,17 @@ def renew(session: Session, user_id: int, now: datetime | None = None) -> int:
     return int(result.rowcount or 0)
 
 
-def release(session: Session, user_id: int, label_ids: Sequence[int] | None = None) -> int:
-    """Give up the reviewer's leases on ``label_ids`` (None: all of them); returns how many."""
+def release(session: Session, user_id: int, label_ids: Sequence[int] | None = None,
+            claimed_by: datetime | None = None) -> int:
+    """Give up the reviewer's leases on ``label_ids`` (None: all of them); returns how many.
+
+    ``claimed_by``: only leases claimed at or before then (a page's own claims: a newer page of the
+    same reviewer, loaded before the old one's tab sent its release, keeps what it claimed)."""
     query = delete(ReviewLease).where(ReviewLease.user_id == user_id)
     if label_ids is not None:
         query = query.where(ReviewLease.label_id.in_([int(i) for i in label_ids]))
+    if claimed_by is not None:
+        query = query.where(or_(ReviewLease.claimed_at.is_(None), ReviewLease.claimed_at <= claimed_by))
     return int(session.execute(query).rowcount or 0)
 
 
@@ -89,6 +96,25 @@ def not_assigned_to_others(user_id: int):
     matches = and_(ReviewAssignment.group == Label.group,
                    or_(ReviewAssignment.value.is_(None), ReviewAssignment.value == Label.value))
     return or_(~exists().where(matches), exists().where(matches, ReviewAssignment.user_id == user_id))
+
+
+def assigned_filter(session: Session, user_id: int, group: str | None):
+    """:func:`not_assigned_to_others` for a queue of one ``group``, said as a test of the label's value
+    alone: the group's assignments (a handful of rows) are read first, so a queue page checks no
+    assignment per label, and a group given wholly to others is known empty without reading it."""
+    if not group:
+        return not_assigned_to_others(user_id)
+    whole: set[int] = set()
+    by_value: dict[str, set[int]] = {}
+    for value, holder in session.execute(select(ReviewAssignment.value, ReviewAssignment.user_id)
+                                         .where(ReviewAssignment.group == group)):
+        (whole if value is None else by_value.setdefault(value, set())).add(holder)
+    if whole and user_id not in whole:  # every label matches the group's: only values also given to them
+        return Label.value.in_(sorted(v for v, holders in by_value.items() if user_id in holders))
+    if whole:
+        return true()
+    others = sorted(v for v, holders in by_value.items() if user_id not in holders)
+    return or_(Label.value.is_(None), Label.value.not_in(others)) if others else true()
 
 
 def holdings(session: Session, now: datetime | None = None) -> list[dict]:

@@ -203,6 +203,11 @@ class LoginFailure(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
+# The spot-check sort's order of auto labels: a multiplicative hash of the id, unrelated to confidence.
+# Literal SQL, the same text in the index and the query, so both databases match the two.
+SPOT_CHECK_ORDER = "(({id} * 2654435761) % 4294967291)"
+
+
 class Label(Base):
     """The current label of one image in one group (concept or attribute).
 
@@ -216,6 +221,16 @@ class Label(Base):
         # reviewed labels only (migration 0007): a query seeking by status says status <> 'proposed'
         Index("ix_labels_group_reviewed", "group", "status", sqlite_where=text("status <> 'proposed'"),
               postgresql_where=text("status <> 'proposed'")),
+        # One per queue sort, so a page walks an index in its order instead of sorting a whole group
+        # (migration 0013; review.decisions' segments name them).
+        Index("ix_labels_queue_id", "group", "status", "id"),
+        Index("ix_labels_queue_margin", "group", "status", "margin", "id"),
+        Index("ix_labels_queue_confidence", "group", "status", "confidence", "id"),
+        Index("ix_labels_queue_informative", "group", "status", "informative_rank", "id"),
+        Index("ix_labels_queue_suspect", "group", "status", "suspect_score", "id",
+              sqlite_where=text("suspect_score IS NOT NULL"), postgresql_where=text("suspect_score IS NOT NULL")),
+        Index("ix_labels_queue_spot_check", "group", text(SPOT_CHECK_ORDER.format(id="id")), "id",
+              sqlite_where=text("status = 'auto'"), postgresql_where=text("status = 'auto'")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -231,6 +246,8 @@ class Label(Base):
     prompt_set_id: Mapped[int | None] = mapped_column(ForeignKey("prompt_sets.id", ondelete="SET NULL"))
     fit_id: Mapped[int | None] = mapped_column(ForeignKey("fits.id", ondelete="SET NULL"))  # None: zero-shot
     priority: Mapped[int | None] = mapped_column(Integer)  # cold-start review order; None: by margin
+    # Place in the group's "most informative" order (labeling.queue_order), written by each label run
+    informative_rank: Mapped[int | None] = mapped_column(Integer)
     # proposed | auto | accepted | corrected | rejected (auto: accepted by ``manage.py accept``, not a person)
     status: Mapped[str] = mapped_column(String(16), default="proposed")
     # the accept run that made it ``auto`` (kept after a person decides it: their decision is a spot-check)
@@ -368,6 +385,9 @@ class ReviewLease(Base):
     label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     expires_at: Mapped[datetime] = mapped_column(index=True)
+    # when a queue page last claimed it (renewals leave it): a closed tab releases only its own page's
+    # claims, not those a newer page of the same reviewer made just before (migration 0013)
+    claimed_at: Mapped[datetime | None]
 
 
 class ReviewAssignment(Base):

@@ -11,6 +11,7 @@
     GET  /api/review/progress?group&value   reviewed, remaining, your decisions and their rate
     GET  /api/review/cards?ids=1,2,3        the labels' current cards (an open page polls it)
     GET  /api/review/leases                 who holds which cards (per reviewer and group), assignments
+    POST /api/review/release                {"ids"?: [label ids], "claimed_at"?} (or a form) give up your leases
     POST /api/review/assignments            {"group", "value"?, "reviewers": [names]}  admins; 400 unknown reviewer
     DELETE /api/review/assignments          {"group", "value"?}  admins
     GET  /api/review/queue?group&value&status&sort&after   the queue's next batch of cards (as the page's)
@@ -36,12 +37,14 @@ Errors are ``{"error": message, "status": code}`` with a 4xx/5xx status.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import Blueprint, abort, g, jsonify, request, url_for
 
 from ..store import db
 from ..review import flags, jobs, leases, present, qa, decisions as review
 from .access import admin_required
-from .cards import cards, queue_batch, review_started
+from .cards import cards, qa_cards, queue_batch, review_started
 from .requests import integer, json_body, queue_filters, search_args, text, threshold
 from .results import image_links, search_hits
 from .context import collection, error_response
@@ -156,7 +159,36 @@ def queue():
         abort(400, "group is required")
     with collection().session() as s:
         batch = queue_batch(s, filters, g.user.id)
-    return jsonify({"cards": batch.cards, "total": batch.total, "next": batch.next})
+    return jsonify({"cards": batch.cards, "total": batch.total, "total_capped": batch.total_capped,
+                    "next": batch.next, "claimed": batch.claimed, "claimed_at": batch.claimed_at})
+
+
+@bp.route("/review/release", methods=("POST",))
+def release():
+    """Give up your leases on ``ids`` (a list, or comma-separated text; none: all of yours), so
+    another reviewer's queue gets those cards now instead of when the leases lapse; with
+    ``claimed_at`` (what a queue batch answered), only those claimed by then. The queue page sends it
+    as a beacon (a form with ``csrf_token``, ``ids`` and ``claimed_at``) when its tab closes."""
+    body = request.get_json(silent=True) if request.is_json else request.form
+    if not isinstance(body, dict) and not hasattr(body, "get"):
+        abort(400, "send a JSON object or a form")
+    raw = body.get("ids")
+    if raw is None or raw == "":
+        ids = None
+    elif isinstance(raw, str):
+        ids = [integer(part, "ids") for part in raw.split(",") if part.strip()]
+    elif isinstance(raw, list):
+        ids = [integer(part, "ids") for part in raw]
+    else:
+        abort(400, "ids must be a list of label ids or comma-separated ids")
+    if ids is not None and len(ids) > MAX_POLLED:
+        abort(400, f"ids: at most {MAX_POLLED} labels at once")
+    stamp = text(body.get("claimed_at"), "claimed_at")
+    try:
+        claimed_by = datetime.fromisoformat(stamp) if stamp else None
+    except ValueError:
+        abort(400, "claimed_at must be a time as the queue gave it (ISO 8601)")
+    return jsonify({"released": _write(lambda s: leases.release(s, g.user.id, ids, claimed_by))})
 
 
 @bp.route("/review/cards")
@@ -283,18 +315,7 @@ def qa_queue():
     """Open QA tasks for you (never your own decisions), blind: the card without the first answer."""
     group = text(request.args.get("group"), "group")
     with collection().session() as s:
-        tasks = qa.queue(s, g.user.id, group)
-        names = qa.user_names(s)
-        labels = {label.id: label for label in review.labels_by_id(s, [t.label_id for t in tasks])}
-        shown = {c["id"]: c for c in cards(s, list(labels.values()))}
-        out = []
-        for task in tasks:
-            card = dict(shown[task.label_id])
-            for first_answer in ("value", "status", "predicted", "confidence", "others"):
-                card.pop(first_answer, None)  # blind: what the model or the reviewer said stays hidden
-            out.append({**qa.task_dict(task, names, blind=True), "card": card,
-                        "options": review.options(s, task.group)})
-        return jsonify({"tasks": out})
+        return jsonify({"tasks": qa_cards(s, qa.queue(s, g.user.id, group))})
 
 
 @bp.route("/qa/<int:task_id>", methods=("POST",))

@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 
+from ..review import leases
 from ..store import users
 from ..store.catalog import User
 from .access import csrf_token
@@ -62,6 +63,7 @@ def logout():
             user = s.get(User, g.user.id)
             if user is not None:
                 users.end_sessions(s, user)  # every session of the user ends, not only this cookie
+                leases.release(s, user.id)  # and their cards go back to the team now, not in minutes
     session.clear()
     flash("Logged out.")
     return redirect(url_for("auth.login"))

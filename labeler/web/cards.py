@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import abort, session, url_for
 from markupsafe import Markup
 
-from ..review import flags, leases, present, decisions as review
+from ..review import flags, leases, present, qa, decisions as review
 from ..store import db
 from .context import collection
 from ..core import stored_scores
@@ -144,9 +144,12 @@ class Batch:
 
     cards: list[dict]
     total: int
+    total_capped: bool  # more than ``total`` match: the count stopped at decisions.COUNT_CAP
     options: list[str]  # the group's options in the prompt set's order, as the labels were scored
     next: str | None
     previous: str | None
+    claimed: list[int] = field(default_factory=list)  # the labels this batch's claim holds (page + next batch)
+    claimed_at: str | None = None  # when it claimed them: a release by this page stops at its own claims
 
 
 def queue_batch(s, filters: dict, user_id: int) -> Batch:
@@ -162,38 +165,63 @@ def queue_batch(s, filters: dict, user_id: int) -> Batch:
                                    filters["flag"])
     except review.ReviewError as exc:
         abort(400, str(exc))
+    claimed: set[int] = set()
+    stamp = utcnow()
     if team and result.labels:
-        result = _claimed(s, result, user_id, filters["before"] is not None)
+        result, claimed = _claimed(s, result, user_id, filters["before"] is not None, stamp)
     shown = cards(s, result.labels)
     for shown_card in shown:
         del shown_card["group"]  # the page's, said once
     link = {"group": filters["group"], "value": filters["value"] or "", "status": filters["status"] or "",
             "sort": filters["sort"], **({"flag": filters["flag"]} if filters["flag"] else {})}
     return Batch(
-        cards=shown, total=result.total,
+        cards=shown, total=result.total, total_capped=result.total_capped,
         # The prompt set's own order, so the option keys match what the labeler offered.
         options=next((names for label in result.labels
                       if (names := stored_scores.option_names(label.prompt_set, label.group))), []),
         next=url_for("review.queue", **link, after=review.format_key(result.last), page=filters["page"] + 1)
         if result.more_after and result.last else None,
         previous=url_for("review.queue", **link, before=review.format_key(result.first),
-                         page=max(1, filters["page"] - 1)) if result.more_before and result.first else None)
+                         page=max(1, filters["page"] - 1)) if result.more_before and result.first else None,
+        claimed=sorted(claimed), claimed_at=stamp.isoformat() if claimed else None)
 
 
-def _claimed(s, result: review.QueuePage, user_id: int, backwards: bool) -> review.QueuePage:
+def _claimed(s, result: review.QueuePage, user_id: int, backwards: bool,
+             now: datetime) -> tuple[review.QueuePage, set[int]]:
     """The page cut to the ``PAGE_SIZE`` labels the reviewer's claim got, nearest the page's start
-    (nearest its end when paging back); the rest of the claim is the next batch. The reviewer's own
-    skips are shown (last) but not claimed: a skip hands the card to whoever wants it."""
+    (nearest its end when paging back), and the claim; the rest of the claim is the next batch. The
+    reviewer's own skips are shown (last) but not claimed: a skip hands the card to whoever wants it."""
     skipped = review.skipped(s, user_id, [label.id for label in result.labels])
     claimed = db.write_transaction(collection().config, lambda w: leases.claim(
-        w, user_id, [label.id for label in result.labels if label.id not in skipped]))
+        w, user_id, [label.id for label in result.labels if label.id not in skipped], now))
     kept = [i for i, label in enumerate(result.labels) if label.id in claimed or label.id in skipped]
     kept = kept[-PAGE_SIZE:] if backwards else kept[:PAGE_SIZE]
     if not kept:
-        return review.QueuePage([], result.total, None, None, result.more_before, result.more_after, [])
+        return review.QueuePage([], result.total, None, None, result.more_before, result.more_after, [],
+                                result.total_capped), claimed
     cut_after = kept[-1] < len(result.labels) - 1
     cut_before = kept[0] > 0
     return review.QueuePage(
         labels=[result.labels[i] for i in kept], total=result.total, first=result.keys[kept[0]],
         last=result.keys[kept[-1]], more_before=result.more_before or (backwards and cut_before),
-        more_after=result.more_after or cut_after, keys=[result.keys[i] for i in kept])
+        more_after=result.more_after or cut_after, keys=[result.keys[i] for i in kept],
+        total_capped=result.total_capped), claimed
+
+
+def qa_cards(s, tasks) -> list[dict]:
+    """Open QA tasks as the QA reviewer sees them, blind: each task, its card without what the model
+    or the first reviewer said, the group's options and each option's key (the queue's keys)."""
+    names = qa.user_names(s)
+    labels = review.labels_by_id(s, [t.label_id for t in tasks])
+    shown = {c["id"]: c for c in cards(s, labels)}
+    options: dict[str, list[str]] = {}
+    out = []
+    for task in tasks:
+        card = dict(shown[task.label_id])
+        for first_answer in ("value", "status", "predicted", "confidence", "others"):
+            card.pop(first_answer, None)  # blind: what the model or the reviewer said stays hidden
+        if task.group not in options:
+            options[task.group] = review.options(s, task.group)
+        out.append({**qa.task_dict(task, names, blind=True), "card": card, "options": options[task.group],
+                    "keys": option_keys(options[task.group])})
+    return out

@@ -7,7 +7,7 @@ from ``static/review.js``. The dashboard's "learn from reviews and relabel" butt
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from markupsafe import Markup
 
 from ..errors import LabelerError
@@ -15,11 +15,12 @@ from ..review import audit, flags, jobs, leases, present, qa, trust, decisions a
 from ..labeling import prompt_lab as lab, learning
 from ..core import stored_scores
 from .access import admin_required
-from .cards import all_option_keys, cards, option_keys, page_data, queue_batch, review_started, script_json, shortcuts
+from .cards import (all_option_keys, cards, option_keys, page_data, qa_cards, queue_batch, review_started,
+                    script_json, shortcuts)
 from .results import image_links
 from .requests import queue_filters
 from .context import collection
-from ..store import db
+from ..store import db, users
 from .requests import integer
 
 bp = Blueprint("review", __name__)
@@ -35,7 +36,8 @@ def dashboard():
         job = jobs.latest(s, jobs.LEARN_AND_RELABEL)
         job = jobs.job_dict(job) if job else None
         team = {"holdings": leases.holdings(s), "assignments": leases.assignments(s), "qa": qa.report(s),
-                "shares": qa.shares(s)}
+                "shares": qa.shares(s),
+                "reviewers": [u["name"] for u in users.list_users(s) if not u["disabled"]]}
         accept_job = jobs.latest(s, jobs.ACCEPT)
         accept_job = jobs.job_dict(accept_job) if accept_job else None
         trusted = trust.dashboard(s)
@@ -103,6 +105,34 @@ def learn():
     return redirect(url_for("review.dashboard"))
 
 
+@bp.route("/assignments", methods=("POST",))
+@admin_required
+def assign():
+    """Without JavaScript: give a group (or one value of it) to the reviewers ticked, or take it back
+    (``action=unassign``); 400 naming the field for an unknown reviewer or no group."""
+    group, value = request.form.get("group", ""), request.form.get("value") or None
+    try:
+        if request.form.get("action") == "unassign":
+            db.write_transaction(collection().config, lambda s: leases.unassign(s, group, value))
+            flash(f"{group}{' = ' + value if value else ''} is no longer assigned.")
+        else:
+            reviewers = request.form.getlist("reviewers")
+            db.write_transaction(collection().config, lambda s: leases.assign(s, group, value, reviewers, g.user.id))
+            flash(f"Assigned {group}{' = ' + value if value else ''} to {', '.join(sorted(reviewers))}.")
+    except leases.AssignmentError as exc:
+        abort(400, str(exc))
+    return redirect(url_for("review.dashboard"))
+
+
+@bp.route("/qa")
+def qa_page():
+    """Your second pass: others' decisions drawn into QA, blind, answered with the queue's keys."""
+    group = request.args.get("group") or None
+    with collection().session() as s:
+        tasks = qa_cards(s, qa.queue(s, g.user.id, group, limit=96))
+    return render_template("review/qa.html", tasks=tasks, group=group)
+
+
 @bp.route("/review")
 def queue():
     filters = queue_filters()
@@ -120,8 +150,10 @@ def queue():
         progress = review.progress(s, filters["group"], filters["value"], g.user.id, started)
         flag_names = flags.names(s)
     data = page_data({filters["group"]: options} if filters["group"] else {}, batch.cards, group=filters["group"],
-                     value=filters["value"], status=filters["status"], next=batch.next, progress=progress)
-    return render_template("review/queue.html", cards=batch.cards, total=batch.total, groups=groups, values=values,
+                     value=filters["value"], status=filters["status"], next=batch.next, progress=progress,
+                     claimed=batch.claimed, claimed_at=batch.claimed_at)
+    return render_template("review/queue.html", cards=batch.cards, total=batch.total, total_capped=batch.total_capped,
+                           groups=groups, values=values,
                            filters=filters, statuses=review.STATUSES, sorts=review.SORTS, flag_names=flag_names,
                            pages={"next": batch.next, "previous": batch.previous}, data=data,
                            shortcuts=shortcuts(option_keys(options)))

@@ -15,7 +15,7 @@ from labeler.review import leases
 from labeler.store import db
 from labeler.store.catalog import Label, ReviewLease, User, utcnow
 from tests.web.conftest import Users, login, post_json
-from tests.web.test_web_review import _cards
+from tests.web.test_web_review import _cards, _page_data
 
 
 def _ids(config, group: str = "concept") -> list[int]:
@@ -135,3 +135,50 @@ def test_migration_0010_goes_down_and_up(web_config):
     db.dispose_engines()
     with db.session_scope(web_config) as s:
         assert leases.claim(s, _user(web_config, Users.second), ids) == set(ids)  # the old leases went with the table
+
+
+def _page_claim(html: str) -> list[int]:
+    return _page_data(html)["claimed"]
+
+
+def test_a_closed_tab_or_a_logout_gives_the_claim_back_at_once(client, other_client, web_config):
+    """A small group (60 labels): rita's page claims it all, so rob's queue is empty; her tab's
+    beacon (a form carrying the CSRF token) releases exactly what her page claimed, and so does a logout."""
+    rita_csrf = login(client, Users.reviewer)
+    login(other_client, Users.second)
+    html = client.get("/review?group=palette").get_data(as_text=True)
+    claim = _page_claim(html)
+    assert len(claim) == 60 and _cards(other_client.get("/review?group=palette").get_data(as_text=True)) == []
+    with db.session_scope(web_config) as s:  # a lease of hers in another group stays hers
+        other = s.scalar(select(Label.id).where(Label.group == "color").order_by(Label.id))
+        leases.claim(s, _user(web_config, Users.reviewer), [other])
+    # the beacon: a plain form, no header; without the token it is refused and releases nothing
+    assert client.post("/api/review/release", data={"ids": ",".join(map(str, claim))}).status_code in (400, 403)
+    assert _cards(other_client.get("/review?group=palette").get_data(as_text=True)) == []
+    bad = client.post("/api/review/release", data={"csrf_token": rita_csrf, "ids": "1,two"})
+    assert bad.status_code == 400 and "ids" in bad.get_json()["error"]
+    too_many = post_json(client, "/api/review/release", {"ids": list(range(1, 502))}, rita_csrf)
+    assert too_many.status_code == 400 and "ids" in too_many.get_json()["error"]
+    bad_time = client.post("/api/review/release", data={"csrf_token": rita_csrf, "ids": "1", "claimed_at": "soon"})
+    assert bad_time.status_code == 400 and "claimed_at" in bad_time.get_json()["error"]
+    # a reload claims the cards again before the old page's beacon lands: that beacon releases nothing
+    old_stamp = _page_data(html)["claimed_at"]
+    new_page = _page_data(client.get("/review?group=palette").get_data(as_text=True))
+    assert new_page["claimed"] == claim and new_page["claimed_at"] > old_stamp
+    form = {"csrf_token": rita_csrf, "ids": ",".join(map(str, claim))}
+    assert client.post("/api/review/release", data={**form, "claimed_at": old_stamp}).get_json() == {"released": 0}
+    answer = client.post("/api/review/release", data={**form, "claimed_at": new_page["claimed_at"]})
+    assert answer.status_code == 200 and answer.get_json() == {"released": 60}
+    assert len(_cards(other_client.get("/review?group=palette").get_data(as_text=True))) > 0
+    with db.session_scope(web_config) as s:
+        assert s.scalar(select(ReviewLease.user_id).where(ReviewLease.label_id == other)) == \
+            _user(web_config, Users.reviewer)
+    # the batch the page loads by itself says what it claimed too
+    batch = client.get("/api/review/queue?group=concept&status=proposed").get_json()
+    assert batch["claimed"] and set(c["id"] for c in batch["cards"]) <= set(batch["claimed"])
+    assert batch["total_capped"] is False
+    # logging out gives back everything she holds
+    client.post("/auth/logout", data={"csrf_token": rita_csrf})
+    with db.session_scope(web_config) as s:
+        assert s.scalar(select(ReviewLease.label_id).where(ReviewLease.user_id == _user(web_config, Users.reviewer))) \
+            is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 
 import pytest
@@ -82,3 +84,39 @@ def test_a_serve_process_that_dies_stops_the_others_with_one_line(web_config):
         assert not _alive(second)
         lines = server.stderr.strip().splitlines()
     assert lines[-1] == "error: a serve worker stopped (signal 9); the others were stopped too"
+
+
+def _post(server, path: str, body: dict, headers: dict) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.request("POST", path, body=json.dumps(body), headers={**headers, "Content-Type": "application/json"})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_leases_and_their_release_hold_across_serve_processes(web_config):
+    """Two reviewers' queues, each request on a new connection (spread over both workers): their
+    claims never overlap, and a release made through one worker frees the cards for the other."""
+    with db.session_scope(web_config) as s:
+        rita = {"Authorization": f"Bearer {users.issue_token(s, Users.reviewer)}"}
+        rob = {"Authorization": f"Bearer {users.issue_token(s, Users.second)}"}
+    env = {**os.environ, "LABELER_SECRET_KEY": "serve-test"}
+    argv = manage_argv("--home", web_config.home, "--model", web_config.model, "serve", "--processes", "2")
+    queue = "/api/review/queue?group=palette&status=proposed&sort=id"
+    with serving(argv, env=env) as server:
+        mine: set[int] = set()
+        for _ in range(4):
+            status, body = server.get(queue, rita)
+            assert status == 200
+            mine |= set(json.loads(body)["claimed"])
+        assert len(mine) == 60  # the small group is all hers, whichever worker answered
+        for _ in range(4):
+            assert json.loads(server.get(queue, rob)[1])["cards"] == []
+        status, body = _post(server, "/api/review/release", {"ids": sorted(mine)}, rita)
+        assert status == 200 and json.loads(body) == {"released": 60}
+        theirs = json.loads(server.get(queue, rob)[1])
+        assert theirs["cards"] and set(theirs["claimed"]) <= mine
+        assert json.loads(server.get(queue, rita)[1])["cards"] == []  # now his
+        server.stop()
