@@ -1,7 +1,7 @@
 """the source of an import on its review events
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0013
 Create Date: 2026-12-07
 
 ``import-labels`` records the file it read (its name) on each ``import`` event
@@ -13,7 +13,7 @@ from alembic import op
 
 
 revision = '0014'
-down_revision = '0011'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 
