@@ -101,7 +101,7 @@ def test_reviews_teach_a_group_no_prompt_describes_and_label_proposes_with_the_f
     for entry in report.values():
         assert KEYS <= set(entry)
     palette = report["palette"]
-    assert palette["reviewed"] == 90 and palette["method"] in ("cache", "head")
+    assert palette["reviewed"] == 90 and palette["method"] in ("cache", "head", "gda", "proker")
     assert palette["cv_accuracy"]["learned"] > palette["cv_accuracy"]["zero_shot"] + 0.2
     assert report["size"]["reviewed"] == 0 and "kept zero-shot" in report["size"]["note"]
 
@@ -210,6 +210,27 @@ def test_replay_is_reproducible_and_plots(labeled, learn_world, tmp_path):
     assert "--replay needs --truth" in cli("evaluate", "--prompt-set", "workshop", "--reviewed", "--replay",
                                            expect=2).stderr
     assert "--shots must be" in cli(*args[:-2], "--shots", "0,x", expect=2).stderr
+
+
+def test_replay_compares_each_method_alone_on_the_same_reviews(labeled, learn_world):
+    _, cli = labeled
+    args = ("evaluate", "--prompt-set", "workshop", "--truth", learn_world / "truth.csv", "--replay",
+            "--shots", "2,8", "--group", "color", "--seed", "3")
+    plain = cli.json(*args)
+    both = cli.json(*args, "--methods", "gda,proker,cache")
+    assert both["color"]["shots"] == plain["color"]["shots"]  # learn's own choice is unchanged
+    methods = both["color"]["methods"]
+    assert list(methods) == ["gda", "proker", "cache"]
+    for method, by_shot in methods.items():
+        assert set(by_shot) == {"2", "8"}
+        for k, result in by_shot.items():
+            assert result["method"] in (method, "zero-shot")
+            assert result["reviews"] == plain["color"]["shots"][k]["reviews"]
+            assert 0 <= result["accuracy"] <= 1
+    human = cli(*args, "--methods", "head").stdout
+    assert "head" in human.splitlines()[-1]
+    assert "--methods takes some of" in cli(*args, "--methods", "lda", expect=2).stderr
+    assert "--methods goes with --replay" in cli(*args[:5], "--methods", "gda", expect=2).stderr
 
 
 def test_write_prompt_set_gives_a_valid_new_version(labeled, learn_world, tmp_path):

@@ -149,15 +149,24 @@ def fit_summary(session: Session) -> dict[str, dict]:
             for fit in session.scalars(select(Fit).where(Fit.id.in_(newest)).order_by(Fit.group))}
 
 
+REPLAY_METHODS = tuple(m for m in fewshot.METHODS if m != "zero-shot")
+
+
 def replay(collection: Collection, prompt_set: PromptSet, truth: dict[str, dict[int, str]], shots: Sequence[int],
-           order: str = "random", seed: int = 0, groups: Sequence[str] | None = None) -> dict[str, dict]:
+           order: str = "random", seed: int = 0, groups: Sequence[str] | None = None,
+           methods: Sequence[str] | None = None) -> dict[str, dict]:
     """Simulate reviewing with a truth file (``evaluate --replay``); nothing is written.
 
     ``truth`` ``{group: {image_id: value}}``. Returns ``{group: {"zero_shot": acc, "shots": {K:
     {"accuracy", "ece", "reviews", "method"}}}}``, scored on the images each replay did not reveal.
+    With ``methods`` (of :data:`REPLAY_METHODS`) each group also has ``"methods": {method: {K:
+    {...}}}``: that method alone against zero-shot, on the same reviews, the guard deciding.
     """
     if order not in replay_maths.ORDERS:
         raise LearnError(f"unknown order '{order}' (known: {', '.join(replay_maths.ORDERS)})")
+    unknown = [m for m in methods or [] if m not in REPLAY_METHODS]
+    if unknown:
+        raise LearnError(f"unknown method '{unknown[0]}' (known: {', '.join(REPLAY_METHODS)})")
     if not shots or min(shots) < 1:
         raise LearnError("--shots needs positive counts, e.g. 1,2,4,8,16")
     names = [g for g in (groups or prompt_set.groups) if truth.get(g) and g in prompt_set.groups]
@@ -177,9 +186,12 @@ def replay(collection: Collection, prompt_set: PromptSet, truth: dict[str, dict[
             continue
         rows, labels = (np.asarray(x, np.int64) for x in zip(*pairs))
         out = replay_maths.replay_group(all_vecs[rows], labels, option_vectors(collection, prompt_set, name),
-                                        scale, sorted(set(shots)), order=order, seed=seed)
+                                        scale, sorted(set(shots)), order=order, seed=seed, methods=methods)
         results[name] = {"zero_shot": round(out["zero_shot"], 4), "n": len(rows),
                          "shots": {k: r.to_dict() for k, r in out["shots"].items()}}
+        if methods:
+            results[name]["methods"] = {m: {k: r.to_dict() for k, r in by_shot.items()}
+                                        for m, by_shot in out["methods"].items()}
     if not results:
         raise LearnError("no image with truth is embedded in the collection; check the truth file's paths")
     return results
