@@ -389,7 +389,7 @@ def build_all(options: Sequence[tuple[str, dict]], image_vecs: np.ndarray, label
     return out  # type: ignore[return-value]
 
 
-def beats(learned: np.ndarray, baseline: np.ndarray) -> bool:
+def beats(learned: np.ndarray, baseline: np.ndarray, sigmas: float = SIGN_TEST_SIGMAS) -> bool:
     """Whether ``learned`` ``[K]`` (right or wrong per review) is surely better than ``baseline`` ``[K]``.
 
     The best of many candidates looks better than it is on few reviews, and reviews taken most
@@ -401,7 +401,7 @@ def beats(learned: np.ndarray, baseline: np.ndarray) -> bool:
     """
     wins = int(np.sum(learned & ~baseline))
     losses = int(np.sum(~learned & baseline))
-    return wins - losses >= max(2.0, SIGN_TEST_SIGMAS * np.sqrt(wins + losses))
+    return wins - losses >= max(2.0, sigmas * np.sqrt(wins + losses))
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import fewshot, scoring
+from . import fewshot, prompt_search, scoring
 
 ORDERS = ("random", "informative")
 
@@ -54,13 +54,18 @@ def random_reveal(truth: np.ndarray, shots: int, rng: np.random.Generator) -> np
 
 def replay_group(vecs: np.ndarray, truth: np.ndarray, text_vecs: np.ndarray, scale: float,
                  shots: list[int], order: str = "random", seed: int = 0,
-                 methods: Sequence[str] | None = None) -> dict:
+                 methods: Sequence[str] | None = None,
+                 prompts: tuple[np.ndarray, list[list[int]], list[np.ndarray]] | None = None) -> dict:
     """``{"zero_shot": acc, "shots": {K: ShotResult}}`` for one group.
 
     ``vecs`` ``[N, D]`` unit image vectors, ``truth`` ``[N]`` option indices, ``text_vecs`` ``[O, D]``.
     ``shots`` is what ``learn`` would do (every method, the guard choosing). With ``methods``
     (e.g. ``["cache", "gda"]``) the result also has ``"methods": {method: {K: ShotResult}}``:
     each method alone against zero-shot, the guard still deciding, on the same reviews.
+    Method ``"prompts"`` (random order only) is ``learn --search-prompts``: ``prompts`` =
+    (candidate vectors ``[C, D]``, each option's starting candidate indices, the candidate
+    families); the ensembles it
+    chooses label the rest zero-shot (``mean-embedding``), with no fit at all.
     """
     if order not in ORDERS:
         raise ValueError(f"unknown order '{order}' (known: {', '.join(ORDERS)})")
@@ -75,14 +80,30 @@ def replay_group(vecs: np.ndarray, truth: np.ndarray, text_vecs: np.ndarray, sca
         for key, only in [("shots", None)] + [(m, [m]) for m in methods or []]:
             results: dict[int, ShotResult] = {}
             for k, revealed in reveals.items():
+                if key == "prompts":
+                    results[k] = _prompt_search(vecs, truth, revealed, prompts, scale)
+                    continue
                 fit = fewshot.learn_group(vecs[revealed], truth[revealed], text_vecs, scale, seed=seed, methods=only)
                 acc, ece = _score(fit, vecs, truth, revealed)
                 results[k] = ShotResult(len(revealed), acc, ece, fit.method)
             _put(out, key, results)
         return out
+    if "prompts" in (methods or []):
+        raise ValueError("the prompts method replays in random order only")
     for key, only in [("shots", None)] + [(m, [m]) for m in methods or []]:
         _put(out, key, _informative_replay(vecs, truth, text_vecs, scale, shots, seed, only))
     return out
+
+
+def _prompt_search(vecs: np.ndarray, truth: np.ndarray, revealed: np.ndarray,
+                   prompts: tuple[np.ndarray, list[list[int]], list[np.ndarray]] | None, scale: float) -> ShotResult:
+    if prompts is None:
+        raise ValueError("the prompts method needs the candidates' vectors")
+    cand_vecs, start, families = prompts
+    chosen, cv = prompt_search.choose(vecs[revealed], truth[revealed], cand_vecs, start, scale, families)
+    fit = fewshot.learn_group(vecs[:0], truth[:0], prompt_search.option_vectors(cand_vecs, chosen), scale)
+    acc, ece = _score(fit, vecs, truth, revealed)
+    return ShotResult(len(revealed), acc, ece, "prompts" if cv.better() else "zero-shot")
 
 
 def _put(out: dict, key: str, results: dict[int, "ShotResult"]) -> None:
