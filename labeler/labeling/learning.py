@@ -180,8 +180,10 @@ def replay(collection: Collection, prompt_set: PromptSet, truth: dict[str, dict[
         all_ids, all_vecs = collection.vectors.read(s, sorted({i for g in names for i in truth[g]}))
     row_of = {int(i): r for r, i in enumerate(all_ids)}
     results: dict[str, dict] = {}
-    pool = (encode_candidates(collection, *candidate_texts(prompt_set)[:1], collection.config.max_prompt_chars,
-                              candidate_texts(prompt_set)[1]) if "prompts" in (methods or []) else None)
+    pool = None
+    if "prompts" in (methods or []):
+        texts, families = candidate_texts(prompt_set)
+        pool = encode_candidates(collection, texts, collection.config.max_prompt_chars, families)
 
     for name in names:
         options = prompt_set.groups[name].option_names
