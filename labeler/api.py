@@ -40,6 +40,7 @@ from .ingest.run import embed_pending, index_paths, model_spec
 from .labeling.bulk import DEFAULT_STRATEGY, check_request, label_collection
 from .labeling.learning import learn as learn_groups
 from .labeling.learning import write_tuned_prompt_set
+from .labeling.prompt_search import search_prompt_set
 from .review import audit as audit_module
 from .review import trust
 from .store import db
@@ -210,6 +211,18 @@ class Labeler:
         check_request(chosen, strategy or DEFAULT_STRATEGY, groups)  # before the catalog is opened
         return label_collection(self.collection(), chosen, strategy, list(groups) if groups else None,
                                 progress=progress).to_dict()
+
+    def search_prompts(self, out: str | Path, groups: Sequence[str] | None = None,
+                       prompt_set: PromptSetRef | None = None, candidates: str | Path | None = None,
+                       force: bool = False, progress: Progress = None) -> dict:
+        """Search each group's prompts from its reviews and write them to ``out`` (``manage.py learn
+        --search-prompts``): ``{"path", "version", "candidates", "groups": {group: report}}``."""
+        chosen = self.prompt_set(prompt_set) if prompt_set is not None else None
+        collection = self.collection()
+        out = Path(out)
+        with user_file(out):
+            return search_prompt_set(collection, list(groups) if groups else None, chosen, out,
+                                     Path(candidates) if candidates is not None else None, force, progress)
 
     def learn(self, groups: Sequence[str] | None = None, prompt_set: PromptSetRef | None = None,
               write_prompt_set: str | Path | None = None, progress: Progress = None) -> dict:

@@ -31,6 +31,7 @@ SIZES: tuple[str, ...] = ("small", "medium", "large")
 CONTEXTS: tuple[str, ...] = ("plain", "toolbox", "workbench", "pegboard")
 TRUTH_COLUMNS: tuple[str, ...] = (
     "file", "concept", "color", "material", "handle", "size", "context", "caption", "orientation", "palette",
+    "function",
 )
 # Never in a caption, so labeler-tiny was never told of them: groups only reviews can teach.
 # Both are derived from draws the generator already makes, so images stay byte-identical.
@@ -39,6 +40,14 @@ PALETTES: dict[str, str] = {
     "red": "warm", "orange": "warm", "yellow": "warm",
     "blue": "cool", "green": "cool", "purple": "cool",
     "black": "neutral", "white": "neutral",
+}
+
+# The study's fourth attribute: what the object is for, derived from the concept (so images stay
+# byte-identical). Screwdrivers and wrenches both turn things.
+FUNCTION_OF: dict[str, str] = {
+    "hammer": "striking", "screwdriver": "turning", "wrench": "turning", "pliers": "gripping",
+    "saw": "cutting", "paintbrush": "painting", "mug": "holding liquid", "apple": "eating",
+    "ball": "playing", "book": "reading",
 }
 
 FUNCTIONS: dict[str, tuple[str, ...]] = {
@@ -244,6 +253,7 @@ def render(seed: int, index: int, size: int = 128) -> tuple[Image.Image, dict[st
     row = _sample_truth(rng)
     row["caption"] = describe(row)
     row["palette"] = PALETTES[row["color"]]
+    row["function"] = FUNCTION_OF[row["concept"]]
     img = _background(row["context"], size, rng)
 
     lo, hi = _SIZE_SCALE[row["size"]]

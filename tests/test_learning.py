@@ -101,7 +101,7 @@ def test_reviews_teach_a_group_no_prompt_describes_and_label_proposes_with_the_f
     for entry in report.values():
         assert KEYS <= set(entry)
     palette = report["palette"]
-    assert palette["reviewed"] == 90 and palette["method"] in ("cache", "head")
+    assert palette["reviewed"] == 90 and palette["method"] in ("cache", "head", "gda", "proker")
     assert palette["cv_accuracy"]["learned"] > palette["cv_accuracy"]["zero_shot"] + 0.2
     assert report["size"]["reviewed"] == 0 and "kept zero-shot" in report["size"]["note"]
 
@@ -212,6 +212,28 @@ def test_replay_is_reproducible_and_plots(labeled, learn_world, tmp_path):
     assert "--shots must be" in cli(*args[:-2], "--shots", "0,x", expect=2).stderr
 
 
+def test_replay_compares_each_method_alone_on_the_same_reviews(labeled, learn_world):
+    _, cli = labeled
+    args = ("evaluate", "--prompt-set", "workshop", "--truth", learn_world / "truth.csv", "--replay",
+            "--shots", "2,8", "--group", "color", "--seed", "3")
+    plain = cli.json(*args)
+    both = cli.json(*args, "--methods", "gda,proker,cache,prompts")
+    assert both["color"]["shots"] == plain["color"]["shots"]  # learn's own choice is unchanged
+    methods = both["color"]["methods"]
+    assert list(methods) == ["gda", "proker", "cache", "prompts"]
+    for method, by_shot in methods.items():
+        assert set(by_shot) == {"2", "8"}
+        for k, result in by_shot.items():
+            assert result["method"] in (method, "zero-shot")
+            assert result["reviews"] == plain["color"]["shots"][k]["reviews"]
+            assert 0 <= result["accuracy"] <= 1
+    human = cli(*args, "--methods", "head").stdout
+    assert "head" in human.splitlines()[-1]
+    assert "--methods takes some of" in cli(*args, "--methods", "lda", expect=2).stderr
+    assert "--methods goes with --replay" in cli(*args[:5], "--methods", "gda", expect=2).stderr
+    assert "random order only" in cli(*args, "--order", "informative", "--methods", "prompts", expect=2).stderr
+
+
 def test_write_prompt_set_gives_a_valid_new_version(labeled, learn_world, tmp_path):
     collection, cli = labeled
     truth = truth_of(collection, learn_world)
@@ -243,3 +265,65 @@ def test_a_second_learn_and_label_that_keeps_every_fit_changes_no_label_version(
         assert set(s.scalars(select(Fit.id))) > fits  # new fit rows, so the labels were rewritten
         assert dict(s.execute(select(Label.id, Label.version)).all()) == versions
     assert again["updated"] > 0  # written (new fit ids) ...
+
+
+def test_search_prompts_writes_a_readable_prompt_set_that_labels_alone(labeled, learn_world, tmp_path):
+    collection, cli = labeled
+    truth = truth_of(collection, learn_world)
+    review_as_truth(collection, truth, "palette", 8)
+    vocabulary = tmp_path / "words.txt"
+    vocabulary.write_text("# colours a person might try\na red thing\na blue thing\n\na white thing\n")
+    out = tmp_path / "found.yaml"
+    report = cli.json("learn", "--search-prompts", "--group", "palette", "--candidates", vocabulary,
+                      "--write-prompt-set", out, "--prompt-set", "workshop")
+    assert report["path"] == str(out) and report["candidates"] > 500
+    palette = report["groups"]["palette"]
+    assert palette["reviews"] == 24 and palette["options_reviewed"] == 3
+    assert set(palette["cv_accuracy"]) == {"before", "after"}
+    assert set(palette["options"]) == {"warm", "cool", "neutral"}
+    for option in palette["options"].values():
+        assert option["prompts"] and all(isinstance(p, str) for p in option["prompts"])
+        assert option["reviews"] == 8 and isinstance(option["gain"], int)
+    text = out.read_text()
+    assert "# palette: searched from 24 reviews (warm 8, cool 8, neutral 8)" in text
+    assert "cross-validated accuracy" in text
+    found = load_prompt_set(out)
+    assert str(found.version) == "2"
+    if palette["adopted"]:
+        assert [p.text for p in found.groups["palette"].option("warm").prompts] == palette["options"]["warm"]["prompts"]
+    assert [p.text for p in found.groups["concept"].option("hammer").prompts] == [
+        p.text for p in load_prompt_set("workshop").groups["concept"].option("hammer").prompts]
+    labeled_now = cli.json("label", "--prompt-set", out, "--strategy", "mean-embedding", "--group", "palette")
+    assert labeled_now["labeled"] > 0
+    # The same search again (the candidates now cached) gives the same; without --prompt-set it would
+    # start from the set the labels were last proposed with, found.yaml.
+    again = cli.json("learn", "--search-prompts", "--group", "palette", "--candidates", vocabulary,
+                     "--write-prompt-set", out, "--force", "--prompt-set", "workshop")
+    assert again["groups"]["palette"]["options"] == palette["options"]
+
+
+def test_search_prompts_refuses_bad_input_with_one_line(labeled, learn_world, tmp_path):
+    collection, cli = labeled
+    truth = truth_of(collection, learn_world)
+    review_as_truth(collection, truth, "palette", 3)
+    out = tmp_path / "out.yaml"
+    out.write_text("keep me")
+    search = ("learn", "--search-prompts", "--group", "palette", "--write-prompt-set")
+    empty, binary, big = tmp_path / "empty.txt", tmp_path / "bin.txt", tmp_path / "big.txt"
+    empty.write_text("\n# nothing\n")
+    binary.write_bytes(b"a red\0thing\xff")
+    big.write_text("a red object\n" * 90_000)
+    cases = [
+        ((*search, out), "exists; give --force"),
+        ((*search, tmp_path / "new.yaml", "--candidates", empty), "no phrases"),
+        ((*search, tmp_path / "new.yaml", "--candidates", binary), "a binary file"),
+        ((*search, tmp_path / "new.yaml", "--candidates", big), "at most 1 MB"),
+        (("learn", "--search-prompts", "--group", "orientation", "--write-prompt-set", tmp_path / "new.yaml"),
+         "reviews of 0 option(s)"),
+        (("learn", "--search-prompts", "--group", "palette"), "needs --write-prompt-set"),
+        (("learn", "--candidates", empty), "go with --search-prompts"),
+    ]
+    for args, message in cases:
+        result = cli(*args, expect=2)
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+    assert out.read_text() == "keep me" and not (tmp_path / "new.yaml").exists()

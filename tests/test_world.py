@@ -9,6 +9,8 @@ import numpy as np
 from click.testing import CliRunner
 from PIL import Image
 
+from labeler.core.prompts import load_prompt_set
+
 from labeler import demo_world as world
 from labeler.commands.world import demo_images
 
@@ -48,11 +50,14 @@ def test_truth_columns_values_and_count(tmp_path: Path) -> None:
         for column, allowed in vocab.items():
             assert row[column] in allowed, (column, row)
         assert row["caption"] == world.describe(row)
+        assert row["function"] == world.FUNCTION_OF[row["concept"]]
         assert (row["handle"] == "none") == (row["concept"] in ("mug", "apple", "ball", "book"))
         with Image.open(tmp_path / row["file"]) as im:
             assert im.size == (128, 128) and im.mode == "RGB"
     # 120 draws cover most of every vocabulary; a stuck sampler would not.
     assert len({r["concept"] for r in rows}) >= 8
+    # The function group of the shipped prompt set has exactly the values the world draws.
+    assert set(load_prompt_set("workshop").groups["function"].option_names) == set(world.FUNCTION_OF.values())
     assert {r["context"] for r in rows} == set(world.CONTEXTS)
     assert {r["file"].rsplit(".", 1)[1] for r in rows} == {"png", "jpg"}
 

@@ -11,7 +11,7 @@ from ..core.prompts import load_prompt_set
 from ..errors import LabelerError, user_file
 from ..labeling import evaluate
 from ..labeling.bulk import DEFAULT_STRATEGY, check_request
-from ..labeling.learning import replay
+from ..labeling.learning import REPLAY_METHODS, replay
 from ..core.scoring import STRATEGIES
 from .context import Progress, emit, get_collection, get_config, get_labeler, json_option
 
@@ -63,11 +63,14 @@ def label(prompt_set_path: str, strategy: str | None, groups: tuple[str, ...], a
 @click.option("--order", type=click.Choice(["random", "informative"]), default="random", show_default=True,
               help="With --replay: which images are reviewed first.")
 @click.option("--seed", type=int, default=0, show_default=True, help="With --replay: the random seed.")
+@click.option("--methods", default=None, metavar="M,M,...",
+              help="With --replay: also each of these learned methods alone against zero-shot "
+                   f"({','.join(REPLAY_METHODS)}), beside learn's own choice.")
 @click.option("--group", "groups", multiple=True, metavar="G", help="Only these groups (repeatable).")
 @json_option
 def evaluate_command(prompt_set_path: str, truth: Path | None, reviewed: bool, strategies: tuple[str, ...],
-                     out: Path | None, replay: bool, shots: str, order: str, seed: int, groups: tuple[str, ...],
-                     as_json: bool) -> None:
+                     out: Path | None, replay: bool, shots: str, order: str, seed: int, methods: str | None,
+                     groups: tuple[str, ...], as_json: bool) -> None:
     """Compare the strategies on images with known labels: accuracy, confidence on the truth, ECE.
 
     With --replay, show instead how labels improve as reviews come in (manage.py learn).
@@ -77,6 +80,9 @@ def evaluate_command(prompt_set_path: str, truth: Path | None, reviewed: bool, s
     if replay and truth is None:
         raise LabelerError("--replay needs --truth FILE: the truth stands in for the reviewer")
     shot_counts = _shot_counts(shots)
+    method_names = _methods(methods) if methods is not None else None
+    if method_names and not replay:
+        raise LabelerError("--methods goes with --replay: it compares learned methods as reviews come in")
     prompt_set = load_prompt_set(prompt_set_path, home=get_config().home)
     collection = get_collection()
     with collection.session() as s:
@@ -87,7 +93,7 @@ def evaluate_command(prompt_set_path: str, truth: Path | None, reviewed: bool, s
     else:
         known = evaluate.truth_from_reviews(collection, list(groups or prompt_set.groups))
     if replay:
-        _replay(collection, prompt_set, known, shot_counts, order, seed, groups, out, as_json)
+        _replay(collection, prompt_set, known, shot_counts, order, seed, groups, out, as_json, method_names)
         return
     results = evaluate.evaluate(collection, prompt_set, known, strategies or STRATEGIES)
     written = {}
@@ -120,10 +126,19 @@ def _shot_counts(text: str) -> list[int]:
     return counts
 
 
+def _methods(text: str) -> list[str]:
+    names = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [m for m in names if m not in REPLAY_METHODS]
+    if not names or unknown:
+        raise LabelerError(f"--methods takes some of {','.join(REPLAY_METHODS)}; got {text!r}")
+    return names
+
+
 def _replay(collection, prompt_set, known, shots: list[int], order: str, seed: int, groups, out: Path | None,
-            as_json: bool) -> None:
+            as_json: bool, methods: list[str] | None = None) -> None:
     with Progress("replaying", None, as_json):
-        results = replay(collection, prompt_set, known.values, shots, order=order, seed=seed, groups=groups or None)
+        results = replay(collection, prompt_set, known.values, shots, order=order, seed=seed, groups=groups or None,
+                         methods=methods)
     if out:
         with user_file(out):
             out.mkdir(parents=True, exist_ok=True)
@@ -135,6 +150,8 @@ def _replay(collection, prompt_set, known, shots: list[int], order: str, seed: i
         for group, r in data.items():
             click.echo(f"{group:<14}{r['zero_shot']:>10.3f}"
                        + "".join(f"{r['shots'][k]['accuracy']:>8.3f}" for k in shots))
+            for method, by_shot in r.get("methods", {}).items():
+                click.echo(f"  {method:<22}" + "".join(f"{by_shot[k]['accuracy']:>8.3f}" for k in shots))
         if out:
             click.echo(f"wrote {out / 'replay.json'} and {out / 'replay.png'}")
 

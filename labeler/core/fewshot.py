@@ -1,6 +1,6 @@
 """Few-shot classifiers on stored vectors, learned from reviews. Pure numpy; no model, no database.
 
-A group's reviewed labels are a few-shot training set in the model's embedding space. Three
+A group's reviewed labels are a few-shot training set in the model's embedding space. Five
 candidate classifiers, all on stored vectors (no backprop through CLIP, so nothing can collapse
 into NaN as the study's fine-tuning did):
 
@@ -8,7 +8,13 @@ into NaN as the study's fine-tuning did):
 * ``cache``: the zero-shot logits plus a cache of the reviewed image vectors (Tip-Adapter:
   ``alpha * exp(-beta * (1 - cos)) @ one_hot``), training-free;
 * ``head``: a linear probe initialised from the text vectors and kept close to them by an L2
-  pull (the zero-shot-initialised probe of CLAP / ZS-LP).
+  pull (the zero-shot-initialised probe of CLAP / ZS-LP);
+* ``gda``: Gaussian discriminant analysis (Wang et al., "A Hard-to-Beat Baseline for
+  Training-free CLIP-based Adaptation", ICLR 2024): one mean per option and one shared,
+  shrunk covariance, i.e. a linear classifier added to the zero-shot logits, closed-form;
+* ``proker``: proximal kernel ridge regression (Bendou et al., "ProKeR: A Kernel Perspective on
+  Few-Shot Adaptation of Large Vision-Language Models", CVPR 2025): the zero-shot logits plus
+  the RKHS function that best explains the reviews' residuals, closed-form.
 
 Which one, and its blend weight, is chosen by stratified cross-validation on the reviews
 themselves; a learned method must beat zero-shot there, otherwise zero-shot stays. Then one
@@ -21,17 +27,21 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field, replace
+from typing import Sequence
 
 import numpy as np
 
 from . import scoring
 
-METHODS = ("zero-shot", "cache", "head")
+METHODS = ("zero-shot", "cache", "head", "gda", "proker")
 MIN_REVIEWS_PER_OPTION = 1  # an option nobody reviewed cannot be learned, only kept zero-shot
 MIN_REVIEWS = 4  # fewer reviews in a group than this: nothing to cross-validate on
 CACHE_ALPHAS = (0.25, 0.5, 1.0, 2.0, 4.0)
 CACHE_BETAS = (1.0, 3.0, 5.5, 10.0)
 HEAD_PULLS = (0.0, 0.03, 0.3)  # L2 pull of the head toward the text vectors, relative to the data term
+GDA_ALPHAS = (0.01, 0.1, 1.0, 10.0)  # weight of the GDA logits beside zero-shot's (the paper's grid, trimmed)
+PROKER_BETAS = (1.0, 3.0, 5.5, 10.0)  # kernel sharpness exp(-beta (1 - cos)), as the cache's
+PROKER_LAMBDAS = (0.01, 0.1, 1.0, 10.0)  # proximal ridge: small keeps zero-shot, large trusts the reviews
 FOLDS = 5
 SIGN_TEST_SIGMAS = 3.0  # how surely a learned method must beat zero-shot on the reviews (see beats)
 
@@ -40,10 +50,11 @@ SIGN_TEST_SIGMAS = 3.0  # how surely a learned method must beat zero-shot on the
 
 @dataclass(frozen=True)
 class Classifier:
-    """One fitted classifier of a group: ``logits(X) = scale * X @ W.T + b + alpha * cache(X)``.
+    """One fitted classifier of a group: ``logits(X) = scale * (X @ W.T + alpha * cache(X) + kernel(X) @ dual) + b``.
 
-    ``weights`` ``[O, D]`` (the text vectors for zero-shot and cache), ``bias`` ``[O]``,
-    ``keys`` ``[K, D]`` and ``values`` ``[K]`` (cache only), divided by ``temperature``.
+    ``weights`` ``[O, D]`` (the text vectors for zero-shot, cache and proker), ``bias`` ``[O]``,
+    ``keys`` ``[K, D]`` (cache and proker), ``values`` ``[K]`` (cache only), ``dual`` ``[K, O]``
+    (proker only: ``kernel(X) = exp(-beta * (1 - X @ keys.T))``), divided by ``temperature``.
     """
 
     method: str
@@ -55,6 +66,7 @@ class Classifier:
     beta: float = 0.0
     keys: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     values: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    dual: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
     def logits(self, image_vecs: np.ndarray) -> np.ndarray:
         """Uncalibrated logits ``[N, O]`` for unit ``image_vecs`` ``[N, D]``."""
@@ -62,6 +74,8 @@ class Classifier:
         if self.alpha and len(self.keys):
             out = out + self.alpha * self.scale * cache_affinity(image_vecs, self.keys, self.values,
                                                                  len(self.weights), self.beta)
+        if len(self.dual):
+            out = out + self.scale * (kernel(image_vecs, self.keys, self.beta) @ self.dual)
         return out
 
     def confidence(self, image_vecs: np.ndarray) -> np.ndarray:
@@ -71,7 +85,7 @@ class Classifier:
     def to_bytes(self) -> bytes:
         """The fitted arrays as one ``.npz`` blob (stored in the catalog)."""
         buf = io.BytesIO()
-        np.savez(buf, weights=self.weights, bias=self.bias, keys=self.keys, values=self.values,
+        np.savez(buf, weights=self.weights, bias=self.bias, keys=self.keys, values=self.values, dual=self.dual,
                  params=np.array([self.scale, self.temperature, self.alpha, self.beta], np.float64))
         return buf.getvalue()
 
@@ -81,7 +95,8 @@ class Classifier:
         scale, temperature, alpha, beta = (float(v) for v in arrays["params"])
         return cls(method=method, weights=arrays["weights"], bias=arrays["bias"], scale=scale,
                    temperature=temperature, alpha=alpha, beta=beta, keys=arrays["keys"],
-                   values=arrays["values"])
+                   values=arrays["values"],
+                   dual=arrays["dual"] if "dual" in arrays.files else np.zeros((0, 0), np.float32))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -166,6 +181,102 @@ def fit_heads(image_vecs: np.ndarray, labels: np.ndarray, text_vecs: np.ndarray,
             for h in range(len(pulls))]
 
 
+def kernel(image_vecs: np.ndarray, keys: np.ndarray, beta: float) -> np.ndarray:
+    """The RBF kernel of unit vectors ``[N, K]``: ``exp(-beta * (1 - X @ keys.T))`` (Tip-Adapter's and ProKeR's)."""
+    return np.exp(-beta * (1.0 - np.asarray(image_vecs, np.float32) @ np.asarray(keys, np.float32).T))
+
+
+def gda_parameters(image_vecs: np.ndarray, labels: np.ndarray, n_options: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian discriminant analysis of the reviews: ``W`` ``[O, D]`` and ``b`` ``[O]`` of ``X @ W.T + b``.
+
+    One mean ``mu_o`` per option and one covariance shared by all, with equal priors, so the log
+    posterior is linear: ``W_o = P mu_o``, ``b_o = log(1/O) - mu_o P mu_o / 2``, ``P`` the precision.
+    ``P`` is the paper's shrunk inverse ``D * (S + tr(S / (K - 1)) I)^-1``, ``S`` the within-option
+    scatter ``[D, D]`` of the ``K`` reviews, computed through the ``[K, K]`` Woodbury identity
+    because ``K`` reviews are far fewer than ``D`` dimensions. An option nobody reviewed gets
+    the mean of the others' rows: its GDA logit is the average, neither pushed up nor down.
+    """
+    X = np.asarray(image_vecs, np.float64)
+    y = np.asarray(labels, np.int64)
+    dim = X.shape[1]
+    seen = np.unique(y)
+    mus = np.zeros((n_options, dim))
+    for o in seen:
+        mus[o] = X[y == o].mean(axis=0)
+    Z = X - mus[y]  # [K, D] centred on their option's mean
+    shrink = float((Z * Z).sum()) / max(len(y) - 1, 1)  # tr(S / (K - 1)): the paper's trace shrinkage
+    W = np.zeros((n_options, dim))
+    b = np.zeros(n_options)
+    if shrink > 0:
+        # (Z.T Z + c I)^-1 M = (M - Z.T (Z Z.T + c I)^-1 Z M) / c, for M = mus.T [D, O]
+        M = mus[seen].T
+        inner = np.linalg.solve(Z @ Z.T + shrink * np.eye(len(Z)), Z @ M)
+        PM = dim * (M - Z.T @ inner) / shrink  # [D, |seen|]
+        W[seen] = PM.T
+        b[seen] = np.log(1.0 / n_options) - 0.5 * np.einsum("do,do->o", M, PM)
+    if len(seen) < n_options:
+        unseen = np.setdiff1d(np.arange(n_options), seen)
+        W[unseen], b[unseen] = W[seen].mean(axis=0), b[seen].mean()
+    return W.astype(np.float32), b.astype(np.float32)
+
+
+def fit_gda(image_vecs: np.ndarray, labels: np.ndarray, text_vecs: np.ndarray, scale: float,
+            alpha: float) -> Classifier:
+    """Zero-shot plus ``alpha`` times the GDA logits: ``scale * X @ T.T + alpha * (X @ W.T + b)``.
+
+    ``image_vecs`` ``[K, D]``, ``labels`` ``[K]``, ``text_vecs`` ``T`` ``[O, D]``; the paper's
+    ``100 * X @ T.T + alpha * (X @ W + b)`` with the model's own ``scale``. Still one linear map.
+    """
+    return fit_gdas(image_vecs, labels, text_vecs, scale, [alpha])[0]
+
+
+def fit_gdas(image_vecs: np.ndarray, labels: np.ndarray, text_vecs: np.ndarray, scale: float,
+             alphas: Sequence[float]) -> list[Classifier]:
+    """:func:`fit_gda` for each of ``alphas``, estimating the Gaussians once."""
+    T = np.asarray(text_vecs, np.float32)
+    W, b = gda_parameters(image_vecs, labels, len(T))
+    return [Classifier("gda", (T + (a / scale) * W).astype(np.float32), (a * b).astype(np.float32), float(scale))
+            for a in alphas]
+
+
+def proker_duals(image_vecs: np.ndarray, labels: np.ndarray, text_vecs: np.ndarray,
+                 params: Sequence[tuple[float, float]]) -> list[np.ndarray]:
+    """ProKeR's dual coefficients ``[K, O]`` for each ``(beta, lam)``: ``(K_SS / lam + I)^-1 (Y - S @ T.T)``.
+
+    The prediction is ``X @ T.T + kernel(X, S) @ dual`` (cosine units; :class:`Classifier`
+    multiplies by the logit scale): the zero-shot cosines plus the kernel ridge regression of what
+    they get wrong on the reviews ``S`` ``[K, D]`` (one-hot targets ``Y`` ``[K, O]``). A small
+    ``lam`` keeps zero-shot, a large one trusts the reviews (the training-free form of the
+    authors' code). The Gram matrix ``K_SS`` ``[K, K]`` is computed once per beta.
+    """
+    X = np.asarray(image_vecs, np.float64)
+    y = np.asarray(labels, np.int64)
+    target = -(X @ np.asarray(text_vecs, np.float64).T)
+    target[np.arange(len(y)), y] += 1.0  # Y - zero-shot cosines
+    grams: dict[float, np.ndarray] = {}
+    out = []
+    for beta, lam in params:
+        if beta not in grams:
+            grams[beta] = kernel(X, X, beta).astype(np.float64)
+        out.append(np.linalg.solve(grams[beta] / lam + np.eye(len(y)), target).astype(np.float32))
+    return out
+
+
+def fit_proker(image_vecs: np.ndarray, labels: np.ndarray, text_vecs: np.ndarray, scale: float,
+               beta: float, lam: float) -> Classifier:
+    """The zero-shot classifier plus ProKeR's kernel term on the reviews ``[K, D]`` with ``labels`` ``[K]``."""
+    return fit_prokers(image_vecs, labels, text_vecs, scale, [(beta, lam)])[0]
+
+
+def fit_prokers(image_vecs: np.ndarray, labels: np.ndarray, text_vecs: np.ndarray, scale: float,
+                params: Sequence[tuple[float, float]]) -> list[Classifier]:
+    """:func:`fit_proker` for each ``(beta, lam)`` of ``params``, sharing the Gram matrices."""
+    T = np.asarray(text_vecs, np.float32)
+    keys = np.asarray(image_vecs, np.float32)
+    return [Classifier("proker", T, np.zeros(len(T), np.float32), float(scale), beta=float(beta), keys=keys, dual=dual)
+            for (beta, _), dual in zip(params, proker_duals(image_vecs, labels, text_vecs, params))]
+
+
 # ----------------------------------------------------------------------------- calibration
 
 def nll(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -219,26 +330,66 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int = 0) -> np.ndarra
     return fold
 
 
-def candidates() -> list[tuple[str, dict]]:
-    """Every (method, parameters) the cross-validation compares; zero-shot first."""
+def candidates(methods: Sequence[str] | None = None) -> list[tuple[str, dict]]:
+    """Every (method, parameters) the cross-validation compares; zero-shot first, always.
+
+    ``methods`` None: all of :data:`METHODS`; else only these (``evaluate --replay --methods``).
+    """
+    chosen = set(METHODS if methods is None else methods)
+    unknown = chosen - set(METHODS)
+    if unknown:
+        raise ValueError(f"unknown method '{sorted(unknown)[0]}' (known: {', '.join(METHODS)})")
     out: list[tuple[str, dict]] = [("zero-shot", {})]
-    out += [("cache", {"alpha": a, "beta": b}) for a in CACHE_ALPHAS for b in CACHE_BETAS]
-    out += [("head", {"pull": p}) for p in HEAD_PULLS]
+    if "cache" in chosen:
+        out += [("cache", {"alpha": a, "beta": b}) for a in CACHE_ALPHAS for b in CACHE_BETAS]
+    if "head" in chosen:
+        out += [("head", {"pull": p}) for p in HEAD_PULLS]
+    if "gda" in chosen:
+        out += [("gda", {"alpha": a}) for a in GDA_ALPHAS]
+    if "proker" in chosen:
+        out += [("proker", {"beta": b, "lam": lam}) for b in PROKER_BETAS for lam in PROKER_LAMBDAS]
     return out
 
 
 def build(method: str, params: dict, image_vecs: np.ndarray, labels: np.ndarray, text_vecs: np.ndarray,
           scale: float) -> Classifier:
-    if method == "zero-shot":
-        return zero_shot(text_vecs, scale)
-    if method == "cache":
-        return fit_cache(image_vecs, labels, text_vecs, scale, **params)
-    if method == "head":
-        return fit_head(image_vecs, labels, text_vecs, scale, **params)
-    raise ValueError(f"unknown method '{method}' (known: {', '.join(METHODS)})")
+    return build_all([(method, params)], image_vecs, labels, text_vecs, scale)[0]
 
 
-def beats(learned: np.ndarray, baseline: np.ndarray) -> bool:
+def build_all(options: Sequence[tuple[str, dict]], image_vecs: np.ndarray, labels: np.ndarray,
+              text_vecs: np.ndarray, scale: float) -> list[Classifier]:
+    """Each of ``options`` (method, parameters) fitted on the same reviews ``[K, D]``, ``[K]``.
+
+    What candidates of one method share is computed once: the heads run in one Adam loop, the
+    GDA Gaussians are estimated once for every alpha, ProKeR's kernel once per beta.
+    """
+    out: list[Classifier | None] = [None] * len(options)
+    by_method: dict[str, list[int]] = {}
+    for c, (method, _) in enumerate(options):
+        if method not in METHODS:
+            raise ValueError(f"unknown method '{method}' (known: {', '.join(METHODS)})")
+        by_method.setdefault(method, []).append(c)
+    for c in by_method.get("zero-shot", []):
+        out[c] = zero_shot(text_vecs, scale)
+    for c in by_method.get("cache", []):
+        out[c] = fit_cache(image_vecs, labels, text_vecs, scale, **options[c][1])
+    if "head" in by_method:
+        heads = by_method["head"]
+        for c, clf in zip(heads, fit_heads(image_vecs, labels, text_vecs, scale, [options[c][1]["pull"] for c in heads])):
+            out[c] = clf
+    if "gda" in by_method:
+        gdas = by_method["gda"]
+        for c, clf in zip(gdas, fit_gdas(image_vecs, labels, text_vecs, scale, [options[c][1]["alpha"] for c in gdas])):
+            out[c] = clf
+    if "proker" in by_method:
+        kernels = by_method["proker"]
+        params = [(float(options[c][1]["beta"]), float(options[c][1]["lam"])) for c in kernels]
+        for c, clf in zip(kernels, fit_prokers(image_vecs, labels, text_vecs, scale, params)):
+            out[c] = clf
+    return out  # type: ignore[return-value]
+
+
+def beats(learned: np.ndarray, baseline: np.ndarray, sigmas: float = SIGN_TEST_SIGMAS) -> bool:
     """Whether ``learned`` ``[K]`` (right or wrong per review) is surely better than ``baseline`` ``[K]``.
 
     The best of many candidates looks better than it is on few reviews, and reviews taken most
@@ -250,7 +401,7 @@ def beats(learned: np.ndarray, baseline: np.ndarray) -> bool:
     """
     wins = int(np.sum(learned & ~baseline))
     losses = int(np.sum(~learned & baseline))
-    return wins - losses >= max(2.0, SIGN_TEST_SIGMAS * np.sqrt(wins + losses))
+    return wins - losses >= max(2.0, sigmas * np.sqrt(wins + losses))
 
 
 @dataclass
@@ -273,10 +424,11 @@ class GroupFit:
 
 
 def learn_group(image_vecs: np.ndarray, labels: np.ndarray, text_vecs: np.ndarray, scale: float,
-                folds: int = FOLDS, seed: int = 0) -> GroupFit:
+                folds: int = FOLDS, seed: int = 0, methods: Sequence[str] | None = None) -> GroupFit:
     """Fit one group from its reviews: ``image_vecs`` ``[K, D]`` (unit), ``labels`` ``[K]`` option indices.
 
-    ``text_vecs`` ``[O, D]``: the zero-shot option vectors. Returns the chosen classifier, already
+    ``text_vecs`` ``[O, D]``: the zero-shot option vectors; ``methods``: the learned methods to
+    consider (None: all of :data:`METHODS`). Returns the chosen classifier, already
     temperature-scaled, with the cross-validated evidence for the choice.
     """
     X = np.asarray(image_vecs, np.float32)
@@ -289,23 +441,14 @@ def learn_group(image_vecs: np.ndarray, labels: np.ndarray, text_vecs: np.ndarra
                         {"before": None, "after": None}, note=f"{why}: kept zero-shot")
     k = fold_count(y, folds)
     fold = stratified_folds(y, k, seed)
-    options = candidates()
+    options = candidates(methods)
     oof = np.zeros((len(options), len(y), n_options), np.float64)
     for f in range(k):
         train, test = fold != f, fold == f
         if not test.any():
             continue
-        # The heads of one fold share their reviews: fitted together, each exactly as alone.
-        heads = [c for c, (method, _) in enumerate(options) if method == "head"]
-        fitted = dict(zip(heads, fit_heads(X[train], y[train], text_vecs, scale,
-                                           [options[c][1]["pull"] for c in heads]))) if train.any() else {}
-        for c, (method, params) in enumerate(options):
-            if not train.any():
-                clf = base
-            elif c in fitted:
-                clf = fitted[c]
-            else:
-                clf = build(method, params, X[train], y[train], text_vecs, scale)
+        fitted = build_all(options, X[train], y[train], text_vecs, scale) if train.any() else [base] * len(options)
+        for c, clf in enumerate(fitted):
             oof[c][test] = clf.logits(X[test])
     right = oof.argmax(axis=2) == y  # [C, K]
     correct = right.sum(axis=1)

@@ -16,10 +16,11 @@ Shapes: ``N`` images with a truth value, ``D`` dimensions, ``O`` options.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
-from . import fewshot, scoring
+from . import fewshot, prompt_search, scoring
 
 ORDERS = ("random", "informative")
 
@@ -52,10 +53,19 @@ def random_reveal(truth: np.ndarray, shots: int, rng: np.random.Generator) -> np
 
 
 def replay_group(vecs: np.ndarray, truth: np.ndarray, text_vecs: np.ndarray, scale: float,
-                 shots: list[int], order: str = "random", seed: int = 0) -> dict:
+                 shots: list[int], order: str = "random", seed: int = 0,
+                 methods: Sequence[str] | None = None,
+                 prompts: tuple[np.ndarray, list[list[int]], list[np.ndarray]] | None = None) -> dict:
     """``{"zero_shot": acc, "shots": {K: ShotResult}}`` for one group.
 
     ``vecs`` ``[N, D]`` unit image vectors, ``truth`` ``[N]`` option indices, ``text_vecs`` ``[O, D]``.
+    ``shots`` is what ``learn`` would do (every method, the guard choosing). With ``methods``
+    (e.g. ``["cache", "gda"]``) the result also has ``"methods": {method: {K: ShotResult}}``:
+    each method alone against zero-shot, the guard still deciding, on the same reviews.
+    Method ``"prompts"`` (random order only) is ``learn --search-prompts``: ``prompts`` =
+    (candidate vectors ``[C, D]``, each option's starting candidate indices, the candidate
+    families); the ensembles it
+    chooses label the rest zero-shot (``mean-embedding``), with no fit at all.
     """
     if order not in ORDERS:
         raise ValueError(f"unknown order '{order}' (known: {', '.join(ORDERS)})")
@@ -63,22 +73,55 @@ def replay_group(vecs: np.ndarray, truth: np.ndarray, text_vecs: np.ndarray, sca
     truth = np.asarray(truth, np.int64)
     base = fewshot.zero_shot(text_vecs, scale)
     zero_shot = float((base.logits(vecs).argmax(axis=1) == truth).mean()) if len(truth) else float("nan")
-    rng = np.random.default_rng(seed)
-    results: dict[int, ShotResult] = {}
+    out: dict = {"zero_shot": zero_shot}
     if order == "random":
-        for k in sorted(shots):
-            revealed = random_reveal(truth, k, rng)
-            fit = fewshot.learn_group(vecs[revealed], truth[revealed], text_vecs, scale, seed=seed)
-            acc, ece = _score(fit, vecs, truth, revealed)
-            results[k] = ShotResult(len(revealed), acc, ece, fit.method)
-        return {"zero_shot": zero_shot, "shots": results}
+        rng = np.random.default_rng(seed)
+        reveals = {k: random_reveal(truth, k, rng) for k in sorted(shots)}
+        for key, only in [("shots", None)] + [(m, [m]) for m in methods or []]:
+            results: dict[int, ShotResult] = {}
+            for k, revealed in reveals.items():
+                if key == "prompts":
+                    results[k] = _prompt_search(vecs, truth, revealed, prompts, scale)
+                    continue
+                fit = fewshot.learn_group(vecs[revealed], truth[revealed], text_vecs, scale, seed=seed, methods=only)
+                acc, ece = _score(fit, vecs, truth, revealed)
+                results[k] = ShotResult(len(revealed), acc, ece, fit.method)
+            _put(out, key, results)
+        return out
+    if "prompts" in (methods or []):
+        raise ValueError("the prompts method replays in random order only")
+    for key, only in [("shots", None)] + [(m, [m]) for m in methods or []]:
+        _put(out, key, _informative_replay(vecs, truth, text_vecs, scale, shots, seed, only))
+    return out
 
+
+def _prompt_search(vecs: np.ndarray, truth: np.ndarray, revealed: np.ndarray,
+                   prompts: tuple[np.ndarray, list[list[int]], list[np.ndarray]] | None, scale: float) -> ShotResult:
+    if prompts is None:
+        raise ValueError("the prompts method needs the candidates' vectors")
+    cand_vecs, start, families = prompts
+    chosen, cv = prompt_search.choose(vecs[revealed], truth[revealed], cand_vecs, start, scale, families)
+    fit = fewshot.learn_group(vecs[:0], truth[:0], prompt_search.option_vectors(cand_vecs, chosen), scale)
+    acc, ece = _score(fit, vecs, truth, revealed)
+    return ShotResult(len(revealed), acc, ece, "prompts" if cv.better() else "zero-shot")
+
+
+def _put(out: dict, key: str, results: dict[int, "ShotResult"]) -> None:
+    if key == "shots":
+        out["shots"] = results
+    else:
+        out.setdefault("methods", {})[key] = results
+
+
+def _informative_replay(vecs: np.ndarray, truth: np.ndarray, text_vecs: np.ndarray, scale: float, shots: list[int],
+                        seed: int, methods: Sequence[str] | None) -> dict[int, ShotResult]:
     n_options = len(np.unique(truth))
     budgets = {k: k * n_options for k in sorted(shots)}
     revealed: list[int] = []
     seen = np.zeros(len(truth), bool)
     fit = fewshot.learn_group(vecs[:0], truth[:0], text_vecs, scale)
     queue = list(fewshot.typical_representatives(vecs, n_options, seed=seed))
+    results: dict[int, ShotResult] = {}
     for k, budget in budgets.items():
         while len(revealed) < min(budget, len(truth)):
             take = min(n_options, budget - len(revealed))
@@ -89,11 +132,11 @@ def replay_group(vecs: np.ndarray, truth: np.ndarray, text_vecs: np.ndarray, sca
                 seen[i] = True
             revealed += batch
             ids = np.asarray(revealed)
-            fit = fewshot.learn_group(vecs[ids], truth[ids], text_vecs, scale, seed=seed)
+            fit = fewshot.learn_group(vecs[ids], truth[ids], text_vecs, scale, seed=seed, methods=methods)
             queue = _informative(fit, vecs, seen)
         acc, ece = _score(fit, vecs, truth, np.asarray(revealed, np.int64))
         results[k] = ShotResult(len(revealed), acc, ece, fit.method)
-    return {"zero_shot": zero_shot, "shots": results}
+    return results
 
 
 def _informative(fit: fewshot.GroupFit, vecs: np.ndarray, seen: np.ndarray) -> list[int]:

@@ -23,6 +23,7 @@ from ..store.catalog import REVIEWED_ONLY, Fit, Label, PromptSetRecord
 from ..collection import Collection
 from ..errors import LabelerError
 from ..files import write_atomically
+from .candidates import candidate_texts, encode_candidates, starting_ensembles
 from .bulk import EncodedGroup, encode_groups, logit_scale, record_prompt_set
 from ..core.prompts import PromptSet, bump_version, parse_prompt_set
 
@@ -152,15 +153,26 @@ def fit_summary(session: Session) -> dict[str, dict]:
             for fit in session.scalars(select(Fit).where(Fit.id.in_(newest)).order_by(Fit.group))}
 
 
+REPLAY_METHODS = tuple(m for m in fewshot.METHODS if m != "zero-shot") + ("prompts",)
+
+
 def replay(collection: Collection, prompt_set: PromptSet, truth: dict[str, dict[int, str]], shots: Sequence[int],
-           order: str = "random", seed: int = 0, groups: Sequence[str] | None = None) -> dict[str, dict]:
+           order: str = "random", seed: int = 0, groups: Sequence[str] | None = None,
+           methods: Sequence[str] | None = None) -> dict[str, dict]:
     """Simulate reviewing with a truth file (``evaluate --replay``); nothing is written.
 
     ``truth`` ``{group: {image_id: value}}``. Returns ``{group: {"zero_shot": acc, "shots": {K:
     {"accuracy", "ece", "reviews", "method"}}}}``, scored on the images each replay did not reveal.
+    With ``methods`` (of :data:`REPLAY_METHODS`) each group also has ``"methods": {method: {K:
+    {...}}}``: that method alone against zero-shot, on the same reviews, the guard deciding.
     """
     if order not in replay_maths.ORDERS:
         raise LearnError(f"unknown order '{order}' (known: {', '.join(replay_maths.ORDERS)})")
+    unknown = [m for m in methods or [] if m not in REPLAY_METHODS]
+    if unknown:
+        raise LearnError(f"unknown method '{unknown[0]}' (known: {', '.join(REPLAY_METHODS)})")
+    if "prompts" in (methods or []) and order != "random":
+        raise LearnError("--methods prompts replays in random order only (--order random)")
     if not shots or min(shots) < 1:
         raise LearnError("--shots needs positive counts, e.g. 1,2,4,8,16")
     names = [g for g in (groups or prompt_set.groups) if truth.get(g) and g in prompt_set.groups]
@@ -171,6 +183,11 @@ def replay(collection: Collection, prompt_set: PromptSet, truth: dict[str, dict[
         all_ids, all_vecs = collection.vectors.read(s, sorted({i for g in names for i in truth[g]}))
     row_of = {int(i): r for r, i in enumerate(all_ids)}
     results: dict[str, dict] = {}
+    pool = None
+    if "prompts" in (methods or []):
+        texts, families = candidate_texts(prompt_set)
+        pool = encode_candidates(collection, texts, collection.config.max_prompt_chars, families)
+
     for name in names:
         options = prompt_set.groups[name].option_names
         if len(options) < 2:
@@ -180,9 +197,15 @@ def replay(collection: Collection, prompt_set: PromptSet, truth: dict[str, dict[
             continue
         rows, labels = (np.asarray(x, np.int64) for x in zip(*pairs))
         out = replay_maths.replay_group(all_vecs[rows], labels, option_vectors(collection, prompt_set, name),
-                                        scale, sorted(set(shots)), order=order, seed=seed)
+                                        scale, sorted(set(shots)), order=order, seed=seed, methods=methods,
+                                        prompts=(pool.vecs, starting_ensembles(pool, prompt_set.groups[name]),
+                                                 pool.families)
+                                        if pool is not None else None)
         results[name] = {"zero_shot": round(out["zero_shot"], 4), "n": len(rows),
                          "shots": {k: r.to_dict() for k, r in out["shots"].items()}}
+        if methods:
+            results[name]["methods"] = {m: {k: r.to_dict() for k, r in by_shot.items()}
+                                        for m, by_shot in out["methods"].items()}
     if not results:
         raise LearnError("no image with truth is embedded in the collection; check the truth file's paths")
     return results

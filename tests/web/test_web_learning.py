@@ -82,7 +82,7 @@ def test_admin_starts_learning_and_the_dashboard_shows_the_fit(app, client, web_
     assert job["status"] == "done", job
     assert job["done"] == job["total"] > 0 and job["finished_at"]
     concept = job["result"]["learn"]["concept"]
-    assert concept["reviewed"] == reviewed and concept["method"] in ("zero-shot", "cache", "head")
+    assert concept["reviewed"] == reviewed and concept["method"] in ("zero-shot", "cache", "head", "gda", "proker")
     assert {"zero_shot", "learned"} <= set(concept["cv_accuracy"])
     relabel = job["result"]["relabel"]
     assert relabel and sum(r["kept_reviewed"] for r in relabel) == reviewed

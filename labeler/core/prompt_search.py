@@ -1,0 +1,207 @@
+"""Searching the prompt space from reviews: each option's ensemble chosen among candidate prompts.
+
+Pure numpy; no model, no database. The reviews ``X`` ``[K, D]`` (unit image vectors) with
+``labels`` ``[K]`` score an ensemble the way ``mean-embedding`` labels: an option's vector is the
+renormalised sum of its prompts' unit vectors, and the answer is the option with the highest
+cosine. The search is greedy: from the prompt set's own ensembles, each step makes the one move
+over all options that most lowers the reviews' cross-entropy at the model's logit scale (smooth,
+so one step does not trade a clear prompt for a lucky one that flips a review more): add a
+candidate to an option, start an option afresh from one candidate, or drop one of its prompts. It stops when no move helps or each option has :data:`MAX_PROMPTS`.
+
+The result is plain text a person can read and edit, and :func:`cross_validate` says honestly what
+it is worth: the search is rerun without each fold of the reviews and scored on that fold.
+
+Shapes: ``K`` reviews, ``D`` dimensions, ``C`` candidates, ``O`` options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from . import fewshot
+
+MAX_PROMPTS = 8  # per option: more only averages the ensemble toward the group's common direction
+SHORTLIST = 48  # candidates per option the moves consider: those that best tell its reviews from the rest
+MIN_GAIN = 1e-3  # cross-entropy a move must save
+SIGMAS = 2.0  # how surely (sign test) the searched ensembles must beat the prompt set's on held-out reviews
+
+
+@dataclass(frozen=True)
+class Ensembles:
+    """Per option, the candidate indices of its prompts (``members[o]``), and how well they fit."""
+
+    members: tuple[tuple[int, ...], ...]
+    correct: int  # reviews right
+    nll: float  # mean cross-entropy of the reviews
+
+
+def _scores(X: np.ndarray, C: np.ndarray, members: list[list[int]]) -> np.ndarray:
+    """Cosines ``[K, O]`` of the reviews with each option's mean-embedding vector."""
+    return X @ option_vectors(C, members).T.astype(X.dtype)
+
+
+def _fit(cos: np.ndarray, y: np.ndarray, scale: float) -> tuple[int, float]:
+    z = scale * cos
+    lse = np.logaddexp.reduce(z, axis=1)
+    return int((cos.argmax(axis=1) == y).sum()), float((lse - z[np.arange(len(y)), y]).mean())
+
+
+def search(image_vecs: np.ndarray, labels: np.ndarray, cand_vecs: np.ndarray, start: list[list[int]],
+           scale: float, movable: list[bool] | None = None, max_prompts: int = MAX_PROMPTS,
+           max_moves: int | None = None, families: Sequence[np.ndarray] = ()) -> Ensembles:
+    """Greedy search of every option's ensemble; ``start[o]``: the candidate indices it starts from.
+
+    ``image_vecs`` ``[K, D]``, ``labels`` ``[K]`` option indices, ``cand_vecs`` ``[C, D]`` unit.
+    ``movable[o]`` False keeps option ``o`` as it starts (an option nobody reviewed); ``max_moves``
+    stops after that many moves. ``families``: index arrays of candidates that share one form
+    (one template filled with many words: "a red object", "a blue object", ...).
+
+    One option's move at a time cannot leave a bias all options share: a prompt's cosine with
+    every image depends on its wording as much as on the image, so replacing only "warm" by
+    "a red object" makes every image warm. So besides the run from ``start``, one run per family
+    starts every movable option afresh from the family's candidate that best tells its reviews
+    from the others and moves within the family, where the biases match. The lowest
+    cross-entropy wins.
+    """
+    X = np.asarray(image_vecs, np.float64)
+    y = np.asarray(labels, np.int64)
+    C = np.asarray(cand_vecs, np.float64)
+    movable = [True] * len(start) if movable is None else list(movable)
+    XC = X @ C.T
+    runs = [_greedy(X, y, C, start, scale, movable, max_prompts, max_moves, XC, np.arange(len(C)))]
+    for family in families:
+        family = np.asarray(family, np.int64)
+        if not len(family):
+            continue
+        fresh = [[int(family[_shortlist(XC[:, family], y, o, 1)[0]])] if movable[o] else list(m)
+                 for o, m in enumerate(start)]
+        runs.append(_greedy(X, y, C, fresh, scale, movable, max_prompts, max_moves, XC, family))
+    return min(runs, key=lambda r: (r.nll, -r.correct))
+
+
+def _greedy(image_vecs: np.ndarray, labels: np.ndarray, cand_vecs: np.ndarray, start: list[list[int]],
+            scale: float, movable: list[bool], max_prompts: int, max_moves: int | None, XC: np.ndarray,
+            allowed: np.ndarray) -> Ensembles:
+    """One greedy run of :func:`search` from ``start``, moving among the ``allowed`` candidates."""
+    X = np.asarray(image_vecs, np.float64)
+    C = np.asarray(cand_vecs, np.float64)
+    y = np.asarray(labels, np.int64)
+    members = [list(m) for m in start]
+    n_options = len(members)
+    movable = [True] * n_options if movable is None else list(movable)
+    rows = np.arange(len(y))
+    shortlist = [allowed[_shortlist(XC[:, allowed], y, o)] for o in range(n_options)]
+    cos = _scores(X, C, members)
+    correct, nll = _fit(cos, y, scale)
+    for _ in range(n_options * max_prompts * 2 if max_moves is None else max_moves):
+        best = None  # (correct, -nll, option, new members)
+        for o in range(n_options):
+            if not movable[o]:
+                continue
+            s = C[members[o]].sum(axis=0)  # [D]
+            xs = X @ s  # [K]
+            s_c = C @ s  # [C] (cheap beside the [K, M] moves)
+            ss = float(s @ s)
+            # Candidate moves as (dot with the reviews [K, M], norm of the new sum [M], the new members).
+            dots, norms, moves = [], [], []
+            if len(members[o]) < max_prompts:
+                idx = np.setdiff1d(shortlist[o], members[o])
+                dots.append(xs[:, None] + XC[:, idx])
+                norms.append(np.sqrt(np.maximum(ss + 2 * s_c[idx] + 1.0, 1e-12)))
+                moves += [members[o] + [int(p)] for p in idx]
+            idx = shortlist[o]
+            dots.append(XC[:, idx])
+            norms.append(np.ones(len(idx)))
+            moves += [[int(p)] for p in idx]
+            if len(members[o]) > 1:
+                drop = np.asarray(members[o])
+                dots.append(xs[:, None] - XC[:, drop])
+                norms.append(np.sqrt(np.maximum(ss - 2 * s_c[drop] + 1.0, 1e-12)))
+                moves += [[q for q in members[o] if q != p] for p in drop]
+            new = np.concatenate(dots, axis=1) / np.concatenate(norms)[None, :]  # [K, M]
+            others = np.delete(cos, o, axis=1)
+            other_ids = np.delete(np.arange(n_options), o)
+            other_max = others.max(axis=1)
+            other_arg = other_ids[others.argmax(axis=1)]
+            mine = (y == o)[:, None]
+            right = np.where(mine, new > other_max[:, None],
+                             (other_arg == y)[:, None] & (new < other_max[:, None]))
+            n_right = right.sum(axis=0)  # [M]
+            lse_other = np.logaddexp.reduce(scale * others, axis=1)
+            target = np.where(mine, scale * new, scale * cos[rows, y][:, None])
+            losses = (np.logaddexp(lse_other[:, None], scale * new) - target).mean(axis=0)  # [M]
+            m = int(np.lexsort((-n_right, losses))[0])
+            if best is None or (losses[m], -n_right[m]) < (best[1], -best[0]):
+                best = (int(n_right[m]), float(losses[m]), o, moves[m])
+        if best is None or nll - best[1] < MIN_GAIN:
+            break
+        members[best[2]] = best[3]
+        cos = _scores(X, C, members)
+        correct, nll = _fit(cos, y, scale)
+    return Ensembles(tuple(tuple(m) for m in members), correct, nll)
+
+
+def _shortlist(XC: np.ndarray, y: np.ndarray, option: int, size: int = SHORTLIST) -> np.ndarray:
+    """Indices of the ``size`` candidates whose cosine is highest on the option's reviews relative to
+    the other reviews (``XC`` ``[K, C]``), best first; all of them when there are no more."""
+    mine = y == option
+    lift = (XC[mine].mean(axis=0) if mine.any() else 0.0) - (XC[~mine].mean(axis=0) if (~mine).any() else 0.0)
+    return np.argsort(-lift, kind="stable")[:size]
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    """Held-out right/wrong of each review ``[K]``: the starting ensembles and the searched ones."""
+
+    before: np.ndarray
+    after: np.ndarray
+
+    @property
+    def accuracy(self) -> dict:
+        return {"before": round(float(self.before.mean()), 4), "after": round(float(self.after.mean()), 4)}
+
+    def better(self) -> bool:
+        """Whether the search surely helps on reviews it did not see (a sign test, :data:`SIGMAS`)."""
+        return fewshot.beats(self.after, self.before, SIGMAS)
+
+
+def cross_validate(image_vecs: np.ndarray, labels: np.ndarray, cand_vecs: np.ndarray, start: list[list[int]],
+                   scale: float, movable: list[bool] | None = None, folds: int = fewshot.FOLDS,
+                   seed: int = 0, families: Sequence[np.ndarray] = ()) -> CrossValidation:
+    """Rerun :func:`search` without each stratified fold of the reviews and score it on that fold."""
+    X = np.asarray(image_vecs, np.float64)
+    y = np.asarray(labels, np.int64)
+    C = np.asarray(cand_vecs, np.float64)
+    before = _scores(X, C, [list(m) for m in start]).argmax(axis=1) == y
+    after = before.copy()
+    fold = fewshot.stratified_folds(y, fewshot.fold_count(y, folds), seed)
+    for f in np.unique(fold):
+        train, test = fold != f, fold == f
+        if len(np.unique(y[train])) < 2:
+            continue
+        found = search(X[train], y[train], C, start, scale, movable, families=families)
+        after[test] = _scores(X[test], C, [list(m) for m in found.members]).argmax(axis=1) == y[test]
+    return CrossValidation(before, after)
+
+
+def choose(image_vecs: np.ndarray, labels: np.ndarray, cand_vecs: np.ndarray, start: list[list[int]],
+           scale: float, families: Sequence[np.ndarray] = ()) -> tuple[list[list[int]], CrossValidation]:
+    """What ``learn --search-prompts`` keeps: the searched ensembles if they surely beat ``start`` on
+    held-out reviews, else ``start``; with the cross-validation that decided. Options nobody
+    reviewed keep their prompts."""
+    y = np.asarray(labels, np.int64)
+    movable = (np.bincount(y, minlength=len(start)) > 0).tolist()
+    cv = cross_validate(image_vecs, y, cand_vecs, start, scale, movable, families=families)
+    if not cv.better():
+        return [list(m) for m in start], cv
+    return [list(m) for m in search(image_vecs, y, cand_vecs, start, scale, movable, families=families).members], cv
+
+
+def option_vectors(cand_vecs: np.ndarray, members: list[list[int]]) -> np.ndarray:
+    """The ``mean-embedding`` option vectors ``[O, D]`` of the ensembles ``members``."""
+    C = np.asarray(cand_vecs, np.float64)
+    sums = np.stack([C[m].sum(axis=0) for m in members])
+    return (sums / np.linalg.norm(sums, axis=1, keepdims=True)).astype(np.float32)
