@@ -5,13 +5,16 @@ Generates photo-like 1024x768 JPEGs and (for ViT-B-32) random weights of the arc
 exports the ONNX towers once (timed apart), then runs each system in its own fresh process:
 
 * ``bare``: open_clip fp32, PIL decode + its transform, batch 32, one thread of Python;
-* ``labeler-MODE``: ``index_paths`` on a fresh home, in encoder mode MODE (fp32, int8, torch).
+* ``labeler-MODE``: ``index_paths`` on a fresh home, in encoder mode MODE (fp32, int8, torch);
+  ``fp32:RUNTIME`` forces the fp32 runtime (onnxruntime, openvino), plain ``fp32`` runs the one
+  chosen on this CPU kind (measured during the one-time export, and printed).
 
 For each: end-to-end img/s, start-up (process start to the first batch embedded), steady img/s
 (after the first batch), steady / bare, the model's forward img/s alone (batch 32 of prepared
 inputs), peak RSS, and the lowest cosine of its vectors to bare fp32's on the same files.
 
     .venv/bin/python bench/bench_embed.py [--images 300] [--model vit-b-32 | labeler-tiny]
+        [--modes fp32,int8,torch | fp32:onnxruntime,fp32:openvino,...]
 """
 
 from __future__ import annotations
@@ -103,8 +106,9 @@ def run_labeler(spec: str, mode: str, photos: Path, out: Path, spawned: float, c
         return vecs
 
     pipeline.embed_batch = timed
+    mode, _, runtime = mode.partition(":")
     collection = Collection(Config(home=out / "home", model=spec, encoder_mode=mode, encoder_cache=cache,
-                                   batch_size=BATCH))
+                                   encoder_runtime=runtime or None, batch_size=BATCH))
     run.index_paths(collection, [photos])
     encoder = in_session(collection.models.encoder)
     import PIL.Image
@@ -189,8 +193,9 @@ def main() -> None:
         started, refused = time.perf_counter(), []
         for mode in modes:
             if mode != "torch":
-                try:  # the one-time export (and int8's recipe check), timed apart from the runs
-                    load_encoder(spec, "cpu", mode, cache)
+                try:  # the one-time export (and int8's recipe check, fp32's runtime choice), timed apart
+                    base, _, runtime = mode.partition(":")
+                    load_encoder(spec, "cpu", base, cache, runtime=runtime or None)
                 except ModelUnavailable as exc:
                     refused.append(mode)
                     print(f"{mode} refused here: {exc}")
@@ -200,6 +205,8 @@ def main() -> None:
               f"one-time ONNX export + int8 quantisation and check {export_s:.1f}s")
         if "int8" in modes or "int8" in refused:
             print(f"int8 back end here: {json.dumps(describe_backend(spec, 'int8', 'cpu', cache))}")
+        if any(m.startswith("fp32") for m in modes):
+            print(f"fp32 back end here: {json.dumps(describe_backend(spec, 'fp32', 'cpu', cache))}")
         rows = {}
         for kind in ["bare", *modes]:
             out = tmp / kind

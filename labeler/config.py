@@ -32,6 +32,8 @@ class Config:
     device: str | None = None  # None: cuda when available, else cpu
     encoder_mode: str | None = None  # fp32, int8 or torch (labeler.encoding.encoder.MODES); None: the collection's, else fp32
     encoder_cache: Path | None = None  # ONNX exports; None: LABELER_ENCODER_CACHE or ~/.cache/labeler/encoders
+    # the fp32 towers' runtime: auto (measured per CPU kind), onnxruntime or openvino (labeler.encoding.runtimes)
+    encoder_runtime: str | None = None
     batch_size: int = 64
     workers: int | None = None  # decode threads; None: all cores
     checkpoint_every: int = 256  # fewest images between index saves (also waits for a quarter of the index)
@@ -126,6 +128,7 @@ ENV_SETTINGS: dict[str, tuple[str, str]] = {
     "LABELER_DEVICE": ("device", "text"),
     "LABELER_ENCODER_MODE": ("encoder_mode", "choice"),
     "LABELER_ENCODER_CACHE": ("encoder_cache", "path"),
+    "LABELER_ENCODER_RUNTIME": ("encoder_runtime", "choice"),
     "LABELER_SECRET_KEY": ("secret_key", "text"),
     "LABELER_INDEX_FACTORY": ("index_factory", "text"),  # the older name of LABELER_INDEX, which wins
     "LABELER_INDEX": ("index_factory", "text"),

@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import ModelUnavailable
+from . import runtimes
 from .model_spec import TINY_NAME, ModelSpec, looks_like_path, parse_model_spec
 from .preprocessing import exact_port
 from ..core.scoring import unit
@@ -193,11 +194,15 @@ def vector_kind(mode: str) -> str:
     return "int8" if mode == "int8" else "fp32"
 
 
-def describe_backend(spec: str, mode: str, device: str | None = None, cache_dir: Path | None = None) -> dict:
+def describe_backend(spec: str, mode: str, device: str | None = None, cache_dir: Path | None = None,
+                     runtime: str | None = None) -> dict:
     """Which back end runs ``spec`` in ``mode`` on this machine, from what is recorded, loading nothing:
-    ``{mode, runtime, precision, device}``, plus for ONNX Runtime the ``cpu`` kind and ``threads``, and
-    for int8 the ``recipe`` chosen for that kind (None: refused here; ``"not chosen yet"``) with its check."""
+    ``{mode, runtime, precision, device}``, plus on the CPU the ``cpu`` kind and ``threads``; for fp32
+    the runtime chosen (or forced by ``runtime``) for that kind with the rates measured
+    (``runtime_choice``, where more than one runtime was a candidate); for int8 the ``recipe``
+    chosen for that kind (None: refused here; ``"not chosen yet"``) with its check."""
     mode = check_mode(mode)
+    runtime = runtimes.check_runtime(runtime)
     if mode == "torch" or (mode == "fp32" and _wants_cuda(device)):
         return {"mode": mode, "runtime": "torch", "precision": "fp32",
                 "device": device or ("cuda" if _wants_cuda(None) else "cpu")}
@@ -206,14 +211,18 @@ def describe_backend(spec: str, mode: str, device: str | None = None, cache_dir:
     here = cpu.detect()
     info = {"mode": mode, "runtime": "onnxruntime", "precision": mode, "device": "cpu", "cpu": here.key,
             "threads": os.cpu_count() or 1}
+    parsed = parse_model_spec(spec)
+    try:
+        folder = onnx_export.export_dir(Path(cache_dir or default_cache_dir()), parsed.name, parsed.pretrained)
+    except OSError:
+        folder = None
     if mode == "int8":
-        parsed = parse_model_spec(spec)
-        try:
-            folder = onnx_export.export_dir(Path(cache_dir or default_cache_dir()), parsed.name, parsed.pretrained)
-        except OSError:
-            folder = None
         choice = int8.read_choices(folder).get(here.key) if folder else None
         info.update(int8.summary(choice))
+    else:
+        choice = runtimes.recorded(folder, here) if folder else None
+        info["runtime"] = runtime if runtime != runtimes.AUTO else (choice or {}).get("runtime", "onnxruntime")
+        info.update(runtimes.summary(choice, info["runtime"]))
     return info
 
 
@@ -243,7 +252,8 @@ def _wants_cuda(device: str | None) -> bool:
     return torch.cuda.is_available()
 
 
-def _onnx_encoder(spec: str, mode: str, cache_dir: Path, progress: Callable[[str], None] | None):
+def _onnx_encoder(spec: str, mode: str, cache_dir: Path, progress: Callable[[str], None] | None,
+                  runtime: str = runtimes.AUTO):
     from . import onnx_export  # lazy: the export imports torch
     from .onnx_encoder import OnnxEncoder  # lazy: ONNX Runtime only for the ONNX modes
 
@@ -266,8 +276,10 @@ def _onnx_encoder(spec: str, mode: str, cache_dir: Path, progress: Callable[[str
     recipe = choice = None
     if mode == "int8":
         recipe, choice = _int8_recipe(spec, folder, meta, progress)
+    else:
+        runtime, choice = _fp32_runtime(spec, folder, meta, runtime, progress)
     try:
-        return OnnxEncoder(spec, folder, meta, mode, recipe, choice)
+        return OnnxEncoder(spec, folder, meta, mode, recipe, choice, "onnxruntime" if mode == "int8" else runtime)
     except Exception as exc:  # a damaged export: say where it is, never run another mode instead
         raise ModelUnavailable(f"cannot run the ONNX export of '{spec}' in {folder}: {type(exc).__name__}: "
                                f"{str(exc).splitlines()[0] if str(exc) else ''}. Delete that folder to export "
@@ -289,6 +301,25 @@ def _int8_recipe(spec: str, folder: Path, meta: dict, progress: Callable[[str], 
     return int8.require(choice, spec), choice
 
 
+def _fp32_runtime(spec: str, folder: Path, meta: dict, forced: str,
+                  progress: Callable[[str], None] | None) -> tuple[str, dict]:
+    """The runtime of the fp32 towers here: the one measured fastest among the faithful candidates
+    on this CPU kind (measured on the first fp32 run there), or ``forced`` where that passed the check."""
+    from . import cpu, int8
+    from .onnx_encoder import OnnxEncoder
+
+    here = cpu.detect()
+    choice = runtimes.recorded(folder, here)
+    if choice is None:
+        if forced == "onnxruntime" or runtimes.candidates(here) == ["onnxruntime"]:
+            choice = {"runtime": "onnxruntime", "tried": []}  # nothing to measure
+        else:
+            reference = OnnxEncoder(spec, folder, meta, "fp32")
+            choice = runtimes.choose(folder, here, lambda name: OnnxEncoder(spec, folder, meta, "fp32", runtime=name),
+                                     int8.probe_inputs(reference.preprocess), progress=progress)
+    return runtimes.require(choice, forced, spec), choice
+
+
 def _check_local(parsed: ModelSpec) -> None:
     """The torch-free part of :func:`_check_available`: local files that must exist."""
     if parsed.name.startswith("local-dir:"):
@@ -305,24 +336,26 @@ _loading = threading.Lock()
 
 
 def load_encoder(spec: str, device: str | None = None, mode: str | None = None, cache_dir: Path | None = None,
-                 progress: Callable[[str], None] | None = None):
+                 progress: Callable[[str], None] | None = None, runtime: str | None = None):
     """Load (once per process, whatever the threads) the encoder for ``spec`` in ``mode``.
 
     ``cache_dir`` holds the ONNX exports (default :func:`default_cache_dir`); a first export
-    reports its steps through ``progress(line)``. Returns an :class:`Encoder` (torch) or a
+    reports its steps through ``progress(line)``. ``runtime`` forces the fp32 towers' runtime
+    (:mod:`labeler.encoding.runtimes`; default ``auto``: the one chosen on this CPU kind). Returns an :class:`Encoder` (torch) or a
     :class:`labeler.encoding.onnx_encoder.OnnxEncoder`; both have the same interface.
     """
     mode = check_mode(mode)
+    runtime = runtimes.check_runtime(runtime)
     if mode == "fp32" and _wants_cuda(device):
         mode = "torch"  # the same vectors; on a GPU the torch model is the fast way
     if mode == "int8" and device is not None and device != "cpu":
         raise ModelUnavailable(f"the int8 mode runs on the CPU only, not on {device}; use --mode fp32 or torch")
     cache_dir = None if mode == "torch" else Path(cache_dir or default_cache_dir())
-    key = (spec, device if mode == "torch" else "cpu", mode, cache_dir)
+    key = (spec, device if mode == "torch" else "cpu", mode, cache_dir, runtime if mode == "fp32" else None)
     with _loading:
         if key not in _cache:
             if mode == "torch":
                 _cache[key] = Encoder(spec, device)
             else:
-                _cache[key] = _onnx_encoder(spec, mode, cache_dir, progress)
+                _cache[key] = _onnx_encoder(spec, mode, cache_dir, progress, runtime)
         return _cache[key]

@@ -19,7 +19,6 @@ which is fastest, depends on the CPU, so the choice is measured there, once:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 
 from ..errors import ModelUnavailable
 from .cpu import CpuKind
+from .runtimes import read_record, write_record
 
 FLOOR = 0.99  # the README's promise: every int8 vector at cosine >= 0.99 to its fp32 vector
 CHOICE_FILE = "int8.json"
@@ -60,19 +60,7 @@ def tower_file(folder: Path, tower: str, recipe: str) -> Path:
 
 def read_choices(folder: Path) -> dict:
     """Every CPU kind's recorded choice for the export in ``folder`` ({} when none)."""
-    try:
-        data = json.loads((folder / CHOICE_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _record(folder: Path, cpu: CpuKind, choice: dict) -> None:
-    choices = read_choices(folder)
-    choices[cpu.key] = choice
-    tmp = folder / f"{CHOICE_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(choices, indent=1))
-    os.replace(tmp, folder / CHOICE_FILE)
+    return read_record(folder, CHOICE_FILE)
 
 
 def quantize(folder: Path, recipe: str) -> None:
@@ -180,7 +168,7 @@ def choose(folder: Path, cpu: CpuKind, fp32, make_int8: Callable[[str], object],
         _drop(folder, recipe)
     choice = {"recipe": chosen, "floor": floor, "cpu": cpu.describe(), "tried": tried,
               "probe": {"world_images": PROBE_WORLD, "photos": PROBE_PHOTOS, "prompt_set": "workshop"}}
-    _record(folder, cpu, choice)
+    write_record(folder, CHOICE_FILE, cpu, choice)
     return choice
 
 

@@ -44,10 +44,13 @@ def _in_background(load: Callable, *args) -> Future:
     return future
 
 
-def _session(path: Path, spin: bool = True):
-    """An ONNX Runtime session on every core. ``spin``: its threads busy-wait between runs (ONNX
-    Runtime's default, best for a stream of batches); the text tower's do not, since a server runs
-    one short search at a time and spinning threads took the CPU from its other requests."""
+def _session(path: Path, runtime: str = "onnxruntime", spin: bool = True):
+    """A tower's session: ``run(None, {input: array})`` → ``[features]``, in ``runtime``. ``spin``:
+    ONNX Runtime's threads busy-wait between runs (its default, best for a stream of batches); the
+    text tower's do not, since a server runs one short search at a time and spinning threads took
+    the CPU from its other requests."""
+    if runtime == "openvino":
+        return _OpenVinoSession(path)
     import onnxruntime as ort  # lazy: ONNX Runtime loads in its own thread, after start-up
 
     options = ort.SessionOptions()
@@ -60,16 +63,45 @@ def _session(path: Path, spin: bool = True):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+class _OpenVinoSession:
+    """An ONNX tower compiled by OpenVINO for the CPU, with ONNX Runtime's ``run`` interface.
+
+    fp32 is asked for explicitly: on CPUs with bf16 or AMX OpenVINO would otherwise compute in
+    bf16, whose vectors are not fp32's. The compiled model is cached beside the export
+    (``openvino-cache/``), so only the first start compiles it.
+    """
+
+    def __init__(self, path: Path):
+        import openvino as ov  # lazy: optional, and only where it was chosen or forced
+
+        core = ov.Core()
+        core.set_property({"CACHE_DIR": str(path.parent / "openvino-cache")})
+        self._compiled = core.compile_model(str(path), "CPU", {
+            "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": os.cpu_count() or 1,
+            "INFERENCE_PRECISION_HINT": "f32"})
+        self._request = self._compiled.create_infer_request()
+        self._lock = threading.Lock()  # one infer request: its buffers are reused between calls
+
+    def run(self, _outputs, feeds: dict) -> list[np.ndarray]:
+        with self._lock:
+            result = self._request.infer(feeds)
+            return [np.array(result[self._compiled.output(0)], copy=True)]
+
+
 class OnnxEncoder:
     """An exported model in ``folder`` (see :mod:`labeler.encoding.onnx_export`); ``int8`` runs the
-    quantised towers of ``recipe`` (see :mod:`labeler.encoding.int8`), ``choice`` the record of why."""
+    quantised towers of ``recipe`` (see :mod:`labeler.encoding.int8`), ``choice`` the record of why.
+    ``runtime``: ``onnxruntime``, or for fp32 ``openvino`` (see :mod:`labeler.encoding.runtimes`)."""
 
     device = "cpu"
 
     def __init__(self, spec: str, folder: Path, meta: dict, mode: str, recipe: str | None = None,
-                 choice: dict | None = None):
+                 choice: dict | None = None, runtime: str = "onnxruntime"):
         if mode == "int8" and not recipe:
             raise ValueError("the int8 mode needs a quantisation recipe")
+        if runtime != "onnxruntime" and mode != "fp32":
+            raise ValueError(f"the {mode} mode runs in ONNX Runtime only, not {runtime}")
+        self.runtime = runtime
         self.spec = spec
         self.mode = mode
         self.recipe = recipe if mode == "int8" else None
@@ -96,7 +128,7 @@ class OnnxEncoder:
         """Start loading the image tower, if nothing has yet; :meth:`encode_images` waits for it."""
         with self._image_lock:
             if self._image is None:
-                self._image = _in_background(_session, self._image_path)
+                self._image = _in_background(_session, self._image_path, self.runtime)
 
     def encode_images(self, batch) -> np.ndarray:
         """``batch``: ``[N, 3, H, W]`` (numpy or torch) or a list of ``[3, H, W]`` → ``[N, D]``."""
@@ -125,7 +157,7 @@ class OnnxEncoder:
         """Texts → ``[N, D]`` unit vectors."""
         with self._text_lock:
             if self._text is None:
-                self._text = _session(self.folder / f"text{self._suffix}", spin=False)
+                self._text = _session(self.folder / f"text{self._suffix}", self.runtime, spin=False)
         out = [self._text.run(None, {"tokens": self.tokenize(texts[start:start + batch_size])})[0]
                for start in range(0, len(texts), batch_size)]
         if not out:

@@ -76,12 +76,13 @@ class ModelRegistry:
     def encoder(self, session: Session) -> Encoder:
         """The loaded encoder of the model in force (loaded once per process)."""
         return load_encoder(self.spec(session), self.config.device, self.mode(session),
-                            self.config.encoder_cache or default_cache_dir(), self.on_export)
+                            self.config.encoder_cache or default_cache_dir(), self.on_export,
+                            self.config.encoder_runtime)
 
     def backend(self, session: Session) -> dict:
         """Which back end runs the model in force here (:func:`describe_backend`); loads nothing."""
         return describe_backend(self.spec(session), self.mode(session), self.config.device,
-                                self.config.encoder_cache or default_cache_dir())
+                                self.config.encoder_cache or default_cache_dir(), self.config.encoder_runtime)
 
     def record(self, session: Session, create: bool = True, adopting: bool = False) -> Model | None:
         """The catalog row of the model in force; created (loading the encoder) when asked.
