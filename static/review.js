@@ -15,6 +15,8 @@
   let focusView = null;  // built when first opened: an image without a source would count as broken
   const byLabel = new Map();  // label id -> its card's data, as the server last sent it
   let current = 0;  // the keyboard cursor: index of the current card
+  const COARSE = window.matchMedia("(pointer: coarse)");
+  const NARROW = window.matchMedia("(max-width: 720px)");
 
   // --- URLs and names ---
 
@@ -120,8 +122,11 @@
     const select = element("label", {"class": "select"});
     select.append(element("input", {"type": "checkbox", "data-testid": "select"}));
     const link = element("a", {"data-testid": "detail-link", "href": imageUrl(page.detail, data.image_id)});
-    link.append(element("img", {"src": imageUrl(page.thumb, data.image_id), "loading": "lazy", "width": "170",
-                                "height": "170"}));
+    // The detail page shows its image once, large: its cards are rows without a thumbnail.
+    if (onQueue) {
+      link.append(element("img", {"src": imageUrl(page.thumb, data.image_id), "loading": "lazy", "width": "170",
+                                  "height": "170"}));
+    }
     const meta = element("div", {"class": "meta"});
     meta.append(element("span", {"data-testid": "confidence"}), element("span", {"class": "badge", "data-testid": "status"}),
                 element("span", {"class": "predicted", "data-testid": "predicted"}),
@@ -131,22 +136,41 @@
       actions.append(element("button", {"type": "button", "data-action": action, "data-testid": action,
                                         "aria-keyshortcuts": key, "title": key}, text));
     }
-    if (!onQueue) card.append(element("h3", {"class": "group"}, data.group));
-    card.append(select, link, element("div", {"class": "value", "data-testid": "value"}), meta,
+    if (!onQueue) {
+      link.textContent = data.group;
+      const title = element("h3", {"class": "group"});
+      title.append(link);
+      card.append(title, select);
+    } else {
+      card.append(select, link);
+    }
+    card.append(element("div", {"class": "value", "data-testid": "value"}), element("div", {"class": "confidence-bar"}), meta,
                 element("ol", {"class": "alts", "data-testid": "alternatives", "aria-label": "next best options"}), actions,
                 element("p", {"class": "card-error", "data-testid": "card-error", "role": "alert", "hidden": ""}));
     render(card, data);
     return card;
   }
 
-  // The model's next best options, each with its key: "2 saw 0.21".
+  // The model's next best options, each with its key: "2 saw 0.21". Each is a button: one click
+  // (or tap) corrects to it, with no picker and no on-screen keyboard.
   function fillAlternatives(list, data) {
     const keys = keysOf(data.group);
     list.replaceChildren(...(data.others || []).map(([option, confidence]) => {
-      const item = element("li", {}, `${option} ${score(confidence)}`);
-      if (keys[option]) item.prepend(element("kbd", {}, keys[option]), " ");
+      const button = element("button", {"type": "button", "class": "alt", "data-option": option,
+                                        "aria-label": `correct to ${option} for ${data.name}`}, `${option} ${score(confidence)}`);
+      if (keys[option]) {
+        button.prepend(element("kbd", {}, keys[option]), " ");
+        button.setAttribute("aria-keyshortcuts", keys[option]);
+      }
+      const item = element("li");
+      item.append(button);
       return item;
     }));
+  }
+
+  function correctTo(card, option) {
+    aimed = true;
+    try { decide(card, "correct", option); } finally { aimed = false; }
   }
 
   // A card's data as the server sends it leaves out the page's group, and the proposal when it is the value.
@@ -169,7 +193,11 @@
     const flagged = byTestId("card-flags", card);
     flagged.textContent = (data.flags || []).map((name) => `⚑ ${name}`).join(" ");
     flagged.hidden = !flagged.textContent;
-    card.querySelector("img").alt = `${data.name}, proposed ${shownValue(data.predicted)}`;
+    const thumb = card.querySelector("img");
+    if (thumb) thumb.alt = `${data.name}, proposed ${shownValue(data.predicted)}`;
+    if (onQueue) byTestId("detail-link", card).dataset.name = data.name;
+    const bar = card.querySelector(".confidence-bar");
+    if (bar) bar.style.setProperty("--confidence", String(data.confidence || 0));
     byTestId("select", card).setAttribute("aria-label", `select ${data.name}`);
     for (const [action] of BUTTONS) byTestId(action, card).setAttribute("aria-label", buttonName(action, data));
     fillAlternatives(byTestId("alternatives", card), data);
@@ -429,7 +457,9 @@
     byTestId("correct-input", picker).value = "";
     fillPicker(data.group, "");
     picker.hidden = false;
-    byTestId("correct-input", picker).focus();
+    // On a touch screen the option list takes the focus, so no on-screen keyboard opens until
+    // the reviewer taps the field to type a new value.
+    byTestId(COARSE.matches ? "correct-select" : "correct-input", picker).focus();
   }
 
   function closeCorrect() {
@@ -529,16 +559,39 @@
                  "aria-keyshortcuts": key}, `${text} (${key})`)));
     const keys = keysOf(data.group);
     byTestId("focus-options", focusView).replaceChildren(...optionsOf(data.group).map((o) => {
-      const item = element("li", {}, ` ${o}`);
-      item.prepend(element("kbd", {}, keys[o] || "c"));
+      const button = element("button", {"type": "button", "class": "alt", "data-option": o,
+                                        "aria-label": `correct to ${o}`}, ` ${o}`);
+      button.prepend(element("kbd", {}, keys[o] || "c"));
+      const item = element("li");
+      item.append(button);
       return item;
     }));
     markCurrent(card);
   }
 
+  // Focus mode is a modal dialog: Tab cycles inside it, and closing it gives the focus back to the
+  // card it came from (or, after moving on inside it, to the card it last showed).
+  let focusOrigin = null;
+
+  function focusables() {
+    return Array.from(focusView.querySelectorAll("button, a[href], input, select, textarea"))
+      .filter((node) => !node.disabled && node.getClientRects().length);
+  }
+
+  function trapTab(event) {
+    const inside = focusables();
+    event.preventDefault();
+    if (!inside.length) { focusView.focus(); return; }
+    const at = inside.indexOf(document.activeElement);
+    const step = event.shiftKey ? -1 : 1;
+    const next = at === -1 ? (event.shiftKey ? inside.length - 1 : 0) : (at + step + inside.length) % inside.length;
+    inside[next].focus();
+  }
+
   // Focus mode stays on across pages (the next batch) until it is closed.
   function openFocus() {
     if (!currentCard()) return;
+    focusOrigin = currentCard();
     focusView = focusView || buildFocus();
     sessionStorage.setItem("review-focus-mode", "on");
     focusView.hidden = false;
@@ -552,7 +605,12 @@
     sessionStorage.removeItem("review-focus-mode");
     focusView.hidden = true;
     document.body.classList.remove("focus-open");
-    focusCard(current);
+    const origin = focusOrigin;
+    focusOrigin = null;
+    const all = cards();
+    const shown = all[current];
+    if (origin && origin.isConnected && (!shown || shown === origin)) focusCard(all.indexOf(origin));
+    else focusCard(current);
   }
 
   function onFocusClick(event) {
@@ -564,6 +622,7 @@
     else if (testId === "zoom-out") zoom(0.8);
     else if (testId === "zoom-reset") resetZoom();
     else if (button.dataset.action) clicked(button.dataset.action, currentCard());
+    else if (button.dataset.option !== undefined && currentCard()) correctTo(currentCard(), button.dataset.option);
     if (testId && testId.startsWith("zoom-")) focusView.focus();  // the keys keep working after a click
   }
 
@@ -767,6 +826,7 @@
 
   function onKeydown(event) {
     const target = event.target;
+    if (event.key === "Tab" && focusOpen()) { trapTab(event); return; }
     if (target.closest('[data-testid="correct-form"]')) { onPickerKeydown(event); return; }
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     if (event.key === "Escape" && focusOpen()) { event.preventDefault(); closeFocus(); return; }
@@ -786,6 +846,8 @@
     if (event.target.matches('[data-testid="select"]')) { updateSelectedCount(); return; }
     const button = event.target.closest("button[data-action]");
     if (button) clicked(button.dataset.action, card);
+    const alternative = event.target.closest("button[data-option]");
+    if (alternative) correctTo(card, alternative.dataset.option);
   }
 
   // Focus by mouse or Tab moves the keyboard cursor too.
@@ -813,6 +875,24 @@
     byTestId("threshold").addEventListener("input", forgetThresholdPreview);
   }
   document.addEventListener("keydown", onKeydown);
+  // On a phone the filters and bulk tools fold away, so the first card shows without scrolling.
+  const tools = byTestId("queue-tools");
+  if (tools && NARROW.matches) tools.open = false;
+  // Density S/M/L, kept in this browser.
+  const density = byTestId("density");
+  if (density) {
+    const apply = () => {
+      grid.classList.remove("density-s", "density-m", "density-l");
+      grid.classList.add(`density-${density.value}`);
+    };
+    density.value = localStorage.getItem("review-density") || "m";
+    apply();
+    density.addEventListener("change", () => { localStorage.setItem("review-density", density.value); apply(); });
+  }
+  // A click or a script elsewhere cannot take the focus out of the open dialog.
+  document.addEventListener("focusin", (event) => {
+    if (focusOpen() && !focusView.contains(event.target)) focusView.focus();
+  });
   if (page.progress) showProgress(page.progress); else byTestId("progress").hidden = true;
   if (onQueue) focusCard(0); else if (cards().length) markCurrent(cards()[0]);
   setInterval(poll, POLL_MS);
