@@ -573,15 +573,15 @@
   // card it came from (or, after moving on inside it, to the card it last showed).
   let focusOrigin = null;
 
-  function focusables() {
-    return Array.from(focusView.querySelectorAll("button, a[href], input, select, textarea"))
+  function focusables(dialog) {
+    return Array.from(dialog.querySelectorAll("button, a[href], input, select, textarea"))
       .filter((node) => !node.disabled && node.getClientRects().length);
   }
 
-  function trapTab(event) {
-    const inside = focusables();
+  function trapTab(event, dialog = focusView) {
+    const inside = focusables(dialog);
     event.preventDefault();
-    if (!inside.length) { focusView.focus(); return; }
+    if (!inside.length) { dialog.focus(); return; }
     const at = inside.indexOf(document.activeElement);
     const step = event.shiftKey ? -1 : 1;
     const next = at === -1 ? (event.shiftKey ? inside.length - 1 : 0) : (at + step + inside.length) % inside.length;
@@ -725,6 +725,121 @@
     } catch (e) { labeler.showError(e.message); }
   }
 
+  // --- Accept all above a threshold, by keyboard (Shift+T): a dialog previews exactly the labels
+  // it will accept (ids and versions from the server), and its primary button, focused, accepts
+  // those and no others (a label changed since the preview is reported, not accepted). ---
+
+  let aboveView = null;
+  let aboveReturn = null;
+  let previewed = [];
+
+  function buildAbove() {
+    const section = element("section", {"class": "above-dialog", "data-testid": "above-dialog", "role": "dialog",
+                                        "aria-modal": "true", "aria-labelledby": "above-title", "hidden": ""});
+    const head = element("div", {"class": "above-head"});
+    const label = element("label", {}, "Confidence ≥ ");
+    label.append(element("input", {"type": "number", "min": "0", "max": "1", "step": "0.01",
+                                   "data-testid": "above-threshold"}));
+    head.append(element("h2", {"id": "above-title", "data-testid": "above-title"}), label,
+                element("button", {"type": "button", "data-testid": "above-sample"}, "Show 20 at random"),
+                element("button", {"type": "button", "class": "primary", "data-testid": "above-confirm"}, "Accept"),
+                element("button", {"type": "button", "data-testid": "above-cancel"}, "Cancel (Esc)"));
+    section.append(head, element("p", {"class": "hint", "data-testid": "above-note", "aria-live": "polite"}),
+                   element("div", {"class": "above-grid", "data-testid": "above-grid"}));
+    document.querySelector("main").append(section);
+    byTestId("above-threshold", section).addEventListener("keydown", (event) => {
+      if (event.key === "Enter") { event.preventDefault(); loadAbove(); }
+    });
+    byTestId("above-sample", section).addEventListener("click", () => showAbove(sample(previewed.cards, 20), true));
+    byTestId("above-confirm", section).addEventListener("click", confirmAbove);
+    byTestId("above-cancel", section).addEventListener("click", closeAbove);
+    return section;
+  }
+
+  function sample(items, n) {
+    const copy = items.slice();
+    for (let i = copy.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1));
+      [copy[i], copy[j]] = [copy[j], copy[i]];
+    }
+    return copy.slice(0, n);
+  }
+
+  function aboveOpen() {
+    return aboveView && !aboveView.hidden;
+  }
+
+  function openAbove() {
+    if (!onQueue || !page.group) return false;
+    aboveView = aboveView || buildAbove();
+    aboveReturn = currentCard();
+    byTestId("above-threshold", aboveView).value = byTestId("threshold").value;
+    aboveView.hidden = false;
+    loadAbove();
+    return true;
+  }
+
+  function closeAbove() {
+    if (!aboveOpen()) return;
+    aboveView.hidden = true;
+    if (aboveReturn && aboveReturn.isConnected) focusCard(cards().indexOf(aboveReturn)); else focusCard(current);
+  }
+
+  async function loadAbove() {
+    const threshold = byTestId("above-threshold", aboveView).value;
+    byTestId("threshold").value = threshold;
+    const params = new URLSearchParams({group: page.group, threshold, list: "1"});
+    if (page.value) params.set("value", page.value);
+    const confirm = byTestId("above-confirm", aboveView);
+    confirm.disabled = true;
+    try {
+      previewed = await labeler.api("GET", `/api/labels/accept-above?${params}`);
+    } catch (e) { labeler.showError(e.message); return; }
+    showAbove(previewed.cards, false);
+    confirm.disabled = previewed.labels.length === 0;
+    confirm.focus();
+    if (confirm.disabled) byTestId("above-threshold", aboveView).focus();
+  }
+
+  function showAbove(shown, random) {
+    const n = previewed.labels.length;
+    byTestId("above-title", aboveView).textContent =
+      `Accept ${n} proposed ${page.group}${page.value ? ` = ${page.value}` : ""} label${n === 1 ? "" : "s"}`;
+    byTestId("above-confirm", aboveView).textContent = `Accept these ${n} (Enter)`;
+    const more = previewed.count > n ? ` Only the first ${n} of ${previewed.count}; the rest take another round.` : "";
+    byTestId("above-note", aboveView).textContent = (random ? `${shown.length} of them at random.` :
+      `The first ${shown.length} of them, by id.`) + more;
+    byTestId("above-grid", aboveView).replaceChildren(...shown.map((c) => {
+      const item = element("figure", {"data-testid": "above-card", "data-label-id": c.id});
+      item.append(element("img", {"src": imageUrl(page.thumb, c.image_id), "alt": `${c.name}: ${shownValue(c.value)}`,
+                                  "width": "96", "height": "96"}),
+                  element("figcaption", {}, `${shownValue(c.value)} ${score(c.confidence)}`));
+      return item;
+    }));
+  }
+
+  async function confirmAbove() {
+    const chosen = previewed.labels;
+    if (!chosen.length) return;
+    let result;
+    try {
+      result = await labeler.api("POST", "/api/labels/accept-selected", {labels: chosen});
+    } catch (e) {
+      if (!e.data || !e.data.conflicts) { labeler.showError(e.message); return; }
+      result = e.data;
+    }
+    const accepted = new Map((result.accepted || []).map((label) => [label.id, label]));
+    for (const card of cards()) {
+      const label = accepted.get(Number(card.dataset.labelId));
+      if (label) render(card, Object.assign({}, dataOf(card), label));
+    }
+    const conflicts = (result.conflicts || []).length;
+    labeler.showInfo(`Accepted ${accepted.size} above ${byTestId("threshold").value}` +
+                     (conflicts ? `; ${conflicts} changed since the preview and were left as they are.` : "."));
+    closeAbove();
+    loadProgress();
+  }
+
   async function loadProgress() {
     if (!page.group) return;
     const params = new URLSearchParams({group: page.group});
@@ -774,6 +889,7 @@
     flagAmbiguous: onCard((card) => { flag(card, "ambiguous", false); }),
     flagBadImage: onCard((card) => { flag(card, "bad image", true); }),
     acceptSelected: () => (onQueue ? acceptSelected() : false),
+    acceptAbove: () => openAbove(),
     undo: () => { undoLast(); },
     focus: onCard(() => { if (focusOpen()) closeFocus(); else openFocus(); }),
     zoomIn: inFocus(() => zoom(1.25)),
@@ -826,6 +942,10 @@
 
   function onKeydown(event) {
     const target = event.target;
+    if (aboveOpen()) {
+      if (event.key === "Escape") { event.preventDefault(); closeAbove(); } else if (event.key === "Tab") trapTab(event, aboveView);
+      return;  // the dialog's own controls take every other key
+    }
     if (event.key === "Tab" && focusOpen()) { trapTab(event); return; }
     if (target.closest('[data-testid="correct-form"]')) { onPickerKeydown(event); return; }
     if (event.ctrlKey || event.metaKey || event.altKey) return;

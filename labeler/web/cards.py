@@ -61,6 +61,8 @@ def shortcuts(keys: dict[str, str], names: str | None = None) -> list[dict]:
         {"label": "! , Shift+B", "help": "flag the label ambiguous / flag the image bad image (notes: detail page)",
          "bind": {"!": "flagAmbiguous", "Shift+B": "flagBadImage"}},
         {"label": "Shift+A", "help": "accept the selected images", "bind": {"Shift+A": "acceptSelected"}},
+        {"label": "Shift+T", "help": "accept all above the threshold: a preview of exactly those, Enter accepts them",
+         "bind": {"Shift+T": "acceptAbove"}},
         {"label": "Enter, o", "help": "open the image's detail page (Enter on a card)", "bind": {"Enter": "open", "o": "open"}},
         {"label": "?", "help": "show / hide this help", "bind": {"?": "help"}},
     ]
