@@ -659,6 +659,44 @@
   function toggleSelect(card) {
     const box = byTestId("select", card);
     box.checked = !box.checked;
+    anchor = card;
+    updateSelectedCount();
+  }
+
+  // Range select: Shift+J / Shift+K select the current card and move on, extending the range;
+  // Shift+click selects every card between the last one clicked or toggled and this one.
+  let anchor = null;
+
+  function selectAndMove(card, step) {
+    byTestId("select", card).checked = true;
+    anchor = card;
+    updateSelectedCount();
+    focusCard(current + step);
+    const next = currentCard();
+    if (next) byTestId("select", next).checked = true;
+    updateSelectedCount();
+  }
+
+  function selectRange(from, to) {
+    const all = cards();
+    const [a, b] = [all.indexOf(from), all.indexOf(to)].sort((x, y) => x - y);
+    if (a < 0) return;
+    for (const card of all.slice(a, b + 1)) byTestId("select", card).checked = true;
+    updateSelectedCount();
+  }
+
+  function selectAll() {
+    const all = cards();
+    const every = all.every((c) => byTestId("select", c).checked);
+    for (const card of all) byTestId("select", card).checked = !every;
+    updateSelectedCount();
+  }
+
+  function invertSelection() {
+    for (const card of cards()) {
+      const box = byTestId("select", card);
+      box.checked = !box.checked;
+    }
     updateSelectedCount();
   }
 
@@ -886,6 +924,10 @@
     correct: onCard((card) => { openCorrect(card); }),
     option: onCard((card, key) => { correctToOption(card, key); }),
     select: onCard((card) => { toggleSelect(card); }),
+    selectNext: onCard((card) => { selectAndMove(card, 1); }),
+    selectPrevious: onCard((card) => { selectAndMove(card, -1); }),
+    selectAll: () => { selectAll(); },
+    invertSelection: () => { invertSelection(); },
     flagAmbiguous: onCard((card) => { flag(card, "ambiguous", false); }),
     flagBadImage: onCard((card) => { flag(card, "bad image", true); }),
     acceptSelected: () => (onQueue ? acceptSelected() : false),
@@ -963,7 +1005,12 @@
     const card = event.target.closest('[data-testid="card"]');
     if (!card || event.target.closest('[data-testid="correct-form"]')) return;
     current = cards().indexOf(card);
-    if (event.target.matches('[data-testid="select"]')) { updateSelectedCount(); return; }
+    if (event.target.matches('[data-testid="select"]')) {
+      if (event.shiftKey && anchor && anchor !== card) selectRange(anchor, card);
+      anchor = card;
+      updateSelectedCount();
+      return;
+    }
     const button = event.target.closest("button[data-action]");
     if (button) clicked(button.dataset.action, card);
     const alternative = event.target.closest("button[data-option]");

@@ -4,6 +4,8 @@ on hover, cards that keep their height after a correction, and the S/M/L density
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.browser.conftest import TIMEOUT_MS, Accounts, Contexts, Demo, expect, login, queue_url
@@ -62,3 +64,29 @@ def test_the_grid_shows_twenty_cards_and_keeps_them_steady(contexts: Contexts, d
     assert page.get_by_test_id("density").input_value() == "s"  # kept
     page.get_by_test_id("density").select_option("l")
     assert page.evaluate(FULLY_VISIBLE) < 20
+
+
+def test_range_select_by_keys_and_shift_click_then_all_and_invert(contexts: Contexts, demo: Demo) -> None:
+    page = contexts.page(Accounts.second)
+    page.goto(queue_url(GROUP, status=""))
+    cards = page.get_by_test_id("card")
+    expect(cards.first).to_have_class(re.compile(r"\bfocused\b"))
+    count = page.get_by_test_id("selected-count")
+    selected = "(cs) => cs.map((c, i) => c.querySelector('[data-testid=select]').checked ? i : -1).filter((i) => i >= 0)"
+
+    for _ in range(3):
+        page.keyboard.press("Shift+J")  # this card and the next, three times: cards 0-3
+    assert cards.evaluate_all(selected) == [0, 1, 2, 3]
+    expect(cards.nth(3)).to_have_class(re.compile(r"\bfocused\b"))
+    page.keyboard.press("Shift+I")  # invert
+    total = cards.count()
+    assert cards.evaluate_all(selected) == list(range(4, total))
+    page.keyboard.press("Shift+X")  # not all selected: select all
+    expect(count).to_have_text(str(total))
+    page.keyboard.press("Shift+X")  # all selected: none
+    expect(count).to_have_text("0")
+
+    cards.nth(5).get_by_test_id("select").click()
+    cards.nth(9).get_by_test_id("select").click(modifiers=["Shift"])  # 5 to 9
+    assert cards.evaluate_all(selected) == [5, 6, 7, 8, 9]
+    expect(count).to_have_text("5")
