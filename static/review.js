@@ -401,6 +401,13 @@
     byTestId("progress-reviewed", line).textContent = progress.reviewed;
     byTestId("progress-remaining", line).textContent = progress.remaining;
     byTestId("progress-rate", line).textContent = progress.per_minute;
+    // The session summary's estimate: what is left at this session's pace.
+    const eta = byTestId("progress-eta", line);
+    if (eta) {
+      const minutes = progress.per_minute > 0 ? progress.remaining / progress.per_minute : null;
+      eta.textContent = minutes === null ? "" : ` · about ${minutes < 1 ? "<1 min" : minutes < 90 ?
+        `${Math.round(minutes)} min` : `${(minutes / 60).toFixed(1)} h`} left at this pace`;
+    }
     line.hidden = false;
   }
 

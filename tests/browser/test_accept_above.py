@@ -53,3 +53,5 @@ def test_shift_t_previews_exactly_what_enter_accepts(contexts: Contexts, demo: D
     still = {label["id"] for label in api(page, f"/api/labels?group={group}&status=proposed&sort=id&limit=500")["labels"]}
     assert not still & set(expected)
     assert all(label["id"] in still for label in proposed if label["confidence"] < threshold)  # no others
+    # The session summary: done, the pace, and at that pace, the time left.
+    expect(page.get_by_test_id("progress-eta")).to_have_text(re.compile(r"^ · about (<1 min|\d+ min|[\d.]+ h) left at this pace$"))
