@@ -8,7 +8,7 @@ demo:  ## set up, build the demo collection, index and label it, serve the UI on
 test:  ## set up (with test tools, Debian's chromium and postgresql), lint, and run every test, slow ones included
 	scripts/setup.sh --test
 	.venv/bin/python -m ruff check .
-	LABELER_NO_SKIPS=1 .venv/bin/python -m pytest -q
+	LABELER_NO_SKIPS=1 .venv/bin/python -m pytest -q -n auto --dist worksteal
 
 setup:
 	scripts/setup.sh --test

@@ -147,9 +147,12 @@ def cli_start(home: Path, model: str, runs: int) -> dict:
 def load(home: Path, model: str, clients: int, seconds: float, threads: int | None, processes: int) -> dict:
     """One ``serve --processes N``: 1 client, then ``clients`` clients, on a warmed server."""
     path = "/api/search?" + urllib.parse.urlencode({"q": QUERY, "k": K})
-    extra = (["--threads", threads] if threads else []) + ["--processes", processes]
-    # One user drives every request: the per-user search limit would cap what this measures.
-    env = {**os.environ, "LABELER_SECRET_KEY": "bench-web-search", "LABELER_SEARCH_PER_MINUTE": "1000000"}
+    # Searches run in slots, at most half the request threads: twice as many threads as clients
+    # (unless --threads says) lets every client search at once, as before the slots.
+    extra = ["--threads", threads or 2 * clients, "--processes", processes]
+    # One user drives every request: the per-user search limits would cap what this measures.
+    env = {**os.environ, "LABELER_SECRET_KEY": "bench-web-search", "LABELER_SEARCH_PER_MINUTE": "1000000",
+           "LABELER_SEARCHES_PER_USER": "1000", "LABELER_SEARCHES_AT_ONCE": "1000"}
     with serving(manage_argv("--home", home, "--model", model, "serve", *extra),
                  env=env) as server:
         cookie = log_in(server.port)
@@ -179,7 +182,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0, help="how long each load runs")
     parser.add_argument("--images", type=int, default=2000, help="images in the generated collection")
-    parser.add_argument("--threads", type=int, default=None, help="waitress threads [serve's default]")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="waitress threads [twice --clients, so that every client's search has a slot]")
     parser.add_argument("--processes", default="1,2",
                         help="serve --processes values to load in turn; the first is the baseline [1,2]")
     parser.add_argument("--cli-runs", type=int, default=5)

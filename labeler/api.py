@@ -33,7 +33,7 @@ from .collection import Collection
 from .config import Config
 from .core.prompts import PromptSet, load_prompt_set
 from .errors import ConfigError, LabelerError, user_file
-from .exchange.export import export_labels
+from .exchange.export import ExportOptions, export_labels
 from .files import apply_umask
 from .exchange.importing import import_labels as import_label_file
 from .ingest.run import embed_pending, index_paths, model_spec
@@ -262,42 +262,60 @@ class Labeler:
     # -- exchange ----------------------------------------------------------------------------
     def export(self, fmt: str, out: str | Path, groups: Sequence[str] | None = None, concept_group: str = "concept",
                prompt_set: PromptSetRef | None = None, root: str | Path | None = None,
-               image_url_prefix: str | None = None, force: bool = False) -> dict:
-        """Write every label to ``out`` as csv, jsonl, coco or labelstudio (``manage.py export``):
-        ``{"format", "path", "images", "labels"}`` (and ``config`` for Label Studio)."""
+               image_url_prefix: str | None = None, force: bool = False, coco_segmentation: bool = False,
+               split_predictions: bool = False, formula_guard: bool = True) -> dict:
+        """Write every label to ``out`` as csv, jsonl, coco, labelstudio or hf (``manage.py export``):
+        ``{"format", "path", "images", "labels"}`` (and ``config`` for Label Studio, ``predictions``
+        with ``split_predictions``, ``metadata`` for hf). See :class:`~labeler.exchange.export.ExportOptions`."""
         chosen = self.prompt_set(prompt_set) if prompt_set is not None else None
         out = Path(out)
+        options = ExportOptions(coco_segmentation, split_predictions, formula_guard)
         with user_file(out):
             return export_labels(self.collection(), fmt, out, list(groups) if groups else None, concept_group,
                                  prompt_set=chosen, root=Path(root) if root is not None else None,
-                                 image_url_prefix=image_url_prefix, force=force)
+                                 image_url_prefix=image_url_prefix, force=force, options=options)
 
     def import_labels(self, source: str | Path, groups: Sequence[str] | None = None,
                       prompt_set: PromptSetRef | None = None, allow_new_values: bool = False,
-                      overwrite_newer: bool = False) -> dict:
+                      overwrite_newer: bool = False, user: str | None = None,
+                      progress: Callable[[int], None] | None = None, total: Callable[[int], None] | None = None) -> dict:
         """Import reviewed labels from a CSV or a Label Studio JSON export (``manage.py
         import-labels``); a refused file raises :class:`~labeler.exchange.importing.ImportRefused`,
         whose ``report`` says what was unknown. A cell whose label changed since the export is
-        skipped as ``newer_review`` unless ``overwrite_newer``."""
+        skipped as ``newer_review`` unless ``overwrite_newer``. The file is streamed; ``total`` gets
+        its size in bytes and ``progress`` the bytes read since its last call."""
         chosen = self.prompt_set(prompt_set) if prompt_set is not None else None
         source = Path(source)
+        collection = self.collection()
+        user_id = None
+        if user is not None:  # the reviewer of every cell whose file names none (or no known user)
+            from sqlalchemy import select
+
+            from .store.catalog import User
+
+            with collection.session() as s:
+                user_id = s.scalar(select(User.id).where(User.name == user))
+            if user_id is None:
+                raise LabelerError(f"--user: no user named {user!r} (manage.py user add {user} first)")
         with user_file(source):
-            return import_label_file(self.collection(), source, list(groups) if groups else None,
+            return import_label_file(collection, source, list(groups) if groups else None, user_id=user_id,
                                      prompt_set=chosen, allow_new_values=allow_new_values,
-                                     overwrite_newer=overwrite_newer)
+                                     overwrite_newer=overwrite_newer, progress=progress, total=total)
 
     # -- trusted labels ----------------------------------------------------------------------
-    def accept(self, group: str, min_precision: float, dry_run: bool = False) -> dict:
+    def accept(self, group: str, min_precision: float, dry_run: bool = False,
+               progress: Callable[[int, int], None] | None = None) -> dict:
         """Accept ``group``'s proposals at a certified ``min_precision`` (``manage.py accept``):
         ``{"group", "threshold", "estimated_precision", "lower_bound", "accepted", "coverage", "run", ...}``.
         Raises :class:`~labeler.review.trust.AcceptRefused` (its ``report`` says how many more
-        random reviews it needs) when the reviews cannot support the claim."""
-        return trust.accept(self.collection(), group, min_precision, dry_run=dry_run)
+        random reviews it needs) when the reviews cannot support the claim. ``progress(done, total)``
+        follows the labels written."""
+        return trust.accept(self.collection(), group, min_precision, dry_run=dry_run, progress=progress)
 
-    def undo_accept(self, run: int) -> dict:
+    def undo_accept(self, run: int, progress: Callable[[int, int], None] | None = None) -> dict:
         """Return accept run ``run``'s auto labels to proposed (``manage.py accept --undo RUN``):
-        ``{"run", "group", "returned", "kept"}``."""
-        return trust.undo(self.collection(), run)
+        ``{"run", "group", "returned", "kept"}``. ``progress(done, total)`` follows the labels."""
+        return trust.undo(self.collection(), run, progress=progress)
 
     def accept_runs(self, group: str | None = None, run: int | None = None) -> list[dict]:
         """The accept runs (of ``group``, or only ``run``) with their spot-checks (``manage.py accept --runs``)."""

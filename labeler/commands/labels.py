@@ -142,7 +142,7 @@ def _replay(collection, prompt_set, known, shots: list[int], order: str, seed: i
 
 
 @click.command("export")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "coco", "labelstudio"]), default="csv",
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "coco", "labelstudio", "hf", "fiftyone"]), default="csv",
               show_default=True)
 @click.option("--group", "groups", multiple=True, metavar="G", help="Only these groups (repeatable).")
 @click.option("--concept-group", default="concept", show_default=True, help="The group that gives COCO categories.")
@@ -155,23 +155,43 @@ def _replay(collection, prompt_set, known, shots: list[int], order: str, seed: i
 @click.option("--image-url-prefix", default=None, metavar="URL",
               help="Label Studio: data.image is this + the path relative to --root "
                    "[default: /data/local-files/?d=, Label Studio's local files route].")
+@click.option("--coco-segmentation", is_flag=True,
+              help="COCO: give each annotation a whole-image polygon (FiftyOne then builds a full-size mask per image).")
+@click.option("--split-predictions", is_flag=True,
+              help="COCO: OUT holds the reviewed labels as ground truth, OUT-stem.predictions.json the model's "
+                   "proposals as COCOeval results.")
+@click.option("--no-formula-guard", "formula_guard", is_flag=True, flag_value=False, default=True,
+              help="CSV: write cells as they are, for pandas or polars; by default a cell a spreadsheet would "
+                   "run as a formula gets a leading '.")
 @click.option("--force", is_flag=True, help="Replace OUT (and the Label Studio config beside it) if it exists.")
 @click.argument("out", type=click.Path(path_type=Path))
 @json_option
 def export(fmt: str, groups: tuple[str, ...], concept_group: str, prompt_set_path: str | None, root: Path | None,
-           image_url_prefix: str | None, force: bool, out: Path, as_json: bool) -> None:
-    """Export every label to OUT as csv, jsonl, coco or labelstudio (with OUT-stem.labeling-config.xml).
+           image_url_prefix: str | None, coco_segmentation: bool, split_predictions: bool, formula_guard: bool,
+           force: bool, out: Path, as_json: bool) -> None:
+    """Export every label to OUT as csv, jsonl, coco, labelstudio (with OUT-stem.labeling-config.xml)
+    or hf (OUT: the folder that holds the images; metadata.jsonl, README.md and dataset_info.json go there)
+    or fiftyone (OUT: a folder for data.json, labels.json and fields/GROUP[_predicted].json).
 
     Each label says what the model proposed (predicted, with its confidence) and what a reviewer
     decided (value, status, reviewed_by). OUT must not exist unless --force.
     """
     result = get_labeler().export(fmt, out, groups or None, concept_group, prompt_set_path, root,
-                                  image_url_prefix, force)
+                                  image_url_prefix, force, coco_segmentation=coco_segmentation,
+                                  split_predictions=split_predictions, formula_guard=formula_guard)
 
     def human(d: dict) -> None:
-        click.echo(f"wrote {d['labels']} labels of {d['images']} images to {d['path']}")
+        click.echo(f"wrote {d['labels']} labels of {d['images']} images to {d.get('metadata', d['path'])}")
+        if "predictions" in d:
+            click.echo(f"wrote the model's proposals as COCO results to {d['predictions']}")
         if "config" in d:
             click.echo(f"wrote the Label Studio labeling config to {d['config']}")
+        if "settings" in d:
+            settings = d["settings"]
+            click.echo(f"Label Studio serves these images with (written to {d['settings_file']}):")
+            click.echo("  LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true")
+            click.echo(f"  LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={settings['LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT']}")
+            click.echo(f"  and a Local Storage (Source Storage > Local files) at {settings['local_storage_path']}")
 
     emit(as_json, result, human)
 
@@ -185,10 +205,13 @@ def export(fmt: str, groups: tuple[str, ...], concept_group: str, prompt_set_pat
               help="Import groups and values the prompt set does not know, instead of refusing the file.")
 @click.option("--overwrite-newer", is_flag=True,
               help="Import cells whose label changed since the export too (default: skipped as newer_review).")
+@click.option("--user", "user", default=None, metavar="NAME",
+              help="The reviewer of every value whose file names none, or no labeler user (Label Studio's "
+                   "completed_by/annotator is matched to a user by name, or by the part of an e-mail before @).")
 @json_option
 def import_labels(source: Path, groups: tuple[str, ...], prompt_set_path: str | None, allow_new_values: bool,
-                  overwrite_newer: bool, as_json: bool) -> None:
-    """Import reviewed labels from a CSV or a Label Studio JSON export.
+                  overwrite_newer: bool, user: str | None, as_json: bool) -> None:
+    """Import reviewed labels from a CSV or a Label Studio JSON (or JSON-MIN) export.
 
     CSV: a file|path|image_id column (or Label Studio's image URL) plus one column per group; an
     export's GROUP:... columns are read as its status. A value that differs from the model's is
@@ -198,8 +221,10 @@ def import_labels(source: Path, groups: tuple[str, ...], prompt_set_path: str | 
     from ..exchange.importing import ImportRefused  # lazy: the import formats only for import-labels
 
     try:
-        report = get_labeler().import_labels(source, groups or None, prompt_set_path, allow_new_values,
-                                             overwrite_newer=overwrite_newer)
+        with Progress("importing", None, as_json) as bar:
+            report = get_labeler().import_labels(source, groups or None, prompt_set_path, allow_new_values,
+                                                 overwrite_newer=overwrite_newer, user=user, progress=bar.update,
+                                                 total=bar.set_total)
     except ImportRefused as exc:
         if as_json:
             emit(True, exc.report)  # what was unknown, for a script; the error line still says why
@@ -208,7 +233,7 @@ def import_labels(source: Path, groups: tuple[str, ...], prompt_set_path: str | 
     def human(d: dict) -> None:
         click.echo(f"imported {d['imported']} labels ({d['accepted']} accepted, {d['corrected']} corrected), "
                    f"{d['unchanged']} unchanged, {sum(d['skipped'].values())} skipped, for groups "
-                   f"{', '.join(d['groups'])}")
+                   f"{', '.join(d['groups'])} ({d['rows']} rows read)")
         for reason, count in d["skipped"].items():
             click.echo(f"  skipped {count}: {reason}")
         if d["prompt_set"] is None:
@@ -220,8 +245,8 @@ def import_labels(source: Path, groups: tuple[str, ...], prompt_set_path: str | 
             click.echo(f"warning: imported groups not in the prompt set: {', '.join(d['unknown_groups'])}", err=True)
         for miss in d["unmatched"][:20]:
             click.echo(f"  line {miss['line']}: no image matches {miss['ref']!r}", err=True)
-        if len(d["unmatched"]) > 20:
-            click.echo(f"  ... and {len(d['unmatched']) - 20} more unmatched rows", err=True)
+        if d["unmatched_count"] > 20:
+            click.echo(f"  ... and {d['unmatched_count'] - 20} more unmatched rows", err=True)
 
     emit(as_json, report, human)
 

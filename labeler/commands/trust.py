@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import click
 
 from ..errors import LabelerError
 from ..review.trust import AcceptRefused, check_target
-from .context import emit, get_labeler, json_option
+from .context import Progress, emit, get_labeler, json_option
 
 
 @click.command("accept")
@@ -31,7 +32,8 @@ def accept(group: str | None, min_precision: float | None, dry_run: bool, undo_r
     """
     api = get_labeler()
     if undo_run is not None:
-        result = api.undo_accept(undo_run)
+        with Progress("undoing", None, as_json) as bar:
+            result = api.undo_accept(undo_run, progress=_follow(bar))
         emit(as_json, result, lambda d: click.echo(
             f"run {d['run']} ({d['group']}): {d['returned']} labels back to proposed, "
             f"{d['kept']} decided by people since kept"))
@@ -45,7 +47,8 @@ def accept(group: str | None, min_precision: float | None, dry_run: bool, undo_r
         raise LabelerError("accept needs --group G and --min-precision P (or --undo RUN, --runs, --run RUN)")
     check_target(min_precision)
     try:
-        result = api.accept(group, min_precision, dry_run=dry_run)
+        with Progress("accepting", None, as_json) as bar:
+            result = api.accept(group, min_precision, dry_run=dry_run, progress=_follow(bar))
     except AcceptRefused as exc:
         if as_json:
             emit(True, exc.report)
@@ -58,6 +61,19 @@ def accept(group: str | None, min_precision: float | None, dry_run: bool, undo_r
                    f"95% lower bound {d['lower_bound']:.4f} ({d['random_reviews']} random reviews)")
 
     emit(as_json, result, human)
+
+
+def _follow(bar: Progress) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callback that moves ``bar``."""
+    shown = 0
+
+    def progress(done: int, total: int) -> None:
+        nonlocal shown
+        bar.set_total(total)
+        bar.update(done - shown)
+        shown = done
+
+    return progress
 
 
 def _run_line(r: dict) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -12,8 +14,25 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, TiffImagePlugin, UnidentifiedImageError
 
-EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
-FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
+from .colour import to_srgb
+from .float_tiff import NotFloatRGB, read_float_rgb
+
+EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff",
+                        ".avif", ".ico"})
+HEIF_EXTENSIONS = frozenset({".heic", ".heif", ".hif"})  # decoded when the extra labeler[heif] is installed
+FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO", "AVIF", "ICO", "HEIF"})
+HEIF_MISSING = ("HEIC/HEIF image, and its optional decoder is not installed: "
+                "pip install 'labeler[heif]' (pillow-heif), then index again")
+# Image files that are left out of a walk, each with the reason listed in ``skips``.
+NOT_DECODED = {
+    **dict.fromkeys((".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2", ".pef", ".srw"),
+                    "camera raw image: not decoded; export it as JPEG, TIFF or HEIC to index it"),
+    ".svg": "vector image (SVG): not decoded; export it as PNG to index it",
+    ".psd": "Photoshop document: not decoded; export it as JPEG, PNG or TIFF to index it",
+}
+# HEIF brands (ISO/IEC 23008-12) in the ``ftyp`` box; AVIF's (avif, avis) are Pillow's own
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1",
+                          b"msf1", b"heif"})
 MIN_SIDE = 1  # icons and spacer GIFs (1×1, 2×2) are valid images: CLIP resizes anything
 # Beyond this aspect ratio the model sees the image letterboxed into a square (see model_view):
 # CLIP's resize-shorter-side would turn a 2000×1 strip into a tensor of hundreds of megabytes.
@@ -37,8 +56,39 @@ class Decoded:
     format: str
 
 
+@functools.lru_cache(maxsize=1)
+def heif_decoder() -> bool:
+    """Whether HEIC/HEIF files decode here: the extra ``labeler[heif]`` (pillow-heif) is installed;
+    its Pillow plugin is registered on the first call."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
 def is_image_path(path: Path) -> bool:
-    return path.suffix.lower() in EXTENSIONS
+    """Whether a walk reads the file ``path``, from its extension in any case (``.JPG``, ``.HEIC``)."""
+    suffix = path.suffix.lower()
+    return suffix in EXTENSIONS or (suffix in HEIF_EXTENSIONS and heif_decoder())
+
+
+def left_out_reason(path: Path) -> str | None:
+    """Why a walk leaves the image-like file ``path`` out (listed in ``skips``); None for any other file."""
+    suffix = path.suffix.lower()
+    if suffix in HEIF_EXTENSIONS and not heif_decoder():
+        return HEIF_MISSING
+    return NOT_DECODED.get(suffix)
+
+
+def _is_heif(head: bytes) -> bool:
+    """Whether the first bytes ``head`` of a file are an ISO-BMFF ``ftyp`` box naming a HEIF brand."""
+    if head[4:8] != b"ftyp" or len(head) < 16:
+        return False
+    size = int.from_bytes(head[:4], "big")
+    brands = [head[8:12]] + [head[i:i + 4] for i in range(16, min(size, len(head)) - 3, 4)]
+    return bool(_HEIF_BRANDS.intersection(brands)) and not {b"avif", b"avis"}.intersection(brands[:1])
 
 
 _TRANSPOSED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
@@ -53,10 +103,16 @@ def decode(data: bytes | BinaryIO, max_pixels: int, draft_size: int | None = Non
     """
     source = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
     source.seek(0)
-    if not source.read(1):
+    head = source.read(64)
+    if not head:
         raise BadImage("empty file (0 bytes)")
+    if _is_heif(head) and not heif_decoder():
+        raise BadImage(HEIF_MISSING)
     source.seek(0)
     fmt = None
+    # Pillow's own bomb limit follows ours (LABELER_MAX_PIXELS); past it the warning is an error.
+    # Its default (89 M pixels) refused a 108-megapixel phone photo.
+    Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -66,15 +122,35 @@ def decode(data: bytes | BinaryIO, max_pixels: int, draft_size: int | None = Non
     except BadImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise BadImage(f"decompression bomb: {exc}") from None
+        raise BadImage(f"decompression bomb: {exc}; {MAX_PIXELS_HINT}") from None
     except UnidentifiedImageError:
-        raise BadImage(_unidentified_reason(source)) from None
+        return _float_rgb_tiff(source, max_pixels)
     except OSError as exc:
         raise BadImage(_os_error_reason(exc, fmt, source)) from None
     except (ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError, ZeroDivisionError,
             MemoryError, struct.error) as exc:
         raise BadImage(f"corrupt image: {type(exc).__name__}: {exc}") from None
     return Decoded(img, width, height, "JPEG" if fmt == "MPO" else fmt)
+
+
+MAX_PIXELS_HINT = "raise LABELER_MAX_PIXELS to index it"
+
+
+def _float_rgb_tiff(source: BinaryIO, max_pixels: int) -> Decoded:
+    """A float RGB TIFF, which Pillow cannot open, read by :mod:`float_tiff`; for any other file
+    Pillow did not recognise, :class:`BadImage` with the best reason known."""
+    try:
+        pixels = read_float_rgb(source, max_pixels)
+    except NotFloatRGB:
+        raise BadImage(_unidentified_reason(source)) from None
+    except zlib.error as exc:
+        raise BadImage(f"corrupt image: float RGB TIFF strip does not inflate: {exc}") from None
+    except (ValueError, OSError) as exc:
+        if str(exc).startswith(("decompression bomb", "absurd dimensions", "truncated image")):
+            raise BadImage(str(exc)) from None
+        raise BadImage(f"unsupported TIFF compression/layout: {exc}{_tiff_layout(source)}") from None
+    height, width = pixels.shape[:2]
+    return Decoded(Image.fromarray(_scaled_to_8bit(pixels, *_float_range(pixels)), "RGB"), width, height, "TIFF")
 
 
 def _upright(img: Image.Image, fmt: str, max_pixels: int, draft_size: int | None
@@ -85,6 +161,7 @@ def _upright(img: Image.Image, fmt: str, max_pixels: int, draft_size: int | None
     width, height = img.size
     _check_dimensions(width, height, max_pixels)
     depth = _declared_depth(img)  # read now: exif_transpose returns a copy without the TIFF tags
+    icc = img.info.get("icc_profile")
     orientation = img.getexif().get(0x0112, 1)
     if orientation in _TRANSPOSED:
         width, height = height, width
@@ -95,7 +172,8 @@ def _upright(img: Image.Image, fmt: str, max_pixels: int, draft_size: int | None
     img.seek(0)  # first frame of animations
     img.load()
     img = ImageOps.exif_transpose(img)
-    return _to_rgb(_to_8bit(img, depth)), width, height
+    # Colour managed before the thumbnail and the model input are made from it: both expect sRGB.
+    return _to_rgb(to_srgb(_to_8bit(img, depth), icc)), width, height
 
 
 def _os_error_reason(exc: OSError, fmt: str | None, fp: BinaryIO) -> str:
@@ -151,7 +229,7 @@ def _tiff_layout(fp: BinaryIO) -> str:
 
 def _check_dimensions(width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
-        raise BadImage(f"decompression bomb: {width}x{height} exceeds {max_pixels} pixels")
+        raise BadImage(f"decompression bomb: {width}x{height} exceeds {max_pixels} pixels; {MAX_PIXELS_HINT}")
     if min(width, height) < MIN_SIDE:
         raise BadImage(f"absurd dimensions: {width}x{height}")
 
@@ -191,10 +269,7 @@ def _to_8bit(img: Image.Image, depth: Depth) -> Image.Image:
     """
     if img.mode == "F":
         samples = np.asarray(img)
-        finite = samples[np.isfinite(samples)]
-        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-        if low >= 0.0 and high <= 1.0:
-            low, high = 0.0, 1.0
+        low, high = _float_range(samples)
     elif img.mode == "I" or img.mode.startswith("I;"):
         samples = np.asarray(img)  # int32 for I, uint16 for I;16*
         width = samples.dtype.itemsize * 8
@@ -210,6 +285,20 @@ def _to_8bit(img: Image.Image, depth: Depth) -> Image.Image:
                 samples = samples.astype(np.int64) & (2 ** width - 1)
     else:
         return img
+    return Image.fromarray(_scaled_to_8bit(samples, low, high))
+
+
+def _float_range(samples: np.ndarray) -> tuple[float, float]:
+    """The range float samples are shown from: [0, 1], or their own finite min-max outside it."""
+    finite = samples[np.isfinite(samples)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if low >= 0.0 and high <= 1.0:
+        low, high = 0.0, 1.0
+    return low, high
+
+
+def _scaled_to_8bit(samples: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``samples`` (any shape) from [low, high] to uint8, a band of rows at a time; NaN shows as ``low``."""
     out = np.empty(samples.shape, dtype=np.uint8)
     span = high - low
     for start in range(0, samples.shape[0], _WIDE_ROWS):
@@ -217,7 +306,7 @@ def _to_8bit(img: Image.Image, depth: Depth) -> Image.Image:
         rows = np.nan_to_num(rows, nan=low, posinf=high, neginf=low)
         scaled = (rows - low) / span if span > 0 else np.zeros_like(rows)
         out[start:start + _WIDE_ROWS] = np.rint(np.clip(scaled, 0.0, 1.0) * 255.0)
-    return Image.fromarray(out)
+    return out
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -275,4 +364,19 @@ def thumbnail_bytes(img: Image.Image, size: int) -> bytes:
         thumb.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=1.0)
     out = io.BytesIO()
     thumb.save(out, THUMBNAIL_FORMAT, quality=THUMBNAIL_QUALITY)
+    return out.getvalue()
+
+
+# Formats every current browser shows as they are; the others (TIFF, HEIF) get a rendition.
+BROWSER_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "AVIF", "ICO"})
+RENDITION_SIDE = 4096  # a rendition's longer side at most: a detail page, not an archive copy
+RENDITION_QUALITY = 90
+
+
+def rendition_bytes(img: Image.Image, side: int = RENDITION_SIDE) -> bytes:
+    """A JPEG of the decoded image ``img`` a browser shows, its longer side at most ``side`` pixels."""
+    view = img.copy()
+    view.thumbnail((side, side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    view.save(out, "JPEG", quality=RENDITION_QUALITY)
     return out.getvalue()

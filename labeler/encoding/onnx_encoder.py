@@ -44,13 +44,18 @@ def _in_background(load: Callable, *args) -> Future:
     return future
 
 
-def _session(path: Path):
+def _session(path: Path, spin: bool = True):
+    """An ONNX Runtime session on every core. ``spin``: its threads busy-wait between runs (ONNX
+    Runtime's default, best for a stream of batches); the text tower's do not, since a server runs
+    one short search at a time and spinning threads took the CPU from its other requests."""
     import onnxruntime as ort  # lazy: ONNX Runtime loads in its own thread, after start-up
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = os.cpu_count() or 1
     options.inter_op_num_threads = 1
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # its warnings about unused initialisers are not the user's
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
@@ -120,7 +125,7 @@ class OnnxEncoder:
         """Texts → ``[N, D]`` unit vectors."""
         with self._text_lock:
             if self._text is None:
-                self._text = _session(self.folder / f"text{self._suffix}")
+                self._text = _session(self.folder / f"text{self._suffix}", spin=False)
         out = [self._text.run(None, {"tokens": self.tokenize(texts[start:start + batch_size])})[0]
                for start in range(0, len(texts), batch_size)]
         if not out:

@@ -4,24 +4,30 @@ Nothing is written unless the whole file passes: values within the review UI's l
 no control characters) and, unless ``allow_new_values``, every group and value known to the
 prompt set. The report says what happened to every cell: imported (as accepted or corrected),
 unchanged, skipped with a reason, or unmatched.
+
+The file is streamed: read, matched and written ``CHUNK`` rows at a time inside one transaction,
+so memory stays bounded whatever its length, and a file that turns out broken or refused halfway
+(cut off, not UTF-8, an unknown value on its last line) rolls back everything: nothing is ever
+half-applied.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..review import decisions as review
 from ..review.values import lookalike, normalise, value_problem
-from ..store.catalog import Label
+from ..store.catalog import Label, User
 from ..collection import Collection
-from ..store.csvfiles import ID_COLUMNS, IMAGE_URL_COLUMN, CsvError, match_rows, read_csv
+from ..store.csvfiles import ID_COLUMNS, IMAGE_URL_COLUMN, CsvError, CsvRows, RowMatcher
 from ..errors import LabelerError
 from .export import FORMULA_STARTS, TASK_DATA_KEYS
 from ..core.prompts import PromptSet
@@ -32,6 +38,9 @@ CONVERTER_COLUMNS = ("id", "annotator", "annotation_id", "created_at", "updated_
 NEWER_REVIEW = "newer_review"  # the skip reason of a cell whose label changed since the export
 REVIEWED = ("accepted", "corrected")
 EXAMPLES = 20  # skipped cells listed one by one in the report; the rest are only counted
+MAX_UNMATCHED = 1000  # unmatched rows listed in the report; ``unmatched_count`` counts them all
+CHUNK = 5000  # rows matched and written at a time
+MAX_TASK = 16 * 2 ** 20  # characters in one task of a Label Studio export read a task at a time
 
 
 class ImportRefused(LabelerError):
@@ -50,23 +59,43 @@ class Cell:
     status: str | None = None  # GROUP:status, when the file has it
     predicted: str | None = None  # GROUP:predicted, when the file has it
     version: int | None = None  # GROUP:version: the label's version when it was exported
+    reviewer: str | None = None  # who made it, where the file says (Label Studio's completed_by/annotator)
+
+
+@dataclass
+class Row:
+    """One row of a file: where it is (for messages), the image it names, its cell per group."""
+
+    where: int | str
+    ref: dict[str, str]  # image_id / path / file / image, for RowMatcher
+    cells: dict[str, Cell]
+
+
+@dataclass
+class Skipped:
+    """A row or cell the reader itself skips, with why."""
+
+    where: int | str
+    group: str
+    reason: str
 
 
 @dataclass
 class Source:
-    """A file read into rows that each name an image (``ref``) and hold a cell per group."""
+    """A file read a row at a time: ``rows()`` reads it (again) from the start."""
 
     kind: str  # csv | converter-csv | labelstudio
     groups: list[str]
-    refs: list[dict[str, str]]  # image_id / path / file / image per row, for match_rows
-    cells: list[dict[str, Cell]]
-    lines: list[int | str]  # where each row is, for messages
-    skipped: list[tuple[int | str, str, str]] = field(default_factory=list)  # (where, group, reason)
+    size: int  # bytes, for progress
+    rows: Callable[[], Iterator[Row | Skipped]]
+    bytes_read: Callable[[], int]  # how far the current ``rows()`` has read
 
 
 def import_labels(collection: Collection, path: Path, groups: Sequence[str] | None = None,
                   user_id: int | None = None, prompt_set: PromptSet | None = None,
-                  allow_new_values: bool = False, overwrite_newer: bool = False) -> dict:
+                  allow_new_values: bool = False, overwrite_newer: bool = False,
+                  progress: Callable[[int], None] | None = None,
+                  total: Callable[[int], None] | None = None) -> dict:
     """Import the reviewed labels of ``path`` (CSV or Label Studio JSON); returns the report.
 
     ``prompt_set``: what groups and values are checked against (default: the one each group's
@@ -78,29 +107,97 @@ def import_labels(collection: Collection, path: Path, groups: Sequence[str] | No
     changed since, the cell is skipped as ``newer_review`` (re-importing an old export silently
     reverted newer reviews) unless ``overwrite_newer``.
 
-    Steps: read the file and choose its groups, match its rows to images, plan the values to
-    write (:func:`plan_rows`), check them against the prompt set, write them (:func:`write_plan`).
+    Steps: read the file and choose its groups; then per chunk of rows: match them to images, plan
+    the values to write (:func:`plan_rows`), check them against the prompt set, write them
+    (:func:`write_plan`). ``total`` gets the file's size in bytes, ``progress`` the bytes read
+    since its last call. ``rows`` counts the rows read; ``unmatched`` lists the first
+    ``MAX_UNMATCHED`` unmatched rows and ``unmatched_count`` counts them all.
     """
     source = read_source(path)
     source.groups = _chosen_groups(source, groups, path)
     tally = _Tally({"source": str(path), "format": source.kind, "groups": source.groups, "prompt_set": None,
-                    "imported": 0, "accepted": 0, "corrected": 0, "unchanged": 0, "skipped": {},
-                    "skipped_rows": [], "unknown_groups": [], "unknown_values": {}, "unmatched": []})
-    for where, group, reason in source.skipped:
-        tally.skip(where, group, reason)
+                    "rows": 0, "imported": 0, "accepted": 0, "corrected": 0, "unchanged": 0, "skipped": {},
+                    "skipped_rows": [], "unknown_groups": [], "unknown_values": {}, "unmatched": [],
+                    "unmatched_count": 0, "reviewers": {}})
     report = tally.report
+    if total is not None:
+        total(source.size)
+    done = 0
     with collection.session() as s:
-        ids = match_rows(s, path, source.refs)
-        existing = _labels(s, [i for i in ids if i is not None], source.groups)
-        plan = plan_rows(path, source, ids, existing, tally, overwrite_newer)
-        checked = _check_known(s, source.groups, plan, existing, prompt_set, report)
-        if checked and (report["unknown_groups"] or report["unknown_values"]) and not allow_new_values:
-            report["skipped"] = dict(tally.skips)
+        matcher = RowMatcher(s, path)
+        checker = _Checker(s, source.groups, prompt_set)
+        reviewers = _Reviewers(s, user_id, report)
+        refused = False
+        for chunk in _chunks(source.rows(), CHUNK):
+            rows = []
+            for item in chunk:
+                if isinstance(item, Skipped):
+                    tally.skip(item.where, item.group, item.reason)
+                else:
+                    rows.append(item)
+            report["rows"] += len(rows)
+            ids = matcher.match([row.ref for row in rows])
+            existing = _labels(s, [i for i in ids if i is not None], source.groups)
+            plan = plan_rows(path, source.groups, rows, ids, existing, tally, overwrite_newer)
+            checker.check(source.groups, plan, existing, report)
+            refused = refused or (checker.checked and checker.unknown and not allow_new_values)
+            if not refused:  # once refused, the rest is only read, for the report's list of unknowns
+                write_plan(s, plan, existing, user_id, report, reviewers.of(rows, ids), path.name[:256])
+                s.flush()
+                s.expunge_all()  # the chunk's labels and events are written: bounded memory
+            if progress is not None:
+                position = source.bytes_read()
+                progress(position - done)
+                done = position
+        checker.finish(report)
+        report["skipped"] = dict(tally.skips)
+        if refused:
+            s.rollback()
             raise ImportRefused(f"{path}: {_unknown_text(report)} not in prompt set {report['prompt_set']}; "
                                 "fix the file, or pass --allow-new-values to import them anyway", report)
-        write_plan(s, plan, existing, user_id, report)
-    report["skipped"] = dict(tally.skips)
     return report
+
+
+def _chunks(items: Iterator, size: int) -> Iterator[list]:
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class _Reviewers:
+    """The labeler user of each cell that names its reviewer (Label Studio's ``completed_by`` or
+    ``annotator``): the user of that name, or of the name before the ``@`` of an e-mail address. A
+    name no user has leaves the cell to ``default`` (``--user``), and is listed in
+    ``report["reviewers"]`` with None, beside each matched name and its user."""
+
+    def __init__(self, session: Session, default: int | None, report: dict):
+        self.default, self.report = default, report
+        self.users = {name.casefold(): (uid, name) for uid, name in session.execute(select(User.id, User.name))}
+        self.matched: dict[str, tuple[int, str] | None] = {}
+
+    def of(self, rows: list[Row], ids: list[int | None]) -> dict[tuple[int, str], int | None]:
+        out: dict[tuple[int, str], int | None] = {}
+        for row, image_id in zip(rows, ids):
+            if image_id is None:
+                continue
+            for group, cell in row.cells.items():
+                hit = self._match(cell.reviewer) if cell.reviewer else None
+                out[(image_id, group)] = hit[0] if hit else self.default
+        return out
+
+    def _match(self, name: str) -> tuple[int, str] | None:
+        if name not in self.matched:
+            hit = self.users.get(name.casefold())
+            if hit is None and "@" in name:
+                hit = self.users.get(name.split("@")[0].casefold())
+            self.matched[name] = hit
+            self.report["reviewers"][name] = hit[1] if hit else None
+        return self.matched[name]
 
 
 def _chosen_groups(source: Source, groups: Sequence[str] | None, path: Path) -> list[str]:
@@ -127,23 +224,30 @@ class _Tally:
         if len(self.report["skipped_rows"]) < EXAMPLES:
             self.report["skipped_rows"].append({"line": where, "group": group, "reason": reason})
 
+    def unmatched(self, row: Row) -> None:
+        self.report["unmatched_count"] += 1
+        if len(self.report["unmatched"]) < MAX_UNMATCHED:
+            ref = row.ref
+            self.report["unmatched"].append({"line": row.where, "ref": ref.get("image_id") or ref.get("path")
+                                             or ref.get("file") or ref.get(IMAGE_URL_COLUMN) or ""})
 
-def plan_rows(path: Path, source: Source, ids: list[int | None], existing: dict[tuple[int, str], Label],
-              tally: _Tally, overwrite_newer: bool = False) -> list[tuple[int, str, str]]:
+
+def plan_rows(path: Path, groups: list[str], rows: list[Row], ids: list[int | None],
+              existing: dict[tuple[int, str], Label], tally: _Tally,
+              overwrite_newer: bool = False) -> list[tuple[int, str, str]]:
     """``(image_id, group, value)`` to write, in file order; unmatched rows and skipped cells go
     into ``tally`` (a cell whose label changed since the export as ``newer_review``, unless
     ``overwrite_newer``). A value the review UI would refuse stops the import."""
     plan: list[tuple[int, str, str]] = []
-    for where, cells, image_id, ref in zip(source.lines, source.cells, ids, source.refs):
+    for row, image_id in zip(rows, ids):
         if image_id is None:
-            tally.report["unmatched"].append({"line": where, "ref": ref.get("image_id") or ref.get("path")
-                                              or ref.get("file") or ref.get(IMAGE_URL_COLUMN) or ""})
+            tally.unmatched(row)
             continue
-        for group in source.groups:
-            value, reason = _cell_value(path, where, group, cells.get(group), existing.get((image_id, group)),
-                                        overwrite_newer)
+        for group in groups:
+            value, reason = _cell_value(path, row.where, group, row.cells.get(group),
+                                        existing.get((image_id, group)), overwrite_newer)
             if reason:
-                tally.skip(where, group, reason)
+                tally.skip(row.where, group, reason)
             else:
                 plan.append((image_id, group, value))
     return plan
@@ -177,8 +281,10 @@ def _newer_review(cell: Cell, label: Label | None, value: str) -> bool:
 
 
 def write_plan(session: Session, plan: list[tuple[int, str, str]], existing: dict[tuple[int, str], Label],
-               user_id: int | None, report: dict) -> None:
-    """Record each planned value as a review (accepted or corrected); one already so is unchanged."""
+               user_id: int | None, report: dict, reviewers: dict[tuple[int, str], int | None] | None = None,
+               source: str | None = None) -> None:
+    """Record each planned value as a review (accepted or corrected) from the file ``source``, by the
+    cell's reviewer in ``reviewers`` (else ``user_id``); one already so is unchanged."""
     for image_id, group, value in plan:
         label = existing.get((image_id, group))
         if label is not None and label.value == value and label.status in REVIEWED:
@@ -186,7 +292,7 @@ def write_plan(session: Session, plan: list[tuple[int, str, str]], existing: dic
             continue
         if label is None:
             label = existing[(image_id, group)] = Label(image_id=image_id, group=group)
-        event = review.record_import(session, label, value, user_id)
+        event = review.record_import(session, label, value, (reviewers or {}).get((image_id, group), user_id), source)
         report["imported"] += 1
         report[event.after_status] += 1
 
@@ -214,47 +320,72 @@ def _labels(session, image_ids: list[int], groups: list[str]) -> dict[tuple[int,
     return out
 
 
-def _check_known(session, groups: list[str], plan: list[tuple[int, str, str]],
-                 existing: dict[tuple[int, str], Label], prompt_set: PromptSet | None, report: dict) -> bool:
-    """Fill ``unknown_groups`` and ``unknown_values``; False when there is no prompt set to check against.
+class _Checker:
+    """Checks planned values against the prompt set, a chunk at a time, and gathers the unknown ones.
 
-    A value equal to the label's current one is never unknown (it is already in the catalog), nor
-    is a group whose every value is.
+    The prompt set of each group is the one given, else the one its labels came from, read once
+    before anything is written. A value equal to the label's current one is never unknown (it is
+    already in the catalog), nor is a group whose every value is. A look-alike of an option (other
+    letters that look the same) stops the import.
     """
-    from ..labeling.learning import prompt_set_of_labels
 
-    sets: dict[str, PromptSet | None] = {}
-    fallback = prompt_set
-    if prompt_set is None:
-        known_groups = list(session.scalars(select(Label.group).where(Label.prompt_set_id.is_not(None))
-                                            .distinct().order_by(Label.group)))
-        for group in known_groups:
-            sets[group] = prompt_set_of_labels(session, group)
-        fallback = next((sets[g] for g in known_groups if sets[g] is not None), None)
-    if fallback is None and not any(sets.values()):
-        return False
-    names = set()
-    unknown_values: dict[str, set[str]] = {}
-    for group in groups:
-        spec_set = prompt_set if prompt_set is not None else (sets.get(group) or fallback)
-        names.add(spec_set.name)
-        new = [value for image_id, g, value in plan if g == group
-               and (existing.get((image_id, g)) is None or existing[(image_id, g)].value != value)]
-        if group not in spec_set.groups:
-            if new:
-                report["unknown_groups"].append(group)
-            continue
-        spec = spec_set.groups[group]
-        allowed = set(spec.option_names) | ({spec.none_name} if spec.none_name else set())
-        for value in new:
-            if value not in allowed and (imitated := lookalike(value, sorted(allowed))) is not None:
-                raise LabelerError(f"{report['source']}: {group}: {value!r} looks like the option {imitated!r} "
-                                   "but is other text (look-alike letters); nothing imported")
-        if any(value not in allowed for value in new):
-            unknown_values[group] = {value for value in new if value not in allowed}
-    report["unknown_values"] = {g: sorted(v) for g, v in unknown_values.items()}
-    report["prompt_set"] = ", ".join(sorted(names))
-    return True
+    def __init__(self, session: Session, groups: list[str], prompt_set: PromptSet | None):
+        from ..labeling.learning import prompt_set_of_labels
+
+        self.prompt_set = prompt_set
+        self.sets: dict[str, PromptSet | None] = {}
+        self.fallback = prompt_set
+        if prompt_set is None:
+            # Only the file's groups are looked up (each lookup sorts the group's labels); the other
+            # groups only when one of the file's has no prompt set of its own.
+            for group in groups:
+                self.sets[group] = prompt_set_of_labels(session, group)
+            if not all(self.sets.values()):
+                known_groups = list(session.scalars(select(Label.group).where(Label.prompt_set_id.is_not(None))
+                                                    .distinct().order_by(Label.group)))
+                for group in known_groups:
+                    if group not in self.sets:
+                        self.sets[group] = prompt_set_of_labels(session, group)
+                self.fallback = next((self.sets[g] for g in known_groups if self.sets[g] is not None), None)
+        self.checked = not (self.fallback is None and not any(self.sets.values()))
+        self.unknown_groups: list[str] = []
+        self.unknown_values: dict[str, set[str]] = {}
+
+    @property
+    def unknown(self) -> bool:
+        return bool(self.unknown_groups or self.unknown_values)
+
+    def check(self, groups: list[str], plan: list[tuple[int, str, str]], existing: dict[tuple[int, str], Label],
+              report: dict) -> None:
+        if not self.checked:
+            return
+        for group in groups:
+            spec_set = self._set_of(group)
+            new = [value for image_id, g, value in plan if g == group
+                   and (existing.get((image_id, g)) is None or existing[(image_id, g)].value != value)]
+            if group not in spec_set.groups:
+                if new and group not in self.unknown_groups:
+                    self.unknown_groups.append(group)
+                continue
+            spec = spec_set.groups[group]
+            allowed = set(spec.option_names) | ({spec.none_name} if spec.none_name else set())
+            for value in dict.fromkeys(v for v in new if v not in allowed):
+                if (imitated := lookalike(value, sorted(allowed))) is not None:
+                    raise LabelerError(f"{report['source']}: {group}: {value!r} looks like the option "
+                                       f"{imitated!r} but is other text (look-alike letters); nothing imported")
+                self.unknown_values.setdefault(group, set()).add(value)
+
+    def finish(self, report: dict) -> None:
+        """Fill the report's ``unknown_groups``, ``unknown_values`` and ``prompt_set``."""
+        if not self.checked:
+            return
+        report["unknown_groups"] = [g for g in report["groups"] if g in self.unknown_groups]
+        report["unknown_values"] = {g: sorted(self.unknown_values[g]) for g in report["groups"]
+                                    if g in self.unknown_values}
+        report["prompt_set"] = ", ".join(sorted({self._set_of(g).name for g in report["groups"]}))
+
+    def _set_of(self, group: str) -> PromptSet:
+        return self.prompt_set if self.prompt_set is not None else (self.sets.get(group) or self.fallback)
 
 
 def _unknown_text(report: dict) -> str:
@@ -283,28 +414,36 @@ def _starts_like_json(path: Path) -> bool:
 
 
 def _read_csv(path: Path) -> Source:
-    rows = read_csv(path, (*ID_COLUMNS, IMAGE_URL_COLUMN))
-    columns = list(rows[0].keys()) if rows else []
+    header = CsvRows(path, (*ID_COLUMNS, IMAGE_URL_COLUMN))
+    columns = header.columns
     converter = "annotation_id" in columns or "annotator" in columns
     ignored = set(ID_COLUMNS) | ({*CONVERTER_COLUMNS, *TASK_DATA_KEYS} if converter else set())
     groups = [c for c in columns if c and c not in ignored and ":" not in c and c != "paths"
               and not (converter and (c.startswith("_data_") or c.endswith("_transcript")))]
-    source = Source("converter-csv" if converter else "csv", groups, [], [], [])
-    seen: set[str] = set()
-    for line, row in enumerate(rows, start=2):
-        if converter:
-            # The converter writes one row per annotation, newest first: the first one of a task counts.
-            task = (row.get("id") or "").strip()
-            if task and task in seen:
-                source.skipped.append((line, "*", "an older annotation of the same task"))
-                continue
-            seen.add(task)
-        source.refs.append({k: row.get(k) or "" for k in (*ID_COLUMNS, IMAGE_URL_COLUMN)})
-        source.cells.append({g: Cell(row.get(g) or "", (row.get(f"{g}:status") or "").strip() or None,
-                                     _clean(row.get(f"{g}:predicted") or "") or None,
-                                     _version(row.get(f"{g}:version"))) for g in groups})
-        source.lines.append(line)
-    return source
+    groups = list(dict.fromkeys(groups))
+    current = [header]
+
+    def rows() -> Iterator[Row | Skipped]:
+        reader = current[0] if current[0] is not None else CsvRows(path, (*ID_COLUMNS, IMAGE_URL_COLUMN))
+        current[0] = None  # the header's reader is used once; a second pass opens the file again
+        current.append(reader)
+        # The converter writes one row per annotation, newest first: the first one of a task counts.
+        seen: set[int | str] = set()
+        for line, row in reader:
+            if converter:
+                task = (row.get("id") or "").strip()
+                key = int(task) if task.isdecimal() and len(task) < 19 else task  # an int is smaller
+                if task and key in seen:
+                    yield Skipped(line, "*", "an older annotation of the same task")
+                    continue
+                seen.add(key)
+            yield Row(line, {k: row.get(k) or "" for k in (*ID_COLUMNS, IMAGE_URL_COLUMN)},
+                      {g: Cell(row.get(g) or "", (row.get(f"{g}:status") or "").strip() or None,
+                               _clean(row.get(f"{g}:predicted") or "") or None,
+                               _version(row.get(f"{g}:version"))) for g in groups})
+
+    return Source("converter-csv" if converter else "csv", groups, header.size, rows,
+                  lambda: current[-1].bytes_read)
 
 
 def _version(cell: str | None) -> int | None:
@@ -312,46 +451,208 @@ def _version(cell: str | None) -> int | None:
     return int(text) if text.isdecimal() and len(text) < 19 else None
 
 
+class _JsonTasks:
+    """The tasks of a Label Studio JSON export (a list of tasks, or one task) read one at a time:
+    memory stays bounded by the largest task (``MAX_TASK`` characters), whatever the file's length.
+    Anything that is not such a file (cut off, not UTF-8, not JSON, not tasks) is a :class:`CsvError`
+    naming where."""
+
+    BLOCK = 1 << 20
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.bytes_read = 0
+
+    def __iter__(self) -> Iterator[dict]:
+        decoder = json.JSONDecoder()
+        with self.path.open("rb") as raw:
+            self._raw = raw
+            self._decode = codecs.getincrementaldecoder("utf-8-sig")("strict")
+            self._buf, self._pos, self._eof, self._before = "", 0, False, 0
+            first = self._next_char()
+            if first not in ("[", "{"):
+                self._fail("a list of tasks, each with data")
+            single = first == "{"
+            if not single:
+                self._pos += 1
+            n = 0
+            while True:
+                if not single:
+                    char = self._next_char()
+                    if char == "]":
+                        self._pos += 1
+                        break
+                    if n and char != ",":
+                        self._fail("expected ',' or ']' after a task" if char else "cut off: no closing ']'")
+                    if n:
+                        self._pos += 1
+                        self._next_char()
+                task = self._value(decoder, n)
+                if not isinstance(task, dict) or not isinstance(task.get("data", {}), dict):
+                    self._fail("a list of tasks, each with data")
+                yield task
+                n += 1
+                if single:
+                    break
+            if self._next_char():
+                self._fail("more data after the end of the export")
+
+    def _value(self, decoder: json.JSONDecoder, n: int):
+        too_long = f"task {n + 1} is longer than {MAX_TASK // 2 ** 20} M characters or is broken JSON"
+        while True:
+            try:
+                value, end = decoder.raw_decode(self._buf, self._pos)
+                if end < len(self._buf) or self._eof:  # a value that ends the buffer may go on
+                    if end - self._pos > MAX_TASK:
+                        self._fail(too_long)
+                    self._pos = end
+                    return value
+            except json.JSONDecodeError as exc:
+                if self._eof:
+                    self._fail(f"task {n + 1}: {exc.msg} (cut off or broken JSON)", self._before + exc.pos)
+            except RecursionError:
+                self._fail(f"task {n + 1} nests too deep")
+            if len(self._buf) - self._pos > MAX_TASK:
+                self._fail(too_long)
+            self._more()
+
+    def _next_char(self) -> str:
+        """The next character that is not white space ('' at the end), left unread."""
+        while True:
+            while self._pos < len(self._buf) and self._buf[self._pos] in " \t\r\n":
+                self._pos += 1
+            if self._pos < len(self._buf):
+                return self._buf[self._pos]
+            if self._eof:
+                return ""
+            self._more()
+
+    def _more(self) -> None:
+        self._before += self._pos
+        self._buf, self._pos = self._buf[self._pos:], 0
+        block = self._raw.read(self.BLOCK)
+        self.bytes_read += len(block)
+        try:
+            self._buf += self._decode.decode(block, final=not block)
+        except UnicodeDecodeError as exc:
+            self._fail(f"not UTF-8: byte {exc.object[exc.start]:#04x} near byte {self.bytes_read - len(block) + exc.start}")
+        self._eof = not block
+
+    def _fail(self, why: str, at: int | None = None):
+        where = f" at character {at}" if at is not None else ""
+        raise CsvError(f"{self.path}: not a Label Studio JSON export: {why}{where}")
+
+
 def _read_label_studio(path: Path) -> Source:
-    """Label Studio's JSON export: each task's newest finished annotation; predictions are ignored."""
+    """Label Studio's JSON export: each task's newest finished annotation; predictions are ignored.
+    Its JSON-MIN export (flat objects, no ``data``) is read too.
+
+    Read twice, a task at a time: once for the groups (the ``from_name`` of every choice, or a
+    JSON-MIN row's keys) and the kind, then for the rows."""
     if not path.is_file():
         raise LabelerError(f"{path}: no such file")
-    try:
-        tasks = json.loads(path.read_bytes().decode("utf-8-sig"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise CsvError(f"{path}: not a Label Studio JSON export: {str(exc).splitlines()[0][:200]}") from None
-    if isinstance(tasks, dict):
-        tasks = [tasks]
-    if not isinstance(tasks, list) or not all(isinstance(t, dict) and isinstance(t.get("data"), dict)
-                                              for t in tasks):
-        raise CsvError(f"{path}: not a Label Studio JSON export (a list of tasks, each with data)")
-    source = Source("labelstudio", [], [], [], [])
     groups: dict[str, None] = {}
-    for n, task in enumerate(tasks):
-        where = f"task {task.get('id', n)}"
-        finished = [a for a in task.get("annotations") or [] if isinstance(a, dict)
-                    and not a.get("was_cancelled") and not a.get("skipped")]
-        if not finished:
-            source.skipped.append((where, "*", "no finished annotation (predictions are not reviews)"))
+    kinds: set[str] = set()
+    for task in _JsonTasks(path):
+        if "data" in task:
+            kinds.add("labelstudio")
+            newest = _newest(task)
+            for region in _choice_regions(newest) if newest else []:
+                if isinstance(region.get("from_name"), str) and isinstance((region.get("value") or {}).get("choices"),
+                                                                              list):
+                    groups.setdefault(region["from_name"])
+        else:
+            kinds.add("labelstudio-min")
+            groups.update(dict.fromkeys(key for key, value in task.items() if _min_choice(key, value) is not None))
+    if len(kinds) > 1:
+        raise CsvError(f"{path}: mixes Label Studio tasks with JSON-MIN rows; export one format")
+    kind = kinds.pop() if kinds else "labelstudio"
+    current = [_JsonTasks(path)]
+
+    def rows() -> Iterator[Row | Skipped]:
+        tasks = current[-1] if current[-1].bytes_read == 0 else _JsonTasks(path)
+        current.append(tasks)
+        for n, task in enumerate(tasks):
+            yield from (_min_row if kind == "labelstudio-min" else _task_row)(f"task {task.get('id', n)}", task)
+
+    return Source(kind, list(groups), path.stat().st_size, rows, lambda: current[-1].bytes_read)
+
+
+def _task_ref(data: dict) -> dict[str, str]:
+    """How a task's row is found again: our task data (image id, path) or its image URL."""
+    return {"image_id": str(data.get("image_id") or ""), "path": str(data.get("path") or ""),
+            "file": "", IMAGE_URL_COLUMN: str(data.get("image") or "")}
+
+
+def _task_row(where: str, task: dict) -> Iterator[Row | Skipped]:
+    """A full export's task: a cell per choice of its newest finished annotation, by its ``completed_by``."""
+    newest = _newest(task)
+    if newest is None:
+        yield Skipped(where, "*", "no finished annotation (predictions are not reviews)")
+        return
+    reviewer = _annotator(newest.get("completed_by"))
+    cells: dict[str, Cell] = {}
+    for region in _choice_regions(newest):
+        group, choices = region.get("from_name"), (region.get("value") or {}).get("choices")
+        if not isinstance(group, str) or not isinstance(choices, list):
             continue
-        newest = max(enumerate(finished), key=lambda ia: (str(ia[1].get("updated_at") or ia[1].get("created_at")
-                                                               or ""), ia[0]))[1]
-        cells: dict[str, Cell] = {}
-        for region in newest.get("result") or []:
-            if not isinstance(region, dict) or str(region.get("type", "")).lower() != "choices":
+        if len(choices) != 1 or not isinstance(choices[0], str):
+            yield Skipped(where, group, "not exactly one choice")
+            continue
+        cells[group] = Cell(choices[0], reviewer=reviewer)
+    yield Row(where, _task_ref(task["data"]), cells)
+
+
+# Keys of a JSON-MIN row that are Label Studio's or our task data, never groups.
+JSON_MIN_KEYS = frozenset({*CONVERTER_COLUMNS, *TASK_DATA_KEYS})
+
+
+def _min_choice(key: str, value) -> str | list | None:
+    """A JSON-MIN row's choice under ``key`` (a string, or a list of them, also as ``{"choices": [...]}``);
+    None when ``key`` is no group."""
+    if key in JSON_MIN_KEYS or key.startswith("_"):
+        return None
+    if isinstance(value, dict) and isinstance(value.get("choices"), list):
+        value = value["choices"]
+    return value if isinstance(value, (str, list)) else None
+
+
+def _min_row(where: str, row: dict) -> Iterator[Row | Skipped]:
+    """Label Studio's JSON-MIN export: one flat object per task, the task data beside each group's
+    choice and ``annotator``, the e-mail of who made it."""
+    reviewer = _annotator(row.get("annotator"))
+    cells: dict[str, Cell] = {}
+    for key, value in row.items():
+        choice = _min_choice(key, value)
+        if isinstance(choice, list):
+            if len(choice) != 1 or not isinstance(choice[0], str):
+                yield Skipped(where, key, "not exactly one choice")
                 continue
-            group, choices = region.get("from_name"), (region.get("value") or {}).get("choices")
-            if not isinstance(group, str) or not isinstance(choices, list):
-                continue
-            groups.setdefault(group)
-            if len(choices) != 1 or not isinstance(choices[0], str):
-                source.skipped.append((where, group, "not exactly one choice"))
-                continue
-            cells[group] = Cell(choices[0])
-        data = task["data"]
-        source.refs.append({"image_id": str(data.get("image_id") or ""), "path": str(data.get("path") or ""),
-                            "file": "", IMAGE_URL_COLUMN: str(data.get("image") or "")})
-        source.cells.append(cells)
-        source.lines.append(where)
-    source.groups = list(groups)
-    return source
+            choice = choice[0]
+        if isinstance(choice, str):
+            cells[key] = Cell(choice, reviewer=reviewer)
+    yield Row(where, _task_ref(row), cells)
+
+
+def _annotator(who) -> str | None:
+    """Who made an annotation, as Label Studio exports it: an e-mail or name, or an object with
+    ``email``/``username``; a bare user id (a number) names no one labeler knows."""
+    if isinstance(who, dict):
+        who = who.get("email") or who.get("username") or None
+    return who.strip() or None if isinstance(who, str) else None
+
+
+def _newest(task: dict) -> dict | None:
+    """``task``'s newest finished annotation; None when it has none."""
+    finished = [a for a in task.get("annotations") or [] if isinstance(a, dict)
+                and not a.get("was_cancelled") and not a.get("skipped")]
+    if not finished:
+        return None
+    return max(enumerate(finished), key=lambda ia: (str(ia[1].get("updated_at") or ia[1].get("created_at")
+                                                        or ""), ia[0]))[1]
+
+
+def _choice_regions(annotation: dict) -> list[dict]:
+    """The choice regions of one annotation."""
+    return [region for region in annotation.get("result") or []
+            if isinstance(region, dict) and str(region.get("type", "")).lower() == "choices"]

@@ -22,7 +22,8 @@ from ..store.catalog import Image, ImageFile, Setting
 from ..config import Config
 from ..errors import LabelerError
 from ..files import write_atomically
-from ..encoding.images import BadImage, decode, is_image_path, model_view, thumbnail_bytes
+from ..encoding.images import (RENDITION_SIDE, BadImage, decode, is_image_path, left_out_reason, model_view,
+                               rendition_bytes, thumbnail_bytes)
 
 
 # Kernel views, not folders of images: /proc/self/root alone leads back to the whole filesystem.
@@ -141,8 +142,11 @@ class _Walker:
                 if _is_dir(entry):
                     if self.enterable(entry.path, target):
                         folders.append((entry.path, target))
-                elif is_image_path(Path(entry.name)) and self.new_image(entry.path, target):
-                    yield Path(entry.path)
+                elif is_image_path(Path(entry.name)):
+                    if self.new_image(entry.path, target):
+                        yield Path(entry.path)
+                elif (reason := left_out_reason(Path(entry.name))) is not None:
+                    self.skip(entry.path, reason)  # an image this walk cannot read is never left out silently
             stack.extend(reversed(folders))
 
     def entries(self, folder: str) -> list[os.DirEntry]:
@@ -285,6 +289,24 @@ def stored_thumbnail(config: Config, sha256: str) -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+RENDITION_SUFFIX = ".jpg"
+
+
+def rendition_path(config: Config, sha256: str) -> Path:
+    """Where the browser rendition of content ``sha256`` (a TIFF's, a HEIC's) is cached."""
+    return config.rendition_dir / sha256[:2] / f"{sha256}{RENDITION_SUFFIX}"
+
+
+def make_rendition(config: Config, sha256: str, f) -> Path:
+    """The cached browser rendition of content ``sha256``, made from the open file ``f`` when there
+    is none yet; :class:`BadImage` when the file no longer decodes. A cache, like thumbnails."""
+    path = rendition_path(config, sha256)
+    if not path.is_file():
+        decoded = decode(f, config.max_pixels, draft_size=RENDITION_SIDE)
+        write_atomically(path, rendition_bytes(decoded.image), durable=False)
+    return path
 
 
 def write_thumbnail(config: Config, sha256: str, data: bytes) -> None:

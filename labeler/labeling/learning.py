@@ -71,10 +71,13 @@ def prompt_set_of_labels(session: Session, group: str) -> PromptSet | None:
     record = session.scalar(select(PromptSetRecord).join(Label, Label.prompt_set_id == PromptSetRecord.id)
                             .where(Label.group == group).order_by(Label.updated_at.desc(), Label.id.desc())
                             .limit(1))
-    if record is None:
-        return None
-    where = record.path or record.name
-    return parse_prompt_set(yaml.safe_load(record.source), where, record.source, record.content_hash)
+    return None if record is None else prompt_set_of_record(record)
+
+
+def prompt_set_of_record(record: PromptSetRecord) -> PromptSet:
+    """A stored prompt set as it was when it was recorded."""
+    return parse_prompt_set(yaml.safe_load(record.source), record.path or record.name, record.source,
+                            record.content_hash)
 
 
 def option_vectors(collection: Collection, prompt_set: PromptSet, group: str) -> np.ndarray:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
 from ..collection import Collection
@@ -43,6 +43,42 @@ def suspect_count(session: Session, group: str) -> int | None:
         return None
     return int(session.scalar(select(func.count()).select_from(Label).where(
         Label.group == group, REVIEWED_ONLY, Label.suspect_score >= float(raw))) or 0)
+
+
+def suspects_by_origin(session: Session) -> dict[str, list[dict]]:
+    """Per audited group, who gave its audited labels their values and how many of them are suspects:
+    ``[{"origin": "reviewer" | "import", "name", "source", "audited", "suspects"}]``, most suspects first.
+
+    A label's origin is its newest review event: a reviewer's decision (``name`` the reviewer), or
+    an import (``source`` the file's name, ``name`` who imported it, None from the command line).
+    """
+    out: dict[str, list[dict]] = {}
+    cutoffs = {key: float(value) for key, value in session.execute(
+        select(Setting.key, Setting.value).where(Setting.key.like("audit.cutoff:%"))).all()}
+    if not cutoffs:
+        return out
+    groups = list(session.scalars(select(Label.group).where(REVIEWED_ONLY, Label.suspect_score.is_not(None))
+                                  .distinct().order_by(Label.group)))
+    for group in groups:
+        cutoff = cutoffs.get(cutoff_key(group))
+        if cutoff is None:
+            continue
+        audited = select(Label.id).where(Label.group == group, REVIEWED_ONLY, Label.suspect_score.is_not(None))
+        newest = (select(ReviewEvent.label_id, func.max(ReviewEvent.id).label("event_id"))
+                  .where(ReviewEvent.label_id.in_(audited)).group_by(ReviewEvent.label_id).subquery())
+        is_import = ReviewEvent.action == "import"
+        rows = session.execute(
+            select(is_import, User.name, ReviewEvent.source, func.count(),
+                   func.sum(case((Label.suspect_score >= cutoff, 1), else_=0)))
+            .select_from(newest).join(ReviewEvent, ReviewEvent.id == newest.c.event_id)
+            .join(Label, Label.id == newest.c.label_id).outerjoin(User, User.id == ReviewEvent.user_id)
+            .group_by(is_import, User.name, ReviewEvent.source)).all()
+        entries = [{"origin": "import" if imported else "reviewer", "name": name,
+                    "source": source if imported else None, "audited": int(count), "suspects": int(suspects or 0)}
+                   for imported, name, source, count, suspects in rows]
+        out[group] = sorted(entries, key=lambda e: (-e["suspects"], -e["audited"], e["origin"], e["name"] or "",
+                                                    e["source"] or ""))
+    return out
 
 
 class AuditError(LabelerError):

@@ -84,8 +84,10 @@ def _record(session: Session, label: Label, user_id: int | None, action: str,
     return event
 
 
-def record_import(session: Session, label: Label, value: str, user_id: int | None) -> ReviewEvent:
-    """Store an imported ``value`` with an ``import`` event; flushes.
+def record_import(session: Session, label: Label, value: str, user_id: int | None,
+                  source: str | None = None) -> ReviewEvent:
+    """Store an imported ``value`` with an ``import`` event naming the file it came from (``source``);
+    flushes a new label (the caller flushes the rest).
 
     The value is ``corrected`` when it differs from the model's proposal, else ``accepted``
     (also when the model proposed nothing). ``label`` may be new (not yet in the session): it is
@@ -98,10 +100,10 @@ def record_import(session: Session, label: Label, value: str, user_id: int | Non
     label.reviewed_by, label.reviewed_at = user_id, utcnow()
     if new:
         session.add(label)
-    session.flush()  # a new label needs its id for the event
+        session.flush()  # a new label needs its id for the event; a known one is flushed with its event
     event = ReviewEvent(label_id=label.id, user_id=user_id, action="import", before_value=before_value,
                         after_value=value, before_status=before_status, after_status=status,
-                        run_id=label.accept_run_id)
+                        run_id=label.accept_run_id, source=source)
     session.add(event)
     return event
 

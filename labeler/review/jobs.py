@@ -307,9 +307,10 @@ def accept(collection: Collection, progress: Progress, params: dict) -> tuple[di
         target = float(params.get("min_precision", 0.99))
     except (TypeError, ValueError):
         raise trust.AcceptError("min_precision must be a number, e.g. 0.99") from None
-    progress.set(0, 2, f"accepting {group} at {target}: estimating the precision from random reviews")
-    report = trust.accept(collection, group, target)
-    progress.set(2, message=f"accepted {report['accepted']} {group} labels")
+    progress.set(0, None, f"accepting {group} at {target}: estimating the precision from random reviews")
+    report = trust.accept(collection, group, target, progress=lambda done, total: progress.set(
+        done, total, f"accepting {group} at {target}: {done} of {total} labels written"))
+    progress.set(message=f"accepted {report['accepted']} {group} labels")
     return report, (f"Accepted {report['accepted']} {group} labels ({100 * report['coverage']:.1f}% of the unreviewed) "
                     f"at a stated precision of {report['lower_bound']:.4f} (run {report['run']}).")
 

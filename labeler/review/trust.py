@@ -24,6 +24,7 @@ import json
 import os
 import socket
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from sqlalchemy import DateTime, Integer, String, func, insert, literal, select, update
@@ -35,9 +36,10 @@ from ..core import fewshot, trust
 from ..errors import LabelerError, NotFound
 from ..files import write_atomically
 from ..labeling.bulk import logit_scale
-from ..labeling.learning import option_vectors, prompt_set_of_labels, reviews
+from ..labeling.learning import option_vectors, prompt_set_of_record, reviews
 from ..store import db
-from ..store.catalog import AcceptRun, Fit, ImageFile, Label, ReviewEvent, Setting, utcnow
+from ..store.catalog import (REVIEWED_ONLY, AcceptRun, Fit, ImageFile, Label, PromptSetRecord, ReviewEvent,
+                             Setting, utcnow)
 
 AUTO = "auto"
 RANDOM_ACTION = "import"  # the review events whose labels form a random sample
@@ -68,7 +70,7 @@ class Evidence:
     """What the bound rests on: the fit, the proposals it may accept, and its random reviews."""
 
     fit: Fit
-    label_ids: np.ndarray  # [N] proposed labels with an answer, from the fit
+    label_ids: np.ndarray  # [N] proposed labels with an answer from the fit, ascending
     confidence: np.ndarray  # [N]
     unreviewed: int  # the group's proposed labels, with or without an answer
     review_confidence: np.ndarray  # [K] out-of-fold confidence of each random review's answer
@@ -78,6 +80,38 @@ class Evidence:
 
 def known_groups(session: Session) -> list[str]:
     return list(session.scalars(select(Label.group).distinct().order_by(Label.group)))
+
+
+def _proposals(session: Session, group: str, fit_id: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """``(label_ids [N], confidence [N], unreviewed, stale)`` of ``group``'s proposals in one pass
+    (at a million labels every pass costs seconds): ``N`` the proposals with an answer from fit
+    ``fit_id``; ``stale`` those with an answer from another fit or from none."""
+    rows = session.execute(select(Label.id, Label.confidence, Label.fit_id, Label.value.is_not(None))
+                           .where(Label.group == group, Label.status == "proposed")).all()
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0), 0, 0
+    ids, conf, fit, answered = (np.array(c) for c in zip(*rows))
+    answered = answered.astype(bool)
+    mine = answered & (fit == fit_id)  # fit_id None makes an object array: == is elementwise there too
+    order = np.argsort(ids[mine], kind="stable")
+    confidence = np.array([0.0 if c is None else c for c in conf[mine]], np.float64) if conf.dtype == object \
+        else conf[mine].astype(np.float64)
+    return (ids[mine].astype(np.int64)[order], confidence[order], len(rows), int(answered.sum() - mine.sum()))
+
+
+def _random_image_ids(session: Session, group: str) -> set[int]:
+    """Images of ``group`` whose label's newest review event is an import: the random sample.
+
+    Only reviewed labels can have one (an import decides a label), so the join starts from the
+    reviewed-labels index instead of every event of the group (a million after an accept)."""
+    reviewed = (select(Label.id).where(Label.group == group, REVIEWED_ONLY)).subquery()
+    newest = (select(ReviewEvent.label_id, func.max(ReviewEvent.id).label("event_id"))
+              .where(ReviewEvent.label_id.in_(select(reviewed.c.id)))
+              .group_by(ReviewEvent.label_id).subquery())
+    return set(session.scalars(
+        select(Label.image_id).join(newest, newest.c.label_id == Label.id)
+        .join(ReviewEvent, ReviewEvent.id == newest.c.event_id)
+        .where(ReviewEvent.action == RANDOM_ACTION)))
 
 
 def gather(collection: Collection, group: str) -> Evidence:
@@ -92,34 +126,20 @@ def gather(collection: Collection, group: str) -> Evidence:
         if fit is None:
             raise AcceptError(f"group '{group}' has no fit: review some of its labels, then run "
                               f"`manage.py learn --group {group}` and `manage.py label` (accept rests on the fit)")
-        stale = s.scalar(select(func.count()).select_from(Label).where(
-            Label.group == group, Label.status == "proposed", Label.value.is_not(None),
-            (Label.fit_id != fit.id) | Label.fit_id.is_(None)))
+        label_ids, confidence, unreviewed, stale = _proposals(s, group, fit.id)
         if stale:
             raise AcceptError(f"{stale} proposals of '{group}' were not made by its newest fit ({fit.id}): "
                               "run `manage.py label --prompt-set ...` first")
-        rows = s.execute(select(Label.id, Label.confidence).where(
-            Label.group == group, Label.status == "proposed", Label.value.is_not(None))
-            .order_by(Label.id)).all()
-        unreviewed = s.scalar(select(func.count()).select_from(Label)
-                              .where(Label.group == group, Label.status == "proposed"))
-        prompt_set = prompt_set_of_labels(s, group)
+        record = s.get(PromptSetRecord, fit.prompt_set_id)  # what the fit learned with, as it was then
+        prompt_set = prompt_set_of_record(record)
         options = prompt_set.groups[group].option_names
         found = reviews(s, group, options)
-        newest = (select(ReviewEvent.label_id, func.max(ReviewEvent.id).label("event_id"))
-                  .join(Label, Label.id == ReviewEvent.label_id).where(Label.group == group)
-                  .group_by(ReviewEvent.label_id).subquery())
-        random_images = set(s.scalars(
-            select(Label.image_id).join(newest, newest.c.label_id == Label.id)
-            .join(ReviewEvent, ReviewEvent.id == newest.c.event_id)
-            .where(ReviewEvent.action == RANDOM_ACTION)))
+        random_images = _random_image_ids(s, group)
         image_ids, vecs = collection.vectors.read(s, found.image_ids, model_id=model_id)
         scale = logit_scale(collection, s)
     if len(found) != fit.reviewed:
         raise AcceptError(f"the reviews of '{group}' changed since its fit ({fit.reviewed} then, {len(found)} now): "
                           f"run `manage.py learn --group {group}` and `manage.py label` first")
-    label_ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-    confidence = np.fromiter((r[1] if r[1] is not None else 0.0 for r in rows), np.float64, len(rows))
     labels = found.labels[np.searchsorted(found.image_ids, image_ids)]
     report = fit.report or {}
     oof = fewshot.out_of_fold_confidence(vecs, labels, option_vectors(collection, prompt_set, group),
@@ -128,8 +148,7 @@ def gather(collection: Collection, group: str) -> Evidence:
     sample = np.array([int(i) in random_images for i in image_ids], bool)
     answer = oof.argmax(axis=1) if len(oof) else np.zeros(0, np.int64)
     top = oof.max(axis=1) if len(oof) else np.zeros(0)
-    return Evidence(fit, label_ids, confidence, int(unreviewed or 0), top[sample],
-                    (answer == labels)[sample], len(labels))
+    return Evidence(fit, label_ids, confidence, unreviewed, top[sample], (answer == labels)[sample], len(labels))
 
 
 def _evidence_dict(evidence: Evidence, choice: trust.Choice | None = None) -> dict:
@@ -226,11 +245,12 @@ def _release_lock(collection: Collection, group: str) -> None:
 
 
 def accept(collection: Collection, group: str, min_precision: float, dry_run: bool = False,
-           user_id: int | None = None) -> dict:
+           user_id: int | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
     """Accept every proposal of ``group`` at or above the certified threshold; returns the report.
 
     ``{"group", "threshold", "estimated_precision", "lower_bound", "accepted", "coverage", "run"}``
     plus the evidence. ``dry_run``: the same report, nothing written (``run`` None).
+    ``progress(done, total)`` follows the writing, chunk by chunk.
     Raises :class:`AcceptRefused` (exit 2) when the reviews cannot support ``min_precision``.
     """
     target = check_target(min_precision)
@@ -239,7 +259,7 @@ def accept(collection: Collection, group: str, min_precision: float, dry_run: bo
     _take_lock(collection, group)
     try:
         evidence, choice = plan(collection, group, target)
-        return _write(collection, group, target, evidence, choice, user_id)
+        return _write(collection, group, target, evidence, choice, user_id, progress)
     finally:
         _release_lock(collection, group)
 
@@ -255,66 +275,115 @@ def _report(group: str, evidence: Evidence, choice: trust.Choice, run: int | Non
             **_evidence_dict(evidence, choice)}
 
 
+WRITE_CHUNK = 50_000  # labels per write transaction: other writers (reviewers) get the catalog between chunks
+
+
+def id_chunks(ids: np.ndarray, size: int = WRITE_CHUNK) -> list[tuple[int, int]]:
+    """``(first, last)`` id ranges, each holding at most ``size`` of the ascending ``ids`` ``[N]``."""
+    return [(int(ids[i]), int(ids[min(i + size, len(ids)) - 1])) for i in range(0, len(ids), size)]
+
+
 def _write(collection: Collection, group: str, target: float, evidence: Evidence, choice: trust.Choice,
-           user_id: int | None) -> dict:
+           user_id: int | None, progress: Callable[[int, int], None] | None) -> dict:
+    """The run's row, then its labels in chunks of consecutive ids, each chunk one transaction.
+
+    Each chunk's statements select by an id range plus the run's conditions, and never by group:
+    ``fit_id`` names the group already, and with a group test SQLite walks the whole group's index
+    for every chunk. A chunk re-checks every condition, so a label a person decided (or ``label``
+    changed) since the estimate is left alone. Should a chunk fail, the run keeps the labels
+    written so far (its ``accepted`` says how many) and ``--undo`` returns them.
+    """
     threshold = float(choice.curve.thresholds[choice.index])
     planned = _report(group, evidence, choice, run=None)
+    chosen_ids = evidence.label_ids[evidence.confidence >= threshold]
+    total = len(chosen_ids)
 
-    def work(s: Session) -> dict:
+    def start(s: Session) -> int:
         run = AcceptRun(group=group, fit_id=evidence.fit.id, min_precision=target, threshold=threshold,
                         estimated_precision=planned["estimated_precision"], lower_bound=planned["lower_bound"],
                         accepted=0, coverage=0.0, report={k: v for k, v in planned.items() if k != "run"},
                         user_id=user_id)
         s.add(run)
         s.flush()
-        now = utcnow().replace(microsecond=0)
-        chosen = (Label.group == group, Label.status == "proposed", Label.value.is_not(None),
-                  Label.fit_id == evidence.fit.id, Label.confidence >= threshold)
-        s.execute(insert(ReviewEvent).from_select(
-            ["label_id", "user_id", "action", "before_value", "after_value", "before_status", "after_status",
-             "created_at", "run_id"],
-            select(Label.id, literal(user_id, Integer), literal(AUTO, String), Label.value, Label.value,
-                   literal("proposed", String), literal(AUTO, String), literal(now, DateTime),
-                   literal(run.id, Integer)).where(*chosen)))
-        done = s.execute(update(Label).where(*chosen).values(
-            status=AUTO, accept_run_id=run.id, reviewed_by=user_id, reviewed_at=now, version=Label.version + 1)
-            .execution_options(synchronize_session=False)).rowcount
-        run.accepted = int(done)
-        run.coverage = round(done / max(evidence.unreviewed, 1), 4)
-        return _report(group, evidence, choice, run=run.id, accepted=int(done))
+        return run.id
 
-    return db.write_transaction(collection.config, work)
+    run_id = db.write_transaction(collection.config, start)
+    now = utcnow().replace(microsecond=0)
+    done = 0
+    if progress is not None:
+        progress(0, total)
+    for first, last in id_chunks(chosen_ids, WRITE_CHUNK):
+        def chunk(s: Session, first: int = first, last: int = last, before: int = done) -> int:
+            chosen = (Label.id >= first, Label.id <= last, Label.fit_id == evidence.fit.id,
+                      Label.status == "proposed", Label.value.is_not(None), Label.confidence >= threshold)
+            s.execute(insert(ReviewEvent).from_select(
+                ["label_id", "user_id", "action", "before_value", "after_value", "before_status", "after_status",
+                 "created_at", "run_id"],
+                select(Label.id, literal(user_id, Integer), literal(AUTO, String), Label.value, Label.value,
+                       literal("proposed", String), literal(AUTO, String), literal(now, DateTime),
+                       literal(run_id, Integer)).where(*chosen)))
+            written = int(s.execute(update(Label).where(*chosen).values(
+                status=AUTO, accept_run_id=run_id, reviewed_by=user_id, reviewed_at=now, version=Label.version + 1)
+                .execution_options(synchronize_session=False)).rowcount)
+            run = s.get(AcceptRun, run_id)
+            run.accepted = before + written
+            run.coverage = round(run.accepted / max(evidence.unreviewed, 1), 4)
+            return written
+
+        done += db.write_transaction(collection.config, chunk)
+        if progress is not None:
+            progress(done, total)
+    return _report(group, evidence, choice, run=run_id, accepted=done)
 
 
-def undo(collection: Collection, run_id: int, user_id: int | None = None) -> dict:
+def undo(collection: Collection, run_id: int, user_id: int | None = None,
+         progress: Callable[[int, int], None] | None = None) -> dict:
     """Return run ``run_id``'s ``auto`` labels to proposed; labels a person decided since stay theirs.
 
     ``{"run", "group", "returned", "kept"}``; raises :class:`NotFound` for an unknown run and
-    :class:`AcceptError` for one already undone.
+    :class:`AcceptError` for one already undone. Written in chunks of ids like :func:`accept`
+    (the run's labels are found through its review events' index); the run is marked undone last.
     """
-    def work(s: Session) -> dict:
+    with collection.session() as s:
         run = s.get(AcceptRun, run_id)
         if run is None:
             raise NotFound(f"no accept run {run_id} (see the runs with manage.py accept --runs)")
         if run.undone_at is not None:
             raise AcceptError(f"accept run {run_id} was already undone at {run.undone_at:%Y-%m-%d %H:%M:%S}")
-        now = utcnow().replace(microsecond=0)
-        mine = (Label.accept_run_id == run_id, Label.status == AUTO, Label.group == run.group)
-        s.execute(insert(ReviewEvent).from_select(
-            ["label_id", "user_id", "action", "before_value", "after_value", "before_status", "after_status",
-             "created_at", "run_id"],
-            select(Label.id, literal(user_id, Integer), literal("undo-auto", String), Label.value, Label.value,
-                   literal(AUTO, String), literal("proposed", String), literal(now, DateTime),
-                   literal(run_id, Integer)).where(*mine)))
-        returned = s.execute(update(Label).where(*mine).values(
-            status="proposed", accept_run_id=None, reviewed_by=None, reviewed_at=None, version=Label.version + 1)
-            .execution_options(synchronize_session=False)).rowcount
-        kept = s.scalar(select(func.count()).select_from(Label).where(Label.accept_run_id == run_id,
-                                                                       Label.group == run.group))
-        run.undone_at = now
-        return {"run": run_id, "group": run.group, "returned": int(returned), "kept": int(kept or 0)}
+        group = run.group
+        ids = np.array(s.scalars(select(ReviewEvent.label_id).where(
+            ReviewEvent.run_id == run_id, ReviewEvent.action == AUTO)).all(), np.int64)
+    ids = np.unique(ids)
+    now = utcnow().replace(microsecond=0)
+    returned = kept = 0
+    if progress is not None:
+        progress(0, len(ids))
+    for first, last in id_chunks(ids, WRITE_CHUNK):
+        def chunk(s: Session, first: int = first, last: int = last) -> tuple[int, int]:
+            in_range = (Label.id >= first, Label.id <= last, Label.accept_run_id == run_id)
+            mine = (*in_range, Label.status == AUTO)
+            decided = s.scalar(select(func.count()).select_from(Label).where(*in_range, Label.status != AUTO))
+            s.execute(insert(ReviewEvent).from_select(
+                ["label_id", "user_id", "action", "before_value", "after_value", "before_status", "after_status",
+                 "created_at", "run_id"],
+                select(Label.id, literal(user_id, Integer), literal("undo-auto", String), Label.value, Label.value,
+                       literal(AUTO, String), literal("proposed", String), literal(now, DateTime),
+                       literal(run_id, Integer)).where(*mine)))
+            back = s.execute(update(Label).where(*mine).values(
+                status="proposed", accept_run_id=None, reviewed_by=None, reviewed_at=None, version=Label.version + 1)
+                .execution_options(synchronize_session=False)).rowcount
+            return int(back), int(decided or 0)
 
-    return db.write_transaction(collection.config, work)
+        back, decided = db.write_transaction(collection.config, chunk)
+        returned, kept = returned + back, kept + decided
+        if progress is not None:
+            progress(returned + kept, len(ids))
+
+    def finish(s: Session) -> None:
+        s.get(AcceptRun, run_id).undone_at = now
+
+    db.write_transaction(collection.config, finish)
+    return {"run": run_id, "group": group, "returned": returned, "kept": int(kept)}
 
 
 def spot_checks(session: Session, run: AcceptRun) -> dict:

@@ -313,6 +313,7 @@ class ReviewEvent(Base):
     after_status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     run_id: Mapped[int | None] = mapped_column(Integer)  # the accept run of an auto label (migration 0009)
+    source: Mapped[str | None] = mapped_column(String(256))  # an import's file name (migration 0014)
 
     user: Mapped[User | None] = relationship()
 

@@ -47,7 +47,7 @@ from .cards import cards, queue_batch, review_started
 from .requests import integer, json_body, queue_filters, search_args, text, threshold
 from .results import image_links, search_hits
 from .context import collection, error_response
-from .rate_limit import DECISIONS, SEARCH, rate_limited
+from .rate_limit import DECISIONS, SEARCH, rate_limited, search_slot
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 MAX_POLLED = 500
@@ -269,6 +269,7 @@ def accept_above():
 
 @bp.route("/search")
 @rate_limited(SEARCH)
+@search_slot
 def search():
     args = search_args()
     return jsonify({"hits": search_hits(collection(), args, args["similar"]), **args})
@@ -372,6 +373,7 @@ def remove_flag(flag_id: int):
 
 @bp.route("/images/<int:image_id>/similar")
 @rate_limited(SEARCH)
+@search_slot
 def similar(image_id: int):
     args = search_args()
     return jsonify({"hits": search_hits(collection(), {**args, "q": ""}, image_id)})

@@ -123,7 +123,7 @@ def page_data(group_options: dict[str, list[str]], cards: list[dict], **extra) -
     keys = {group: option_keys(options) for group, options in group_options.items()}
     return {"cards": cards, "options": group_options, "keys": keys,
             "shortcuts": [row["bind"] for row in shortcuts(all_option_keys(group_options))],
-            "thumb": url_for("images.thumb", image_id=0), "full": url_for("images.full", image_id=0),
+            "thumb": url_for("images.thumb", image_id=0), "full": url_for("images.view", image_id=0),
             "detail": url_for("review.detail", image_id=0), **extra}
 
 

@@ -16,13 +16,15 @@ from flask import Blueprint, abort, send_file
 from sqlalchemy import update
 
 from ..store.catalog import Image, ImageFile
-from ..ingest.walk import Containment, recorded_roots, stored_thumbnail
+from ..encoding.images import BROWSER_FORMATS, BadImage
+from ..ingest.walk import Containment, make_rendition, recorded_roots, stored_thumbnail
 from .context import collection
 
 bp = Blueprint("images", __name__, url_prefix="/images")
 
 MIMETYPES = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "webp": "image/webp",
-             "gif": "image/gif", "bmp": "image/bmp", "tiff": "image/tiff"}
+             "gif": "image/gif", "bmp": "image/bmp", "tiff": "image/tiff", "avif": "image/avif",
+             "ico": "image/vnd.microsoft.icon", "heif": "image/heif"}
 
 
 def _image(image_id: int) -> Image:
@@ -58,7 +60,9 @@ def _open_as_indexed(file: ImageFile, containment: Containment | None) -> Binary
     return None
 
 
-def _send_original(image: Image):
+def _send_original(image: Image, rendition: bool = False):
+    """The image's file as it is on disk; with ``rendition``, a JPEG made from it (cached) when a
+    browser cannot show its format."""
     with collection().session() as s:
         roots = recorded_roots(s)
     containment = Containment(roots) if roots else None
@@ -71,6 +75,9 @@ def _send_original(image: Image):
         if opened is None:
             changed.append(file.id)
             continue
+        if rendition:
+            with opened:
+                return _send_rendition(image, opened)
         mimetype = MIMETYPES.get((image.format or "").lower(), "application/octet-stream")
         response = send_file(opened, mimetype=mimetype, max_age=3600, etag=image.sha256,
                              last_modified=file.mtime)
@@ -87,7 +94,26 @@ def _send_original(image: Image):
 
 @bp.route("/<int:image_id>/full")
 def full(image_id: int):
+    """The original file, whatever its format (the API's ``full_url``)."""
     return _send_original(_image(image_id))
+
+
+def _send_rendition(image: Image, opened: BinaryIO):
+    try:
+        path = make_rendition(collection().config, image.sha256, opened)
+    except BadImage as exc:
+        abort(404, f"image {image.id} no longer decodes: {exc}")
+    response = send_file(path, mimetype="image/jpeg", max_age=3600, etag=f"{image.sha256}-view")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@bp.route("/<int:image_id>/view")
+def view(image_id: int):
+    """What the detail page and focus mode show: the original when browsers display its format,
+    else a JPEG rendition (TIFF, HEIC), made on first view and cached like thumbnails."""
+    image = _image(image_id)
+    return _send_original(image, rendition=(image.format or "").upper() not in BROWSER_FORMATS)
 
 
 @bp.route("/<int:image_id>/thumb")

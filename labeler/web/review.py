@@ -40,6 +40,7 @@ def dashboard():
         accept_job = jobs.job_dict(accept_job) if accept_job else None
         trusted = trust.dashboard(s)
         suspects = {group: audit.suspect_count(s, group) for group in stats}
+        suspect_origins = audit.suspects_by_origin(s)
         order = overview.ordered_groups(s)
     stats = {group: stats[group] for group in sorted(stats, key=lambda g: order.index(g) if g in order else len(order))}
     curves = {group: curve_svg(entry["curve"]) for group, entry in trusted.items() if entry["curve"]}
@@ -48,7 +49,8 @@ def dashboard():
                    for entry in stats.values())
     return render_template("review/dashboard.html", stats=stats, bins=review.HISTOGRAM_BINS, fits=fits,
                            job=job, team=team, job_url=url_for("api.job", job_id=job["id"]) if job else None,
-                           trusted=trusted, curves=curves, suspects=suspects, accept_job=accept_job,
+                           trusted=trusted, curves=curves, suspects=suspects, suspect_origins=suspect_origins,
+                           accept_job=accept_job,
                            next_step=overview.next_step(stats, order), main_group=order[0] if order else None,
                            sparks=sparks, reviewed=reviewed)
 

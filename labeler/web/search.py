@@ -10,13 +10,14 @@ from ..search import SearchTooSlow
 from .requests import search_args
 from .results import search_hits
 from .context import collection
-from .rate_limit import SEARCH, rate_limited
+from .rate_limit import SEARCH, rate_limited, search_slot
 
 bp = Blueprint("search", __name__)
 
 
 @bp.route("/search")
 @rate_limited(SEARCH)
+@search_slot
 def page():
     coll = collection()
     args = search_args()

@@ -18,6 +18,7 @@ import socket
 from flask import Flask
 
 from ..errors import ServeError
+from .rate_limit import fit_search_slots
 
 try:
     import resource
@@ -58,6 +59,7 @@ def serve(app: Flask, host: str, port: int, threads: int = 8, processes: int = 1
 
     logging.basicConfig()  # waitress logs through logging, as waitress.serve sets it up
     settings = waitress_settings(app)
+    fit_search_slots(app, threads)  # long searches never hold more than half the request threads
     if processes > 1 and not hasattr(os, "fork"):
         raise ServeError("--processes above 1 needs a system with fork (Linux, macOS); use --processes 1")
     try:

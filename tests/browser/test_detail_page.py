@@ -30,7 +30,7 @@ def test_the_detail_page_leads_with_the_image(contexts: Contexts, demo: Demo) ->
     # The image once: no thumbnail of it anywhere else on the page.
     thumbs = page.locator(f'img[src*="/images/{image_id}/thumb"]')
     expect(thumbs).to_have_count(0)
-    expect(page.locator(f'img[src*="/images/{image_id}/full"]')).to_have_count(1)
+    expect(page.locator(f'img[src*="/images/{image_id}/view"], img[src*="/images/{image_id}/full"]')).to_have_count(1)
 
     # History and similar images sit in side panels, beside the image, not thousands of px down.
     for panel in (page.get_by_test_id("history"), page.get_by_test_id("similar-panel")):

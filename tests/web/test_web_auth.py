@@ -5,7 +5,7 @@ from __future__ import annotations
 from labeler.store import db, users
 from tests.web.conftest import PASSWORD, Users, login, page_csrf, post_json
 
-PAGES = ["/", "/review", "/search?q=hammer", "/images/1", "/images/1/thumb", "/images/1/full", "/lab"]
+PAGES = ["/", "/review", "/search?q=hammer", "/images/1", "/images/1/thumb", "/images/1/full", "/images/1/view", "/lab"]
 API = ["/api/stats", "/api/labels", "/api/labels/1", "/api/images/1", "/api/search?q=hammer",
        "/api/images/1/similar", "/api/labels/accept-above?group=concept&threshold=0.5"]
 

@@ -20,7 +20,7 @@ from tests.web.conftest import PASSWORD, Users
 HALF_OPEN = 200
 
 
-def _half_open(port: int, count: int) -> list[socket.socket]:
+def half_open(port: int, count: int) -> list[socket.socket]:
     """``count`` connections that each sent the start of a request and then nothing."""
     held = []
     for _ in range(count):
@@ -61,11 +61,15 @@ def test_half_open_connections_and_long_searches_do_not_lock_out_a_real_user(web
         token = users.issue_token(s, Users.admin)
     env = {**os.environ, "LABELER_SECRET_KEY": "connections-test"}
     with serving(manage_argv("--home", web_config.home, "--model", web_config.model, "serve"), env=env) as server:
-        held = _half_open(server.port, HALF_OPEN)  # waitress's own default allowed 100 connections in all
+        held = half_open(server.port, HALF_OPEN)  # waitress's own default allowed 100 connections in all
         query = urllib.parse.urlencode({"q": ("a hammer on a workbench " * 50)[:1000], "k": 50})
-        searches = [threading.Thread(target=_request, args=(server.port, "GET", f"/api/search?{query}", None,
-                                                            {"Authorization": f"Bearer {token}"}))
-                    for _ in range(8)]
+        answers: list[int] = []
+
+        def search() -> None:
+            answers.append(_request(server.port, "GET", f"/api/search?{query}", None,
+                                    {"Authorization": f"Bearer {token}"})[0])
+
+        searches = [threading.Thread(target=search) for _ in range(8)]
         try:
             for t in searches:
                 t.start()
@@ -76,6 +80,9 @@ def test_half_open_connections_and_long_searches_do_not_lock_out_a_real_user(web
             for s in held:
                 s.close()
         assert status == 200
+        # One user's searches past LABELER_SEARCHES_PER_USER (2) at once are refused at once, not
+        # queued on the request threads (503: a search past its time budget on a loaded machine).
+        assert len(answers) == 8 and set(answers) <= {200, 429, 503} and 429 in answers, answers
         print(f"login and queue page with {HALF_OPEN} half-open connections and 8 searches: {seconds:.2f} s")
 
 
@@ -83,9 +90,35 @@ def test_half_open_connections_and_long_searches_do_not_lock_out_a_real_user(web
 def test_a_silent_connection_is_closed_after_the_channel_timeout(web_config):
     env = {**os.environ, "LABELER_SECRET_KEY": "connections-test", "LABELER_CHANNEL_TIMEOUT": "2"}
     with serving(manage_argv("--home", web_config.home, "--model", web_config.model, "serve"), env=env) as server:
-        [silent] = _half_open(server.port, 1)
+        [silent] = half_open(server.port, 1)
         silent.settimeout(30)  # waitress checks its channels now and then: well past the 2 s
         try:
             assert silent.recv(1024) == b""  # closed by the server, not by us
         finally:
             silent.close()
+
+
+@pytest.mark.slow
+def test_the_connection_limit_is_where_waitress_stops_accepting(web_config):
+    """LABELER_CONNECTION_LIMIT at its edge. waitress counts its own listening socket and wake-up
+    pipe among the connections, so a limit of 5 serves 3 clients at once: with 2 held, a request
+    is answered; with 3 held, the next one waits (accepted by the kernel, never read) until one closes."""
+    env = {**os.environ, "LABELER_SECRET_KEY": "connections-test", "LABELER_CONNECTION_LIMIT": "5"}
+    with serving(manage_argv("--home", web_config.home, "--model", web_config.model, "serve"), env=env) as server:
+        held = half_open(server.port, 2)
+        try:
+            time.sleep(0.5)  # the server's loop has taken them in
+            assert _request(server.port, "GET", "/auth/login")[0] == 200  # the third connection
+            held += half_open(server.port, 1)
+            time.sleep(0.5)
+            waiting = http.client.HTTPConnection("127.0.0.1", server.port, timeout=3)
+            with pytest.raises(TimeoutError):  # the fourth
+                waiting.request("GET", "/auth/login")
+                waiting.getresponse()
+            waiting.close()
+            held.pop().close()
+            time.sleep(1.0)
+            assert _request(server.port, "GET", "/auth/login")[0] == 200  # room again
+        finally:
+            for s in held:
+                s.close()

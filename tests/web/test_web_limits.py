@@ -1,5 +1,6 @@
 """Bounded work per request: search text and prompt caps, search texts not kept in the catalog,
-and per-user rate limits on search and decisions (429 with Retry-After). Each limit at its edge."""
+per-user rate limits on search and decisions (429 with Retry-After), and searches running at once
+(429 per user, 503 in all). Each limit at its edge."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from sqlalchemy import func, select, update
 
 from labeler import search
 from labeler.store import db
-from labeler.store.catalog import PromptEmbedding
+from labeler.store.catalog import PromptEmbedding, User
 from labeler.web import create_app
-from labeler.web.rate_limit import RateLimiter
+from labeler.web.rate_limit import RateLimiter, fit_search_slots
 from tests.web.conftest import Users, login, post_json
 
 
@@ -173,3 +174,48 @@ def test_a_search_past_its_time_budget_is_503(web_config):
     fine = _app(web_config).test_client()  # the default budget, 5 s
     login(fine, Users.reviewer)
     assert fine.get("/api/search", query_string={"q": "a third new text"}).status_code == 200
+
+
+def _user_id(config, name: str) -> int:
+    with db.session_scope(config) as s:
+        return s.scalar(select(User.id).where(User.name == name))
+
+
+def test_searches_running_at_once_are_capped_per_user_429_and_in_all_503_never_queued(web_config):
+    """A search in flight holds a slot (taken here as a long search would hold it): past a user's
+    LABELER_SEARCHES_PER_USER their next one is 429, past LABELER_SEARCHES_AT_ONCE anyone's is 503,
+    both at once with Retry-After: 1, while every other request goes on; a slot given back is free."""
+    app = _app(web_config, searches_per_user=2, searches_at_once=3)
+    slots = app.extensions["labeler_search_slots"]
+    reviewer, other = app.test_client(), app.test_client()
+    login(reviewer, Users.reviewer)
+    login(other, Users.second)
+    rita, rob = _user_id(web_config, Users.reviewer), _user_id(web_config, Users.second)
+    assert slots.enter(rita) is None  # one long search of rita's running: her next one is her second
+    assert reviewer.get("/api/search?q=hammer&k=2").status_code == 200
+    assert slots.enter(rita) is None  # two of hers running
+    refused = reviewer.get("/api/search?q=hammer&k=2")
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
+    assert "2 per user (LABELER_SEARCHES_PER_USER)" in refused.get_json()["error"]
+    assert reviewer.get("/search?q=hammer").status_code == 429  # the page and similar take slots too
+    assert reviewer.get("/api/images/3/similar").status_code == 429
+    assert reviewer.get("/api/stats").status_code == 200  # nothing else is held up
+    assert other.get("/api/search?q=hammer&k=2").status_code == 200  # rob's first: the third running
+    assert slots.enter(rob) is None  # three running in all
+    busy = other.get("/api/search?q=hammer&k=2")
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
+    assert "3 searches are running (LABELER_SEARCHES_AT_ONCE)" in busy.get_json()["error"]
+    slots.leave(rob)
+    assert other.get("/api/search?q=hammer&k=2").status_code == 200  # a slot given back is free again
+    slots.leave(rita)
+    assert reviewer.get("/api/search?q=hammer&k=2").status_code == 200
+    slots.leave(rita)
+    assert slots.enter(rita) is None and slots.enter(rita) is None  # the searches answered gave theirs back
+    assert slots.enter(rita) == slots.USER
+
+
+def test_serve_keeps_searches_to_half_its_request_threads(web_config):
+    app = _app(web_config, searches_at_once=4)
+    assert fit_search_slots(app, 8) == 4
+    assert fit_search_slots(app, 3) == 1  # 3 threads: one may search, two stay for everything else
+    assert fit_search_slots(create_app(web_config, {"TESTING": True}), 1) == 1

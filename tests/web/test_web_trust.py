@@ -83,3 +83,53 @@ def test_dashboard_accepts_shows_runs_flags_a_run_below_its_claim_and_undoes_it(
         assert s.scalar(select(Label.id).where(Label.status == "auto").limit(1)) is None
     client.post(f"/accept/undo/{done['run']}", data={"csrf_token": csrf})
     assert "already undone" in client.get("/").get_data(as_text=True)
+
+
+def test_dashboard_counts_suspects_per_reviewer_and_per_import(app, client, web_build: WebBuild, tmp_path):
+    from labeler.review import audit
+    from labeler.store.catalog import ImageFile, User
+
+    collection = _collection(app)
+    login(client, Users.admin)
+    truth = list(csv.DictReader((web_build.images / "truth.csv").open()))
+    options = sorted({r[GROUP] for r in truth})
+    wrong = {r["file"] for r in truth[30:50:2]}  # 10 of the second file's 20 rows get another colour
+
+    def write(name: str, rows: list[dict]) -> Path:
+        out = tmp_path / name
+        with out.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["path", GROUP])
+            writer.writeheader()
+            writer.writerows({"path": str(web_build.images / r["file"]),
+                              GROUP: next(o for o in options if o != r[GROUP]) if r["file"] in wrong else r[GROUP]}
+                             for r in rows)
+        return out
+
+    import_labels(collection, write("good.csv", truth[:30]))
+    import_labels(collection, write("noisy batch.csv", truth[30:50]))
+    with collection.session() as s:  # the reviewer decides the last 10 images, all correctly
+        rita = s.scalar(select(User.id).where(User.name == Users.reviewer))
+        ids = dict(s.execute(select(ImageFile.path, ImageFile.image_id)).all())
+        for r in truth[50:]:
+            label = s.scalar(select(Label).where(Label.group == GROUP,
+                                                 Label.image_id == ids[str(web_build.images / r["file"])]))
+            if label.value == r[GROUP]:
+                review.decide(s, label.id, "accept", rita, label.version)
+            else:
+                review.decide(s, label.id, "correct", rita, label.version, r[GROUP])
+    html = client.get("/").get_data(as_text=True)
+    assert f'data-testid="trust-suspects-by-origin-{GROUP}"' not in html  # not audited yet
+
+    report = audit.audit(collection, GROUP)[0]
+    html = client.get("/").get_data(as_text=True)
+    assert f'data-testid="trust-suspects-by-origin-{GROUP}"' in html
+    rows = re.findall(rf'<tr data-testid="suspect-origin-{GROUP}" data-origin="(\w+)" data-name="([^"]*)" '
+                      r'data-source="([^"]*)" data-suspects="(\d+)" data-audited="(\d+)"', html)
+    by = {(origin, name, source): (int(n), int(of)) for origin, name, source, n, of in rows}
+    assert set(by) == {("import", "", "good.csv"), ("import", "", "noisy batch.csv"),
+                       ("reviewer", Users.reviewer, "")}
+    assert [by[k][1] for k in sorted(by)] == [30, 20, 10]  # audited: every label of each origin
+    shown = int(re.search(rf'data-testid="trust-suspects-{GROUP}">(\d+)<', html).group(1))
+    assert sum(n for n, _ in by.values()) == shown == report["flagged"]
+    assert by[("import", "", "noisy batch.csv")][0] > by[("import", "", "good.csv")][0]
+    assert rows[0][2] == "noisy batch.csv"  # most suspects first
