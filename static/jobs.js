@@ -25,8 +25,10 @@
     bar.value = job.status === "done" ? bar.max : job.done;
     labeler.byTestId("job-count", panel).textContent = job.total ? `${job.done} of ${job.total} steps` : "";
     labeler.byTestId("job-message", panel).textContent = job.message || "";
-    if (button) button.disabled = job.active;
-    for (const starter of document.querySelectorAll("[data-job-start]")) starter.disabled = job.active;
+    // A starter blocked for a reason (no reviews yet) stays disabled whatever the job does.
+    const blocked = (node) => node.dataset.blocked === "true";
+    if (button) button.disabled = job.active || blocked(button);
+    for (const starter of document.querySelectorAll("[data-job-start]")) starter.disabled = job.active || blocked(starter);
   }
 
   // The group cards as the server renders them now: the new fits and the relabeled counts.

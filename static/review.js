@@ -15,6 +15,8 @@
   let focusView = null;  // built when first opened: an image without a source would count as broken
   const byLabel = new Map();  // label id -> its card's data, as the server last sent it
   let current = 0;  // the keyboard cursor: index of the current card
+  const COARSE = window.matchMedia("(pointer: coarse)");
+  const NARROW = window.matchMedia("(max-width: 720px)");
 
   // --- URLs and names ---
 
@@ -120,8 +122,11 @@
     const select = element("label", {"class": "select"});
     select.append(element("input", {"type": "checkbox", "data-testid": "select"}));
     const link = element("a", {"data-testid": "detail-link", "href": imageUrl(page.detail, data.image_id)});
-    link.append(element("img", {"src": imageUrl(page.thumb, data.image_id), "loading": "lazy", "width": "170",
-                                "height": "170"}));
+    // The detail page shows its image once, large: its cards are rows without a thumbnail.
+    if (onQueue) {
+      link.append(element("img", {"src": imageUrl(page.thumb, data.image_id), "loading": "lazy", "width": "170",
+                                  "height": "170"}));
+    }
     const meta = element("div", {"class": "meta"});
     meta.append(element("span", {"data-testid": "confidence"}), element("span", {"class": "badge", "data-testid": "status"}),
                 element("span", {"class": "predicted", "data-testid": "predicted"}),
@@ -131,22 +136,41 @@
       actions.append(element("button", {"type": "button", "data-action": action, "data-testid": action,
                                         "aria-keyshortcuts": key, "title": key}, text));
     }
-    if (!onQueue) card.append(element("h3", {"class": "group"}, data.group));
-    card.append(select, link, element("div", {"class": "value", "data-testid": "value"}), meta,
+    if (!onQueue) {
+      link.textContent = data.group;
+      const title = element("h3", {"class": "group"});
+      title.append(link);
+      card.append(title, select);
+    } else {
+      card.append(select, link);
+    }
+    card.append(element("div", {"class": "value", "data-testid": "value"}), element("div", {"class": "confidence-bar"}), meta,
                 element("ol", {"class": "alts", "data-testid": "alternatives", "aria-label": "next best options"}), actions,
                 element("p", {"class": "card-error", "data-testid": "card-error", "role": "alert", "hidden": ""}));
     render(card, data);
     return card;
   }
 
-  // The model's next best options, each with its key: "2 saw 0.21".
+  // The model's next best options, each with its key: "2 saw 0.21". Each is a button: one click
+  // (or tap) corrects to it, with no picker and no on-screen keyboard.
   function fillAlternatives(list, data) {
     const keys = keysOf(data.group);
     list.replaceChildren(...(data.others || []).map(([option, confidence]) => {
-      const item = element("li", {}, `${option} ${score(confidence)}`);
-      if (keys[option]) item.prepend(element("kbd", {}, keys[option]), " ");
+      const button = element("button", {"type": "button", "class": "alt", "data-option": option,
+                                        "aria-label": `correct to ${option} for ${data.name}`}, `${option} ${score(confidence)}`);
+      if (keys[option]) {
+        button.prepend(element("kbd", {}, keys[option]), " ");
+        button.setAttribute("aria-keyshortcuts", keys[option]);
+      }
+      const item = element("li");
+      item.append(button);
       return item;
     }));
+  }
+
+  function correctTo(card, option) {
+    aimed = true;
+    try { decide(card, "correct", option); } finally { aimed = false; }
   }
 
   // A card's data as the server sends it leaves out the page's group, and the proposal when it is the value.
@@ -169,7 +193,11 @@
     const flagged = byTestId("card-flags", card);
     flagged.textContent = (data.flags || []).map((name) => `⚑ ${name}`).join(" ");
     flagged.hidden = !flagged.textContent;
-    card.querySelector("img").alt = `${data.name}, proposed ${shownValue(data.predicted)}`;
+    const thumb = card.querySelector("img");
+    if (thumb) thumb.alt = `${data.name}, proposed ${shownValue(data.predicted)}`;
+    if (onQueue) byTestId("detail-link", card).dataset.name = data.name;
+    const bar = card.querySelector(".confidence-bar");
+    if (bar) bar.style.setProperty("--confidence", String(data.confidence || 0));
     byTestId("select", card).setAttribute("aria-label", `select ${data.name}`);
     for (const [action] of BUTTONS) byTestId(action, card).setAttribute("aria-label", buttonName(action, data));
     fillAlternatives(byTestId("alternatives", card), data);
@@ -373,6 +401,13 @@
     byTestId("progress-reviewed", line).textContent = progress.reviewed;
     byTestId("progress-remaining", line).textContent = progress.remaining;
     byTestId("progress-rate", line).textContent = progress.per_minute;
+    // The session summary's estimate: what is left at this session's pace.
+    const eta = byTestId("progress-eta", line);
+    if (eta) {
+      const minutes = progress.per_minute > 0 ? progress.remaining / progress.per_minute : null;
+      eta.textContent = minutes === null ? "" : ` · about ${minutes < 1 ? "<1 min" : minutes < 90 ?
+        `${Math.round(minutes)} min` : `${(minutes / 60).toFixed(1)} h`} left at this pace`;
+    }
     line.hidden = false;
   }
 
@@ -455,7 +490,9 @@
     byTestId("correct-input", picker).value = "";
     fillPicker(data.group, "");
     picker.hidden = false;
-    byTestId("correct-input", picker).focus();
+    // On a touch screen the option list takes the focus, so no on-screen keyboard opens until
+    // the reviewer taps the field to type a new value.
+    byTestId(COARSE.matches ? "correct-select" : "correct-input", picker).focus();
   }
 
   function closeCorrect() {
@@ -555,16 +592,39 @@
                  "aria-keyshortcuts": key}, `${text} (${key})`)));
     const keys = keysOf(data.group);
     byTestId("focus-options", focusView).replaceChildren(...optionsOf(data.group).map((o) => {
-      const item = element("li", {}, ` ${o}`);
-      item.prepend(element("kbd", {}, keys[o] || "c"));
+      const button = element("button", {"type": "button", "class": "alt", "data-option": o,
+                                        "aria-label": `correct to ${o}`}, ` ${o}`);
+      button.prepend(element("kbd", {}, keys[o] || "c"));
+      const item = element("li");
+      item.append(button);
       return item;
     }));
     markCurrent(card);
   }
 
+  // Focus mode is a modal dialog: Tab cycles inside it, and closing it gives the focus back to the
+  // card it came from (or, after moving on inside it, to the card it last showed).
+  let focusOrigin = null;
+
+  function focusables(dialog) {
+    return Array.from(dialog.querySelectorAll("button, a[href], input, select, textarea"))
+      .filter((node) => !node.disabled && node.getClientRects().length);
+  }
+
+  function trapTab(event, dialog = focusView) {
+    const inside = focusables(dialog);
+    event.preventDefault();
+    if (!inside.length) { dialog.focus(); return; }
+    const at = inside.indexOf(document.activeElement);
+    const step = event.shiftKey ? -1 : 1;
+    const next = at === -1 ? (event.shiftKey ? inside.length - 1 : 0) : (at + step + inside.length) % inside.length;
+    inside[next].focus();
+  }
+
   // Focus mode stays on across pages (the next batch) until it is closed.
   function openFocus() {
     if (!currentCard()) return;
+    focusOrigin = currentCard();
     focusView = focusView || buildFocus();
     sessionStorage.setItem("review-focus-mode", "on");
     focusView.hidden = false;
@@ -578,7 +638,12 @@
     sessionStorage.removeItem("review-focus-mode");
     focusView.hidden = true;
     document.body.classList.remove("focus-open");
-    focusCard(current);
+    const origin = focusOrigin;
+    focusOrigin = null;
+    const all = cards();
+    const shown = all[current];
+    if (origin && origin.isConnected && (!shown || shown === origin)) focusCard(all.indexOf(origin));
+    else focusCard(current);
   }
 
   function onFocusClick(event) {
@@ -590,6 +655,7 @@
     else if (testId === "zoom-out") zoom(0.8);
     else if (testId === "zoom-reset") resetZoom();
     else if (button.dataset.action) clicked(button.dataset.action, currentCard());
+    else if (button.dataset.option !== undefined && currentCard()) correctTo(currentCard(), button.dataset.option);
     if (testId && testId.startsWith("zoom-")) focusView.focus();  // the keys keep working after a click
   }
 
@@ -626,6 +692,44 @@
   function toggleSelect(card) {
     const box = byTestId("select", card);
     box.checked = !box.checked;
+    anchor = card;
+    updateSelectedCount();
+  }
+
+  // Range select: Shift+J / Shift+K select the current card and move on, extending the range;
+  // Shift+click selects every card between the last one clicked or toggled and this one.
+  let anchor = null;
+
+  function selectAndMove(card, step) {
+    byTestId("select", card).checked = true;
+    anchor = card;
+    updateSelectedCount();
+    focusCard(current + step);
+    const next = currentCard();
+    if (next) byTestId("select", next).checked = true;
+    updateSelectedCount();
+  }
+
+  function selectRange(from, to) {
+    const all = cards();
+    const [a, b] = [all.indexOf(from), all.indexOf(to)].sort((x, y) => x - y);
+    if (a < 0) return;
+    for (const card of all.slice(a, b + 1)) byTestId("select", card).checked = true;
+    updateSelectedCount();
+  }
+
+  function selectAll() {
+    const all = cards();
+    const every = all.every((c) => byTestId("select", c).checked);
+    for (const card of all) byTestId("select", card).checked = !every;
+    updateSelectedCount();
+  }
+
+  function invertSelection() {
+    for (const card of cards()) {
+      const box = byTestId("select", card);
+      box.checked = !box.checked;
+    }
     updateSelectedCount();
   }
 
@@ -692,6 +796,121 @@
     } catch (e) { labeler.showError(e.message); }
   }
 
+  // --- Accept all above a threshold, by keyboard (Shift+T): a dialog previews exactly the labels
+  // it will accept (ids and versions from the server), and its primary button, focused, accepts
+  // those and no others (a label changed since the preview is reported, not accepted). ---
+
+  let aboveView = null;
+  let aboveReturn = null;
+  let previewed = [];
+
+  function buildAbove() {
+    const section = element("section", {"class": "above-dialog", "data-testid": "above-dialog", "role": "dialog",
+                                        "aria-modal": "true", "aria-labelledby": "above-title", "hidden": ""});
+    const head = element("div", {"class": "above-head"});
+    const label = element("label", {}, "Confidence ≥ ");
+    label.append(element("input", {"type": "number", "min": "0", "max": "1", "step": "0.01",
+                                   "data-testid": "above-threshold"}));
+    head.append(element("h2", {"id": "above-title", "data-testid": "above-title"}), label,
+                element("button", {"type": "button", "data-testid": "above-sample"}, "Show 20 at random"),
+                element("button", {"type": "button", "class": "primary", "data-testid": "above-confirm"}, "Accept"),
+                element("button", {"type": "button", "data-testid": "above-cancel"}, "Cancel (Esc)"));
+    section.append(head, element("p", {"class": "hint", "data-testid": "above-note", "aria-live": "polite"}),
+                   element("div", {"class": "above-grid", "data-testid": "above-grid"}));
+    document.querySelector("main").append(section);
+    byTestId("above-threshold", section).addEventListener("keydown", (event) => {
+      if (event.key === "Enter") { event.preventDefault(); loadAbove(); }
+    });
+    byTestId("above-sample", section).addEventListener("click", () => showAbove(sample(previewed.cards, 20), true));
+    byTestId("above-confirm", section).addEventListener("click", confirmAbove);
+    byTestId("above-cancel", section).addEventListener("click", closeAbove);
+    return section;
+  }
+
+  function sample(items, n) {
+    const copy = items.slice();
+    for (let i = copy.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1));
+      [copy[i], copy[j]] = [copy[j], copy[i]];
+    }
+    return copy.slice(0, n);
+  }
+
+  function aboveOpen() {
+    return aboveView && !aboveView.hidden;
+  }
+
+  function openAbove() {
+    if (!onQueue || !page.group) return false;
+    aboveView = aboveView || buildAbove();
+    aboveReturn = currentCard();
+    byTestId("above-threshold", aboveView).value = byTestId("threshold").value;
+    aboveView.hidden = false;
+    loadAbove();
+    return true;
+  }
+
+  function closeAbove() {
+    if (!aboveOpen()) return;
+    aboveView.hidden = true;
+    if (aboveReturn && aboveReturn.isConnected) focusCard(cards().indexOf(aboveReturn)); else focusCard(current);
+  }
+
+  async function loadAbove() {
+    const threshold = byTestId("above-threshold", aboveView).value;
+    byTestId("threshold").value = threshold;
+    const params = new URLSearchParams({group: page.group, threshold, list: "1"});
+    if (page.value) params.set("value", page.value);
+    const confirm = byTestId("above-confirm", aboveView);
+    confirm.disabled = true;
+    try {
+      previewed = await labeler.api("GET", `/api/labels/accept-above?${params}`);
+    } catch (e) { labeler.showError(e.message); return; }
+    showAbove(previewed.cards, false);
+    confirm.disabled = previewed.labels.length === 0;
+    confirm.focus();
+    if (confirm.disabled) byTestId("above-threshold", aboveView).focus();
+  }
+
+  function showAbove(shown, random) {
+    const n = previewed.labels.length;
+    byTestId("above-title", aboveView).textContent =
+      `Accept ${n} proposed ${page.group}${page.value ? ` = ${page.value}` : ""} label${n === 1 ? "" : "s"}`;
+    byTestId("above-confirm", aboveView).textContent = `Accept these ${n} (Enter)`;
+    const more = previewed.count > n ? ` Only the first ${n} of ${previewed.count}; the rest take another round.` : "";
+    byTestId("above-note", aboveView).textContent = (random ? `${shown.length} of them at random.` :
+      `The first ${shown.length} of them, by id.`) + more;
+    byTestId("above-grid", aboveView).replaceChildren(...shown.map((c) => {
+      const item = element("figure", {"data-testid": "above-card", "data-label-id": c.id});
+      item.append(element("img", {"src": imageUrl(page.thumb, c.image_id), "alt": `${c.name}: ${shownValue(c.value)}`,
+                                  "width": "96", "height": "96"}),
+                  element("figcaption", {}, `${shownValue(c.value)} ${score(c.confidence)}`));
+      return item;
+    }));
+  }
+
+  async function confirmAbove() {
+    const chosen = previewed.labels;
+    if (!chosen.length) return;
+    let result;
+    try {
+      result = await labeler.api("POST", "/api/labels/accept-selected", {labels: chosen});
+    } catch (e) {
+      if (!e.data || !e.data.conflicts) { labeler.showError(e.message); return; }
+      result = e.data;
+    }
+    const accepted = new Map((result.accepted || []).map((label) => [label.id, label]));
+    for (const card of cards()) {
+      const label = accepted.get(Number(card.dataset.labelId));
+      if (label) render(card, Object.assign({}, dataOf(card), label));
+    }
+    const conflicts = (result.conflicts || []).length;
+    labeler.showInfo(`Accepted ${accepted.size} above ${byTestId("threshold").value}` +
+                     (conflicts ? `; ${conflicts} changed since the preview and were left as they are.` : "."));
+    closeAbove();
+    loadProgress();
+  }
+
   async function loadProgress() {
     if (!page.group) return;
     const params = new URLSearchParams({group: page.group});
@@ -738,9 +957,14 @@
     correct: onCard((card) => { openCorrect(card); }),
     option: onCard((card, key) => { correctToOption(card, key); }),
     select: onCard((card) => { toggleSelect(card); }),
+    selectNext: onCard((card) => { selectAndMove(card, 1); }),
+    selectPrevious: onCard((card) => { selectAndMove(card, -1); }),
+    selectAll: () => { selectAll(); },
+    invertSelection: () => { invertSelection(); },
     flagAmbiguous: onCard((card) => { flag(card, "ambiguous", false); }),
     flagBadImage: onCard((card) => { flag(card, "bad image", true); }),
     acceptSelected: () => (onQueue ? acceptSelected() : false),
+    acceptAbove: () => openAbove(),
     undo: () => { undoLast(); },
     focus: onCard(() => { if (focusOpen()) closeFocus(); else openFocus(); }),
     zoomIn: inFocus(() => zoom(1.25)),
@@ -793,6 +1017,11 @@
 
   function onKeydown(event) {
     const target = event.target;
+    if (aboveOpen()) {
+      if (event.key === "Escape") { event.preventDefault(); closeAbove(); } else if (event.key === "Tab") trapTab(event, aboveView);
+      return;  // the dialog's own controls take every other key
+    }
+    if (event.key === "Tab" && focusOpen()) { trapTab(event); return; }
     if (target.closest('[data-testid="correct-form"]')) { onPickerKeydown(event); return; }
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     if (event.key === "Escape" && focusOpen()) { event.preventDefault(); closeFocus(); return; }
@@ -809,9 +1038,16 @@
     const card = event.target.closest('[data-testid="card"]');
     if (!card || event.target.closest('[data-testid="correct-form"]')) return;
     current = cards().indexOf(card);
-    if (event.target.matches('[data-testid="select"]')) { updateSelectedCount(); return; }
+    if (event.target.matches('[data-testid="select"]')) {
+      if (event.shiftKey && anchor && anchor !== card) selectRange(anchor, card);
+      anchor = card;
+      updateSelectedCount();
+      return;
+    }
     const button = event.target.closest("button[data-action]");
     if (button) clicked(button.dataset.action, card);
+    const alternative = event.target.closest("button[data-option]");
+    if (alternative) correctTo(card, alternative.dataset.option);
   }
 
   // Focus by mouse or Tab moves the keyboard cursor too.
@@ -841,6 +1077,24 @@
   document.addEventListener("keydown", onKeydown);
   window.addEventListener("pagehide", releaseClaim);
   window.addEventListener("pageshow", onPageShow);
+  // On a phone the filters and bulk tools fold away, so the first card shows without scrolling.
+  const tools = byTestId("queue-tools");
+  if (tools && NARROW.matches) tools.open = false;
+  // Density S/M/L, kept in this browser.
+  const density = byTestId("density");
+  if (density) {
+    const apply = () => {
+      grid.classList.remove("density-s", "density-m", "density-l");
+      grid.classList.add(`density-${density.value}`);
+    };
+    density.value = localStorage.getItem("review-density") || "m";
+    apply();
+    density.addEventListener("change", () => { localStorage.setItem("review-density", density.value); apply(); });
+  }
+  // A click or a script elsewhere cannot take the focus out of the open dialog.
+  document.addEventListener("focusin", (event) => {
+    if (focusOpen() && !focusView.contains(event.target)) focusView.focus();
+  });
   if (page.progress) showProgress(page.progress); else byTestId("progress").hidden = true;
   if (onQueue) focusCard(0); else if (cards().length) markCurrent(cards()[0]);
   setInterval(poll, POLL_MS);

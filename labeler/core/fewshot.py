@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -424,12 +424,14 @@ class GroupFit:
 
 
 def learn_group(image_vecs: np.ndarray, labels: np.ndarray, text_vecs: np.ndarray, scale: float,
-                folds: int = FOLDS, seed: int = 0, methods: Sequence[str] | None = None) -> GroupFit:
+                folds: int = FOLDS, seed: int = 0, methods: Sequence[str] | None = None,
+                on_fold: Callable[[int, int], None] | None = None) -> GroupFit:
     """Fit one group from its reviews: ``image_vecs`` ``[K, D]`` (unit), ``labels`` ``[K]`` option indices.
 
     ``text_vecs`` ``[O, D]``: the zero-shot option vectors; ``methods``: the learned methods to
     consider (None: all of :data:`METHODS`). Returns the chosen classifier, already
-    temperature-scaled, with the cross-validated evidence for the choice.
+    temperature-scaled, with the cross-validated evidence for the choice. ``on_fold(done, folds)``
+    is called as each cross-validation fold finishes (the slow part), so a job's bar can move.
     """
     X = np.asarray(image_vecs, np.float32)
     y = np.asarray(labels, np.int64)
@@ -450,6 +452,8 @@ def learn_group(image_vecs: np.ndarray, labels: np.ndarray, text_vecs: np.ndarra
         fitted = build_all(options, X[train], y[train], text_vecs, scale) if train.any() else [base] * len(options)
         for c, clf in enumerate(fitted):
             oof[c][test] = clf.logits(X[test])
+        if on_fold is not None:
+            on_fold(f + 1, k)
     right = oof.argmax(axis=2) == y  # [C, K]
     correct = right.sum(axis=1)
     # Ties go to the simpler candidate (zero-shot is first); NLL breaks ties among learned ones.

@@ -85,3 +85,8 @@ def label_scores(label: "Label") -> dict[str, dict[str, float]]:
     if not label.option_scores:
         return {}
     return decode(label.option_scores, option_names(label.prompt_set, label.group))
+
+
+def group_names(record: "PromptSetRecord") -> list[str]:
+    """The groups of the stored prompt set ``record``, in the set's own order."""
+    return list(_option_names(record.content_hash, record.source))

@@ -88,8 +88,12 @@ def option_vectors(collection: Collection, prompt_set: PromptSet, group: str) ->
 
 
 def learn(collection: Collection, groups: Sequence[str] | None = None, prompt_set: PromptSet | None = None,
-          progress: Callable[[int], None] | None = None) -> dict[str, dict]:
+          progress: Callable[[int], None] | None = None,
+          fold_progress: Callable[[str, int, int], None] | None = None) -> dict[str, dict]:
     """Fit every chosen group from its reviews and store the fits; returns ``{group: report}``.
+
+    ``progress(1)`` as each group is done; ``fold_progress(group, done, folds)`` as each of its
+    cross-validation folds is (a group with many reviews takes most of a run).
 
     ``prompt_set`` None: each group's own (the one its labels were proposed with). Groups whose
     reviews cannot teach anything keep zero-shot and say why; ``LearnError`` when nothing at all
@@ -127,7 +131,8 @@ def learn(collection: Collection, groups: Sequence[str] | None = None, prompt_se
             image_ids, vecs = collection.vectors.read(s, found.image_ids, model_id=model_id)
         text_vecs = option_vectors(collection, chosen, name)
         labels = found.labels[np.searchsorted(found.image_ids, image_ids)]
-        fit = fewshot.learn_group(vecs, labels, text_vecs, scale)
+        on_fold = (lambda done, folds, name=name: fold_progress(name, done, folds)) if fold_progress else None
+        fit = fewshot.learn_group(vecs, labels, text_vecs, scale, on_fold=on_fold)
         entry = {**fit.to_dict(), "prompt_set": {"name": chosen.name, "version": chosen.version}}
         if found.skipped:
             entry["skipped"] = found.skipped

@@ -378,6 +378,13 @@ def preview_accept_above(session: Session, group: str, threshold: float, option:
     return int(session.scalar(query) or 0)
 
 
+def preview_accept_above_labels(session: Session, group: str, threshold: float, option: str | None = None,
+                                limit: int = 5000) -> list[Label]:
+    """The proposed labels an accept above ``threshold`` would accept now, by id, at most ``limit``:
+    what a preview shows, and (ids and versions) exactly what its confirmation accepts."""
+    return list(session.scalars(_above_query(group, threshold, option).order_by(Label.id).limit(limit)))
+
+
 def accept_above_many(session: Session, group: str, threshold: float, user_id: int | None,
                       option: str | None = None) -> BulkResult:
     """Accept every proposed label with confidence >= ``threshold``; every result is ``accepted``.

@@ -16,6 +16,7 @@ labels under each other.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -32,7 +33,8 @@ from . import trust
 from ..store.catalog import Job, utcnow
 from ..collection import Collection
 from ..errors import LabelerError, NotFound
-from ..labeling.bulk import label_collection
+from ..core import fewshot
+from ..labeling.bulk import CHUNK_ROWS, label_collection
 
 LEARN_AND_RELABEL = "learn-and-relabel"
 LABEL = "label"
@@ -216,8 +218,10 @@ def _finish(collection: Collection, job_id: int, status: str, message: str, resu
 def learn_and_relabel(collection: Collection, progress: Progress, params: dict) -> tuple[dict, str]:
     """``learning.learn`` over every group, then ``label_collection`` with each group's prompt set.
 
-    Steps: one per group learned, then one per image relabeled per prompt set. Returns
-    (``{"learn": {group: report}, "relabel": [label report, ...]}``, a one-line summary).
+    Steps, so the bar moves with the work: ``fewshot.FOLDS + 1`` per group learned (one per
+    cross-validation fold, one for the final fit), then one per chunk of images relabeled per
+    prompt set. Returns (``{"learn": {group: report}, "relabel": [label report, ...]}``, a
+    one-line summary).
     """
     with collection.session() as s:
         model_id = collection.models.require_id(s)
@@ -228,16 +232,25 @@ def learn_and_relabel(collection: Collection, progress: Progress, params: dict) 
             prompt_set = learning.prompt_set_of_labels(s, name)
             if prompt_set is not None:
                 by_set.setdefault(prompt_set.content_hash, (prompt_set, []))[1].append(name)
-    progress.set(0, len(names) + images * len(by_set), f"learning from reviews: 0 of {len(names)} groups")
+    per_group = fewshot.FOLDS + 1
+    chunks = max(1, math.ceil(images / CHUNK_ROWS))
+    learn_steps = len(names) * per_group
+    progress.set(0, learn_steps + chunks * len(by_set), f"learning from reviews: 0 of {len(names)} groups")
     learned = 0
+
+    def fold_done(group: str, done: int, folds: int) -> None:
+        # A group dealt into fewer folds than FOLDS still fills its share of the bar.
+        progress.set(learned * per_group + (done * fewshot.FOLDS) // folds,
+                     message=f"learning from reviews: {group}, fold {done} of {folds} "
+                             f"({learned} of {len(names)} groups done)")
 
     def group_done(n: int) -> None:
         nonlocal learned
         learned += n
-        progress.advance(n, f"learning from reviews: {learned} of {len(names)} groups")
+        progress.set(learned * per_group, message=f"learning from reviews: {learned} of {len(names)} groups")
 
-    report = learning.learn(collection, progress=group_done)
-    progress.set(len(names))  # groups with one option report no progress
+    report = learning.learn(collection, progress=group_done, fold_progress=fold_done)
+    progress.set(learn_steps)  # groups with one option report no progress
     relabeled = []
     for prompt_set, groups in by_set.values():
         where = f"relabeling with {prompt_set.name} v{prompt_set.version}"
@@ -246,10 +259,12 @@ def learn_and_relabel(collection: Collection, progress: Progress, params: dict) 
         def images_done(n: int, where: str = where) -> None:
             nonlocal seen
             seen += n
-            progress.advance(n, f"{where}: {seen} of {images} images")
+            progress.advance(1, f"{where}: {seen} of {images} images")
 
+        start = progress.done
         progress.set(message=f"{where}: 0 of {images} images")
         relabeled.append(label_collection(collection, prompt_set, None, groups, progress=images_done).to_dict())
+        progress.set(start + chunks)  # however many chunks the run took, this set's share is done
     fitted = sum(1 for entry in report.values() if entry.get("method") not in (None, "zero-shot"))
     changed = sum(r["updated"] + r["inserted"] for r in relabeled)
     kept = sum(r["kept_reviewed"] for r in relabeled)

@@ -16,7 +16,9 @@
     DELETE /api/review/assignments          {"group", "value"?}  admins
     GET  /api/review/queue?group&value&status&sort&after   the queue's next batch of cards (as the page's)
     POST /api/labels/accept-selected        {"labels": [{"id", "version", "seen_value"?}, ...]}  per-label "results"
-    GET  /api/labels/accept-above?group&threshold&value    preview: {"count"}
+    GET  /api/labels/accept-above?group&threshold&value&list    preview: {"count"}; with list=1 also
+                                            "labels" (id, version, seen_value: exactly what an
+                                            accept-selected of them accepts) and the first "cards"
     POST /api/labels/accept-above           {"group", "threshold", "value"?}
     GET  /api/search?q&k&group&value&where=GROUP=VALUE,...&status&similar&flag
     GET  /api/images/<id>
@@ -52,6 +54,8 @@ from .rate_limit import DECISIONS, SEARCH, rate_limited, search_slot
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 MAX_POLLED = 500
+MAX_PREVIEWED = 5000  # an accept-above preview lists this many labels at most; the rest wait for the next
+PREVIEW_CARDS = 48
 
 
 def _label(label) -> dict:
@@ -279,8 +283,16 @@ def accept_above():
     value = text(source.get("value"), "value")
     if request.method == "GET":
         with collection().session() as s:
-            return jsonify({"count": review.preview_accept_above(s, group, minimum, value),
-                            "group": group, "threshold": minimum, "value": value})
+            answer = {"count": review.preview_accept_above(s, group, minimum, value),
+                      "group": group, "threshold": minimum, "value": value}
+            if request.args.get("list"):
+                # Exactly what would be accepted: every label (id, version, the value seen), to send
+                # back to accept-selected, and the cards of the first PREVIEW_CARDS to look at.
+                labels = review.preview_accept_above_labels(s, group, minimum, value, MAX_PREVIEWED)
+                answer["labels"] = [{"id": label.id, "version": label.version, "seen_value": label.value}
+                                    for label in labels]
+                answer["cards"] = cards(s, labels[:PREVIEW_CARDS])
+            return jsonify(answer)
     result = _write(lambda s: review.accept_above_many(s, group, minimum, g.user.id, value))
     # "accepted" stays a count here (the queue shows it); "results" has each label and its new version.
     return jsonify({"accepted": len(result.accepted), "results": result.results, "group": group,

@@ -58,9 +58,15 @@ def shortcuts(keys: dict[str, str], names: str | None = None) -> list[dict]:
         {"label": "+ / − / 0", "help": "zoom in / out / fit in focus mode (Shift+arrows pan)", "bind": zoom},
         {"label": "] / [", "help": "next / previous page", "bind": {"]": "nextPage", "[": "previousPage"}},
         {"label": "x", "help": "select / unselect", "bind": {"x": "select"}},
+        {"label": "Shift+J / Shift+K, Shift+click", "help": "select a range: this card and the next / previous",
+         "bind": {"Shift+J": "selectNext", "Shift+K": "selectPrevious"}},
+        {"label": "Shift+X, Shift+I", "help": "select every card on the page (again: none) / invert the selection",
+         "bind": {"Shift+X": "selectAll", "Shift+I": "invertSelection"}},
         {"label": "! , Shift+B", "help": "flag the label ambiguous / flag the image bad image (notes: detail page)",
          "bind": {"!": "flagAmbiguous", "Shift+B": "flagBadImage"}},
         {"label": "Shift+A", "help": "accept the selected images", "bind": {"Shift+A": "acceptSelected"}},
+        {"label": "Shift+T", "help": "accept all above the threshold: a preview of exactly those, Enter accepts them",
+         "bind": {"Shift+T": "acceptAbove"}},
         {"label": "Enter, o", "help": "open the image's detail page (Enter on a card)", "bind": {"Enter": "open", "o": "open"}},
         {"label": "?", "help": "show / hide this help", "bind": {"?": "help"}},
     ]
@@ -75,16 +81,21 @@ def all_option_keys(group_options: dict[str, list[str]]) -> dict[str, str]:
 def card(label, name: str) -> dict:
     """What a review card shows of a label, compactly: the queue page carries 48 of these as JSON.
 
-    ``others`` is the model's best options but the proposal, ``[option, confidence]``, best first;
-    ``predicted`` is left out when it is the value. Confidences keep the 2 decimals the page shows.
+    ``others`` is the model's best options but the card's value, ``[option, confidence]``, best
+    first; ``predicted`` is left out when it is the value. ``confidence`` is the model's confidence
+    in the value shown: after a correction, the corrected value's own (None for a value the model
+    never scored), not the confidence of the proposal it replaced. Confidences keep the 2
+    decimals the page shows.
     """
     shown = present.label_dict(label)
-    ranked = sorted(((option, score.get("confidence")) for option, score in (shown["scores"] or {}).items()
-                     if isinstance(score, dict) and score.get("confidence") is not None
-                     and option != shown["predicted"]), key=lambda pair: -pair[1])
+    scores = {option: score.get("confidence") for option, score in (shown["scores"] or {}).items()
+              if isinstance(score, dict) and score.get("confidence") is not None}
+    ranked = sorted(((option, confidence) for option, confidence in scores.items() if option != shown["value"]),
+                    key=lambda pair: -pair[1])
+    confidence = shown["value_confidence"]
     out = {"id": shown["id"], "version": shown["version"], "image_id": shown["image_id"], "name": name,
            "group": shown["group"], "value": shown["value"], "status": shown["status"],
-           "confidence": None if shown["confidence"] is None else round(shown["confidence"], SHOWN_DIGITS),
+           "confidence": None if confidence is None else round(confidence, SHOWN_DIGITS),
            "others": [[option, round(confidence, SHOWN_DIGITS)] for option, confidence in ranked[:OTHER_OPTIONS]]}
     if shown["predicted"] != shown["value"]:
         out["predicted"] = shown["predicted"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 
-from ..review import jobs, present
+from ..review import jobs, overview, present
 from ..labeling import prompt_lab as lab, bulk as labeling
 from ..core import scoring
 from ..errors import LabelerError
@@ -21,10 +21,16 @@ from .context import collection
 bp = Blueprint("lab", __name__, url_prefix="/lab")
 
 
-def _selection(prompt_set: PromptSet, source) -> tuple[str, str]:
-    group = source.get("group") or next(iter(prompt_set.groups))
+def _selection(prompt_set: PromptSet, source, main: str | None = None) -> tuple[str, str]:
+    """The group and option asked for; by default the collection's main group (when the set has
+    it) and its first option. The pick form says which group it showed (``shown_group``): when the
+    reviewer changed the group, the old group's option means nothing there, so the new group's
+    first option opens instead of a 404."""
+    group = source.get("group") or (main if main in prompt_set.groups else next(iter(prompt_set.groups)))
     group_obj = prompt_set.group(group)
-    option = source.get("option") or group_obj.option_names[0]
+    option = source.get("option")
+    if not option or source.get("shown_group", group) != group:
+        option = group_obj.option_names[0]
     if option not in group_obj.option_names:
         abort(404, f"no option '{option}' in group '{group}'")
     return group, option
@@ -53,9 +59,12 @@ def page():
     files = lab.prompt_set_files(home)
     if not files:
         return render_template("lab/lab.html", files=files, prompt_set=None, **_job())
-    stem = request.args.get("set") or next(iter(files))
+    with collection().session() as s:
+        record = overview.prompt_set_record(s)
+        main = overview.main_group(s)
+    stem = request.args.get("set") or overview.prompt_set_stem(record, list(files)) or next(iter(files))
     prompt_set, path = lab.open_prompt_set(home, stem)
-    group, option = _selection(prompt_set, request.args)
+    group, option = _selection(prompt_set, request.args, main)
     return render_template("lab/lab.html", files=files, stem=stem, path=path, prompt_set=prompt_set,
                            group=group, option=option, strategy=_strategy(request.args),
                            strategies=scoring.STRATEGIES,

@@ -11,13 +11,13 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from markupsafe import Markup
 
 from ..errors import LabelerError
-from ..review import audit, flags, jobs, leases, present, qa, trust, decisions as review
+from ..review import audit, flags, jobs, leases, overview, present, qa, trust, decisions as review
 from ..labeling import prompt_lab as lab, learning
 from ..core import stored_scores
 from .access import admin_required
 from .cards import (all_option_keys, cards, option_keys, page_data, qa_cards, queue_batch, review_started,
                     script_json, shortcuts)
-from .results import image_links
+from .results import image_links, search_hits
 from .requests import queue_filters
 from .context import collection
 from ..store import db, users
@@ -43,11 +43,28 @@ def dashboard():
         trusted = trust.dashboard(s)
         suspects = {group: audit.suspect_count(s, group) for group in stats}
         suspect_origins = audit.suspects_by_origin(s)
+        order = overview.ordered_groups(s)
+    stats = {group: stats[group] for group in sorted(stats, key=lambda g: order.index(g) if g in order else len(order))}
     curves = {group: curve_svg(entry["curve"]) for group, entry in trusted.items() if entry["curve"]}
+    sparks = {group: sparkline_svg(entry["histogram"]) for group, entry in stats.items()}
+    reviewed = sum(entry["statuses"].get("accepted", 0) + entry["statuses"].get("corrected", 0)
+                   for entry in stats.values())
     return render_template("review/dashboard.html", stats=stats, bins=review.HISTOGRAM_BINS, fits=fits,
                            job=job, team=team, job_url=url_for("api.job", job_id=job["id"]) if job else None,
                            trusted=trusted, curves=curves, suspects=suspects, suspect_origins=suspect_origins,
-                           accept_job=accept_job)
+                           accept_job=accept_job,
+                           next_step=overview.next_step(stats, order), main_group=order[0] if order else None,
+                           sparks=sparks, reviewed=reviewed)
+
+
+def sparkline_svg(counts: list[int], width: int = 80, height: int = 18) -> Markup:
+    """A confidence histogram as a one-line inline SVG for a group's row (no script, no image)."""
+    tallest = max(counts) or 1
+    step = width / max(1, len(counts) - 1)
+    points = " ".join(f"{i * step:.1f},{height - 1 - (height - 2) * c / tallest:.1f}" for i, c in enumerate(counts))
+    return Markup(f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+                  f'role="img" aria-label="confidence from 0 to 1: {", ".join(str(c) for c in counts)}">'
+                  f'<polyline fill="none" stroke="currentColor" stroke-width="1.5" points="{points}"/></svg>')
 
 
 def curve_svg(points: list[dict], width: int = 240, height: int = 120) -> Markup:
@@ -138,9 +155,9 @@ def queue():
     filters = queue_filters()
     started = review_started()
     with collection().session() as s:
-        groups = review.groups(s)
+        groups = overview.ordered_groups(s)
         if filters["group"] is None and groups:
-            filters["group"] = groups[0]
+            filters["group"] = groups[0]  # the collection's main group: its prompt set's first
         batch = queue_batch(s, filters, g.user.id)
         values = review.options(s, filters["group"], collection().config.max_free_values) \
             if filters["group"] else []
@@ -171,9 +188,24 @@ def detail(image_id: int):
                          for label in labels}
         flag_names = flags.names(s)
     explanation = lab.explain_image(coll, image_id, info["prompt_set_ids"])
+    similar, similar_error = _similar(coll, image_id)
     data = page_data(group_options, shown, group=None, value=None, status=None, next=None, progress=None)
     return render_template("review/detail.html", image=info, explanation=explanation, data=data, flag_names=flag_names,
+                           similar=similar, similar_error=similar_error,
                            shortcuts=shortcuts(all_option_keys(group_options), "each card shows its options' keys"))
+
+
+SIMILAR_SHOWN = 8
+
+
+def _similar(coll, image_id: int) -> tuple[list[dict], str | None]:
+    """The detail page's side panel: the nearest images (the image itself left out), or why there are none."""
+    args = {"q": "", "k": SIMILAR_SHOWN + 1, "group": None, "value": None, "where": None, "status": None}
+    try:
+        hits = search_hits(coll, args, image_id)
+    except LabelerError as exc:  # no vector for this image yet, an index being rebuilt: the page still opens
+        return [], f"Similar images unavailable: {exc}"
+    return [hit for hit in hits if hit["image_id"] != image_id][:SIMILAR_SHOWN], None
 
 
 @bp.route("/images/<int:image_id>/flags", methods=("POST",))

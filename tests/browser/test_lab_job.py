@@ -36,3 +36,20 @@ def test_admin_runs_labeling_from_the_lab_and_watches_the_job_finish(contexts: C
           demo.query("SELECT count(*) FROM embeddings")[0][0])]
     progress = page.get_by_test_id("job-progress")
     assert progress.get_attribute("value") == progress.get_attribute("max")
+
+
+def test_the_lab_opens_where_the_collection_is_and_a_new_group_never_404s(contexts: Contexts, demo: Demo) -> None:
+    page = contexts.page(Accounts.admin)
+    page.goto("/lab")
+    # The demo was labeled with workshop: the lab opens on it and on its first group, not on
+    # the alphabetically first file (colors) or group (color).
+    expect(page.get_by_test_id("lab-set")).to_have_value("workshop")
+    expect(page.get_by_test_id("lab-group")).to_have_value("concept")
+    option = page.get_by_test_id("lab-option").input_value()
+
+    page.get_by_test_id("lab-group").select_option("material")
+    page.get_by_test_id("lab-open").click()
+    expect(page.get_by_test_id("lab-group")).to_have_value("material")
+    expect(page.get_by_test_id("lab-prompts")).to_be_visible()
+    assert page.get_by_test_id("lab-option").input_value() != option
+    assert "no option" not in page.content()

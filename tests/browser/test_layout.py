@@ -34,8 +34,8 @@ OVERFLOW = """() => {
 
 # Controls a finger or a shaky hand must hit: form controls, and links that stand on their own
 # (navigation, paging, lists and tables of links), not links inside a sentence.
-SMALL_TARGETS = """(min) => Array.from(document.querySelectorAll(
-    'input:not([type=hidden]), select, button, nav a, li > a, td a, th a, .statuses a, .pages a'))
+TARGETS = "input:not([type=hidden]), select, button, nav a, li > a, td a, th a, .statuses a, .pages a"
+SMALL_TARGETS = """([selector, min]) => Array.from(document.querySelectorAll(selector))
   .filter((el) => el.getClientRects().length)
   .map((el) => [el, el.getBoundingClientRect()])
   .filter(([el, r]) => r.width < min - 0.5 || r.height < min - 0.5)
@@ -43,6 +43,11 @@ SMALL_TARGETS = """(min) => Array.from(document.querySelectorAll(
                     `${(el.textContent || el.getAttribute('aria-label') || '').trim().slice(0, 20)} ` +
                     `${r.width.toFixed(1)}x${r.height.toFixed(1)}`)
   .slice(0, 8)"""
+
+
+def small_targets(page: Page, min_px: float, also: tuple[str, ...] = ()) -> list[str]:
+    """The visible controls (``TARGETS``, and the selectors ``also``) smaller than ``min_px`` either way."""
+    return page.evaluate(SMALL_TARGETS, [", ".join((TARGETS, *also)), min_px])
 
 
 def _page(contexts: Contexts, size: str, name: str) -> Page:
@@ -63,4 +68,4 @@ def test_no_sideways_scroll(contexts: Contexts, name: str, size: str) -> None:
 @pytest.mark.parametrize("name", list(PAGES))
 def test_touch_targets_are_at_least_24_px(contexts: Contexts, name: str) -> None:
     page = _page(contexts, "phone", name)
-    assert page.evaluate(SMALL_TARGETS, MIN_TARGET_PX) == [], name
+    assert small_targets(page, MIN_TARGET_PX) == [], name
