@@ -156,17 +156,19 @@ def _replay(collection, prompt_set, known, shots: list[int], order: str, seed: i
               help="Label Studio: data.image is this + the path relative to --root "
                    "[default: /data/local-files/?d=, Label Studio's local files route].")
 @click.option("--force", is_flag=True, help="Replace OUT (and the Label Studio config beside it) if it exists.")
+@click.option("--exclude-duplicates", is_flag=True,
+              help="Leave out images marked as duplicates (a plain export names the image each duplicates).")
 @click.argument("out", type=click.Path(path_type=Path))
 @json_option
 def export(fmt: str, groups: tuple[str, ...], concept_group: str, prompt_set_path: str | None, root: Path | None,
-           image_url_prefix: str | None, force: bool, out: Path, as_json: bool) -> None:
+           image_url_prefix: str | None, force: bool, exclude_duplicates: bool, out: Path, as_json: bool) -> None:
     """Export every label to OUT as csv, jsonl, coco or labelstudio (with OUT-stem.labeling-config.xml).
 
     Each label says what the model proposed (predicted, with its confidence) and what a reviewer
     decided (value, status, reviewed_by). OUT must not exist unless --force.
     """
     result = get_labeler().export(fmt, out, groups or None, concept_group, prompt_set_path, root,
-                                  image_url_prefix, force)
+                                  image_url_prefix, force, exclude_duplicates)
 
     def human(d: dict) -> None:
         click.echo(f"wrote {d['labels']} labels of {d['images']} images to {d['path']}")

@@ -23,7 +23,7 @@ from xml.sax.saxutils import quoteattr
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from ..review import flags, present, qa
+from ..review import duplicate_marks, flags, present, qa
 from ..store.catalog import AcceptRun, Image, Label, User
 from ..collection import Collection
 from ..errors import LabelerError
@@ -49,17 +49,23 @@ class Item:
     image: Image
     paths: list[str]
     labels: dict[str, Label] = field(default_factory=dict)
+    duplicate_of: int | None = None  # the image it was marked a duplicate of (issue 26)
 
 
-def labeled_images(collection: Collection, groups: Sequence[str] | None = None) -> Iterator[Item]:
-    """Every image with at least one label, in id order, with its labels by group."""
+def labeled_images(collection: Collection, groups: Sequence[str] | None = None,
+                   exclude_duplicates: bool = False) -> Iterator[Item]:
+    """Every image with at least one label, in id order, with its labels by group and the image it
+    was marked a duplicate of; ``exclude_duplicates`` leaves marked duplicates out."""
     with collection.session() as s:
+        marks = duplicate_marks.marked(s)
         # the prompt sets name the stored scores' options; loaded now, as the labels are read after
         query = select(Label).options(selectinload(Label.prompt_set)).order_by(Label.image_id, Label.group)
         if groups:
             query = query.where(Label.group.in_(list(groups)))
         by_image: dict[int, dict[str, Label]] = defaultdict(dict)
         for label in s.scalars(query):
+            if exclude_duplicates and label.image_id in marks:
+                continue
             by_image[label.image_id][label.group] = label
         images = {}
         ids = list(by_image)
@@ -71,13 +77,16 @@ def labeled_images(collection: Collection, groups: Sequence[str] | None = None) 
         for image_id in ids:
             image = images[image_id]
             present_first = sorted(image.files, key=lambda f: (f.status != "ok", f.id))
-            yield Item(image, [f.path for f in present_first], by_image[image_id])
+            yield Item(image, [f.path for f in present_first], by_image[image_id], marks.get(image_id))
 
 
 def export_labels(collection: Collection, fmt: str, out: Path, groups: Sequence[str] | None = None,
                   concept_group: str = CONCEPT_GROUP, prompt_set: PromptSet | None = None,
-                  root: Path | None = None, image_url_prefix: str | None = None, force: bool = False) -> dict:
-    """Write every label in ``fmt``; returns ``{"format", "path", "images", "labels"}`` (and ``config``).
+                  root: Path | None = None, image_url_prefix: str | None = None, force: bool = False,
+                  exclude_duplicates: bool = False) -> dict:
+    """Write every label in ``fmt``; returns ``{"format", "path", "images", "labels", "duplicates"}``
+    (and ``config``). ``duplicates``: the images exported marked as a duplicate (each names the
+    image it duplicates: ``duplicate_of``), or with ``exclude_duplicates`` how many were left out.
 
     ``prompt_set`` orders COCO categories and Label Studio choices (default: the one each group's
     labels came from). ``root``: what COCO file names and Label Studio URLs are relative to (default:
@@ -88,7 +97,7 @@ def export_labels(collection: Collection, fmt: str, out: Path, groups: Sequence[
         raise ExportError(f"unknown format '{fmt}' (known: {', '.join(FORMATS)})")
     config_path = out.with_name(out.stem + ".labeling-config.xml") if fmt == "labelstudio" else None
     targets = [check_target(path, force) for path in (out, config_path) if path is not None]
-    items = list(labeled_images(collection, groups))
+    items = list(labeled_images(collection, groups, exclude_duplicates))
     all_groups = sorted({g for item in items for g in item.labels})
     with collection.session() as s:
         reviewers = dict(s.execute(select(User.id, User.name)).all())
@@ -108,7 +117,8 @@ def export_labels(collection: Collection, fmt: str, out: Path, groups: Sequence[
                                          "paths": item.paths, "sha256": item.image.sha256,
                                          "labels": {g: export_label(l, reviewers, checked, stated)
                                                     for g, l in item.labels.items()},
-                                         "flags": marked.get(item.image.id, [])}) + "\n")
+                                         "flags": marked.get(item.image.id, []),
+                                         "duplicate_of": item.duplicate_of}) + "\n")
             elif fmt == "coco":
                 json.dump(coco(items, all_groups, choices, base, reviewers, concept_group, stated), fh, indent=1)
             else:
@@ -118,6 +128,11 @@ def export_labels(collection: Collection, fmt: str, out: Path, groups: Sequence[
     replace_atomically(targets[0], write)  # a failed export never leaves half a file under the real name
     report = {"format": fmt, "path": str(out), "images": len(items),
               "labels": sum(len(item.labels) for item in items)}
+    if exclude_duplicates:
+        with collection.session() as s:
+            report["excluded_duplicates"] = len(duplicate_marks.marked(s))
+    else:
+        report["duplicates"] = sum(1 for item in items if item.duplicate_of is not None)
     if config_path is not None:
         xml = labeling_config(choices)
         replace_atomically(targets[1], lambda tmp: tmp.write_text(xml, encoding="utf-8"))
@@ -232,11 +247,12 @@ def _write_csv(fh, items: Sequence[Item], groups: list[str], reviewers: dict[int
                stated: dict[int, float] | None = None) -> None:
     """Columns: image_id, path, each group's value, then per group ``GROUP:KEY`` for every key in
     ``CSV_KEYS``, then ``paths`` (every path of the image, ``|``-separated) and ``image:flags``
-    (its flags and notes; import-labels reads no column with a colon as a group). Cells are neutralised."""
+    (its flags and notes; import-labels reads no column with a colon as a group), then
+    ``image:duplicate_of`` (the image it was marked a duplicate of). Cells are neutralised."""
     marked = marked or {}
     writer = csv.writer(fh)
     writer.writerow(["image_id", "path", *groups, *[f"{g}:{k}" for g in groups for k in CSV_KEYS], "paths",
-                     "image:flags"])
+                     "image:flags", "image:duplicate_of"])
     for item in items:
         values = [item.labels[g].value if g in item.labels and item.labels[g].value is not None else ""
                   for g in groups]
@@ -250,7 +266,7 @@ def _write_csv(fh, items: Sequence[Item], groups: list[str], reviewers: dict[int
             extra += ["" if data[k] is None else round(data[k], 6) if isinstance(data[k], float) else data[k]
                       for k in CSV_KEYS]
         row = [item.image.id, item.paths[0] if item.paths else "", *values, *extra, "|".join(item.paths),
-               _flag_cell(marked.get(item.image.id, []))]
+               _flag_cell(marked.get(item.image.id, [])), "" if item.duplicate_of is None else item.duplicate_of]
         writer.writerow([neutralise(cell) for cell in row])
 
 
@@ -277,7 +293,8 @@ def coco(items: Sequence[Item], groups: list[str], choices: dict[str, list[str]]
         image, labels = item.image, item.labels
         w, h = image.width, image.height
         images.append({"id": image.id, "file_name": os.path.relpath(item.paths[0], root) if item.paths else None,
-                       "width": w, "height": h, "path": item.paths[0] if item.paths else None, "paths": item.paths})
+                       "width": w, "height": h, "path": item.paths[0] if item.paths else None, "paths": item.paths,
+                       "duplicate_of": item.duplicate_of})
         attributes = {g: l.value for g, l in labels.items() if g not in category_groups}
         for g in category_groups:
             label = labels.get(g)
@@ -326,7 +343,7 @@ def label_studio(items: Sequence[Item], root: Path, url_prefix: str, reviewers: 
                       for g, l in labels.items()}
         task = {"id": image.id,
                 "data": {"image": url_prefix + quote(os.path.relpath(path, root)), "image_id": image.id,
-                         "path": path, "labeler": provenance},
+                         "path": path, "labeler": provenance, "duplicate_of": item.duplicate_of},
                 "predictions": [{"model_version": "labeler:" + ",".join(strategies),
                                  "score": sum(scores) / len(scores) if scores else None, "result": predicted}]}
         if reviewed:
