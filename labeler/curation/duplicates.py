@@ -23,8 +23,9 @@ at most one of them (a crop in grey, a profile change in colour), while two dist
 pass both singly are middling on both. The sum's limit is the largest 98th percentile of a kind
 of copy. There is no truth at run time; the report says what each number came from.
 
-Neighbours come from a FAISS range search over every stored vector: exact (flat) below
-``config.index_ivf_above`` vectors, IVF beyond. Groups are not connected components (a chain of
+Neighbours come from a FAISS search over every stored vector, bounded to each image's
+:data:`NEIGHBOUR_CAP` closest and kept above the threshold (a range search that a burst of shots
+cannot blow up): exact (flat) below ``config.index_ivf_above`` vectors, IVF beyond. Groups are not connected components (a chain of
 close pairs can join two unlike ends): the image with the most neighbours becomes a group's
 seed, its ungrouped neighbours its members, and every member is within the threshold of its
 seed. The image to keep is the largest (pixels, then bytes), then the earliest.
@@ -92,23 +93,21 @@ def neighbour_pairs(vectors: np.ndarray, threshold: float, exact_below: int, cap
     else:
         nlist = ivf_nlist(n)
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        train = vectors[np.random.default_rng(0).choice(n, min(n, nlist * 32), replace=False)]
+        train = vectors[np.random.default_rng(0).choice(n, min(n, nlist * 40), replace=False)]  # FAISS asks 39 a list
         index.train(train)
         index.nprobe = IVF_NPROBE
         method = f"ivf{nlist},nprobe{IVF_NPROBE}"
     index.add(vectors)
     found_a, found_b, found_s = [], [], []
+    k = min(n, cap + 1)  # the image itself comes back too
     for start in range(0, n, SEARCH_BATCH):
         queries = vectors[start:start + SEARCH_BATCH]
-        lims, sims, rows = index.range_search(queries, float(threshold))
-        lims = lims.astype(np.int64)
-        counts = np.diff(lims)
-        query = np.repeat(np.arange(start, start + len(queries)), counts)
-        # closest first within each query, then keep the first ``cap`` of each
-        order = np.lexsort((-sims, query))
-        query, rows, sims = query[order], rows[order], sims[order]
-        rank = np.arange(len(query)) - np.repeat(lims[:-1], counts)
-        keep = (rank < cap + 1) & (rows != query)
+        # a range search bounded to each image's ``cap`` closest: a k-NN search kept above the
+        # threshold, so a burst of shots (or a dense cluster) cannot fill memory or time
+        sims, rows = index.search(queries, k)
+        query = np.repeat(np.arange(start, start + len(queries)), k)
+        rows, sims = rows.ravel(), sims.ravel()
+        keep = (rows >= 0) & (rows != query) & (sims >= threshold)
         query, rows, sims = query[keep], rows[keep], sims[keep]
         found_a.append(np.minimum(query, rows))
         found_b.append(np.maximum(query, rows))
