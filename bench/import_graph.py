@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The floors of the README's drawing, bottom up; a module may import its own floor or lower ones.
 FLOORS = {
     "setup": 0, "core": 1, "store": 2, "encoding": 2, "vectors": 3, "collection": 4,
-    "ingest": 5, "labeling": 5, "review": 5, "exchange": 5, "search": 5, "api": 6,
+    "ingest": 5, "labeling": 5, "review": 5, "exchange": 5, "search": 5, "curation": 5, "api": 6,
     "web": 7, "commands": 7, "cli": 7,
 }
 SETUP = {"config", "errors", "files", "resources", "demo_world"}

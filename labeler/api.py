@@ -272,21 +272,63 @@ class Labeler:
         hits = search_module.similar(self._existing(), image, k, _where(where), status)
         return [h.to_dict() for h in hits]
 
+    # -- curation ----------------------------------------------------------------------------
+    def duplicates(self, level: str = "near", threshold: float | None = None, recalibrate: bool = False,
+                   progress: Progress = None, total: Progress = None) -> dict:
+        """Find and store duplicate groups at ``level`` (exact, near or scene) from the stored
+        vectors (``manage.py duplicates``): ``{"level", "groups": [{"id", "images": [{"image_id",
+        "path", "similarity"}], "keep"}], "images_in_groups", "calibration", ...}``. The near and
+        scene thresholds are calibrated on copies of the collection's images the first time (or
+        with ``recalibrate``); ``threshold`` overrides them."""
+        from .curation.duplicates import check_level, find_duplicates  # lazy: PIL and FAISS
+
+        check_level(level)
+        collection = self._existing()
+        with collection.session() as session:
+            return find_duplicates(session, collection, level, threshold, recalibrate, progress, total)
+
+    def duplicate_groups(self, level: str = "near", limit: int | None = None, after: int = 0) -> dict:
+        """The stored groups of ``level`` as :meth:`duplicates` reports them, each image with its
+        standing mark (``duplicate_of``); ``limit`` groups after group id ``after``, ``next`` to page on."""
+        from .curation.duplicates import listed_groups
+
+        collection = self._existing()
+        with collection.session() as session:
+            return listed_groups(session, collection, level, limit, after)
+
+    def mark_duplicates(self, group: int, keep: int | None = None, user_id: int | None = None) -> dict:
+        """Keep ``keep`` (default: the group's suggestion) and mark the rest of duplicate group
+        ``group`` (``manage.py mark-duplicates``): ``{"group", "keep", "marked"}``. Undo with
+        :meth:`unmark_duplicates`; nothing is deleted."""
+        from .review import duplicate_marks
+
+        with self._existing().session() as session:
+            return duplicate_marks.mark_group(session, group, keep, user_id)
+
+    def unmark_duplicates(self, group: int, user_id: int | None = None) -> dict:
+        """Undo the marks of duplicate group ``group``'s images: ``{"group", "unmarked"}``."""
+        from .review import duplicate_marks
+
+        with self._existing().session() as session:
+            return duplicate_marks.unmark_group(session, group, user_id)
+
     # -- exchange ----------------------------------------------------------------------------
     def export(self, fmt: str, out: str | Path, groups: Sequence[str] | None = None, concept_group: str = "concept",
                prompt_set: PromptSetRef | None = None, root: str | Path | None = None,
                image_url_prefix: str | None = None, force: bool = False, coco_segmentation: bool = False,
-               split_predictions: bool = False, formula_guard: bool = True) -> dict:
-        """Write every label to ``out`` as csv, jsonl, coco, labelstudio or hf (``manage.py export``):
-        ``{"format", "path", "images", "labels"}`` (and ``config`` for Label Studio, ``predictions``
-        with ``split_predictions``, ``metadata`` for hf). See :class:`~labeler.exchange.export.ExportOptions`."""
+               split_predictions: bool = False, formula_guard: bool = True, exclude_duplicates: bool = False) -> dict:
+        """Write every label to ``out`` as csv, jsonl, coco, labelstudio, hf or fiftyone (``manage.py export``):
+        ``{"format", "path", "images", "labels", "duplicates"}`` (and ``config`` for Label Studio,
+        ``predictions`` with ``split_predictions``, ``metadata`` for hf); ``exclude_duplicates`` leaves
+        out images marked as duplicates. See :class:`~labeler.exchange.export.ExportOptions`."""
         chosen = self.prompt_set(prompt_set) if prompt_set is not None else None
         out = Path(out)
         options = ExportOptions(coco_segmentation, split_predictions, formula_guard)
         with user_file(out):
             return export_labels(self.collection(), fmt, out, list(groups) if groups else None, concept_group,
                                  prompt_set=chosen, root=Path(root) if root is not None else None,
-                                 image_url_prefix=image_url_prefix, force=force, options=options)
+                                 image_url_prefix=image_url_prefix, force=force, options=options,
+                                 exclude_duplicates=exclude_duplicates)
 
     def import_labels(self, source: str | Path, groups: Sequence[str] | None = None,
                       prompt_set: PromptSetRef | None = None, allow_new_values: bool = False,

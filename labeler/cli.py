@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from .commands import demo, indexing, labels, learning, search, serve, trust, users, world
+from .commands import curation, demo, indexing, labels, learning, search, serve, trust, users, world
 from .config import Config
 from .errors import LabelerError, disk_full
 from .files import apply_umask
@@ -49,7 +49,8 @@ def cli(ctx: click.Context, home: Path | None, model: str | None, device: str | 
 
 
 for command in (*indexing.COMMANDS, *world.COMMANDS, *labels.COMMANDS, *learning.COMMANDS, *search.COMMANDS,
-                *serve.COMMANDS, *users.COMMANDS, *demo.COMMANDS, *trust.COMMANDS):
+                *serve.COMMANDS, *users.COMMANDS, *demo.COMMANDS, *trust.COMMANDS,
+                *curation.COMMANDS):
     cli.add_command(command)
 
 

@@ -29,7 +29,7 @@ def test_export_csv_and_jsonl(labeled, indexed_cli, tmp_path):
     collection, labels, paths = labeled
     out = indexed_cli.json("export", "--format", "csv", tmp_path / "labels.csv")
     assert out == {"format": "csv", "path": str(tmp_path / "labels.csv"), "images": WORLD_SIZE,
-                   "labels": WORLD_SIZE * len(GROUPS)}
+                   "labels": WORLD_SIZE * len(GROUPS), "duplicates": 0}
     rows = list(csv.DictReader((tmp_path / "labels.csv").open()))
     assert len(rows) == WORLD_SIZE
     assert list(rows[0])[:2 + len(GROUPS)] == ["image_id", "path", *GROUPS]

@@ -181,11 +181,13 @@ def _replay(collection, prompt_set, known, shots: list[int], order: str, seed: i
               help="CSV: write cells as they are, for pandas or polars; by default a cell a spreadsheet would "
                    "run as a formula gets a leading '.")
 @click.option("--force", is_flag=True, help="Replace OUT (and the Label Studio config beside it) if it exists.")
+@click.option("--exclude-duplicates", is_flag=True,
+              help="Leave out images marked as duplicates (a plain export names the image each duplicates).")
 @click.argument("out", type=click.Path(path_type=Path))
 @json_option
 def export(fmt: str, groups: tuple[str, ...], concept_group: str, prompt_set_path: str | None, root: Path | None,
            image_url_prefix: str | None, coco_segmentation: bool, split_predictions: bool, formula_guard: bool,
-           force: bool, out: Path, as_json: bool) -> None:
+           force: bool, exclude_duplicates: bool, out: Path, as_json: bool) -> None:
     """Export every label to OUT as csv, jsonl, coco, labelstudio (with OUT-stem.labeling-config.xml)
     or hf (OUT: the folder that holds the images; metadata.jsonl, README.md and dataset_info.json go there)
     or fiftyone (OUT: a folder for data.json, labels.json and fields/GROUP[_predicted].json).
@@ -195,7 +197,8 @@ def export(fmt: str, groups: tuple[str, ...], concept_group: str, prompt_set_pat
     """
     result = get_labeler().export(fmt, out, groups or None, concept_group, prompt_set_path, root,
                                   image_url_prefix, force, coco_segmentation=coco_segmentation,
-                                  split_predictions=split_predictions, formula_guard=formula_guard)
+                                  split_predictions=split_predictions, formula_guard=formula_guard,
+                                  exclude_duplicates=exclude_duplicates)
 
     def human(d: dict) -> None:
         click.echo(f"wrote {d['labels']} labels of {d['images']} images to {d.get('metadata', d['path'])}")

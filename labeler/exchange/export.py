@@ -23,7 +23,7 @@ from xml.sax.saxutils import quoteattr
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from ..review import flags, present, qa
+from ..review import duplicate_marks, flags, present, qa
 from ..store.catalog import AcceptRun, Image, Label, User
 from ..collection import Collection
 from ..errors import LabelerError
@@ -49,17 +49,23 @@ class Item:
     image: Image
     paths: list[str]
     labels: dict[str, Label] = field(default_factory=dict)
+    duplicate_of: int | None = None  # the image it was marked a duplicate of (issue 26)
 
 
-def labeled_images(collection: Collection, groups: Sequence[str] | None = None) -> Iterator[Item]:
-    """Every image with at least one label, in id order, with its labels by group."""
+def labeled_images(collection: Collection, groups: Sequence[str] | None = None,
+                   exclude_duplicates: bool = False) -> Iterator[Item]:
+    """Every image with at least one label, in id order, with its labels by group and the image it
+    was marked a duplicate of; ``exclude_duplicates`` leaves marked duplicates out."""
     with collection.session() as s:
+        marks = duplicate_marks.marked(s)
         # the prompt sets name the stored scores' options; loaded now, as the labels are read after
         query = select(Label).options(selectinload(Label.prompt_set)).order_by(Label.image_id, Label.group)
         if groups:
             query = query.where(Label.group.in_(list(groups)))
         by_image: dict[int, dict[str, Label]] = defaultdict(dict)
         for label in s.scalars(query):
+            if exclude_duplicates and label.image_id in marks:
+                continue
             by_image[label.image_id][label.group] = label
         images = {}
         ids = list(by_image)
@@ -71,7 +77,7 @@ def labeled_images(collection: Collection, groups: Sequence[str] | None = None) 
         for image_id in ids:
             image = images[image_id]
             present_first = sorted(image.files, key=lambda f: (f.status != "ok", f.id))
-            yield Item(image, [f.path for f in present_first], by_image[image_id])
+            yield Item(image, [f.path for f in present_first], by_image[image_id], marks.get(image_id))
 
 
 @dataclass(frozen=True)
@@ -93,9 +99,11 @@ class ExportOptions:
 def export_labels(collection: Collection, fmt: str, out: Path, groups: Sequence[str] | None = None,
                   concept_group: str = CONCEPT_GROUP, prompt_set: PromptSet | None = None,
                   root: Path | None = None, image_url_prefix: str | None = None, force: bool = False,
-                  options: ExportOptions = ExportOptions()) -> dict:
-    """Write every label in ``fmt``; returns ``{"format", "path", "images", "labels"}`` (and ``config``,
-    ``predictions``, ``metadata`` where the format writes more than one file).
+                  options: ExportOptions = ExportOptions(), exclude_duplicates: bool = False) -> dict:
+    """Write every label in ``fmt``; returns ``{"format", "path", "images", "labels", "duplicates"}``
+    (and ``config``, ``predictions``, ``metadata`` where the format writes more than one file).
+    ``duplicates``: the images exported marked as a duplicate (each names the image it duplicates:
+    ``duplicate_of``), or with ``exclude_duplicates`` (``excluded_duplicates``) how many were left out.
 
     ``prompt_set`` orders COCO categories, Label Studio choices, JSONL ``score_list`` and Hugging Face
     class labels (default: the one each group's labels came from). ``root``: what COCO file names,
@@ -110,11 +118,11 @@ def export_labels(collection: Collection, fmt: str, out: Path, groups: Sequence[
     if options.split_predictions and fmt != "coco":
         raise ExportError("--split-predictions applies to --format coco only")
     if fmt in FOLDER_FORMATS:
-        return _export_folder(collection, fmt, out, groups, prompt_set, root, force)
+        return _export_folder(collection, fmt, out, groups, prompt_set, root, force, exclude_duplicates)
     beside = _files_beside(fmt, out, image_url_prefix, options)
     target = check_target(out, force)
     beside_targets = {key: check_target(path, force) for key, path in beside.items()}
-    items = list(labeled_images(collection, groups))
+    items = list(labeled_images(collection, groups, exclude_duplicates))
     all_groups = sorted({g for item in items for g in item.labels})
     with collection.session() as s:
         reviewers = dict(s.execute(select(User.id, User.name)).all())
@@ -136,6 +144,11 @@ def export_labels(collection: Collection, fmt: str, out: Path, groups: Sequence[
     replace_atomically(target, write)  # a failed export never leaves half a file under the real name
     report = {"format": fmt, "path": str(out), "images": len(items),
               "labels": sum(len(item.labels) for item in items)}
+    if exclude_duplicates:
+        with collection.session() as s:
+            report["excluded_duplicates"] = len(duplicate_marks.marked(s))
+    else:
+        report["duplicates"] = sum(1 for item in items if item.duplicate_of is not None)
     texts = {}
     if fmt == "labelstudio":
         texts["config"] = labeling_config(choices)
@@ -175,7 +188,8 @@ def _write_main(fh, fmt: str, d: _ExportData, concept_group: str, image_url_pref
                                  "paths": item.paths, "sha256": item.image.sha256,
                                  "labels": {g: _jsonl_label(l, d.reviewers, d.checked, d.stated, d.choices[g])
                                             for g, l in item.labels.items()},
-                                 "flags": d.marked.get(item.image.id, [])}) + "\n")
+                                 "flags": d.marked.get(item.image.id, []),
+                                 "duplicate_of": item.duplicate_of}) + "\n")
     elif fmt == "coco" and options.split_predictions:
         json.dump(coco_truth(d.items, d.groups, d.choices, d.base, concept_group, options), fh, indent=1)
     elif fmt == "coco":
@@ -213,14 +227,14 @@ FOLDER_FORMATS = ("hf", "fiftyone")  # written as several files into a folder, e
 
 
 def _export_folder(collection: Collection, fmt: str, out: Path, groups: Sequence[str] | None,
-                   prompt_set: PromptSet | None, root: Path | None, force: bool) -> dict:
+                   prompt_set: PromptSet | None, root: Path | None, force: bool, exclude_duplicates: bool) -> dict:
     if fmt == "hf":
         from .huggingface import export_hf
 
-        return export_hf(collection, out, groups, prompt_set, root, force)
+        return export_hf(collection, out, groups, prompt_set, root, force, exclude_duplicates)
     from .fiftyone import export_fiftyone
 
-    return export_fiftyone(collection, out, groups, prompt_set, force)
+    return export_fiftyone(collection, out, groups, prompt_set, force, exclude_duplicates)
 
 
 def check_target(path: Path, force: bool) -> Path:
@@ -330,12 +344,13 @@ def _write_csv(fh, items: Sequence[Item], groups: list[str], reviewers: dict[int
                stated: dict[int, float] | None = None, formula_guard: bool = True) -> None:
     """Columns: image_id, path, each group's value, then per group ``GROUP:KEY`` for every key in
     ``CSV_KEYS``, then ``paths`` (every path of the image, ``|``-separated) and ``image:flags``
-    (its flags and notes; import-labels reads no column with a colon as a group). Cells are neutralised
-    unless ``formula_guard`` is off."""
+    (its flags and notes; import-labels reads no column with a colon as a group), then
+    ``image:duplicate_of`` (the image it was marked a duplicate of). Cells are neutralised unless
+    ``formula_guard`` is off."""
     marked = marked or {}
     writer = csv.writer(fh)
     writer.writerow(["image_id", "path", *groups, *[f"{g}:{k}" for g in groups for k in CSV_KEYS], "paths",
-                     "image:flags"])
+                     "image:flags", "image:duplicate_of"])
     for item in items:
         values = [item.labels[g].value if g in item.labels and item.labels[g].value is not None else ""
                   for g in groups]
@@ -349,7 +364,7 @@ def _write_csv(fh, items: Sequence[Item], groups: list[str], reviewers: dict[int
             extra += ["" if data[k] is None else round(data[k], 6) if isinstance(data[k], float) else data[k]
                       for k in CSV_KEYS]
         row = [item.image.id, item.paths[0] if item.paths else "", *values, *extra, "|".join(item.paths),
-               _flag_cell(marked.get(item.image.id, []))]
+               _flag_cell(marked.get(item.image.id, [])), "" if item.duplicate_of is None else item.duplicate_of]
         writer.writerow([neutralise(cell) for cell in row] if formula_guard else row)
 
 
@@ -374,7 +389,7 @@ def _coco_image(item: Item, root: Path) -> dict:
     image = item.image
     return {"id": image.id, "file_name": os.path.relpath(item.paths[0], root) if item.paths else None,
             "width": image.width, "height": image.height, "path": item.paths[0] if item.paths else None,
-            "paths": item.paths}
+            "paths": item.paths, "duplicate_of": item.duplicate_of}
 
 
 def _coco_categories_list(categories: dict[tuple[str, str], int], several: bool) -> list[dict]:
@@ -499,7 +514,7 @@ def label_studio(items: Sequence[Item], root: Path, url_prefix: str, reviewers: 
                       for g, l in labels.items()}
         task = {"id": image.id,
                 "data": {"image": url_prefix + quote(os.path.relpath(path, root)), "image_id": image.id,
-                         "path": path, "labeler": provenance},
+                         "path": path, "labeler": provenance, "duplicate_of": item.duplicate_of},
                 "predictions": [{"model_version": "labeler:" + ",".join(strategies),
                                  "score": sum(scores) / len(scores) if scores else None, "result": predicted}]}
         if reviewed:

@@ -33,13 +33,13 @@ ATTRIBUTES = ("status", "predicted", "predicted_confidence", "reviewed_by")
 
 
 def export_fiftyone(collection: Collection, out: Path, groups: Sequence[str] | None, prompt_set: PromptSet | None,
-                    force: bool) -> dict:
+                    force: bool, exclude_duplicates: bool = False) -> dict:
     """Write the manifest and the labels into the folder ``out`` (made if missing); returns the
     export report with ``manifest``, ``labels`` (the file) and ``fields`` (group field → file)."""
     folder = Path(os.path.abspath(out))
     if folder.exists() and not folder.is_dir():
         raise ExportError(f"{out} is not a folder: --format fiftyone writes a dataset folder")
-    items = [item for item in labeled_images(collection, groups) if item.paths]
+    items = [item for item in labeled_images(collection, groups, exclude_duplicates) if item.paths]
     all_groups = sorted({g for item in items for g in item.labels})
     with collection.session() as s:
         reviewers = dict(s.execute(select(User.id, User.name)).all())

@@ -33,7 +33,7 @@ FILES = ("metadata.jsonl", "README.md", "dataset_info.json")
 
 
 def export_hf(collection: Collection, out: Path, groups: Sequence[str] | None, prompt_set: PromptSet | None,
-              root: Path | None, force: bool) -> dict:
+              root: Path | None, force: bool, exclude_duplicates: bool = False) -> dict:
     """Write the three files into the folder ``out`` (``root``, when given, must be ``out``: file names
     are relative to where ``metadata.jsonl`` lies); returns the export report with ``metadata``."""
     folder = Path(os.path.abspath(out))
@@ -44,7 +44,7 @@ def export_hf(collection: Collection, out: Path, groups: Sequence[str] | None, p
         raise ExportError(f"{out} is not a folder: --format hf writes metadata.jsonl into the folder that "
                           "holds the images")
     targets = [check_target(folder / name, force) for name in FILES]
-    items = list(labeled_images(collection, groups))
+    items = list(labeled_images(collection, groups, exclude_duplicates))
     all_groups = sorted({g for item in items for g in item.labels})
     with collection.session() as s:
         reviewers = dict(s.execute(select(User.id, User.name)).all())

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from ..store import db, sqlite_writer
 from . import queue_order
+from ..review import duplicate_marks
 from ..core import fewshot, scoring, stored_scores
 from ..store.catalog import Embedding, Fit, Image, Label, Model, PromptSetRecord, Setting, REVIEWED_ONLY, utcnow
 from ..collection import Collection
@@ -163,13 +164,14 @@ class LabelReport:
     strategy: str = ""
     prompt_set: dict = field(default_factory=dict)
     methods: dict[str, dict] = field(default_factory=dict)  # {group: {"strategy", "fit_id"}}
+    skipped_duplicates: int = 0  # images marked as duplicates, left unlabeled (issue 26)
 
     def to_dict(self) -> dict:
         return {"labeled": self.labeled, "kept_reviewed": self.kept_reviewed,
                 "groups": {g: dict(sorted(c.items())) for g, c in self.groups.items()},
                 "inserted": self.inserted, "updated": self.updated, "unchanged": self.unchanged,
                 "images": self.images, "strategy": self.strategy, "prompt_set": self.prompt_set,
-                "methods": self.methods,
+                "methods": self.methods, "skipped_duplicates": self.skipped_duplicates,
                 "seconds": round(self.seconds, 3)}
 
 
@@ -285,7 +287,8 @@ def label_collection(collection: Collection, prompt_set: PromptSet, strategy: st
     report = LabelReport(groups={g: Counter() for g in names}, strategy=strategy or DEFAULT_STRATEGY)
     run = plan_run(collection, prompt_set, strategy, names, recheck, report)
     if not run.todo:
-        report.images = run.embeddings[0]
+        report.skipped_duplicates = len(run.skip)
+        report.images = run.embeddings[0] - len(run.skip)
         if progress is not None:
             progress(report.images)
     else:
@@ -311,6 +314,7 @@ class LabelRun:
     writer: LabelWriter
     priority: dict[str, dict[int, int]]  # cold-start review order of unreviewed groups
     fresh_ranks: dict[str, dict[int, int]]  # the part of it chosen by this run
+    skip: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [M] marked duplicates, sorted
 
 
 def plan_run(collection: Collection, prompt_set: PromptSet, strategy: str | None, names: list[str],
@@ -325,7 +329,9 @@ def plan_run(collection: Collection, prompt_set: PromptSet, strategy: str | None
         prompt_set_id = record_prompt_set(s, prompt_set)
         how = proposers(s, model_id, prompt_set_id, names, strategy)
         reviewed = set(s.scalars(select(Label.group).where(Label.group.in_(names), REVIEWED_ONLY).distinct()))
-        embeddings = embedded_images(s, model_id)
+        # a mark or unmark moves the stamp, so each group labels (or leaves) the image it concerns
+        embeddings = embedded_images(s, model_id) + duplicate_marks.summary(s)
+        skip = np.array(sorted(duplicate_marks.marked(s)), dtype=np.int64)
         stamps = {name: run_stamp(s, model_id, scale, prompt_set_id, how[name], name, embeddings) for name in names}
         todo = [name for name in names if recheck or not _still_fresh(s, name, stamps[name], report)]
         unreviewed = [g for g in todo if g not in reviewed]
@@ -336,7 +342,7 @@ def plan_run(collection: Collection, prompt_set: PromptSet, strategy: str | None
     report.prompt_set = {"id": prompt_set_id, "name": prompt_set.name, "version": prompt_set.version,
                          "content_hash": prompt_set.content_hash}
     return LabelRun(model_id, prompt_set_id, encoded, scale, how, embeddings, stamps, todo, writer,
-                    {**priority, **fresh}, fresh)
+                    {**priority, **fresh}, fresh, skip)
 
 
 def start_run(collection: Collection, run: LabelRun) -> None:
@@ -384,8 +390,16 @@ def propose_and_write(collection: Collection, run: LabelRun, report: LabelReport
                 ids, vecs = collection.vectors.read_after(s, run.model_id, last, chunk_rows)
                 if not len(ids):
                     break
+                last = int(ids[-1])
+                if len(run.skip):  # marked duplicates get no proposals
+                    kept = ~np.isin(ids, run.skip)
+                    report.skipped_duplicates += int((~kept).sum())
+                    if not kept.all() and progress is not None:
+                        progress(int((~kept).sum()))
+                    ids, vecs = ids[kept], vecs[kept]
+                    if not len(ids):
+                        continue
                 batch = writer.plan(s, ids, propose(run, ids, vecs), run.prompt_set_id, report)
-            last = int(ids[-1])
             if process is None:
                 finished(batch, writer.execute(collection, batch))
                 continue

@@ -25,7 +25,7 @@ from ..store.catalog import (MAX_ID, SPOT_CHECK_ORDER, Image, ImageFile, Label, 
                              REVIEWED_ONLY, utcnow)
 from ..core import stored_scores
 from ..errors import LabelerError, NotFound
-from . import flags, leases, qa
+from . import duplicate_marks, flags, leases, qa
 from .values import MAX_VALUE_LENGTH, lookalike, normalise, value_problem
 
 ACTIONS = ("accept", "correct", "reject", "skip", "undo")
@@ -425,7 +425,9 @@ def _ordered(group: str | None, value: str | None, status: str | None, sort: str
         raise ReviewError(f"unknown status '{status}'; use one of: {', '.join(STATUSES)}")
     if sort not in SORTS:
         raise ReviewError(f"unknown sort '{sort}'; use one of: {', '.join(SORTS)}")
-    query = select(Label).join(Image, Image.id == Label.image_id).where(Image.status == "ok")
+    # a marked duplicate is out of every queue until its mark is undone
+    query = (select(Label).join(Image, Image.id == Label.image_id)
+             .where(Image.status == "ok", duplicate_marks.not_marked(Label.image_id)))
     if group:
         query = query.where(Label.group == group)
     if value:

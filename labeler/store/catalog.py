@@ -456,3 +456,75 @@ class IndexChange(Base):
     image_id: Mapped[int] = mapped_column(BigInteger)
     model_id: Mapped[int | None] = mapped_column(Integer)
     op: Mapped[str] = mapped_column(String(8))  # add | remove | update (the vector was replaced)
+
+
+class DuplicateCalibration(Base):
+    """The thresholds ``duplicates`` found for a model, and how (migration 0016); the newest counts."""
+
+    __tablename__ = "duplicate_calibrations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    near: Mapped[float] = mapped_column(Float)  # cosine at or above which two vectors may be one picture
+    scene: Mapped[float] = mapped_column(Float)  # cosine at or above which two images share a scene
+    pixels: Mapped[float | None] = mapped_column(Float)  # thumbnail agreement a near pair must reach
+    colour: Mapped[float | None] = mapped_column(Float)  # thumbnail colour distance a near pair stays within
+    look: Mapped[float | None] = mapped_column(Float)  # the most a near pair's two checks may add up to (look_score)
+    report: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DuplicateGroup(Base):
+    """A group of images one ``duplicates`` run found at one level; a later run of the same model
+    and level replaces them. ``keep_image_id`` is the suggested one to keep."""
+
+    __tablename__ = "duplicate_groups"
+    __table_args__ = (Index("ix_duplicate_groups_model_level", "model_id", "level"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    level: Mapped[str] = mapped_column(String(16))  # exact | near | scene
+    seed_image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    keep_image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    threshold: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DuplicateMember(Base):
+    """An image of a duplicate group, with its cosine similarity to the group's seed (1 for the seed)."""
+
+    __tablename__ = "duplicate_members"
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("duplicate_groups.id", ondelete="CASCADE"), primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True, index=True)
+    similarity: Mapped[float] = mapped_column(Float)
+
+
+class DuplicateMark(Base):
+    """An image a reviewer marked as a duplicate of ``duplicate_of`` (migration 0016): out of the
+    review queues, ``label`` and ``export --exclude-duplicates`` while ``undone_at`` is None."""
+
+    __tablename__ = "duplicate_marks"
+    __table_args__ = (Index("ix_duplicate_marks_image_id", "image_id", "undone_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    duplicate_of: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    level: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    undone_at: Mapped[datetime | None]
+
+
+class DuplicateMarkEvent(Base):
+    """One mark or unmark, append-only: who marked which image as a copy of which, and when."""
+
+    __tablename__ = "duplicate_mark_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mark_id: Mapped[int] = mapped_column(ForeignKey("duplicate_marks.id", ondelete="CASCADE"))
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    duplicate_of: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(16))  # mark | unmark
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
