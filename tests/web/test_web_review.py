@@ -111,7 +111,7 @@ def test_detail_page_shows_scores_prompts_and_history(client):
     label = client.get("/api/labels?group=concept&limit=1").get_json()["labels"][0]
     post_json(client, f"/api/labels/{label['id']}/review", {"action": "reject", "version": label["version"]}, csrf)
     html = client.get(f"/images/{label['image_id']}").get_data(as_text=True)
-    assert f'src="/images/{label["image_id"]}/full"' in html
+    assert f'src="/images/{label["image_id"]}/view"' in html  # the browser-displayable rendition
     assert 'data-testid="label-concept"' in html and 'data-testid="scores-color"' in html
     assert 'data-testid="prompts-concept-hammer"' in html  # per-prompt cosines from labeling.explain
     for prompt in load_prompt_set("workshop").group("concept").option("hammer").prompts:
