@@ -7,6 +7,7 @@ index runs as a real ``manage.py`` subprocess, the Ray ones joining it with ``--
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -179,8 +180,13 @@ def test_the_readmes_cluster_recipe_a_head_and_a_second_raylet(folder, tmp_path,
 
     with ray_head(num_cpus=1, nodes=2) as cluster:
         ray = str(Path(sys.executable).parent / "ray")
-        status = subprocess.run([ray, "status", f"--address={cluster.address}"], capture_output=True, text=True,
-                                env={**__import__("os").environ, **cluster.env}, timeout=120)
+        deadline = time.monotonic() + 120  # "Ray runtime started" comes before the head's status lists the node
+        while True:
+            status = subprocess.run([ray, "status", f"--address={cluster.address}"], capture_output=True, text=True,
+                                    env={**__import__("os").environ, **cluster.env}, timeout=120)
+            if status.stdout.count(" node_") == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(2)
         assert status.stdout.count(" node_") == 2, status.stdout + status.stderr  # two raylets serve
         local, ray_home = tmp_path / "local", tmp_path / "ray"
         on_cluster = index(ray_home, folder, model_spec, "--address", cluster.address, env=cluster.env)

@@ -563,7 +563,7 @@ def quote_shell(text: str) -> str:
 
 PROVENANCE = ("value", "status", "reviewed_by", "predicted", "predicted_confidence", "stated_precision")
 # Keys of our task data: import-labels never reads these columns of the converter's CSV as groups.
-TASK_DATA_KEYS = ("image", "image_id", "path", "labeler")
+TASK_DATA_KEYS = ("image", "image_id", "path", "labeler", "duplicate_of")
 
 
 def labeling_config(choices: dict[str, list[str]]) -> str:

@@ -21,8 +21,8 @@ from sqlalchemy import Integer, and_, case, cast, delete, func, literal_column, 
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from ..store.catalog import (MAX_ID, SPOT_CHECK_ORDER, Image, ImageFile, Label, QaTask, ReviewEvent, ReviewSkip,
-                             REVIEWED_ONLY, utcnow)
+from ..store.catalog import (MAX_ID, NOT_PROPOSED, SPOT_CHECK_ORDER, Image, ImageFile, Label, QaTask, ReviewEvent,
+                             ReviewSkip, REVIEWED_ONLY, utcnow)
 from ..core import stored_scores
 from ..errors import LabelerError, NotFound
 from . import duplicate_marks, flags, leases, qa
@@ -31,7 +31,7 @@ from .values import MAX_VALUE_LENGTH, lookalike, normalise, value_problem
 ACTIONS = ("accept", "correct", "reject", "skip", "undo")
 DECISIONS = ("accept", "correct", "reject")  # what a reviewer's undo steps back through
 UNDO_REACH = 200  # how many of a reviewer's newest decisions their undo can reach
-STATUSES = ("proposed", "auto", "accepted", "corrected", "rejected")  # auto: by manage.py accept
+STATUSES = ("proposed", *NOT_PROPOSED)  # auto: by manage.py accept
 # What a search may filter on: a label status, or "reviewed" for a person's decision (not proposed, not auto).
 FILTER_STATUSES = (*STATUSES, "reviewed")
 SORTS = ("uncertainty", "informative", "confidence", "confidence_asc", "id", "spot-check", "suspect")
@@ -580,8 +580,9 @@ def _parts(sort: str, statuses: Sequence[str], user_id: int | None) -> list[_Par
 
 def _filtered(session: Session, group: str | None, value: str | None, status: str | None, user_id: int | None,
               flag: str | None) -> list:
-    """The queue's conditions on a present image's :class:`Label`, whatever its order."""
-    where = [Image.status == "ok"]
+    """The queue's conditions on a present image's :class:`Label`, whatever its order. A marked
+    duplicate is out of every queue until its mark is undone."""
+    where = [Image.status == "ok", duplicate_marks.not_marked(Label.image_id)]
     if group:
         where.append(Label.group == group)
     if value:
