@@ -337,23 +337,14 @@ class Labeler:
         """Import reviewed labels from a CSV or a Label Studio JSON export (``manage.py
         import-labels``); a refused file raises :class:`~labeler.exchange.importing.ImportRefused`,
         whose ``report`` says what was unknown. A cell whose label changed since the export is
-        skipped as ``newer_review`` unless ``overwrite_newer``. The file is streamed; ``total`` gets
-        its size in bytes and ``progress`` the bytes read since its last call."""
+        skipped as ``newer_review`` unless ``overwrite_newer``. ``user``: the reviewer of the values
+        whose file names none (a labeler user, or a name kept as text). The file is streamed; ``total``
+        gets its size in bytes and ``progress`` the bytes read since its last call."""
         chosen = self.prompt_set(prompt_set) if prompt_set is not None else None
         source = Path(source)
         collection = self.collection()
-        user_id = None
-        if user is not None:  # the reviewer of every cell whose file names none (or no known user)
-            from sqlalchemy import select
-
-            from .store.catalog import User
-
-            with collection.session() as s:
-                user_id = s.scalar(select(User.id).where(User.name == user))
-            if user_id is None:
-                raise LabelerError(f"--user: no user named {user!r} (manage.py user add {user} first)")
         with user_file(source):
-            return import_label_file(collection, source, list(groups) if groups else None, user_id=user_id,
+            return import_label_file(collection, source, list(groups) if groups else None, user=user,
                                      prompt_set=chosen, allow_new_values=allow_new_values,
                                      overwrite_newer=overwrite_newer, progress=progress, total=total)
 

@@ -226,8 +226,9 @@ def export(fmt: str, groups: tuple[str, ...], concept_group: str, prompt_set_pat
 @click.option("--overwrite-newer", is_flag=True,
               help="Import cells whose label changed since the export too (default: skipped as newer_review).")
 @click.option("--user", "user", default=None, metavar="NAME",
-              help="The reviewer of every value whose file names none, or no labeler user (Label Studio's "
-                   "completed_by/annotator is matched to a user by name, or by the part of an e-mail before @).")
+              help="The reviewer of every value whose file names none. Label Studio's completed_by/annotator "
+                   "(and NAME) is matched to a labeler user by name, or by the part of an e-mail before @; a "
+                   "name no user has is kept as text.")
 @json_option
 def import_labels(source: Path, groups: tuple[str, ...], prompt_set_path: str | None, allow_new_values: bool,
                   overwrite_newer: bool, user: str | None, as_json: bool) -> None:
@@ -263,6 +264,10 @@ def import_labels(source: Path, groups: tuple[str, ...], prompt_set_path: str | 
             click.echo(f"warning: {group}: imported values not in the prompt set: {', '.join(values[:10])}", err=True)
         if d["unknown_groups"]:
             click.echo(f"warning: imported groups not in the prompt set: {', '.join(d['unknown_groups'])}", err=True)
+        kept = [name for name, user in d["reviewers"].items() if user is None]
+        if kept:
+            click.echo(f"note: kept as text (no labeler user has the name): {', '.join(kept[:10])}"
+                       + (f" and {len(kept) - 10} more" if len(kept) > 10 else ""), err=True)
         for miss in d["unmatched"][:20]:
             click.echo(f"  line {miss['line']}: no image matches {miss['ref']!r}", err=True)
         if d["unmatched_count"] > 20:

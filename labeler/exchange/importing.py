@@ -92,11 +92,14 @@ class Source:
 
 
 def import_labels(collection: Collection, path: Path, groups: Sequence[str] | None = None,
-                  user_id: int | None = None, prompt_set: PromptSet | None = None,
+                  user: str | None = None, prompt_set: PromptSet | None = None,
                   allow_new_values: bool = False, overwrite_newer: bool = False,
                   progress: Callable[[int], None] | None = None,
                   total: Callable[[int], None] | None = None) -> dict:
     """Import the reviewed labels of ``path`` (CSV or Label Studio JSON); returns the report.
+
+    Each value's reviewer is the one its file names (Label Studio's ``completed_by``), else ``user``:
+    a labeler user of that name, or the name kept as text when no user has it (see :class:`_Reviewers`).
 
     ``prompt_set``: what groups and values are checked against (default: the one each group's
     labels came from; nothing is checked while the collection has no labels). Raises
@@ -126,7 +129,7 @@ def import_labels(collection: Collection, path: Path, groups: Sequence[str] | No
     with collection.session() as s:
         matcher = RowMatcher(s, path)
         checker = _Checker(s, source.groups, prompt_set)
-        reviewers = _Reviewers(s, user_id, report)
+        reviewers = _Reviewers(s, user, report)
         refused = False
         for chunk in _chunks(source.rows(), CHUNK):
             rows = []
@@ -142,7 +145,7 @@ def import_labels(collection: Collection, path: Path, groups: Sequence[str] | No
             checker.check(source.groups, plan, existing, report)
             refused = refused or (checker.checked and checker.unknown and not allow_new_values)
             if not refused:  # once refused, the rest is only read, for the report's list of unknowns
-                write_plan(s, plan, existing, user_id, report, reviewers.of(rows, ids), path.name[:256])
+                write_plan(s, plan, existing, report, reviewers.of(rows, ids), path.name[:256])
                 s.flush()
                 s.expunge_all()  # the chunk's labels and events are written: bounded memory
             if progress is not None:
@@ -170,34 +173,38 @@ def _chunks(items: Iterator, size: int) -> Iterator[list]:
 
 
 class _Reviewers:
-    """The labeler user of each cell that names its reviewer (Label Studio's ``completed_by`` or
-    ``annotator``): the user of that name, or of the name before the ``@`` of an e-mail address. A
-    name no user has leaves the cell to ``default`` (``--user``), and is listed in
-    ``report["reviewers"]`` with None, beside each matched name and its user."""
+    """Who reviewed each cell: the labeler user the file names (Label Studio's ``completed_by`` or
+    ``annotator``: a user's name, or the name before the ``@`` of an e-mail address), else that name
+    kept as text; a cell that names no one gets ``--user`` (a user, or kept as text the same way).
+    ``report["reviewers"]`` lists each name read with its user's name, or None where it is kept as text."""
 
-    def __init__(self, session: Session, default: int | None, report: dict):
-        self.default, self.report = default, report
+    def __init__(self, session: Session, default: str | None, report: dict):
+        self.report = report
         self.users = {name.casefold(): (uid, name) for uid, name in session.execute(select(User.id, User.name))}
         self.matched: dict[str, tuple[int, str] | None] = {}
+        self.default = self._who(normalise(default).strip()) if default and default.strip() else (None, None)
 
-    def of(self, rows: list[Row], ids: list[int | None]) -> dict[tuple[int, str], int | None]:
-        out: dict[tuple[int, str], int | None] = {}
+    def of(self, rows: list[Row], ids: list[int | None]) -> dict[tuple[int, str], tuple[int | None, str | None]]:
+        """(user id, name kept as text) per (image id, group) of the matched rows."""
+        out: dict[tuple[int, str], tuple[int | None, str | None]] = {}
         for row, image_id in zip(rows, ids):
             if image_id is None:
                 continue
             for group, cell in row.cells.items():
-                hit = self._match(cell.reviewer) if cell.reviewer else None
-                out[(image_id, group)] = hit[0] if hit else self.default
+                out[(image_id, group)] = self._who(cell.reviewer) if cell.reviewer else self.default
         return out
 
-    def _match(self, name: str) -> tuple[int, str] | None:
+    def _who(self, name: str) -> tuple[int | None, str | None]:
         if name not in self.matched:
+            if (problem := value_problem(name)) is not None:  # shown in pages and exports like a value
+                raise LabelerError(f"reviewer {name[:40]!r}: {problem}; nothing imported")
             hit = self.users.get(name.casefold())
             if hit is None and "@" in name:
                 hit = self.users.get(name.split("@")[0].casefold())
             self.matched[name] = hit
             self.report["reviewers"][name] = hit[1] if hit else None
-        return self.matched[name]
+        hit = self.matched[name]
+        return (hit[0], None) if hit else (None, name[:256])
 
 
 def _chosen_groups(source: Source, groups: Sequence[str] | None, path: Path) -> list[str]:
@@ -281,10 +288,10 @@ def _newer_review(cell: Cell, label: Label | None, value: str) -> bool:
 
 
 def write_plan(session: Session, plan: list[tuple[int, str, str]], existing: dict[tuple[int, str], Label],
-               user_id: int | None, report: dict, reviewers: dict[tuple[int, str], int | None] | None = None,
+               report: dict, reviewers: dict[tuple[int, str], tuple[int | None, str | None]] | None = None,
                source: str | None = None) -> None:
     """Record each planned value as a review (accepted or corrected) from the file ``source``, by the
-    cell's reviewer in ``reviewers`` (else ``user_id``); one already so is unchanged."""
+    cell's reviewer in ``reviewers`` (a user id, or a name kept as text); one already so is unchanged."""
     for image_id, group, value in plan:
         label = existing.get((image_id, group))
         if label is not None and label.value == value and label.status in REVIEWED:
@@ -292,7 +299,8 @@ def write_plan(session: Session, plan: list[tuple[int, str, str]], existing: dic
             continue
         if label is None:
             label = existing[(image_id, group)] = Label(image_id=image_id, group=group)
-        event = review.record_import(session, label, value, (reviewers or {}).get((image_id, group), user_id), source)
+        user_id, name = (reviewers or {}).get((image_id, group), (None, None))
+        event = review.record_import(session, label, value, user_id, source, name)
         report["imported"] += 1
         report[event.after_status] += 1
 

@@ -164,10 +164,12 @@ def audit_group(collection: Collection, group: str, limit: int = 200) -> dict:
 
 
 def _reviewed_by(session: Session, group: str, image_ids: list[int]) -> dict[int, str | None]:
-    """Who gave each label its value: the reviewer's name, ``import`` for an imported one."""
+    """Who gave each label its value: the reviewer's name, ``import`` for an imported one (with
+    its reviewer: a user, or the name the import kept as text)."""
     newest = (select(func.max(ReviewEvent.id)).join(Label, Label.id == ReviewEvent.label_id)
               .where(Label.group == group, Label.image_id.in_(image_ids)).group_by(ReviewEvent.label_id))
-    rows = session.execute(select(Label.image_id, ReviewEvent.action, User.name)
+    rows = session.execute(select(Label.image_id, ReviewEvent.action,
+                                  func.coalesce(User.name, ReviewEvent.reviewer_name))
                            .join(Label, Label.id == ReviewEvent.label_id)
                            .outerjoin(User, User.id == ReviewEvent.user_id)
                            .where(ReviewEvent.id.in_(newest))).all()
