@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import shlex
+import socket
 import subprocess
 
 import pytest
@@ -21,6 +22,7 @@ from labeler.labeling.bulk import label_collection
 from labeler.review import decisions, present
 from labeler.store import db, users
 from labeler.store.catalog import Label, User
+from tests.cli import manage
 
 WORKSHOP = load_prompt_set("workshop")
 
@@ -186,3 +188,25 @@ def test_json_min_from_label_studios_converter_imports_with_its_annotators(label
     assert report["imported"] == 3 and report["unmatched"] == []
     assert report["reviewers"] == {"rita@example.com": "rita"}
     assert set(reviewers_of(collection, chosen).values()) == {"rita"}
+
+
+def test_export_to_an_unreachable_label_studio_is_one_clear_line_and_writes_nothing(labeled, tmp_path):
+    _, cli = labeled
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "tasks.json"
+    done = manage("--home", cli.home, "--model", cli.model, "export", "--format", "labelstudio",
+                  "--label-studio-url", f"http://127.0.0.1:{port}", "--token", "a.b.c", out, expect=2)
+    assert done.stderr.startswith(f"error: cannot reach Label Studio at http://127.0.0.1:{port} (trading the "
+                                  "personal access token for an access token): ")
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert not out.exists() and not (tmp_path / "tasks.labeling-config.xml").exists()
+    for args, said in [(["--label-studio-url", "localhost:8080", "--token", "t"], "is not an http(s) URL"),
+                       (["--label-studio-url", "http://localhost:8080"], "go together"),
+                       (["--token", "t"], "go together"),
+                       (["--format", "csv", "--label-studio-url", f"http://127.0.0.1:{port}", "--token", "t"],
+                        "applies to --format labelstudio only")]:
+        fmt = [] if "--format" in args else ["--format", "labelstudio"]
+        result = cli("export", *fmt, *args, out, expect=2)
+        assert said in result.output and not out.exists()

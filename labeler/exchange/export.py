@@ -524,7 +524,9 @@ def label_studio(items: Sequence[Item], root: Path, url_prefix: str, reviewers: 
                 "predictions": [{"model_version": "labeler:" + ",".join(strategies),
                                  "score": sum(scores) / len(scores) if scores else None, "result": predicted}]}
         if reviewed:
-            task["annotations"] = [{"result": [result(g, l.value) for g, l in reviewed.items()]}]
+            # an id: Label Studio keeps it as the annotation's import_id, which tells import-labels
+            # that the annotation is ours (its completed_by is then whoever imported it, not a reviewer)
+            task["annotations"] = [{"id": image.id, "result": [result(g, l.value) for g, l in reviewed.items()]}]
         tasks.append(task)
     return tasks
 

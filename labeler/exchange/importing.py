@@ -59,7 +59,9 @@ class Cell:
     status: str | None = None  # GROUP:status, when the file has it
     predicted: str | None = None  # GROUP:predicted, when the file has it
     version: int | None = None  # GROUP:version: the label's version when it was exported
-    reviewer: str | None = None  # who made it, where the file says (Label Studio's completed_by/annotator)
+    # who made it, where the file says (Label Studio's completed_by/annotator): a name, or a Label
+    # Studio user id (an int: its exports name users by id), or KEEP_OURS (see _our_reviewer)
+    reviewer: str | int | None = None
 
 
 @dataclass
@@ -93,6 +95,7 @@ class Source:
 
 def import_labels(collection: Collection, path: Path, groups: Sequence[str] | None = None,
                   user: str | None = None, prompt_set: PromptSet | None = None,
+                  annotators: dict[int, str] | None = None,
                   allow_new_values: bool = False, overwrite_newer: bool = False,
                   progress: Callable[[int], None] | None = None,
                   total: Callable[[int], None] | None = None) -> dict:
@@ -100,6 +103,8 @@ def import_labels(collection: Collection, path: Path, groups: Sequence[str] | No
 
     Each value's reviewer is the one its file names (Label Studio's ``completed_by``), else ``user``:
     a labeler user of that name, or the name kept as text when no user has it (see :class:`_Reviewers`).
+    Label Studio's exports name their annotators by user id: ``annotators`` maps those ids to names
+    (its ``/api/users``); an id it does not name is counted in ``report["unnamed_annotators"]``.
 
     ``prompt_set``: what groups and values are checked against (default: the one each group's
     labels came from; nothing is checked while the collection has no labels). Raises
@@ -121,7 +126,7 @@ def import_labels(collection: Collection, path: Path, groups: Sequence[str] | No
     tally = _Tally({"source": str(path), "format": source.kind, "groups": source.groups, "prompt_set": None,
                     "rows": 0, "imported": 0, "accepted": 0, "corrected": 0, "unchanged": 0, "skipped": {},
                     "skipped_rows": [], "unknown_groups": [], "unknown_values": {}, "unmatched": [],
-                    "unmatched_count": 0, "reviewers": {}})
+                    "unmatched_count": 0, "reviewers": {}, "unnamed_annotators": 0})
     report = tally.report
     if total is not None:
         total(source.size)
@@ -129,7 +134,7 @@ def import_labels(collection: Collection, path: Path, groups: Sequence[str] | No
     with collection.session() as s:
         matcher = RowMatcher(s, path)
         checker = _Checker(s, source.groups, prompt_set)
-        reviewers = _Reviewers(s, user, report)
+        reviewers = _Reviewers(s, user, report, annotators)
         refused = False
         for chunk in _chunks(source.rows(), CHUNK):
             rows = []
@@ -176,10 +181,11 @@ class _Reviewers:
     """Who reviewed each cell: the labeler user the file names (Label Studio's ``completed_by`` or
     ``annotator``: a user's name, or the name before the ``@`` of an e-mail address), else that name
     kept as text; a cell that names no one gets ``--user`` (a user, or kept as text the same way).
-    ``report["reviewers"]`` lists each name read with its user's name, or None where it is kept as text."""
+    A Label Studio user id is first named through ``annotators`` (id → e-mail). ``report["reviewers"]``
+    lists each name read with its user's name, or None where it is kept as text."""
 
-    def __init__(self, session: Session, default: str | None, report: dict):
-        self.report = report
+    def __init__(self, session: Session, default: str | None, report: dict, annotators: dict[int, str] | None):
+        self.report, self.annotators = report, annotators or {}
         self.users = {name.casefold(): (uid, name) for uid, name in session.execute(select(User.id, User.name))}
         self.matched: dict[str, tuple[int, str] | None] = {}
         self.default = self._who(normalise(default).strip()) if default and default.strip() else (None, None)
@@ -191,7 +197,12 @@ class _Reviewers:
             if image_id is None:
                 continue
             for group, cell in row.cells.items():
-                out[(image_id, group)] = self._who(cell.reviewer) if cell.reviewer else self.default
+                reviewer = cell.reviewer
+                if isinstance(reviewer, int):
+                    reviewer = self.annotators.get(reviewer)
+                    if reviewer is None:
+                        self.report["unnamed_annotators"] += 1
+                out[(image_id, group)] = self._who(reviewer) if reviewer else self.default
         return out
 
     def _who(self, name: str) -> tuple[int | None, str | None]:
@@ -593,12 +604,15 @@ def _task_ref(data: dict) -> dict[str, str]:
 
 
 def _task_row(where: str, task: dict) -> Iterator[Row | Skipped]:
-    """A full export's task: a cell per choice of its newest finished annotation, by its ``completed_by``."""
+    """A full export's task: a cell per choice of its newest finished annotation, by the user who
+    last changed it (``updated_by``, else ``completed_by``), or by labeler's own reviewer where the
+    annotation is the one our export carried in, unchanged (see :func:`_our_reviewer`)."""
     newest = _newest(task)
     if newest is None:
         yield Skipped(where, "*", "no finished annotation (predictions are not reviews)")
         return
-    reviewer = _annotator(newest.get("completed_by"))
+    reviewer = _annotator(newest.get("updated_by") or newest.get("completed_by"))
+    ours = newest.get("import_id") is not None  # imported into Label Studio, not made there
     cells: dict[str, Cell] = {}
     for region in _choice_regions(newest):
         group, choices = region.get("from_name"), (region.get("value") or {}).get("choices")
@@ -607,8 +621,22 @@ def _task_row(where: str, task: dict) -> Iterator[Row | Skipped]:
         if len(choices) != 1 or not isinstance(choices[0], str):
             yield Skipped(where, group, "not exactly one choice")
             continue
-        cells[group] = Cell(choices[0], reviewer=reviewer)
+        kept = _our_reviewer(task["data"], group, choices[0]) if ours else None
+        cells[group] = Cell(choices[0], reviewer=reviewer if kept is None else kept or None)
     yield Row(where, _task_ref(task["data"]), cells)
+
+
+def _our_reviewer(data: dict, group: str, choice: str) -> str | None:
+    """The reviewer our export named for ``group`` (``data.labeler``, which Label Studio keeps as it
+    is) when ``choice`` is the value that reviewer decided: an annotation our export carried into
+    Label Studio comes back as made by whoever imported it there, who reviewed nothing. ``""``: ours,
+    but it named no one (``--user`` then); None: not our reviewed value."""
+    provenance = data.get("labeler")
+    ours = provenance.get(group) if isinstance(provenance, dict) else None
+    if not isinstance(ours, dict) or ours.get("status") not in REVIEWED or ours.get("value") != choice:
+        return None
+    name = ours.get("reviewed_by")
+    return name.strip() if isinstance(name, str) else ""
 
 
 # Keys of a JSON-MIN row that are Label Studio's or our task data, never groups.
@@ -627,7 +655,9 @@ def _min_choice(key: str, value) -> str | list | None:
 
 def _min_row(where: str, row: dict) -> Iterator[Row | Skipped]:
     """Label Studio's JSON-MIN export: one flat object per task, the task data beside each group's
-    choice and ``annotator``, the e-mail of who made it."""
+    choice and ``annotator`` (who made it: a user id, or an e-mail where the converter had it). It
+    does not say which annotation came from our export: a choice equal to the value labeler's
+    reviewer decided (``data.labeler``) keeps that reviewer."""
     reviewer = _annotator(row.get("annotator"))
     cells: dict[str, Cell] = {}
     for key, value in row.items():
@@ -638,15 +668,20 @@ def _min_row(where: str, row: dict) -> Iterator[Row | Skipped]:
                 continue
             choice = choice[0]
         if isinstance(choice, str):
-            cells[key] = Cell(choice, reviewer=reviewer)
+            kept = _our_reviewer(row, key, choice)
+            cells[key] = Cell(choice, reviewer=reviewer if kept is None else kept or None)
     yield Row(where, _task_ref(row), cells)
 
 
-def _annotator(who) -> str | None:
-    """Who made an annotation, as Label Studio exports it: an e-mail or name, or an object with
-    ``email``/``username``; a bare user id (a number) names no one labeler knows."""
+def _annotator(who) -> str | int | None:
+    """Who made an annotation, as Label Studio exports it: an e-mail or name, an object with
+    ``email``/``username``, or a user id (an int, named through its ``/api/users``)."""
     if isinstance(who, dict):
-        who = who.get("email") or who.get("username") or None
+        who = who.get("email") or who.get("username") or who.get("id")
+    if isinstance(who, bool):
+        return None
+    if isinstance(who, int):
+        return who
     return who.strip() or None if isinstance(who, str) else None
 
 
