@@ -182,8 +182,16 @@ def reviewer_names(collection: Collection) -> dict[int, str | None]:
                 for label in s.scalars(select(Label).where(Label.group == "concept", Label.status != "proposed"))}
 
 
-def test_rest_export_serves_every_image_and_the_round_trip_keeps_every_reviewer(label_studio, world):
-    ls, cli, export = label_studio, label_studio["cli"], label_studio["export"]
+def test_label_studio_server(label_studio, world, indexed_home, model_spec, tmp_path, request):
+    """One test, so that one server serves it all, whichever xdist worker runs it."""
+    rest_export_serves_every_image_and_the_round_trip_keeps_every_reviewer(label_studio, world)
+    json_min_into_a_fresh_home_keeps_every_reviewer(label_studio, indexed_home, model_spec, tmp_path / "fresh")
+    a_refused_token_or_a_refused_storage_is_one_line_and_leaves_no_project(label_studio, tmp_path / "refused",
+                                                                            model_spec, request)
+
+
+def rest_export_serves_every_image_and_the_round_trip_keeps_every_reviewer(ls: dict, world: Path) -> None:
+    cli, export = ls["cli"], ls["export"]
     base, tokens = ls["base"], ls["tokens"]
     # The printed settings are the ones the server runs with: the document root is the photos' parent.
     assert f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={world.parent}" in ls["printed"]
@@ -252,10 +260,10 @@ def test_rest_export_serves_every_image_and_the_round_trip_keeps_every_reviewer(
     assert reviewer_names(ls["collection"]) == after
 
 
-def test_json_min_into_a_fresh_home_keeps_every_reviewer(label_studio, indexed_home, model_spec, tmp_path):
+def json_min_into_a_fresh_home_keeps_every_reviewer(ls: dict, indexed_home: Path, model_spec: str,
+                                                    tmp_path: Path) -> None:
     """A home that never saw these reviews: names come from the export's own provenance (ours) and
     from Label Studio's users (theirs)."""
-    ls = label_studio
     home = tmp_path / "home"
     shutil.copytree(indexed_home, home)
     fresh = Collection(Config(home=home, model=model_spec))
@@ -271,9 +279,10 @@ def test_json_min_into_a_fresh_home_keeps_every_reviewer(label_studio, indexed_h
         assert names == reviewer_names(ls["collection"]), kind
 
 
-def test_a_refused_token_or_a_refused_storage_is_one_line_and_leaves_no_project(label_studio, tmp_path,
-                                                                                model_spec, request):
-    ls, cli = label_studio, label_studio["cli"]
+def a_refused_token_or_a_refused_storage_is_one_line_and_leaves_no_project(ls: dict, tmp_path: Path, model_spec: str,
+                                                                           request) -> None:
+    tmp_path.mkdir()
+    cli = ls["cli"]
     admin = LabelStudio(ls["base"], ls["tokens"]["admin@example.com"])
     projects = admin.call("GET", "/api/projects")["count"]
     refused = manage("--home", cli.home, "--model", model_spec, "export", "--format", "labelstudio",
