@@ -210,3 +210,7 @@ def test_export_to_an_unreachable_label_studio_is_one_clear_line_and_writes_noth
         fmt = [] if "--format" in args else ["--format", "labelstudio"]
         result = cli("export", *fmt, *args, out, expect=2)
         assert said in result.output and not out.exists()
+    # LABEL_STUDIO_API_KEY alone (set for other tools) changes nothing
+    done = manage("--home", cli.home, "--model", cli.model, "export", "--format", "labelstudio", out,
+                  env={"LABEL_STUDIO_API_KEY": "a.b.c"}, expect=0)
+    assert "Label Studio project" not in done.stdout and out.exists()

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from ..core.prompts import load_prompt_set
 from ..errors import LabelerError, user_file
@@ -204,7 +205,9 @@ def export(fmt: str, groups: tuple[str, ...], concept_group: str, prompt_set_pat
     Each label says what the model proposed (predicted, with its confidence) and what a reviewer
     decided (value, status, reviewed_by). OUT must not exist unless --force.
     """
-    if (label_studio_url is None) != (token is None):
+    given = click.get_current_context().get_parameter_source("token") == ParameterSource.COMMANDLINE
+    if (label_studio_url is not None and token is None) or (label_studio_url is None and given):
+        # LABEL_STUDIO_API_KEY alone, set for other tools, asks for nothing
         raise LabelerError("--label-studio-url and --token (or LABEL_STUDIO_API_KEY) go together")
     with Progress("sending to Label Studio", None, as_json) as bar:
         result = get_labeler().export(fmt, out, groups or None, concept_group, prompt_set_path, root,
