@@ -284,6 +284,15 @@ def a_refused_token_or_a_refused_storage_is_one_line_and_leaves_no_project(ls: d
     tmp_path.mkdir()
     cli = ls["cli"]
     admin = LabelStudio(ls["base"], ls["tokens"]["admin@example.com"])
+    # what a person reads when it works: the project, its size, its storage and where to open it
+    said = cli("export", "--format", "labelstudio", "--label-studio-url", ls["base"], "--token",
+               ls["tokens"]["rob@example.com"], tmp_path / "ok.json").output
+    made = admin.call("GET", "/api/projects?ordering=-id")["results"][0]
+    assert made["title"] == "labeler ok" and made["task_number"] == ls["export"]["images"]
+    assert (f"created Label Studio project {made['id']} with {made['task_number']} tasks "
+            f"({made['task_number']} predictions, {len(reviewer_names(ls['collection']))} annotations) "
+            "and Local Storage ") in said
+    assert said.rstrip().endswith(f": {ls['base']}/projects/{made['id']}/data")
     projects = admin.call("GET", "/api/projects")["count"]
     refused = manage("--home", cli.home, "--model", model_spec, "export", "--format", "labelstudio",
                      "--label-studio-url", ls["base"], "--token", "0123456789abcdef0123456789abcdef01234567",

@@ -59,8 +59,9 @@ class Cell:
     status: str | None = None  # GROUP:status, when the file has it
     predicted: str | None = None  # GROUP:predicted, when the file has it
     version: int | None = None  # GROUP:version: the label's version when it was exported
-    # who made it, where the file says (Label Studio's completed_by/annotator): a name, or a Label
-    # Studio user id (an int: its exports name users by id), or KEEP_OURS (see _our_reviewer)
+    # who made it, where the file says (Label Studio's completed_by/annotator, or labeler's own
+    # reviewer of an annotation our export carried in: _our_reviewer): a name, or a Label Studio
+    # user id (an int: its exports name users by id)
     reviewer: str | int | None = None
 
 
