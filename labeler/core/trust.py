@@ -16,7 +16,7 @@ too, which needs far fewer, at the price of its assumption (checked on held-out 
 The region covers both parameters at once, so every threshold's bound holds together and
 choosing the largest set that passes spends nothing. (A one-parameter cutoff, chi2(1), did not:
 ``accept`` picks the threshold after seeing every bound, and on reviews resampled from real
-worlds its stated bound sat above the delivered precision in up to 22% of draws: README.) A threshold with fewer
+worlds its stated bound sat above the delivered precision in up to a quarter of the draws: README.) A threshold with fewer
 than ``MIN_REVIEWS_ABOVE`` random reviews above it is never certified (no bound far past the data).
 
 Shapes: ``N`` proposals, ``K`` random reviews, ``T`` candidate thresholds.

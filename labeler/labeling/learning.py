@@ -24,7 +24,7 @@ from ..collection import Collection
 from ..errors import LabelerError
 from ..files import write_atomically
 from .candidates import candidate_texts, encode_candidates, starting_ensembles
-from .bulk import EncodedGroup, encode_groups, logit_scale, record_prompt_set
+from .bulk import EncodedGroup, encode_groups, last_run_prompt_set_id, logit_scale, record_prompt_set
 from ..core.prompts import PromptSet, bump_version, parse_prompt_set
 
 REVIEWED = ("accepted", "corrected")
@@ -68,7 +68,17 @@ def reviews(session: Session, group: str, option_names: Sequence[str]) -> Review
 
 
 def prompt_set_of_labels(session: Session, group: str) -> PromptSet | None:
-    """The prompt set the group's newest proposals were made with, as it was then."""
+    """The prompt set the group's newest proposals were made with, as it was then.
+
+    The last complete ``label`` run's stamp says it in one keyed read; only without one (a run
+    that stopped half way, a catalog from before stamps) are the labels sorted by ``updated_at``,
+    which has no index: seconds at a million labels."""
+    stamped = last_run_prompt_set_id(session, group)
+    if stamped is not None and session.scalar(select(Label.id).where(  # its labels are still there
+            Label.group == group, Label.prompt_set_id == stamped).limit(1)) is not None:
+        record = session.get(PromptSetRecord, stamped)
+        if record is not None:
+            return prompt_set_of_record(record)
     record = session.scalar(select(PromptSetRecord).join(Label, Label.prompt_set_id == PromptSetRecord.id)
                             .where(Label.group == group).order_by(Label.updated_at.desc(), Label.id.desc())
                             .limit(1))
