@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from ..core import fewshot, scoring
 from ..core import replay as replay_maths
 from ..store.catalog import REVIEWED_ONLY, Fit, Label, PromptSetRecord
+from ..store.stats import label_groups
 from ..collection import Collection
 from ..errors import LabelerError
 from ..files import write_atomically
@@ -111,7 +112,7 @@ def learn(collection: Collection, groups: Sequence[str] | None = None, prompt_se
     """
     with collection.session() as s:
         model_id = collection.models.require_id(s)
-        known = list(s.scalars(select(Label.group).distinct().order_by(Label.group)))
+        known = label_groups(s)
         reviewed_groups = set(s.scalars(select(Label.group).where(Label.status.in_(REVIEWED), REVIEWED_ONLY)
                                    .distinct()))
     names = list(groups) if groups else known
@@ -250,7 +251,7 @@ def write_tuned_prompt_set(collection: Collection, groups: Sequence[str] | None,
     scale = logit_scale(collection)
     with collection.session() as s:
         model_id = collection.models.require_id(s)
-        known = list(s.scalars(select(Label.group).distinct().order_by(Label.group)))
+        known = label_groups(s)
         base = prompt_set or next((p for p in (prompt_set_of_labels(s, g) for g in (groups or known)) if p), None)
     if base is None:
         raise LearnError("no labels yet: run `manage.py label --prompt-set FILE` first, then review some")
