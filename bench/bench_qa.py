@@ -1,0 +1,141 @@
+#!/usr/bin/env python
+"""Does the QA report tell a careless reviewer from a careful one? (issue 23's QA target)
+
+The issue's scenario on a real catalog: a QA share of 10% in every group, two reviewers taking
+turns through the labels, one wrong on every fifth of their answers (a wrong option instead of
+the truth), and a third person answering every QA task with the truth. The truth of a label is
+what labeler-tiny proposed on the generated world (the same 60-image world as the web tests by
+default). Reviewers go round the collection again (correcting back to the truth where the last
+answer was wrong) until both have ``--qa`` QA'd decisions, when the report is read (and at twice
+that with ``--twice``). For each QA sampler seed it prints each reviewer's QA'd decisions, kappa with its 95%
+interval, the gap (careful minus careless; the target is at least 0.2) and whether the report
+names the careless reviewer as lower (``lower_than``).
+
+    PYTHONPATH=. .venv/bin/python bench/bench_qa.py WORKDIR --seeds 1 2 3 [--images 60] [--qa 100] [--twice] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import select, text  # noqa: E402
+
+from labeler.collection import Collection  # noqa: E402
+from labeler.config import Config  # noqa: E402
+from labeler.review import decisions as review, qa  # noqa: E402
+from labeler.store import db, users  # noqa: E402
+from labeler.store.catalog import Label, QaTask  # noqa: E402
+
+PASSWORD = "bench qa password 123"
+CAREFUL, CARELESS, CHECKER = "careful", "careless", "checker"
+
+
+def build(workdir: Path, images: int, model: str) -> Path:
+    """Index and label a generated world once (reused while ``WORKDIR/home`` exists)."""
+    from labeler.core.prompts import load_prompt_set
+    from labeler.demo_world import generate_world
+    from labeler.ingest import run
+    from labeler.labeling import bulk as labeling
+
+    home = workdir / f"home-{images}"
+    if (home / "done").exists():
+        return home
+    shutil.rmtree(home, ignore_errors=True)
+    folder = Path(generate_world(workdir / f"images-{images}", images, seed=7))
+    folder = folder.parent if folder.is_file() else folder
+    collection = Collection(Config(home=home, model=model))
+    run.index_paths(collection, [folder])
+    labeling.label_collection(collection, load_prompt_set("workshop"))
+    with db.get_engine(collection.config).connect() as conn:  # the copies below take the main file only
+        conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+    (home / "done").write_text("built\n")
+    return home
+
+
+def scenario(home: Path, model: str, seed: int, share: float, need: int, twice: bool) -> dict:
+    config = Config(home=home, model=model)
+    with db.session_scope(config) as s:
+        ids = {name: users.create_user(s, name, PASSWORD, role).id
+               for name, role in ((CAREFUL, "reviewer"), (CARELESS, "reviewer"), (CHECKER, "admin"))}
+        for group in review.groups(s):
+            qa.set_share(s, group, share)
+        truth = {label.id: label.value for label in s.scalars(select(Label).order_by(Label.id))}
+        options = {group: review.options(s, group) for group in review.groups(s)}
+    qa.sampler.seed(seed)
+    order = sorted(truth)
+    checked = {CAREFUL: 0, CARELESS: 0}
+    readings, n, wrong = {}, 0, 0
+    start = time.perf_counter()
+    levels = (need, 2 * need) if twice else (need,)
+    while len(readings) < len(levels):
+        with db.session_scope(config) as s:
+            for _ in range(100):
+                label = s.get(Label, order[n % len(order)])
+                name = CAREFUL if n % 2 == 0 else CARELESS
+                others = [o for o in options[label.group] if o != truth[label.id]]
+                if name == CARELESS and (n // 2) % 5 == 0 and others:
+                    wrong += 1
+                    review.decide(s, label.id, "correct", ids[name], label.version, others[n % len(others)])
+                elif label.value == truth[label.id]:
+                    review.decide(s, label.id, "accept", ids[name], label.version)
+                else:
+                    review.decide(s, label.id, "correct", ids[name], label.version, truth[label.id])
+                task = s.scalar(select(QaTask).where(QaTask.label_id == label.id, QaTask.status == "open"))
+                if task is not None:
+                    qa.answer(s, task.id, ids[CHECKER], truth[label.id])
+                    checked[name] += 1
+                n += 1
+                for level in levels:
+                    if level not in readings and min(checked.values()) >= level:
+                        rows = {r["reviewer"]: r for r in qa.report(s)}
+                        careful, careless = rows[CAREFUL], rows[CARELESS]
+                        readings[level] = {
+                            "decisions": n, "careless_wrong": wrong,
+                            "qa_checked": [careful["qa_checked"], careless["qa_checked"]],
+                            "kappa": [careful["kappa"], careless["kappa"]],
+                            "interval": [[careful["kappa_low"], careful["kappa_high"]],
+                                         [careless["kappa_low"], careless["kappa_high"]]],
+                            "gap": round(careful["kappa"] - careless["kappa"], 3),
+                            "named_lower": careless["lower_than"] == [CAREFUL]}
+    return {"seed": seed, "seconds": round(time.perf_counter() - start, 1), "readings": readings}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("workdir", type=Path)
+    ap.add_argument("--seeds", type=int, nargs="+", required=True)
+    ap.add_argument("--images", type=int, default=60)
+    ap.add_argument("--share", type=float, default=0.1)
+    ap.add_argument("--qa", type=int, default=qa.MIN_QA_CHECKED, help="QA'd decisions per reviewer to read at")
+    ap.add_argument("--twice", action="store_true", help="read the report at twice --qa too")
+    ap.add_argument("--model", default="labeler-tiny")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    built = build(args.workdir, args.images, args.model)
+    results = []
+    for seed in args.seeds:
+        home = args.workdir / f"run-{seed}"
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.copytree(built, home, ignore=shutil.ignore_patterns("*-wal", "*-shm"))
+        results.append(scenario(home, args.model, seed, args.share, args.qa, args.twice))
+        shutil.rmtree(home, ignore_errors=True)
+        if not args.json:
+            for level, r in sorted(results[-1]["readings"].items()):
+                print(f"seed {seed} at {level} QA'd each: decisions {r['decisions']}, QA'd {r['qa_checked']}, "
+                      f"kappa careful {r['kappa'][0]} {r['interval'][0]} careless {r['kappa'][1]} "
+                      f"{r['interval'][1]}, gap {r['gap']}, named lower: {r['named_lower']}", flush=True)
+    if args.json:
+        print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
