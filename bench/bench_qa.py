@@ -12,6 +12,12 @@ interval, the gap (careful minus careless; the target is at least 0.2) and wheth
 names the careless reviewer as lower (``lower_than``).
 
     PYTHONPATH=. .venv/bin/python bench/bench_qa.py WORKDIR --seeds 1 2 3 [--images 60] [--qa 100] [--twice] [--json]
+
+``--simulate N`` replays the same scenario over seeds 0..N-1 without the catalog: the same labels,
+truths and turns, one draw of a ``random.Random(seed)`` per decision as ``qa.sample`` makes, and
+the report's kappa (``cohens_kappa`` within groups). It prints, per number of QA'd decisions each,
+the share of seeds whose gap is under 0.2 and the share where the two kappas' intervals lie apart (what
+``lower_than`` reports once both have enough QA'd decisions), in seconds instead of minutes a seed.
 """
 
 from __future__ import annotations
@@ -108,10 +114,47 @@ def scenario(home: Path, model: str, seed: int, share: float, need: int, twice: 
     return {"seed": seed, "seconds": round(time.perf_counter() - start, 1), "readings": readings}
 
 
+def simulate(home: Path, model: str, seeds: int, share: float, levels: tuple[int, ...]) -> list[dict]:
+    """The scenario's gaps without the catalog, per level of QA'd decisions each: see the module doc."""
+    import random
+
+    from labeler.core.agreement import cohens_kappa, kappa_interval
+
+    with db.session_scope(Config(home=home, model=model)) as s:
+        labels = [(label.group, label.value) for label in s.scalars(select(Label).order_by(Label.id))]
+        options = {group: review.options(s, group) for group in review.groups(s)}
+    out = []
+    for need in levels:
+        gaps, named = [], 0
+        for seed in range(seeds):
+            draw = random.Random(seed).random
+            pairs: tuple[list, list] = ([], [])
+            groups: tuple[list, list] = ([], [])
+            n = 0
+            while min(len(pairs[0]), len(pairs[1])) < need:
+                group, truth = labels[n % len(labels)]
+                others = [o for o in options[group] if o != truth]
+                who = n % 2
+                value = others[n % len(others)] if who == 1 and (n // 2) % 5 == 0 and others else truth
+                if draw() < share:
+                    pairs[who].append((value, truth))
+                    groups[who].append(group)
+                n += 1
+            gaps.append(cohens_kappa(pairs[0], groups[0]) - cohens_kappa(pairs[1], groups[1]))
+            careful, careless = kappa_interval(pairs[0], groups[0]), kappa_interval(pairs[1], groups[1])
+            named += bool(careful and careless and careless[1] < careful[0])  # the report's lower_than
+        gaps.sort()
+        out.append({"qa_checked": need, "seeds": seeds, "under_0.2": sum(g < 0.2 for g in gaps) / seeds,
+                    "p5": round(gaps[seeds // 20], 3), "median": round(gaps[seeds // 2], 3),
+                    "named_lower": named / seeds})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("workdir", type=Path)
-    ap.add_argument("--seeds", type=int, nargs="+", required=True)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[])
+    ap.add_argument("--simulate", type=int, default=0, metavar="N", help="replay seeds 0..N-1 without the catalog")
     ap.add_argument("--images", type=int, default=60)
     ap.add_argument("--share", type=float, default=0.1)
     ap.add_argument("--qa", type=int, default=qa.MIN_QA_CHECKED, help="QA'd decisions per reviewer to read at")
@@ -121,6 +164,12 @@ def main() -> None:
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     built = build(args.workdir, args.images, args.model)
+    if args.simulate:
+        for row in simulate(built, args.model, args.simulate, args.share, (25, 50, 100, 200, 300)):
+            print(json.dumps(row) if args.json else
+                  f"{row['qa_checked']:4} QA'd each: gap under 0.2 for {100 * row['under_0.2']:.1f}% of "
+                  f"{row['seeds']} seeds; 5th percentile {row['p5']}, median {row['median']}; intervals apart "
+                  f"(lower_than) for {100 * row['named_lower']:.1f}%", flush=True)
     results = []
     for seed in args.seeds:
         home = args.workdir / f"run-{seed}"
