@@ -8,11 +8,17 @@ page deep in the queue (keyset ``after``), for every sort. The baseline, measure
 is the same page without the team's exclusions (no reviewer): the ratio is what leases cost.
 
     PYTHONPATH=. .venv/bin/python bench/bench_queue.py HOME --images 1000000 [--group concept] [--repeat 15]
-        [--sort uncertainty ...] [--reuse] [--web]
+        [--sort uncertainty ...] [--reuse] [--web] [--database-url postgresql+psycopg://...]
+
+``--database-url`` puts the catalog on that database (PostgreSQL) instead of HOME/catalog.db: the
+build, the label run and every timing then go through it.
 
 ``--web`` also times the whole ``GET /review`` request of that page (the reviewer's queue as the
 browser asks for it: the page, its claim on the cards, the group list, the value filter's options
-and the progress line), through the real app in process.
+and the progress line), through the real app in process. It times the progress line alone too
+(``decisions.progress``, sent with every decision as well): its first call after labels were added
+(which counts the group once), later calls, and, as the baseline in the same run, counting the
+group's labels by status as the line did before (``label_totals``).
 """
 
 from __future__ import annotations
@@ -29,13 +35,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import select  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 
 from bench.bench_scale import build, collection_of, run_label  # noqa: E402
 from labeler.collection import in_session  # noqa: E402
 from labeler.review import decisions as review  # noqa: E402
 from labeler.store import users  # noqa: E402
-from labeler.store.catalog import User  # noqa: E402
+from labeler.store import label_totals  # noqa: E402
+from labeler.store.catalog import Label, User  # noqa: E402
 
 PASSWORD = "bench password 123"
 PAGE = 96  # what a proposed queue reads: the page and the next batch it claims
@@ -80,18 +87,20 @@ def main() -> None:
     parser.add_argument("--sort", action="append", choices=review.SORTS, help="only these sorts (default: all)")
     parser.add_argument("--reuse", action="store_true", help="a home already built and labeled: time it as it is")
     parser.add_argument("--web", action="store_true", help="also time the whole GET /review request per sort")
+    parser.add_argument("--database-url", default=None, metavar="URL",
+                        help="the catalog on this database (postgresql+psycopg://...) instead of HOME/catalog.db")
     args = parser.parse_args()
-    collection = collection_of(args.home)
+    collection = collection_of(args.home, database_url=args.database_url)
     have = in_session(collection.vectors.count) if args.reuse else 0  # in a unit of work, as the store asks
     if args.reuse and have >= args.images:
         made = {"images": have, "seconds": 0}
     else:
-        made = build(args.home, args.images)  # a reused home starts unlabeled
+        made = build(args.home, args.images, database_url=args.database_url)  # a reused home starts unlabeled
         started = time.perf_counter()
-        run_label(args.home, ROOT, [])
+        run_label(args.home, ROOT, [], args.database_url)
         print(f"built {made['images']:,} images ({made['seconds']} s); labeled them in every group in "
               f"{time.perf_counter() - started:.1f} s")
-        collection = collection_of(args.home)
+        collection = collection_of(args.home, database_url=args.database_url)
     with collection.session() as s:
         user_id = s.scalar(select(User.id).where(User.name == "bench"))
         if user_id is None:
@@ -113,6 +122,17 @@ def main() -> None:
         print(f"{sort:16} {mine[0]:9.1f} / {mine[1]:9.1f} {deep[0]:9.1f} / {deep[1]:9.1f} "
               f"{base[0]:8.1f} / {base[1]:7.1f} {mine[0] / base[0]:6.2f}", flush=True)
     if args.web:
+        with collection.session() as s:
+            label_totals.bump(s)  # as after a label run: the first progress line counts the group
+        with collection.session() as s:
+            started = time.perf_counter()
+            review.progress(s, args.group)
+            once = (time.perf_counter() - started) * 1000
+            line = _times(partial(review.progress, s, args.group), args.repeat)
+            counted = _times(lambda: s.execute(select(Label.status, func.count()).where(Label.group == args.group)
+                                               .group_by(Label.status)).all(), args.repeat)
+        print(f"progress line, ms: first after labels were added {once:.1f}; then p50 / p95 {line[0]:.1f} / "
+              f"{line[1]:.1f}; counting the group (before) {counted[0]:.1f} / {counted[1]:.1f}", flush=True)
         client = _web_client(collection)
         print(f"GET /review, ms p50 / p95 over {args.repeat}")
         for sort in args.sort or review.SORTS:

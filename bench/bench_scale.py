@@ -25,7 +25,7 @@ upgrades it its own way (``--baseline DIR``: a checkout of the older code, e.g. 
 ``git worktree add /tmp/old c60ae59``, the commit before this storage).
 
     PYTHONPATH=. .venv/bin/python bench/bench_scale.py HOME --images 100000 [--baseline DIR | --no-baseline]
-        [--group G ...] [--json]
+        [--group G ...] [--database-url postgresql+psycopg://...] [--json]
 
 HOME is created when missing and reused (labels removed first) when it already holds N images.
 """
@@ -48,7 +48,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import delete, func, insert, select  # noqa: E402
+from sqlalchemy import create_engine, delete, func, insert, select  # noqa: E402
 
 from labeler.store import db  # noqa: E402
 from labeler.store.catalog import Embedding, Image, ImageFile, Label, utcnow  # noqa: E402
@@ -89,17 +89,19 @@ def model_spec(home: Path, model: str = "tiny") -> str:
     return f"ViT-B-32:{weights}"
 
 
-def collection_of(home: Path, model: str = "tiny") -> Collection:
-    return Collection(Config(home=home, model=model_spec(home, model)))
+def collection_of(home: Path, model: str = "tiny", database_url: str | None = None) -> Collection:
+    """The bench's collection under ``home``; its catalog on ``database_url`` when given (PostgreSQL)."""
+    return Collection(Config(home=home, model=model_spec(home, model), database_url=database_url))
 
 
-def build(home: Path, n: int, seed: int = 0, model: str = "tiny") -> dict:
-    """A collection of ``n`` embedded images under ``home``, with no labels; returns what it did."""
+def build(home: Path, n: int, seed: int = 0, model: str = "tiny", database_url: str | None = None) -> dict:
+    """A collection of ``n`` embedded images under ``home`` (its catalog on ``database_url`` when
+    given), with no labels; returns what it did."""
     from labeler.ingest.run import index_paths
     from labeler.demo_world import generate_world
 
     started = time.perf_counter()
-    collection = collection_of(home, model)
+    collection = collection_of(home, model, database_url)
     if in_session(collection.vectors.count) == 0:
         world = home.parent / f"{home.name}-seed-world"
         if not world.exists():
@@ -110,8 +112,12 @@ def build(home: Path, n: int, seed: int = 0, model: str = "tiny") -> dict:
         relabel = s.execute(delete(Label)).rowcount  # a reused home starts unlabeled
     if relabel:  # and without the free pages its labels left, or the growth would read near 0
         db.dispose_engines()
-        with sqlite3.connect(home / "catalog.db") as conn:
-            conn.execute("VACUUM")
+        if database_url:
+            with create_engine(database_url, isolation_level="AUTOCOMMIT").connect() as conn:
+                conn.exec_driver_sql("VACUUM FULL labels")
+        else:
+            with sqlite3.connect(home / "catalog.db") as conn:
+                conn.execute("VACUUM")
     have = in_session(collection.vectors.count, model_id)
     if have >= n:
         db.dispose_engines()
@@ -165,15 +171,25 @@ def _add_images(collection: Collection, model_id: int, image_ids: np.ndarray, ve
         s.execute(insert(Embedding.__table__), embeddings)
 
 
-def catalog_bytes(home: Path) -> int:
+def catalog_bytes(home: Path, database_url: str | None = None) -> int:
+    """The catalog's size: SQLite's file and WAL, or PostgreSQL's database."""
+    if database_url:
+        engine = create_engine(database_url)
+        try:
+            with engine.connect() as conn:
+                return int(conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar())
+        finally:
+            engine.dispose()
     return sum(p.stat().st_size for p in (home / "catalog.db", home / "catalog.db-wal") if p.exists())
 
 
-def run_label(home: Path, code: Path, groups: list[str]) -> dict:
+def run_label(home: Path, code: Path, groups: list[str], database_url: str | None = None) -> dict:
     """``manage.py label --prompt-set workshop --json`` (only ``groups`` when given) with the code at
-    ``code``: wall seconds, growth, report."""
-    before = catalog_bytes(home)
+    ``code``, on the catalog at ``database_url`` when given: wall seconds, growth, report."""
+    before = catalog_bytes(home, database_url)
     env = {**os.environ, "PYTHONPATH": str(code)}
+    if database_url:
+        env["LABELER_DATABASE_URL"] = database_url
     started = time.perf_counter()
     done = subprocess.run([sys.executable, str(code / "manage.py"), "--home", str(home), "--model", TINY_NAME,
                            "label", "--prompt-set", PROMPT_SET, "--json", *(f"--group={g}" for g in groups)],
@@ -182,16 +198,16 @@ def run_label(home: Path, code: Path, groups: list[str]) -> dict:
     if done.returncode != 0:
         raise RuntimeError(f"label failed ({code}): {done.stderr.strip()[-2000:]}")
     report = json.loads(done.stdout)
-    return {"seconds": round(seconds, 2), "growth_bytes": catalog_bytes(home) - before,
+    return {"seconds": round(seconds, 2), "growth_bytes": catalog_bytes(home, database_url) - before,
             "inserted": report.get("inserted"), "updated": report.get("updated"),
             "unchanged": report.get("unchanged"), "labeled": report.get("labeled")}
 
 
-def measure_label(home: Path, code: Path = ROOT, groups: list[str] = ()) -> dict:
+def measure_label(home: Path, code: Path = ROOT, groups: list[str] = (), database_url: str | None = None) -> dict:
     """First ``label`` on the unlabeled home, then a rerun with nothing changed."""
-    first = run_label(home, code, list(groups))
-    rerun = run_label(home, code, list(groups))
-    return {"label": first, "rerun": rerun, "catalog_bytes": catalog_bytes(home)}
+    first = run_label(home, code, list(groups), database_url)
+    rerun = run_label(home, code, list(groups), database_url)
+    return {"label": first, "rerun": rerun, "catalog_bytes": catalog_bytes(home, database_url)}
 
 
 def baseline_home(home: Path, revision: str) -> Path:
@@ -248,15 +264,20 @@ def main() -> None:
     parser.add_argument("--group", action="append", default=[], metavar="G",
                         help="label only these groups (repeatable) [default: all eight of workshop]; "
                              f"the issue's targets are for the six it had then: {' '.join(ISSUE_GROUPS)}")
+    parser.add_argument("--database-url", default=None, metavar="URL",
+                        help="the catalog on this database (postgresql+psycopg://...) instead of HOME/catalog.db")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.database_url and args.baseline and not args.no_baseline:
+        parser.error("--baseline downgrades a copy of the SQLite catalog: not with --database-url")
     home = args.home.resolve()
-    results: dict = {"images": args.images, "build": build(home, args.images)}
+    results: dict = {"images": args.images, "build": build(home, args.images, database_url=args.database_url),
+                     "catalog": "postgresql" if args.database_url else "sqlite"}
     base = None
     if args.baseline and not args.no_baseline:
         base = baseline_home(home, common_revision(args.baseline.resolve()))
     results["groups"] = args.group or "all"
-    results["new"] = measure_label(home, groups=args.group)
+    results["new"] = measure_label(home, groups=args.group, database_url=args.database_url)
     if base is not None:
         results["baseline"] = measure_label(base, args.baseline.resolve(), args.group)
         results["baseline_code"] = str(args.baseline)

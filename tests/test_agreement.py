@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from labeler.core.agreement import cohens_kappa, raw_agreement
+from labeler.core.agreement import cohens_kappa, kappa_interval, raw_agreement, wilson_interval
 
 
 def test_the_textbook_example():
@@ -61,3 +61,33 @@ def test_strata_reckon_chance_within_each_group():
     assert cohens_kappa(pairs, ["one"] * 6) == pytest.approx(cohens_kappa(pairs))
     with pytest.raises(ValueError):
         cohens_kappa(pairs, strata[:2])
+
+
+def test_wilson_interval_textbook_values_and_edges():
+    # Wilson (1927) / Newcombe (1998): 81 of 263 -> 0.2553 to 0.3662 at 95%
+    low, high = wilson_interval(81, 263)
+    assert (low, high) == (pytest.approx(0.2553, abs=1e-4), pytest.approx(0.3662, abs=1e-4))
+    assert wilson_interval(0, 10)[0] == 0.0 and 0.0 < wilson_interval(0, 10)[1] < 0.35
+    assert wilson_interval(10, 10)[1] == 1.0 and 0.65 < wilson_interval(10, 10)[0] < 1.0
+
+
+def test_kappa_interval_holds_the_kappa_narrows_with_more_pairs_and_covers_the_truth():
+    rng = random.Random(23)
+    values = ["hammer", "saw", "mug", "book", None]
+
+    def sloppy_pairs(n):
+        truth = [rng.choice(values) for _ in range(n)]
+        return [(t if rng.random() >= 0.2 else rng.choice([v for v in values if v != t]), t) for t in truth]
+
+    widths = {}
+    for n in (25, 100, 400):
+        pairs = sloppy_pairs(n)
+        low, high = kappa_interval(pairs)
+        assert low <= cohens_kappa(pairs) <= high
+        widths[n] = high - low
+    assert widths[25] > widths[100] > widths[400]
+    # a fifth wrong among five even values: kappa 0.75; the 95% interval holds it in most samples of 100
+    covered = sum(low <= 0.75 <= high for low, high in (kappa_interval(sloppy_pairs(100)) for _ in range(300)))
+    assert covered >= 0.88 * 300
+    assert kappa_interval([]) is None and kappa_interval([("a", "a")] * 5) is None  # kappa undefined
+    assert kappa_interval([("a", "a"), ("b", "b")] * 30)[1] == pytest.approx(1.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from alembic import command
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from labeler.store import db
 from labeler.review import present, decisions as review
@@ -143,6 +143,14 @@ def test_team_review_runs_on_postgresql(postgres_url, tmp_path, model_spec):
         assert qa.queue(s, rita) == [] and qa.queue(s, rob)[0].id == task.id
         assert qa.answer(s, task.id, rob, label.value).status == "agreed"
         assert {r["reviewer"]: r["kappa"] for r in qa.report(s)} == {"rita": 1.0}
+        # the progress line: the group's kept total and its reviewed labels, exact
+        line = review.progress(s, "color")
+        assert (line["total"], line["reviewed"]) == (8, 1)
+        s.execute(text("DELETE FROM labels WHERE id IN (SELECT id FROM labels WHERE \"group\" = 'palette' ORDER BY id DESC LIMIT 2)"))
+        assert review.progress(s, "palette")["total"] == 6
+    label_collection(collection, load_prompt_set("workshop"), groups=["palette"])  # adds the two back
+    with collection.session() as s:
+        assert review.progress(s, "palette")["total"] == 8
         # every queue sort, paged by keys through its indexes, is the queue's one order (skips last)
         concept = s.scalars(select(Label).where(Label.group == "concept", Label.status == "proposed")
                             .order_by(Label.id)).all()

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from ..review import decisions as review
 from ..review.values import lookalike, normalise, value_problem
+from ..store import label_totals
 from ..store.catalog import Label, User
 from ..collection import Collection
 from ..store.csvfiles import ID_COLUMNS, IMAGE_URL_COLUMN, CsvError, CsvRows, RowMatcher
@@ -304,6 +305,7 @@ def write_plan(session: Session, plan: list[tuple[int, str, str]], existing: dic
                source: str | None = None) -> None:
     """Record each planned value as a review (accepted or corrected) from the file ``source``, by the
     cell's reviewer in ``reviewers`` (a user id, or a name kept as text); one already so is unchanged."""
+    added = False
     for image_id, group, value in plan:
         label = existing.get((image_id, group))
         if label is not None and label.value == value and label.status in REVIEWED:
@@ -311,10 +313,13 @@ def write_plan(session: Session, plan: list[tuple[int, str, str]], existing: dic
             continue
         if label is None:
             label = existing[(image_id, group)] = Label(image_id=image_id, group=group)
+            added = True
         user_id, name = (reviewers or {}).get((image_id, group), (None, None))
         event = review.record_import(session, label, value, user_id, source, name)
         report["imported"] += 1
         report[event.after_status] += 1
+    if added:
+        label_totals.bump(session)  # groups' kept label counts are stale
 
 
 def _clean(cell: str) -> str:

@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from ..store import db, sqlite_writer
+from ..store import db, label_totals, sqlite_writer
 from . import queue_order
 from ..review import duplicate_marks
 from ..core import fewshot, scoring, stored_scores
@@ -686,7 +686,10 @@ class LabelWriter:
         if not self.sqlite:
             with collection.session() as s:
                 result = s.connection().execute(self.statement, [dict(zip(self.keys, r)) for r in batch.rows])
-                return result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(batch.rows)
+                written = result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(batch.rows)
+                if written:
+                    label_totals.bump(s)
+                return written
         # SQLite: the statement SQLAlchemy compiled, run straight on the driver with plain tuples
         # (per-row parameter processing was most of the old cost); the rows come in the unique
         # index's order, so its pages fill one after another instead of being split all over. The

@@ -21,6 +21,7 @@ from sqlalchemy import Integer, and_, case, cast, delete, func, literal_column, 
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from ..store import label_totals
 from ..store.catalog import (MAX_ID, NOT_PROPOSED, SPOT_CHECK_ORDER, Image, ImageFile, Label, QaTask, ReviewEvent,
                              ReviewSkip, REVIEWED_ONLY, utcnow)
 from ..core import stored_scores
@@ -271,14 +272,20 @@ def progress(session: Session, group: str | None, value: str | None = None, user
     divides them by the minutes since the first of them (at least one minute, so a first decision
     does not read as hundreds a minute).
     """
-    # Every label from the (group, status) index, less those of images no longer present (few): a
-    # join to the images would read a million rows for a million-image group on every decision.
+    # Every label, less those of images no longer present (few): a join to the images would read a
+    # million rows for a million-image group on every decision. A whole group's labels are its kept
+    # total (label_totals: counted once after labels were added) and its reviewed ones through the
+    # index of reviewed labels, so a decision reads what was reviewed, not the group's million.
     query = select(Label.status, func.count())
-    if group:
-        query = query.where(Label.group == group)
-    if value:
-        query = query.where(Label.value == value)
-    counts = dict(session.execute(query.group_by(Label.status)).all())
+    if group and not value:
+        counts = dict(session.execute(query.where(Label.group == group, REVIEWED_ONLY).group_by(Label.status)).all())
+        counts["proposed"] = label_totals.group_total(session, group) - sum(counts.values())
+    else:
+        if group:
+            query = query.where(Label.group == group)
+        if value:
+            query = query.where(Label.value == value)
+        counts = dict(session.execute(query.group_by(Label.status)).all())
     # ``< 'ok' OR > 'ok'``: two ranges of the status index, where ``<>`` would read every image
     gone = list(session.scalars(select(Image.id).where(or_(Image.status < "ok", Image.status > "ok"))))
     for start in range(0, len(gone), 500):

@@ -50,14 +50,17 @@ def claim(session: Session, user_id: int, label_ids: Sequence[int], now: datetim
         return set()
     table = ReviewLease.__table__
     insert_of = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert_of(table).values([{"label_id": i, "user_id": user_id, "expires_at": _until(now),
-                                          "claimed_at": now} for i in ids])
+    # One statement over a list of rows (executemany), not 96 rows of VALUES in the SQL: SQLAlchemy
+    # compiled that anew on every queue load (about a third of GET /review's time at 30,000 images).
+    statement = insert_of(table)
     statement = statement.on_conflict_do_update(
         index_elements=[table.c.label_id],
         set_={"user_id": statement.excluded.user_id, "expires_at": statement.excluded.expires_at,
               "claimed_at": statement.excluded.claimed_at},
-        where=or_(table.c.user_id == statement.excluded.user_id, table.c.expires_at <= now))
-    session.execute(statement)
+        # claimed_at is the claim's now: a lease expired by then goes to the new claimant
+        where=or_(table.c.user_id == statement.excluded.user_id, table.c.expires_at <= statement.excluded.claimed_at))
+    session.execute(statement, [{"label_id": i, "user_id": user_id, "expires_at": _until(now), "claimed_at": now}
+                                for i in ids])
     return set(session.scalars(select(ReviewLease.label_id).where(ReviewLease.label_id.in_(ids),
                                                                   ReviewLease.user_id == user_id)))
 

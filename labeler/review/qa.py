@@ -16,7 +16,7 @@ from typing import Sequence
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from ..core.agreement import cohens_kappa, raw_agreement
+from ..core.agreement import cohens_kappa, kappa_interval, raw_agreement
 from ..errors import LabelerError, NotFound
 from ..store.catalog import Label, QaTask, ReviewEvent, Setting, User, utcnow
 
@@ -24,6 +24,10 @@ DECIDED = ("accept", "correct", "reject")
 FINISHED = ("agreed", "disagreed", "resolved")
 SPEED_GAP_S = 600  # a pause longer than this between two decisions is a break, not work
 SPEED_EVENTS = 2000  # the newest decisions per reviewer that speed is measured on
+# QA'd decisions a reviewer needs before their kappa is a finding rather than a first look: at 100,
+# a kappa's 95% interval is about ±0.1, so a 0.2 gap between two reviewers shows beyond it. Below it
+# the sampling error is as large as the gap (bench/bench_qa.py; README "A second pass: QA").
+MIN_QA_CHECKED = 100
 sampler = random.Random()  # which decisions go to QA; a test may seed it
 
 
@@ -68,8 +72,11 @@ def sample(session: Session, label: Label, event: ReviewEvent) -> QaTask | None:
 
     A newer decision on the label supersedes any open task of an earlier one.
     """
+    # "fetch", not the default "evaluate": that tests every object the session holds, so a bulk accept
+    # of n labels in one session took n^2 steps (half of a decision's time at 540 labels)
     session.execute(update(QaTask).where(QaTask.label_id == label.id, QaTask.status == "open")
-                    .values(status="superseded", done_at=utcnow()))
+                    .values(status="superseded", done_at=utcnow())
+                    .execution_options(synchronize_session="fetch"))
     if event.user_id is None or event.action not in DECIDED:
         return None
     chance = share(session, label.group)
@@ -148,8 +155,13 @@ def _speed(session: Session, user_id: int) -> float | None:
 
 
 def report(session: Session) -> list[dict]:
-    """Per reviewer: decisions, QA'd decisions, raw agreement and Cohen's kappa with QA, and speed
-    (median seconds per decision), by name."""
+    """Per reviewer: decisions, QA'd decisions, raw agreement and Cohen's kappa with QA (with its 95%
+    interval), and speed (median seconds per decision), by name.
+
+    ``enough_qa`` says whether the reviewer has :data:`MIN_QA_CHECKED` QA'd decisions; below it the
+    kappa is shown as provisional. ``lower_than`` names the reviewers, each with enough QA'd
+    decisions too, whose kappa interval lies wholly above this reviewer's.
+    """
     names = user_names(session)
     made = dict(session.execute(select(ReviewEvent.user_id, func.count()).where(
         ReviewEvent.action.in_(DECIDED), ReviewEvent.user_id.is_not(None)).group_by(ReviewEvent.user_id)).all())
@@ -165,8 +177,17 @@ def report(session: Session) -> list[dict]:
         mine = pairs.get(user_id, [])
         # chance agreement within each group: values of two groups never meet
         raw, kappa = raw_agreement(mine), cohens_kappa(mine, groups.get(user_id, []))
+        interval = kappa_interval(mine, groups.get(user_id, []))
         out.append({"reviewer": names.get(user_id), "decisions": int(made.get(user_id, 0)), "qa_checked": len(mine),
                     "agreement": None if raw is None else round(raw, 3),
                     "kappa": None if kappa is None else round(kappa, 3),
+                    "kappa_low": None if interval is None else round(interval[0], 3),
+                    "kappa_high": None if interval is None else round(interval[1], 3),
+                    "enough_qa": len(mine) >= MIN_QA_CHECKED,
                     "seconds_per_decision": _speed(session, user_id)})
+    judged = [row for row in out if row["enough_qa"] and row["kappa_low"] is not None]
+    for row in out:
+        row["lower_than"] = []
+    for row in judged:
+        row["lower_than"] = [other["reviewer"] for other in judged if other["kappa_low"] > row["kappa_high"]]
     return out

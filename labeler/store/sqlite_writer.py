@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import CatalogError
+from .label_totals import BUMP_SQL, new_token
 
 CACHE_KIB = 256 * 1024  # a batch's index pages stay in memory while it is written
 
@@ -50,7 +51,8 @@ def _refused(gone: str) -> CatalogError:
 
 def write_batch(connection: sqlite3.Connection, sql: str, rows: list[tuple], references: References) -> int:
     """``sql`` over ``rows`` in one write transaction on ``connection`` (foreign keys off, none
-    open): committed with the number of rows written, or rolled back and raised."""
+    open): committed with the number of rows written, or rolled back and raised. Rows written mark
+    the labels as added to (``label_totals``) in the same transaction."""
     cursor = connection.cursor()
     try:
         cursor.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
@@ -58,6 +60,8 @@ def write_batch(connection: sqlite3.Connection, sql: str, rows: list[tuple], ref
         try:
             cursor.executemany(sql, rows)
             written = cursor.rowcount if cursor.rowcount >= 0 else len(rows)
+            if written:
+                cursor.execute(BUMP_SQL, {"token": new_token()})
             gone = check_references(cursor, references)
             if gone:
                 raise _refused(gone)

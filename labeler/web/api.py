@@ -29,7 +29,7 @@
     POST /api/qa/<id>                       {"value"}  your answer: agreed or disagreed
     GET  /api/qa/disagreements              admins
     POST /api/qa/<id>/resolve               {"value"}  admins: the final value, stored on the label
-    GET  /api/qa/report                     per reviewer: decisions, agreement (raw, kappa), speed
+    GET  /api/qa/report                     per reviewer: decisions, agreement (raw, kappa, interval), speed
     DELETE /api/flags/<id>
     POST /api/jobs                          {"kind": "learn-and-relabel"}  admins; 202 started, 200 already running
     GET  /api/jobs/<id>                     status, done, total, message, result
@@ -364,9 +364,10 @@ def qa_resolve(task_id: int):
 
 @bp.route("/qa/report")
 def qa_report():
-    """Per reviewer: decisions, agreement with QA (raw and Cohen's kappa) and seconds per decision."""
+    """Per reviewer: decisions, agreement with QA (raw and Cohen's kappa with its 95% interval) and
+    seconds per decision; ``qa_needed``: the QA'd decisions a kappa needs to be more than provisional."""
     with collection().session() as s:
-        return jsonify({"reviewers": qa.report(s), "shares": qa.shares(s)})
+        return jsonify({"reviewers": qa.report(s), "shares": qa.shares(s), "qa_needed": qa.MIN_QA_CHECKED})
 
 
 @bp.route("/flags", methods=("POST",))

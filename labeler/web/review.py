@@ -36,7 +36,7 @@ def dashboard():
         job = jobs.latest(s, jobs.LEARN_AND_RELABEL)
         job = jobs.job_dict(job) if job else None
         team = {"holdings": leases.holdings(s), "assignments": leases.assignments(s), "qa": qa.report(s),
-                "shares": qa.shares(s),
+                "shares": qa.shares(s), "qa_needed": qa.MIN_QA_CHECKED,
                 "reviewers": [u["name"] for u in users.list_users(s) if not u["disabled"]]}
         accept_job = jobs.latest(s, jobs.ACCEPT)
         accept_job = jobs.job_dict(accept_job) if accept_job else None

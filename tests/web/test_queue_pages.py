@@ -146,3 +146,61 @@ def test_the_informative_rank_is_the_balanced_order_and_moves_only_with_the_prop
                                          if rows[i].priority is None]
         assert [r.id for r in sorted(rows, key=lambda r: r.informative_rank)] == order
         assert queue_order.store_informative(s, [GROUP]) == 0  # nothing moved: nothing written
+
+
+def _exact_progress(s, group):
+    """The progress line's counts the slow way: every label of the group, present images only."""
+    rows = s.execute(text("SELECT l.status, count(*) FROM labels l JOIN images i ON i.id = l.image_id "
+                          "WHERE l.\"group\" = :g AND i.status = 'ok' GROUP BY l.status"), {"g": group}).all()
+    counts = dict(rows)
+    total = sum(counts.values())
+    return total, total - counts.get("proposed", 0)
+
+
+def test_the_progress_line_reads_the_reviewed_labels_not_the_group(team_catalog):
+    """The progress line keeps a group's total until labels are added, and counts only the reviewed
+    ones: it stays exact through decisions, a run that adds labels and a missing image, and its
+    queries never scan the labels table nor walk the group's proposed labels."""
+    from labeler.collection import Collection
+    from labeler.core.prompts import load_prompt_set
+    from labeler.labeling import bulk as labeling
+
+    config, rita = team_catalog
+    with db.session_scope(config) as s:
+        dropped = list(s.scalars(select(Label.id).where(Label.group == "size").order_by(Label.id).limit(5)))
+        s.execute(text("DELETE FROM labels WHERE id IN (%s)" % ",".join(map(str, dropped))))
+    totals = {}
+    for group in (GROUP, "size"):
+        with db.session_scope(config) as s:
+            line = review.progress(s, group)
+            assert (line["total"], line["reviewed"]) == _exact_progress(s, group)
+            totals[group] = line["total"]
+    with db.session_scope(config) as s:  # decisions move the reviewed count, the kept total holds
+        label = s.scalars(select(Label).where(Label.group == GROUP, Label.status == "proposed")).first()
+        review.decide(s, label.id, "accept", rita, label.version)
+        seen: list[tuple[str, object]] = []
+
+        def remember(conn, cursor, statement, parameters, context, executemany):
+            if "count(" in statement.lower():
+                seen.append((statement, parameters))
+
+        event.listen(s.get_bind(), "before_cursor_execute", remember)
+        try:
+            line = review.progress(s, GROUP)
+        finally:
+            event.remove(s.get_bind(), "before_cursor_execute", remember)
+        assert (line["total"], line["reviewed"]) == _exact_progress(s, GROUP)
+        raw = s.connection().connection.driver_connection
+        for statement, parameters in seen:  # the total was kept: only reviewed labels are counted
+            plan = " ".join(row[3] for row in raw.execute("EXPLAIN QUERY PLAN " + statement, parameters))
+            assert "SCAN labels" not in plan and ("status !=" in statement or "image_id IN" in statement), plan
+    # a run that adds labels (the five dropped) makes every process count the group again
+    labeling.label_collection(Collection(config), load_prompt_set("workshop"), groups=["size"])
+    with db.session_scope(config) as s:
+        line = review.progress(s, "size")
+        assert (line["total"], line["reviewed"]) == _exact_progress(s, "size") and line["total"] == totals["size"] + 5
+        gone = s.scalar(select(Label.image_id).where(Label.group == GROUP, Label.status == "proposed"))
+        s.execute(text("UPDATE images SET status = 'missing' WHERE id = :i"), {"i": gone})
+    with db.session_scope(config) as s:
+        line = review.progress(s, GROUP)
+        assert (line["total"], line["reviewed"]) == _exact_progress(s, GROUP)

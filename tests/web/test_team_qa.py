@@ -133,5 +133,42 @@ def test_the_dashboard_tells_the_careless_reviewer_by_kappa(client, web_config):
     assert careful["qa_checked"] >= 10 and careless_one["qa_checked"] >= 10
     assert careless_one["kappa"] <= careful["kappa"] - 0.2
     assert careful["decisions"] + careless_one["decisions"] == len(labels) and wrong > 0
+    # about 27 QA'd each: a first look, not a finding (the interval is as wide as the gap)
+    for row in (careful, careless_one):
+        assert row["kappa_low"] <= row["kappa"] <= row["kappa_high"]
+        assert row["qa_checked"] < qa.MIN_QA_CHECKED and not row["enough_qa"] and row["lower_than"] == []
+    assert careless_one["kappa_high"] - careless_one["kappa_low"] > 0.2
     html = client.get("/").get_data(as_text=True)
     assert f'data-testid="reviewer-{Users.second}"' in html and "Cohen's kappa" in html
+    assert 'data-testid="kappa-provisional"' in html and 'data-testid="kappa-interval"' in html
+    assert f"of {qa.MIN_QA_CHECKED} QA'd" in html and 'data-testid="kappa-lower"' not in html
+
+
+def test_with_enough_qa_the_report_names_who_is_lower(client, web_config, monkeypatch):
+    """Every decision QA'd in two groups: the careless reviewer's interval lies wholly below the other's."""
+    monkeypatch.setattr(qa, "MIN_QA_CHECKED", 40)
+    rita, rob, ada = (_user(web_config, n) for n in (Users.reviewer, Users.second, Users.admin))
+    with db.session_scope(web_config) as s:
+        for group in ("color", "size"):
+            qa.set_share(s, group, 1.0)
+        labels = list(s.scalars(select(Label).where(Label.group.in_(["color", "size"])).order_by(Label.id)))
+        for n, label in enumerate(labels):
+            reviewer = rita if n % 2 == 0 else rob
+            others = [o for o in review.options(s, label.group) if o != label.value]
+            if reviewer == rob and (n // 2) % 5 == 0:
+                review.decide(s, label.id, "correct", reviewer, label.version, others[0])
+            else:
+                review.decide(s, label.id, "accept", reviewer, label.version)
+        truth = {label.id: label.predicted for label in labels}
+        for task in qa.queue(s, ada, limit=500):
+            qa.answer(s, task.id, ada, truth[task.label_id])
+    login(client, Users.admin)
+    answer = client.get("/api/qa/report").get_json()
+    report = {r["reviewer"]: r for r in answer["reviewers"]}
+    assert answer["qa_needed"] == 40
+    careful, careless_one = report[Users.reviewer], report[Users.second]
+    assert careful["enough_qa"] and careless_one["enough_qa"] and careful["qa_checked"] == len(labels) // 2
+    assert careless_one["lower_than"] == [Users.reviewer] and careful["lower_than"] == []
+    assert careless_one["kappa_high"] < careful["kappa_low"]
+    html = client.get("/").get_data(as_text=True)
+    assert f"lower than {Users.reviewer}" in html and 'data-testid="kappa-provisional"' not in html
