@@ -166,13 +166,16 @@ def queue():
         options = batch.options or values
         progress = review.progress(s, filters["group"], filters["value"], g.user.id, started)
         flag_names = flags.names(s)
+        # The reviewer's newest bulk accept of this session, from the catalog: its note outlives a reload.
+        newest = review.newest_bulk(s, g.user.id, started)
+        bulk = review.bulk_dict(newest) if newest is not None else None
     data = page_data({filters["group"]: options} if filters["group"] else {}, batch.cards, group=filters["group"],
                      value=filters["value"], status=filters["status"], next=batch.next, progress=progress,
                      claimed=batch.claimed, claimed_at=batch.claimed_at)
     return render_template("review/queue.html", cards=batch.cards, total=batch.total, total_capped=batch.total_capped,
                            groups=groups, values=values,
                            filters=filters, statuses=review.STATUSES, sorts=review.SORTS, flag_names=flag_names,
-                           pages={"next": batch.next, "previous": batch.previous}, data=data,
+                           pages={"next": batch.next, "previous": batch.previous}, data=data, bulk=bulk,
                            shortcuts=shortcuts(option_keys(options)))
 
 
