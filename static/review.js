@@ -109,7 +109,12 @@
     return byLabel.get(Number(card.dataset.labelId));
   }
 
-  const BUTTONS = [["accept", "Accept", "a"], ["correct", "Correct", "c"], ["reject", "None", "r"], ["skip", "Skip", "s"]];
+  // Each action's key as the page's table binds it (the user's own keys included), for the hints.
+  const keyOf = {};
+  for (const row of page.shortcuts) for (const [key, action] of Object.entries(row)) if (!(action in keyOf)) keyOf[action] = key;
+  let arrived = 0;  // cards built so far: each card's place in the queue's order
+  const BUTTONS = [["accept", "Accept"], ["correct", "Correct"], ["reject", "None"], ["skip", "Skip"]]
+    .map(([action, text]) => [action, text, keyOf[action] || ""]);
 
   function buttonName(action, data) {
     const value = shownValue(data.value);
@@ -119,7 +124,7 @@
 
   function buildCard(sent) {
     const data = complete(sent);
-    const card = element("article", {"class": "card", "tabindex": "0", "data-testid": "card"});
+    const card = element("article", {"class": "card", "tabindex": "0", "data-testid": "card", "data-order": String(arrived++)});
     const select = element("label", {"class": "select"});
     select.append(element("input", {"type": "checkbox", "data-testid": "select"}));
     const link = element("a", {"data-testid": "detail-link", "href": imageUrl(page.detail, data.image_id)});
@@ -526,6 +531,57 @@
     });
   }
 
+  // --- Grouping by proposed value: the page's cards sorted into one run per value, each under a
+  // heading with its count; a value only one card has (on a page of several values) is the odd one
+  // out, and its heading and card stand out. The cursor stays on its card. ---
+
+  function grouped() {
+    const box = byTestId("group-by-value");
+    return Boolean(box && box.checked);
+  }
+
+  function regroup() {
+    const keep = currentCard();
+    grid.querySelectorAll('[data-testid="value-group"]').forEach((h) => h.remove());
+    const all = cards();
+    all.forEach((c) => c.classList.remove("odd-one-out"));
+    if (grouped()) {
+      const runs = new Map();
+      for (const card of all) {
+        const value = shownValue(dataOf(card).predicted === undefined ? dataOf(card).value : dataOf(card).predicted);
+        if (!runs.has(value)) runs.set(value, []);
+        runs.get(value).push(card);
+      }
+      const odd = runs.size > 1 && all.length > 2;
+      const order = [...runs.entries()].sort((a, b) => b[1].length - a[1].length || a[0].localeCompare(b[0]));
+      for (const [value, members] of order) {
+        const alone = odd && members.length === 1;
+        const heading = element("h2", {"class": `value-group${alone ? " odd-one-out" : ""}`, "data-testid": "value-group",
+                                       "data-value": value}, `${value} · ${members.length}${alone ? " (the odd one out)" : ""}`);
+        grid.append(heading, ...members);
+        if (alone) members[0].classList.add("odd-one-out");
+      }
+    } else {
+      all.sort((a, b) => Number(a.dataset.order) - Number(b.dataset.order)).forEach((c) => grid.append(c));
+    }
+    current = Math.max(0, cards().indexOf(keep));
+    markCurrent(keep);
+  }
+
+  function toggleGrouping() {
+    const box = byTestId("group-by-value");
+    if (!box) return false;
+    box.checked = !box.checked;
+    onGroupingChange();
+    return true;
+  }
+
+  function onGroupingChange() {
+    sessionStorage.setItem("review-group-by-value", grouped() ? "on" : "off");
+    regroup();
+    focusCard(current);
+  }
+
   // --- Progress ---
 
   function showProgress(progress) {
@@ -562,6 +618,7 @@
       if (batch.claimed_at) claimedAt = batch.claimed_at;
       const waiting = current >= cards().length;
       grid.append(...batch.cards.map(buildCard));
+      if (grouped()) regroup();
       page.next = batch.next;
       const link = byTestId("next-page");
       if (link && batch.next) link.href = batch.next; else if (link) link.remove();
@@ -729,7 +786,7 @@
     byTestId("focus-options", focusView).replaceChildren(...optionsOf(data.group).map((o) => {
       const button = element("button", {"type": "button", "class": "alt", "data-option": o,
                                         "aria-label": `correct to ${o}`}, ` ${o}`);
-      button.prepend(element("kbd", {}, keys[o] || "c"));
+      button.prepend(element("kbd", {}, keys[o] || keyOf.correct || ""));
       const item = element("li");
       item.append(button);
       return item;
@@ -1130,6 +1187,7 @@
     open: onCard((card) => { openDetail(card); }),
     help: () => { toggleHelp(); },
     history: () => (onQueue ? toggleHistory() : false),
+    groupByValue: () => (onQueue ? toggleGrouping() : false),
   };
 
   function act(action, card, key) {
@@ -1230,6 +1288,11 @@
     byTestId("threshold-accept").addEventListener("click", acceptThreshold);
     byTestId("bulk-undo").addEventListener("click", (event) => undoBulk(event.target.dataset.bulkId));
     byTestId("history-toggle").addEventListener("click", toggleHistory);
+    byTestId("group-by-value").addEventListener("change", onGroupingChange);
+    if (sessionStorage.getItem("review-group-by-value") === "on") {
+      byTestId("group-by-value").checked = true;
+      regroup();
+    }
     byTestId("threshold").addEventListener("input", forgetThresholdPreview);
   }
   document.addEventListener("keydown", onKeydown);
@@ -1238,16 +1301,20 @@
   // On a phone the filters and bulk tools fold away, so the first card shows without scrolling.
   const tools = byTestId("queue-tools");
   if (tools && NARROW.matches) tools.open = false;
-  // Density S/M/L, kept in this browser.
+  // Density S/M/L: the user's preference.
   const density = byTestId("density");
   if (density) {
     const apply = () => {
       grid.classList.remove("density-s", "density-m", "density-l");
       grid.classList.add(`density-${density.value}`);
     };
-    density.value = localStorage.getItem("review-density") || "m";
+    density.value = page.density || "m";
     apply();
-    density.addEventListener("change", () => { localStorage.setItem("review-density", density.value); apply(); });
+    // Stored with the user's preferences, in the catalog: every browser they log in from keeps it.
+    density.addEventListener("change", async () => {
+      apply();
+      try { await labeler.api("PUT", "/api/preferences", {density: density.value}); } catch (e) { labeler.showError(e.message); }
+    });
   }
   // A click or a script elsewhere cannot take the focus out of the open dialog.
   document.addEventListener("focusin", (event) => {

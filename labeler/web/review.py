@@ -19,7 +19,7 @@ from .cards import (all_option_keys, cards, option_keys, page_data, qa_cards, qu
                     script_json, shortcuts)
 from .results import image_links, search_hits
 from .requests import queue_filters
-from .context import collection
+from .context import collection, user_preferences
 from ..store import db, users
 from .requests import integer
 
@@ -176,7 +176,7 @@ def queue():
                            groups=groups, values=values,
                            filters=filters, statuses=review.STATUSES, sorts=review.SORTS, flag_names=flag_names,
                            pages={"next": batch.next, "previous": batch.previous}, data=data, bulk=bulk,
-                           shortcuts=shortcuts(option_keys(options)))
+                           shortcuts=shortcuts(option_keys(options), remap=user_preferences()["keys"]))
 
 
 @bp.route("/images/<int:image_id>")
@@ -195,7 +195,8 @@ def detail(image_id: int):
     data = page_data(group_options, shown, group=None, value=None, status=None, next=None, progress=None)
     return render_template("review/detail.html", image=info, explanation=explanation, data=data, flag_names=flag_names,
                            similar=similar, similar_error=similar_error,
-                           shortcuts=shortcuts(all_option_keys(group_options), "each card shows its options' keys"))
+                           shortcuts=shortcuts(all_option_keys(group_options), "each card shows its options' keys",
+                                               remap=user_preferences()["keys"]))
 
 
 SIMILAR_SHOWN = 8
