@@ -104,7 +104,7 @@ def test_images_outside_the_queue_are_described_by_file_name_and_labels(contexts
     for i in range(min(hits.count(), 5)):
         hit = hits.nth(i)
         alt = hit.locator("img").get_attribute("alt")
-        label = hit.locator("ul.hit-labels li").first.inner_text()  # "concept: hammer proposed"
+        label = hit.locator("ul.hit-labels li").first.text_content()  # "concept: hammer proposed" (folded under "all N labels")
         group, value = label.split(":")[0], label.split(":")[1].split()[0]
         assert re.match(r"^[\w.-]+\.(png|jpe?g|webp|gif|bmp|tiff?): ", alt) and f"{group} {value}" in alt, alt
 

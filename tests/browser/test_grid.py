@@ -49,9 +49,13 @@ def test_the_grid_shows_twenty_cards_and_keeps_them_steady(contexts: Contexts, d
     assert shown == [f'"{name}"', "1"], shown
     # Correct, None and Skip sit apart, and the file name starts at the card's left edge: the
     # checkbox is at the image's top right, not in front of the name.
-    boxes = [first.get_by_test_id(action).bounding_box() for action in ("correct", "reject", "skip")]
-    gaps = [b["x"] - (a["x"] + a["width"]) for a, b in zip(boxes, boxes[1:])]
-    assert all(gap >= 4 for gap in gaps), gaps
+    boxes = [first.get_by_test_id(action).bounding_box() for action in ("accept", "correct", "reject", "skip")]
+    apart = [max(b["x"] - a["x"] - a["width"], a["x"] - b["x"] - b["width"], b["y"] - a["y"] - a["height"],
+                 a["y"] - b["y"] - b["height"]) for i, a in enumerate(boxes) for b in boxes[i + 1:]]
+    assert min(apart) >= 3.5, apart
+    clipped = first.locator(".actions button").evaluate_all(
+        "(bs) => bs.filter((b) => b.scrollWidth > b.clientWidth).map((b) => [b.textContent, b.scrollWidth, b.clientWidth])")
+    assert not clipped  # each name whole in its button
     select = first.get_by_test_id("select").bounding_box()
     assert select["x"] > image["x"] + image["width"] / 2 and select["y"] < image["y"] + 40, (select, image)
     assert float(first.get_by_test_id("detail-link").evaluate("(a) => getComputedStyle(a, '::after').paddingLeft")[:-2]) < 8
