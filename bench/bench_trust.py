@@ -9,6 +9,10 @@ labels, their coverage (share of the unreviewed labels accepted), and the covera
 knew the truth could reach at the same precision with the same confidences.
 
     .venv/bin/python bench/bench_trust.py --seed 4242 [--images 3000] [--per-option 30] [--json]
+
+``--work DIR --again``: reuse the home a run left in DIR (its reviews, fit and proposals), undo its
+accept runs through the CLI and accept again with this checkout's code (a change to the estimate,
+measured on the same evidence).
 """
 
 from __future__ import annotations
@@ -54,11 +58,23 @@ def main() -> None:
     ap.add_argument("--per-option", type=int, default=30)
     ap.add_argument("--min-precision", type=float, default=0.99)
     ap.add_argument("--work", type=Path, default=None, help="Keep the world and home here.")
+    ap.add_argument("--again", action="store_true",
+                    help="With --work: undo the home's accept runs and accept again (same reviews and fit).")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-trust-"))
     world, home = work / "world", work / "home"
     timings = {}
+    if args.again:
+        if args.work is None or not (home / "catalog.db").exists():
+            raise SystemExit("--again needs --work DIR holding a home from an earlier run")
+        runs = json.loads(manage(home, "accept", "--runs", "--json").stdout)
+        for run in runs:
+            if run["undone_at"] is None:
+                manage(home, "accept", "--undo", str(run["run"]), "--json")
+        with open(world / "truth.csv", newline="") as fh:
+            truth = list(csv.DictReader(fh))
+        return score(args, home, truth, accept_all(args, home), {}, work)
     t = time.perf_counter()
     if not (world / "truth.csv").exists():
         manage(home, "demo-images", str(world), "--count", str(args.images), "--seed", str(args.seed), "--json")
@@ -83,6 +99,11 @@ def main() -> None:
     manage(home, "import-labels", str(sample), "--json")
     manage(home, "learn", "--json")
     manage(home, "label", "--prompt-set", "workshop", "--json")
+    score(args, home, truth, accept_all(args, home), timings, work)
+
+
+def accept_all(args: argparse.Namespace, home: Path) -> dict:
+    """``accept --min-precision P`` per group, through the CLI: ``{group: its report}``."""
     results = {}
     for group in GROUPS:
         t = time.perf_counter()
@@ -97,6 +118,11 @@ def main() -> None:
         if done.returncode == 2:
             entry["message"] = done.stderr.strip()
         results[group] = entry
+    return results
+
+
+def score(args: argparse.Namespace, home: Path, truth: list[dict], results: dict, timings: dict, work: Path) -> None:
+    """Only here is truth.csv read: the auto labels' true precision, coverage and the oracle's."""
     by_file = {r["file"]: r for r in truth}
     con = sqlite3.connect(home / "catalog.db")
     stored = con.execute('SELECT l."group", l.value, l.predicted, l.status, l.confidence, f.path FROM labels l '

@@ -316,45 +316,68 @@ class Labeler:
     def export(self, fmt: str, out: str | Path, groups: Sequence[str] | None = None, concept_group: str = "concept",
                prompt_set: PromptSetRef | None = None, root: str | Path | None = None,
                image_url_prefix: str | None = None, force: bool = False, coco_segmentation: bool = False,
-               split_predictions: bool = False, formula_guard: bool = True, exclude_duplicates: bool = False) -> dict:
+               split_predictions: bool = False, formula_guard: bool = True, exclude_duplicates: bool = False,
+               label_studio: tuple[str, str] | None = None, project_title: str | None = None,
+               progress: Callable[[int], None] | None = None, total: Callable[[int], None] | None = None) -> dict:
         """Write every label to ``out`` as csv, jsonl, coco, labelstudio, hf or fiftyone (``manage.py export``):
         ``{"format", "path", "images", "labels", "duplicates"}`` (and ``config`` for Label Studio,
         ``predictions`` with ``split_predictions``, ``metadata`` for hf); ``exclude_duplicates`` leaves
-        out images marked as duplicates. See :class:`~labeler.exchange.export.ExportOptions`."""
+        out images marked as duplicates. See :class:`~labeler.exchange.export.ExportOptions`.
+
+        ``label_studio``: (URL, token) of a Label Studio server (labelstudio only): the token is
+        checked first, then the export is written and sent as a new project (``project_title``, default
+        ``labeler OUT-stem``) with its Local Storage and tasks; the report's ``label_studio`` says which
+        (see :mod:`labeler.exchange.label_studio_api`). ``total``/``progress`` count its tasks."""
         chosen = self.prompt_set(prompt_set) if prompt_set is not None else None
         out = Path(out)
         options = ExportOptions(coco_segmentation, split_predictions, formula_guard)
+        server = None
+        if label_studio is not None:
+            from .exchange import label_studio_api
+
+            if fmt != "labelstudio":
+                raise LabelerError("--label-studio-url applies to --format labelstudio only")
+            server = label_studio_api.LabelStudio(*label_studio)
+            label_studio_api.check(server)
         with user_file(out):
-            return export_labels(self.collection(), fmt, out, list(groups) if groups else None, concept_group,
-                                 prompt_set=chosen, root=Path(root) if root is not None else None,
-                                 image_url_prefix=image_url_prefix, force=force, options=options,
-                                 exclude_duplicates=exclude_duplicates)
+            report = export_labels(self.collection(), fmt, out, list(groups) if groups else None, concept_group,
+                                   prompt_set=chosen, root=Path(root) if root is not None else None,
+                                   image_url_prefix=image_url_prefix, force=force, options=options,
+                                   exclude_duplicates=exclude_duplicates)
+        if server is not None:
+            if total is not None:
+                total(report["images"])
+            try:
+                report["label_studio"] = label_studio_api.send_export(server, report, project_title or
+                                                                      f"labeler {out.stem}", progress)
+            except label_studio_api.LabelStudioError as exc:
+                raise label_studio_api.LabelStudioError(f"{exc} (the export itself is written: {out})") from None
+        return report
 
     def import_labels(self, source: str | Path, groups: Sequence[str] | None = None,
                       prompt_set: PromptSetRef | None = None, allow_new_values: bool = False,
                       overwrite_newer: bool = False, user: str | None = None,
-                      progress: Callable[[int], None] | None = None, total: Callable[[int], None] | None = None) -> dict:
+                      progress: Callable[[int], None] | None = None, total: Callable[[int], None] | None = None,
+                      label_studio: tuple[str, str] | None = None) -> dict:
         """Import reviewed labels from a CSV or a Label Studio JSON export (``manage.py
         import-labels``); a refused file raises :class:`~labeler.exchange.importing.ImportRefused`,
         whose ``report`` says what was unknown. A cell whose label changed since the export is
-        skipped as ``newer_review`` unless ``overwrite_newer``. The file is streamed; ``total`` gets
-        its size in bytes and ``progress`` the bytes read since its last call."""
+        skipped as ``newer_review`` unless ``overwrite_newer``. ``user``: the reviewer of the values
+        whose file names none (a labeler user, or a name kept as text). ``label_studio``: (URL, token)
+        of the Label Studio server the file came from, whose users name the annotators its exports
+        give by id. The file is streamed; ``total`` gets its size in bytes and ``progress`` the bytes
+        read since its last call."""
         chosen = self.prompt_set(prompt_set) if prompt_set is not None else None
         source = Path(source)
         collection = self.collection()
-        user_id = None
-        if user is not None:  # the reviewer of every cell whose file names none (or no known user)
-            from sqlalchemy import select
+        names = None
+        if label_studio is not None:
+            from .exchange import label_studio_api
 
-            from .store.catalog import User
-
-            with collection.session() as s:
-                user_id = s.scalar(select(User.id).where(User.name == user))
-            if user_id is None:
-                raise LabelerError(f"--user: no user named {user!r} (manage.py user add {user} first)")
+            names = label_studio_api.annotators(label_studio_api.LabelStudio(*label_studio))
         with user_file(source):
-            return import_label_file(collection, source, list(groups) if groups else None, user_id=user_id,
-                                     prompt_set=chosen, allow_new_values=allow_new_values,
+            return import_label_file(collection, source, list(groups) if groups else None, user=user,
+                                     annotators=names, prompt_set=chosen, allow_new_values=allow_new_values,
                                      overwrite_newer=overwrite_newer, progress=progress, total=total)
 
     # -- trusted labels ----------------------------------------------------------------------

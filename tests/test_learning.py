@@ -327,3 +327,27 @@ def test_search_prompts_refuses_bad_input_with_one_line(labeled, learn_world, tm
         result = cli(*args, expect=2)
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
     assert out.read_text() == "keep me" and not (tmp_path / "new.yaml").exists()
+
+
+def test_the_prompt_set_of_a_groups_labels_is_read_from_the_last_runs_stamp(labeled):
+    """One keyed read instead of sorting a million labels by updated_at; the same answer either way."""
+    from sqlalchemy import delete
+
+    from labeler.labeling.bulk import last_run_prompt_set_id
+    from labeler.labeling.learning import prompt_set_of_labels
+    from labeler.store.catalog import PromptSetRecord, Setting
+
+    collection, _ = labeled
+    with collection.session() as s:
+        stamped = last_run_prompt_set_id(s, "concept")
+        newest = s.scalar(select(Label.prompt_set_id).where(Label.group == "concept")
+                          .order_by(Label.updated_at.desc(), Label.id.desc()).limit(1))
+        assert stamped is not None and stamped == newest
+        assert prompt_set_of_labels(s, "concept").content_hash == s.get(PromptSetRecord, stamped).content_hash
+    with collection.session() as s:  # a run that stopped half way leaves no stamp: the labels answer
+        s.execute(delete(Setting).where(Setting.key.like("labeling.stamp:%")))
+        s.commit()
+    with collection.session() as s:
+        assert last_run_prompt_set_id(s, "concept") is None
+        assert prompt_set_of_labels(s, "concept").content_hash == s.get(PromptSetRecord, stamped).content_hash
+        assert last_run_prompt_set_id(s, "no such group") is None and prompt_set_of_labels(s, "no such group") is None

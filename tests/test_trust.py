@@ -388,3 +388,17 @@ def test_migration_0009_down_and_up_keeps_labels_and_review_events(labeled):
     with collection.session() as s:
         assert s.scalar(select(func.count()).select_from(ReviewEvent)) == events
         assert s.get(Label, label.id).status == "accepted"
+
+
+def test_the_label_groups_are_found_by_jumping_through_the_index(labeled):
+    """``accept``'s unknown-group check reads the groups by a loose index scan, not every label."""
+    from labeler.store.stats import label_groups
+
+    collection, _ = labeled
+    with collection.session() as s:
+        expected = list(s.scalars(select(Label.group).distinct().order_by(Label.group)))
+        assert len(expected) > 1 and label_groups(s) == expected
+        assert trust.known_groups(s) == expected
+        s.execute(Label.__table__.delete())
+        assert label_groups(s) == []  # an empty catalog: no groups, not [None]
+        s.rollback()

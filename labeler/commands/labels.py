@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from ..core.prompts import load_prompt_set
 from ..errors import LabelerError, user_file
@@ -183,11 +184,20 @@ def _replay(collection, prompt_set, known, shots: list[int], order: str, seed: i
 @click.option("--force", is_flag=True, help="Replace OUT (and the Label Studio config beside it) if it exists.")
 @click.option("--exclude-duplicates", is_flag=True,
               help="Leave out images marked as duplicates (a plain export names the image each duplicates).")
+@click.option("--label-studio-url", default=None, metavar="URL",
+              help="Label Studio: also create a project at this server (e.g. http://localhost:8080) with the "
+                   "labeling config, a Local Storage at the images' folder and the tasks, through its REST API.")
+@click.option("--token", default=None, metavar="T", envvar="LABEL_STUDIO_API_KEY", show_envvar=True,
+              help="With --label-studio-url: a personal access token (Account & Settings > Personal Access "
+                   "Token), or a legacy token where the organization allows them.")
+@click.option("--project-title", default=None, metavar="TITLE",
+              help="With --label-studio-url: the project's title [default: labeler OUT-stem].")
 @click.argument("out", type=click.Path(path_type=Path))
 @json_option
 def export(fmt: str, groups: tuple[str, ...], concept_group: str, prompt_set_path: str | None, root: Path | None,
            image_url_prefix: str | None, coco_segmentation: bool, split_predictions: bool, formula_guard: bool,
-           force: bool, exclude_duplicates: bool, out: Path, as_json: bool) -> None:
+           force: bool, exclude_duplicates: bool, label_studio_url: str | None, token: str | None,
+           project_title: str | None, out: Path, as_json: bool) -> None:
     """Export every label to OUT as csv, jsonl, coco, labelstudio (with OUT-stem.labeling-config.xml)
     or hf (OUT: the folder that holds the images; metadata.jsonl, README.md and dataset_info.json go there)
     or fiftyone (OUT: a folder for data.json, labels.json and fields/GROUP[_predicted].json).
@@ -195,10 +205,17 @@ def export(fmt: str, groups: tuple[str, ...], concept_group: str, prompt_set_pat
     Each label says what the model proposed (predicted, with its confidence) and what a reviewer
     decided (value, status, reviewed_by). OUT must not exist unless --force.
     """
-    result = get_labeler().export(fmt, out, groups or None, concept_group, prompt_set_path, root,
-                                  image_url_prefix, force, coco_segmentation=coco_segmentation,
-                                  split_predictions=split_predictions, formula_guard=formula_guard,
-                                  exclude_duplicates=exclude_duplicates)
+    given = click.get_current_context().get_parameter_source("token") == ParameterSource.COMMANDLINE
+    if (label_studio_url is not None and token is None) or (label_studio_url is None and given):
+        # LABEL_STUDIO_API_KEY alone, set for other tools, asks for nothing
+        raise LabelerError("--label-studio-url and --token (or LABEL_STUDIO_API_KEY) go together")
+    with Progress("sending to Label Studio", None, as_json) as bar:
+        result = get_labeler().export(fmt, out, groups or None, concept_group, prompt_set_path, root,
+                                      image_url_prefix, force, coco_segmentation=coco_segmentation,
+                                      split_predictions=split_predictions, formula_guard=formula_guard,
+                                      exclude_duplicates=exclude_duplicates,
+                                      label_studio=(label_studio_url, token) if label_studio_url else None,
+                                      project_title=project_title, progress=bar.update, total=bar.set_total)
 
     def human(d: dict) -> None:
         click.echo(f"wrote {d['labels']} labels of {d['images']} images to {d.get('metadata', d['path'])}")
@@ -212,6 +229,12 @@ def export(fmt: str, groups: tuple[str, ...], concept_group: str, prompt_set_pat
             click.echo("  LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true")
             click.echo(f"  LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={settings['LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT']}")
             click.echo(f"  and a Local Storage (Source Storage > Local files) at {settings['local_storage_path']}")
+        if "label_studio" in d:
+            made = d["label_studio"]
+            click.echo(f"created Label Studio project {made['project']} with {made['tasks']} tasks "
+                       f"({made['predictions']} predictions, {made['annotations']} annotations)"
+                       + (f" and Local Storage {made['storage']}" if made["storage"] is not None else "")
+                       + f": {made['project_url']}")
 
     emit(as_json, result, human)
 
@@ -226,11 +249,18 @@ def export(fmt: str, groups: tuple[str, ...], concept_group: str, prompt_set_pat
 @click.option("--overwrite-newer", is_flag=True,
               help="Import cells whose label changed since the export too (default: skipped as newer_review).")
 @click.option("--user", "user", default=None, metavar="NAME",
-              help="The reviewer of every value whose file names none, or no labeler user (Label Studio's "
-                   "completed_by/annotator is matched to a user by name, or by the part of an e-mail before @).")
+              help="The reviewer of every value whose file names none. Label Studio's completed_by/annotator "
+                   "(and NAME) is matched to a labeler user by name, or by the part of an e-mail before @; a "
+                   "name no user has is kept as text.")
+@click.option("--label-studio-url", default=None, metavar="URL",
+              help="The Label Studio server FILE came from: its exports name annotators by user id, and its "
+                   "users give their e-mails.")
+@click.option("--token", default=None, metavar="T", envvar="LABEL_STUDIO_API_KEY", show_envvar=True,
+              help="With --label-studio-url: a personal access token.")
 @json_option
 def import_labels(source: Path, groups: tuple[str, ...], prompt_set_path: str | None, allow_new_values: bool,
-                  overwrite_newer: bool, user: str | None, as_json: bool) -> None:
+                  overwrite_newer: bool, user: str | None, label_studio_url: str | None, token: str | None,
+                  as_json: bool) -> None:
     """Import reviewed labels from a CSV or a Label Studio JSON (or JSON-MIN) export.
 
     CSV: a file|path|image_id column (or Label Studio's image URL) plus one column per group; an
@@ -240,35 +270,47 @@ def import_labels(source: Path, groups: tuple[str, ...], prompt_set_path: str | 
     """
     from ..exchange.importing import ImportRefused  # lazy: the import formats only for import-labels
 
+    if label_studio_url is not None and token is None:
+        raise LabelerError("--label-studio-url needs --token (or LABEL_STUDIO_API_KEY)")
     try:
         with Progress("importing", None, as_json) as bar:
             report = get_labeler().import_labels(source, groups or None, prompt_set_path, allow_new_values,
                                                  overwrite_newer=overwrite_newer, user=user, progress=bar.update,
-                                                 total=bar.set_total)
+                                                 total=bar.set_total,
+                                                 label_studio=(label_studio_url, token) if label_studio_url else None)
     except ImportRefused as exc:
         if as_json:
             emit(True, exc.report)  # what was unknown, for a script; the error line still says why
         raise
 
-    def human(d: dict) -> None:
-        click.echo(f"imported {d['imported']} labels ({d['accepted']} accepted, {d['corrected']} corrected), "
-                   f"{d['unchanged']} unchanged, {sum(d['skipped'].values())} skipped, for groups "
-                   f"{', '.join(d['groups'])} ({d['rows']} rows read)")
-        for reason, count in d["skipped"].items():
-            click.echo(f"  skipped {count}: {reason}")
-        if d["prompt_set"] is None:
-            click.echo("warning: values were not checked: the collection has no labels yet (pass --prompt-set)",
-                       err=True)
-        for group, values in d["unknown_values"].items():
-            click.echo(f"warning: {group}: imported values not in the prompt set: {', '.join(values[:10])}", err=True)
-        if d["unknown_groups"]:
-            click.echo(f"warning: imported groups not in the prompt set: {', '.join(d['unknown_groups'])}", err=True)
-        for miss in d["unmatched"][:20]:
-            click.echo(f"  line {miss['line']}: no image matches {miss['ref']!r}", err=True)
-        if d["unmatched_count"] > 20:
-            click.echo(f"  ... and {d['unmatched_count'] - 20} more unmatched rows", err=True)
+    emit(as_json, report, _import_human)
 
-    emit(as_json, report, human)
+
+def _import_human(d: dict) -> None:
+    """import-labels' report for a person: counts, then what was noted or unknown."""
+    click.echo(f"imported {d['imported']} labels ({d['accepted']} accepted, {d['corrected']} corrected), "
+               f"{d['unchanged']} unchanged, {sum(d['skipped'].values())} skipped, for groups "
+               f"{', '.join(d['groups'])} ({d['rows']} rows read)")
+    for reason, count in d["skipped"].items():
+        click.echo(f"  skipped {count}: {reason}")
+    if d["prompt_set"] is None:
+        click.echo("warning: values were not checked: the collection has no labels yet (pass --prompt-set)",
+                   err=True)
+    for group, values in d["unknown_values"].items():
+        click.echo(f"warning: {group}: imported values not in the prompt set: {', '.join(values[:10])}", err=True)
+    if d["unknown_groups"]:
+        click.echo(f"warning: imported groups not in the prompt set: {', '.join(d['unknown_groups'])}", err=True)
+    if d["unnamed_annotators"]:
+        click.echo(f"note: {d['unnamed_annotators']} values name their Label Studio annotator by id only: "
+                   "pass --label-studio-url and --token to name them (else --user is their reviewer)", err=True)
+    kept = [name for name, user in d["reviewers"].items() if user is None]
+    if kept:
+        click.echo(f"note: kept as text (no labeler user has the name): {', '.join(kept[:10])}"
+                   + (f" and {len(kept) - 10} more" if len(kept) > 10 else ""), err=True)
+    for miss in d["unmatched"][:20]:
+        click.echo(f"  line {miss['line']}: no image matches {miss['ref']!r}", err=True)
+    if d["unmatched_count"] > 20:
+        click.echo(f"  ... and {d['unmatched_count'] - 20} more unmatched rows", err=True)
 
 
 COMMANDS = [label, evaluate_command, export, import_labels]

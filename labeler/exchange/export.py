@@ -1,7 +1,8 @@
 """Export labels as CSV, JSON lines, COCO or Label Studio tasks, in the shape each client accepts.
 
 Every format keeps the model's answer apart from the reviewer's: ``predicted`` with the model's
-confidence in it, then ``value``, ``status`` and ``reviewed_by`` (a user name). Where a format has
+confidence in it, then ``value``, ``status`` and ``reviewed_by`` (a user name, or the name of an
+imported review's reviewer who is no labeler user). Where a format has
 one confidence beside a value (CSV's ``GROUP:confidence``, COCO's ``score``), it is the model's
 confidence in that value, so a corrected label never shows the old proposal's confidence.
 """
@@ -269,9 +270,14 @@ def export_label(label: Label, reviewers: dict[int, str], qa_by: dict[int, int] 
     """
     run = label.accept_run_id if label.status == "auto" else None
     return {**present.label_dict(label), "confidence": present.model_confidence(label, label.value),
-            "predicted_confidence": label.confidence, "reviewed_by": reviewers.get(label.reviewed_by),
+            "predicted_confidence": label.confidence, "reviewed_by": _reviewer(label, reviewers),
             "qa_by": reviewers.get((qa_by or {}).get(label.id)),
             "stated_precision": (stated or {}).get(run) if run is not None else None}
+
+
+def _reviewer(label: Label, reviewers: dict[int, str]) -> str | None:
+    """Who reviewed ``label``: its user's name, else the name an import kept as text."""
+    return reviewers.get(label.reviewed_by) if label.reviewed_by is not None else label.reviewer_name
 
 
 def neutralise(cell: object) -> object:
@@ -518,7 +524,9 @@ def label_studio(items: Sequence[Item], root: Path, url_prefix: str, reviewers: 
                 "predictions": [{"model_version": "labeler:" + ",".join(strategies),
                                  "score": sum(scores) / len(scores) if scores else None, "result": predicted}]}
         if reviewed:
-            task["annotations"] = [{"result": [result(g, l.value) for g, l in reviewed.items()]}]
+            # an id: Label Studio keeps it as the annotation's import_id, which tells import-labels
+            # that the annotation is ours (its completed_by is then whoever imported it, not a reviewer)
+            task["annotations"] = [{"id": image.id, "result": [result(g, l.value) for g, l in reviewed.items()]}]
         tasks.append(task)
     return tasks
 

@@ -59,7 +59,10 @@ class Cell:
     status: str | None = None  # GROUP:status, when the file has it
     predicted: str | None = None  # GROUP:predicted, when the file has it
     version: int | None = None  # GROUP:version: the label's version when it was exported
-    reviewer: str | None = None  # who made it, where the file says (Label Studio's completed_by/annotator)
+    # who made it, where the file says (Label Studio's completed_by/annotator, or labeler's own
+    # reviewer of an annotation our export carried in: _our_reviewer): a name, or a Label Studio
+    # user id (an int: its exports name users by id)
+    reviewer: str | int | None = None
 
 
 @dataclass
@@ -92,11 +95,17 @@ class Source:
 
 
 def import_labels(collection: Collection, path: Path, groups: Sequence[str] | None = None,
-                  user_id: int | None = None, prompt_set: PromptSet | None = None,
+                  user: str | None = None, prompt_set: PromptSet | None = None,
+                  annotators: dict[int, str] | None = None,
                   allow_new_values: bool = False, overwrite_newer: bool = False,
                   progress: Callable[[int], None] | None = None,
                   total: Callable[[int], None] | None = None) -> dict:
     """Import the reviewed labels of ``path`` (CSV or Label Studio JSON); returns the report.
+
+    Each value's reviewer is the one its file names (Label Studio's ``completed_by``), else ``user``:
+    a labeler user of that name, or the name kept as text when no user has it (see :class:`_Reviewers`).
+    Label Studio's exports name their annotators by user id: ``annotators`` maps those ids to names
+    (its ``/api/users``); an id it does not name is counted in ``report["unnamed_annotators"]``.
 
     ``prompt_set``: what groups and values are checked against (default: the one each group's
     labels came from; nothing is checked while the collection has no labels). Raises
@@ -118,7 +127,7 @@ def import_labels(collection: Collection, path: Path, groups: Sequence[str] | No
     tally = _Tally({"source": str(path), "format": source.kind, "groups": source.groups, "prompt_set": None,
                     "rows": 0, "imported": 0, "accepted": 0, "corrected": 0, "unchanged": 0, "skipped": {},
                     "skipped_rows": [], "unknown_groups": [], "unknown_values": {}, "unmatched": [],
-                    "unmatched_count": 0, "reviewers": {}})
+                    "unmatched_count": 0, "reviewers": {}, "unnamed_annotators": 0})
     report = tally.report
     if total is not None:
         total(source.size)
@@ -126,7 +135,7 @@ def import_labels(collection: Collection, path: Path, groups: Sequence[str] | No
     with collection.session() as s:
         matcher = RowMatcher(s, path)
         checker = _Checker(s, source.groups, prompt_set)
-        reviewers = _Reviewers(s, user_id, report)
+        reviewers = _Reviewers(s, user, report, annotators)
         refused = False
         for chunk in _chunks(source.rows(), CHUNK):
             rows = []
@@ -142,7 +151,7 @@ def import_labels(collection: Collection, path: Path, groups: Sequence[str] | No
             checker.check(source.groups, plan, existing, report)
             refused = refused or (checker.checked and checker.unknown and not allow_new_values)
             if not refused:  # once refused, the rest is only read, for the report's list of unknowns
-                write_plan(s, plan, existing, user_id, report, reviewers.of(rows, ids), path.name[:256])
+                write_plan(s, plan, existing, report, reviewers.of(rows, ids), path.name[:256])
                 s.flush()
                 s.expunge_all()  # the chunk's labels and events are written: bounded memory
             if progress is not None:
@@ -170,34 +179,44 @@ def _chunks(items: Iterator, size: int) -> Iterator[list]:
 
 
 class _Reviewers:
-    """The labeler user of each cell that names its reviewer (Label Studio's ``completed_by`` or
-    ``annotator``): the user of that name, or of the name before the ``@`` of an e-mail address. A
-    name no user has leaves the cell to ``default`` (``--user``), and is listed in
-    ``report["reviewers"]`` with None, beside each matched name and its user."""
+    """Who reviewed each cell: the labeler user the file names (Label Studio's ``completed_by`` or
+    ``annotator``: a user's name, or the name before the ``@`` of an e-mail address), else that name
+    kept as text; a cell that names no one gets ``--user`` (a user, or kept as text the same way).
+    A Label Studio user id is first named through ``annotators`` (id → e-mail). ``report["reviewers"]``
+    lists each name read with its user's name, or None where it is kept as text."""
 
-    def __init__(self, session: Session, default: int | None, report: dict):
-        self.default, self.report = default, report
+    def __init__(self, session: Session, default: str | None, report: dict, annotators: dict[int, str] | None):
+        self.report, self.annotators = report, annotators or {}
         self.users = {name.casefold(): (uid, name) for uid, name in session.execute(select(User.id, User.name))}
         self.matched: dict[str, tuple[int, str] | None] = {}
+        self.default = self._who(normalise(default).strip()) if default and default.strip() else (None, None)
 
-    def of(self, rows: list[Row], ids: list[int | None]) -> dict[tuple[int, str], int | None]:
-        out: dict[tuple[int, str], int | None] = {}
+    def of(self, rows: list[Row], ids: list[int | None]) -> dict[tuple[int, str], tuple[int | None, str | None]]:
+        """(user id, name kept as text) per (image id, group) of the matched rows."""
+        out: dict[tuple[int, str], tuple[int | None, str | None]] = {}
         for row, image_id in zip(rows, ids):
             if image_id is None:
                 continue
             for group, cell in row.cells.items():
-                hit = self._match(cell.reviewer) if cell.reviewer else None
-                out[(image_id, group)] = hit[0] if hit else self.default
+                reviewer = cell.reviewer
+                if isinstance(reviewer, int):
+                    reviewer = self.annotators.get(reviewer)
+                    if reviewer is None:
+                        self.report["unnamed_annotators"] += 1
+                out[(image_id, group)] = self._who(reviewer) if reviewer else self.default
         return out
 
-    def _match(self, name: str) -> tuple[int, str] | None:
+    def _who(self, name: str) -> tuple[int | None, str | None]:
         if name not in self.matched:
+            if (problem := value_problem(name)) is not None:  # shown in pages and exports like a value
+                raise LabelerError(f"reviewer {name[:40]!r}: {problem}; nothing imported")
             hit = self.users.get(name.casefold())
             if hit is None and "@" in name:
                 hit = self.users.get(name.split("@")[0].casefold())
             self.matched[name] = hit
             self.report["reviewers"][name] = hit[1] if hit else None
-        return self.matched[name]
+        hit = self.matched[name]
+        return (hit[0], None) if hit else (None, name[:256])
 
 
 def _chosen_groups(source: Source, groups: Sequence[str] | None, path: Path) -> list[str]:
@@ -281,10 +300,10 @@ def _newer_review(cell: Cell, label: Label | None, value: str) -> bool:
 
 
 def write_plan(session: Session, plan: list[tuple[int, str, str]], existing: dict[tuple[int, str], Label],
-               user_id: int | None, report: dict, reviewers: dict[tuple[int, str], int | None] | None = None,
+               report: dict, reviewers: dict[tuple[int, str], tuple[int | None, str | None]] | None = None,
                source: str | None = None) -> None:
     """Record each planned value as a review (accepted or corrected) from the file ``source``, by the
-    cell's reviewer in ``reviewers`` (else ``user_id``); one already so is unchanged."""
+    cell's reviewer in ``reviewers`` (a user id, or a name kept as text); one already so is unchanged."""
     for image_id, group, value in plan:
         label = existing.get((image_id, group))
         if label is not None and label.value == value and label.status in REVIEWED:
@@ -292,7 +311,8 @@ def write_plan(session: Session, plan: list[tuple[int, str, str]], existing: dic
             continue
         if label is None:
             label = existing[(image_id, group)] = Label(image_id=image_id, group=group)
-        event = review.record_import(session, label, value, (reviewers or {}).get((image_id, group), user_id), source)
+        user_id, name = (reviewers or {}).get((image_id, group), (None, None))
+        event = review.record_import(session, label, value, user_id, source, name)
         report["imported"] += 1
         report[event.after_status] += 1
 
@@ -585,12 +605,15 @@ def _task_ref(data: dict) -> dict[str, str]:
 
 
 def _task_row(where: str, task: dict) -> Iterator[Row | Skipped]:
-    """A full export's task: a cell per choice of its newest finished annotation, by its ``completed_by``."""
+    """A full export's task: a cell per choice of its newest finished annotation, by the user who
+    last changed it (``updated_by``, else ``completed_by``), or by labeler's own reviewer where the
+    annotation is the one our export carried in, unchanged (see :func:`_our_reviewer`)."""
     newest = _newest(task)
     if newest is None:
         yield Skipped(where, "*", "no finished annotation (predictions are not reviews)")
         return
-    reviewer = _annotator(newest.get("completed_by"))
+    reviewer = _annotator(newest.get("updated_by") or newest.get("completed_by"))
+    ours = newest.get("import_id") is not None  # imported into Label Studio, not made there
     cells: dict[str, Cell] = {}
     for region in _choice_regions(newest):
         group, choices = region.get("from_name"), (region.get("value") or {}).get("choices")
@@ -599,8 +622,22 @@ def _task_row(where: str, task: dict) -> Iterator[Row | Skipped]:
         if len(choices) != 1 or not isinstance(choices[0], str):
             yield Skipped(where, group, "not exactly one choice")
             continue
-        cells[group] = Cell(choices[0], reviewer=reviewer)
+        kept = _our_reviewer(task["data"], group, choices[0]) if ours else None
+        cells[group] = Cell(choices[0], reviewer=reviewer if kept is None else kept or None)
     yield Row(where, _task_ref(task["data"]), cells)
+
+
+def _our_reviewer(data: dict, group: str, choice: str) -> str | None:
+    """The reviewer our export named for ``group`` (``data.labeler``, which Label Studio keeps as it
+    is) when ``choice`` is the value that reviewer decided: an annotation our export carried into
+    Label Studio comes back as made by whoever imported it there, who reviewed nothing. ``""``: ours,
+    but it named no one (``--user`` then); None: not our reviewed value."""
+    provenance = data.get("labeler")
+    ours = provenance.get(group) if isinstance(provenance, dict) else None
+    if not isinstance(ours, dict) or ours.get("status") not in REVIEWED or ours.get("value") != choice:
+        return None
+    name = ours.get("reviewed_by")
+    return name.strip() if isinstance(name, str) else ""
 
 
 # Keys of a JSON-MIN row that are Label Studio's or our task data, never groups.
@@ -619,7 +656,9 @@ def _min_choice(key: str, value) -> str | list | None:
 
 def _min_row(where: str, row: dict) -> Iterator[Row | Skipped]:
     """Label Studio's JSON-MIN export: one flat object per task, the task data beside each group's
-    choice and ``annotator``, the e-mail of who made it."""
+    choice and ``annotator`` (who made it: a user id, or an e-mail where the converter had it). It
+    does not say which annotation came from our export: a choice equal to the value labeler's
+    reviewer decided (``data.labeler``) keeps that reviewer."""
     reviewer = _annotator(row.get("annotator"))
     cells: dict[str, Cell] = {}
     for key, value in row.items():
@@ -630,15 +669,20 @@ def _min_row(where: str, row: dict) -> Iterator[Row | Skipped]:
                 continue
             choice = choice[0]
         if isinstance(choice, str):
-            cells[key] = Cell(choice, reviewer=reviewer)
+            kept = _our_reviewer(row, key, choice)
+            cells[key] = Cell(choice, reviewer=reviewer if kept is None else kept or None)
     yield Row(where, _task_ref(row), cells)
 
 
-def _annotator(who) -> str | None:
-    """Who made an annotation, as Label Studio exports it: an e-mail or name, or an object with
-    ``email``/``username``; a bare user id (a number) names no one labeler knows."""
+def _annotator(who) -> str | int | None:
+    """Who made an annotation, as Label Studio exports it: an e-mail or name, an object with
+    ``email``/``username``, or a user id (an int, named through its ``/api/users``)."""
     if isinstance(who, dict):
-        who = who.get("email") or who.get("username") or None
+        who = who.get("email") or who.get("username") or who.get("id")
+    if isinstance(who, bool):
+        return None
+    if isinstance(who, int):
+        return who
     return who.strip() or None if isinstance(who, str) else None
 
 

@@ -482,6 +482,19 @@ def _label_count(session: Session, group: str) -> int:
     return session.scalar(select(func.count()).select_from(Label).where(Label.group == group))
 
 
+def last_run_prompt_set_id(session: Session, group: str) -> int | None:
+    """The prompt set of ``group``'s last complete ``label`` run, from its stamp (one keyed read).
+
+    None when there is no stamp (never labeled, or a run that stopped half way: it forgets the
+    stamp first). A complete run writes every proposal whose prompt set differs, so its proposals
+    are the group's newest."""
+    raw = session.scalar(select(Setting.value).where(Setting.key == _stamp_key(group)))
+    if raw is None:
+        return None
+    found = (json.loads(raw).get("stamp") or {}).get("prompt_set_id")
+    return None if found is None else int(found)
+
+
 def _still_fresh(session: Session, group: str, stamp: dict, report: LabelReport) -> bool:
     """Whether ``group`` was last labeled from exactly ``stamp``; then its stored counts join ``report``."""
     raw = session.scalar(select(Setting.value).where(Setting.key == _stamp_key(group)))

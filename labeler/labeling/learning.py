@@ -20,11 +20,12 @@ from sqlalchemy.orm import Session
 from ..core import fewshot, scoring
 from ..core import replay as replay_maths
 from ..store.catalog import REVIEWED_ONLY, Fit, Label, PromptSetRecord
+from ..store.stats import label_groups
 from ..collection import Collection
 from ..errors import LabelerError
 from ..files import write_atomically
 from .candidates import candidate_texts, encode_candidates, starting_ensembles
-from .bulk import EncodedGroup, encode_groups, logit_scale, record_prompt_set
+from .bulk import EncodedGroup, encode_groups, last_run_prompt_set_id, logit_scale, record_prompt_set
 from ..core.prompts import PromptSet, bump_version, parse_prompt_set
 
 REVIEWED = ("accepted", "corrected")
@@ -68,7 +69,17 @@ def reviews(session: Session, group: str, option_names: Sequence[str]) -> Review
 
 
 def prompt_set_of_labels(session: Session, group: str) -> PromptSet | None:
-    """The prompt set the group's newest proposals were made with, as it was then."""
+    """The prompt set the group's newest proposals were made with, as it was then.
+
+    The last complete ``label`` run's stamp says it in one keyed read; only without one (a run
+    that stopped half way, a catalog from before stamps) are the labels sorted by ``updated_at``,
+    which has no index: seconds at a million labels."""
+    stamped = last_run_prompt_set_id(session, group)
+    if stamped is not None and session.scalar(select(Label.id).where(  # its labels are still there
+            Label.group == group, Label.prompt_set_id == stamped).limit(1)) is not None:
+        record = session.get(PromptSetRecord, stamped)
+        if record is not None:
+            return prompt_set_of_record(record)
     record = session.scalar(select(PromptSetRecord).join(Label, Label.prompt_set_id == PromptSetRecord.id)
                             .where(Label.group == group).order_by(Label.updated_at.desc(), Label.id.desc())
                             .limit(1))
@@ -101,7 +112,7 @@ def learn(collection: Collection, groups: Sequence[str] | None = None, prompt_se
     """
     with collection.session() as s:
         model_id = collection.models.require_id(s)
-        known = list(s.scalars(select(Label.group).distinct().order_by(Label.group)))
+        known = label_groups(s)
         reviewed_groups = set(s.scalars(select(Label.group).where(Label.status.in_(REVIEWED), REVIEWED_ONLY)
                                    .distinct()))
     names = list(groups) if groups else known
@@ -240,7 +251,7 @@ def write_tuned_prompt_set(collection: Collection, groups: Sequence[str] | None,
     scale = logit_scale(collection)
     with collection.session() as s:
         model_id = collection.models.require_id(s)
-        known = list(s.scalars(select(Label.group).distinct().order_by(Label.group)))
+        known = label_groups(s)
         base = prompt_set or next((p for p in (prompt_set_of_labels(s, g) for g in (groups or known)) if p), None)
     if base is None:
         raise LearnError("no labels yet: run `manage.py label --prompt-set FILE` first, then review some")

@@ -20,13 +20,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 import yaml
-from sqlalchemy import select
 
 from ..collection import Collection
 from ..core import prompt_search
 from ..core.prompts import PromptSet, bump_version, parse_prompt_set
 from ..files import write_atomically
-from ..store.catalog import Label
+from ..store.stats import label_groups
 from .bulk import logit_scale
 from .candidates import Candidates, candidate_texts, encode_candidates, read_vocabulary, starting_ensembles
 from .learning import LearnError, prompt_set_of_labels, reviews
@@ -82,7 +81,7 @@ def search_prompt_set(collection: Collection, groups: Sequence[str] | None, prom
         model_id = collection.models.require_id(s)
         base = prompt_set
         if base is None:
-            known = list(groups or s.scalars(select(Label.group).distinct().order_by(Label.group)))
+            known = list(groups or label_groups(s))
             base = next((p for p in (prompt_set_of_labels(s, g) for g in known) if p), None)
     if base is None:
         raise LearnError("no labels yet: run `manage.py label --prompt-set FILE` first, then review some")

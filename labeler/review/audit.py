@@ -26,6 +26,7 @@ from ..labeling.bulk import logit_scale
 from ..labeling.learning import REVIEWED, option_vectors, prompt_set_of_labels, reviews
 from ..store import db
 from ..store.catalog import REVIEWED_ONLY, ImageFile, Label, ReviewEvent, Setting, User
+from ..store.stats import label_groups
 
 MIN_REVIEWS = 10  # fewer reviewed labels than this: nothing to cross-validate on
 PROBABLY = 0.5  # the lowest cutoff: above it a label's value is less likely than not
@@ -164,10 +165,12 @@ def audit_group(collection: Collection, group: str, limit: int = 200) -> dict:
 
 
 def _reviewed_by(session: Session, group: str, image_ids: list[int]) -> dict[int, str | None]:
-    """Who gave each label its value: the reviewer's name, ``import`` for an imported one."""
+    """Who gave each label its value: the reviewer's name, ``import`` for an imported one (with
+    its reviewer: a user, or the name the import kept as text)."""
     newest = (select(func.max(ReviewEvent.id)).join(Label, Label.id == ReviewEvent.label_id)
               .where(Label.group == group, Label.image_id.in_(image_ids)).group_by(ReviewEvent.label_id))
-    rows = session.execute(select(Label.image_id, ReviewEvent.action, User.name)
+    rows = session.execute(select(Label.image_id, ReviewEvent.action,
+                                  func.coalesce(User.name, ReviewEvent.reviewer_name))
                            .join(Label, Label.id == ReviewEvent.label_id)
                            .outerjoin(User, User.id == ReviewEvent.user_id)
                            .where(ReviewEvent.id.in_(newest))).all()
@@ -178,7 +181,7 @@ def _reviewed_by(session: Session, group: str, image_ids: list[int]) -> dict[int
 def audit(collection: Collection, group: str | None = None, limit: int = 200) -> list[dict]:
     """Audit one group, or every group with enough reviewed labels; a list of :func:`audit_group` reports."""
     with collection.session() as s:
-        known = list(s.scalars(select(Label.group).distinct().order_by(Label.group)))
+        known = label_groups(s)
         reviewed = dict(s.execute(select(Label.group, func.count()).where(Label.status.in_(REVIEWED), REVIEWED_ONLY)
                                   .group_by(Label.group)).all())
     if group is not None:

@@ -83,14 +83,16 @@ def _record(session: Session, label: Label, user_id: int | None, action: str,
     label.value = value
     label.status = status
     label.reviewed_by = user_id if status != "proposed" else None
+    label.reviewer_name = None  # a labeler user decided (or no one): an imported name no longer applies
     label.reviewed_at = utcnow() if status != "proposed" else None
     return event
 
 
 def record_import(session: Session, label: Label, value: str, user_id: int | None,
-                  source: str | None = None) -> ReviewEvent:
+                  source: str | None = None, reviewer_name: str | None = None) -> ReviewEvent:
     """Store an imported ``value`` with an ``import`` event naming the file it came from (``source``);
-    flushes a new label (the caller flushes the rest).
+    flushes a new label (the caller flushes the rest). ``reviewer_name``: the reviewer the file names
+    when no labeler user has that name (``user_id`` is then None), kept as text on label and event.
 
     The value is ``corrected`` when it differs from the model's proposal, else ``accepted``
     (also when the model proposed nothing). ``label`` may be new (not yet in the session): it is
@@ -101,12 +103,13 @@ def record_import(session: Session, label: Label, value: str, user_id: int | Non
     before_value, before_status = (None, "proposed") if new else (label.value, label.status)
     label.value, label.status = value, status
     label.reviewed_by, label.reviewed_at = user_id, utcnow()
+    label.reviewer_name = reviewer_name if user_id is None else None
     if new:
         session.add(label)
         session.flush()  # a new label needs its id for the event; a known one is flushed with its event
     event = ReviewEvent(label_id=label.id, user_id=user_id, action="import", before_value=before_value,
                         after_value=value, before_status=before_status, after_status=status,
-                        run_id=label.accept_run_id, source=source)
+                        run_id=label.accept_run_id, source=source, reviewer_name=label.reviewer_name)
     session.add(event)
     return event
 

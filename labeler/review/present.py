@@ -67,6 +67,7 @@ def label_dict(label: Label, links: Links = _no_links) -> dict:
         "options": list(scores.keys()),
         "scores": scores,
         "reviewed_by": label.reviewed_by,
+        "reviewer_name": label.reviewer_name,  # an imported reviewer who is no labeler user
         "reviewed_at": label.reviewed_at.isoformat() if label.reviewed_at else None,
         **links(label.image_id),
     }
@@ -77,7 +78,8 @@ def event_dict(event: ReviewEvent, names: dict[int, str]) -> dict:
     return {
         "id": event.id,
         "label_id": event.label_id,
-        "user": names.get(event.user_id) if event.user_id is not None else None,
+        # a user's name, else the name an import kept as text (no labeler user has it)
+        "user": names.get(event.user_id) if event.user_id is not None else event.reviewer_name,
         "action": event.action,
         "before_value": event.before_value,
         "after_value": event.after_value,
@@ -134,7 +136,7 @@ def image_detail(session: Session, image_id: int, links: Links = _no_links) -> d
 # What label_dict reads: rows of just these columns stand in for labels, with no ORM object each.
 LABEL_COLUMNS = (Label.id, Label.image_id, Label.group, Label.value, Label.predicted, Label.confidence,
                  Label.margin, Label.strategy, Label.status, Label.version, Label.reviewed_by,
-                 Label.reviewed_at, Label.option_scores, Label.prompt_set_id)
+                 Label.reviewer_name, Label.reviewed_at, Label.option_scores, Label.prompt_set_id)
 # ... plus the label's prompt set, which names the options its scores are stored in order of
 _LabelRow = namedtuple("_LabelRow", [column.key for column in LABEL_COLUMNS] + ["prompt_set"])
 _LABEL_ROWS = (select(*LABEL_COLUMNS, PromptSetRecord.content_hash)

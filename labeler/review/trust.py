@@ -38,6 +38,7 @@ from ..files import write_atomically
 from ..labeling.bulk import logit_scale
 from ..labeling.learning import option_vectors, prompt_set_of_record, reviews
 from ..store import db
+from ..store.stats import label_groups
 from ..store.catalog import (REVIEWED_ONLY, AcceptRun, Fit, ImageFile, Label, PromptSetRecord, ReviewEvent,
                              Setting, utcnow)
 
@@ -79,7 +80,7 @@ class Evidence:
 
 
 def known_groups(session: Session) -> list[str]:
-    return list(session.scalars(select(Label.group).distinct().order_by(Label.group)))
+    return label_groups(session)
 
 
 def _proposals(session: Session, group: str, fit_id: int) -> tuple[np.ndarray, np.ndarray, int, int]:

@@ -256,6 +256,9 @@ class Label(Base):
     # manage.py audit: how surely a reviewed label is wrong (confident learning); None: not audited
     suspect_score: Mapped[float | None] = mapped_column(Float)
     reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # an imported review's reviewer who is no labeler user (Label Studio's completed_by), as text;
+    # None whenever ``reviewed_by`` names the reviewer (migration 0017)
+    reviewer_name: Mapped[str | None] = mapped_column(String(256))
     reviewed_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(Seconds, default=utcnow, onupdate=utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)
@@ -338,6 +341,7 @@ class ReviewEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     run_id: Mapped[int | None] = mapped_column(Integer)  # the accept run of an auto label (migration 0009)
     source: Mapped[str | None] = mapped_column(String(256))  # an import's file name (migration 0014)
+    reviewer_name: Mapped[str | None] = mapped_column(String(256))  # an import's reviewer who is no user (0017)
     bulk_id: Mapped[int | None] = mapped_column(Integer)  # the bulk accept it was part of (migration 0018)
 
     user: Mapped[User | None] = relationship()

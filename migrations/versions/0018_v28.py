@@ -1,7 +1,7 @@
 """bulk_actions: a bulk accept as one undoable event; user_preferences: a reviewer's settings
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 Create Date: 2026-12-07
 
 A bulk accept (the selection, or every proposal above a threshold) writes one ``bulk_actions`` row
@@ -18,7 +18,7 @@ from alembic import op
 
 
 revision = '0018'
-down_revision = '0016'
+down_revision = '0017'
 branch_labels = None
 depends_on = None
 
