@@ -9,7 +9,8 @@
   if (!dataElement) return;
   const page = JSON.parse(dataElement.textContent);
   const byTestId = labeler.byTestId;
-  const grid = byTestId("queue-grid");
+  // The queue's grid, the detail page's rows, or the search results (each hit holds its label's card).
+  const grid = byTestId("queue-grid") || byTestId("search-grid");
   const onQueue = Boolean(byTestId("queue-total"));
   const picker = buildPicker();
   let focusView = null;  // built when first opened: an image without a source would count as broken
@@ -108,7 +109,12 @@
     return byLabel.get(Number(card.dataset.labelId));
   }
 
-  const BUTTONS = [["accept", "Accept", "a"], ["correct", "Correct", "c"], ["reject", "None", "r"], ["skip", "Skip", "s"]];
+  // Each action's key as the page's table binds it (the user's own keys included), for the hints.
+  const keyOf = {};
+  for (const row of page.shortcuts) for (const [key, action] of Object.entries(row)) if (!(action in keyOf)) keyOf[action] = key;
+  let arrived = 0;  // cards built so far: each card's place in the queue's order
+  const BUTTONS = [["accept", "Accept"], ["correct", "Correct"], ["reject", "None"], ["skip", "Skip"]]
+    .map(([action, text]) => [action, text, keyOf[action] || ""]);
 
   function buttonName(action, data) {
     const value = shownValue(data.value);
@@ -118,7 +124,7 @@
 
   function buildCard(sent) {
     const data = complete(sent);
-    const card = element("article", {"class": "card", "tabindex": "0", "data-testid": "card"});
+    const card = element("article", {"class": "card", "tabindex": "0", "data-testid": "card", "data-order": String(arrived++)});
     const select = element("label", {"class": "select"});
     select.append(element("input", {"type": "checkbox", "data-testid": "select"}));
     const link = element("a", {"data-testid": "detail-link", "href": imageUrl(page.detail, data.image_id)});
@@ -378,6 +384,7 @@
     queue = queue.then(async () => {
       try {
         const result = await labeler.api("POST", "/api/review/undo", {queue_value: page.value || null});
+        if (result.bulk) { undoneBulk(result); return; }
         let card = grid.querySelector(`[data-testid="card"][data-label-id="${result.card.id}"]`);
         if (!card) {
           card = buildCard(result.card);
@@ -389,6 +396,190 @@
         labeler.showError(e.message);
       }
     });
+  }
+
+  // --- A bulk accept is one event: its note (from the server's record, so a reload keeps it) and its undo ---
+
+  function showBulk(bulk) {
+    const note = byTestId("bulk-note");
+    if (!note || !bulk) return;
+    byTestId("bulk-message", note).textContent = bulk.message;
+    const undo = byTestId("bulk-undo", note);
+    undo.dataset.bulkId = bulk.id;
+    undo.hidden = Boolean(bulk.undone_at);
+    note.hidden = false;
+  }
+
+  // The undo's answer: the restored labels' cards (those this page shows), the changed ones refreshed.
+  function undoneBulk(result) {
+    const restored = new Map(result.cards.map((c) => [c.id, c]));
+    const kept = new Set(result.kept.map((k) => k.id));
+    for (const card of cards()) {
+      const id = Number(card.dataset.labelId);
+      if (restored.has(id)) succeeded(card, {card: Object.assign({}, dataOf(card), restored.get(id))});
+      else if (kept.has(id)) refresh(card);
+    }
+    showBulk(result.bulk);
+    labeler.showInfo(result.bulk.message);
+    if (result.progress) showProgress(result.progress);
+  }
+
+  function undoBulk(bulkId) {
+    queue = queue.then(async () => {
+      try {
+        undoneBulk(await labeler.api("POST", "/api/review/undo", {bulk_id: Number(bulkId), queue_value: page.value || null}));
+      } catch (e) { labeler.showError(e.message); }
+      focusCard(current);
+    });
+  }
+
+  // --- History: your last decisions (a bulk accept as one), each undoable while no one changed it since ---
+
+  let historyView = null;
+
+  function historyOpen() {
+    return historyView && !historyView.hidden;
+  }
+
+  function buildHistory() {
+    const aside = element("aside", {"class": "history-panel", "data-testid": "history", "id": "history",
+                                    "aria-labelledby": "history-title", "hidden": ""});
+    const head = element("div", {"class": "history-head"});
+    head.append(element("h2", {"id": "history-title"}, "Your last decisions"),
+                element("button", {"type": "button", "data-testid": "history-close"}, "Close (Esc)"));
+    aside.append(head, element("ol", {"class": "history-list", "data-testid": "history-list"}));
+    document.querySelector("main").append(aside);
+    aside.addEventListener("click", onHistoryClick);
+    aside.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") { event.preventDefault(); closeHistory(); }
+    });
+    return aside;
+  }
+
+  const DID = {accept: "accepted", correct: "corrected to", reject: "rejected"};
+
+  function historyRow(entry) {
+    const item = element("li", {"data-testid": "history-row", "data-kind": entry.kind});
+    const when = element("time", {"datetime": entry.at}, new Date(`${entry.at}Z`).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"}));
+    let what;
+    if (entry.kind === "bulk") {
+      what = entry.bulk.message;
+      item.dataset.bulkId = entry.bulk.id;
+    } else {
+      what = `${entry.name} (${entry.group}): ${DID[entry.action]} ${shownValue(entry.after)}`;
+      Object.assign(item.dataset, {eventId: entry.event_id, version: entry.version, labelId: entry.label_id});
+    }
+    item.append(when, " ", element("span", {"data-testid": "history-what"}, what), " ");
+    if (entry.undoable) {
+      item.append(element("button", {"type": "button", "data-testid": "history-undo", "aria-label": `undo: ${what}`}, "Undo"));
+    } else {
+      item.append(element("span", {"class": "why", "data-testid": "history-why"}, `Can't undo: ${entry.why}`));
+    }
+    return item;
+  }
+
+  async function loadHistory() {
+    try {
+      const answer = await labeler.api("GET", "/api/review/history");
+      const list = byTestId("history-list", historyView);
+      list.replaceChildren(...answer.decisions.map(historyRow));
+      if (!answer.decisions.length) list.append(element("li", {}, "No decisions yet."));
+    } catch (e) { labeler.showError(e.message); }
+  }
+
+  async function openHistory() {
+    historyView = historyView || buildHistory();
+    historyView.hidden = false;
+    byTestId("history-toggle").setAttribute("aria-expanded", "true");
+    await loadHistory();
+    const first = byTestId("history-undo", historyView) || byTestId("history-close", historyView);
+    first.focus();
+  }
+
+  function closeHistory() {
+    if (!historyOpen()) return;
+    historyView.hidden = true;
+    byTestId("history-toggle").setAttribute("aria-expanded", "false");
+    focusCard(current);
+  }
+
+  function toggleHistory() {
+    if (historyOpen()) closeHistory(); else openHistory();
+  }
+
+  // One undo from the list: the server checks that the label is still as the decision left it.
+  function onHistoryClick(event) {
+    if (event.target.closest('[data-testid="history-close"]')) { closeHistory(); return; }
+    const button = event.target.closest('[data-testid="history-undo"]');
+    if (!button) return;
+    const row = button.closest('[data-testid="history-row"]');
+    const body = row.dataset.bulkId ? {bulk_id: Number(row.dataset.bulkId)}
+      : {event_id: Number(row.dataset.eventId), version: Number(row.dataset.version)};
+    body.queue_value = page.value || null;
+    queue = queue.then(async () => {
+      try {
+        const result = await labeler.api("POST", "/api/review/undo", body);
+        if (result.bulk) undoneBulk(result);
+        else {
+          const card = grid.querySelector(`[data-testid="card"][data-label-id="${result.card.id}"]`);
+          if (card) succeeded(card, result); else if (result.progress) showProgress(result.progress);
+          labeler.showInfo(`Undone: ${result.card.name} is ${result.card.status} ${shownValue(result.card.value)} again.`);
+        }
+      } catch (e) { labeler.showError(e.message); }
+      await loadHistory();
+      (byTestId("history-undo", historyView) || byTestId("history-close", historyView)).focus();
+    });
+  }
+
+  // --- Grouping by proposed value: the page's cards sorted into one run per value, each under a
+  // heading with its count; a value only one card has (on a page of several values) is the odd one
+  // out, and its heading and card stand out. The cursor stays on its card. ---
+
+  function grouped() {
+    const box = byTestId("group-by-value");
+    return Boolean(box && box.checked);
+  }
+
+  function regroup() {
+    const keep = currentCard();
+    grid.querySelectorAll('[data-testid="value-group"]').forEach((h) => h.remove());
+    const all = cards();
+    all.forEach((c) => c.classList.remove("odd-one-out"));
+    if (grouped()) {
+      const runs = new Map();
+      for (const card of all) {
+        const value = shownValue(dataOf(card).predicted === undefined ? dataOf(card).value : dataOf(card).predicted);
+        if (!runs.has(value)) runs.set(value, []);
+        runs.get(value).push(card);
+      }
+      const odd = runs.size > 1 && all.length > 2;
+      const order = [...runs.entries()].sort((a, b) => b[1].length - a[1].length || a[0].localeCompare(b[0]));
+      for (const [value, members] of order) {
+        const alone = odd && members.length === 1;
+        const heading = element("h2", {"class": `value-group${alone ? " odd-one-out" : ""}`, "data-testid": "value-group",
+                                       "data-value": value}, `${value} · ${members.length}${alone ? " (the odd one out)" : ""}`);
+        grid.append(heading, ...members);
+        if (alone) members[0].classList.add("odd-one-out");
+      }
+    } else {
+      all.sort((a, b) => Number(a.dataset.order) - Number(b.dataset.order)).forEach((c) => grid.append(c));
+    }
+    current = Math.max(0, cards().indexOf(keep));
+    markCurrent(keep);
+  }
+
+  function toggleGrouping() {
+    const box = byTestId("group-by-value");
+    if (!box) return false;
+    box.checked = !box.checked;
+    onGroupingChange();
+    return true;
+  }
+
+  function onGroupingChange() {
+    sessionStorage.setItem("review-group-by-value", grouped() ? "on" : "off");
+    regroup();
+    focusCard(current);
   }
 
   // --- Progress ---
@@ -427,6 +618,7 @@
       if (batch.claimed_at) claimedAt = batch.claimed_at;
       const waiting = current >= cards().length;
       grid.append(...batch.cards.map(buildCard));
+      if (grouped()) regroup();
       page.next = batch.next;
       const link = byTestId("next-page");
       if (link && batch.next) link.href = batch.next; else if (link) link.remove();
@@ -594,7 +786,7 @@
     byTestId("focus-options", focusView).replaceChildren(...optionsOf(data.group).map((o) => {
       const button = element("button", {"type": "button", "class": "alt", "data-option": o,
                                         "aria-label": `correct to ${o}`}, ` ${o}`);
-      button.prepend(element("kbd", {}, keys[o] || "c"));
+      button.prepend(element("kbd", {}, keys[o] || keyOf.correct || ""));
       const item = element("li");
       item.append(button);
       return item;
@@ -755,6 +947,7 @@
     }
     for (const conflict of result.conflicts || []) refresh(byId.get(conflict.id));
     updateSelectedCount();
+    showBulk(result.bulk);
     if (result.conflicts && result.conflicts.length) {
       labeler.showError(result.conflicts.map((c) => c.message).join(" "));
     } else {
@@ -812,7 +1005,8 @@
     label.append(element("input", {"type": "number", "min": "0", "max": "1", "step": "0.01",
                                    "data-testid": "above-threshold"}));
     head.append(element("h2", {"id": "above-title", "data-testid": "above-title"}), label,
-                element("button", {"type": "button", "data-testid": "above-sample"}, "Show 20 at random"),
+                element("button", {"type": "button", "data-testid": "above-sample"}, "Another 20 at random"),
+                element("button", {"type": "button", "data-testid": "above-all"}, "The first by id"),
                 element("button", {"type": "button", "class": "primary", "data-testid": "above-confirm"}, "Accept"),
                 element("button", {"type": "button", "data-testid": "above-cancel"}, "Cancel (Esc)"));
     section.append(head, element("p", {"class": "hint", "data-testid": "above-note", "aria-live": "polite"}),
@@ -821,7 +1015,8 @@
     byTestId("above-threshold", section).addEventListener("keydown", (event) => {
       if (event.key === "Enter") { event.preventDefault(); loadAbove(); }
     });
-    byTestId("above-sample", section).addEventListener("click", () => showAbove(sample(previewed.cards, 20), true));
+    byTestId("above-sample", section).addEventListener("click", showSample);
+    byTestId("above-all", section).addEventListener("click", () => showAbove(previewed.cards, false));
     byTestId("above-confirm", section).addEventListener("click", confirmAbove);
     byTestId("above-cancel", section).addEventListener("click", closeAbove);
     return section;
@@ -866,10 +1061,22 @@
     try {
       previewed = await labeler.api("GET", `/api/labels/accept-above?${params}`);
     } catch (e) { labeler.showError(e.message); return; }
-    showAbove(previewed.cards, false);
+    await showSample();
     confirm.disabled = previewed.labels.length === 0;
     confirm.focus();
     if (confirm.disabled) byTestId("above-threshold", aboveView).focus();
+  }
+
+  // 20 of every label the accept would take, drawn at random: what the preview shows first.
+  async function showSample() {
+    const ids = sample(previewed.labels, 20).map((l) => l.id);
+    let drawn = [];
+    if (ids.length) {
+      try {
+        drawn = (await labeler.api("GET", `/api/review/cards?ids=${ids.join(",")}`)).cards;
+      } catch (e) { labeler.showError(e.message); }
+    }
+    showAbove(drawn, true);
   }
 
   function showAbove(shown, random) {
@@ -894,11 +1101,12 @@
     if (!chosen.length) return;
     let result;
     try {
-      result = await labeler.api("POST", "/api/labels/accept-selected", {labels: chosen});
+      result = await labeler.api("POST", "/api/labels/accept-selected", {labels: chosen, threshold: previewed.threshold});
     } catch (e) {
       if (!e.data || !e.data.conflicts) { labeler.showError(e.message); return; }
       result = e.data;
     }
+    showBulk(result.bulk);
     const accepted = new Map((result.accepted || []).map((label) => [label.id, label]));
     for (const card of cards()) {
       const label = accepted.get(Number(card.dataset.labelId));
@@ -978,6 +1186,8 @@
     previousPage: () => { previousPage(); },
     open: onCard((card) => { openDetail(card); }),
     help: () => { toggleHelp(); },
+    history: () => (onQueue ? toggleHistory() : false),
+    groupByValue: () => (onQueue ? toggleGrouping() : false),
   };
 
   function act(action, card, key) {
@@ -1027,8 +1237,9 @@
     if (event.key === "Escape" && focusOpen()) { event.preventDefault(); closeFocus(); return; }
     const action = keyBindings.get(keyName(event));
     if (!action) return;
-    if (action !== "help" && !onCardOrPage(target)) return;
-    if (action === "help" && target.matches("input:not([type=checkbox]), select, textarea")) return;
+    const anywhere = action === "help" || action === "history";
+    if (!anywhere && !onCardOrPage(target)) return;
+    if (anywhere && target.matches("input:not([type=checkbox]), select, textarea")) return;
     if (act(action, currentCard(), event.key) !== false) event.preventDefault();
   }
 
@@ -1058,7 +1269,10 @@
     markCurrent(card);
   }
 
-  grid.append(...page.cards.map(buildCard));
+  for (const card of page.cards.map(buildCard)) {
+    const slot = grid.querySelector(`[data-card-slot="${card.dataset.labelId}"]`);
+    if (slot) slot.replaceWith(card); else grid.append(card);
+  }
   grid.addEventListener("click", onGridClick);
   grid.addEventListener("focusin", onGridFocus);
   picker.addEventListener("submit", submitCorrect);
@@ -1072,6 +1286,13 @@
     byTestId("accept-selected").addEventListener("click", acceptSelected);
     byTestId("threshold-preview").addEventListener("click", previewThreshold);
     byTestId("threshold-accept").addEventListener("click", acceptThreshold);
+    byTestId("bulk-undo").addEventListener("click", (event) => undoBulk(event.target.dataset.bulkId));
+    byTestId("history-toggle").addEventListener("click", toggleHistory);
+    byTestId("group-by-value").addEventListener("change", onGroupingChange);
+    if (sessionStorage.getItem("review-group-by-value") === "on") {
+      byTestId("group-by-value").checked = true;
+      regroup();
+    }
     byTestId("threshold").addEventListener("input", forgetThresholdPreview);
   }
   document.addEventListener("keydown", onKeydown);
@@ -1080,22 +1301,26 @@
   // On a phone the filters and bulk tools fold away, so the first card shows without scrolling.
   const tools = byTestId("queue-tools");
   if (tools && NARROW.matches) tools.open = false;
-  // Density S/M/L, kept in this browser.
+  // Density S/M/L: the user's preference.
   const density = byTestId("density");
   if (density) {
     const apply = () => {
       grid.classList.remove("density-s", "density-m", "density-l");
       grid.classList.add(`density-${density.value}`);
     };
-    density.value = localStorage.getItem("review-density") || "m";
+    density.value = page.density || "m";
     apply();
-    density.addEventListener("change", () => { localStorage.setItem("review-density", density.value); apply(); });
+    // Stored with the user's preferences, in the catalog: every browser they log in from keeps it.
+    density.addEventListener("change", async () => {
+      apply();
+      try { await labeler.api("PUT", "/api/preferences", {density: density.value}); } catch (e) { labeler.showError(e.message); }
+    });
   }
   // A click or a script elsewhere cannot take the focus out of the open dialog.
   document.addEventListener("focusin", (event) => {
     if (focusOpen() && !focusView.contains(event.target)) focusView.focus();
   });
-  if (page.progress) showProgress(page.progress); else byTestId("progress").hidden = true;
+  if (page.progress) showProgress(page.progress); else if (byTestId("progress")) byTestId("progress").hidden = true;
   if (onQueue) focusCard(0); else if (cards().length) markCurrent(cards()[0]);
   setInterval(poll, POLL_MS);
   if (onQueue && sessionStorage.getItem("review-focus-mode") === "on") openFocus();

@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from ..store import label_totals
-from ..store.catalog import (MAX_ID, NOT_PROPOSED, SPOT_CHECK_ORDER, Image, ImageFile, Label, QaTask, ReviewEvent,
-                             ReviewSkip, REVIEWED_ONLY, utcnow)
+from ..store.catalog import (MAX_ID, NOT_PROPOSED, SPOT_CHECK_ORDER, BulkAction, Image, ImageFile, Label, QaTask,
+                             ReviewEvent, ReviewSkip, REVIEWED_ONLY, utcnow)
 from ..core import stored_scores
 from ..errors import LabelerError, NotFound
 from . import duplicate_marks, flags, leases, qa
@@ -75,10 +75,11 @@ def get_label(session: Session, label_id: int) -> Label:
 
 
 def _record(session: Session, label: Label, user_id: int | None, action: str,
-            value: str | None, status: str) -> ReviewEvent:
+            value: str | None, status: str, bulk_id: int | None = None) -> ReviewEvent:
     event = ReviewEvent(label_id=label.id, user_id=user_id, action=action,
                         before_value=label.value, after_value=value,
-                        before_status=label.status, after_status=status, run_id=label.accept_run_id)
+                        before_status=label.status, after_status=status, run_id=label.accept_run_id,
+                        bulk_id=bulk_id)
     session.add(event)
     label.value = value
     label.status = status
@@ -131,7 +132,7 @@ def _clean_value(value: str | None, label: Label) -> str:
     return value
 
 
-def _undo_target(session: Session, label_id: int) -> ReviewEvent | None:
+def undo_target(session: Session, label_id: int) -> ReviewEvent | None:
     """The newest decision on the label not yet undone (undos pair off like a stack)."""
     events = session.scalars(select(ReviewEvent).where(ReviewEvent.label_id == label_id)
                              .order_by(ReviewEvent.id.desc())).all()
@@ -168,7 +169,7 @@ def check_seen(label: Label, seen_version: int | None, seen_value: str | None | 
 
 def decide(session: Session, label_id: int, action: str, user_id: int | None,
            seen_version: int | None, value: str | None = None, seen_value: str | None | object = UNSEEN,
-           sample_qa: bool = True) -> Label:
+           sample_qa: bool = True, bulk_id: int | None = None) -> Label:
     """Apply one decision to a label and flush it; the caller's transaction commits.
 
     ``seen_version`` is the label version the reviewer's view showed, ``seen_value`` the value it
@@ -176,6 +177,7 @@ def decide(session: Session, label_id: int, action: str, user_id: int | None,
     as it is and records no event; for a reviewer (``user_id``) it stores the skip, which sends the
     label to the end of their queue. Any other decision by them clears their skip of the label.
     A decision may be drawn into QA (``qa.sample``; not an admin's resolution, ``sample_qa`` False).
+    ``bulk_id``: the bulk accept (:class:`BulkAction`) the decision is part of.
     Raises :class:`StaleLabel`, :class:`ReviewError` or :class:`NotFound`.
     """
     if action not in ACTIONS:
@@ -192,13 +194,13 @@ def decide(session: Session, label_id: int, action: str, user_id: int | None,
         return label
     if action == "accept":
         event = _record(session, label, user_id, "accept",
-                        label.value if label.value is not None else label.predicted, "accepted")
+                        label.value if label.value is not None else label.predicted, "accepted", bulk_id)
     elif action == "correct":
         event = _record(session, label, user_id, "correct", _clean_value(value, label), "corrected")
     elif action == "reject":
         event = _record(session, label, user_id, "reject", None, "rejected")
     else:  # undo
-        target = _undo_target(session, label.id)
+        target = undo_target(session, label.id)
         if target is None:
             raise ReviewError(f"label {label.id} has no decision to undo")
         event = _record(session, label, user_id, "undo", target.before_value, target.before_status)
@@ -231,33 +233,170 @@ def resolve_qa(session: Session, task_id: int, admin_id: int, value: str | None)
     return task
 
 
-def undo_last(session: Session, user_id: int) -> Label:
-    """Undo the reviewer's newest decision not yet undone, on whichever page or day they made it.
+@dataclass
+class Undone:
+    """What an undo restored: one label, or a bulk accept's labels (``bulk``), less those ``kept``
+    because someone changed them since (``{"id", "message"}`` each)."""
 
-    Raises :class:`ReviewError` when there is none (within their newest ``UNDO_REACH``), and
-    :class:`StaleLabel` when someone else decided the label after them: as with any decision on a
-    stale view, their work is not overwritten.
+    labels: list[Label]
+    bulk: BulkAction | None = None
+    kept: list[dict] = field(default_factory=list)
+
+
+def _newest_mine(session: Session, user_id: int) -> ReviewEvent:
+    """The reviewer's newest decision not yet undone (a bulk accept's event stands for all of it).
+
+    Raises :class:`ReviewError` when there is none within their newest ``UNDO_REACH``, and
+    :class:`StaleLabel` when someone else decided its label after them.
     """
+    undone_bulk = select(BulkAction.id).where(BulkAction.id == ReviewEvent.bulk_id, BulkAction.undone_at.is_not(None))
     mine = session.scalars(select(ReviewEvent).where(ReviewEvent.user_id == user_id,
-                                                     ReviewEvent.action.in_((*DECISIONS, "undo")))
+                                                     ReviewEvent.action.in_((*DECISIONS, "undo")),
+                                                     or_(ReviewEvent.bulk_id.is_(None), ~undone_bulk.exists()))
                            .order_by(ReviewEvent.id.desc()).limit(UNDO_REACH)).all()
     undone: dict[int, int] = {}  # label id → the reviewer's undos on it not yet matched (newest first)
     for event in mine:
+        if event.bulk_id is not None and event.action != "undo":
+            return event  # a bulk accept not undone yet: undone as a whole, whatever changed since
         if event.action == "undo":
             undone[event.label_id] = undone.get(event.label_id, 0) + 1
             continue
         if undone.get(event.label_id):
             undone[event.label_id] -= 1  # the reviewer undid this one already, whoever decided since
             continue
-        target = _undo_target(session, event.label_id)
+        target = undo_target(session, event.label_id)
         if target is None or target.id < event.id:
             continue  # already undone (by an undo on the label), so look further back
-        label = get_label(session, event.label_id)
         if target.id != event.id:
             # A newer decision on the label is someone else's (the reviewer's own would be newer here).
+            label = get_label(session, event.label_id)
             raise StaleLabel(label, label.version)
-        return decide(session, label.id, "undo", user_id, label.version)
+        return event
     raise ReviewError("nothing to undo: you have made no decision that is not undone yet")
+
+
+def undo_newest(session: Session, user_id: int) -> Undone:
+    """Undo the reviewer's newest decision not yet undone, on whichever page or day they made it; a
+    bulk accept is undone as a whole (:func:`undo_bulk`). Raises as :func:`_newest_mine`."""
+    event = _newest_mine(session, user_id)
+    if event.bulk_id is not None:
+        return undo_bulk(session, event.bulk_id, user_id)
+    label = get_label(session, event.label_id)
+    return Undone([decide(session, label.id, "undo", user_id, label.version)])
+
+
+def undo_last(session: Session, user_id: int) -> Label:
+    """:func:`undo_newest`'s label (a bulk accept's first one restored)."""
+    undone = undo_newest(session, user_id)
+    if not undone.labels:
+        raise ReviewError(bulk_message(undone.bulk))
+    return undone.labels[0]
+
+
+def undo_event(session: Session, user_id: int, event_id: int, seen_version: int | None) -> Label:
+    """Undo one of the reviewer's own decisions (``event_id``), from their history, when its label
+    is still as their decision left it (at ``seen_version``, the version their history showed).
+
+    :class:`ReviewError` says why not: not theirs, not a decision, undone already, or changed since
+    (by whom, to what); a label changed after the history was read is :class:`StaleLabel`.
+    """
+    event = session.get(ReviewEvent, event_id)
+    if event is None or event.user_id != user_id or event.action not in DECISIONS:
+        raise NotFound(f"you have no decision with id {event_id}")
+    if event.bulk_id is not None:
+        return undo_bulk(session, event.bulk_id, user_id).labels[0]
+    target = undo_target(session, event.label_id)
+    label = get_label(session, event.label_id)
+    if target is None or target.id < event.id:
+        raise ReviewError(f"your decision on label {label.id} is undone already")
+    if target.id != event.id:
+        raise ReviewError(changed_since(target, label))
+    return decide(session, label.id, "undo", user_id, seen_version)
+
+
+def changed_since(newer: ReviewEvent, label: Label) -> str:
+    """Why a decision cannot be undone: who changed its label since, and to what."""
+    who = newer.user.name if newer.user is not None else "an import or a script"
+    value = repr(label.value) if label.value is not None else "(none of these)"
+    return f"{who} changed it since ({newer.action}): it is now {label.status} {value}; undo would overwrite that"
+
+
+def start_bulk(session: Session, user_id: int | None, kind: str, group: str | None = None,
+               value: str | None = None, threshold: float | None = None) -> BulkAction:
+    """A new bulk accept (``above`` or ``selected``), flushed so its events can name it."""
+    bulk = BulkAction(user_id=user_id, kind=kind, group=group, value=value, threshold=threshold, count=0)
+    session.add(bulk)
+    session.flush()
+    return bulk
+
+
+def undo_bulk(session: Session, bulk_id: int, user_id: int) -> Undone:
+    """Undo a reviewer's bulk accept as one: every label it accepted that is still as it left it goes
+    back to its state before; a label someone changed since (or whose accept was undone alone) is
+    kept as it is and reported. :class:`ReviewError` when it is not theirs or is undone already."""
+    bulk = session.get(BulkAction, bulk_id)
+    if bulk is None or bulk.user_id != user_id:
+        raise NotFound(f"you have no bulk accept with id {bulk_id}")
+    if bulk.undone_at is not None:
+        raise ReviewError(f"that bulk accept is undone already: {bulk_message(bulk)}")
+    events = session.scalars(select(ReviewEvent).where(ReviewEvent.bulk_id == bulk.id, ReviewEvent.action == "accept")
+                             .order_by(ReviewEvent.label_id)).all()
+    restored, kept = [], []
+    for start in range(0, len(events), 500):
+        chunk = events[start:start + 500]
+        # The newest event of each label: still the bulk's own accept when no one changed the label since.
+        newest = dict(session.execute(select(ReviewEvent.label_id, func.max(ReviewEvent.id))
+                                      .where(ReviewEvent.label_id.in_([e.label_id for e in chunk]))
+                                      .group_by(ReviewEvent.label_id)).all())
+        labels = {label.id: label for label in labels_by_id(session, [e.label_id for e in chunk])}
+        for event in chunk:
+            label = labels.get(event.label_id)
+            if label is None:
+                continue
+            if newest.get(event.label_id) != event.id:
+                later = session.get(ReviewEvent, newest[event.label_id])
+                kept.append({"id": label.id, "message": changed_since(later, label)})
+                continue
+            undo = _record(session, label, user_id, "undo", event.before_value, event.before_status, bulk.id)
+            restored.append((label, undo))
+        try:
+            session.flush()
+        except StaleDataError:
+            raise ReviewError("labels changed while undoing; nothing was undone, try again") from None
+    for label, undo in restored:
+        qa.sample(session, label, undo)  # closes any QA task drawn from the accept
+    bulk.undone_at, bulk.undone, bulk.kept = utcnow(), len(restored), len(kept)
+    session.flush()
+    return Undone([label for label, _ in restored], bulk, kept)
+
+
+def bulk_message(bulk: BulkAction) -> str:
+    """What a bulk accept did, in one line: the queue shows it, after a reload too."""
+    what = f"{bulk.group} label{'' if bulk.count == 1 else 's'}" if bulk.group else \
+        f"label{'' if bulk.count == 1 else 's'}"
+    if bulk.value:
+        what += f" = {bulk.value}"
+    how = f" at or above {bulk.threshold:g}" if bulk.threshold is not None else " selected"
+    text = f"Accepted {bulk.count:,} {what}{how}."
+    if bulk.undone_at is not None:
+        text += f" Undone: {bulk.undone:,} back to proposed"
+        text += f", {bulk.kept:,} left as changed since." if bulk.kept else "."
+    return text
+
+
+def bulk_dict(bulk: BulkAction) -> dict:
+    return {"id": bulk.id, "kind": bulk.kind, "group": bulk.group, "value": bulk.value, "threshold": bulk.threshold,
+            "count": bulk.count, "created_at": bulk.created_at.isoformat(),
+            "undone_at": bulk.undone_at.isoformat() if bulk.undone_at else None, "undone": bulk.undone,
+            "kept": bulk.kept, "message": bulk_message(bulk)}
+
+
+def newest_bulk(session: Session, user_id: int, since: datetime | None = None) -> BulkAction | None:
+    """The reviewer's newest bulk accept (made at or after ``since``)."""
+    query = select(BulkAction).where(BulkAction.user_id == user_id)
+    if since is not None:
+        query = query.where(BulkAction.created_at >= since)
+    return session.scalars(query.order_by(BulkAction.id.desc()).limit(1)).first()
 
 
 def _unindexed(column):
@@ -327,6 +466,7 @@ class BulkResult:
     accepted: list[int] = field(default_factory=list)
     conflicts: list[dict] = field(default_factory=list)  # {id, message}
     results: list[dict] = field(default_factory=list)
+    bulk: BulkAction | None = None  # the one undoable event, when any label was accepted
 
     @classmethod
     def from_results(cls, results: list[dict]) -> "BulkResult":
@@ -351,25 +491,45 @@ def _bulk_entry(label_id: int, exc: LabelerError) -> dict:
     return {"id": label_id, "status": "invalid", "message": str(exc)}
 
 
-def accept_many(session: Session, seen: Sequence[tuple], user_id: int | None) -> BulkResult:
+def accept_many(session: Session, seen: Sequence[tuple], user_id: int | None,
+                threshold: float | None = None) -> BulkResult:
     """Accept each ``(label_id, seen_version)`` or ``(label_id, seen_version, seen_value)``; stale
-    or missing ones are reported, not applied.
+    or missing ones are reported, not applied. The accepts are one :class:`BulkAction` (``above``
+    ``threshold`` when the labels came from its preview, else ``selected``), undone as one.
 
     Each label and its event are saved together, independently of the others: a conflict on one
     never undoes the rest. Labels are written in id order, so two bulk accepts lock shared rows
     in the same order (no deadlock on PostgreSQL); the results keep the order asked for.
     """
     entries: dict[int, dict] = {}
+    bulk = start_bulk(session, user_id, "selected" if threshold is None else "above", threshold=threshold)
+    groups, values = set(), set()
     for position in sorted(range(len(seen)), key=lambda p: (int(seen[p][0]), p)):
         label_id, version = int(seen[position][0]), seen[position][1]
         seen_value = seen[position][2] if len(seen[position]) > 2 else UNSEEN
         try:
             with session.begin_nested():
-                label = decide(session, label_id, "accept", user_id, version, seen_value=seen_value)
+                label = decide(session, label_id, "accept", user_id, version, seen_value=seen_value, bulk_id=bulk.id)
             entries[position] = {"id": label_id, "status": "accepted", "version": label.version}
+            groups.add(label.group)
+            values.add(label.value)
         except (StaleLabel, NotFound, ReviewError) as exc:
             entries[position] = _bulk_entry(label_id, exc)
-    return BulkResult.from_results([entries[p] for p in range(len(seen))])
+    result = BulkResult.from_results([entries[p] for p in range(len(seen))])
+    _finish_bulk(session, bulk, len(result.accepted), groups, values if threshold is not None else set())
+    result.bulk = bulk if result.accepted else None
+    return result
+
+
+def _finish_bulk(session: Session, bulk: BulkAction, count: int, groups: set, values: set) -> None:
+    """Count the bulk's accepts and name its group (and value) when they share one; none: no bulk."""
+    if not count:
+        session.delete(bulk)
+        session.flush()
+        return
+    bulk.count = count
+    bulk.group = groups.pop() if len(groups) == 1 else None
+    bulk.value = values.pop() if len(values) == 1 and bulk.kind == "above" else None
 
 
 def _above_query(group: str, threshold: float, option: str | None):
@@ -406,7 +566,8 @@ def accept_above_many(session: Session, group: str, threshold: float, user_id: i
         raise ReviewError("the confidence threshold must be between 0 and 1")
     labels = session.scalars(_above_query(group, threshold, option).order_by(Label.id)
                              .with_for_update(of=Label)).all()
-    events = [_record(session, label, user_id, "accept", label.value, "accepted") for label in labels]
+    bulk = start_bulk(session, user_id, "above", group, option, threshold)
+    events = [_record(session, label, user_id, "accept", label.value, "accepted", bulk.id) for label in labels]
     try:
         session.flush()
     except StaleDataError:
@@ -414,8 +575,11 @@ def accept_above_many(session: Session, group: str, threshold: float, user_id: i
         raise ReviewError("labels changed while accepting; nothing was accepted, try again") from None
     for label, event in zip(labels, events):
         qa.sample(session, label, event)
-    return BulkResult.from_results([{"id": label.id, "status": "accepted", "version": label.version}
-                                    for label in labels])
+    _finish_bulk(session, bulk, len(labels), {group}, {option} if option else set())
+    result = BulkResult.from_results([{"id": label.id, "status": "accepted", "version": label.version}
+                                      for label in labels])
+    result.bulk = bulk if labels else None
+    return result
 
 
 def accept_above(session: Session, group: str, threshold: float, user_id: int | None,

@@ -326,7 +326,9 @@ class ReviewEvent(Base):
     __tablename__ = "review_events"
     __table_args__ = (Index("ix_review_events_user_id", "user_id", "id"),  # a reviewer's undo
                       Index("ix_review_events_run_id", "run_id", sqlite_where=text("run_id IS NOT NULL"),
-                            postgresql_where=text("run_id IS NOT NULL")))  # a run's spot-checks
+                            postgresql_where=text("run_id IS NOT NULL")),  # a run's spot-checks
+                      Index("ix_review_events_bulk_id", "bulk_id", sqlite_where=text("bulk_id IS NOT NULL"),
+                            postgresql_where=text("bulk_id IS NOT NULL")))  # a bulk accept's undo
 
     id: Mapped[int] = mapped_column(primary_key=True)
     label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"), index=True)
@@ -340,8 +342,39 @@ class ReviewEvent(Base):
     run_id: Mapped[int | None] = mapped_column(Integer)  # the accept run of an auto label (migration 0009)
     source: Mapped[str | None] = mapped_column(String(256))  # an import's file name (migration 0014)
     reviewer_name: Mapped[str | None] = mapped_column(String(256))  # an import's reviewer who is no user (0017)
+    bulk_id: Mapped[int | None] = mapped_column(Integer)  # the bulk accept it was part of (migration 0018)
 
     user: Mapped[User | None] = relationship()
+
+
+class BulkAction(Base):
+    """One bulk accept by a reviewer (the selection, or every proposal above a threshold), undone as
+    one (migration 0018); its labels' events carry its id in ``bulk_id``."""
+
+    __tablename__ = "bulk_actions"
+    __table_args__ = (Index("ix_bulk_actions_user_id", "user_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(16))  # above | selected
+    group: Mapped[str | None] = mapped_column(String(128))
+    value: Mapped[str | None] = mapped_column(String(256))
+    threshold: Mapped[float | None] = mapped_column(Float)
+    count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    undone_at: Mapped[datetime | None]
+    undone: Mapped[int | None] = mapped_column(Integer)  # labels its undo restored
+    kept: Mapped[int | None] = mapped_column(Integer)  # labels its undo left: changed by someone since
+
+
+class UserPreferences(Base):
+    """A user's review settings (migration 0018), as ``review.preferences`` validated them."""
+
+    __tablename__ = "user_preferences"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    settings: Mapped[dict] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AcceptRun(Base):

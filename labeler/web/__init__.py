@@ -33,6 +33,7 @@ from ..errors import LabelerError, ModelUnavailable, NotFound, disk_full
 from ..search import SearchTooSlow
 from ..files import apply_umask
 from ..resources import resource_dir
+from . import context
 from .context import error_response, wants_json
 
 TEMPLATES = resource_dir("templates")
@@ -103,12 +104,12 @@ def create_app(config: Config | None = None, test_config: dict | None = None) ->
     app.url_map.converters["int"] = CatalogId  # before the blueprints' rules are built
 
 
-    from . import access, api, auth, curation, delivery, images, lab, rate_limit, review, search
+    from . import access, api, auth, cards, curation, delivery, images, lab, preferences, rate_limit, review, search
 
     delivery.init_app(app)  # first: its compression must run after every other hook
     access.init_app(app)
     rate_limit.init_app(app, config)
-    for module in (auth, review, images, search, lab, api, curation):
+    for module in (auth, review, images, search, lab, api, curation, preferences):
         app.register_blueprint(module.bp)
     _register_errors(app)
     app.after_request(_security_headers)
@@ -120,6 +121,9 @@ def create_app(config: Config | None = None, test_config: dict | None = None) ->
     @app.context_processor
     def _globals() -> dict:
         return {"current_user": g.get("user"), "csrf_token": access.csrf_token}
+
+    # Globals, not context: the review pages' imported macros use them too.
+    app.jinja_env.globals.update(preferences=context.user_preferences, key_of=cards.key_of)
 
     return app
 

@@ -7,7 +7,11 @@
                                             409 when the version or the value seen changed, with the
                                             label's new state ("label", "card"); else the label, its
                                             card and the progress of its queue
-    POST /api/review/undo                   undo your newest decision not yet undone; 409 when stale
+    POST /api/review/undo                   undo your newest decision not yet undone (a bulk accept as one);
+                                            {"event_id", "version"} one from your history, {"bulk_id"} a
+                                            bulk accept; 409 when stale, 400 saying why when changed since
+    GET  /api/review/history?limit          your newest decisions (at most 50), a bulk accept as one, each
+                                            "undoable" or with "why" not
     GET  /api/review/progress?group&value   reviewed, remaining, your decisions and their rate
     GET  /api/review/cards?ids=1,2,3        the labels' current cards (an open page polls it)
     GET  /api/review/leases                 who holds which cards (per reviewer and group), assignments
@@ -44,10 +48,10 @@ from datetime import datetime
 from flask import Blueprint, abort, g, jsonify, request, url_for
 
 from ..store import db
-from ..review import flags, jobs, leases, present, qa, decisions as review
+from ..review import flags, history, jobs, leases, present, qa, decisions as review
 from .access import admin_required
 from .cards import cards, qa_cards, queue_batch, review_started
-from .requests import integer, json_body, queue_filters, search_args, text, threshold
+from .requests import clamped, integer, json_body, queue_filters, search_args, text, threshold
 from .results import image_links, search_hits
 from .context import collection, error_response
 from .rate_limit import DECISIONS, SEARCH, rate_limited, search_slot
@@ -151,8 +155,36 @@ def undo():
     body = json_body()
     queue_value = text(body.get("queue_value"), "queue_value")
     started = review_started()
-    return jsonify({**_write(lambda s: _decided(s, review.undo_last(s, g.user.id), queue_value, started)),
-                    "action": "undo"})
+    event_id = integer(body["event_id"], "event_id") if body.get("event_id") is not None else None
+    bulk_id = integer(body["bulk_id"], "bulk_id") if body.get("bulk_id") is not None else None
+    version = integer(body.get("version"), "version") if event_id is not None else None
+
+    def work(s):
+        if bulk_id is not None:
+            undone = review.undo_bulk(s, bulk_id, g.user.id)
+        elif event_id is not None:
+            undone = review.Undone([review.undo_event(s, g.user.id, event_id, version)])
+        else:
+            undone = review.undo_newest(s, g.user.id)
+        if undone.bulk is None:
+            return _decided(s, undone.labels[0], queue_value, started)
+        # A bulk accept undone: the cards of the first labels it restored (the page shows those it has).
+        leases.renew(s, g.user.id)
+        return {"bulk": review.bulk_dict(undone.bulk), "kept": undone.kept,
+                "cards": cards(s, undone.labels[:MAX_POLLED]),
+                "progress": review.progress(s, undone.bulk.group, queue_value, g.user.id, started)}
+
+    try:
+        return jsonify({**_write(work), "action": "undo"})
+    except review.StaleLabel as exc:
+        return _stale(exc)
+
+
+@bp.route("/review/history")
+def review_history():
+    limit = clamped(request.args.get("limit", history.LIMIT), "limit", 1, history.LIMIT)
+    with collection().session() as s:
+        return jsonify({"decisions": history.recent(s, g.user.id, limit)})
 
 
 @bp.route("/review/queue")
@@ -245,10 +277,10 @@ def progress():
                                        text(request.args.get("value"), "value"), g.user.id, started))
 
 
-def _bulk_response(result: review.BulkResult, accepted: list[dict]):
-    """The per-label ``results``, plus ``accepted`` labels and ``conflicts`` (what the queue reads);
-    409 when nothing was accepted."""
-    body = {"accepted": accepted, "conflicts": result.conflicts, "results": result.results}
+def _bulk_response(result: review.BulkResult, accepted: list[dict], bulk: dict | None):
+    """The per-label ``results``, plus ``accepted`` labels and ``conflicts`` (what the queue reads),
+    and the ``bulk`` accept they make (its id undoes them); 409 when nothing was accepted."""
+    body = {"accepted": accepted, "conflicts": result.conflicts, "results": result.results, "bulk": bulk}
     return jsonify(body), (409 if result.conflicts and not result.accepted else 200)
 
 
@@ -260,16 +292,19 @@ def accept_selected():
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         abort(400, 'labels must be a list of {"id": ..., "version": ...}')
     seen = [(integer(i.get("id"), "id"), integer(i.get("version"), "version"), _seen_value(i)) for i in items]
+    # From an accept-above preview: the threshold it showed, so the bulk accept says what it was.
+    above = threshold(body["threshold"]) if body.get("threshold") is not None else None
 
     def work(s):
-        result = review.accept_many(s, seen, g.user.id)
-        return result, [_label(review.get_label(s, i)) for i in result.accepted]
+        result = review.accept_many(s, seen, g.user.id, above)
+        bulk = review.bulk_dict(result.bulk) if result.bulk is not None else None
+        return result, [_label(review.get_label(s, i)) for i in result.accepted], bulk
 
     try:
-        result, accepted = _write(work)
+        result, accepted, bulk = _write(work)
     except db.CatalogBusy as exc:
-        result, accepted = review.BulkResult.busy([item[0] for item in seen], str(exc)), []
-    return _bulk_response(result, accepted)
+        result, accepted, bulk = review.BulkResult.busy([item[0] for item in seen], str(exc)), [], None
+    return _bulk_response(result, accepted, bulk)
 
 
 @bp.route("/labels/accept-above", methods=("GET", "POST"))
@@ -293,10 +328,14 @@ def accept_above():
                                     for label in labels]
                 answer["cards"] = cards(s, labels[:PREVIEW_CARDS])
             return jsonify(answer)
-    result = _write(lambda s: review.accept_above_many(s, group, minimum, g.user.id, value))
+    def work(s):
+        result = review.accept_above_many(s, group, minimum, g.user.id, value)
+        return result, review.bulk_dict(result.bulk) if result.bulk is not None else None
+
+    result, bulk = _write(work)
     # "accepted" stays a count here (the queue shows it); "results" has each label and its new version.
     return jsonify({"accepted": len(result.accepted), "results": result.results, "group": group,
-                    "threshold": minimum, "value": value})
+                    "threshold": minimum, "value": value, "bulk": bulk})
 
 
 @bp.route("/search")

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from flask import abort, session, url_for
 from markupsafe import Markup
 
-from ..review import flags, leases, present, qa, decisions as review
+from ..review import flags, leases, preferences, present, qa, decisions as review
 from ..store import db
-from .context import collection
+from .context import collection, user_preferences
 from ..core import stored_scores
 from ..core.scoring import SHOWN_DIGITS
 from ..store.catalog import utcnow
@@ -33,9 +33,11 @@ def option_keys(options: list[str]) -> dict[str, str]:
     return {option: key for option, key in zip(options, keys)}
 
 
-def shortcuts(keys: dict[str, str], names: str | None = None) -> list[dict]:
-    """The review pages' one table of keyboard shortcuts, given the option keys (option → key) and
-    what the help says of them (by default, each key and its option).
+def shortcuts(keys: dict[str, str], names: str | None = None, remap: dict[str, str] | None = None) -> list[dict]:
+    """The review pages' one table of keyboard shortcuts, given the option keys (option → key), what
+    the help says of them (by default, each key and its option), and the user's own keys (``remap``,
+    action → key, as ``review.preferences`` validated them: each replaces its action's first key,
+    and the row's label then names the keys it binds).
 
     It renders the help, and ``static/review.js`` binds its keys: ``bind`` maps KeyboardEvent.key values
     ("Shift+" before a capital letter or an arrow) to an action of review.js. The README's table
@@ -44,7 +46,7 @@ def shortcuts(keys: dict[str, str], names: str | None = None) -> list[dict]:
     names = names if names is not None else ", ".join(f"{key} {option}" for option, key in keys.items())
     zoom = {"+": "zoomIn", "=": "zoomIn", "-": "zoomOut", "0": "zoomReset", "Shift+ArrowLeft": "panLeft",
             "Shift+ArrowRight": "panRight", "Shift+ArrowUp": "panUp", "Shift+ArrowDown": "panDown"}
-    return [
+    rows = [
         {"label": "j / → , k / ←", "help": "next / previous image",
          "bind": {"j": "next", "ArrowRight": "next", "k": "previous", "ArrowLeft": "previous"}},
         {"label": "a", "help": "accept the proposed value", "bind": {"a": "accept"}},
@@ -53,7 +55,10 @@ def shortcuts(keys: dict[str, str], names: str | None = None) -> list[dict]:
         {"label": "c", "help": "correct: type to filter the options, or type a new value", "bind": {"c": "correct"}},
         {"label": "r", "help": "reject: none of these", "bind": {"r": "reject"}},
         {"label": "s", "help": "skip: to the end of your queue", "bind": {"s": "skip"}},
-        {"label": "u", "help": "undo your last decision, on any page", "bind": {"u": "undo"}},
+        {"label": "u", "help": "undo your last decision (a bulk accept as one), on any page", "bind": {"u": "undo"}},
+        {"label": "Shift+H", "help": "your last 50 decisions, each with its undo", "bind": {"Shift+H": "history"}},
+        {"label": "Shift+G", "help": "group the page's cards by proposed value (the odd one out stands out)",
+         "bind": {"Shift+G": "groupByValue"}},
         {"label": "f", "help": "focus mode: one large image (Esc leaves)", "bind": {"f": "focus"}},
         {"label": "+ / − / 0", "help": "zoom in / out / fit in focus mode (Shift+arrows pan)", "bind": zoom},
         {"label": "] / [", "help": "next / previous page", "bind": {"]": "nextPage", "[": "previousPage"}},
@@ -70,6 +75,43 @@ def shortcuts(keys: dict[str, str], names: str | None = None) -> list[dict]:
         {"label": "Enter, o", "help": "open the image's detail page (Enter on a card)", "bind": {"Enter": "open", "o": "open"}},
         {"label": "?", "help": "show / hide this help", "bind": {"?": "help"}},
     ]
+    return [_remapped(row, remap) for row in rows] if remap else rows
+
+
+def _remapped(row: dict, remap: dict[str, str]) -> dict:
+    if not any(action in remap for action in row["bind"].values()) or set(row["bind"].values()) == {"option"}:
+        return row
+    bind: dict[str, str] = {}
+    replaced: set[str] = set()
+    for key, action in row["bind"].items():
+        if action in remap and action not in replaced:
+            key = remap[action]
+            replaced.add(action)
+        bind[key] = action
+    by_action: dict[str, list[str]] = {}
+    for key, action in bind.items():
+        by_action.setdefault(action, []).append(key)
+    return {**row, "label": " , ".join(" / ".join(keys) for keys in by_action.values()), "bind": bind}
+
+
+def key_defaults() -> dict[str, list[str]]:
+    """Each remappable action and its default keys, first the one a user's own key replaces: every
+    action of the shortcut table but the options' (their keys are ``option_keys``)."""
+    out: dict[str, list[str]] = {}
+    for row in shortcuts({}):
+        for key, action in row["bind"].items():
+            out.setdefault(action, []).append(key)
+    return out
+
+
+def fixed_keys() -> dict[str, str]:
+    """The option keys, which no action may take."""
+    return {key: f"option key {key} (correct to an option)" for key in [str(n) for n in range(1, 10)] + list(OPTION_LETTERS)}
+
+
+def key_of(action: str) -> str:
+    """The key the user presses for ``action``: their own, else the table's first."""
+    return preferences.effective_keys(key_defaults(), user_preferences()["keys"]).get(action, [""])[0]
 
 
 def all_option_keys(group_options: dict[str, list[str]]) -> dict[str, str]:
@@ -121,8 +163,9 @@ def page_data(group_options: dict[str, list[str]], cards: list[dict], **extra) -
     """The JSON a review page hands ``static/review.js``: cards, each group's options and their keys,
     the shortcut table's bindings and the image URLs (with 0 where the image id goes)."""
     keys = {group: option_keys(options) for group, options in group_options.items()}
-    return {"cards": cards, "options": group_options, "keys": keys,
-            "shortcuts": [row["bind"] for row in shortcuts(all_option_keys(group_options))],
+    prefs = user_preferences()
+    return {"cards": cards, "options": group_options, "keys": keys, "density": prefs["density"],
+            "shortcuts": [row["bind"] for row in shortcuts(all_option_keys(group_options), remap=prefs["keys"])],
             "thumb": url_for("images.thumb", image_id=0), "full": url_for("images.view", image_id=0),
             "detail": url_for("review.detail", image_id=0), **extra}
 

@@ -9,13 +9,27 @@ from __future__ import annotations
 import functools
 import ipaddress
 
-from flask import current_app, jsonify, render_template, request
+from flask import current_app, g, jsonify, render_template, request
 
 from ..collection import Collection
+from ..review import preferences
 
 
 def collection() -> Collection:
     return current_app.extensions["labeler"]
+
+
+def user_preferences() -> dict:
+    """The logged-in user's preferences (the defaults when none, or no one is logged in), read once
+    per request."""
+    if "preferences" not in g:
+        user = g.get("user")
+        if user is None:
+            g.preferences = dict(preferences.DEFAULTS)
+        else:
+            with collection().session() as s:
+                g.preferences = preferences.get(s, user.id)
+    return g.preferences
 
 
 def client_address() -> str:

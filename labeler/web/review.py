@@ -19,7 +19,7 @@ from .cards import (all_option_keys, cards, option_keys, page_data, qa_cards, qu
                     script_json, shortcuts)
 from .results import image_links, search_hits
 from .requests import queue_filters
-from .context import collection
+from .context import collection, user_preferences
 from ..store import db, users
 from .requests import integer
 
@@ -166,14 +166,17 @@ def queue():
         options = batch.options or values
         progress = review.progress(s, filters["group"], filters["value"], g.user.id, started)
         flag_names = flags.names(s)
+        # The reviewer's newest bulk accept of this session, from the catalog: its note outlives a reload.
+        newest = review.newest_bulk(s, g.user.id, started)
+        bulk = review.bulk_dict(newest) if newest is not None else None
     data = page_data({filters["group"]: options} if filters["group"] else {}, batch.cards, group=filters["group"],
                      value=filters["value"], status=filters["status"], next=batch.next, progress=progress,
                      claimed=batch.claimed, claimed_at=batch.claimed_at)
     return render_template("review/queue.html", cards=batch.cards, total=batch.total, total_capped=batch.total_capped,
                            groups=groups, values=values,
                            filters=filters, statuses=review.STATUSES, sorts=review.SORTS, flag_names=flag_names,
-                           pages={"next": batch.next, "previous": batch.previous}, data=data,
-                           shortcuts=shortcuts(option_keys(options)))
+                           pages={"next": batch.next, "previous": batch.previous}, data=data, bulk=bulk,
+                           shortcuts=shortcuts(option_keys(options), remap=user_preferences()["keys"]))
 
 
 @bp.route("/images/<int:image_id>")
@@ -192,7 +195,8 @@ def detail(image_id: int):
     data = page_data(group_options, shown, group=None, value=None, status=None, next=None, progress=None)
     return render_template("review/detail.html", image=info, explanation=explanation, data=data, flag_names=flag_names,
                            similar=similar, similar_error=similar_error,
-                           shortcuts=shortcuts(all_option_keys(group_options), "each card shows its options' keys"))
+                           shortcuts=shortcuts(all_option_keys(group_options), "each card shows its options' keys",
+                                               remap=user_preferences()["keys"]))
 
 
 SIMILAR_SHOWN = 8

@@ -32,12 +32,17 @@ def blocking_violations(results: dict) -> list[str]:
     return lines
 
 
+@pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("name", list(PAGES))
-def test_no_serious_or_critical_axe_violation(contexts: Contexts, name: str) -> None:
+def test_no_serious_or_critical_axe_violation(contexts: Contexts, name: str, scheme: str) -> None:
     # axe is injected by evaluating its source, which the pages' CSP (no unsafe-eval) would refuse.
-    context = contexts.browser.new_context(base_url=contexts.demo.url, viewport=VIEWPORT, bypass_csp=True)
+    # Dark: the system's (prefers-color-scheme), which a user's default theme ("system") follows.
+    context = contexts.browser.new_context(base_url=contexts.demo.url, viewport=VIEWPORT, bypass_csp=True,
+                                           color_scheme=scheme)
     contexts.opened.append(context)
     page = visit(context, name)
+    background = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+    assert (background == "rgb(18, 21, 28)") == (scheme == "dark"), background  # the theme is on
     results = Axe().run(page, options=AXE_OPTIONS).response
     assert results["testEngine"]["version"].startswith("4.")
     assert results["url"].startswith(contexts.demo.url) and len(results["passes"]) > 10  # it checked our page
@@ -99,11 +104,11 @@ def test_images_outside_the_queue_are_described_by_file_name_and_labels(contexts
     for i in range(min(hits.count(), 5)):
         hit = hits.nth(i)
         alt = hit.locator("img").get_attribute("alt")
-        label = hit.locator("ul.hit-labels li").first.inner_text()  # "concept: hammer proposed"
+        label = hit.locator("ul.hit-labels li").first.text_content()  # "concept: hammer proposed" (folded under "all N labels")
         group, value = label.split(":")[0], label.split(":")[1].split()[0]
         assert re.match(r"^[\w.-]+\.(png|jpe?g|webp|gif|bmp|tiff?): ", alt) and f"{group} {value}" in alt, alt
 
-    page.goto(hits.first.locator("a").get_attribute("href"))
+    page.goto(hits.first.locator("a").first.get_attribute("href"))  # the image link (the card has its own)
     alt = page.get_by_test_id("full-image").get_attribute("alt")
     name = page.get_by_test_id("image-path").inner_text().split(" · ")[0].rsplit("/", 1)[-1]
     value = page.get_by_test_id("label-concept").get_by_test_id("label-value").inner_text()

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page
 
-from tests.browser.conftest import Accounts, Contexts, expect, queue_url, wait_for_images
+from tests.browser.conftest import VIEWPORT, Accounts, Contexts, expect, login, queue_url, wait_for_images
 
 pytestmark = pytest.mark.browser
 
@@ -72,6 +72,16 @@ def test_screenshots_of_the_main_pages(contexts: Contexts, shots: Path) -> None:
     expect(page.get_by_test_id("selected-count")).to_have_text("2")
     save(page, shots, "review-queue")
 
+    page.keyboard.press("Shift+H")  # the history of decisions, each with its undo
+    expect(page.get_by_test_id("history-row").first).to_be_visible()
+    save(page, shots, "history")
+    page.keyboard.press("Escape")
+    page.keyboard.press("Shift+T")  # accept above the threshold: the preview, 20 at random first
+    expect(page.get_by_test_id("above-card").first).to_be_visible()
+    save(page, shots, "accept-above-preview")
+    page.keyboard.press("Escape")
+    expect(page.get_by_test_id("above-dialog")).to_be_hidden()
+
     page.keyboard.press("Enter")  # the shortcut opens the focused image's detail page
     expect(page.get_by_test_id("full-image")).to_be_visible()
     expect(page.get_by_test_id("label-concept")).to_be_visible()
@@ -88,6 +98,15 @@ def test_screenshots_of_the_main_pages(contexts: Contexts, shots: Path) -> None:
     page.get_by_test_id("search-submit").click()
     expect(page.get_by_test_id("hit").first).to_be_visible()
     save(page, shots, "search")
+
+    # Dark mode, as a system set to dark shows it (the default preference follows the system).
+    dark = contexts.browser.new_context(base_url=contexts.demo.url, viewport=VIEWPORT, color_scheme="dark")
+    contexts.opened.append(dark)
+    dark_page = dark.new_page()
+    login(dark_page, Accounts.reviewer)
+    dark_page.goto(queue_url("concept", status="", sort="confidence"))
+    expect(dark_page.get_by_test_id("card").first).to_be_visible()
+    save(dark_page, shots, "review-queue-dark")
 
     page = contexts.page(Accounts.admin)  # the prompt lab is for admins
     page.goto("/lab?set=workshop&group=concept&option=hammer")

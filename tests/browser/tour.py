@@ -63,6 +63,11 @@ def _lab(page: Page) -> None:
     expect(page.get_by_test_id("lab-match").first).to_be_visible()
 
 
+def _preferences(page: Page) -> None:
+    page.goto("/preferences")
+    expect(page.get_by_test_id("prefs-form")).to_be_visible()
+
+
 def _error(page: Page) -> None:
     response = page.goto("/no/such/page")
     assert response is not None and response.status == 404
@@ -80,6 +85,7 @@ PAGES: dict[str, tuple[str | None, Callable[[Page], None]]] = {
     "search": (Accounts.admin, _search),
     "lab": (Accounts.admin, _lab),
     "error-404": (Accounts.admin, _error),
+    "preferences": (Accounts.admin, _preferences),
 }
 
 

@@ -116,3 +116,21 @@ def test_a_search_after_a_review_shows_the_reviewed_label(client):
     assert (now["value"], now["status"], now["version"]) == (other, "corrected", label["version"] + 1)
     assert now["predicted"] == label["predicted"] and now["scores"] == label["scores"]
     assert now["value_confidence"] == label["scores"][other]["confidence"]
+
+
+def test_each_hit_holds_its_label_s_review_card_in_the_chosen_group(client):
+    import json
+
+    login(client, Users.reviewer)
+    for group in ("concept", "material"):
+        query = "/search?q=a+hammer+on+a+workbench&k=8" + (f"&group={group}" if group != "concept" else "")
+        html = client.get(query).get_data(as_text=True)
+        data = json.loads(re.search(r'<script type="application/json" id="review-data">(.*?)</script>', html, re.S).group(1))
+        slots = [int(i) for i in re.findall(r'data-card-slot="(\d+)"', html)]
+        assert [card["id"] for card in data["cards"]] == slots and len(slots) == 8  # concept: the main group
+        assert {card["group"] for card in data["cards"]} == {group} and data["group"] == group
+        for image_id, card in zip(_hits(html), data["cards"]):
+            label = client.get(f"/api/labels/{card['id']}").get_json()
+            assert (label["image_id"], label["group"], label["version"]) == (image_id, group, card["version"])
+        assert set(data["keys"][group]) == set(data["options"][group])  # every option has its key
+    assert 'id="review-data"' not in client.get("/search").get_data(as_text=True)  # nothing to act on yet
