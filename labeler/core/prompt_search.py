@@ -17,7 +17,7 @@ Shapes: ``K`` reviews, ``D`` dimensions, ``C`` candidates, ``O`` options.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -170,20 +170,25 @@ class CrossValidation:
 
 def cross_validate(image_vecs: np.ndarray, labels: np.ndarray, cand_vecs: np.ndarray, start: list[list[int]],
                    scale: float, movable: list[bool] | None = None, folds: int = fewshot.FOLDS,
-                   seed: int = 0, families: Sequence[np.ndarray] = ()) -> CrossValidation:
-    """Rerun :func:`search` without each stratified fold of the reviews and score it on that fold."""
+                   seed: int = 0, families: Sequence[np.ndarray] = (),
+                   fold_done: Callable[[int, int], None] | None = None) -> CrossValidation:
+    """Rerun :func:`search` without each stratified fold of the reviews and score it on that fold.
+
+    ``fold_done(done, folds)`` is called after each fold (a job's progress)."""
     X = np.asarray(image_vecs, np.float64)
     y = np.asarray(labels, np.int64)
     C = np.asarray(cand_vecs, np.float64)
     before = _scores(X, C, [list(m) for m in start]).argmax(axis=1) == y
     after = before.copy()
     fold = fewshot.stratified_folds(y, fewshot.fold_count(y, folds), seed)
-    for f in np.unique(fold):
+    ids = np.unique(fold)
+    for done, f in enumerate(ids, 1):
         train, test = fold != f, fold == f
-        if len(np.unique(y[train])) < 2:
-            continue
-        found = search(X[train], y[train], C, start, scale, movable, families=families)
-        after[test] = _scores(X[test], C, [list(m) for m in found.members]).argmax(axis=1) == y[test]
+        if len(np.unique(y[train])) >= 2:
+            found = search(X[train], y[train], C, start, scale, movable, families=families)
+            after[test] = _scores(X[test], C, [list(m) for m in found.members]).argmax(axis=1) == y[test]
+        if fold_done is not None:
+            fold_done(done, len(ids))
     return CrossValidation(before, after)
 
 

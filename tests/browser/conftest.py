@@ -46,7 +46,8 @@ SERVER_START_S = 90.0
 # One label group per test module, so tests never decide on each other's labels.
 GROUP_OF = {"keyboard": "concept", "correct": "material", "bulk_selected": "color",
             "bulk_threshold": "size", "conflict": "context", "detail": "handle",
-            "flow": "orientation", "focus_mode": "palette"}
+            "flow": "orientation", "focus_mode": "palette",
+            "lab_suggest": "function"}  # its adoptions save new versions of workshop into the home
 
 
 class Accounts:
