@@ -17,7 +17,7 @@ Shapes: ``K`` reviews, ``D`` dimensions, ``C`` candidates, ``O`` options.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -158,6 +158,7 @@ class CrossValidation:
 
     before: np.ndarray
     after: np.ndarray
+    source: str = "search"  # what found the ensembles: the greedy search, or a related group's name (map_related)
 
     @property
     def accuracy(self) -> dict:
@@ -175,6 +176,18 @@ def cross_validate(image_vecs: np.ndarray, labels: np.ndarray, cand_vecs: np.nda
     """Rerun :func:`search` without each stratified fold of the reviews and score it on that fold.
 
     ``fold_done(done, folds)`` is called after each fold (a job's progress)."""
+    def fit(X: np.ndarray, y: np.ndarray) -> list[list[int]]:
+        return [list(m) for m in search(X, y, cand_vecs, start, scale, movable, families=families).members]
+
+    return _held_out(image_vecs, labels, cand_vecs, start, fit, folds, seed, fold_done)
+
+
+def _held_out(image_vecs: np.ndarray, labels: np.ndarray, cand_vecs: np.ndarray, start: list[list[int]],
+              fit: Callable[[np.ndarray, np.ndarray], list[list[int]] | None], folds: int = fewshot.FOLDS,
+              seed: int = 0, fold_done: Callable[[int, int], None] | None = None,
+              source: str = "search") -> CrossValidation:
+    """Held-out right/wrong of ``start`` and of ``fit(X_train, y_train)``'s ensembles (None: keep
+    ``start`` for that fold), over stratified folds of the reviews."""
     X = np.asarray(image_vecs, np.float64)
     y = np.asarray(labels, np.int64)
     C = np.asarray(cand_vecs, np.float64)
@@ -184,25 +197,85 @@ def cross_validate(image_vecs: np.ndarray, labels: np.ndarray, cand_vecs: np.nda
     ids = np.unique(fold)
     for done, f in enumerate(ids, 1):
         train, test = fold != f, fold == f
-        if len(np.unique(y[train])) >= 2:
-            found = search(X[train], y[train], C, start, scale, movable, families=families)
-            after[test] = _scores(X[test], C, [list(m) for m in found.members]).argmax(axis=1) == y[test]
+        found = fit(X[train], y[train]) if len(np.unique(y[train])) >= 2 else None
+        if found is not None:
+            after[test] = _scores(X[test], C, found).argmax(axis=1) == y[test]
         if fold_done is not None:
             fold_done(done, len(ids))
-    return CrossValidation(before, after)
+    return CrossValidation(before, after, source)
+
+
+def map_related(image_vecs: np.ndarray, labels: np.ndarray, cand_vecs: np.ndarray, start: list[list[int]],
+                related: list[list[int]]) -> list[list[int]] | None:
+    """Each option described by whole options of a related group, the way a person writes "a red
+    object", "an orange object", "a yellow object" under "warm"; None when some reviewed option
+    gets none.
+
+    ``related[g]``: the candidate indices of the related group's option ``g`` (its ensemble). Each
+    review votes for its option on the related option it is closest to (``mean-embedding``); a
+    related option goes, with all its prompts, to the option most of its reviews have (a tie:
+    to none). Related options no review is closest to are left out: nothing says where they
+    belong (labeler-tiny knows no more about "orange" being warm from the pictures or the words
+    than from a coin; see the README). Options nobody reviewed keep ``start``.
+    """
+    X = np.asarray(image_vecs, np.float64)
+    y = np.asarray(labels, np.int64)
+    nearest = _scores(X, np.asarray(cand_vecs, np.float64), related).argmax(axis=1)  # [K]
+    votes = np.zeros((len(related), len(start)), np.int64)
+    np.add.at(votes, (nearest, y), 1)
+    members: list[list[int]] = [[] for _ in start]
+    for g, row in enumerate(votes):
+        top = np.flatnonzero(row == row.max())
+        if row.max() > 0 and len(top) == 1:
+            members[int(top[0])] += [i for i in related[g] if i not in members[int(top[0])]]
+    reviewed = np.bincount(y, minlength=len(start)) > 0
+    if any(r and not m for r, m in zip(reviewed, members)):
+        return None
+    return [m if r else list(s) for m, r, s in zip(members, reviewed, start)]
+
+
+def propose(image_vecs: np.ndarray, labels: np.ndarray, cand_vecs: np.ndarray, start: list[list[int]],
+            scale: float, families: Sequence[np.ndarray] = (), related: Mapping[str, list[list[int]]] | None = None,
+            fold_done: Callable[[int, int], None] | None = None,
+            only_if_better: bool = False) -> tuple[list[list[int]], CrossValidation]:
+    """The best ensembles the reviews can find, whether or not they beat ``start`` (with
+    ``only_if_better``, ``start`` when they do not, without the final search), and the
+    cross-validation that chose them.
+
+    Two kinds of answer compete on held-out reviews: the greedy :func:`search`, and for each
+    related group (``related[name][g]``: its option ``g``'s candidate indices) the mapping of its
+    options onto these (:func:`map_related`). Few reviews seldom show every colour of "warm", and
+    a search among a thousand prompts then fits the reviews it saw; a mapping chooses only which
+    option each colour belongs to, so it overfits less. The highest held-out accuracy wins (a
+    tie: the mapping, the fewer choices). ``fold_done(done, folds)`` follows the search's folds.
+    """
+    y = np.asarray(labels, np.int64)
+    movable = (np.bincount(y, minlength=len(start)) > 0).tolist()
+    best = cross_validate(image_vecs, y, cand_vecs, start, scale, movable, families=families, fold_done=fold_done)
+    fits: dict[str, Callable[[np.ndarray, np.ndarray], list[list[int]] | None]] = {}
+    for name, group in (related or {}).items():
+        def fit(X: np.ndarray, labels: np.ndarray, group: list[list[int]] = group) -> list[list[int]] | None:
+            return map_related(X, labels, cand_vecs, start, group)
+
+        if fit(image_vecs, y) is None:
+            continue
+        cv = _held_out(image_vecs, y, cand_vecs, start, fit, source=name)
+        if cv.after.mean() >= best.after.mean():
+            best, fits[cv.source] = cv, fit
+    if only_if_better and not best.better():
+        return [list(m) for m in start], best
+    if best.source in fits:
+        return fits[best.source](image_vecs, y), best
+    return [list(m) for m in search(image_vecs, y, cand_vecs, start, scale, movable, families=families).members], best
 
 
 def choose(image_vecs: np.ndarray, labels: np.ndarray, cand_vecs: np.ndarray, start: list[list[int]],
-           scale: float, families: Sequence[np.ndarray] = ()) -> tuple[list[list[int]], CrossValidation]:
-    """What ``learn --search-prompts`` keeps: the searched ensembles if they surely beat ``start`` on
-    held-out reviews, else ``start``; with the cross-validation that decided. Options nobody
-    reviewed keep their prompts."""
-    y = np.asarray(labels, np.int64)
-    movable = (np.bincount(y, minlength=len(start)) > 0).tolist()
-    cv = cross_validate(image_vecs, y, cand_vecs, start, scale, movable, families=families)
-    if not cv.better():
-        return [list(m) for m in start], cv
-    return [list(m) for m in search(image_vecs, y, cand_vecs, start, scale, movable, families=families).members], cv
+           scale: float, families: Sequence[np.ndarray] = (),
+           related: Mapping[str, list[list[int]]] | None = None) -> tuple[list[list[int]], CrossValidation]:
+    """What ``learn --search-prompts`` keeps: :func:`propose`'s ensembles if they surely beat
+    ``start`` on held-out reviews, else ``start``; with the cross-validation that decided. Options
+    nobody reviewed keep their prompts."""
+    return propose(image_vecs, labels, cand_vecs, start, scale, families, related, only_if_better=True)
 
 
 def option_vectors(cand_vecs: np.ndarray, members: list[list[int]]) -> np.ndarray:

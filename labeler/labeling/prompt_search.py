@@ -28,7 +28,8 @@ from ..core.prompts import PromptSet, bump_version, parse_prompt_set
 from ..files import write_atomically
 from ..store.catalog import Label
 from .bulk import logit_scale
-from .candidates import Candidates, candidate_texts, encode_candidates, read_vocabulary, starting_ensembles
+from .candidates import (Candidates, candidate_texts, encode_candidates, read_vocabulary, related_ensembles,
+                         starting_ensembles)
 from .learning import LearnError, prompt_set_of_labels, reviews
 
 def search_group(image_vecs: np.ndarray, labels: np.ndarray, candidates: Candidates, prompt_set: PromptSet,
@@ -36,7 +37,8 @@ def search_group(image_vecs: np.ndarray, labels: np.ndarray, candidates: Candida
     """Search one group's ensembles from its reviews ``[K, D]``/``[K]``; the report, with ``prompts``."""
     group = prompt_set.groups[group_name]
     start = starting_ensembles(candidates, group)
-    chosen, cv = prompt_search.choose(image_vecs, labels, candidates.vecs, start, scale, candidates.families)
+    chosen, cv = prompt_search.choose(image_vecs, labels, candidates.vecs, start, scale, candidates.families,
+                                      related_ensembles(candidates, prompt_set, group_name))
     adopted = cv.better()
     report = _report(image_vecs, labels, candidates, group, start, chosen, cv)
     for entry in report["options"].values():
@@ -70,7 +72,7 @@ def _report(X: np.ndarray, y: np.ndarray, candidates: Candidates, group, start: 
                              "after": round(float(cv.after[mine].mean()), 4)} if mine.any() else None),
         }
     return {"reviews": int(len(y)), "options_reviewed": int((np.bincount(y, minlength=len(start)) > 0).sum()),
-            "cv_accuracy": cv.accuracy,
+            "cv_accuracy": cv.accuracy, "source": cv.source,
             "accuracy": {"before": round(right_before / len(y), 4),
                          "after": round(_right(X, y, candidates.vecs, members) / len(y), 4)},
             "options": options}
@@ -134,15 +136,15 @@ def suggest(collection: Collection, prompt_set: PromptSet, group: str,
     texts, families = candidate_texts(prompt_set)
     candidates = encode_candidates(collection, texts, collection.config.max_prompt_chars, families)
     start = starting_ensembles(candidates, prompt_set.groups[group])
-    movable = (np.bincount(labels, minlength=len(start)) > 0).tolist()
     head = f"{group}: searching {len(texts):,} candidate prompts from {len(labels)} reviews"
     say(1, total, f"{head}, cross-validation fold 0 of {folds}")
-    cv = prompt_search.cross_validate(
-        vecs, labels, candidates.vecs, start, scale, movable, families=candidates.families,
-        fold_done=lambda done, n: say(1 + done, total, f"{head}, cross-validation fold {done} of {n}"))
-    say(total - 1, total, f"{head}: the final search")
-    found = prompt_search.search(vecs, labels, candidates.vecs, start, scale, movable, families=candidates.families)
-    members = [list(m) for m in found.members]
+
+    def fold_done(done: int, n: int) -> None:
+        say(1 + done, total, f"{head}, cross-validation fold {done} of {n}"
+            + (": mapping other groups' options, then the final search" if done == n else ""))
+
+    members, cv = prompt_search.propose(vecs, labels, candidates.vecs, start, scale, candidates.families,
+                                        related_ensembles(candidates, prompt_set, group), fold_done=fold_done)
     report = _report(vecs, labels, candidates, prompt_set.groups[group], start, members, cv)
     return {"group": group, "candidates": len(texts), **report, "better": bool(cv.better())}
 
