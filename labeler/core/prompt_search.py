@@ -45,7 +45,7 @@ def _scores(X: np.ndarray, C: np.ndarray, members: list[list[int]]) -> np.ndarra
 
 def _fit(cos: np.ndarray, y: np.ndarray, scale: float) -> tuple[int, float]:
     z = scale * cos
-    lse = np.logaddexp.reduce(z, axis=1)
+    lse = _logsumexp(z)
     return int((cos.argmax(axis=1) == y).sum()), float((lse - z[np.arange(len(y)), y]).mean())
 
 
@@ -70,7 +70,7 @@ def search(image_vecs: np.ndarray, labels: np.ndarray, cand_vecs: np.ndarray, st
     y = np.asarray(labels, np.int64)
     C = np.asarray(cand_vecs, np.float64)
     movable = [True] * len(start) if movable is None else list(movable)
-    XC = X @ C.T
+    XC = (X @ C.T).astype(np.float32)  # the moves' [K, M] arithmetic in float32: half the memory traffic
     runs = [_greedy(X, y, C, start, scale, movable, max_prompts, max_moves, XC, np.arange(len(C)))]
     for family in families:
         family = np.asarray(family, np.int64)
@@ -94,54 +94,79 @@ def _greedy(image_vecs: np.ndarray, labels: np.ndarray, cand_vecs: np.ndarray, s
     movable = [True] * n_options if movable is None else list(movable)
     rows = np.arange(len(y))
     shortlist = [allowed[_shortlist(XC[:, allowed], y, o)] for o in range(n_options)]
+    short_vecs = [C[sl] for sl in shortlist]
+    others_of = [np.delete(np.arange(n_options), o) for o in range(n_options)]
+    scale32 = np.float32(scale)
     cos = _scores(X, C, members)
+    cos32 = cos.astype(np.float32)
     correct, nll = _fit(cos, y, scale)
     for _ in range(n_options * max_prompts * 2 if max_moves is None else max_moves):
         best = None  # (correct, -nll, option, new members)
         for o in range(n_options):
             if not movable[o]:
                 continue
-            s = C[members[o]].sum(axis=0)  # [D]
-            xs = X @ s  # [K]
-            s_c = C @ s  # [C] (cheap beside the [K, M] moves)
+            mem = members[o]
+            s = C[mem].sum(axis=0)  # [D]
+            xs = (X @ s).astype(np.float32)  # [K]
             ss = float(s @ s)
-            # Candidate moves as (dot with the reviews [K, M], norm of the new sum [M], the new members).
-            dots, norms, moves = [], [], []
-            if len(members[o]) < max_prompts:
-                idx = np.setdiff1d(shortlist[o], members[o])
+            sl = shortlist[o]
+            # Candidate moves as (dot with the reviews [K, M], norm of the new sum [M]); ``kinds``
+            # says which move each column is, so only the winner's members are ever built.
+            dots, norms, kinds = [], [], []
+            if len(mem) < max_prompts:
+                keep = np.ones(len(sl), bool)
+                for q in mem:
+                    keep &= sl != q
+                idx = sl[keep]
                 dots.append(xs[:, None] + XC[:, idx])
-                norms.append(np.sqrt(np.maximum(ss + 2 * s_c[idx] + 1.0, 1e-12)))
-                moves += [members[o] + [int(p)] for p in idx]
-            idx = shortlist[o]
-            dots.append(XC[:, idx])
-            norms.append(np.ones(len(idx)))
-            moves += [[int(p)] for p in idx]
-            if len(members[o]) > 1:
-                drop = np.asarray(members[o])
+                norms.append(np.sqrt(np.maximum(ss + 2 * (short_vecs[o][keep] @ s) + 1.0, 1e-12)))
+                kinds.append(("add", idx))
+            dots.append(XC[:, sl])
+            norms.append(np.ones(len(sl), np.float32))
+            kinds.append(("reset", sl))
+            if len(mem) > 1:
+                drop = np.asarray(mem)
                 dots.append(xs[:, None] - XC[:, drop])
-                norms.append(np.sqrt(np.maximum(ss - 2 * s_c[drop] + 1.0, 1e-12)))
-                moves += [[q for q in members[o] if q != p] for p in drop]
-            new = np.concatenate(dots, axis=1) / np.concatenate(norms)[None, :]  # [K, M]
-            others = np.delete(cos, o, axis=1)
-            other_ids = np.delete(np.arange(n_options), o)
+                norms.append(np.sqrt(np.maximum(ss - 2 * (C[drop] @ s) + 1.0, 1e-12)))
+                kinds.append(("drop", drop))
+            new = np.concatenate(dots, axis=1) / np.concatenate(norms).astype(np.float32)[None, :]  # [K, M]
+            others = cos32[:, others_of[o]]
             other_max = others.max(axis=1)
-            other_arg = other_ids[others.argmax(axis=1)]
+            other_arg = others_of[o][others.argmax(axis=1)]
             mine = (y == o)[:, None]
             right = np.where(mine, new > other_max[:, None],
                              (other_arg == y)[:, None] & (new < other_max[:, None]))
             n_right = right.sum(axis=0)  # [M]
-            lse_other = np.logaddexp.reduce(scale * others, axis=1)
-            target = np.where(mine, scale * new, scale * cos[rows, y][:, None])
-            losses = (np.logaddexp(lse_other[:, None], scale * new) - target).mean(axis=0)  # [M]
+            lse_other = _logsumexp(scale32 * others)
+            target = np.where(mine, scale32 * new, scale32 * cos32[rows, y][:, None])
+            losses = (np.logaddexp(lse_other[:, None], scale32 * new) - target).mean(axis=0, dtype=np.float64)  # [M]
             m = int(np.lexsort((-n_right, losses))[0])
             if best is None or (losses[m], -n_right[m]) < (best[1], -best[0]):
-                best = (int(n_right[m]), float(losses[m]), o, moves[m])
+                best = (int(n_right[m]), float(losses[m]), o, _move(mem, kinds, m))
         if best is None or nll - best[1] < MIN_GAIN:
             break
         members[best[2]] = best[3]
         cos = _scores(X, C, members)
+        cos32 = cos.astype(np.float32)
         correct, nll = _fit(cos, y, scale)
     return Ensembles(tuple(tuple(m) for m in members), correct, nll)
+
+
+def _move(members: list[int], kinds: list[tuple[str, np.ndarray]], column: int) -> list[int]:
+    """The new members of column ``column`` of :func:`_greedy`'s moves."""
+    for kind, idx in kinds:
+        if column < len(idx):
+            p = int(idx[column])
+            return members + [p] if kind == "add" else [p] if kind == "reset" else [q for q in members if q != p]
+        column -= len(idx)
+    raise IndexError(column)
+
+
+def _logsumexp(z: np.ndarray) -> np.ndarray:
+    """``log(sum(exp(z)))`` along the last axis of ``z`` ``[K, O]``, stably (``logaddexp.reduce``
+    is a slow sequential loop)."""
+    top = z.max(axis=-1)
+    return top + np.log(np.exp(z - top[..., None]).sum(axis=-1))
 
 
 def _shortlist(XC: np.ndarray, y: np.ndarray, option: int, size: int = SHORTLIST) -> np.ndarray:
