@@ -117,7 +117,7 @@ def suggest(collection: Collection, prompt_set: PromptSet, group: str,
     work: one step for the candidates, one per cross-validation fold, one for the final search.
 
     Returns ``{"group", "candidates", "reviews", "options_reviewed", "cv_accuracy": {"before",
-    "after"}, "accuracy": {"before", "after"}, "better", "options": {option: {"reviews", "prompts",
+    "after"}, "source", "accuracy": {"before", "after"}, "better", "options": {option: {"reviews", "prompts",
     "current", "changed", "gain", "cv_accuracy"}}}``; ``cv_accuracy`` of an option is on its own
     reviews (None when it has none). Raises :class:`LearnError` on a group with reviews of fewer
     than two options.
@@ -155,7 +155,7 @@ def search_prompt_set(collection: Collection, groups: Sequence[str] | None, prom
     """Search every chosen group's ensembles from its reviews and write OUT.yaml (a new version).
 
     Returns ``{"path", "version", "candidates", "groups": {group: {"reviews", "options_reviewed",
-    "cv_accuracy": {"before", "after"}, "accuracy", "adopted", "options": {option: {"reviews",
+    "cv_accuracy": {"before", "after"}, "source", "accuracy", "adopted", "options": {option: {"reviews",
     "prompts", "was", "gain"}}, "note"}}}``. Raises :class:`LearnError` (nothing written) on an
     existing OUT without ``force``, a bad candidates file, or a named group with reviews of fewer
     than two options.
@@ -231,7 +231,9 @@ def render(base: PromptSet, report: dict[str, dict], today: dt.date | None = Non
                 per_option = ", ".join(f"{o} {e['reviews']}" for o, e in entry["options"].items())
                 cv = entry["cv_accuracy"]
                 out.append(f"  # {name}: searched from {entry['reviews']} reviews ({per_option}) on {day}; "
-                           f"cross-validated accuracy {cv['before']:.1%} -> {cv['after']:.1%}; "
+                           f"cross-validated accuracy {cv['before']:.1%} -> {cv['after']:.1%}"
+                           + (f" ({entry['source']}'s options mapped onto these)" if entry.get("source", "search") != "search"
+                              else "") + "; "
                            + ("adopted" if entry["adopted"] else "not adopted: the prompt set's prompts kept"))
         out.append(line)
     return "\n".join(out) + "\n", data["version"]
