@@ -265,3 +265,24 @@ def test_only_admins_suggest_or_adopt(client, other_client):
     csrf = login(client, Users.reviewer)
     assert client.post("/lab/suggest", data=_suggest_form(csrf)).status_code == 403
     assert client.post("/lab/adopt", data={**_suggest_form(csrf), "base": "x", "job": 1}).status_code == 403
+
+
+def test_a_failed_suggestion_shows_its_one_line_and_a_running_one_disables_the_button(client, web_config):
+    login(client, Users.admin)
+    with db.session_scope(web_config) as s:
+        s.add(Job(kind=jobs.SUGGEST_PROMPTS, status="failed", done=1, total=4,
+                  message="group 'palette' has reviews of 1 option(s); the search needs reviews of at least 2",
+                  result={"params": {"prompt_set": "workshop", "group": "palette"}}))
+    page = html_unescape(client.get("/lab?set=workshop&group=palette").get_data(as_text=True))
+    assert re.search(r'data-testid="lab-suggest-error">Job \d+ could not suggest prompts: group \'palette\' has '
+                     r'reviews of 1 option', page)
+    assert 'data-testid="lab-suggestion"' not in page
+    # Another group's suggestions are not this group's.
+    assert 'data-testid="lab-suggest-error"' not in client.get("/lab?set=workshop&group=color").get_data(as_text=True)
+    with db.session_scope(web_config) as s:
+        s.add(Job(kind=jobs.SUGGEST_PROMPTS, status="running", done=2, total=4, message="palette: searching",
+                  result={"owner": "another-machine.invalid:1:x",
+                          "params": {"prompt_set": "workshop", "group": "palette"}}))
+    running = client.get("/lab?set=workshop&group=palette").get_data(as_text=True)
+    assert 'data-testid="lab-suggest-running"' in running
+    assert re.search(r'data-testid="lab-suggest" data-job-start\s+disabled', running)
