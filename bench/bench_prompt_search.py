@@ -88,7 +88,7 @@ def main() -> None:
     report = {"candidates": len(C), "options": args.options, "reviews": len(y), "dim": args.dim,
               "families": len(families), "seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 2),
               "target_seconds": TARGET_SECONDS, "meets_target": seconds <= TARGET_SECONDS,
-              "cv_accuracy": cv.accuracy, "adopted": cv.better(),
+              "cv_accuracy": cv.accuracy, "adopted": bool(cv.better()),
               "naive_round_seconds": round(naive_seconds, 2), "naive_moves_per_round": naive_moves,
               "naive_extrapolated_seconds": round(extrapolated, 1),
               "ratio": round(extrapolated / max(seconds, 1e-9), 1)}

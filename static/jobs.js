@@ -31,14 +31,20 @@
     for (const starter of document.querySelectorAll("[data-job-start]")) starter.disabled = job.active || blocked(starter);
   }
 
-  // The group cards as the server renders them now: the new fits and the relabeled counts.
+  // The parts of the page a finished job changes, as the server renders them now: the dashboard's
+  // group cards (new fits, relabeled counts), and every element marked data-job-refresh (the
+  // prompt lab's suggestions), matched by data-testid.
   async function refreshGroups() {
-    const response = await fetch(window.location.pathname, {credentials: "same-origin"});
+    const response = await fetch(window.location.pathname + window.location.search, {credentials: "same-origin"});
     if (!response.ok) return;
     const page = new DOMParser().parseFromString(await response.text(), "text/html");
     const fresh = labeler.byTestId("groups", page);
     const current = labeler.byTestId("groups");
     if (fresh && current) current.replaceWith(document.importNode(fresh, true));
+    for (const stale of document.querySelectorAll("[data-job-refresh]")) {
+      const replacement = labeler.byTestId(stale.dataset.testid, page);
+      if (replacement) stale.replaceWith(document.importNode(replacement, true));
+    }
   }
 
   async function follow(url) {
@@ -53,8 +59,8 @@
     show(job);
     if (job.active) {
       setTimeout(() => follow(url), POLL_MS);
-    } else if (job.status === "done") {
-      await refreshGroups();
+    } else {
+      await refreshGroups();  // a failed job's line shows there too
     }
   }
 

@@ -280,6 +280,8 @@ def test_search_prompts_writes_a_readable_prompt_set_that_labels_alone(labeled, 
     palette = report["groups"]["palette"]
     assert palette["reviews"] == 24 and palette["options_reviewed"] == 3
     assert set(palette["cv_accuracy"]) == {"before", "after"}
+    # the greedy search, or another group's options mapped whole onto palette's (colour's)
+    assert palette["source"] == "search" or palette["source"] in load_prompt_set("workshop").groups
     assert set(palette["options"]) == {"warm", "cool", "neutral"}
     for option in palette["options"].values():
         assert option["prompts"] and all(isinstance(p, str) for p in option["prompts"])

@@ -89,3 +89,35 @@ def test_an_option_nobody_reviewed_keeps_its_prompts_and_good_prompts_stay():
     chosen, cv = prompt_search.choose(images, labels, candidates, good, 20.0, [np.arange(6)])
     assert cv.accuracy["before"] > 0.9
     assert chosen == good
+
+
+def test_a_related_group_maps_whole_options_onto_the_reviewed_ones():
+    rng = np.random.default_rng(3)
+    images, labels, candidates, right, start, _ = planted(rng, n_options=3, per_option=12)
+    # The related group ("colour") has one option per colour, each its one named prompt.
+    colour = [[c] for c in range(6)]
+    mapped = prompt_search.map_related(images, labels, candidates, start, colour)
+    assert mapped == right
+    # A colour no review shows is left out: nothing says which option it belongs to.
+    seen_one = (labels != 0) | (np.arange(len(labels)) == np.flatnonzero(labels == 0)[0])
+    one = prompt_search.map_related(images[seen_one], labels[seen_one], candidates, start, colour)
+    first = images[np.flatnonzero(labels == 0)[0]]
+    nearest = int(np.argmax(unit(candidates[:6]) @ first))
+    assert one[0] == [nearest] and one[1:] == right[1:]
+    # An option that no related option describes: no mapping at all.
+    assert prompt_search.map_related(images, labels, candidates, start, colour[:2]) is None
+    # An option nobody reviewed keeps its prompts.
+    some = labels != 2
+    assert prompt_search.map_related(images[some], labels[some], candidates, start, colour)[2] == start[2]
+
+
+def test_propose_prefers_the_mapping_when_it_holds_up_better_on_held_out_reviews():
+    rng = np.random.default_rng(5)
+    images, labels, candidates, right, start, _ = planted(rng, n_options=3, per_option=8)
+    found, cv = prompt_search.propose(images, labels, candidates, start, 20.0, [np.arange(6)],
+                                      {"colour": [[c] for c in range(6)], "noise": [[6], [7], [8]]})
+    assert cv.source == "colour" and found == right
+    assert cv.accuracy["after"] >= cv.accuracy["before"]
+    chosen, guarded = prompt_search.choose(images, labels, candidates, start, 20.0, [np.arange(6)],
+                                           {"colour": [[c] for c in range(6)]})
+    assert guarded.better() and chosen == right

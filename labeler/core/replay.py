@@ -55,7 +55,7 @@ def random_reveal(truth: np.ndarray, shots: int, rng: np.random.Generator) -> np
 def replay_group(vecs: np.ndarray, truth: np.ndarray, text_vecs: np.ndarray, scale: float,
                  shots: list[int], order: str = "random", seed: int = 0,
                  methods: Sequence[str] | None = None,
-                 prompts: tuple[np.ndarray, list[list[int]], list[np.ndarray]] | None = None) -> dict:
+                 prompts: tuple | None = None) -> dict:
     """``{"zero_shot": acc, "shots": {K: ShotResult}}`` for one group.
 
     ``vecs`` ``[N, D]`` unit image vectors, ``truth`` ``[N]`` option indices, ``text_vecs`` ``[O, D]``.
@@ -64,7 +64,7 @@ def replay_group(vecs: np.ndarray, truth: np.ndarray, text_vecs: np.ndarray, sca
     each method alone against zero-shot, the guard still deciding, on the same reviews.
     Method ``"prompts"`` (random order only) is ``learn --search-prompts``: ``prompts`` =
     (candidate vectors ``[C, D]``, each option's starting candidate indices, the candidate
-    families); the ensembles it
+    families, optionally the other groups' ensembles ``{name: [[...] per option]}``); the ensembles it
     chooses label the rest zero-shot (``mean-embedding``), with no fit at all.
     """
     if order not in ORDERS:
@@ -96,11 +96,12 @@ def replay_group(vecs: np.ndarray, truth: np.ndarray, text_vecs: np.ndarray, sca
 
 
 def _prompt_search(vecs: np.ndarray, truth: np.ndarray, revealed: np.ndarray,
-                   prompts: tuple[np.ndarray, list[list[int]], list[np.ndarray]] | None, scale: float) -> ShotResult:
+                   prompts: tuple | None, scale: float) -> ShotResult:
     if prompts is None:
         raise ValueError("the prompts method needs the candidates' vectors")
-    cand_vecs, start, families = prompts
-    chosen, cv = prompt_search.choose(vecs[revealed], truth[revealed], cand_vecs, start, scale, families)
+    cand_vecs, start, families, *rest = prompts
+    chosen, cv = prompt_search.choose(vecs[revealed], truth[revealed], cand_vecs, start, scale, families,
+                                      rest[0] if rest else None)
     fit = fewshot.learn_group(vecs[:0], truth[:0], prompt_search.option_vectors(cand_vecs, chosen), scale)
     acc, ece = _score(fit, vecs, truth, revealed)
     return ShotResult(len(revealed), acc, ece, "prompts" if cv.better() else "zero-shot")

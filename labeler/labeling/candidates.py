@@ -127,3 +127,10 @@ def starting_ensembles(candidates: Candidates, group: Group) -> list[list[int]]:
     """Each option's own prompts as candidate indices: where the search starts."""
     index = candidates.index()
     return [[index[p.text] for p in o.prompts] for o in group.options]
+
+
+def related_ensembles(candidates: Candidates, prompt_set: PromptSet, group: str) -> dict[str, list[list[int]]]:
+    """Every other group's options as candidate indices (``{name: [[...] per option]}``): whole
+    families a search may map onto ``group``'s options (colour's options onto palette's)."""
+    return {name: starting_ensembles(candidates, other) for name, other in prompt_set.groups.items()
+            if name != group and len(other.options) >= 2}

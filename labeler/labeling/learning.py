@@ -24,7 +24,7 @@ from ..store.stats import label_groups
 from ..collection import Collection
 from ..errors import LabelerError
 from ..files import write_atomically
-from .candidates import candidate_texts, encode_candidates, starting_ensembles
+from .candidates import candidate_texts, encode_candidates, related_ensembles, starting_ensembles
 from .bulk import EncodedGroup, encode_groups, last_run_prompt_set_id, logit_scale, record_prompt_set
 from ..core.prompts import PromptSet, bump_version, parse_prompt_set
 
@@ -215,7 +215,7 @@ def replay(collection: Collection, prompt_set: PromptSet, truth: dict[str, dict[
         out = replay_maths.replay_group(all_vecs[rows], labels, option_vectors(collection, prompt_set, name),
                                         scale, sorted(set(shots)), order=order, seed=seed, methods=methods,
                                         prompts=(pool.vecs, starting_ensembles(pool, prompt_set.groups[name]),
-                                                 pool.families)
+                                                 pool.families, related_ensembles(pool, prompt_set, name))
                                         if pool is not None else None)
         results[name] = {"zero_shot": round(out["zero_shot"], 4), "n": len(rows),
                          "shots": {k: r.to_dict() for k, r in out["shots"].items()}}

@@ -109,15 +109,28 @@ def edited_prompt_set(path: Path, group: str, option: str, lines: str) -> tuple[
     The option gets ``templates: []`` so its ensemble is exactly what the lab showed.
     Returns (validated prompt set, YAML text to write).
     """
+    return edited_options(path, group, {option: lines})
+
+
+def edited_options(path: Path, group: str, edits: dict[str, str | list[str]]) -> tuple[PromptSet, str]:
+    """The prompt set at ``path`` with each ``edits`` option's prompts replaced and its version
+    bumped once; as :func:`edited_prompt_set`. A value is the lab's lines (:func:`parse_prompt_lines`)
+    or a list of plain prompt texts (taken as they are: a "|" in one is text, not a weight)."""
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    try:
-        raw_option = data["groups"][group]["options"][option]
-    except (KeyError, TypeError):
-        raise PromptSetError([f"{path.name}: no option '{option}' in group '{group}'"]) from None
-    raw_option = dict(raw_option) if isinstance(raw_option, dict) else {}
-    raw_option["prompts"] = parse_prompt_lines(lines)
-    raw_option["templates"] = []
-    data["groups"][group]["options"][option] = raw_option
+    for option, lines in edits.items():
+        try:
+            raw_option = data["groups"][group]["options"][option]
+        except (KeyError, TypeError):
+            raise PromptSetError([f"{path.name}: no option '{option}' in group '{group}'"]) from None
+        raw_option = dict(raw_option) if isinstance(raw_option, dict) else {}
+        if isinstance(lines, str):
+            raw_option["prompts"] = parse_prompt_lines(lines)
+        elif lines:
+            raw_option["prompts"] = [{"text": text} for text in lines]
+        else:
+            raise PromptSetError([f"option '{option}' needs at least one prompt"])
+        raw_option["templates"] = []
+        data["groups"][group]["options"][option] = raw_option
     data["version"] = bump_version(data.get("version"))
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     if len(text.encode("utf-8")) > MAX_BYTES:  # what load_prompt_set would refuse once written
@@ -137,12 +150,18 @@ def save_version(collection: Collection, name: str, group: str, option: str, lin
     silently overwrite each other. Returns (the saved prompt set, its file, its catalog record
     id). A bad edit raises :class:`PromptSetError` and writes nothing.
     """
+    return save_options(collection, name, group, {option: lines}, base)
+
+
+def save_options(collection: Collection, name: str, group: str, edits: dict[str, str | list[str]],
+                 base: str | None = None) -> tuple[PromptSet, Path, int]:
+    """Save several options' edited prompts (``{option: lines}``) as one new version; as
+    :func:`save_version` (the prompt lab's "adopt all" of suggested prompts)."""
     home = collection.config.home
     opened, path = open_prompt_set(home, name)
     base = base or opened.content_hash
     # A bad edit is refused before anything is made: what label would refuse, too.
-    labeling.check_prompt_lengths(edited_prompt_set(path, group, option, lines)[0],
-                                  collection.config.max_prompt_chars)
+    labeling.check_prompt_lengths(edited_options(path, group, edits)[0], collection.config.max_prompt_chars)
     target = home_prompt_set_dir(home) / f"{name}.yaml"
     target.parent.mkdir(parents=True, exist_ok=True)
     # Check and write under one lock, across threads and across server processes.
@@ -151,12 +170,56 @@ def save_version(collection: Collection, name: str, group: str, option: str, lin
         current, path = open_prompt_set(home, name)
         if current.content_hash != base:
             raise StalePromptSet(name, current)
-        _, text = edited_prompt_set(path, group, option, lines)
+        _, text = edited_options(path, group, edits)
         write_atomically(target, text)
     saved = load_prompt_set(target)
     with collection.session() as s:
         record_id = labeling.record_prompt_set(s, saved)
     return saved, target, record_id
+
+
+# -- suggested prompts (from ``prompt_search.suggest``, run as a job) ----------------------------
+
+class AdoptError(LabelerError):
+    """Suggested prompts that cannot be adopted as asked (none left, or an option not suggested)."""
+
+
+def suggestion_states(suggestion: dict, current: PromptSet) -> dict[str, str]:
+    """Per option of a suggestion report, what the lab offers against the set as it is now:
+    ``adopt`` (new prompts), ``adopted`` (the set already has them), ``same`` (the search kept
+    the set's prompts), ``gone`` (the option is no longer in the set)."""
+    group = current.groups.get(suggestion["group"])
+    states = {}
+    for option, entry in suggestion["options"].items():
+        if group is None or option not in group.option_names:
+            states[option] = "gone"
+        elif [p.text for p in group.option(option).prompts] == entry["prompts"]:
+            states[option] = "adopted" if entry["changed"] else "same"
+        else:
+            states[option] = "adopt" if entry["changed"] else "same"
+    return states
+
+
+def adopt_suggestions(collection: Collection, name: str, suggestion: dict, options: list[str] | None,
+                      base: str) -> tuple[PromptSet, Path, list[str]]:
+    """Save the suggested prompts of ``options`` (None: every option still to adopt) as one new
+    version of prompt set ``name``, edited from the version ``base`` (as :func:`save_options`).
+    Returns (the saved set, its file, the options adopted). :class:`AdoptError` when there is
+    nothing to adopt; :class:`StalePromptSet` when the set changed since the page showed it."""
+    current, _ = open_prompt_set(collection.config.home, name)
+    states = suggestion_states(suggestion, current)
+    if options is None:
+        options = [o for o, state in states.items() if state == "adopt"]
+        if not options:
+            raise AdoptError("every suggested prompt is already in the set: nothing to adopt")
+    for option in options:
+        if states.get(option) != "adopt":
+            why = {"adopted": "is already adopted", "same": "kept its prompts in the search",
+                   "gone": "is no longer in the set"}.get(states.get(option), "was not searched")
+            raise AdoptError(f"option '{option}' {why}: nothing to adopt")
+    edits: dict[str, str | list[str]] = {o: list(suggestion["options"][o]["prompts"]) for o in options}
+    saved, target, _ = save_options(collection, name, suggestion["group"], edits, base)
+    return saved, target, options
 
 
 # -- previews -----------------------------------------------------------------------------

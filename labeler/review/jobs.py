@@ -27,7 +27,7 @@ from typing import Any, Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..labeling import prompt_lab as lab, learning
+from ..labeling import prompt_lab as lab, learning, prompt_search
 from . import decisions as review
 from . import trust
 from ..store.catalog import Job, utcnow
@@ -39,6 +39,7 @@ from ..labeling.bulk import CHUNK_ROWS, label_collection
 LEARN_AND_RELABEL = "learn-and-relabel"
 LABEL = "label"
 ACCEPT = "accept"
+SUGGEST_PROMPTS = "suggest-prompts"
 ACTIVE = ("queued", "running")
 STOPPED = "the server stopped before the job finished"
 MAX_MESSAGE = 500
@@ -116,6 +117,17 @@ def latest(session: Session, kind: str) -> Job | None:
     """The newest job of ``kind``, active or not."""
     recover(session)
     return session.scalar(select(Job).where(Job.kind == kind).order_by(Job.id.desc()).limit(1))
+
+
+def latest_with(session: Session, kind: str, params: dict, look_back: int = 50) -> Job | None:
+    """The newest of the last ``look_back`` jobs of ``kind`` started with exactly ``params`` (the
+    prompt lab's suggestions for one set and group); filtered here, so any database will do."""
+    recover(session)
+    for job in session.scalars(select(Job).where(Job.kind == kind).order_by(Job.id.desc()).limit(look_back)):
+        stored = job.result if isinstance(job.result, dict) else {}
+        if stored.get("params") == params:
+            return job
+    return None
 
 
 def active(session: Session) -> Job | None:
@@ -315,6 +327,26 @@ def accept(collection: Collection, progress: Progress, params: dict) -> tuple[di
                     f"at a stated precision of {report['lower_bound']:.4f} (run {report['run']}).")
 
 
+def suggest_prompts(collection: Collection, progress: Progress, params: dict) -> tuple[dict, str]:
+    """The prompt lab's "Suggest prompts from reviews": ``prompt_search.suggest`` for
+    ``params["group"]`` of the prompt set on offer under ``params["prompt_set"]``; writes nothing.
+
+    Steps: the candidates, each cross-validation fold, the final search. Returns (the suggestion
+    report plus the set's name, version and content hash ``base``, which adopting checks; a
+    one-line summary)."""
+    prompt_set, _ = lab.open_prompt_set(collection.config.home, params["prompt_set"])
+    group = str(params["group"])
+    report = prompt_search.suggest(collection, prompt_set, group,
+                                   progress=lambda done, total, message: progress.set(done, total, message))
+    cv = report["cv_accuracy"]
+    changed = sum(1 for entry in report["options"].values() if entry["changed"])
+    summary = (f"Suggested prompts for {changed} of {len(report['options'])} {group} options from "
+               f"{report['reviews']} reviews: cross-validated accuracy {cv['before']:.1%} → {cv['after']:.1%}"
+               + ("" if report["better"] else " (not surely better on held-out reviews)") + ".")
+    return {**report, "prompt_set": params["prompt_set"], "version": prompt_set.version,
+            "base": prompt_set.content_hash}, summary
+
+
 @dataclass(frozen=True)
 class JobKind:
     """What a kind of job runs, and the parameters it takes (``required`` must be non-empty)."""
@@ -328,4 +360,5 @@ KINDS: dict[str, JobKind] = {
     LEARN_AND_RELABEL: JobKind(learn_and_relabel),
     LABEL: JobKind(label, required=("prompt_set",), optional=("strategy",)),
     ACCEPT: JobKind(accept, required=("group",), optional=("min_precision",)),
+    SUGGEST_PROMPTS: JobKind(suggest_prompts, required=("prompt_set", "group")),
 }

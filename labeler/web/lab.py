@@ -1,22 +1,27 @@
 """The prompt lab page (admins only); the workflow itself is ``labeler.labeling.prompt_lab``'s.
 
 Pick a prompt set, a group and an option; edit the option's prompts; preview; save the edit as a
-new version into ``<home>/prompt_sets/``; run labeling with it. Labeling runs as a
-``labeler.review.jobs`` job: the request only starts it, and the page (``static/jobs.js``) follows its
-progress through ``/api/jobs/<id>``.
+new version into ``<home>/prompt_sets/``; run labeling with it. "Suggest prompts from reviews"
+searches the group's prompts from its reviews (``labeler.labeling.prompt_search.suggest``); the
+admin adopts the suggestions one option at a time or all at once, each adoption a new version.
+Labeling and suggesting run as ``labeler.review.jobs`` jobs: the request only starts one, and the
+page (``static/jobs.js``) follows its progress through ``/api/jobs/<id>``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 
 from ..review import jobs, overview, present
-from ..labeling import prompt_lab as lab, bulk as labeling
+from ..labeling import prompt_lab as lab, bulk as labeling, prompt_search
 from ..core import scoring
 from ..errors import LabelerError
-from ..core.prompts import PromptSet
+from ..core.prompts import PromptSet, PromptSetError
 from .access import admin_required
 from .context import collection
+from .requests import integer
 
 bp = Blueprint("lab", __name__, url_prefix="/lab")
 
@@ -36,6 +41,14 @@ def _selection(prompt_set: PromptSet, source, main: str | None = None) -> tuple[
     return group, option
 
 
+def _posted() -> tuple[str, PromptSet, Path, str, str]:
+    """The posted form's prompt set (its name, the set, its file), group and option."""
+    stem = request.form.get("set", "")
+    prompt_set, path = lab.open_prompt_set(collection().config.home, stem)
+    group, option = _selection(prompt_set, request.form)
+    return stem, prompt_set, path, group, option
+
+
 def _strategy(source) -> str:
     strategy = source.get("strategy") or labeling.DEFAULT_STRATEGY
     if strategy not in scoring.STRATEGIES:
@@ -50,6 +63,26 @@ def _job() -> dict:
         if job is None:
             return {"job": None, "job_url": None}
         return {"job": jobs.job_dict(job), "job_url": url_for("api.job", job_id=job.id)}
+
+
+def _suggestion(stem: str, prompt_set: PromptSet, group: str) -> dict | None:
+    """What the page's "Suggest prompts from reviews" shows: the newest suggestion job for this
+    set and group (running, failed or done) and, once done, each option's state against the set
+    as it is now (``lab.suggestion_states``)."""
+    with collection().session() as s:
+        job = jobs.latest_with(s, jobs.SUGGEST_PROMPTS, {"prompt_set": stem, "group": group})
+        if job is None:
+            return None
+        shown = jobs.job_dict(job)
+    result = shown["result"] if shown["status"] == "done" else None
+    return {"job": shown, "result": result,
+            "states": lab.suggestion_states(result, prompt_set) if result else {},
+            "older": bool(result) and result.get("base") != prompt_set.content_hash}
+
+
+def _panels(stem: str, prompt_set: PromptSet, group: str) -> dict:
+    """The job panel's and the suggestions' template values."""
+    return {**_job(), "suggestion": _suggestion(stem, prompt_set, group)}
 
 
 @bp.route("")
@@ -70,7 +103,7 @@ def page():
                            strategies=scoring.STRATEGIES,
                            prompts=lab.format_prompt_lines(prompt_set, group, option), result=None,
                            baseline=None, next_version=lab.bump_version(prompt_set.version),
-                           base=prompt_set.content_hash, **_job())
+                           base=prompt_set.content_hash, **_panels(stem, prompt_set, group))
 
 
 @bp.route("/preview", methods=("POST",))
@@ -98,7 +131,8 @@ def preview_edit():
                            prompts=lines, result=result, baseline=baseline, error=error,
                            next_version=lab.bump_version(prompt_set.version),
                            # the version the edit started from, not the newest: a save still checks it
-                           base=request.form.get("base") or prompt_set.content_hash, **_job()), \
+                           base=request.form.get("base") or prompt_set.content_hash,
+                           **_panels(stem, prompt_set, group)), \
         (400 if error else 200)
 
 
@@ -106,9 +140,7 @@ def preview_edit():
 @admin_required
 def save():
     coll = collection()
-    stem = request.form.get("set", "")
-    prompt_set, path = lab.open_prompt_set(coll.config.home, stem)
-    group, option = _selection(prompt_set, request.form)
+    stem, prompt_set, path, group, option = _posted()
     base = request.form.get("base", "")
     if not base:
         abort(400, "the form does not say which version it edited; reload the lab and edit again")
@@ -123,7 +155,7 @@ def save():
                                strategy=_strategy(request.form), strategies=scoring.STRATEGIES, prompts=lines,
                                result=None, baseline=None, error=str(exc), conflict=True,
                                next_version=lab.bump_version(current.version), base=current.content_hash,
-                               **_job()), 409
+                               **_panels(stem, current, group)), 409
     current_app.logger.info("prompt set %s saved as version %s (record %s)", stem, saved.version, record_id)
     flash(f"Saved {saved.name} version {saved.version} to {target}.")
     return redirect(url_for("lab.page", set=stem, group=group, option=option))
@@ -144,3 +176,64 @@ def run_labeling():
         flash(f"Job {job['id']} ({job['kind']}) is still running; start labeling when it has finished.")
     return redirect(url_for("lab.page", set=stem, group=request.form.get("group") or None,
                             option=request.form.get("option") or None, strategy=strategy))
+
+
+def _refused(stem: str, group: str, option: str, error: str, status: int, conflict: bool = False):
+    """The lab page as it is now with ``error`` on it (a refused suggest or adopt)."""
+    prompt_set, path = lab.open_prompt_set(collection().config.home, stem)
+    return render_template("lab/lab.html", files=lab.prompt_set_files(collection().config.home), stem=stem,
+                           path=path, prompt_set=prompt_set, group=group, option=option,
+                           strategy=_strategy(request.form), strategies=scoring.STRATEGIES,
+                           prompts=lab.format_prompt_lines(prompt_set, group, option), result=None,
+                           baseline=None, error=error, conflict=conflict,
+                           next_version=lab.bump_version(prompt_set.version), base=prompt_set.content_hash,
+                           **_panels(stem, prompt_set, group)), status
+
+
+@bp.route("/suggest", methods=("POST",))
+@admin_required
+def suggest():
+    """Start "Suggest prompts from reviews" for the group as a background job; back to the lab."""
+    coll = collection()
+    stem, prompt_set, _, group, option = _posted()
+    try:  # a group without enough reviews is refused here, not by a failed job
+        prompt_search.check_suggestable(coll, prompt_set, group)
+    except LabelerError as exc:
+        return _refused(stem, group, option, str(exc), 400)
+    job, started = jobs.start(coll, jobs.SUGGEST_PROMPTS, g.user.id, {"prompt_set": stem, "group": group})
+    if started:
+        flash(f"Started job {job['id']}: suggesting prompts for {group} from its reviews.")
+    else:
+        flash(f"Job {job['id']} ({job['kind']}) is still running; suggest prompts when it has finished.")
+    return redirect(url_for("lab.page", set=stem, group=group, option=option) + "#suggestions")
+
+
+@bp.route("/adopt", methods=("POST",))
+@admin_required
+def adopt():
+    """Adopt one option's suggested prompts (``adopt`` = its name) or all of them (``adopt`` empty)
+    from suggestion job ``job``, as a new version of the set edited from ``base``."""
+    coll = collection()
+    stem, prompt_set, _, group, option = _posted()
+    base = request.form.get("base", "")
+    if not base:
+        abort(400, "the form does not say which version it adopts into (base); reload the lab")
+    job_id = integer(request.form.get("job"), "job")
+    with coll.session() as s:
+        job = jobs.job_dict(jobs.get(s, job_id))
+    if job["kind"] != jobs.SUGGEST_PROMPTS or job["params"] != {"prompt_set": stem, "group": group}:
+        abort(400, f"job {job_id} did not suggest prompts for {group} of {stem}")
+    if job["status"] != "done":
+        abort(400, f"job {job_id} is {job['status']}: there is nothing to adopt from it")
+    which = request.form.get("adopt") or None
+    try:
+        saved, target, adopted = lab.adopt_suggestions(coll, stem, job["result"], [which] if which else None, base)
+    except lab.StalePromptSet as exc:
+        return _refused(stem, group, option, str(exc), 409, conflict=True)
+    except (lab.AdoptError, PromptSetError) as exc:
+        return _refused(stem, group, option, str(exc), 400)
+    current_app.logger.info("prompt set %s saved as version %s with suggested prompts for %s", stem, saved.version,
+                            ", ".join(adopted))
+    flash(f"Adopted the suggested prompts for {group} = {', '.join(adopted)}: saved {saved.name} version "
+          f"{saved.version} to {target}.")
+    return redirect(url_for("lab.page", set=stem, group=group, option=which or option) + "#suggestions")

@@ -47,7 +47,8 @@ SERVER_START_S = 90.0
 GROUP_OF = {"keyboard": "concept", "correct": "material", "bulk_selected": "color",
             "bulk_threshold": "size", "conflict": "context", "detail": "handle",
             "flow": "orientation", "focus_mode": "palette", "history": "function",
-            "search": "function", "prefs": "function"}
+            "search": "function", "prefs": "function",
+            "lab_suggest": "function"}  # its adoptions save new versions of workshop into the home
 
 
 class Accounts:

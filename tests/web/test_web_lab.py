@@ -14,7 +14,7 @@ from labeler.review import jobs
 from labeler.store.catalog import Job, Label, PromptSetRecord
 from labeler.core.prompts import PROMPT_SET_DIR, load_prompt_set
 from tests.web.conftest import IMAGE_COUNT, PASSWORD, Users, login, post_json
-from tests.web.test_web_learning import wait_for_job
+from tests.web.test_web_learning import review_concept_as_truth, wait_for_job
 
 EDIT = "2 | a claw hammer for nails\na hammer with a wooden handle\n<script>alert(1)</script> hammer"
 
@@ -184,3 +184,105 @@ def test_two_admins_saving_the_same_set_the_later_stale_save_is_409(client, othe
     assert again.status_code == 302
     assert yaml.safe_load(saved.read_text())["version"] == _shipped_version() + 2
     assert other_client.post("/lab/save", data=_form(alan, base="")).status_code == 400
+
+
+def _suggest_form(csrf: str, group: str = "palette") -> dict:
+    return {"csrf_token": csrf, "set": "workshop", "group": group, "option": ""}
+
+
+def _saved_options(web_config, group: str) -> dict:
+    return yaml.safe_load((web_config.home / "prompt_sets" / "workshop.yaml").read_text())["groups"][group]["options"]
+
+
+def test_suggest_prompts_from_reviews_then_adopt_one_and_then_the_rest(app, client, web_build, web_config):
+    csrf = login(client, Users.admin)
+    # No palette reviews yet: refused at once, naming why, and no job is started.
+    refused = client.post("/lab/suggest", data=_suggest_form(csrf))
+    assert refused.status_code == 400
+    assert "reviews of 0 option(s)" in html_unescape(refused.get_data(as_text=True))
+    with db.session_scope(web_config) as s:
+        assert s.scalar(select(func.count()).select_from(Job)) == 0
+
+    reviewed = review_concept_as_truth(app.extensions["labeler"], web_build.images, per_option=4, group="palette")
+    response = client.post("/lab/suggest", data=_suggest_form(csrf))
+    assert response.status_code == 302 and "/lab?set=workshop&group=palette" in response.headers["Location"]
+    with db.session_scope(web_config) as s:
+        job_id = s.scalars(select(Job.id).order_by(Job.id.desc())).first()
+    done = wait_for_job(client, f"/api/jobs/{job_id}")
+    assert (done["kind"], done["status"]) == ("suggest-prompts", "done"), done
+    assert done["done"] == done["total"] and done["total"] >= 4  # candidates, the folds, the final search
+    assert done["params"] == {"prompt_set": "workshop", "group": "palette"}
+    result = done["result"]
+    shipped = load_prompt_set("workshop")
+    assert list(result["options"]) == shipped.group("palette").option_names
+    assert result["reviews"] == reviewed and result["base"] == shipped.content_hash
+    assert done["message"].startswith("Suggested prompts for ")
+    # Palette is never in a caption: the set's own words are at chance, so the search changes some.
+    changed = [o for o, e in result["options"].items() if e["changed"]]
+    assert changed, result
+
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert page.count('data-testid="lab-suggestion"') == len(result["options"])
+    cv = result["cv_accuracy"]
+    assert f"{100 * cv['before']:.1f}% → {100 * cv['after']:.1f}%" in page
+    assert page.count('data-testid="lab-adopt"') == len(changed)
+    first = changed[0]
+
+    one = client.post("/lab/adopt", data={**_suggest_form(csrf), "base": _base(page), "job": job_id, "adopt": first})
+    assert one.status_code == 302
+    options = _saved_options(web_config, "palette")
+    assert options[first]["prompts"] == [{"text": t} for t in result["options"][first]["prompts"]]
+    for other in set(result["options"]) - {first}:  # only the adopted option changed
+        assert [p.text for p in load_prompt_set(web_config.home / "prompt_sets" / "workshop.yaml")
+                .group("palette").option(other).prompts] == result["options"][other]["current"]
+    after_one = client.get(one.headers["Location"]).get_data(as_text=True)
+    assert f"Adopted the suggested prompts for palette = {first}: saved workshop version {_shipped_version() + 1}" \
+        in html_unescape(after_one)
+    assert re.search(rf'data-option="{first}" data-state="adopted"', after_one)
+
+    again = client.post("/lab/adopt", data={**_suggest_form(csrf), "base": _base(after_one), "job": job_id,
+                                            "adopt": first})
+    assert again.status_code == 400 and "already adopted" in again.get_data(as_text=True)
+    stale = client.post("/lab/adopt", data={**_suggest_form(csrf), "base": _base(page), "job": job_id, "adopt": ""})
+    assert stale.status_code == 409 and 'data-testid="lab-conflict"' in stale.get_data(as_text=True)
+
+    rest = client.post("/lab/adopt", data={**_suggest_form(csrf), "base": _base(after_one), "job": job_id,
+                                           "adopt": ""})
+    assert rest.status_code == 302
+    saved = load_prompt_set(web_config.home / "prompt_sets" / "workshop.yaml")
+    assert int(saved.version) == _shipped_version() + (2 if len(changed) > 1 else 1)
+    for option in changed:
+        assert [p.text for p in saved.group("palette").option(option).prompts] == result["options"][option]["prompts"]
+    final = client.get(rest.headers["Location"]).get_data(as_text=True)
+    assert 'data-testid="lab-adopt"' not in final
+    nothing = client.post("/lab/adopt", data={**_suggest_form(csrf), "base": _base(final), "job": job_id, "adopt": ""})
+    assert nothing.status_code == 400 and "nothing to adopt" in nothing.get_data(as_text=True)
+    assert client.post("/lab/adopt", data={**_suggest_form(csrf), "base": _base(final), "job": 999999}).status_code == 404
+    assert client.post("/lab/adopt", data={**_suggest_form(csrf), "base": _base(final), "job": "x"}).status_code == 400
+
+
+def test_only_admins_suggest_or_adopt(client, other_client):
+    csrf = login(client, Users.reviewer)
+    assert client.post("/lab/suggest", data=_suggest_form(csrf)).status_code == 403
+    assert client.post("/lab/adopt", data={**_suggest_form(csrf), "base": "x", "job": 1}).status_code == 403
+
+
+def test_a_failed_suggestion_shows_its_one_line_and_a_running_one_disables_the_button(client, web_config):
+    login(client, Users.admin)
+    with db.session_scope(web_config) as s:
+        s.add(Job(kind=jobs.SUGGEST_PROMPTS, status="failed", done=1, total=4,
+                  message="group 'palette' has reviews of 1 option(s); the search needs reviews of at least 2",
+                  result={"params": {"prompt_set": "workshop", "group": "palette"}}))
+    page = html_unescape(client.get("/lab?set=workshop&group=palette").get_data(as_text=True))
+    assert re.search(r'data-testid="lab-suggest-error">Job \d+ could not suggest prompts: group \'palette\' has '
+                     r'reviews of 1 option', page)
+    assert 'data-testid="lab-suggestion"' not in page
+    # Another group's suggestions are not this group's.
+    assert 'data-testid="lab-suggest-error"' not in client.get("/lab?set=workshop&group=color").get_data(as_text=True)
+    with db.session_scope(web_config) as s:
+        s.add(Job(kind=jobs.SUGGEST_PROMPTS, status="running", done=2, total=4, message="palette: searching",
+                  result={"owner": "another-machine.invalid:1:x",
+                          "params": {"prompt_set": "workshop", "group": "palette"}}))
+    running = client.get("/lab?set=workshop&group=palette").get_data(as_text=True)
+    assert 'data-testid="lab-suggest-running"' in running
+    assert re.search(r'data-testid="lab-suggest" data-job-start\s+disabled', running)

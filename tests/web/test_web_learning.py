@@ -28,14 +28,14 @@ def _collection(app) -> Collection:
     return app.extensions["labeler"]
 
 
-def review_concept_as_truth(collection: Collection, images: Path, per_option: int = 3) -> int:
-    """Accept or correct up to ``per_option`` concept labels per true value; returns how many."""
-    truth = {row["file"]: row["concept"] for row in csv.DictReader((images / "truth.csv").open())}
+def review_concept_as_truth(collection: Collection, images: Path, per_option: int = 3, group: str = "concept") -> int:
+    """Accept or correct up to ``per_option`` ``group`` labels per true value; returns how many."""
+    truth = {row["file"]: row[group] for row in csv.DictReader((images / "truth.csv").open())}
     with collection.session() as s:
         value_of = {image_id: truth[Path(path).name]
                     for image_id, path in s.execute(select(ImageFile.image_id, ImageFile.path))}
         taken: dict[str, int] = {}
-        for label in s.scalars(select(Label).where(Label.group == "concept").order_by(Label.id)).all():
+        for label in s.scalars(select(Label).where(Label.group == group).order_by(Label.id)).all():
             value = value_of[label.image_id]
             if taken.get(value, 0) >= per_option:
                 continue
