@@ -295,12 +295,6 @@ def save_selection(session: Session, image_ids: np.ndarray, user_id: int | None)
     return record
 
 
-def in_selection(selection_id: int, image_id_column):
-    """A condition: the image is one of selection ``selection_id``'s (for the review queue)."""
-    return image_id_column.in_(select(MapSelectionMember.image_id)
-                               .where(MapSelectionMember.selection_id == selection_id))
-
-
 def selection_size(session: Session, selection_id: int) -> int | None:
     return session.scalar(select(MapSelection.size).where(MapSelection.id == selection_id))
 
