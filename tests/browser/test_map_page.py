@@ -7,6 +7,7 @@ import json
 import pytest
 
 from tests.browser.conftest import Accounts, api, expect
+from tests.browser.test_accessibility import AXE_OPTIONS, Axe, blocking_violations
 from tests.cli import Cli
 
 pytestmark = pytest.mark.browser
@@ -19,6 +20,8 @@ def test_the_map_paints_and_a_box_selection_opens_a_queue_of_exactly_those_image
     canvas = page.get_by_test_id("map-canvas")
     expect(canvas).to_have_attribute("data-painted", "points")
     assert page.get_by_test_id("map-cluster").count() >= 2
+    results = Axe().run(page, options=AXE_OPTIONS).response  # the table of regions is the canvas's alternative
+    assert not blocking_violations(results), blocking_violations(results)
     whole = api(page, "/api/map")
     box = canvas.bounding_box()
     page.get_by_test_id("map-mode-box").click()
