@@ -119,3 +119,11 @@ def test_colour_values_by_a_groups_labels(indexed_collection):
                                       ["a", "b"])
     assert values[::2].tolist()[:2] == [0, 1] and (values[1::2] == -1).all()
     assert [e["name"] for e in legend] == ["a", "b"]
+
+
+def test_without_the_map_extra_map_names_it_in_one_line(indexed_cli, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "openTSNE", None)  # as if labeler[map] were not installed
+    result = indexed_cli("map", expect=2)
+    assert "labeler[map]" in result.stderr and len(result.stderr.strip().splitlines()) == 1
