@@ -127,3 +127,35 @@ def test_without_the_map_extra_map_names_it_in_one_line(indexed_cli, monkeypatch
     monkeypatch.setitem(sys.modules, "openTSNE", None)  # as if labeler[map] were not installed
     result = indexed_cli("map", expect=2)
     assert "labeler[map]" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_the_map_runs_on_postgresql(tmp_path, model_spec):
+    from labeler.core.prompts import load_prompt_set
+    from labeler.labeling.bulk import label_collection
+    from labeler.review import decisions
+    from tests import postgres
+    from tests.imagegen import write_good_images
+
+    reason = postgres.available()
+    if reason:
+        pytest.skip(reason)
+    with postgres.postgres_server() as url:
+        collection = Collection(Config(home=tmp_path / "home", database_url=url, model=model_spec))
+        photos = tmp_path / "photos"
+        write_good_images(photos, 12)
+        index_paths(collection, [photos])
+        label_collection(collection, load_prompt_set("workshop"), groups=["concept"])
+        with collection.session() as s:
+            report = maps.update_map(s, collection)
+        assert report["fitted"] and report["images"] == 12
+        with collection.session() as s:
+            points = maps.read_points(s, collection.models.require_id(s))
+            values, legend = maps.colour_values(s, points.ids, "concept", "concept")
+            assert len(points.ids) == 12 and (values >= 0).all() and legend
+            chosen = maps.selected_ids(points, bbox=(-100.0, -100.0, 0.0, 100.0))
+            selection = maps.save_selection(s, chosen, None).id
+        with collection.session() as s:
+            page = decisions.queue_page(s, "concept", status=None, sort="id", selection=selection)
+        assert sorted(label.image_id for label in page.labels) == sorted(chosen.tolist())
+        assert not (collection.config.home / "catalog.db").exists()
