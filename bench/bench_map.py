@@ -14,7 +14,7 @@ the server's first read of the places, and warm: a second visit) and the frames 
 the view is panned then zoomed for two seconds each. The ratio is the first paint over the
 plain review queue's load in the same run.
 
-    PYTHONPATH=. .venv/bin/python bench/bench_map.py layout /work/homes/me-1m [--new 10000] [--json]
+    PYTHONPATH=. .venv/bin/python bench/bench_map.py layout /work/homes/me-1m [--new 10000] [--update-only] [--json]
     PYTHONPATH=. .venv/bin/python bench/bench_map.py browser HOME [--prepare] [--json]
 """
 
@@ -52,12 +52,12 @@ def cpu() -> str:
     return f"{name}, {os.cpu_count()} cores"
 
 
-def bench_layout(home: Path, new: int) -> dict:
+def bench_layout(home: Path, new: int, update_only: bool = False) -> dict:
     collection = Collection(Config(home=home, model=TINY_NAME))
     started = time.perf_counter()
     with collection.session() as s:
-        fitted = update_map(s, collection, refit=True)
-    refit = time.perf_counter() - started
+        fitted = update_map(s, collection, refit=not update_only)
+    refit = time.perf_counter() - started if not update_only else None
     with collection.session() as s:
         model_id = collection.models.require_id(s)
         gone = list(s.scalars(select(MapPosition.image_id).where(MapPosition.model_id == model_id,
@@ -70,9 +70,10 @@ def bench_layout(home: Path, new: int) -> dict:
     with collection.session() as s:
         updated = update_map(s, collection)
     update = time.perf_counter() - started
-    return {"images": fitted["images"], "anchors": fitted["anchors"], "refit_seconds": round(refit, 1),
-            "fit_seconds": fitted["fit_seconds"], "new": updated["placed"], "update_seconds": round(update, 2),
-            "ratio_refit_over_update": round(refit / update, 1)}
+    return {"images": fitted["images"], "anchors": fitted["anchors"],
+            "refit_seconds": round(refit, 1) if refit else None, "fit_seconds": fitted["fit_seconds"],
+            "new": updated["placed"], "update_seconds": round(update, 2),
+            "ratio_refit_over_update": round(refit / update, 1) if refit else None}
 
 
 def prepare(home: Path) -> None:
@@ -146,12 +147,14 @@ def main() -> None:
     parser.add_argument("what", choices=["layout", "browser"])
     parser.add_argument("home", type=Path)
     parser.add_argument("--new", type=int, default=10_000)
+    parser.add_argument("--update-only", action="store_true",
+                        help="layout: keep the fitted map, time only the update (no ratio)")
     parser.add_argument("--prepare", action="store_true", help="browser: run `map` and add the bench account first")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     if args.what == "layout":
-        result = bench_layout(args.home, args.new)
+        result = bench_layout(args.home, args.new, args.update_only)
     else:
         if args.prepare:
             prepare(args.home)
