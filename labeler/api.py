@@ -296,6 +296,25 @@ class Labeler:
         with collection.session() as session:
             return listed_groups(session, collection, level, limit, after)
 
+    def map(self, refit: bool = False, seed: int = 0, progress: Progress = None, total: Progress = None) -> dict:
+        """Fit the model's 2-D map of every image (the first time, or with ``refit``), or place the
+        images added since without moving the others (``manage.py map``): ``{"model", "method",
+        "images", "anchors", "fitted", "placed", "version", "seconds"}``."""
+        from .curation.maps import update_map  # lazy: FAISS and openTSNE
+
+        collection = self._existing()
+        with collection.session() as session:
+            return update_map(session, collection, seed=seed, refit=refit, progress=progress, total=total)
+
+    def map_picture(self, out: str | Path, colour: str | None = None) -> dict:
+        """The model's map as a PNG at ``out``, coloured by ``colour`` (a group's name, status,
+        confidence, suspect or duplicates; default the main group's values), with a legend."""
+        from .curation.maps import picture
+
+        collection = self._existing()
+        with collection.session() as session:
+            return picture(session, collection, out, colour)
+
     def mark_duplicates(self, group: int, keep: int | None = None, user_id: int | None = None) -> dict:
         """Keep ``keep`` (default: the group's suggestion) and mark the rest of duplicate group
         ``group`` (``manage.py mark-duplicates``): ``{"group", "keep", "marked"}``. Undo with

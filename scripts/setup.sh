@@ -20,8 +20,8 @@ if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
 fi
 
 stamp=.venv/.labeler-installed
-plain="[heif]"  # heif: iPhones' HEIC photos (pillow-heif)
-full="[test,ray,heif]"  # ray: tests/test_ray.py runs the Ray engine
+plain="[heif,map]"  # heif: iPhones' HEIC photos (pillow-heif); map: openTSNE for manage.py map and /map
+full="[test,ray,heif,map]"  # ray: tests/test_ray.py runs the Ray engine
 extras=$plain
 [ "${1:-}" = "--test" ] && extras=$full
 hash="$(sha256sum pyproject.toml | cut -c1-16)"

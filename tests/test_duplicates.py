@@ -219,3 +219,45 @@ def test_marked_duplicates_leave_the_queues_label_and_export_until_undone(copied
     bad = cli("mark-duplicates", str(group["id"]), "--keep", "999999", expect=2)
     assert bad.stderr.startswith(f"error: image 999999 is not in duplicate group {group['id']}")
     assert cli("mark-duplicates", "424242", expect=2).stderr.strip() == "error: no duplicate group with id 424242"
+
+
+
+@pytest.mark.slow
+def test_two_runs_at_once_never_share_a_group_id_on_postgresql(world, tmp_path, model_spec):
+    """Each run gives its groups their ids in one executemany; on PostgreSQL two runs at once read
+    the same largest id unless the second waits (SQLite's one write lock serialises them anyway)."""
+    import threading
+
+    from labeler.curation.duplicates import find_duplicates
+    from tests import postgres
+
+    reason = postgres.available()
+    if reason:
+        pytest.skip(reason)
+    with postgres.postgres_server() as url:
+        config = Config(home=tmp_path / "home", database_url=url, model=model_spec)
+        index_paths(Collection(config), [world])
+        reports, errors = {}, []
+        start = threading.Barrier(2)
+
+        def run(level: str, threshold: float) -> None:
+            own = Collection(config)
+            start.wait()
+            try:
+                with own.session() as s:
+                    reports[level] = find_duplicates(s, own, level, threshold=threshold)
+            except Exception as exc:  # noqa: BLE001 - the test reports any failure of either run
+                errors.append(repr(exc)[:300])
+
+        for _ in range(3):
+            threads = [threading.Thread(target=run, args=args) for args in (("near", 0.95), ("scene", 0.9))]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert not errors, errors
+        with Collection(config).session() as s:
+            stored = dict(s.execute(select(DuplicateGroup.level, func.count()).group_by(DuplicateGroup.level)).all())
+            ids = list(s.scalars(select(DuplicateGroup.id)))
+        assert len(ids) == len(set(ids)) and stored.get("scene", 0) == len(reports["scene"]["groups"]) > 0
+        assert stored.get("near", 0) == len(reports["near"]["groups"]) > 0

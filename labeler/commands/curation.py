@@ -53,4 +53,31 @@ def mark_duplicates_command(group: int, keep: int | None, undo: bool, as_json: b
              lambda d: click.echo(f"group {d['group']}: kept {d['keep']}, marked {len(d['marked'])} as duplicates"))
 
 
-COMMANDS = [duplicates_command, mark_duplicates_command]
+
+
+
+@click.command("map")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also draw the map as a PNG here.")
+@click.option("--colour", default=None, metavar="GROUP|confidence|status|suspect|duplicates",
+              help="What the PNG's colours show [default: the main group's values].")
+@click.option("--refit", is_flag=True, help="Fit the layout again (every image may move).")
+@click.option("--seed", type=int, default=0, show_default=True, help="The layout's random seed.")
+@json_option
+def map_command(out: str | None, colour: str | None, refit: bool, seed: int, as_json: bool) -> None:
+    """Place every image on a 2-D map of the collection (fitted once; new images are placed
+    without moving the old ones), and draw it with --out."""
+    api = get_labeler()
+    with Progress("placing", None, quiet=as_json) as bar:
+        report = api.map(refit=refit, seed=seed, progress=bar.update, total=bar.set_total)
+    if out:
+        report["picture"] = api.map_picture(out, colour)
+
+    def human(r: dict) -> None:
+        click.echo(f"map of {r['images']} images ({r['method']}): "
+                   + (f"fitted on {r['anchors']} in {r['fit_seconds']} s" if r["fitted"] else "kept")
+                   + f", {r['placed']} placed, {r['seconds']} s")
+        if r.get("picture"):
+            click.echo(f"wrote {r['picture']['out']} (coloured by {r['picture']['colour']})")
+
+    emit(as_json, report, human)
+COMMANDS = [duplicates_command, mark_duplicates_command, map_command]

@@ -41,7 +41,7 @@ from typing import Callable, Sequence
 import faiss
 import numpy as np
 from PIL import Image as PILImage
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from ..collection import Collection
@@ -439,7 +439,12 @@ def _keep(members: Sequence[int], rows: dict[int, tuple]) -> int:
 
 def _store(session: Session, model_id: int, level: str, threshold: float, ids: np.ndarray,
            groups: list[tuple[int, list[tuple[int, float]]]]) -> None:
-    """Replace the model's groups at ``level`` with ``groups`` (rows of ``ids``)."""
+    """Replace the model's groups at ``level`` with ``groups`` (rows of ``ids``). Group ids are
+    given here (one executemany), so two runs at once must not read the same largest id: on
+    PostgreSQL a lock on the table makes the second wait until the first commits; on SQLite the
+    DELETE below already holds the catalog's one write lock."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("LOCK TABLE duplicate_groups IN SHARE ROW EXCLUSIVE MODE"))
     old = select(DuplicateGroup.id).where(DuplicateGroup.model_id == model_id, DuplicateGroup.level == level)
     session.execute(delete(DuplicateMember).where(DuplicateMember.group_id.in_(old)))
     session.execute(delete(DuplicateGroup).where(DuplicateGroup.model_id == model_id, DuplicateGroup.level == level))

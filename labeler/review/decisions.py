@@ -22,12 +22,19 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from ..store import label_totals
-from ..store.catalog import (MAX_ID, NOT_PROPOSED, SPOT_CHECK_ORDER, BulkAction, Image, ImageFile, Label, QaTask,
-                             ReviewEvent, ReviewSkip, REVIEWED_ONLY, utcnow)
+from ..store.catalog import (MAX_ID, NOT_PROPOSED, SPOT_CHECK_ORDER, BulkAction, Image, ImageFile, Label,
+                             MapSelectionMember, QaTask, ReviewEvent, ReviewSkip, REVIEWED_ONLY, utcnow)
 from ..core import stored_scores
 from ..errors import LabelerError, NotFound
 from . import duplicate_marks, flags, leases, qa
 from .values import MAX_VALUE_LENGTH, lookalike, normalise, value_problem
+
+
+def in_selection(selection_id: int, image_id_column):
+    """A condition: the image is one of map selection ``selection_id``'s (``labeler.curation.maps``)."""
+    return image_id_column.in_(select(MapSelectionMember.image_id)
+                               .where(MapSelectionMember.selection_id == selection_id))
+
 
 ACTIONS = ("accept", "correct", "reject", "skip", "undo")
 DECISIONS = ("accept", "correct", "reject")  # what a reviewer's undo steps back through
@@ -753,10 +760,13 @@ def _parts(sort: str, statuses: Sequence[str], user_id: int | None) -> list[_Par
 
 
 def _filtered(session: Session, group: str | None, value: str | None, status: str | None, user_id: int | None,
-              flag: str | None) -> list:
+              flag: str | None, selection: int | None = None) -> list:
     """The queue's conditions on a present image's :class:`Label`, whatever its order. A marked
-    duplicate is out of every queue until its mark is undone."""
+    duplicate is out of every queue until its mark is undone. ``selection``: only the images of
+    that map selection (``labeler.curation.maps``)."""
     where = [Image.status == "ok", duplicate_marks.not_marked(Label.image_id)]
+    if selection is not None:
+        where.append(in_selection(selection, Label.image_id))
     if group:
         where.append(Label.group == group)
     if value:
@@ -803,7 +813,8 @@ def _beyond(order: tuple, key: Key, forward: bool) -> list:
 
 def queue_page(session: Session, group: str | None = None, value: str | None = None, status: str | None = None,
                sort: str = "uncertainty", limit: int = 48, user_id: int | None = None,
-               after: Key | None = None, before: Key | None = None, flag: str | None = None) -> QueuePage:
+               after: Key | None = None, before: Key | None = None, flag: str | None = None,
+               selection: int | None = None) -> QueuePage:
     """The page of ``limit`` labels just after ``after`` (or just before ``before``; else the first).
 
     Keyset paging, not an offset: labels decided since the previous page (which leave a "proposed"
@@ -817,7 +828,7 @@ def queue_page(session: Session, group: str | None = None, value: str | None = N
     if sort not in SORTS:
         raise ReviewError(f"unknown sort '{sort}'; use one of: {', '.join(SORTS)}")
     limit = max(1, min(limit, 500))
-    where = _filtered(session, group, value, status, user_id, flag)
+    where = _filtered(session, group, value, status, user_id, flag, selection)
     counted = select(Label.id).join(Image, Image.id == Label.image_id).where(*where)
     if status:
         counted = counted.where(Label.status == status)

@@ -570,3 +570,49 @@ class DuplicateMarkEvent(Base):
     action: Mapped[str] = mapped_column(String(16))  # mark | unmark
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MapLayout(Base):
+    """A model's map (migration 0019): how it was fitted, and ``version``, raised on every change
+    of its positions (a web process's cached copy compares it)."""
+
+    __tablename__ = "map_layouts"
+
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), primary_key=True)
+    method: Mapped[str] = mapped_column(String(64))
+    seed: Mapped[int] = mapped_column(Integer)
+    anchors: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer)
+    report: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MapPosition(Base):
+    """An image's place on its model's map; ``anchor``: one of the sample the layout was fitted on."""
+
+    __tablename__ = "map_positions"
+
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    x: Mapped[float] = mapped_column(Float)
+    y: Mapped[float] = mapped_column(Float)
+    anchor: Mapped[bool] = mapped_column(Boolean)
+
+
+class MapSelection(Base):
+    """Images selected on the map (a box or a lasso), kept so a review queue holds exactly them."""
+
+    __tablename__ = "map_selections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MapSelectionMember(Base):
+    __tablename__ = "map_selection_members"
+
+    selection_id: Mapped[int] = mapped_column(ForeignKey("map_selections.id", ondelete="CASCADE"), primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)

@@ -104,12 +104,13 @@ def create_app(config: Config | None = None, test_config: dict | None = None) ->
     app.url_map.converters["int"] = CatalogId  # before the blueprints' rules are built
 
 
-    from . import access, api, auth, cards, curation, delivery, images, lab, preferences, rate_limit, review, search
+    from . import (access, api, auth, cards, curation, delivery, images, lab, maps, preferences, rate_limit, review,
+                   search)
 
     delivery.init_app(app)  # first: its compression must run after every other hook
     access.init_app(app)
     rate_limit.init_app(app, config)
-    for module in (auth, review, images, search, lab, api, curation, preferences):
+    for module in (auth, review, images, search, lab, api, curation, maps, preferences):
         app.register_blueprint(module.bp)
     _register_errors(app)
     app.after_request(_security_headers)

@@ -216,7 +216,7 @@ def queue_batch(s, filters: dict, user_id: int) -> Batch:
     try:
         result = review.queue_page(s, filters["group"], filters["value"], filters["status"], filters["sort"],
                                    PAGE_SIZE * (2 if team else 1), user_id, filters["after"], filters["before"],
-                                   filters["flag"])
+                                   filters["flag"], filters.get("selection"))
     except review.ReviewError as exc:
         abort(400, str(exc))
     claimed: set[int] = set()
@@ -227,7 +227,8 @@ def queue_batch(s, filters: dict, user_id: int) -> Batch:
     for shown_card in shown:
         del shown_card["group"]  # the page's, said once
     link = {"group": filters["group"], "value": filters["value"] or "", "status": filters["status"] or "",
-            "sort": filters["sort"], **({"flag": filters["flag"]} if filters["flag"] else {})}
+            "sort": filters["sort"], **({"flag": filters["flag"]} if filters["flag"] else {}),
+            **({"selection": filters["selection"]} if filters.get("selection") else {})}
     return Batch(
         cards=shown, total=result.total, total_capped=result.total_capped,
         # The prompt set's own order, so the option keys match what the labeler offered.

@@ -128,6 +128,7 @@ def queue_filters() -> dict:
         "sort": args.get("sort", "uncertainty"),
         "page": clamped(args.get("page", 1), "page", 1, MAX_PAGE),  # past the end is an empty page
         "flag": flag_name(args.get("flag")),
+        "selection": integer(args["selection"], "selection") if args.get("selection") else None,
     }
 
 
