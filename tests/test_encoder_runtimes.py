@@ -134,3 +134,18 @@ def test_the_cli_refuses_an_unknown_runtime_in_one_line(tmp_path, onnx_cache, wo
     cli = manage("--home", tmp_path / "home", "--model", TINY_NAME, "index", world, env=env, expect=2)
     lines = cli.stderr.strip().splitlines()
     assert len(lines) == 1 and "tensorrt" in lines[0] and "Traceback" not in cli.stderr
+
+
+def test_ray_embed_replicas_get_the_forced_runtime(tmp_path, onnx_cache):
+    # The stage in this process, without a cluster: what RayRunner hands each replica's constructor.
+    pytest.importorskip("openvino")
+    from labeler.config import Config
+    from labeler.ingest.ray_engine import EmbedStage, embed_stage_args
+
+    cache = tmp_path / "cache"
+    _fp32_copy(onnx_cache, cache)
+    forced = Config(home=tmp_path / "home", model=TINY_NAME, encoder_cache=cache, encoder_runtime="openvino")
+    assert EmbedStage(*embed_stage_args(forced, TINY_NAME, "fp32", "cpu")).encoder.runtime == "openvino"
+    plain = Config.from_env({"LABELER_HOME": str(tmp_path / "home"), "LABELER_ENCODER_CACHE": str(cache),
+                             "LABELER_ENCODER_RUNTIME": "onnxruntime"})
+    assert EmbedStage(*embed_stage_args(plain, TINY_NAME, "fp32", "cpu")).encoder.runtime == "onnxruntime"
