@@ -60,10 +60,13 @@ def test_choice_is_checked_timed_and_recorded_per_cpu_kind(tmp_path, onnx_cache,
     assert tried["openvino"]["passed"] and tried["openvino"]["min_cosine"] >= runtimes.FLOOR
     assert tried["openvino"]["text_min_cosine"] >= runtimes.FLOOR
     assert all(t["img_per_s"] > 0 for t in tried.values())  # both were timed; which won is the machine's business
+    assert all(isinstance(t["memory_mb"], float) for t in tried.values())  # and weighed (allocator reuse can make it 0)
     assert choice["runtime"] in runtimes.RUNTIMES
-    # the winner must beat ONNX Runtime by the margin, else ONNX Runtime stays
+    # the winner must beat ONNX Runtime by the margin (more where it holds more memory), else ONNX Runtime stays
+    heavier = tried["openvino"]["memory_mb"] > runtimes.MEMORY_SLACK * tried["onnxruntime"]["memory_mb"]
+    assert tried["openvino"]["needs"] == (runtimes.MEMORY_MARGIN if heavier else runtimes.MARGIN)
     if choice["runtime"] == "openvino":
-        assert tried["openvino"]["img_per_s"] >= runtimes.MARGIN * tried["onnxruntime"]["img_per_s"]
+        assert tried["openvino"]["img_per_s"] >= tried["openvino"]["needs"] * tried["onnxruntime"]["img_per_s"]
     assert runtimes.recorded(folder, here) == json.loads(json.dumps(choice))
     assert set(runtimes.read_record(folder, runtimes.CHOICE_FILE)) == {here.key}
 
@@ -76,6 +79,25 @@ def test_choice_is_checked_timed_and_recorded_per_cpu_kind(tmp_path, onnx_cache,
     backend = describe_backend(TINY_NAME, "fp32", None, tmp_path / "cache")
     assert backend["runtime"] == choice["runtime"] and backend["runtime_choice"]["forced"] is False
     assert set(backend["runtime_choice"]["img_per_s"]) == {"onnxruntime", "openvino"}
+    assert set(backend["runtime_choice"]["memory_mb"]) == {"onnxruntime", "openvino"}
+
+
+def test_a_heavier_runtime_must_be_faster_by_the_memory_margin(tmp_path, onnx_cache):
+    # The same measurements, two bars: counted as heavier (slack below zero) and held to a speed-up
+    # no runtime shows, OpenVINO cannot replace ONNX Runtime; not counted as heavier, only the margin
+    # applies, and a margin of 0 lets the faster of the two win.
+    pytest.importorskip("openvino")
+    folder = _fp32_copy(onnx_cache, tmp_path / "cache")
+    make = _make(folder)
+    here = cpu.detect()
+    inputs = int8.probe_inputs(make("onnxruntime").preprocess)
+    held = runtimes.choose(folder, here, make, inputs, rounds=1, memory_slack=-1.0, memory_margin=100.0)
+    assert held["runtime"] == "onnxruntime" and held["memory_margin"] == 100.0
+    assert next(t for t in held["tried"] if t["runtime"] == "openvino")["needs"] == 100.0
+    free = runtimes.choose(folder, here, make, inputs, rounds=1, margin=0.0, memory_slack=1e9)
+    rates = {t["runtime"]: t["img_per_s"] for t in free["tried"]}
+    assert free["runtime"] == max(rates, key=rates.get)
+    assert runtimes.recorded(folder, here)["runtime"] == free["runtime"]  # the last choice is the one kept
 
 
 def test_a_choice_made_with_other_candidates_is_measured_again(tmp_path, onnx_cache):
