@@ -140,6 +140,10 @@ def test_a_forced_runtime_runs_and_is_reported(tmp_path, onnx_cache, world):
     assert forced.runtime == "openvino"
     reference = load_encoder(TINY_NAME, "cpu", "fp32", cache, runtime="onnxruntime")
     assert reference.runtime == "onnxruntime"
+    # ONNX Runtime, the reference, is never refused, even on an export no choice was measured for
+    unmeasured = tmp_path / "unmeasured"
+    _fp32_copy(onnx_cache, unmeasured)
+    assert load_encoder(TINY_NAME, "cpu", "fp32", unmeasured, runtime="onnxruntime").runtime == "onnxruntime"
     pixels = _world_pixels(world, forced)
     assert float((reference.encode_images(pixels) * forced.encode_images(pixels)).sum(axis=1).min()) >= runtimes.FLOOR
     texts = ["a red hammer", "a photo of a wrench on a bench"]
