@@ -5,7 +5,8 @@ Every system embeds the same generated photo-like 1024x768 JPEGs with ViT-B-32 a
 local random-weight ONNX files laid out as its own download (it runs ViT-B-32-256, its only
 model, so its ratio is to its own bare model), clip-retrieval's ``inference`` with a local
 open_clip checkpoint. The peers are installed from PyPI into their own venvs under the cache
-folder, sharing this interpreter's torch build (no second torch is pulled). A peer that cannot
+folder: clip-retrieval shares this interpreter's torch build, rclip (which needs no torch) gets
+none, and a constraints file pins torch to this build; no second torch is ever pulled. A peer that cannot
 be installed or given local weights is reported in one line and the others go on.
 
 Each run is timed from process launch: end-to-end img/s, start-up (launch to the first model
@@ -137,12 +138,24 @@ def timed_run(name: str, python: Path, target: str, kind: str, entry: str, argv:
     return result
 
 
-def peer_venv(cache: Path, name: str, package: str, log: Path, extra: tuple[str, ...] = ()) -> Path | str:
-    """A venv with ``package``, sharing this interpreter's torch; its python, or why not."""
+def peer_venv(cache: Path, name: str, package: str, log: Path, extra: tuple[str, ...] = (),
+              torch: bool = True) -> Path | str:
+    """A venv with ``package``, sharing this interpreter's torch; its python, or why not.
+
+    ``torch=False`` (rclip: ONNX Runtime, no torch among its requirements): no torch is linked in,
+    and a constraints file pins torch to this build, so that nothing it pulls can install another."""
     venv = cache / name
     python = venv / "bin" / "python"
     if python.exists() and run([python, "-c", f"import importlib.metadata as m; m.version('{package}')"],
                                log).returncode == 0 and not extra:
+        return python
+    if not torch:
+        if not python.exists() and run(["python3", "-m", "venv", venv], log).returncode != 0:
+            return "cannot create a venv (python3 -m venv)"
+        constraints = cache / "torch-constraints.txt"
+        constraints.write_text("\n".join(TORCH_PINS) + "\n")
+        if run([venv / "bin" / "pip", "install", "-q", "-c", constraints, package, *extra], log).returncode != 0:
+            return f"pip install {package} failed (offline, or no build for this Python): see {log}"
         return python
     shared = cache / "torch-site"  # links to this torch build and its CUDA wheels: never a second copy
     site = Path(sysconfig.get_paths()["purelib"])
@@ -228,7 +241,7 @@ def bench_labeler(cache: Path, photos: Path, count: int, weights: Path, bare_fp3
 
 
 def bench_rclip(cache: Path, photos: Path, count: int) -> Result:
-    python = peer_venv(cache, "rclip", "rclip", cache / "rclip-install.log")
+    python = peer_venv(cache, "rclip", "rclip", cache / "rclip-install.log", torch=False)
     if isinstance(python, str):
         return Result("rclip", note=python)
     try:

@@ -60,10 +60,13 @@ def test_choice_is_checked_timed_and_recorded_per_cpu_kind(tmp_path, onnx_cache,
     assert tried["openvino"]["passed"] and tried["openvino"]["min_cosine"] >= runtimes.FLOOR
     assert tried["openvino"]["text_min_cosine"] >= runtimes.FLOOR
     assert all(t["img_per_s"] > 0 for t in tried.values())  # both were timed; which won is the machine's business
+    assert all(isinstance(t["memory_mb"], float) for t in tried.values())  # and weighed (allocator reuse can make it 0)
     assert choice["runtime"] in runtimes.RUNTIMES
-    # the winner must beat ONNX Runtime by the margin, else ONNX Runtime stays
+    # the winner must beat ONNX Runtime by the margin (more where it holds more memory), else ONNX Runtime stays
+    heavier = tried["openvino"]["memory_mb"] > runtimes.MEMORY_SLACK * tried["onnxruntime"]["memory_mb"]
+    assert tried["openvino"]["needs"] == (runtimes.MEMORY_MARGIN if heavier else runtimes.MARGIN)
     if choice["runtime"] == "openvino":
-        assert tried["openvino"]["img_per_s"] >= runtimes.MARGIN * tried["onnxruntime"]["img_per_s"]
+        assert tried["openvino"]["img_per_s"] >= tried["openvino"]["needs"] * tried["onnxruntime"]["img_per_s"]
     assert runtimes.recorded(folder, here) == json.loads(json.dumps(choice))
     assert set(runtimes.read_record(folder, runtimes.CHOICE_FILE)) == {here.key}
 
@@ -76,6 +79,25 @@ def test_choice_is_checked_timed_and_recorded_per_cpu_kind(tmp_path, onnx_cache,
     backend = describe_backend(TINY_NAME, "fp32", None, tmp_path / "cache")
     assert backend["runtime"] == choice["runtime"] and backend["runtime_choice"]["forced"] is False
     assert set(backend["runtime_choice"]["img_per_s"]) == {"onnxruntime", "openvino"}
+    assert set(backend["runtime_choice"]["memory_mb"]) == {"onnxruntime", "openvino"}
+
+
+def test_a_heavier_runtime_must_be_faster_by_the_memory_margin(tmp_path, onnx_cache):
+    # The same measurements, two bars: counted as heavier (slack below zero) and held to a speed-up
+    # no runtime shows, OpenVINO cannot replace ONNX Runtime; not counted as heavier, only the margin
+    # applies, and a margin of 0 lets the faster of the two win.
+    pytest.importorskip("openvino")
+    folder = _fp32_copy(onnx_cache, tmp_path / "cache")
+    make = _make(folder)
+    here = cpu.detect()
+    inputs = int8.probe_inputs(make("onnxruntime").preprocess)
+    held = runtimes.choose(folder, here, make, inputs, rounds=1, memory_slack=-1.0, memory_margin=100.0)
+    assert held["runtime"] == "onnxruntime" and held["memory_margin"] == 100.0
+    assert next(t for t in held["tried"] if t["runtime"] == "openvino")["needs"] == 100.0
+    free = runtimes.choose(folder, here, make, inputs, rounds=1, margin=0.0, memory_slack=1e9)
+    rates = {t["runtime"]: t["img_per_s"] for t in free["tried"]}
+    assert free["runtime"] == max(rates, key=rates.get)
+    assert runtimes.recorded(folder, here)["runtime"] == free["runtime"]  # the last choice is the one kept
 
 
 def test_a_choice_made_with_other_candidates_is_measured_again(tmp_path, onnx_cache):
@@ -118,6 +140,10 @@ def test_a_forced_runtime_runs_and_is_reported(tmp_path, onnx_cache, world):
     assert forced.runtime == "openvino"
     reference = load_encoder(TINY_NAME, "cpu", "fp32", cache, runtime="onnxruntime")
     assert reference.runtime == "onnxruntime"
+    # ONNX Runtime, the reference, is never refused, even on an export no choice was measured for
+    unmeasured = tmp_path / "unmeasured"
+    _fp32_copy(onnx_cache, unmeasured)
+    assert load_encoder(TINY_NAME, "cpu", "fp32", unmeasured, runtime="onnxruntime").runtime == "onnxruntime"
     pixels = _world_pixels(world, forced)
     assert float((reference.encode_images(pixels) * forced.encode_images(pixels)).sum(axis=1).min()) >= runtimes.FLOOR
     texts = ["a red hammer", "a photo of a wrench on a bench"]
@@ -134,3 +160,18 @@ def test_the_cli_refuses_an_unknown_runtime_in_one_line(tmp_path, onnx_cache, wo
     cli = manage("--home", tmp_path / "home", "--model", TINY_NAME, "index", world, env=env, expect=2)
     lines = cli.stderr.strip().splitlines()
     assert len(lines) == 1 and "tensorrt" in lines[0] and "Traceback" not in cli.stderr
+
+
+def test_ray_embed_replicas_get_the_forced_runtime(tmp_path, onnx_cache):
+    # The stage in this process, without a cluster: what RayRunner hands each replica's constructor.
+    pytest.importorskip("openvino")
+    from labeler.config import Config
+    from labeler.ingest.ray_engine import EmbedStage, embed_stage_args
+
+    cache = tmp_path / "cache"
+    _fp32_copy(onnx_cache, cache)
+    forced = Config(home=tmp_path / "home", model=TINY_NAME, encoder_cache=cache, encoder_runtime="openvino")
+    assert EmbedStage(*embed_stage_args(forced, TINY_NAME, "fp32", "cpu")).encoder.runtime == "openvino"
+    plain = Config.from_env({"LABELER_HOME": str(tmp_path / "home"), "LABELER_ENCODER_CACHE": str(cache),
+                             "LABELER_ENCODER_RUNTIME": "onnxruntime"})
+    assert EmbedStage(*embed_stage_args(plain, TINY_NAME, "fp32", "cpu")).encoder.runtime == "onnxruntime"

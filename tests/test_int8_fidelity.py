@@ -128,3 +128,51 @@ def test_a_damaged_choice_file_is_checked_again(tmp_path, onnx_cache):
     encoder = load_encoder(TINY_NAME, "cpu", "int8", cache)
     assert encoder.recipe == int8.candidates(cpu.detect())[0]
     assert int8.read_choices(folder)[cpu.detect().key]["recipe"] == encoder.recipe
+
+
+def test_auto_gives_int8_only_where_it_is_faithful_and_agrees(tmp_path, onnx_cache, world, monkeypatch):
+    from labeler.collection import Collection, in_session
+    from labeler.config import Config
+    from labeler.encoding.encoder import resolve_auto
+    from labeler.ingest import run
+
+    cache = tmp_path / "cache"
+    folder = _fp32_copy(onnx_cache, cache)
+    here = cpu.detect()
+    choice = int8.choose(folder, here, *_encoders(folder))  # the real check, recorded for this CPU kind
+    agreement = next(t for t in choice["tried"] if t["recipe"] == choice["recipe"])["label_agreement"]
+    assert int8.agrees(choice) == (agreement >= int8.AGREEMENT)
+    assert resolve_auto(TINY_NAME, "cpu", cache) == ("int8" if agreement >= int8.AGREEMENT else "fp32")
+    backend = describe_backend(TINY_NAME, "int8", None, cache)
+    assert backend["auto_picks_int8"] == int8.agrees(choice) and backend["auto_agreement_floor"] == int8.AGREEMENT
+
+    # the bar decides, on the same recorded check: labels that agree less than it keep fp32
+    monkeypatch.setattr(int8, "AGREEMENT", agreement + 1e-6)
+    assert resolve_auto(TINY_NAME, "cpu", cache) == "fp32"
+    monkeypatch.setattr(int8, "AGREEMENT", agreement)
+    assert resolve_auto(TINY_NAME, "cpu", cache) == "int8"
+
+    # a new collection records the mode auto gave it; later runs keep it, whatever auto would say now
+    collection = Collection(Config(home=tmp_path / "home", model=TINY_NAME, encoder_mode="auto", encoder_cache=cache))
+    run.index_paths(collection, [world])
+    assert in_session(collection.models.stored_mode) == "int8"
+    monkeypatch.setattr(int8, "AGREEMENT", 1.01)
+    for mode in ("auto", None):
+        again = Collection(Config(home=tmp_path / "home", model=TINY_NAME, encoder_mode=mode, encoder_cache=cache))
+        assert in_session(again.models.mode) == "int8"
+    fresh = Collection(Config(home=tmp_path / "other", model=TINY_NAME, encoder_mode="auto", encoder_cache=cache))
+    assert in_session(fresh.models.mode) == "fp32"
+
+
+def test_auto_gives_fp32_where_no_int8_recipe_is_faithful(tmp_path, onnx_cache):
+    from labeler.encoding.encoder import check_mode, resolve_auto
+
+    cache = tmp_path / "cache"
+    folder = _fp32_copy(onnx_cache, cache)
+    assert int8.choose(folder, cpu.detect(), *_encoders(folder), floor=1.01)["recipe"] is None
+    assert resolve_auto(TINY_NAME, "cpu", cache) == "fp32"
+    assert not describe_backend(TINY_NAME, "int8", None, cache)["auto_picks_int8"]
+    with pytest.raises(ModelUnavailable, match="auto"):
+        check_mode("fast")
+    with pytest.raises(ModelUnavailable):
+        check_mode("auto")  # a setting, resolved before any encoder sees it

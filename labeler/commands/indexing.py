@@ -9,7 +9,7 @@ import click
 
 from ..store import db
 from ..config import ENGINES
-from ..encoding.encoder import MODES
+from ..encoding.encoder import MODE_SETTINGS
 from .context import Progress, emit, get_config, get_labeler, json_option
 
 if TYPE_CHECKING:
@@ -50,10 +50,11 @@ def _with_mode(mode: str | None, as_json: bool, **settings) -> Labeler:
     return get_labeler(quiet=as_json, encoder_mode=mode, **settings)
 
 
-mode_option = click.option("--mode", type=click.Choice(MODES), default=None,
+mode_option = click.option("--mode", type=click.Choice(MODE_SETTINGS), default=None,
                            help="Encoder mode [env LABELER_ENCODER_MODE; default: the collection's, else fp32]: "
                                 "fp32 (ONNX Runtime), int8 (faster, cosine >= 0.99, kept apart; refused on a CPU where it "
-                                "cannot keep that), torch.")
+                                "cannot keep that), torch; auto: int8 where it is faithful and its labels agree with "
+                                "fp32's at 99.5% on this CPU kind, else fp32.")
 
 
 def _run_index(paths: tuple[Path, ...], embed: bool, as_json: bool, mode: str | None = None,

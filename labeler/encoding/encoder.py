@@ -11,6 +11,10 @@ Modes (:data:`MODES`), chosen by ``--mode`` / ``LABELER_ENCODER_MODE``:
   to fp32 on this CPU kind (:mod:`labeler.encoding.int8`), or refused where none does;
 * ``torch`` - the open_clip model itself in fp32: the reference, and the way to any device.
 
+``auto`` is a setting, not a mode: a new collection gets ``int8`` where this CPU kind's int8
+recipe keeps its promise and its labels agree with fp32's (:func:`labeler.encoding.int8.agrees`),
+else ``fp32`` (:func:`resolve_auto`); the collection records the mode it got.
+
 ``fp32`` and ``torch`` give the same vectors (cosine >= 0.9999): both are stored as ``fp32``
 (:func:`vector_kind`); ``int8`` vectors are kept apart from them.
 """
@@ -32,6 +36,8 @@ from .preprocessing import exact_port
 from ..core.scoring import unit
 
 MODES = ("fp32", "int8", "torch")
+AUTO_MODE = "auto"  # a setting that resolves to int8 or fp32 per model and CPU kind (resolve_auto)
+MODE_SETTINGS = (*MODES, AUTO_MODE)
 DEFAULT_MODE = "fp32"
 
 REMEDIES = (
@@ -226,12 +232,33 @@ def describe_backend(spec: str, mode: str, device: str | None = None, cache_dir:
     return info
 
 
-def check_mode(mode: str | None) -> str:
-    """``mode`` or the default, refused (with the choices) when unknown."""
+def check_mode(mode: str | None, allowed: tuple[str, ...] = MODES) -> str:
+    """``mode`` or the default, refused (with the choices) when unknown; ``allowed``
+    :data:`MODE_SETTINGS` also accepts ``auto``."""
     mode = (mode or DEFAULT_MODE).strip().lower()
-    if mode not in MODES:
-        raise ModelUnavailable(f"unknown encoder mode {mode!r}; use one of: {', '.join(MODES)}")
+    if mode not in allowed:
+        raise ModelUnavailable(f"unknown encoder mode {mode!r}; use one of: {', '.join(MODE_SETTINGS)}")
     return mode
+
+
+def resolve_auto(spec: str, device: str | None = None, cache_dir: Path | None = None,
+                 progress: Callable[[str], None] | None = None) -> str:
+    """The mode ``auto`` gives ``spec`` here: ``int8`` where this CPU kind's int8 recipe keeps cosine
+    >= 0.99 to fp32 and top-1 labels agreeing with fp32's at :data:`labeler.encoding.int8.AGREEMENT`
+    (measured once, by the int8 check of the first int8 or auto run), else ``fp32``; on a CUDA
+    device ``fp32`` (the torch model). A model that cannot load fails here as in any mode."""
+    if _wants_cuda(device):
+        return "fp32"
+    from . import cpu, int8, onnx_export
+
+    try:
+        load_encoder(spec, device, "int8", cache_dir, progress)
+    except ModelUnavailable:
+        load_encoder(spec, device, "fp32", cache_dir, progress)  # the model itself is the problem: say so
+        return "fp32"  # no int8 recipe is faithful on this CPU kind
+    parsed = parse_model_spec(spec)
+    folder = onnx_export.export_dir(Path(cache_dir or default_cache_dir()), parsed.name, parsed.pretrained)
+    return "int8" if int8.agrees(int8.read_choices(folder).get(cpu.detect().key)) else "fp32"
 
 
 def default_cache_dir() -> Path:

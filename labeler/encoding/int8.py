@@ -31,6 +31,7 @@ from .cpu import CpuKind
 from .runtimes import read_record, write_record
 
 FLOOR = 0.99  # the README's promise: every int8 vector at cosine >= 0.99 to its fp32 vector
+AGREEMENT = 0.995  # the issue's bar for int8 as a default: top-1 labels as fp32's on 99.5% of (image, group)
 CHOICE_FILE = "int8.json"
 RECIPES: dict[str, dict] = {  # quantize_dynamic's arguments beyond the weight type and the op types
     "s8": {},
@@ -172,13 +173,26 @@ def choose(folder: Path, cpu: CpuKind, fp32, make_int8: Callable[[str], object],
     return choice
 
 
+def _passed(choice: dict) -> dict:
+    """The check of the chosen recipe ({} where none passed)."""
+    return {t.get("recipe"): t for t in choice.get("tried", [])}.get(choice.get("recipe"), {}) if choice.get("recipe") else {}
+
+
+def agrees(choice: dict | None) -> bool:
+    """Whether ``choice`` (a CPU kind's record) makes int8 the mode ``auto`` picks: a faithful recipe
+    whose top-1 labels agreed with fp32's on at least :data:`AGREEMENT` of the check's (image, group) pairs."""
+    return bool(choice) and _passed(choice).get("label_agreement", 0.0) >= AGREEMENT
+
+
 def summary(choice: dict | None) -> dict:
-    """A recorded choice in brief: ``recipe`` (None where none passed, ``"not chosen yet"``) and its check."""
+    """A recorded choice in brief: ``recipe`` (None where none passed, ``"not chosen yet"``), its check,
+    and ``auto_picks_int8`` (:func:`agrees`): why ``--mode auto`` gives int8 here, or fp32."""
     if choice is None:
         return {"recipe": "not chosen yet"}
-    passed = {t.get("recipe"): t for t in choice.get("tried", [])}.get(choice.get("recipe"), {})
+    passed = _passed(choice)
     return {"recipe": choice.get("recipe"),
-            **{k: passed[k] for k in ("min_cosine", "text_min_cosine", "label_agreement") if k in passed}}
+            **{k: passed[k] for k in ("min_cosine", "text_min_cosine", "label_agreement") if k in passed},
+            "auto_picks_int8": agrees(choice), "auto_agreement_floor": AGREEMENT}
 
 
 def require(choice: dict, spec: str) -> str:

@@ -8,7 +8,10 @@ a kind of CPU measures them there, once (:func:`choose`):
   (:mod:`labeler.encoding.probe_images`); one whose vectors are not all at cosine >= :data:`FLOOR`
   to ONNX Runtime's is not used: only vectors that agree that closely may share a model row;
 * the faithful ones are timed on a few batches, in turn, so a busy machine slows them alike; a
-  challenger replaces ONNX Runtime only when it is :data:`MARGIN` times as fast;
+  challenger replaces ONNX Runtime only when it is :data:`MARGIN` times as fast, or
+  :data:`MEMORY_MARGIN` times where it holds more than :data:`MEMORY_SLACK` times ONNX Runtime's
+  memory (the resident memory its towers added, measured as they ran the probe): fp32's target is
+  a process under 1 GB, and OpenVINO's ViT-B-32 image tower held 0.24 GB more than ONNX Runtime's;
 * the outcome goes into ``fp32.json`` in the export folder (keyed by the weights), keyed by CPU
   kind, with the candidates that were installed: installing or removing one measures again.
 
@@ -37,6 +40,8 @@ CHOICE_FILE = "fp32.json"
 FLOOR = 0.9999  # fp32 vectors of two runtimes share a model row only at this cosine or closer
 MARGIN = 1.05  # a challenger must be this much faster than ONNX Runtime, so noise never switches runtimes
 TRIAL_ROUNDS = 3  # timed batches per candidate, taken in turn
+MEMORY_SLACK = 1.10  # a challenger holding more than this times ONNX Runtime's memory is heavier...
+MEMORY_MARGIN = 1.15  # ...and must be this much faster to replace it: speed is not bought with the 1 GB target
 Progress = Callable[[str], None]
 
 
@@ -87,6 +92,18 @@ def recorded(folder: Path, cpu: CpuKind) -> dict | None:
     return choice
 
 
+def resident_mb(field: str = "VmRSS") -> float:
+    """This process's resident memory now (``VmRSS``), or its peak (``VmHWM``), in MB; 0 where /proc
+    cannot say."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def _rates(encoders: dict, batch: np.ndarray, rounds: int) -> dict[str, float]:
     """img/s of each encoder on ``batch``, the median of ``rounds`` timed runs taken in turn."""
     times: dict[str, list[float]] = {name: [] for name in encoders}
@@ -101,22 +118,28 @@ def _rates(encoders: dict, batch: np.ndarray, rounds: int) -> dict[str, float]:
 
 
 def choose(folder: Path, cpu: CpuKind, make: Callable[[str], object], inputs, floor: float = FLOOR,
-           margin: float = MARGIN, rounds: int = TRIAL_ROUNDS, progress: Progress | None = None) -> dict:
+           margin: float = MARGIN, rounds: int = TRIAL_ROUNDS, progress: Progress | None = None,
+           memory_slack: float = MEMORY_SLACK, memory_margin: float = MEMORY_MARGIN) -> dict:
     """Measure ``cpu``'s candidate runtimes on the export in ``folder``; record and return the choice.
 
     ``make(runtime)`` builds the fp32 encoder of a runtime; ``inputs`` are the probe's
     (:func:`labeler.encoding.int8.probe_inputs`). Returns ``{"runtime", "candidates", "tried": [{runtime,
-    min_cosine, text_min_cosine, passed, img_per_s}], ...}``; ONNX Runtime is the reference.
+    min_cosine, text_min_cosine, passed, memory_mb, img_per_s, needs}], ...}``; ONNX Runtime is the
+    reference. ``needs``: the speed-up over ONNX Runtime a challenger had to show (``margin``, or
+    ``memory_margin`` where its ``memory_mb`` is over ``memory_slack`` times ONNX Runtime's).
     """
     say = progress or (lambda _line: None)
     world, photo, texts, _prompt_set = inputs
     pixels = np.concatenate([world, photo])
     names = candidates(cpu)
+    before = resident_mb()
     encoders = {"onnxruntime": make("onnxruntime")}
     ref_images, ref_texts = encoders["onnxruntime"].encode_images(pixels), encoders["onnxruntime"].encode_texts(texts)
-    tried = [{"runtime": "onnxruntime", "min_cosine": 1.0, "text_min_cosine": 1.0, "passed": True}]
+    tried = [{"runtime": "onnxruntime", "min_cosine": 1.0, "text_min_cosine": 1.0, "passed": True,
+              "memory_mb": round(resident_mb() - before, 1)}]
     for name in names[1:]:
         say(f"checking {name} against ONNX Runtime on this CPU ({cpu.key})")
+        before = resident_mb()
         try:
             encoder = make(name)
             images, vectors = encoder.encode_images(pixels), encoder.encode_texts(texts)
@@ -124,7 +147,8 @@ def choose(folder: Path, cpu: CpuKind, make: Callable[[str], object], inputs, fl
             tried.append({"runtime": name, "passed": False, "error": f"{type(exc).__name__}: {exc}"[:300]})
             continue
         result = {"runtime": name, "min_cosine": round(float((ref_images * images).sum(1).min()), 6),
-                  "text_min_cosine": round(float((ref_texts * vectors).sum(1).min()), 6)}
+                  "text_min_cosine": round(float((ref_texts * vectors).sum(1).min()), 6),
+                  "memory_mb": round(resident_mb() - before, 1)}
         result["passed"] = result["min_cosine"] >= floor and result["text_min_cosine"] >= floor
         tried.append(result)
         if result["passed"]:
@@ -132,14 +156,19 @@ def choose(folder: Path, cpu: CpuKind, make: Callable[[str], object], inputs, fl
     if len(encoders) > 1:
         say(f"timing {', '.join(encoders)} on this CPU ({cpu.key}), once")
         rates = _rates(encoders, pixels[:32], rounds)
+        reference = tried[0]["memory_mb"]
         for result in tried:
             if result["runtime"] in rates:
                 result["img_per_s"] = rates[result["runtime"]]
-        best = max(rates, key=rates.get)
-        chosen = best if rates[best] >= margin * rates["onnxruntime"] else "onnxruntime"
+                heavier = result["memory_mb"] > memory_slack * max(reference, 1.0)
+                result["needs"] = 1.0 if result is tried[0] else (memory_margin if heavier else margin)
+        fast_enough = [t["runtime"] for t in tried
+                       if "img_per_s" in t and t["img_per_s"] >= t["needs"] * rates["onnxruntime"]]
+        chosen = max(fast_enough, key=rates.get)
     else:
         chosen = "onnxruntime"
-    choice = {"runtime": chosen, "candidates": names, "floor": floor, "margin": margin, "cpu": cpu.describe(),
+    choice = {"runtime": chosen, "candidates": names, "floor": floor, "margin": margin,
+              "memory_slack": memory_slack, "memory_margin": memory_margin, "cpu": cpu.describe(),
               "tried": tried, "load_average": round(os.getloadavg()[0], 2), "batch": int(min(32, len(pixels)))}
     if len(names) > 1:  # with one candidate there was nothing to measure, nothing to remember
         write_record(folder, CHOICE_FILE, cpu, choice)
@@ -154,6 +183,8 @@ def require(choice: dict, forced: str, spec: str) -> str:
     if not installed(forced):
         raise ModelUnavailable(f"the encoder runtime {forced} is not installed: pip install {forced}, "
                                "or set LABELER_ENCODER_RUNTIME=auto")
+    if forced == "onnxruntime":
+        return forced  # the reference the others are checked against: faithful by definition, measured or not
     result = next((t for t in choice.get("tried", []) if t.get("runtime") == forced), None)
     if result is None or not result.get("passed"):
         cpu = choice.get("cpu", {})
@@ -166,9 +197,10 @@ def require(choice: dict, forced: str, spec: str) -> str:
 
 
 def summary(choice: dict | None, runtime: str) -> dict:
-    """What ``backend`` reports of the runtime choice: the rates measured, and why this one runs."""
+    """What ``backend`` reports of the runtime choice: the rates and memory measured, and why this one runs."""
     if not choice or not choice.get("tried"):
         return {}
     rates = {t["runtime"]: t["img_per_s"] for t in choice["tried"] if "img_per_s" in t}
-    return {"runtime_choice": {"chosen": choice.get("runtime"), "img_per_s": rates,
+    memory = {t["runtime"]: t["memory_mb"] for t in choice["tried"] if "img_per_s" in t and "memory_mb" in t}
+    return {"runtime_choice": {"chosen": choice.get("runtime"), "img_per_s": rates, "memory_mb": memory,
                                "forced": runtime != choice.get("runtime")}}

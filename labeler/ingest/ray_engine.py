@@ -130,9 +130,10 @@ class EmbedStage:
     """Ray Data actor: one model replica; ``pixels`` ``[N, 3, H, W]`` (uint8 crops, or float32
     model inputs) → ``vector`` ``[N, D]``."""
 
-    def __init__(self, spec: str, device: str | None, mode: str, cache_dir: str | None):
-        # cache_dir None: the node's own default export cache (each node exports once)
-        self.encoder = load_encoder(spec, device, mode, Path(cache_dir) if cache_dir else None)
+    def __init__(self, spec: str, device: str | None, mode: str, cache_dir: str | None, runtime: str | None = None):
+        # cache_dir None: the node's own default export cache (each node exports once); runtime None:
+        # the fp32 runtime chosen on the node's CPU kind, else the one the driver's config forces
+        self.encoder = load_encoder(spec, device, mode, Path(cache_dir) if cache_dir else None, runtime=runtime)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         pixels = batch.pop("pixels", None)
@@ -145,6 +146,12 @@ class EmbedStage:
             vectors[ok] = self.encoder.encode_images(np.ascontiguousarray(pixels))
         batch["vector"] = vectors
         return batch
+
+
+def embed_stage_args(config: Config, spec: str, mode: str, device: str | None) -> tuple:
+    """:class:`EmbedStage`'s constructor arguments for a run of ``config``: what the driver's config
+    says of the encoder (its export cache, a forced fp32 runtime) reaches every replica."""
+    return (spec, device, mode, str(config.encoder_cache) if config.encoder_cache else None, config.encoder_runtime)
 
 
 def loaded_rows(batch: dict[str, np.ndarray]) -> list[Loaded]:
@@ -214,8 +221,7 @@ class RayRunner(Runner):
             # resources also keep Ray from fusing decoding into the (few) embed actors.
             with self.collection.session() as s:
                 spec, mode = self.collection.models.spec(s), self.collection.models.mode(s)
-            ds = ds.map_batches(EmbedStage, fn_constructor_args=(spec, self.device, mode,
-                                                     str(config.encoder_cache) if config.encoder_cache else None),
+            ds = ds.map_batches(EmbedStage, fn_constructor_args=embed_stage_args(config, spec, mode, self.device),
                                 batch_size=self.batch, batch_format="numpy",
                                 compute=ray.data.ActorPoolStrategy(size=self.replicas),
                                 num_cpus=1 if self.gpus else 0, num_gpus=self.gpus)
