@@ -91,7 +91,8 @@
     frame.addEventListener("wheel", onWheel, {passive: false});
     frame.addEventListener("pointerdown", onPointerDown);
     frame.addEventListener("pointermove", onPointerMove);
-    frame.addEventListener("pointerup", () => { drag = null; });
+    frame.addEventListener("pointerup", onPointerUp);
+    frame.addEventListener("pointercancel", () => { drag = null; });
     return section;
   }
 
@@ -859,8 +860,26 @@
   let drag = null;
 
   function onPointerDown(event) {
-    drag = {x: event.clientX - view.x, y: event.clientY - view.y};
+    drag = {x: event.clientX - view.x, y: event.clientY - view.y, startX: event.clientX, startY: event.clientY,
+            at: event.timeStamp, scale: view.scale};
     event.currentTarget.setPointerCapture(event.pointerId);
+  }
+
+  // A swipe across the unzoomed image: to the left skips the card, to the right goes back one.
+  // A zoomed image pans instead, and a slow or mostly vertical drag is no swipe.
+  const SWIPE_PX = 60;
+  const SWIPE_MS = 700;
+
+  function onPointerUp(event) {
+    const start = drag;
+    drag = null;
+    if (!start || start.scale !== 1) return;
+    resetZoom();  // unzoomed, a drag only moved the image with the finger: put it back
+    const dx = event.clientX - start.startX;
+    const dy = event.clientY - start.startY;
+    if (Math.abs(dx) < SWIPE_PX || Math.abs(dx) < 2 * Math.abs(dy) || event.timeStamp - start.at > SWIPE_MS) return;
+    if (dx < 0) actions.skip(currentCard());
+    else actions.previous();
   }
 
   function onPointerMove(event) {

@@ -57,6 +57,7 @@ def ray_head(num_cpus: int, timeout: float = 180.0, nodes: int = 1) -> Iterator[
          f"--num-cpus={num_cpus}", "--num-gpus=0", "--include-dashboard=false", f"--temp-dir={temp}",
          f"--node-ip-address={ip}", "--disable-usage-stats"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    workers: list[subprocess.Popen] = []
     try:
         deadline = time.monotonic() + timeout
         lines = []
@@ -65,25 +66,33 @@ def ray_head(num_cpus: int, timeout: float = 180.0, nodes: int = 1) -> Iterator[
             if not line or time.monotonic() > deadline:
                 raise RuntimeError("ray start --head failed:\n" + "".join(lines[-40:]))
             lines.append(line)
-        workers = [_join(f"{ip}:{port}", ip, env, temp, timeout) for _ in range(nodes - 1)]
-        try:
-            yield RayHead(f"{ip}:{port}", driver_env)
-        finally:
-            for worker in workers:
-                _stop(worker)
+        for _ in range(nodes - 1):
+            workers.append(_join(f"{ip}:{port}", ip, env, temp, timeout))
+        yield RayHead(f"{ip}:{port}", driver_env)
     finally:
-        _stop(proc)
+        _stop(*workers, proc)
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)  # --block: ray start stops its own processes on the way out
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+GRACE_S = 5.0  # ray start --block waits about 30 s for its processes on SIGTERM; a test cluster need not
+
+
+def _stop(*procs: subprocess.Popen) -> None:
+    """Stop ``ray start --block`` processes, all asked at once: each takes seconds to wind down."""
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)  # --block: ray start stops its own processes on the way out
+    for proc in procs:
+        try:
+            proc.wait(timeout=GRACE_S)
+        except subprocess.TimeoutExpired:
+            pass
+    for proc in procs:  # what is left of each (its raylet, workers, GCS) is in its process group
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         proc.wait()
-    proc.stdout.close()
+        proc.stdout.close()
 
 
 def _own_address() -> str:

@@ -6,7 +6,10 @@ index runs as a real ``manage.py`` subprocess, the Ray ones joining it with ``--
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -33,8 +36,21 @@ BROKEN = 7  # files in write_broken_corpus
 
 @pytest.fixture(scope="module")
 def head():
-    with ray_head(num_cpus=2) as running:
-        yield running
+    """The README's "A cluster of CPU machines", on one machine: a head and a second raylet joined
+    with ``ray start --address`` on their own ports, every node and the driver with the token and
+    ``RAY_AUTH_MODE=token`` (without it Ray 2.60 refuses the worker). One cluster for the module:
+    starting and stopping one costs about a minute."""
+    with ray_head(num_cpus=1, nodes=2) as cluster:
+        ray = str(Path(sys.executable).parent / "ray")
+        deadline = time.monotonic() + 120  # "Ray runtime started" comes before the head's status lists the node
+        while True:
+            status = subprocess.run([ray, "status", f"--address={cluster.address}"], capture_output=True, text=True,
+                                    env={**os.environ, **cluster.env}, timeout=120)
+            if status.stdout.count(" node_") == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert status.stdout.count(" node_") == 2, status.stdout + status.stderr  # two raylets serve
+        yield cluster
 
 
 @pytest.fixture
@@ -86,7 +102,10 @@ def comparable(report: dict) -> dict:
         "failures": sorted(report["failures"], key=lambda f: f["path"])}
 
 
-def test_ray_engine_gives_the_local_runners_catalog_and_stays_incremental(head, folder, tmp_path, model_spec):
+def test_the_readmes_cluster_gives_the_local_runners_catalog_and_stays_incremental(head, folder, tmp_path,
+                                                                                   model_spec):
+    """``index --address`` against the two raylets gives the local runner's catalog, vectors
+    included, and ``check`` is clean; reruns and changed files agree with the local runner too."""
     local, ray = tmp_path / "local", tmp_path / "ray"
     flags = ("--address", head.address)
 
@@ -168,27 +187,3 @@ def test_decode_hands_uint8_crops_to_the_actor_which_makes_the_local_runners_vec
     assert np.abs(vectors - local).max() < 1e-5
     assert not embedded["vector"][2].any()  # a failed file has no vector
     db.dispose_engines()
-
-
-def test_the_readmes_cluster_recipe_a_head_and_a_second_raylet(folder, tmp_path, model_spec):
-    """The README's "A cluster of CPU machines", on one machine: a head and a second raylet joined
-    with ``ray start --address`` on their own ports, every node and the driver with the token and
-    ``RAY_AUTH_MODE=token`` (without it Ray 2.60 refuses the worker); ``index --address`` against
-    them gives the local runner's catalog, vectors included, and ``check`` is clean."""
-    import subprocess
-    import sys
-
-    with ray_head(num_cpus=1, nodes=2) as cluster:
-        ray = str(Path(sys.executable).parent / "ray")
-        deadline = time.monotonic() + 120  # "Ray runtime started" comes before the head's status lists the node
-        while True:
-            status = subprocess.run([ray, "status", f"--address={cluster.address}"], capture_output=True, text=True,
-                                    env={**__import__("os").environ, **cluster.env}, timeout=120)
-            if status.stdout.count(" node_") == 2 or time.monotonic() > deadline:
-                break
-            time.sleep(2)
-        assert status.stdout.count(" node_") == 2, status.stdout + status.stderr  # two raylets serve
-        local, ray_home = tmp_path / "local", tmp_path / "ray"
-        on_cluster = index(ray_home, folder, model_spec, "--address", cluster.address, env=cluster.env)
-        assert comparable(on_cluster) == comparable(index(local, folder, model_spec))
-        assert_same_collection(local, ray_home, model_spec)

@@ -80,3 +80,39 @@ def test_a_correction_takes_one_tap_and_no_keyboard(contexts: Contexts, demo: De
     expect(page.locator(f'[data-testid="card"][data-label-id="{shown}"] [data-testid="status"]')).to_have_text(
         "corrected")
     assert demo.query("SELECT value FROM labels WHERE id = ?", shown) == [(value,)]
+
+
+def _swipe(page: Page, dx: int, dy: int = 0, steps: int = 6) -> None:
+    """A real one-finger swipe across the middle of focus mode's image, as touch events."""
+    box = page.get_by_test_id("focus-view").bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
+    for step in range(1, steps + 1):
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove",
+                                              "touchPoints": [{"x": x + dx * step / steps, "y": y + dy * step / steps}]})
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    cdp.detach()
+
+
+def test_in_focus_mode_a_swipe_left_skips_and_a_swipe_right_goes_back(contexts: Contexts, demo: Demo) -> None:
+    page = phone(contexts, Accounts.second)
+    page.goto(queue_url(GROUP, status=""))
+    third = page.get_by_test_id("card").nth(2)
+    third.tap(position={"x": 60, "y": 8})
+    page.get_by_test_id("focus-open").tap()
+    expect(page.get_by_test_id("focus")).to_be_visible()
+    focused = page.locator('[data-testid="card"].focused')
+    shown = int(focused.get_attribute("data-label-id"))
+
+    _swipe(page, dx=0, dy=-150)  # mostly vertical: no swipe
+    expect(focused).to_have_attribute("data-label-id", str(shown))
+
+    _swipe(page, dx=-160)  # to the left: skip, and the next card comes up
+    expect(focused).not_to_have_attribute("data-label-id", str(shown))
+    user = demo.user_id(Accounts.second)
+    assert demo.query("SELECT count(*) FROM review_skips WHERE label_id = ? AND user_id = ?", shown, user) == [(1,)]
+    after = int(focused.get_attribute("data-label-id"))
+
+    _swipe(page, dx=160)  # to the right: back one card
+    expect(focused).not_to_have_attribute("data-label-id", str(after))

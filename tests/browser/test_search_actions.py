@@ -31,26 +31,32 @@ def test_accept_correct_and_focus_mode_on_search_results(contexts: Contexts, dem
         label_id = int(card.get_attribute("data-label-id"))
         return label_id, demo.query("SELECT status FROM labels WHERE id = ?", label_id)[0][0]
 
-    first = hits.nth(0).get_by_test_id("card")
-    label_id, _ = fresh(0)
+    # Other modules' tests decide labels of this group in the same demo home (the lab's suggestion
+    # test reviews a few by id): act on three hits in a row that nobody has decided yet.
+    statuses = [fresh(i)[1] for i in range(12)]
+    at = next((i for i in range(10) if statuses[i:i + 3] == ["proposed"] * 3), None)
+    assert at is not None, f"no three undecided hits in a row: {statuses}"
+
+    first = hits.nth(at).get_by_test_id("card")
+    label_id, _ = fresh(at)
     first.get_by_test_id("accept").click()
     expect(first.get_by_test_id("status")).to_have_text("accepted")
     assert demo.query("SELECT status, reviewed_by FROM labels WHERE id = ?", label_id)[0] == (
         "accepted", demo.user_id(Accounts.reviewer))
 
     # A key on the focused card: correct to its first alternative by that option's key.
-    second = hits.nth(1).get_by_test_id("card")
+    second = hits.nth(at + 1).get_by_test_id("card")
     expect(second).to_be_focused()  # the decision moved the focus on, as in the queue
     alternative = second.get_by_test_id("alternatives").locator("button.alt").first
     option = alternative.get_attribute("data-option")
     key = alternative.locator("kbd").inner_text()
-    label_id, _ = fresh(1)
+    label_id, _ = fresh(at + 1)
     page.keyboard.press(key)
     expect(second.get_by_test_id("value")).to_have_text(option)
     assert demo.query("SELECT status, value FROM labels WHERE id = ?", label_id)[0] == ("corrected", option)
 
-    # Focus mode on the third hit: its image, large; Esc comes back to its card.
-    third = hits.nth(2).get_by_test_id("card")
+    # Focus mode on the next hit: its image, large; Esc comes back to its card.
+    third = hits.nth(at + 2).get_by_test_id("card")
     expect(third).to_be_focused()
     page.keyboard.press("f")
     dialog = page.get_by_test_id("focus")
