@@ -164,8 +164,17 @@ def test_hf_export_loads_in_datasets_with_classlabels_in_prompt_set_order(small_
     datasets = pytest.importorskip("datasets")
     cli, photos = small_collection
     report = cli.json("export", "--format", "hf", photos)
-    assert report["metadata"] == str(photos / "metadata.jsonl") and report["images"] == 12
-    rows = [json.loads(x) for x in (photos / "metadata.jsonl").read_text().splitlines()]
+    assert report["metadata"] == str(photos / "metadata.parquet") and report["images"] == 12
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(photos / "metadata.parquet").to_pylist()
+    names = json.loads((photos / "dataset_info.json").read_text())["features"]
+
+    def named(column: str, value):  # a ClassLabel column holds class ids
+        feature = names.get(column, {})
+        return feature["names"][value] if feature.get("_type") == "ClassLabel" and value is not None else value
+
+    rows = [{k: named(k, v) for k, v in row.items()} for row in table]
     assert all(not row["file_name"].startswith(("/", "..")) for row in rows)
     assert any(row["file_name"].startswith("sub/") for row in rows)
 
@@ -185,7 +194,14 @@ def test_hf_export_loads_in_datasets_with_classlabels_in_prompt_set_order(small_
             assert (loaded.features[group].int2str(value) if value is not None else None) == row[group]
         assert example["image"].size[0] > 0  # the image itself, found from file_name
 
-    # imagefolder with the declared features, for those who name the builder
+    # imagefolder named with data_dir, as is: the features come from metadata.parquet's schema
+    named_builder = datasets.load_dataset("imagefolder", data_dir=str(photos), split="train",
+                                          cache_dir=str(tmp_path / "hf-cache-3"))
+    assert named_builder.features == loaded.features and len(named_builder) == 12
+    assert named_builder.features["concept"].names[:len(WORKSHOP.groups["concept"].option_names)] == \
+        WORKSHOP.groups["concept"].option_names
+
+    # and with the declared features given, for those who pass them
     info = json.loads((photos / "dataset_info.json").read_text())
     explicit = datasets.load_dataset("imagefolder", data_dir=str(photos), split="train",
                                      features=datasets.Features.from_dict(info["features"]),
@@ -197,9 +213,19 @@ def test_hf_export_refuses_a_folder_that_does_not_hold_the_images(small_collecti
     cli, photos = small_collection
     result = cli("export", "--format", "hf", photos / "sub", expect=2)
     assert "is not under" in result.output and "a folder that holds every image" in result.output
-    assert not (photos / "sub" / "metadata.jsonl").exists()
+    assert not (photos / "sub" / "metadata.parquet").exists()
     (photos / "README.md").write_text("my own notes\n")
     result = cli("export", "--format", "hf", photos, expect=2)
     assert "README.md exists; pass --force" in result.output
     assert (photos / "README.md").read_text() == "my own notes\n"
 
+
+
+def test_hf_export_replaces_an_older_metadata_jsonl_only_with_force(small_collection):
+    # imagefolder refuses a folder with two metadata formats, so an earlier export's JSONL must go
+    cli, photos = small_collection
+    (photos / "metadata.jsonl").write_text('{"file_name": "x.png"}\n')
+    result = cli("export", "--format", "hf", photos, expect=2)
+    assert "metadata.jsonl" in result.output and not (photos / "metadata.parquet").exists()
+    cli("export", "--format", "hf", photos, "--force")
+    assert (photos / "metadata.parquet").exists() and not (photos / "metadata.jsonl").exists()

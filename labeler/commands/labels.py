@@ -199,7 +199,7 @@ def export(fmt: str, groups: tuple[str, ...], concept_group: str, prompt_set_pat
            force: bool, exclude_duplicates: bool, label_studio_url: str | None, token: str | None,
            project_title: str | None, out: Path, as_json: bool) -> None:
     """Export every label to OUT as csv, jsonl, coco, labelstudio (with OUT-stem.labeling-config.xml)
-    or hf (OUT: the folder that holds the images; metadata.jsonl, README.md and dataset_info.json go there)
+    or hf (OUT: the folder that holds the images; metadata.parquet, README.md and dataset_info.json go there)
     or fiftyone (OUT: a folder for data.json, labels.json and fields/GROUP[_predicted].json).
 
     Each label says what the model proposed (predicted, with its confidence) and what a reviewer

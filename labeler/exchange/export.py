@@ -110,7 +110,7 @@ def export_labels(collection: Collection, fmt: str, out: Path, groups: Sequence[
     class labels (default: the one each group's labels came from). ``root``: what COCO file names,
     Label Studio URLs and Hugging Face ``file_name`` are relative to (default: the images' common
     folder). OUT (and any file written beside it) must not exist unless ``force``, and is only ever
-    replaced when it is a regular file. ``hf`` writes into the folder OUT: ``metadata.jsonl`` and
+    replaced when it is a regular file. ``hf`` writes into the folder OUT: ``metadata.parquet``, ``README.md`` and
     ``dataset_info.json`` (see :mod:`labeler.exchange.huggingface`); ``fiftyone`` writes a dataset folder
     OUT (see :mod:`labeler.exchange.fiftyone`).
     """

@@ -2,15 +2,19 @@
 
 Into the folder OUT, which holds every exported image (below it, at any depth), go:
 
-- ``metadata.jsonl``: one line per image, ``file_name`` relative to OUT, then per group its value,
-  ``GROUP_predicted``, ``GROUP_status``, ``GROUP_confidence`` and ``GROUP_reviewed_by``;
-- ``README.md``: a dataset card whose ``configs`` declare the features, each group (and its
-  ``_predicted``) a ``ClassLabel`` whose names are the prompt set's options in their order, so
-  ``datasets.load_dataset(OUT)`` yields class ids that mean the same whatever the alphabet says;
-- ``dataset_info.json``: the same features as ``datasets.Features.to_dict`` writes them, for
-  ``load_dataset("imagefolder", data_dir=OUT, features=...)``.
+- ``metadata.parquet``: one row per image, ``file_name`` relative to OUT, then per group its value,
+  ``GROUP_predicted``, ``GROUP_status``, ``GROUP_confidence`` and ``GROUP_reviewed_by``. Its schema
+  carries the features the way ``datasets`` writes them (the ``huggingface`` key), each group (and
+  its ``_predicted``) a ``ClassLabel`` whose names are the prompt set's options in their order. So
+  ``load_dataset("imagefolder", data_dir=OUT)`` yields class ids that mean the same whatever the
+  alphabet says: ``datasets`` 5.2 reads the features of a named builder from there, never from a
+  card. Parquet, not JSONL, because a JSONL file cannot carry them;
+- ``README.md``: a dataset card whose ``configs`` declare the same features, for
+  ``datasets.load_dataset(OUT)`` and the Hub;
+- ``dataset_info.json``: the same features as ``datasets.Features.to_dict`` writes them.
 
-``datasets`` is not needed to write them: the card and the info are plain YAML and JSON.
+``datasets`` is not needed to write them: the card and the info are plain YAML and JSON, and the
+metadata needs only ``pyarrow`` (which ``datasets`` itself requires).
 """
 
 from __future__ import annotations
@@ -29,21 +33,29 @@ from ..files import replace_atomically
 from ..store.catalog import User
 from .export import ExportError, Item, _is_under, check_target, export_label, group_choices, labeled_images
 
-FILES = ("metadata.jsonl", "README.md", "dataset_info.json")
+FILES = ("metadata.parquet", "README.md", "dataset_info.json")
+OLD_METADATA = "metadata.jsonl"  # an earlier export's: imagefolder refuses two metadata formats in one folder
 
 
 def export_hf(collection: Collection, out: Path, groups: Sequence[str] | None, prompt_set: PromptSet | None,
               root: Path | None, force: bool, exclude_duplicates: bool = False) -> dict:
     """Write the three files into the folder ``out`` (``root``, when given, must be ``out``: file names
-    are relative to where ``metadata.jsonl`` lies); returns the export report with ``metadata``."""
+    are relative to where ``metadata.parquet`` lies); returns the export report with ``metadata``."""
     folder = Path(os.path.abspath(out))
     if root is not None and Path(os.path.abspath(root)) != folder:
         raise ExportError(f"--format hf writes into the folder that holds the images; give it as OUT "
                           f"({root}) rather than --root")
     if not folder.is_dir():
-        raise ExportError(f"{out} is not a folder: --format hf writes metadata.jsonl into the folder that "
+        raise ExportError(f"{out} is not a folder: --format hf writes metadata.parquet into the folder that "
                           "holds the images")
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ExportError("--format hf writes metadata.parquet with pyarrow: pip install 'labeler[hf]' "
+                          "(datasets installs pyarrow too)") from None
     targets = [check_target(folder / name, force) for name in FILES]
+    old_metadata = check_target(folder / OLD_METADATA, force)
     items = list(labeled_images(collection, groups, exclude_duplicates))
     all_groups = sorted({g for item in items for g in item.labels})
     with collection.session() as s:
@@ -51,18 +63,20 @@ def export_hf(collection: Collection, out: Path, groups: Sequence[str] | None, p
         choices = group_choices(s, all_groups, items, prompt_set)
     rows = [metadata_row(item, folder, all_groups, reviewers) for item in items]
     features = hf_features(all_groups, choices)
-    texts = ("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows),
-             dataset_card(features, len(rows)),
+    table = metadata_table(pa, rows, features)
+    replace_atomically(targets[0], lambda tmp: pq.write_table(table, tmp))
+    texts = (dataset_card(features, len(rows)),
              json.dumps({"description": "labeler export", "features": features}, indent=1) + "\n")
-    for target, text in zip(targets, texts):
+    for target, text in zip(targets[1:], texts):
         replace_atomically(target, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
+    old_metadata.unlink(missing_ok=True)  # reached only with --force
     return {"format": "hf", "path": str(folder), "images": len(items),
             "labels": sum(len(item.labels) for item in items), "metadata": str(targets[0]),
             "class_names": choices}
 
 
 def metadata_row(item: Item, folder: Path, groups: list[str], reviewers: dict[int, str]) -> dict:
-    """One image's ``metadata.jsonl`` line; :class:`ExportError` when it lies outside ``folder``."""
+    """One image's ``metadata.parquet`` row; :class:`ExportError` when it lies outside ``folder``."""
     path = next((p for p in item.paths if _is_under(p, folder)), None)
     if path is None:
         raise ExportError(f"{item.paths[0] if item.paths else item.image.id} is not under {folder}; "
@@ -78,6 +92,27 @@ def metadata_row(item: Item, folder: Path, groups: list[str], reviewers: dict[in
         row[f"{group}_confidence"] = data.get("confidence")
         row[f"{group}_reviewed_by"] = data.get("reviewed_by")
     return row
+
+
+ARROW_TYPES = {"int64": "int64", "string": "string", "float64": "float64"}
+
+
+def metadata_table(pa, rows: list[dict], features: dict):
+    """``rows`` as an Arrow table whose schema carries ``features`` (``file_name`` standing for the
+    image): ClassLabel columns hold class ids, in the order of their names."""
+    columns, schema = {}, {"file_name": {"dtype": "string", "_type": "Value"}}
+    columns["file_name"] = pa.array([row["file_name"] for row in rows], pa.string())
+    for name, feature in features.items():
+        if feature["_type"] == "Image":
+            continue
+        schema[name] = feature
+        if feature["_type"] == "ClassLabel":
+            index = {value: i for i, value in enumerate(feature["names"])}
+            columns[name] = pa.array([None if row[name] is None else index[row[name]] for row in rows], pa.int64())
+        else:
+            columns[name] = pa.array([row[name] for row in rows], getattr(pa, ARROW_TYPES[feature["dtype"]])())
+    table = pa.table(columns)
+    return table.replace_schema_metadata({"huggingface": json.dumps({"info": {"features": schema}})})
 
 
 def hf_features(groups: list[str], choices: dict[str, list[str]]) -> dict:
