@@ -68,6 +68,11 @@ def _preferences(page: Page) -> None:
     expect(page.get_by_test_id("prefs-form")).to_be_visible()
 
 
+def _map(page: Page) -> None:
+    page.goto("/map")  # painted when a layout exists (test_map_page makes one), else says how to make it
+    expect(page.get_by_test_id("map-summary").or_(page.get_by_test_id("map-missing")).first).to_be_visible()
+
+
 def _error(page: Page) -> None:
     response = page.goto("/no/such/page")
     assert response is not None and response.status == 404
@@ -86,6 +91,7 @@ PAGES: dict[str, tuple[str | None, Callable[[Page], None]]] = {
     "lab": (Accounts.admin, _lab),
     "error-404": (Accounts.admin, _error),
     "preferences": (Accounts.admin, _preferences),
+    "map": (Accounts.admin, _map),
 }
 
 
