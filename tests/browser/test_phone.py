@@ -108,7 +108,9 @@ def test_in_focus_mode_a_swipe_left_skips_and_a_swipe_right_goes_back(contexts: 
     _swipe(page, dx=0, dy=-150)  # mostly vertical: no swipe
     expect(focused).to_have_attribute("data-label-id", str(shown))
 
-    _swipe(page, dx=-160)  # to the left: skip, and the next card comes up
+    with page.expect_response(lambda r: r.request.method == "POST" and f"/labels/{shown}/" in r.url) as answer:
+        _swipe(page, dx=-160)  # to the left: skip, and the next card comes up
+    assert answer.value.ok, answer.value.text()
     expect(focused).not_to_have_attribute("data-label-id", str(shown))
     user = demo.user_id(Accounts.second)
     assert demo.query("SELECT count(*) FROM review_skips WHERE label_id = ? AND user_id = ?", shown, user) == [(1,)]
