@@ -52,6 +52,20 @@ def indexed_home(tmp_path_factory, model_spec, world) -> Path:
     return home
 
 
+def home_of_first_images(world: Path, root: Path, count: int, model_spec: str) -> Path:
+    """A new home under ``root`` with only the world's first ``count`` images indexed (for the
+    commands that refuse a collection too small to work on)."""
+    from labeler.ingest.run import index_paths
+
+    folder = root / f"first-{count}"
+    folder.mkdir()
+    for path in sorted(world.glob("img_*"))[:count]:
+        shutil.copy(path, folder / path.name)
+    home = root / f"home-{count}"
+    index_paths(Collection(Config(home=home, model=model_spec)), [folder])
+    return home
+
+
 @pytest.fixture
 def indexed_collection(indexed_home, model_spec, tmp_path) -> Collection:
     """This test's own copy of the indexed world (no labels yet)."""

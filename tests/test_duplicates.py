@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from labeler.curation import copies
 from labeler.curation.duplicates import neighbour_pairs, seeded_groups
 from labeler.ingest.run import index_paths
 from labeler.store.catalog import DuplicateCalibration, DuplicateGroup, DuplicateMember
+from tests.conftest import home_of_first_images
 from tests.cli import Cli
 
 
@@ -142,12 +142,7 @@ def test_bad_input_is_one_clear_line(indexed_cli):
 
 
 def test_a_tiny_collection_has_no_groups_and_says_why(tmp_path, world, model_spec):
-    folder = tmp_path / "few"
-    folder.mkdir()
-    for path in sorted(world.glob("img_*"))[:3]:
-        shutil.copy(path, folder / path.name)
-    home = tmp_path / "home"
-    index_paths(Collection(Config(home=home, model=model_spec)), [folder])
+    home = home_of_first_images(world, tmp_path, 3, model_spec)
     report = Cli(home, model_spec).json("duplicates")
     assert report["groups"] == [] and report["images_in_groups"] == 0 and "fewer than 10" in report["note"]
 

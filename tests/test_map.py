@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from labeler.config import Config
 from labeler.curation import layout, maps
 from labeler.ingest.run import index_paths
 from labeler.store.catalog import MapPosition
+from tests.conftest import home_of_first_images
 
 
 def _vectors(collection: Collection) -> tuple[np.ndarray, np.ndarray]:
@@ -99,12 +99,7 @@ def test_map_command_draws_a_png_and_places_new_images_without_moving_old_ones(i
 def test_map_refuses_fewer_than_three_vectors_and_an_unknown_colour(indexed_collection, world, tmp_path, model_spec):
     from tests.cli import Cli
 
-    small = tmp_path / "small"
-    small.mkdir()
-    for path in sorted(world.glob("*.png"))[:2]:
-        shutil.copy(path, small / path.name)
-    home = tmp_path / "home2"
-    index_paths(Collection(Config(home=home, model=model_spec)), [small])
+    home = home_of_first_images(world, tmp_path, 2, model_spec)
     cli = Cli(home, model_spec)
     result = cli("map", expect=2)
     assert "at least 3" in result.stderr and "Traceback" not in result.output and len(result.stderr.splitlines()) == 1
