@@ -43,7 +43,7 @@ from .labeling.learning import write_tuned_prompt_set
 from .labeling.prompt_search import search_prompt_set
 from .review import audit as audit_module
 from .review import trust
-from .store import db
+from .store import db, queue_indexes
 from .store.stats import catalog_counts
 
 __all__ = ["Labeler", "open"]
@@ -156,18 +156,30 @@ class Labeler:
         collection = self._existing()
         catalog_problems = db.integrity_problems(self.config, full)
         problems = list(catalog_problems) or self._index_problems()  # a damaged catalog is compared with nothing
+        queue_gaps = [] if catalog_problems else self._queue_index_problems()
         repaired, unrepaired = False, []
-        if problems and repair:
+        if (problems or queue_gaps) and repair:
             if catalog_problems:
                 unrepaired = [CATALOG_UNREPAIRABLE]
             else:
                 with collection.session() as s:
-                    collection.index_keeper.sync(s, rebuild=True)
+                    if problems:
+                        collection.index_keeper.sync(s, rebuild=True)
+                    queue_indexes.restore(s)
                 repaired = True
                 problems = self._index_problems()
+                queue_gaps = self._queue_index_problems()
         # Only a sound index is described: opening a broken one would rebuild it, which is repair's call.
         info = {"index": None, "recall": None} if problems else self._index_info()
+        problems += queue_gaps
         return {"ok": not problems, "problems": problems, "repaired": repaired, "unrepaired": unrepaired, **info}
+
+    def _queue_index_problems(self) -> list[str]:
+        """The review queue's indexes a label run set aside and did not build again (it stopped)."""
+        with self._existing().session() as s:
+            gone = queue_indexes.missing(s)
+        return [f"the review queue's indexes {', '.join(gone)} are missing (a label run stopped half way; "
+                "queue pages sort whole groups until they are back): run label, or check --repair"] if gone else []
 
     def _index_problems(self) -> list[str]:
         collection = self.collection()

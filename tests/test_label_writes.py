@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import command
 from sqlalchemy import func, select
 
-from labeler.store import db, sqlite_writer
+from labeler.store import db, queue_indexes, sqlite_writer
 from labeler.review import present, decisions as review
 from labeler.core import stored_scores
 from labeler.store.catalog import Image, Label, ReviewEvent, utcnow
@@ -29,6 +29,7 @@ from labeler.labeling.bulk import (DEFAULT_STRATEGY, LabelReport, LabelWriter, P
 from labeler.core.prompts import load_prompt_set
 from labeler.core.scoring import softmax_confidence
 from labeler.collection import in_session
+from tests.cli import Cli
 
 
 def rows(collection) -> dict[int, tuple]:
@@ -427,3 +428,56 @@ def test_labeling_under_a_wsgi_host_whose_executable_is_not_python(indexed_colle
         monkeypatch.setattr(sys, attribute, str(tmp_path))
     with pytest.raises(CatalogError, match="cannot start the catalog's writer process"):
         sqlite_writer.python_interpreter()
+
+
+def _queue_pages(collection) -> dict[str, list[int]]:
+    with collection.session() as s:
+        return {sort: [label.id for label in review.queue_page(s, "concept", None, "proposed", sort, 12).labels]
+                for sort in ("uncertainty", "informative", "confidence", "confidence_asc", "id")}
+
+
+def test_a_run_that_writes_most_labels_sets_the_queue_indexes_aside_and_builds_them_again(indexed_collection,
+                                                                                          monkeypatch):
+    """Past BULK_ROWS (500,000 in use; here 1, the collection is small) a run that writes most of
+    what it proposes drops the queue indexes and builds them once at the end; the queue reads the
+    same pages either way, and a run that stopped half way leaves them for the next run to build."""
+    prompt_set = load_prompt_set("workshop")
+    small = label_collection(indexed_collection, prompt_set, groups=["concept"])
+    assert small.rebuilt_indexes == []  # under BULK_ROWS: updated in place
+    with indexed_collection.session() as s:
+        assert queue_indexes.missing(s) == []
+    monkeypatch.setattr(queue_indexes, "BULK_ROWS", 1)
+    pages = _queue_pages(indexed_collection)
+    bulk = label_collection(indexed_collection, prompt_set, groups=["color", "material"])
+    assert bulk.inserted > 0 and bulk.rebuilt_indexes == [ix.name for ix in queue_indexes.QUEUE_INDEXES]
+    with indexed_collection.session() as s:
+        assert queue_indexes.missing(s) == []
+    assert _queue_pages(indexed_collection) == pages
+
+    def stop(_done: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # after its first chunk: the indexes are away
+        label_collection(indexed_collection, prompt_set, groups=["handle"], chunk_rows=7, progress=stop)
+    with indexed_collection.session() as s:
+        assert len(queue_indexes.missing(s)) == len(queue_indexes.QUEUE_INDEXES)
+    assert _queue_pages(indexed_collection) == pages  # slower without them, never different
+    cli = Cli(indexed_collection.config.home, indexed_collection.config.model)
+    checked = cli.json("check", expect=1)
+    assert any("ix_labels_queue_id" in p and "check --repair" in p for p in checked["problems"])
+    rerun = label_collection(indexed_collection, prompt_set, groups=["handle"])
+    assert rerun.rebuilt_indexes and rerun.to_dict()["rebuilt_indexes"] == rerun.rebuilt_indexes
+    with indexed_collection.session() as s:
+        assert queue_indexes.missing(s) == []
+        queue_indexes.set_aside(s)
+    assert cli.json("check", "--repair")["ok"] is True
+    with indexed_collection.session() as s:
+        assert queue_indexes.missing(s) == []
+
+
+def test_a_rerun_that_changes_little_keeps_the_queue_indexes(indexed_collection, monkeypatch):
+    prompt_set = load_prompt_set("workshop")
+    label_collection(indexed_collection, prompt_set, groups=["concept"])
+    monkeypatch.setattr(queue_indexes, "BULK_ROWS", 1)
+    again = label_collection(indexed_collection, prompt_set, groups=["concept"], recheck=True)
+    assert again.inserted == again.updated == 0 and again.rebuilt_indexes == []

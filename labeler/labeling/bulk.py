@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from ..store import db, label_totals, sqlite_writer
+from ..store import db, label_totals, queue_indexes, sqlite_writer
 from . import queue_order
 from ..review import duplicate_marks
 from ..core import fewshot, scoring, stored_scores
@@ -165,6 +165,7 @@ class LabelReport:
     prompt_set: dict = field(default_factory=dict)
     methods: dict[str, dict] = field(default_factory=dict)  # {group: {"strategy", "fit_id"}}
     skipped_duplicates: int = 0  # images marked as duplicates, left unlabeled (issue 26)
+    rebuilt_indexes: list[str] = field(default_factory=list)  # queue indexes set aside and built again
 
     def to_dict(self) -> dict:
         return {"labeled": self.labeled, "kept_reviewed": self.kept_reviewed,
@@ -172,7 +173,7 @@ class LabelReport:
                 "inserted": self.inserted, "updated": self.updated, "unchanged": self.unchanged,
                 "images": self.images, "strategy": self.strategy, "prompt_set": self.prompt_set,
                 "methods": self.methods, "skipped_duplicates": self.skipped_duplicates,
-                "seconds": round(self.seconds, 3)}
+                "rebuilt_indexes": self.rebuilt_indexes, "seconds": round(self.seconds, 3)}
 
 
 def current_fit(session: Session, model_id: int, group: str, prompt_set_id: int) -> Fit | None:
@@ -237,10 +238,12 @@ def cold_start_priority(collection: Collection, session: Session, model_id: int,
     if len(ids) > COLD_START_SAMPLE:
         ids = np.sort(np.random.default_rng(0).choice(ids, COLD_START_SAMPLE, replace=False))
     ids, vecs = collection.vectors.read(session, ids, model_id=model_id)
-    out = {}
+    out, by_k = {}, {}  # the clustering depends on k alone: groups with as many options share it
     for name in groups:
-        reps = fewshot.typical_representatives(vecs, 2 * len(encoded[name].option_names), seed=0)
-        out[name] = {int(ids[r]): rank for rank, r in enumerate(reps)}
+        k = 2 * len(encoded[name].option_names)
+        if k not in by_k:
+            by_k[k] = fewshot.typical_representatives(vecs, k, seed=0)
+        out[name] = {int(ids[r]): rank for rank, r in enumerate(by_k[k])}
     return out
 
 
@@ -385,6 +388,7 @@ def propose_and_write(collection: Collection, run: LabelRun, report: LabelReport
                                   if apart else nullcontext()) as process:
         sent: deque[Batch] = deque()
         last = -1
+        first = True  # the first chunk tells whether this run rewrites most labels (queue_indexes)
         while True:
             with collection.session() as s:
                 ids, vecs = collection.vectors.read_after(s, run.model_id, last, chunk_rows)
@@ -400,6 +404,10 @@ def propose_and_write(collection: Collection, run: LabelRun, report: LabelReport
                     if not len(ids):
                         continue
                 batch = writer.plan(s, ids, propose(run, ids, vecs), run.prompt_set_id, report)
+                if first and queue_indexes.worth_setting_aside(run.embeddings[0] * len(run.todo), len(batch.rows),
+                                                               batch.images * len(run.todo)):
+                    queue_indexes.set_aside(s)  # committed with this unit of work, before the writer writes
+                first = False
             if process is None:
                 finished(batch, writer.execute(collection, batch))
                 continue
@@ -412,10 +420,12 @@ def propose_and_write(collection: Collection, run: LabelRun, report: LabelReport
 
 
 def finish_run(collection: Collection, run: LabelRun, report: LabelReport) -> None:
-    """Store the relabeled groups' queue order (``queue_order``) and stamp each with the inputs it
-    was labeled from, so an unchanged rerun skips it."""
+    """Store the relabeled groups' queue order (``queue_order``), build the queue indexes a run set
+    aside (this one, or one that stopped half way), and stamp each group with the inputs it was
+    labeled from, so an unchanged rerun skips it."""
     with collection.session() as s:
-        queue_order.store_informative(s, run.todo)
+        queue_order.store_informative(s, run.todo)  # before the indexes: one sort each, not a write per row
+        report.rebuilt_indexes = queue_indexes.restore(s)
         for name in run.todo:
             _remember(s, name, run.stamps[name], report)
 
