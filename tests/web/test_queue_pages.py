@@ -148,6 +148,25 @@ def test_the_informative_rank_is_the_balanced_order_and_moves_only_with_the_prop
         assert queue_order.store_informative(s, [GROUP]) == 0  # nothing moved: nothing written
 
 
+def test_the_numpy_ranks_are_the_sql_windows_order(team_catalog):
+    """SQLite stores the order computed with numpy; PostgreSQL runs _RANKED. Both must agree, with
+    NULL margins, a NULL prediction, priorities and tied margins in the group."""
+    config, _ = team_catalog
+    with db.session_scope(config) as s:
+        labels = list(s.scalars(select(Label).where(Label.group == GROUP).order_by(Label.id)))
+        for label in labels[50:53]:
+            label.predicted = None
+        for label in labels[60:66]:
+            label.margin = 0.25
+        for i, label in enumerate(labels[70:75]):
+            label.priority = 5 - i
+        s.flush()
+        expected = dict(s.execute(text(queue_order._RANKED), {"group": GROUP}).all())
+        assert queue_order.store_informative(s, [GROUP]) > 0
+        stored = dict(s.execute(select(Label.id, Label.informative_rank).where(Label.group == GROUP)).all())
+        assert stored == expected
+
+
 def _exact_progress(s, group):
     """The progress line's counts the slow way: every label of the group, present images only."""
     rows = s.execute(text("SELECT l.status, count(*) FROM labels l JOIN images i ON i.id = l.image_id "
