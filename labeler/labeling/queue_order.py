@@ -31,8 +31,9 @@ def store_informative(session: Session, groups: Sequence[str]) -> int:
 
     PostgreSQL runs the order as one set-based ``UPDATE ... FROM`` (window functions, hashed join).
     SQLite's plan for the same statement sorts the group twice and then rewrites the rows in rank
-    order, a page at random per row (about 2 s per 100,000 labels); there the group is read once in
-    id order, ordered with numpy, and only the moved ranks written back in id order (:func:`ranks`)."""
+    order, a page at random per row (about 2 s per 100,000 labels); there each group is read once in
+    id order and ordered with numpy (:func:`ranks`), and the moved ranks of all groups are written
+    back together in id order."""
     if session.get_bind().dialect.name == "postgresql":
         moved = 0
         for group in groups:
@@ -41,24 +42,37 @@ def store_informative(session: Session, groups: Sequence[str]) -> int:
                 "WHERE ranked.id = labels.id AND labels.informative_rank IS DISTINCT FROM ranked.rank"), {"group": group})
             moved += int(result.rowcount or 0)
         return moved
-    moved = 0
     cursor = session.connection().connection.driver_connection.cursor()  # this unit of work's transaction
     try:
+        moved_ids, moved_ranks = [], []
         for group in groups:
             rows = cursor.execute('SELECT id, priority, margin, predicted, informative_rank FROM labels '
                                   'WHERE "group" = ? ORDER BY id', (group,)).fetchall()
             if not rows:
                 continue
             ids, priority, margin, predicted, stored = zip(*rows)
-            rank = ranks(np.array(ids, np.int64), _nullable(priority), _nullable(margin), predicted)
+            ids = np.array(ids, np.int64)
+            rank = ranks(ids, _nullable(priority), _nullable(margin), predicted)
             was = _nullable(stored)
             at = np.flatnonzero(np.isnan(was) | (was != rank))
+            moved_ids.append(ids[at])
+            moved_ranks.append(rank[at])
+        if not moved_ids:
+            return 0
+        # every group at once, in id order: a group's labels lie on every page of the table (each
+        # image's labels are neighbours), so group by group would rewrite the whole table per group
+        ids, rank = np.concatenate(moved_ids), np.concatenate(moved_ranks)
+        order = np.argsort(ids, kind="stable")
+        ids, rank = ids[order], rank[order]
+        for start in range(0, len(ids), _WRITE_ROWS):
             cursor.executemany("UPDATE labels SET informative_rank = ? WHERE id = ?",
-                               zip(rank[at].tolist(), np.array(ids, np.int64)[at].tolist()))
-            moved += len(at)
+                               zip(rank[start:start + _WRITE_ROWS].tolist(), ids[start:start + _WRITE_ROWS].tolist()))
+        return len(ids)
     finally:
         cursor.close()
-    return moved
+
+
+_WRITE_ROWS = 200_000  # rows made into Python values at a time
 
 
 def ranks(ids: np.ndarray, priority: np.ndarray, margin: np.ndarray, predicted: Sequence[str | None]) -> np.ndarray:
