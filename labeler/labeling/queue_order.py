@@ -43,18 +43,14 @@ def store_informative(session: Session, groups: Sequence[str]) -> int:
             moved += int(result.rowcount or 0)
         return moved
     cursor = session.connection().connection.driver_connection.cursor()  # this unit of work's transaction
+    cache = cursor.execute("PRAGMA cache_size").fetchone()[0]
     try:
+        cursor.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
+        columns = _read_groups(cursor, list(groups))
         moved_ids, moved_ranks = [], []
-        for group in groups:
-            rows = cursor.execute('SELECT id, priority, margin, predicted, informative_rank FROM labels '
-                                  'WHERE "group" = ? ORDER BY id', (group,)).fetchall()
-            if not rows:
-                continue
-            ids, priority, margin, predicted, stored = zip(*rows)
-            ids = np.array(ids, np.int64)
-            rank = ranks(ids, _nullable(priority), _nullable(margin), predicted)
-            was = _nullable(stored)
-            at = np.flatnonzero(np.isnan(was) | (was != rank))
+        for ids, priority, margin, predicted, stored in columns.values():
+            rank = ranks(ids, priority, margin, predicted)
+            at = np.flatnonzero(np.isnan(stored) | (stored != rank))
             moved_ids.append(ids[at])
             moved_ranks.append(rank[at])
         if not moved_ids:
@@ -64,28 +60,55 @@ def store_informative(session: Session, groups: Sequence[str]) -> int:
         ids, rank = np.concatenate(moved_ids), np.concatenate(moved_ranks)
         order = np.argsort(ids, kind="stable")
         ids, rank = ids[order], rank[order]
-        for start in range(0, len(ids), _WRITE_ROWS):
+        for start in range(0, len(ids), _ROWS):
             cursor.executemany("UPDATE labels SET informative_rank = ? WHERE id = ?",
-                               zip(rank[start:start + _WRITE_ROWS].tolist(), ids[start:start + _WRITE_ROWS].tolist()))
+                               zip(rank[start:start + _ROWS].tolist(), ids[start:start + _ROWS].tolist()))
         return len(ids)
     finally:
+        cursor.execute(f"PRAGMA cache_size = {int(cache)}")  # a pooled connection goes back as it came
         cursor.close()
 
 
-_WRITE_ROWS = 200_000  # rows made into Python values at a time
+def _read_groups(cursor, groups: list[str]) -> dict[str, tuple]:
+    """``{group: (ids, priority, margin, predicted, informative_rank)}`` as numpy columns (NaN for
+    NULL; ``predicted`` as codes, -1 for NULL), each group in id order, read in one pass over the
+    table in id order, :data:`_ROWS` rows at a time."""
+    parts: dict[str, list[tuple]] = {g: [] for g in groups}
+    codes: dict[str | None, int] = {None: -1}
+    number = {name: i for i, name in enumerate(groups)}
+    marks = ", ".join("?" * len(groups))
+    last = -1
+    while True:
+        rows = cursor.execute(f'SELECT id, "group", priority, margin, predicted, informative_rank FROM labels '
+                              f'WHERE id > ? AND +"group" IN ({marks}) ORDER BY id LIMIT {_ROWS}',  # + : by id, not a group index
+                              (last, *groups)).fetchall()
+        if not rows:
+            break
+        last = rows[-1][0]
+        ids, group, priority, margin, predicted, stored = zip(*rows)
+        group = np.array([number[g] for g in group], np.int64)
+        columns = (np.array(ids, np.int64), _nullable(priority), _nullable(margin),
+                   np.array([codes.setdefault(v, len(codes)) for v in predicted], np.int64), _nullable(stored))
+        for name in groups:
+            mine = group == number[name]
+            if mine.any():
+                parts[name].append(tuple(c[mine] for c in columns))
+    return {name: tuple(np.concatenate(c) for c in zip(*chunks)) for name, chunks in parts.items() if chunks}
 
 
-def ranks(ids: np.ndarray, priority: np.ndarray, margin: np.ndarray, predicted: Sequence[str | None]) -> np.ndarray:
+_ROWS = 200_000  # rows read, or made into Python values, at a time
+_CACHE_KIB = 256 * 1024  # as the label writer's: the pages an id-ordered pass touches stay in memory
+
+
+def ranks(ids: np.ndarray, priority: np.ndarray, margin: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     """Each label's place ``[N]`` in :data:`_RANKED`'s order, from its ``ids``, ``priority`` and
-    ``margin`` (NaN for NULL) and ``predicted`` value: priority first (NULL last), then the turn
-    (its place among its predicted value's labels by margin, NULL last, then id), then margin, id."""
+    ``margin`` (NaN for NULL) and ``predicted`` value as codes (each value one code, NULL one of its
+    own): priority first (NULL last), then the turn (its place among its predicted value's labels
+    by margin, NULL last, then id), then margin, then id."""
     missing_margin = np.isnan(margin)
     margin = np.where(missing_margin, 0.0, margin)
-    _, value = np.unique(np.array([v if v is not None else "" for v in predicted], dtype=object).astype(str),
-                         return_inverse=True)
-    value = np.where(np.array([v is None for v in predicted]), -1, value)  # NULL is a value of its own
-    within = np.lexsort((ids, margin, missing_margin, value))
-    sorted_value = value[within]
+    within = np.lexsort((ids, margin, missing_margin, predicted))
+    sorted_value = predicted[within]
     starts = np.searchsorted(sorted_value, sorted_value, side="left")  # value sorts first: runs are contiguous
     turn = np.empty(len(ids), np.int64)
     turn[within] = np.arange(len(ids)) - starts
