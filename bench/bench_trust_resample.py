@@ -135,7 +135,8 @@ def draws(group: Group, reviews: int, count: int, target: float, rule, synthetic
         curve, index = rule(confidence, confidence[pick], right[pick], target)
         if rule is fixed_sequence:  # the same set? (two thresholds may accept the same proposals)
             other, at = lowest_passing(confidence, confidence[pick], right[pick], target, PROFILE_1D)
-            differs += (None if index is None else curve.accepted[index]) != (None if at is None else other.accepted[at])
+            differs += int((None if index is None else int(curve.accepted[index]))
+                           != (None if at is None else int(other.accepted[at])))
         if index is None:
             refused += 1
             coverage.append(0.0)
