@@ -149,3 +149,35 @@ def test_the_region_covers_both_parameters_and_its_lower_edge_is_exact():
         return (1.0 / (1.0 + np.exp(-(pairs[:, :1] + pairs[:, 1:] * x[None, :])))).min(axis=0)
 
     np.testing.assert_allclose(worst(edge), worst(region))
+
+
+@pytest.mark.parametrize("source", ["real", "calibrated"])
+def test_the_bound_only_falls_as_the_threshold_falls_so_a_fixed_sequence_test_adds_nothing(source):
+    """Every plausible calibration has b >= 0, so adding less confident proposals never raises a
+    set's precision under it, nor the worst case over them. Hence "Learn then Test" (thresholds fixed
+    before the reviews, tested from the most confident down, stop at the first failure) picks what
+    the lowest passing threshold picks, at any cutoff: it cannot buy coverage here (README:
+    "Round 4: where the bound's slack is")."""
+    if source == "real":
+        d = _real("trust_7373_color.npz")
+        population, reviews, right = d["confidence"], d["reviews"], d["right"]
+    else:
+        population, _ = _calibrated(3000, 11)
+        reviews, right = _calibrated(300, 12)
+    for cutoff in (trust.REGION_CHI2, 2.705543454095404):
+        kept, trust.REGION_CHI2 = trust.REGION_CHI2, cutoff
+        try:
+            curve = trust.precision_curve(population, reviews, right)
+            chosen = {t: trust.choose_threshold(population, reviews, right, t) for t in (0.95, 0.98, 0.99, 0.995)}
+        finally:
+            trust.REGION_CHI2 = kept
+        first = int(np.flatnonzero(curve.reviews_above >= trust.MIN_REVIEWS_ABOVE)[0])
+        tested = curve.lower[first:]
+        assert np.all(np.diff(tested) <= 1e-12), cutoff
+        assert np.all(np.diff(curve.accepted) >= 0)
+        for target, choice in chosen.items():
+            fails = np.flatnonzero(tested < target)
+            stop = first + (int(fails[0]) if len(fails) else len(tested))
+            sequence = int(curve.accepted[stop - 1]) if stop > first else None
+            product = int(curve.accepted[choice.index]) if choice.found else None
+            assert sequence == product, (cutoff, target)

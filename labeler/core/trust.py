@@ -18,6 +18,11 @@ choosing the largest set that passes spends nothing. (A one-parameter cutoff, ch
 ``accept`` picks the threshold after seeing every bound, and on reviews resampled from real
 worlds its stated bound sat above the delivered precision in up to a quarter of the draws: README.) A threshold with fewer
 than ``MIN_REVIEWS_ABOVE`` random reviews above it is never certified (no bound far past the data).
+Testing fixed thresholds from the most confident down and stopping at the first failure ("Learn
+then Test") would choose the same set: every slope in ``B_GRID`` is >= 0, so the bound only falls as
+the threshold falls. With the one-parameter cutoff it is that round-2 rule again, whose
+per-threshold test overstates at these sample sizes even when Platt's shape is right (README,
+round 4).
 
 Shapes: ``N`` proposals, ``K`` random reviews, ``T`` candidate thresholds.
 """
