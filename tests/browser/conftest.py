@@ -133,7 +133,7 @@ def serving(home: Path, model_spec: str) -> Iterator[str]:
     log = home / "server.log"
     with log.open("w") as log_file:
         server = subprocess.Popen(manage_argv("--home", home, "--model", model_spec, "serve", "--port", port,
-                                              "--threads", "4"), cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
+                                              "--threads", "4", "--processes", "1"), cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
     try:
         _wait_until_serving(url, server, log)
         yield url

@@ -60,7 +60,8 @@ def test_half_open_connections_and_long_searches_do_not_lock_out_a_real_user(web
     with db.session_scope(web_config) as s:
         token = users.issue_token(s, Users.admin)
     env = {**os.environ, "LABELER_SECRET_KEY": "connections-test"}
-    with serving(manage_argv("--home", web_config.home, "--model", web_config.model, "serve"), env=env) as server:
+    with serving(manage_argv("--home", web_config.home, "--model", web_config.model, "serve", "--processes", "1"),
+                 env=env) as server:
         held = half_open(server.port, HALF_OPEN)  # waitress's own default allowed 100 connections in all
         query = urllib.parse.urlencode({"q": ("a hammer on a workbench " * 50)[:1000], "k": 50})
         answers: list[int] = []
@@ -89,7 +90,8 @@ def test_half_open_connections_and_long_searches_do_not_lock_out_a_real_user(web
 @pytest.mark.slow
 def test_a_silent_connection_is_closed_after_the_channel_timeout(web_config):
     env = {**os.environ, "LABELER_SECRET_KEY": "connections-test", "LABELER_CHANNEL_TIMEOUT": "2"}
-    with serving(manage_argv("--home", web_config.home, "--model", web_config.model, "serve"), env=env) as server:
+    with serving(manage_argv("--home", web_config.home, "--model", web_config.model, "serve", "--processes", "1"),
+                 env=env) as server:
         [silent] = half_open(server.port, 1)
         silent.settimeout(30)  # waitress checks its channels now and then: well past the 2 s
         try:
@@ -104,7 +106,8 @@ def test_the_connection_limit_is_where_waitress_stops_accepting(web_config):
     pipe among the connections, so a limit of 5 serves 3 clients at once: with 2 held, a request
     is answered; with 3 held, the next one waits (accepted by the kernel, never read) until one closes."""
     env = {**os.environ, "LABELER_SECRET_KEY": "connections-test", "LABELER_CONNECTION_LIMIT": "5"}
-    with serving(manage_argv("--home", web_config.home, "--model", web_config.model, "serve"), env=env) as server:
+    with serving(manage_argv("--home", web_config.home, "--model", web_config.model, "serve", "--processes", "1"),
+                 env=env) as server:
         held = half_open(server.port, 2)
         try:
             time.sleep(0.5)  # the server's loop has taken them in
