@@ -20,6 +20,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 from sqlalchemy import Numeric, case, cast, delete, func, literal_column, or_, select
+from sqlalchemy import column as sa_column, table as sa_table
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -562,6 +563,13 @@ CONFIDENCE_DIGITS = 6
 # another chunk size, and last-bit noise is not a change worth a write.
 TOLERANCE = 1e-4
 # What a proposal writes; status, reviewer and version belong to the review.
+_STAGE = "label_stage"  # PostgreSQL: the session's temporary table a chunk is COPYed into
+
+
+def _quoted(column: str) -> str:
+    return f'"{column}"' if column == "group" else column
+
+
 _WRITTEN = ("value", "predicted", "confidence", "margin", "strategy", "fit_id", "priority", "option_scores",
             "prompt_set_id", "updated_at")
 _READ = ("image_id", "group", "status", "value", "confidence", "margin", "strategy", "fit_id", "priority",
@@ -617,13 +625,24 @@ class LabelWriter:
         # then it is a proposal again, no longer its run's.
         seen_changed = or_(table.c.value.is_distinct_from(new.value),
                            shown(table.c.confidence).is_distinct_from(shown(new.confidence)))
-        self.statement = statement.on_conflict_do_update(
+        conflict = dict(
             index_elements=[table.c.image_id, table.c.group],
             set_={**{c: new[c] for c in _WRITTEN},
                   "version": case((seen_changed, table.c.version + one), else_=table.c.version),
                   "status": proposed, "accept_run_id": literal_column("NULL"), "reviewed_at": literal_column("NULL")},
             where=table.c.status.in_([proposed, literal_column("'auto'")]))
+        self.statement = statement.on_conflict_do_update(**conflict)
         columns = ["image_id", "group", *_WRITTEN]
+        if dialect.name == "postgresql":
+            # PostgreSQL: each chunk is COPYed into a temporary table, then one INSERT ... SELECT
+            # with the same ON CONFLICT clause (its bulk-load path; executemany sent a statement per row)
+            stage = sa_table(_STAGE, *(sa_column(c) for c in columns))
+            staged = insert_of(table).from_select(
+                [*columns, "status", "version"], select(*(stage.c[c] for c in columns), proposed, one))
+            self.staged_sql = str(staged.on_conflict_do_update(**conflict).compile(dialect=dialect))
+            self.stage_sql = (f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} AS SELECT "
+                              f"{', '.join(_quoted(c) for c in columns)} FROM labels WITH NO DATA")
+            self.copy_sql = f"COPY {_STAGE} ({', '.join(_quoted(c) for c in columns)}) FROM STDIN"
         self.compiled = self.statement.compile(dialect=dialect, column_keys=columns)
         self.sqlite = dialect.name == "sqlite"
         self.sql = str(self.compiled)
@@ -695,8 +714,17 @@ class LabelWriter:
             return 0
         if not self.sqlite:
             with collection.session() as s:
-                result = s.connection().execute(self.statement, [dict(zip(self.keys, r)) for r in batch.rows])
-                written = result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(batch.rows)
+                cursor = s.connection().connection.driver_connection.cursor()  # psycopg, in this transaction
+                try:
+                    cursor.execute(self.stage_sql)
+                    cursor.execute(f"TRUNCATE {_STAGE}")
+                    with cursor.copy(self.copy_sql) as copy:
+                        for row in batch.rows:
+                            copy.write_row(row)
+                    cursor.execute(self.staged_sql)
+                    written = cursor.rowcount if cursor.rowcount is not None and cursor.rowcount >= 0 else len(batch.rows)
+                finally:
+                    cursor.close()
                 if written:
                     label_totals.bump(s)
                 return written
