@@ -21,8 +21,10 @@ def prompt_set_record(session: Session, groups: list[str] | None = None) -> Prom
     """The newest prompt set the collection's labels were proposed with (one indexed read per group)."""
     ids = set()
     for group in groups if groups is not None else review.groups(session):
-        found = session.scalar(select(Label.prompt_set_id).where(Label.group == group,
-                                                                Label.prompt_set_id.is_not(None)).limit(1))
+        # in (group, value) order: the group's index then serves it from its first entries, where
+        # PostgreSQL's planner otherwise scans the table, through every dead row a relabel left
+        found = session.scalar(select(Label.prompt_set_id).where(Label.group == group, Label.prompt_set_id.is_not(None))
+                               .order_by(Label.group, Label.value).limit(1))
         if found is not None:
             ids.add(found)
     if not ids:
