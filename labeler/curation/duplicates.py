@@ -198,11 +198,11 @@ def choose_thresholds(copy_cos: np.ndarray, nearest_cos: np.ndarray, copy_pix: n
     kinds = np.zeros(len(copy_cos), int) if kinds is None else np.asarray(kinds)
     out = {"near": near, "scene": scene, "pixels": None, "colour": None, "residual": None,
            "aligned_colour": None, "look": None, "nearest_passing_near": int((nearest_cos >= near).sum())}
-    if len(copy_pix):
+    fine = np.isfinite(copy_residual)
+    if fine.sum() >= 10:  # else no pixel checks: the cosine alone
         # the coarse pass: every copy and room to spare; it only spares the aligned check work
         out["pixels"] = round(1 - COARSE_SLACK * (1 - float(copy_pix.min())), 4)
         out["colour"] = float(np.ceil(COARSE_SLACK * float(copy_colour.max()) * 1e4) / 1e4)
-        fine = np.isfinite(copy_residual)
         residual = _kind_quantile(copy_residual[fine], kinds[fine], ALIGNED_COPY_QUANTILE)
         colour = _kind_quantile(copy_aligned_colour[fine], kinds[fine], ALIGNED_COPY_QUANTILE)
         out["residual"] = float(np.ceil(residual * 1e4) / 1e4)
@@ -290,23 +290,18 @@ def _load_originals(session: Session, collection: Collection, ids: np.ndarray, w
     return out
 
 
-def pixel_pairs(looks: dict[int, copies.Look], k: int = PIXEL_NEIGHBOURS) -> list[tuple[int, int]]:
-    """Each image's ``k`` closest thumbnails by their whole grey 16 x 16 picture (an exact
-    search: pixel checks run where thumbnails were read, not at a million): ``[(image id, image
-    id)]``, each pair once, the smaller id first. A crop can move a small model's vector far from
-    its original's; its grey picture stays close."""
+def pixel_pairs(looks: dict[int, copies.Look], exact_below: int, k: int = PIXEL_NEIGHBOURS
+                ) -> list[tuple[int, int]]:
+    """Each image's ``k`` closest thumbnails by their whole grey 16 x 16 picture (unit vectors;
+    the same search as the vectors', flat below ``exact_below`` images and IVF beyond): ``[(image
+    id, image id)]``, each pair once, the smaller id first. A crop can move a small model's vector
+    far from its original's; its grey picture stays close."""
     image_ids = np.array(sorted(looks), np.int64)
     if len(image_ids) < 2:
         return []
-    grey = np.ascontiguousarray(np.stack([looks[int(i)].grey[0] for i in image_ids]), np.float32)
-    index = faiss.IndexFlatIP(grey.shape[1])
-    index.add(grey)
-    _, rows = index.search(grey, min(len(image_ids), k + 1))
-    query = np.repeat(np.arange(len(image_ids)), rows.shape[1])
-    rows = rows.ravel()
-    keep = (rows >= 0) & (rows != query)
-    a, b = image_ids[query[keep]], image_ids[rows[keep]]
-    return sorted(set(zip(np.minimum(a, b).tolist(), np.maximum(a, b).tolist())))
+    grey = np.stack([looks[int(i)].grey[0] for i in image_ids])
+    a, b, _, _ = neighbour_pairs(grey, -1.0, exact_below, cap=k)
+    return list(zip(image_ids[a].tolist(), image_ids[b].tolist()))
 
 
 def calibrate(session: Session, collection: Collection, model_id: int, ids: np.ndarray, vectors: np.ndarray,
@@ -427,11 +422,12 @@ def _nearest_thumbnails(looks: dict[int, copies.Look], image_ids: list[int], own
 
 
 def latest_calibration(session: Session, model_id: int) -> DuplicateCalibration | None:
-    """The model's newest calibration; None where there is none or it predates the aligned check
-    (its limits mean other things: measure again)."""
+    """The model's newest calibration; None where there is none, or where it has pixel limits
+    but predates the aligned check (migration 0021: its limits mean other things, measure again)."""
     found = session.scalars(select(DuplicateCalibration).where(DuplicateCalibration.model_id == model_id)
                             .order_by(DuplicateCalibration.id.desc()).limit(1)).first()
-    return found if found is not None and found.residual is not None else None
+    stale = found is not None and found.pixels is not None and found.residual is None
+    return None if stale else found
 
 
 def _verify(session: Session, ids: np.ndarray, a: np.ndarray, b: np.ndarray, looks: dict[int, copies.Look],
@@ -464,11 +460,11 @@ def _verify(session: Session, ids: np.ndarray, a: np.ndarray, b: np.ndarray, loo
 
 
 def _with_pixel_pairs(ids: np.ndarray, vectors: np.ndarray, a: np.ndarray, b: np.ndarray, sims: np.ndarray,
-                      looks: dict[int, copies.Look]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+                      looks: dict[int, copies.Look], exact_below: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """The vector pairs plus each image's closest thumbnails (rows of ``ids``; their cosine for
     grouping), each pair once; and how many the thumbnails added."""
     row_of = {int(i): r for r, i in enumerate(ids)}
-    extra = [(row_of[x], row_of[y]) for x, y in pixel_pairs(looks) if x in row_of and y in row_of]
+    extra = [(row_of[x], row_of[y]) for x, y in pixel_pairs(looks, exact_below) if x in row_of and y in row_of]
     if not extra:
         return a, b, sims, 0
     known = set(zip(a.tolist(), b.tolist()))
@@ -509,7 +505,7 @@ def find_duplicates(session: Session, collection: Collection, level: str, thresh
     a, b, sims, method = neighbour_pairs(vectors, threshold, collection.config.index_ivf_above, progress=progress)
     verification = None
     if level == "near" and calibration is not None and calibration.pixels is not None:
-        a, b, sims, added = _with_pixel_pairs(ids, vectors, a, b, sims, looks)
+        a, b, sims, added = _with_pixel_pairs(ids, vectors, a, b, sims, looks, collection.config.index_ivf_above)
         keep, verification = _verify(session, ids, a, b, looks, calibration)
         verification["thumbnail_pairs_added"] = added
         a, b, sims = a[keep], b[keep], sims[keep]
