@@ -343,10 +343,21 @@ def _grey(picture: np.ndarray) -> np.ndarray:
 def aligned(a: Look, b: Look, size_a: Sequence[int], size_b: Sequence[int]) -> Aligned:
     """The fine check of two images' :func:`look` (``size_a``/``size_b``: their (width, height)
     in pixels, of the files, not the thumbnails): see :class:`Aligned`. The larger image (more
-    pixels) is searched for the window the smaller one shows; two of one size only as a whole.
+    pixels) is searched for the window the smaller one shows, and its colours fitted to the
+    other's; two of one size only as a whole, each way (either may be the original: a profile
+    change that clips colours cannot be undone as well as it was made), the closer way counting.
     A picture wider than 2:1 (a letterboxed thumbnail) is compared as a whole."""
     if size_a[0] * size_a[1] < size_b[0] * size_b[1]:
         a, b, size_a, size_b = b, a, size_b, size_a
+    one_way = _aligned(a, b, size_a, size_b)
+    if size_a[0] * size_a[1] != size_b[0] * size_b[1]:
+        return one_way
+    other_way = _aligned(b, a, size_b, size_a)
+    return min(one_way, other_way, key=lambda found: (found.residual, found.colour))
+
+
+def _aligned(a: Look, b: Look, size_a: Sequence[int], size_b: Sequence[int]) -> Aligned:
+    """:func:`aligned` with ``a`` the larger image (or one of two of a size)."""
     panorama = max(max(s) / max(min(s), 1) for s in (size_a, size_b)) > 2.0
     geo = _Geometry(1.0, 1.0, 1.0, 1.0) if panorama else _geometry(size_a, size_b)
     if geo is None:
