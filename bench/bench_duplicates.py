@@ -147,7 +147,8 @@ def main() -> None:
     result = {"images": args.images, "copies": args.copies, "seed": args.seed, "world_and_index_s": round(made, 1),
               "duplicates_s": round(seconds, 1), **score(report, truth),
               "threshold": report["threshold"], "verification": report["verification"],
-              "calibration": {k: report["calibration"][k] for k in ("near", "scene", "pixels", "pixels_overlap")}
+              "calibration": {k: report["calibration"].get(k) for k in
+                              ("near", "scene", "pixels", "colour", "residual", "aligned_colour", "look")}
               if report.get("calibration") else None,
               "cpu": platform.processor() or platform.machine(), "load": os.getloadavg()[0]}
     print(json.dumps(result, indent=2))

@@ -63,6 +63,86 @@ def test_a_copy_agrees_with_its_picture_more_than_another_picture_does(world):
             assert score > 0.9 and score > max(others), (kind, score, others)
 
 
+def _thumbnail_look(img: Image.Image) -> copies.Look:
+    """``img``'s look as the catalog's stored thumbnail shows it."""
+    import io
+
+    from labeler.encoding.images import thumbnail_bytes
+
+    return copies.look(Image.open(io.BytesIO(thumbnail_bytes(img, 256))).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def lookalikes():
+    """Generated pictures (seed 31, 128 px) and their looks; pairs of distinct ones that share
+    concept or colour, context and size: a disc of one colour on one background, at nearby places."""
+    from labeler.demo_world import render
+
+    rendered = [render(31, i, 128) for i in range(100)]
+    pictures = [img for img, _, _ in rendered]
+    looks = [_thumbnail_look(img) for img in pictures]
+    alike = [(i, j) for i in range(len(rendered)) for j in range(i + 1, len(rendered))
+             if all(rendered[i][1][k] == rendered[j][1][k] for k in ("color", "context", "size"))]
+    return pictures, looks, alike
+
+
+def test_the_aligned_check_passes_every_kind_of_copy_and_fails_distinct_lookalikes(lookalikes):
+    from labeler.curation.duplicates import choose_thresholds, look_score
+
+    pictures, looks, alike = lookalikes
+    assert len(alike) >= 15
+    rng = np.random.default_rng(5)
+    measured = []  # (kind, residual, aligned colour, coarse agreement, coarse colour)
+    for img, own in zip(pictures[:16], looks[:16]):
+        for kind, copy in copies.make_copies(img, rng):
+            other = _thumbnail_look(copy)
+            found = copies.aligned(own, other, img.size, copy.size)
+            assert found.window is not None and found.residual < 0.1, (kind, found)
+            # the window found is the one the copy shows: whole for a re-encode or a profile change
+            if kind in ("jpeg", "profile", "resize"):
+                assert np.allclose(found.window, (0, 1, 0, 1), atol=0.02), (kind, found.window)
+            else:
+                assert found.window[1] <= (copy.width + 1) / img.width + 0.01
+            agree, dist = copies.coarse(own.grey[None], other.grey[None], own.colour[None], other.colour[None])
+            measured.append((kind, found.residual, found.colour, agree[0], dist[0]))
+    kinds = np.array([m[0] for m in measured])
+    residual, colour, agree, dist = (np.array([m[k] for m in measured]) for k in (1, 2, 3, 4))
+    n = len(measured)
+    limits = choose_thresholds(np.ones(n), np.ones(5), agree, dist, residual, colour, kinds)
+    assert limits["residual"] > 0 and limits["aligned_colour"] > 0 and limits["look"] > 0
+
+    passed = []
+    for i, j in alike:
+        found = copies.aligned(looks[i], looks[j], pictures[i].size, pictures[j].size)
+        if (found.residual <= limits["residual"] and found.colour <= limits["aligned_colour"]
+                and look_score(found.residual, found.colour, limits["residual"],
+                               limits["aligned_colour"]) <= limits["look"]):
+            passed.append((i, j, found))
+    assert not passed, passed
+    # and the strongest profile change of one of them stays close to its own picture, not the other's
+    i, j = alike[0]
+    changed = copies.profile_change(pictures[i], "adobe-rgb", inverse=True)
+    own = copies.aligned(looks[i], _thumbnail_look(changed), pictures[i].size, changed.size)
+    other = copies.aligned(looks[j], _thumbnail_look(changed), pictures[j].size, changed.size)
+    assert own.residual < 0.25 * other.residual and limits["residual"] < other.residual
+
+
+def test_a_copy_can_only_be_a_window_its_pixel_size_allows():
+    from labeler.demo_world import render
+
+    img = render(31, 3, 128)[0]
+    look = _thumbnail_look(img)
+    # cut to 70 % of its width: more than a slight crop, so no window of the original fits it
+    narrow = img.crop((0, 0, 90, 128))
+    assert copies.aligned(look, _thumbnail_look(narrow), img.size, narrow.size) == copies.NOT_ALIGNED
+    # an enlarged copy is not a copy either way round; the same picture at one size is compared whole
+    same = copies.aligned(look, look, img.size, img.size)
+    assert same.residual < 1e-3 and same.colour < 1e-3 and same.window == (0, 1, 0, 1)
+    crop = img.crop((5, 3, 123, 125))
+    found = copies.aligned(_thumbnail_look(crop), look, crop.size, img.size)  # either order
+    assert np.allclose(found.window, (5 / 128, 118 / 128, 3 / 128, 122 / 128), atol=1.5 / 128), found.window
+
+
 @pytest.fixture
 def copied_home(indexed_collection, world, tmp_path):
     """The indexed world plus four copies (one of each kind) of four of its images, indexed."""
@@ -100,6 +180,9 @@ def test_near_groups_hold_each_copy_with_its_original(copied_home, model_spec):
     calibration = report["calibration"]
     assert calibration["sample"] >= 10 and 0 < calibration["near"] <= 1 and 0 < calibration["scene"] <= 1
     assert 0 < calibration["pixels"] <= 1 and calibration["colour"] > 0 and calibration["look"] > 0
+    assert calibration["residual"] > 0 and calibration["aligned_colour"] > 0
+    assert set(calibration["copy_residual"]) == set(copies.COPY_KINDS)
+    assert calibration["nearest_thumbnail"]["residual"]["count"] > 0
     assert set(calibration["copy_cosine"]) == set(copies.COPY_KINDS)
     # the keep suggestion: the largest picture of its group (a resized copy never wins)
     for group in report["groups"]:

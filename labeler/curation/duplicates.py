@@ -3,9 +3,13 @@
 * ``exact``: the same decoded picture (vectors equal to within :data:`EXACT_COSINE`), e.g. a PNG
   and its lossless re-save. Byte-identical files are already one image (one content hash).
 * ``near``: the same picture re-encoded, resized, slightly cropped or with a changed colour
-  profile. A pair must reach the calibrated ``near`` cosine *and*, where both thumbnails exist,
-  the calibrated thumbnail checks (:mod:`.copies`: grey-level agreement, colour distance): a small
-  model can put two shots of one subject as close as a copy, but their pixels differ.
+  profile. Candidate pairs are an image's close vectors (the calibrated ``near`` cosine) and its
+  :data:`PIXEL_NEIGHBOURS` closest thumbnails (a small model can put a crop of a picture far from
+  it); where both thumbnails exist, a pair must pass the calibrated thumbnail checks
+  (:mod:`.copies`): a coarse pass over every pair (grey agreement, colour distance), then the
+  aligned check on the few left (one thumbnail aligned on the other as its pixel size allows,
+  tones matched: the worst cell's grey residual and the colour distance). A small model can put
+  two shots of one subject as close as a copy, but their pixels differ.
 * ``scene``: the same subject and setting, a different shot: a lower cosine, no pixel check.
 
 How the thresholds are found (:func:`calibrate`, stored per model in ``duplicate_calibrations``):
@@ -14,14 +18,16 @@ encodes the copies with the collection's model and compares them with the origin
 vectors. ``near`` is the 1st percentile of those cosines. The distinct side is each sampled
 image's nearest other image in the collection: ``scene`` is the median of those cosines (half
 the images have a neighbour of the same scene; with no truth at run time, a stated assumption),
-and the pixel threshold
-lies midway between the copies' 2nd percentile and the 95th percentile of the nearest
-neighbours that pass ``near`` (percentiles, because a collection's nearest neighbours include
-its real copies); the colour distance is the largest 98th percentile of a kind of copy. The two
-checks are then added, each in units of its threshold (:func:`look_score`): a copy is far off on
-at most one of them (a crop in grey, a profile change in colour), while two distinct shots that
-pass both singly are middling on both. The sum's limit is the largest 98th percentile of a kind
-of copy. There is no truth at run time; the report says what each number came from.
+The coarse pass keeps every calibration copy with room to spare (its grey floor
+:data:`COARSE_SLACK` times the worst copy's distance from 1, its colour ceiling as many times the
+worst copy's distance): it only spares the aligned check the pairs that are plainly not copies.
+The aligned check's limits are the copies' own: the largest 99th percentile of a kind of copy, for
+the grey residual and for the colour distance. The two are then added, each in units of its limit
+(:func:`look_score`): a copy is far off on at most one of them (a crop in grey, a profile change
+in colour), while two distinct shots that pass both singly are middling on both; the sum's limit
+is again the largest 99th percentile of a kind of copy. Each sampled image's nearest other
+thumbnail is measured too and reported (how far the distinct side sits from the limits). There
+is no truth at run time; the report says what each number came from.
 
 Neighbours come from a FAISS search over every stored vector, bounded to each image's
 :data:`NEIGHBOUR_CAP` closest and kept above the threshold (a range search that a burst of shots
@@ -58,9 +64,9 @@ EXACT_COSINE = 0.9999  # float32 noise on one picture's vector stays far above t
 CALIBRATION_SAMPLE = 200  # images copied (4 copies each) to calibrate a model
 NEAR_QUANTILE = 0.01  # of the copies' cosines
 SCENE_QUANTILE = 0.50  # of the nearest neighbours' cosines
-PIXEL_COPY_QUANTILE = 0.02
-PIXEL_DISTINCT_QUANTILE = 0.95
-COLOUR_COPY_QUANTILE = 0.98
+ALIGNED_COPY_QUANTILE = 0.99  # of each kind of copy's aligned residual, colour distance and their sum
+COARSE_SLACK = 1.5  # the coarse pass's limits: this many times the worst copy's distance
+PIXEL_NEIGHBOURS = 16  # each image's closest thumbnails (grey 16 x 16) are candidates too
 NEIGHBOUR_CAP = 128  # neighbours kept per image: a burst of a thousand shots must not fill memory
 SEARCH_BATCH = 4096  # queries per range search
 IVF_NPROBE = 16
@@ -167,43 +173,43 @@ def _quantiles(values: Sequence[float]) -> dict:
             "q99": round(float(q[4]), 4), "max": round(float(v.max()), 4)}
 
 
-def look_score(pix: np.ndarray | float, colour: np.ndarray | float, pixels: float, colour_limit: float):
-    """How unlike two images look, in units of each check's threshold: ``(1 - agreement) / (1 -
-    pixels) + colour distance / colour_limit``; 1 is one check at its threshold."""
-    return (1.0 - pix) / max(1.0 - pixels, 1e-3) + colour / max(colour_limit, 1e-3)
+def look_score(residual: np.ndarray | float, colour: np.ndarray | float, residual_limit: float,
+               colour_limit: float):
+    """How unlike two aligned images look, in units of each check's limit: ``residual /
+    residual_limit + colour / colour_limit`` (:class:`.copies.Aligned`); 1 is one check at its limit."""
+    return residual / max(residual_limit, 1e-4) + colour / max(colour_limit, 1e-4)
+
+
+def _kind_quantile(values: np.ndarray, kinds: np.ndarray, q: float) -> float:
+    """The largest ``q`` quantile of ``values`` over the kinds of copy (the worst kind sets it)."""
+    return max(float(np.quantile(values[kinds == k], q)) for k in np.unique(kinds))
 
 
 def choose_thresholds(copy_cos: np.ndarray, nearest_cos: np.ndarray, copy_pix: np.ndarray,
-                      nearest_pix: np.ndarray, copy_colour: np.ndarray, kinds: np.ndarray | None = None) -> dict:
-    """The thresholds from the calibration's measurements (see the module's docstring):
-    ``copy_cos``/``copy_pix``/``copy_colour`` ``[C]`` of copies against their originals,
-    ``nearest_cos``/``nearest_pix`` ``[S]`` of each sampled image against its nearest other
-    image (NaN pixels: no thumbnail); ``kinds`` ``[C]`` each copy's kind. Returns {near, scene,
-    pixels, colour, look, ...}."""
+                      copy_colour: np.ndarray, copy_residual: np.ndarray, copy_aligned_colour: np.ndarray,
+                      kinds: np.ndarray | None = None) -> dict:
+    """The thresholds from the calibration's measurements (see the module's docstring), all
+    ``[C]`` of copies against their originals but ``nearest_cos`` ``[S]`` (each sampled image
+    against its nearest other vector): cosine, coarse grey agreement and colour distance,
+    aligned residual and colour distance; ``kinds`` ``[C]`` each copy's kind. Returns {near,
+    scene, pixels, colour, residual, aligned_colour, look, ...}."""
     near = float(np.floor(np.quantile(copy_cos, NEAR_QUANTILE) * 1e4) / 1e4)
     scene = round(float(np.quantile(nearest_cos, SCENE_QUANTILE)), 4)
     kinds = np.zeros(len(copy_cos), int) if kinds is None else np.asarray(kinds)
-    passing = nearest_pix[(nearest_cos >= near) & np.isfinite(nearest_pix)]
-    pixels = colour = look = None
-    overlap = False
-    if len(copy_pix):
-        # the grey check over every copy (its worst kind, the crops, would admit far more
-        # distinct shots); the colour check by its worst kind, or profile changes fail it
-        copies_low = float(np.quantile(copy_pix, PIXEL_COPY_QUANTILE))
-        if len(passing) >= 5:
-            distinct_high = float(np.quantile(passing, PIXEL_DISTINCT_QUANTILE))
-            overlap = distinct_high >= copies_low
-            pixels = copies_low if overlap else (copies_low + distinct_high) / 2
-        else:  # the vectors alone keep distinct images apart: the check only catches outliers
-            pixels = copies_low
-        pixels = round(pixels, 4)
-        worst = max(float(np.quantile(copy_colour[kinds == k], COLOUR_COPY_QUANTILE)) for k in np.unique(kinds))
-        colour = float(np.ceil(worst * 1e4) / 1e4)
-        score = look_score(copy_pix, copy_colour, pixels, colour)
-        look = round(max(float(np.quantile(score[kinds == k], COLOUR_COPY_QUANTILE)) for k in np.unique(kinds)), 4)
-    return {"near": near, "scene": scene, "pixels": pixels, "colour": colour, "look": look,
-            "pixels_overlap": overlap,
-            "nearest_passing_near": int((nearest_cos >= near).sum())}
+    out = {"near": near, "scene": scene, "pixels": None, "colour": None, "residual": None,
+           "aligned_colour": None, "look": None, "nearest_passing_near": int((nearest_cos >= near).sum())}
+    fine = np.isfinite(copy_residual)
+    if fine.sum() >= 10:  # else no pixel checks: the cosine alone
+        # the coarse pass: every copy and room to spare; it only spares the aligned check work
+        out["pixels"] = round(1 - COARSE_SLACK * (1 - float(copy_pix.min())), 4)
+        out["colour"] = float(np.ceil(COARSE_SLACK * float(copy_colour.max()) * 1e4) / 1e4)
+        residual = _kind_quantile(copy_residual[fine], kinds[fine], ALIGNED_COPY_QUANTILE)
+        colour = _kind_quantile(copy_aligned_colour[fine], kinds[fine], ALIGNED_COPY_QUANTILE)
+        out["residual"] = float(np.ceil(residual * 1e4) / 1e4)
+        out["aligned_colour"] = float(np.ceil(colour * 1e4) / 1e4)
+        score = look_score(copy_residual[fine], copy_aligned_colour[fine], out["residual"], out["aligned_colour"])
+        out["look"] = round(_kind_quantile(score, kinds[fine], ALIGNED_COPY_QUANTILE), 4)
+    return out
 
 
 # -- the catalog ------------------------------------------------------------------------------------
@@ -284,10 +290,27 @@ def _load_originals(session: Session, collection: Collection, ids: np.ndarray, w
     return out
 
 
+def pixel_pairs(looks: dict[int, copies.Look], exact_below: int, k: int = PIXEL_NEIGHBOURS
+                ) -> list[tuple[int, int]]:
+    """Each image's ``k`` closest thumbnails by their whole grey 16 x 16 picture (unit vectors;
+    the same search as the vectors', flat below ``exact_below`` images and IVF beyond): ``[(image
+    id, image id)]``, each pair once, the smaller id first. A crop can move a small model's vector
+    far from its original's; its grey picture stays close."""
+    image_ids = np.array(sorted(looks), np.int64)
+    if len(image_ids) < 2:
+        return []
+    grey = np.stack([looks[int(i)].grey[0] for i in image_ids])
+    a, b, _, _ = neighbour_pairs(grey, -1.0, exact_below, cap=k)
+    return list(zip(image_ids[a].tolist(), image_ids[b].tolist()))
+
+
 def calibrate(session: Session, collection: Collection, model_id: int, ids: np.ndarray, vectors: np.ndarray,
-              sample: int = CALIBRATION_SAMPLE, seed: int = 0) -> DuplicateCalibration:
+              looks: dict[int, copies.Look] | None = None, sample: int = CALIBRATION_SAMPLE,
+              seed: int = 0) -> DuplicateCalibration:
     """Measure the model on copies of the collection's own images and store the thresholds
-    (see the module's docstring); ``ids``/``vectors``: every stored vector of the model."""
+    (see the module's docstring); ``ids``/``vectors``: every stored vector of the model;
+    ``looks``: the stored thumbnails' :func:`.copies.look` by image id, where already read (for
+    the nearest thumbnails; else read here)."""
     started = time.perf_counter()
     originals = _load_originals(session, collection, ids, sample, seed)
     if len(originals) < 10:
@@ -297,7 +320,7 @@ def calibrate(session: Session, collection: Collection, model_id: int, ids: np.n
     encoder.prepare_images()
     rng = np.random.default_rng(seed)
     size = collection.config.thumbnail_size
-    kinds, inputs, copy_looks, orig_looks, positions = [], [], [], {}, []
+    kinds, inputs, copy_looks, copy_sizes, orig_looks, positions = [], [], [], [], {}, []
     for pos, img in originals:
         orig_looks[pos] = copies.look(_thumbnail_view(img, size))
         for kind, copy in copies.make_copies(img, rng):
@@ -305,90 +328,160 @@ def calibrate(session: Session, collection: Collection, model_id: int, ids: np.n
             positions.append(pos)
             inputs.append(encoder.preprocess(model_view(copy)))
             copy_looks.append(copies.look(_thumbnail_view(copy, size)))
+            copy_sizes.append(copy.size)
     copy_vecs = np.concatenate([encoder.encode_images(inputs[i:i + 64]) for i in range(0, len(inputs), 64)])
     positions = np.asarray(positions)
     copy_cos = np.sum(copy_vecs * vectors[positions], axis=1)
-    copy_pix = np.array([copies.agreement(orig_looks[p].grey, c.grey) for p, c in zip(positions, copy_looks)])
-    copy_colour = np.array([copies.colour_distance(orig_looks[p].colour, c.colour)
-                            for p, c in zip(positions, copy_looks)])
+    copy_pix, copy_colour = copies.coarse(np.stack([orig_looks[p].grey for p in positions]),
+                                          np.stack([c.grey for c in copy_looks]),
+                                          np.stack([orig_looks[p].colour for p in positions]),
+                                          np.stack([c.colour for c in copy_looks]))
+    originals_sizes = {pos: img.size for pos, img in originals}
+    copy_aligned = [copies.aligned(orig_looks[p], c, originals_sizes[p], cs)
+                    for p, c, cs in zip(positions, copy_looks, copy_sizes)]
+    copy_residual = np.array([a.residual for a in copy_aligned])
+    copy_aligned_colour = np.array([a.colour for a in copy_aligned])
 
-    # the distinct side: each sampled image's nearest other image in the collection
+    # the distinct side: each sampled image's nearest other vector, and its nearest other thumbnail
     sampled = np.array([pos for pos, _ in originals])
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(np.ascontiguousarray(vectors))
     sims, rows = index.search(np.ascontiguousarray(vectors[sampled]), 2)
     other = np.where(rows[:, 0] == sampled, 0, 1)  # the image itself comes first, unless a twin ties
-    nearest = rows[np.arange(len(sampled)), 1 - other]
     nearest_cos = sims[np.arange(len(sampled)), 1 - other]
-    shas = _image_rows(session, ids[nearest])
-    nearest_looks = _stored_looks(collection, {i: r[0] for i, r in shas.items()})
-    nearest_pix = np.array([copies.agreement(orig_looks[int(p)].grey, nearest_looks[int(ids[q])].grey)
-                            if int(ids[q]) in nearest_looks else np.nan for p, q in zip(sampled, nearest)])
-    nearest_colour = np.array([copies.colour_distance(orig_looks[int(p)].colour, nearest_looks[int(ids[q])].colour)
-                               if int(ids[q]) in nearest_looks else np.nan for p, q in zip(sampled, nearest)])
+    if looks is None:
+        looks = _stored_looks(collection, {i: r[0] for i, r in _image_rows(session, ids).items()})
+    nearest = _nearest_thumbnails(looks, [int(ids[p]) for p in sampled], [orig_looks[int(p)] for p in sampled])
+    image_rows = _image_rows(session, [q for q in nearest.values()])
+    nearest_aligned = [copies.aligned(orig_looks[int(p)], looks[nearest[int(ids[p])]], originals_sizes[int(p)],
+                                      image_rows[nearest[int(ids[p])]][1:3])
+                       for p in sampled if int(ids[p]) in nearest]
+    nearest_residual = np.array([a.residual for a in nearest_aligned])
+    nearest_colour = np.array([a.colour for a in nearest_aligned])
 
     kinds_arr = np.array(kinds)
-    chosen = choose_thresholds(copy_cos, nearest_cos, copy_pix, nearest_pix, copy_colour, kinds_arr)
+    chosen = choose_thresholds(copy_cos, nearest_cos, copy_pix, copy_colour, copy_residual, copy_aligned_colour,
+                               kinds_arr)
+    finite = np.isfinite(nearest_residual)
+    nearest_look = (look_score(nearest_residual[finite], nearest_colour[finite], chosen["residual"],
+                               chosen["aligned_colour"]) if chosen["residual"] is not None else np.zeros(0))
+    by_kind = lambda values: {kind: _quantiles(values[kinds_arr == kind]) for kind in copies.COPY_KINDS}  # noqa: E731
     report = {
         "model": collection.models.spec(session),
         "sample": len(originals),
         "copies_per_image": len(copies.COPY_KINDS),
-        "copy_cosine": {kind: _quantiles(copy_cos[kinds_arr == kind]) for kind in copies.COPY_KINDS},
-        "copy_pixels": {kind: _quantiles(copy_pix[kinds_arr == kind]) for kind in copies.COPY_KINDS},
+        "copy_cosine": by_kind(copy_cos),
+        "copy_pixels": by_kind(copy_pix),
+        "copy_colour": by_kind(copy_colour),
+        "copy_residual": by_kind(np.where(np.isfinite(copy_residual), copy_residual, 99.0)),
+        "copy_aligned_colour": by_kind(np.where(np.isfinite(copy_aligned_colour), copy_aligned_colour, 99.0)),
+        "copies_not_aligned": int((~np.isfinite(copy_residual)).sum()),
         "nearest_cosine": _quantiles(nearest_cos),
-        "nearest_pixels": _quantiles(nearest_pix[np.isfinite(nearest_pix)]),
-        "copy_colour": {kind: _quantiles(copy_colour[kinds_arr == kind]) for kind in copies.COPY_KINDS},
-        "nearest_colour": _quantiles(nearest_colour[np.isfinite(nearest_colour)]),
+        "nearest_thumbnail": {"residual": _quantiles(nearest_residual[finite]),
+                              "aligned_colour": _quantiles(nearest_colour[finite]),
+                              "look": _quantiles(nearest_look), "not_aligned": int((~finite).sum()),
+                              "passing": int((nearest_look <= chosen["look"]).sum()) if chosen["look"] else 0},
         **chosen,
         "method": {"near": f"{NEAR_QUANTILE:g} quantile of the copies' cosine with their original",
                    "scene": f"{SCENE_QUANTILE:g} quantile of the nearest neighbours' cosine",
-                   "pixels": f"midway between the copies' {PIXEL_COPY_QUANTILE:g} quantile and the "
-                             f"{PIXEL_DISTINCT_QUANTILE:g} quantile of nearest neighbours passing near "
-                             "(the copies' quantile alone where they overlap or too few pass)",
-                   "colour": f"the largest {COLOUR_COPY_QUANTILE:g} quantile of a kind of copy's colour distance",
-                   "look": f"the largest {COLOUR_COPY_QUANTILE:g} quantile of a kind of copy's look score "
-                           "(1 - agreement) / (1 - pixels) + colour distance / colour"},
+                   "pixels": f"coarse pass: 1 - {COARSE_SLACK:g} x (1 - the least grey agreement of a copy)",
+                   "colour": f"coarse pass: {COARSE_SLACK:g} x the largest colour distance of a copy",
+                   "residual": f"the largest {ALIGNED_COPY_QUANTILE:g} quantile of a kind of copy's aligned "
+                               "grey residual (worst cell)",
+                   "aligned_colour": f"the largest {ALIGNED_COPY_QUANTILE:g} quantile of a kind of copy's "
+                                     "aligned colour distance",
+                   "look": f"the largest {ALIGNED_COPY_QUANTILE:g} quantile of a kind of copy's look score "
+                           "residual / residual limit + aligned colour / its limit"},
         "seconds": round(time.perf_counter() - started, 1),
     }
     record = DuplicateCalibration(model_id=model_id, near=chosen["near"], scene=chosen["scene"],
                                   pixels=chosen["pixels"], colour=chosen["colour"], look=chosen["look"],
+                                  residual=chosen["residual"], aligned_colour=chosen["aligned_colour"],
                                   report=report)
     session.add(record)
     session.flush()
     return record
 
 
+def _nearest_thumbnails(looks: dict[int, copies.Look], image_ids: list[int], own: list[copies.Look]
+                        ) -> dict[int, int]:
+    """Each of ``image_ids``' nearest other stored thumbnail (whole grey 16 x 16 picture; ``own``:
+    their looks as the calibration read them), by image id."""
+    others = np.array(sorted(looks), np.int64)
+    if len(others) < 2:
+        return {}
+    index = faiss.IndexFlatIP(copies.GRID * copies.GRID)
+    index.add(np.ascontiguousarray(np.stack([looks[int(i)].grey[0] for i in others]), np.float32))
+    _, rows = index.search(np.ascontiguousarray(np.stack([lk.grey[0] for lk in own]), np.float32), 2)
+    out = {}
+    for image_id, found in zip(image_ids, rows):
+        candidates = [int(others[r]) for r in found if r >= 0 and int(others[r]) != image_id]
+        if candidates:
+            out[image_id] = candidates[0]
+    return out
+
+
 def latest_calibration(session: Session, model_id: int) -> DuplicateCalibration | None:
-    return session.scalars(select(DuplicateCalibration).where(DuplicateCalibration.model_id == model_id)
-                           .order_by(DuplicateCalibration.id.desc()).limit(1)).first()
+    """The model's newest calibration; None where there is none, or where it has pixel limits
+    but predates the aligned check (migration 0021: its limits mean other things, measure again)."""
+    found = session.scalars(select(DuplicateCalibration).where(DuplicateCalibration.model_id == model_id)
+                            .order_by(DuplicateCalibration.id.desc()).limit(1)).first()
+    stale = found is not None and found.pixels is not None and found.residual is None
+    return None if stale else found
 
 
-def _verify(collection: Collection, session: Session, ids: np.ndarray, a: np.ndarray, b: np.ndarray,
-            pixels: float, colour: float | None, look: float | None) -> tuple[np.ndarray, dict]:
-    """Which pairs pass the thumbnail checks (``[P]`` bool), and counts; a pair missing a thumbnail
-    passes on its cosine."""
-    involved = np.unique(np.concatenate([a, b]))
-    rows = _image_rows(session, ids[involved])
-    looks = _stored_looks(collection, {i: r[0] for i, r in rows.items()})
+def _verify(session: Session, ids: np.ndarray, a: np.ndarray, b: np.ndarray, looks: dict[int, copies.Look],
+            calibration: DuplicateCalibration) -> tuple[np.ndarray, dict]:
+    """Which pairs (rows of ``ids``) pass the thumbnail checks (``[P]`` bool), and counts; a pair
+    missing a thumbnail passes on its cosine. The coarse pass runs on every pair at once, the
+    aligned check on those it keeps."""
     keep = np.ones(len(a), bool)
-    checked = 0
-    for k, (x, y) in enumerate(zip(ids[a], ids[b])):
-        lx, ly = looks.get(int(x)), looks.get(int(y))
-        if lx is None or ly is None:
-            continue
-        checked += 1
-        pix, dist = copies.agreement(lx.grey, ly.grey), copies.colour_distance(lx.colour, ly.colour)
-        keep[k] = pix >= pixels and (colour is None or (
-            dist <= colour and (look is None or look_score(pix, dist, pixels, colour) <= look)))
-    return keep, {"candidate_pairs": int(len(a)), "checked": checked, "rejected": int((~keep).sum()),
-                  "unverified": int(len(a) - checked)}
+    has = np.array([int(x) in looks and int(y) in looks for x, y in zip(ids[a], ids[b])], bool)
+    checked = np.flatnonzero(has)
+    coarse_kept = np.zeros(len(a), bool)
+    for start in range(0, len(checked), 4096):
+        rows = checked[start:start + 4096]
+        one = [looks[int(i)] for i in ids[a[rows]]]
+        other = [looks[int(i)] for i in ids[b[rows]]]
+        agree, dist = copies.coarse(np.stack([lk.grey for lk in one]), np.stack([lk.grey for lk in other]),
+                                    np.stack([lk.colour for lk in one]), np.stack([lk.colour for lk in other]))
+        coarse_kept[rows] = (agree >= calibration.pixels) & (dist <= calibration.colour)
+    keep[checked] = False
+    fine = np.flatnonzero(coarse_kept)
+    sizes = _image_rows(session, np.unique(np.concatenate([ids[a[fine]], ids[b[fine]]])) if len(fine) else [])
+    for k in fine:
+        x, y = int(ids[a[k]]), int(ids[b[k]])
+        found = copies.aligned(looks[x], looks[y], sizes[x][1:3], sizes[y][1:3])
+        keep[k] = (found.residual <= calibration.residual and found.colour <= calibration.aligned_colour
+                   and look_score(found.residual, found.colour, calibration.residual,
+                                  calibration.aligned_colour) <= calibration.look)
+    return keep, {"candidate_pairs": int(len(a)), "checked": int(len(checked)), "aligned": int(len(fine)),
+                  "rejected": int((~keep).sum()), "unverified": int(len(a) - len(checked))}
+
+
+def _with_pixel_pairs(ids: np.ndarray, vectors: np.ndarray, a: np.ndarray, b: np.ndarray, sims: np.ndarray,
+                      looks: dict[int, copies.Look], exact_below: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The vector pairs plus each image's closest thumbnails (rows of ``ids``; their cosine for
+    grouping), each pair once; and how many the thumbnails added."""
+    row_of = {int(i): r for r, i in enumerate(ids)}
+    extra = [(row_of[x], row_of[y]) for x, y in pixel_pairs(looks, exact_below) if x in row_of and y in row_of]
+    if not extra:
+        return a, b, sims, 0
+    known = set(zip(a.tolist(), b.tolist()))
+    extra = np.array([(min(x, y), max(x, y)) for x, y in extra if (min(x, y), max(x, y)) not in known],
+                     np.int64).reshape(-1, 2)
+    if not len(extra):
+        return a, b, sims, 0
+    cos = np.sum(vectors[extra[:, 0]] * vectors[extra[:, 1]], axis=1).astype(np.float32)
+    return (np.concatenate([a, extra[:, 0]]), np.concatenate([b, extra[:, 1]]), np.concatenate([sims, cos]),
+            len(extra))
 
 
 def find_duplicates(session: Session, collection: Collection, level: str, threshold: float | None = None,
                     recalibrate: bool = False, progress: ProgressFn = None, total: ProgressFn = None) -> dict:
     """Find and store the duplicate groups of ``level`` for the model in force; returns the
     ``duplicates --json`` report. ``threshold`` overrides the calibrated cosine (and skips the
-    pixel check); ``recalibrate`` measures the model again."""
+    pixel checks); ``recalibrate`` measures the model again."""
     check_level(level)
     if threshold is not None and not (math.isfinite(threshold) and 0 < threshold <= 1):
         raise DuplicateError(f"--threshold must be a cosine in (0, 1], not {threshold}")
@@ -397,24 +490,24 @@ def find_duplicates(session: Session, collection: Collection, level: str, thresh
     ids, vectors = _all_vectors(session, collection, model_id)
     if total is not None:
         total(len(ids))
-    calibration = None
-    pixels = colour = look = None
+    calibration = looks = None
     if threshold is None and level == "exact":
         threshold = EXACT_COSINE
     elif threshold is None:
         calibration = None if recalibrate else latest_calibration(session, model_id)
+        if calibration is None and len(ids) < 10:
+            return _empty_report(level, ids, started)
+        if level == "near" or calibration is None:
+            looks = _stored_looks(collection, {i: r[0] for i, r in _image_rows(session, ids).items()})
         if calibration is None:
-            if len(ids) < 10:
-                return _empty_report(level, ids, started)
-            calibration = calibrate(session, collection, model_id, ids, vectors)
+            calibration = calibrate(session, collection, model_id, ids, vectors, looks)
         threshold = calibration.near if level == "near" else calibration.scene
-        pixels = calibration.pixels if level == "near" else None
-        colour = calibration.colour if level == "near" else None
-        look = calibration.look if level == "near" else None
     a, b, sims, method = neighbour_pairs(vectors, threshold, collection.config.index_ivf_above, progress=progress)
     verification = None
-    if pixels is not None and len(a):
-        keep, verification = _verify(collection, session, ids, a, b, pixels, colour, look)
+    if level == "near" and calibration is not None and calibration.pixels is not None:
+        a, b, sims, added = _with_pixel_pairs(ids, vectors, a, b, sims, looks, collection.config.index_ivf_above)
+        keep, verification = _verify(session, ids, a, b, looks, calibration)
+        verification["thumbnail_pairs_added"] = added
         a, b, sims = a[keep], b[keep], sims[keep]
     groups = seeded_groups(len(ids), a, b, sims)
     _store(session, model_id, level, threshold, ids, groups)

@@ -511,7 +511,10 @@ class DuplicateCalibration(Base):
     scene: Mapped[float] = mapped_column(Float)  # cosine at or above which two images share a scene
     pixels: Mapped[float | None] = mapped_column(Float)  # thumbnail agreement a near pair must reach
     colour: Mapped[float | None] = mapped_column(Float)  # thumbnail colour distance a near pair stays within
-    look: Mapped[float | None] = mapped_column(Float)  # the most a near pair's two checks may add up to (look_score)
+    look: Mapped[float | None] = mapped_column(Float)  # the most a near pair's two aligned checks may add up to
+    # the aligned check's limits (migration 0021); NULL in an older calibration, measured again
+    residual: Mapped[float | None] = mapped_column(Float)
+    aligned_colour: Mapped[float | None] = mapped_column(Float)
     report: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
