@@ -562,7 +562,6 @@ CONFIDENCE_DIGITS = 6
 # A proposal within this of the stored one is the same proposal: BLAS sums in another order for
 # another chunk size, and last-bit noise is not a change worth a write.
 TOLERANCE = 1e-4
-# What a proposal writes; status, reviewer and version belong to the review.
 _STAGE = "label_stage"  # PostgreSQL: the session's temporary table a chunk is COPYed into
 
 
@@ -570,6 +569,7 @@ def _quoted(column: str) -> str:
     return f'"{column}"' if column == "group" else column
 
 
+# What a proposal writes; status, reviewer and version belong to the review.
 _WRITTEN = ("value", "predicted", "confidence", "margin", "strategy", "fit_id", "priority", "option_scores",
             "prompt_set_id", "updated_at")
 _READ = ("image_id", "group", "status", "value", "confidence", "margin", "strategy", "fit_id", "priority",
@@ -714,17 +714,7 @@ class LabelWriter:
             return 0
         if not self.sqlite:
             with collection.session() as s:
-                cursor = s.connection().connection.driver_connection.cursor()  # psycopg, in this transaction
-                try:
-                    cursor.execute(self.stage_sql)
-                    cursor.execute(f"TRUNCATE {_STAGE}")
-                    with cursor.copy(self.copy_sql) as copy:
-                        for row in batch.rows:
-                            copy.write_row(row)
-                    cursor.execute(self.staged_sql)
-                    written = cursor.rowcount if cursor.rowcount is not None and cursor.rowcount >= 0 else len(batch.rows)
-                finally:
-                    cursor.close()
+                written = self._write_postgresql(s, batch.rows)
                 if written:
                     label_totals.bump(s)
                 return written
@@ -734,6 +724,24 @@ class LabelWriter:
         # foreign keys are checked once per parent instead of twice per row by SQLite.
         with db.unchecked_references(collection.config) as raw:
             return sqlite_writer.write_batch(raw, self.sql, batch.rows, batch.references)
+
+    def _write_postgresql(self, session: Session, rows: list[tuple]) -> int:
+        """``rows`` COPYed into the session's temporary table, then one upsert from it; a driver
+        without psycopg 3's COPY runs the same upsert row by row. Returns how many it wrote."""
+        cursor = session.connection().connection.driver_connection.cursor()  # in this transaction
+        try:
+            if not hasattr(cursor, "copy"):
+                result = session.connection().execute(self.statement, [dict(zip(self.keys, r)) for r in rows])
+                return result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)
+            cursor.execute(self.stage_sql)
+            cursor.execute(f"TRUNCATE {_STAGE}")
+            with cursor.copy(self.copy_sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(self.staged_sql)
+            return cursor.rowcount if cursor.rowcount is not None and cursor.rowcount >= 0 else len(rows)
+        finally:
+            cursor.close()
 
 
 def _changes(ids: np.ndarray, proposal: Proposal, stored: list[np.ndarray] | None, prompt_set_id: int
