@@ -31,9 +31,9 @@ def store_informative(session: Session, groups: Sequence[str]) -> int:
 
     PostgreSQL runs the order as one set-based ``UPDATE ... FROM`` (window functions, hashed join).
     SQLite's plan for the same statement sorts the group twice and then rewrites the rows in rank
-    order, a page at random per row (about 2 s per 100,000 labels); there each group is read once in
-    id order and ordered with numpy (:func:`ranks`), and the moved ranks of all groups are written
-    back together in id order."""
+    order, a page at random per row (about 2 s per 100,000 labels); there the groups are read in one
+    pass over the table in id order (:func:`_read_groups`), each ordered with numpy (:func:`ranks`),
+    and the moved ranks of all groups written back together in id order."""
     if session.get_bind().dialect.name == "postgresql":
         moved = 0
         for group in groups:
