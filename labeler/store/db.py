@@ -333,3 +333,18 @@ def write_transaction(config: Config, work: Callable[[Session], T], attempts: in
             session.close()
         time.sleep(_RETRY_PAUSE_S * attempt)
     raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def driver_rows(session: Session, query) -> list[tuple]:
+    """``query``'s rows as the driver returns them, plain tuples, in ``session``'s transaction: for
+    a million rows SQLAlchemy's Row objects cost more than the database's reading (1.8 of 2.8 s for
+    vectors). Its parameters must need no conversion (numbers and text)."""
+    connection = session.connection()
+    compiled = query.compile(dialect=connection.dialect)
+    params = [compiled.params[k] for k in compiled.positiontup] if compiled.positional else compiled.params
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        cursor.execute(str(compiled), params)
+        return cursor.fetchall()
+    finally:
+        cursor.close()

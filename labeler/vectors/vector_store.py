@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..store.catalog import Embedding, Image, IndexChange, PromptEmbedding, utcnow
+from ..store.db import driver_rows
 from ..config import Config
 from .model_registry import ModelRegistry
 
@@ -66,7 +67,7 @@ class VectorStore:
                    ) -> tuple[np.ndarray, np.ndarray]:
         """The next ``rows`` stored vectors of present images after image id ``last``, like
         :meth:`read`; empty arrays at the end. Keyset paging: no OFFSET scan, no huge ``IN`` list."""
-        found = _driver_rows(session, self._present(model_id, Embedding.image_id, Embedding.vector)
+        found = driver_rows(session, self._present(model_id, Embedding.image_id, Embedding.vector)
                              .where(Embedding.image_id > last).limit(rows))
         if not found:
             return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
@@ -242,21 +243,6 @@ def _insert_new(session: Session, rows: list[dict]) -> None:
                     session.execute(insert(table), [row])
             except IntegrityError:
                 pass
-
-
-def _driver_rows(session: Session, query) -> list[tuple]:
-    """``query``'s rows as the driver returns them, plain tuples: for a million vectors SQLAlchemy's
-    Row objects cost more than the database's reading (1.8 of 2.8 s). Its parameters must need
-    no conversion (numbers and text)."""
-    connection = session.connection()
-    compiled = query.compile(dialect=connection.dialect)
-    params = [compiled.params[k] for k in compiled.positiontup] if compiled.positional else compiled.params
-    cursor = connection.connection.driver_connection.cursor()
-    try:
-        cursor.execute(str(compiled), params)
-        return cursor.fetchall()
-    finally:
-        cursor.close()
 
 
 def _decode(rows) -> tuple[np.ndarray, np.ndarray]:
