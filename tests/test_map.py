@@ -108,12 +108,74 @@ def test_map_refuses_fewer_than_three_vectors_and_an_unknown_colour(indexed_coll
     assert "colour must be one of" in bad.stderr
 
 
-def test_colour_values_by_a_groups_labels(indexed_collection):
-    ids, vecs = _vectors(indexed_collection)
-    values, legend = maps._categories(ids, ids[::2], ["a", "b"] * (len(ids[::2]) // 2) + ["a"] * (len(ids[::2]) % 2),
-                                      ["a", "b"])
-    assert values[::2].tolist()[:2] == [0, 1] and (values[1::2] == -1).all()
-    assert [e["name"] for e in legend] == ["a", "b"]
+def test_colours_are_each_images_own_label_read_from_the_index(indexed_collection):
+    from labeler.core.prompts import load_prompt_set
+    from labeler.labeling.bulk import label_collection
+    from labeler.store.catalog import Label
+
+    collection = indexed_collection
+    label_collection(collection, load_prompt_set("workshop"), groups=["concept", "material"])
+    with collection.session() as s:
+        maps.update_map(s, collection)
+        first = s.scalars(select(Label).where(Label.group == "concept").order_by(Label.image_id)).first()
+        first.status, first.value = "corrected", None  # a reviewer's "none of these"
+        s.scalars(select(Label).where(Label.group == "material")).first().confidence = None
+    with collection.session() as s:
+        points = maps.read_points(s, collection.models.require_id(s))
+        labels = {(label.group, label.image_id): label for label in s.scalars(select(Label))}
+        for colour, group, expected in (
+                ("concept", "concept", lambda label: label.value or "(none of these)"),
+                ("status", "material", lambda label: label.status),
+                ("confidence", "concept", lambda label: "confidence {0:.1f}–{1:.1f}".format(
+                    *(np.array([0, 1]) + min(4, int(label.confidence * 5))) / 5))):
+            values, legend = maps.colour_values(s, points.ids, colour, group)
+            names = {entry["value"]: entry["name"] for entry in legend}
+            assert len(legend) < len(maps.PALETTE)  # each name its own colour: the check below is exact
+            assert all(names[v] == expected(labels[group, i]) for i, v in zip(points.ids.tolist(), values.tolist()))
+        values, _ = maps.colour_values(s, points.ids, "confidence", "material")
+        assert (values == -1).sum() == 1  # the label without a confidence has no colour
+        # the most common value first in the legend, as a legend of a map reads
+        values, legend = maps.colour_values(s, points.ids, "concept", "concept")
+        counts = np.bincount(values[values >= 0])
+        assert counts[0] == counts.max() and len(legend) >= 2
+        with pytest.raises(layout.LayoutError, match="colour must be one of"):
+            maps.colour_values(s, points.ids, "no-such-group", None)
+
+
+def test_the_places_kept_beside_the_index_follow_the_catalog(indexed_collection):
+    from labeler.store.catalog import Image as ImageRow
+
+    collection = indexed_collection
+    with collection.session() as s:
+        maps.update_map(s, collection)
+        model_id = collection.models.require_id(s)
+    kept = collection.config.index_dir / f"map-{model_id}.npz"
+    assert kept.is_file()  # `map` leaves it for the web's first read
+    with collection.session() as s:
+        truth = maps.read_points(s, model_id)  # the catalog's rows alone
+        held = maps.read_points(s, model_id, collection.config.index_dir)
+    assert np.array_equal(truth.ids, held.ids) and np.array_equal(truth.xy, held.xy)
+    # the file is read: a place moved in it alone shows, while the catalog's stamp is unchanged
+    with np.load(kept) as data:
+        key, ids, xy = data["key"], data["ids"], data["xy"].copy()
+    xy[0] = (123.0, 456.0)
+    np.savez(kept, key=key, ids=ids, xy=xy)
+    with collection.session() as s:
+        assert maps.read_points(s, model_id, collection.config.index_dir).xy[0].tolist() == [123.0, 456.0]
+    # an image gone from the catalog leaves the map at once; one missing on disk too
+    with collection.session() as s:
+        s.delete(s.get(ImageRow, int(truth.ids[0])))
+        s.get(ImageRow, int(truth.ids[1])).status = "missing"
+    with collection.session() as s:
+        after = maps.read_points(s, model_id, collection.config.index_dir)
+    assert after.ids.tolist() == truth.ids[2:].tolist() and np.array_equal(after.xy, truth.xy[2:])
+    # a torn file is passed over with a warning, and written again from the catalog
+    kept.write_bytes(b"PK\x03\x04 torn")
+    with collection.session() as s:
+        again = maps.read_points(s, model_id, collection.config.index_dir)
+    assert again.ids.tolist() == after.ids.tolist()
+    with np.load(kept) as data:
+        assert data["ids"].tolist() == truth.ids[1:].tolist()  # the file keeps places; status is read each time
 
 
 def test_without_the_map_extra_map_names_it_in_one_line(indexed_cli, monkeypatch):
@@ -154,3 +216,27 @@ def test_the_map_runs_on_postgresql(tmp_path, model_spec):
             page = decisions.queue_page(s, "concept", status=None, sort="id", selection=selection)
         assert sorted(label.image_id for label in page.labels) == sorted(chosen.tolist())
         assert not (collection.config.home / "catalog.db").exists()
+
+
+def test_migration_0022_puts_image_id_last_in_the_colour_indexes_and_goes_back(indexed_collection):
+    """The migrated catalog's label indexes are the model's, column for column, down and up again."""
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from labeler.store import db
+    from labeler.store.catalog import Label
+
+    config = indexed_collection.config
+
+    def columns() -> dict[str, list[str]]:
+        db.dispose_engines()
+        return {ix["name"]: ix["column_names"] for ix in inspect(db.get_engine(config)).get_indexes("labels")}
+
+    model = {ix.name: [c.name for c in ix.columns] for ix in Label.__table__.indexes if ix.name in columns()}
+    assert columns() == {**columns(), **model} and len(model) >= 7
+    assert columns()["ix_labels_group_value"] == ["group", "value", "image_id"]
+    command.downgrade(db.alembic_config(config), "0021")
+    assert columns()["ix_labels_group_value"] == ["group", "value"]
+    assert columns()["ix_labels_queue_suspect"] == ["group", "status", "suspect_score", "id"]
+    db.upgrade(config)
+    assert {name: columns()[name] for name in model} == model

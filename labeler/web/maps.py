@@ -9,7 +9,8 @@
     GET  /api/map/highlight?q|similar&k          search hits' places, to light up
 
 A web process keeps the model's places in memory (a million images: two arrays, 12 MB) and
-reads them again only when the layout's version moves; colours are kept for ``COLOUR_SECONDS``.
+reads them again only when the layout's version moves, from the file ``map`` keeps beside the
+index (:func:`maps.read_points`); colours are kept for ``COLOUR_SECONDS``.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class MapCache:
         with self.lock:
             held = self.points.get(model_id)
         if held is None or held.version != version:
-            held = maps.read_points(session, model_id)
+            held = maps.read_points(session, model_id, collection().config.index_dir)
             with self.lock:
                 self.points[model_id] = held
                 self.colours = {k: v for k, v in self.colours.items() if k[1] == held.version}
