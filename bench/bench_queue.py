@@ -105,6 +105,8 @@ def main() -> None:
         user_id = s.scalar(select(User.id).where(User.name == "bench"))
         if user_id is None:
             user_id = users.create_user(s, "bench", PASSWORD, "reviewer").id
+        else:  # bench_map --prepare may have made the account with its own password
+            users.set_password(s, "bench", PASSWORD)
     print(f"queue pages of {PAGE}, group {args.group}, {made['images']:,} images; "
           f"ms of server time, p50 / p95 over {args.repeat}")
     print(f"{'sort':16} {'first page':>22} {'deep page':>22} {'baseline first':>18} {'ratio':>6}")
