@@ -27,7 +27,7 @@ import numpy as np
 from sqlalchemy import and_, bindparam, or_, select
 
 from .core import scoring
-from .store.catalog import MAX_ID, REVIEWED_ONLY, Flag, Image, ImageFile, Label
+from .store.catalog import MAX_ID, REVIEWED_ONLY, Flag, Image, ImageFile, Label, MapSelectionMember
 from .collection import Collection
 from .errors import LabelerError, NotFound
 from .core.prompts import PromptSet, generic_templates
@@ -247,13 +247,19 @@ def parse_where(items: Sequence[str]) -> dict[str, str]:
 
 
 def allowed_ids(collection: Collection, where: dict[str, str] | None, status: str | None,
-                flag: str | None = None) -> set[int] | None:
+                flag: str | None = None, selection: int | None = None) -> set[int] | None:
     """Image ids passing the label filters; None when there are no filters.
 
     ``status`` applies to the labels of the ``where`` groups, or to any label without ``where``;
     ``reviewed`` means decided by a person: any status but proposed and auto. ``flag``: images flagged
-    so (or one of their labels).
+    so (or one of their labels). ``selection``: the images of that map selection.
     """
+    if selection is not None:
+        with collection.session() as s:
+            chosen = set(s.scalars(select(MapSelectionMember.image_id)
+                                   .where(MapSelectionMember.selection_id == selection)))
+        others = allowed_ids(collection, where, status, flag)
+        return chosen if others is None else chosen & others
     if flag:
         with collection.session() as s:
             marked = set(s.scalars(select(Flag.image_id).where(Flag.name == flag).distinct()))
@@ -341,12 +347,12 @@ def nearest(collection: Collection, vector: np.ndarray, k: int, allowed: set[int
 
 def search(collection: Collection, query: str, k: int = 20, where: dict | None = None, status: str | None = None,
            templates: bool = False, exact: bool = False, flag: str | None = None,
-           deadline: float | None = None) -> list[Hit]:
+           deadline: float | None = None, selection: int | None = None) -> list[Hit]:
     """Free-text or combined query → hits best first, filtered by labels, review status and flag;
     past ``deadline`` (``time.monotonic()``), :class:`SearchTooSlow` between its steps."""
     vector = query_vector(collection, query, templates)
     _within(deadline)
-    allowed = allowed_ids(collection, where, status, flag)
+    allowed = allowed_ids(collection, where, status, flag, selection)
     _within(deadline)
     return nearest(collection, vector, k, allowed, exact=exact, deadline=deadline)
 
@@ -379,16 +385,18 @@ def resolve_image(collection: Collection, ref: str | int) -> int:
 
 
 def similar(collection: Collection, image: int | str, k: int = 20, where: dict | None = None,
-            status: str | None = None, flag: str | None = None, deadline: float | None = None) -> list[Hit]:
+            status: str | None = None, flag: str | None = None, deadline: float | None = None,
+            selection: int | None = None) -> list[Hit]:
     """Images most like ``image`` (an id or a path), best first, the image itself left out."""
     image_id = resolve_image(collection, image)
     vector = image_vector(collection, image_id)
-    return nearest(collection, vector, k, allowed_ids(collection, where, status, flag), exclude={image_id},
+    return nearest(collection, vector, k, allowed_ids(collection, where, status, flag, selection), exclude={image_id},
                    deadline=deadline)
 
 
 def find(collection: Collection, text: str, k: int = 20, where: dict[str, str] | None = None,
-         status: str | None = None, similar_to: int | None = None, flag: str | None = None) -> list[Hit]:
+         status: str | None = None, similar_to: int | None = None, flag: str | None = None,
+         selection: int | None = None) -> list[Hit]:
     """Images like ``similar_to`` when given, else matches for the query ``text``; none for neither.
 
     The web's one way in: the search page and ``/api/search`` take both kinds of query, each
@@ -400,5 +408,6 @@ def find(collection: Collection, text: str, k: int = 20, where: dict[str, str] |
     with collection.session() as s:  # an empty collection is a clear error before any text is encoded
         collection.index_keeper.get(s)
     if similar_to is not None:
-        return similar(collection, similar_to, k, where=where, status=status, flag=flag, deadline=deadline)
-    return search(collection, text, k, where=where, status=status, flag=flag, deadline=deadline)
+        return similar(collection, similar_to, k, where=where, status=status, flag=flag, deadline=deadline,
+                       selection=selection)
+    return search(collection, text, k, where=where, status=status, flag=flag, deadline=deadline, selection=selection)

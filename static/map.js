@@ -11,6 +11,8 @@
   const hover = labeler.byTestId("map-hover");
   const status = labeler.byTestId("map-selection");
   const reviewLink = labeler.byTestId("map-review-link");
+  const acceptLink = labeler.byTestId("map-accept-link");
+  const searchLink = labeler.byTestId("map-search-link");
   const GREY = "#6b6b6b";
   let view = data.bounds.slice();  // x0, y0, x1, y1 in map units
   let answer = null;  // the latest /api/map answer
@@ -145,14 +147,17 @@
 
   async function select(body) {
     try {
-      const done = await labeler.api("POST", data.select, body);
+      const done = await labeler.api("POST", data.select, {...body, group: data.group});
       status.textContent = `${done.count} images selected.`;
       reviewLink.href = done.review_url;
       reviewLink.textContent = `Review these ${done.count}`;
-      reviewLink.hidden = false;
+      acceptLink.href = done.accept_url;
+      acceptLink.textContent = `Accept many of these ${done.count}${data.group ? ` (${data.group})` : ""}, with a preview`;
+      searchLink.href = done.search_url;
+      for (const link of [reviewLink, acceptLink, searchLink]) link.hidden = false;
     } catch (error) {
       status.textContent = "";
-      reviewLink.hidden = true;
+      for (const link of [reviewLink, acceptLink, searchLink]) link.hidden = true;
       labeler.showError(error.message);
     }
   }

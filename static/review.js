@@ -979,6 +979,7 @@
     const threshold = byTestId("threshold").value;
     const params = new URLSearchParams({group: page.group || "", threshold});
     if (page.value) params.set("value", page.value);
+    if (page.selection) params.set("selection", page.selection);
     return {params, threshold: Number(threshold)};
   }
 
@@ -1002,7 +1003,7 @@
     const {threshold} = thresholdQuery();
     try {
       const result = await labeler.api("POST", "/api/labels/accept-above",
-                                       {group: page.group, threshold, value: page.value});
+                                       {group: page.group, threshold, value: page.value, selection: page.selection});
       labeler.showInfo(`Accepted ${result.accepted}.`);
       window.location.reload();
     } catch (e) { labeler.showError(e.message); }
@@ -1075,6 +1076,7 @@
     byTestId("threshold").value = threshold;
     const params = new URLSearchParams({group: page.group, threshold, list: "1"});
     if (page.value) params.set("value", page.value);
+    if (page.selection) params.set("selection", page.selection);
     const confirm = byTestId("above-confirm", aboveView);
     confirm.disabled = true;
     try {
@@ -1101,7 +1103,8 @@
   function showAbove(shown, random) {
     const n = previewed.labels.length;
     byTestId("above-title", aboveView).textContent =
-      `Accept ${n} proposed ${page.group}${page.value ? ` = ${page.value}` : ""} label${n === 1 ? "" : "s"}`;
+      `Accept ${n} proposed ${page.group}${page.value ? ` = ${page.value}` : ""} label${n === 1 ? "" : "s"}` +
+      (page.selection ? " in the map selection" : "");
     byTestId("above-confirm", aboveView).textContent = `Accept these ${n} (Enter)`;
     const more = previewed.count > n ? ` Only the first ${n} of ${previewed.count}; the rest take another round.` : "";
     byTestId("above-note", aboveView).textContent = (random ? `${shown.length} of them at random.` :
@@ -1315,6 +1318,8 @@
     byTestId("threshold").addEventListener("input", forgetThresholdPreview);
   }
   document.addEventListener("keydown", onKeydown);
+  // The map's "Accept many" link (#accept): the threshold preview opens at once.
+  if (onQueue && window.location.hash === "#accept") openAbove();
   window.addEventListener("pagehide", releaseClaim);
   window.addEventListener("pageshow", onPageShow);
   // On a phone the filters and bulk tools fold away, so the first card shows without scrolling.

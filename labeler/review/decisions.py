@@ -539,39 +539,44 @@ def _finish_bulk(session: Session, bulk: BulkAction, count: int, groups: set, va
     bulk.value = values.pop() if len(values) == 1 and bulk.kind == "above" else None
 
 
-def _above_query(group: str, threshold: float, option: str | None):
+def _above_query(group: str, threshold: float, option: str | None, selection: int | None = None):
     # Only untouched proposals: a threshold accept never overrides a person's decision.
     query = (select(Label).join(Image, Image.id == Label.image_id)
              .where(Image.status == "ok", Label.group == group, Label.status == "proposed",
                     Label.confidence >= threshold, Label.value.is_not(None)))
     if option:
         query = query.where(Label.value == option)
+    if selection is not None:
+        query = query.where(in_selection(selection, Label.image_id))
     return query
 
 
-def preview_accept_above(session: Session, group: str, threshold: float, option: str | None = None) -> int:
-    """How many proposed labels of ``group`` (and ``option``) have confidence >= ``threshold``."""
-    query = _above_query(group, threshold, option).with_only_columns(func.count(Label.id))
+def preview_accept_above(session: Session, group: str, threshold: float, option: str | None = None,
+                         selection: int | None = None) -> int:
+    """How many proposed labels of ``group`` (and ``option``, and map ``selection``) have
+    confidence >= ``threshold``."""
+    query = _above_query(group, threshold, option, selection).with_only_columns(func.count(Label.id))
     return int(session.scalar(query) or 0)
 
 
 def preview_accept_above_labels(session: Session, group: str, threshold: float, option: str | None = None,
-                                limit: int = 5000) -> list[Label]:
+                                limit: int = 5000, selection: int | None = None) -> list[Label]:
     """The proposed labels an accept above ``threshold`` would accept now, by id, at most ``limit``:
     what a preview shows, and (ids and versions) exactly what its confirmation accepts."""
-    return list(session.scalars(_above_query(group, threshold, option).order_by(Label.id).limit(limit)))
+    return list(session.scalars(_above_query(group, threshold, option, selection).order_by(Label.id).limit(limit)))
 
 
 def accept_above_many(session: Session, group: str, threshold: float, user_id: int | None,
-                      option: str | None = None) -> BulkResult:
-    """Accept every proposed label with confidence >= ``threshold``; every result is ``accepted``.
+                      option: str | None = None, selection: int | None = None) -> BulkResult:
+    """Accept every proposed label with confidence >= ``threshold`` (of ``option``, in map
+    ``selection``); every result is ``accepted``.
 
     The labels are read ``FOR UPDATE`` in id order (PostgreSQL; SQLite's write transaction holds the
     whole catalog), so none can change between the read and the write.
     """
     if not 0.0 <= threshold <= 1.0:
         raise ReviewError("the confidence threshold must be between 0 and 1")
-    labels = session.scalars(_above_query(group, threshold, option).order_by(Label.id)
+    labels = session.scalars(_above_query(group, threshold, option, selection).order_by(Label.id)
                              .with_for_update(of=Label)).all()
     bulk = start_bulk(session, user_id, "above", group, option, threshold)
     events = [_record(session, label, user_id, "accept", label.value, "accepted", bulk.id) for label in labels]

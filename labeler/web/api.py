@@ -20,11 +20,11 @@
     DELETE /api/review/assignments          {"group", "value"?}  admins
     GET  /api/review/queue?group&value&status&sort&after   the queue's next batch of cards (as the page's)
     POST /api/labels/accept-selected        {"labels": [{"id", "version", "seen_value"?}, ...]}  per-label "results"
-    GET  /api/labels/accept-above?group&threshold&value&list    preview: {"count"}; with list=1 also
+    GET  /api/labels/accept-above?group&threshold&value&selection&list    preview: {"count"}; with list=1 also
                                             "labels" (id, version, seen_value: exactly what an
                                             accept-selected of them accepts) and the first "cards"
-    POST /api/labels/accept-above           {"group", "threshold", "value"?}
-    GET  /api/search?q&k&group&value&where=GROUP=VALUE,...&status&similar&flag
+    POST /api/labels/accept-above           {"group", "threshold", "value"?, "selection"?: a map selection's id}
+    GET  /api/search?q&k&group&value&where=GROUP=VALUE,...&status&similar&flag&selection
     GET  /api/images/<id>
     GET  /api/images/<id>/similar?k
     POST /api/flags                         {"name", "note"?, "label_id" | "image_id"}  201; name <= 64 chars
@@ -51,7 +51,7 @@ from ..store import db
 from ..review import flags, history, jobs, leases, present, qa, decisions as review
 from .access import admin_required
 from .cards import cards, qa_cards, queue_batch, review_started
-from .requests import clamped, integer, json_body, queue_filters, search_args, text, threshold
+from .requests import clamped, integer, json_body, map_selection, queue_filters, search_args, text, threshold
 from .results import image_links, search_hits
 from .context import collection, error_response
 from .rate_limit import DECISIONS, SEARCH, rate_limited, search_slot
@@ -316,26 +316,27 @@ def accept_above():
         abort(400, "group is required")
     minimum = threshold(source.get("threshold"))
     value = text(source.get("value"), "value")
+    selection = map_selection(source.get("selection"))  # a map selection's images only
     if request.method == "GET":
         with collection().session() as s:
-            answer = {"count": review.preview_accept_above(s, group, minimum, value),
-                      "group": group, "threshold": minimum, "value": value}
+            answer = {"count": review.preview_accept_above(s, group, minimum, value, selection),
+                      "group": group, "threshold": minimum, "value": value, "selection": selection}
             if request.args.get("list"):
                 # Exactly what would be accepted: every label (id, version, the value seen), to send
                 # back to accept-selected, and the cards of the first PREVIEW_CARDS to look at.
-                labels = review.preview_accept_above_labels(s, group, minimum, value, MAX_PREVIEWED)
+                labels = review.preview_accept_above_labels(s, group, minimum, value, MAX_PREVIEWED, selection)
                 answer["labels"] = [{"id": label.id, "version": label.version, "seen_value": label.value}
                                     for label in labels]
                 answer["cards"] = cards(s, labels[:PREVIEW_CARDS])
             return jsonify(answer)
     def work(s):
-        result = review.accept_above_many(s, group, minimum, g.user.id, value)
+        result = review.accept_above_many(s, group, minimum, g.user.id, value, selection)
         return result, review.bulk_dict(result.bulk) if result.bulk is not None else None
 
     result, bulk = _write(work)
     # "accepted" stays a count here (the queue shows it); "results" has each label and its new version.
     return jsonify({"accepted": len(result.accepted), "results": result.results, "group": group,
-                    "threshold": minimum, "value": value, "bulk": bulk})
+                    "threshold": minimum, "value": value, "selection": selection, "bulk": bulk})
 
 
 @bp.route("/search")

@@ -4,7 +4,8 @@
     GET  /api/map?bbox=x0,y0,x1,y1&colour&group&size
          binned density over the box (``mode: bins``: counts and each cell's most common colour), or
          the points themselves when at most ``POINTS_AT_MOST`` fall in it (``mode: points``)
-    POST /api/map/select   {"bbox"} | {"polygon": [[x, y], ...]} | {"ids"}  → {"selection", "count", "review_url"}
+    POST /api/map/select   {"bbox"} | {"polygon": [[x, y], ...]} | {"ids"}, "group"?
+                           → {"selection", "count", "review_url", "accept_url", "search_url"}
     POST /map/clusters/<n>/review                a table row's images as a review queue (no JavaScript)
     GET  /api/map/highlight?q|similar&k          search hits' places, to light up
 
@@ -26,7 +27,7 @@ from ..curation import layout, maps
 from ..errors import LabelerError
 from ..review import overview
 from .context import collection
-from .requests import clamped, integer, json_body, search_args
+from .requests import clamped, integer, json_body, search_args, text
 from .results import image_links, search_hits
 
 bp = Blueprint("maps", __name__)
@@ -197,7 +198,9 @@ def _selected(body: dict, points: maps.Points) -> np.ndarray:
     abort(400, "send bbox, polygon or ids")
 
 
-def _save(ids: np.ndarray) -> dict:
+def _save(ids: np.ndarray, group: str | None = None) -> dict:
+    """Keep ``ids`` as a selection, and the three ways to open it: a review queue, a bulk accept of
+    ``group``'s proposals that previews first (the queue's threshold dialog), a search filter."""
     def write(s):
         record = maps.save_selection(s, ids, g.user.id)
         return record.id
@@ -208,7 +211,10 @@ def _save(ids: np.ndarray) -> dict:
     except layout.LayoutError as exc:
         abort(400, str(exc))
     return {"selection": selection, "count": int(len(ids)),
-            "review_url": url_for("review.queue", selection=selection, status="", sort="id")}
+            "review_url": url_for("review.queue", selection=selection, status="", sort="id"),
+            "accept_url": url_for("review.queue", group=group, selection=selection, status="proposed",
+                                  sort="confidence", _anchor="accept"),
+            "search_url": url_for("search.page", selection=selection)}
 
 
 @bp.route("/api/map/select", methods=("POST",))
@@ -219,7 +225,7 @@ def api_select():
         if model_id is None:
             raise layout.LayoutError("no map yet")
         points = _cache().get(s, model_id)
-    return jsonify(_save(_selected(body, points)))
+    return jsonify(_save(_selected(body, points), text(body.get("group"), "group")))
 
 
 @bp.route("/map/clusters/<int:number>/review", methods=("POST",))

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import abort, request
 
+from ..curation import maps
 from ..review import decisions as review, flags
 from .. import search
 from ..store.catalog import MAX_ID
@@ -128,8 +129,20 @@ def queue_filters() -> dict:
         "sort": args.get("sort", "uncertainty"),
         "page": clamped(args.get("page", 1), "page", 1, MAX_PAGE),  # past the end is an empty page
         "flag": flag_name(args.get("flag")),
-        "selection": integer(args["selection"], "selection") if args.get("selection") else None,
+        "selection": map_selection(args.get("selection")),
     }
+
+
+def map_selection(value: Any) -> int | None:
+    """A map selection's id (``POST /api/map/select`` made it), None when absent: a 400 when it is
+    not a number, a 404 when no such selection was kept."""
+    if value is None or value == "":
+        return None
+    selection = integer(value, "selection")
+    with collection().session() as s:
+        if maps.selection_size(s, selection) is None:
+            abort(404, f"no map selection {selection}")
+    return selection
 
 
 def flag_name(value: str | None) -> str | None:
@@ -138,7 +151,8 @@ def flag_name(value: str | None) -> str | None:
 
 
 def search_args() -> dict:
-    """The search page's and ``/api/search``'s arguments: q, k, group, value, status, similar, where."""
+    """The search page's and ``/api/search``'s arguments: q, k, group, value, status, similar, where,
+    flag and selection (a map selection's images only)."""
     args = request.args
     k = clamped(args.get("k", DEFAULT_K), "k", 1, MAX_K)
     similar = integer(args["similar"], "similar") if args.get("similar") else None
@@ -158,7 +172,8 @@ def search_args() -> dict:
     except LabelerError as exc:
         abort(400, f"q: {exc}")
     return {"q": q, "k": k, "group": args.get("group") or None, "value": args.get("value") or None,
-            "status": status, "similar": similar, "where": where, "flag": flag_name(args.get("flag"))}
+            "status": status, "similar": similar, "where": where, "flag": flag_name(args.get("flag")),
+            "selection": map_selection(args.get("selection"))}
 
 
 def search_where(args: dict) -> dict[str, str] | None:

@@ -35,6 +35,6 @@ def search_hits(collection: Collection, args: dict, similar_to: int | None) -> l
     if similar_to is None and not args["q"]:
         return []
     hits = search.find(collection, args["q"], args["k"], search_where(args), args["status"], similar_to,
-                       args.get("flag"))
+                       args.get("flag"), args.get("selection"))
     with collection.session() as s:
         return present.hit_dicts(s, hits, image_links)

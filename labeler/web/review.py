@@ -14,6 +14,7 @@ from ..errors import LabelerError
 from ..review import audit, flags, jobs, leases, overview, present, qa, trust, decisions as review
 from ..labeling import prompt_lab as lab, learning
 from ..core import stored_scores
+from ..curation import maps
 from .access import admin_required
 from .cards import (all_option_keys, cards, option_keys, page_data, qa_cards, queue_batch, review_started,
                     script_json, shortcuts)
@@ -166,14 +167,15 @@ def queue():
         options = batch.options or values
         progress = review.progress(s, filters["group"], filters["value"], g.user.id, started)
         flag_names = flags.names(s)
+        selection_size = maps.selection_size(s, filters["selection"]) if filters["selection"] else None
         # The reviewer's newest bulk accept of this session, from the catalog: its note outlives a reload.
         newest = review.newest_bulk(s, g.user.id, started)
         bulk = review.bulk_dict(newest) if newest is not None else None
     data = page_data({filters["group"]: options} if filters["group"] else {}, batch.cards, group=filters["group"],
                      value=filters["value"], status=filters["status"], next=batch.next, progress=progress,
-                     claimed=batch.claimed, claimed_at=batch.claimed_at)
+                     claimed=batch.claimed, claimed_at=batch.claimed_at, selection=filters["selection"])
     return render_template("review/queue.html", cards=batch.cards, total=batch.total, total_capped=batch.total_capped,
-                           groups=groups, values=values,
+                           groups=groups, values=values, selection_size=selection_size,
                            filters=filters, statuses=review.STATUSES, sorts=review.SORTS, flag_names=flag_names,
                            pages={"next": batch.next, "previous": batch.previous}, data=data, bulk=bulk,
                            shortcuts=shortcuts(option_keys(options), remap=user_preferences()["keys"]))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template
 
 from ..core import stored_scores
+from ..curation import maps
 from ..review import decisions as review, overview
 from ..errors import LabelerError
 from ..search import SearchTooSlow
@@ -33,6 +34,7 @@ def page():
         status = 503 if isinstance(exc, SearchTooSlow) else 400
     with coll.session() as s:
         groups = review.groups(s)
+        selection_size = maps.selection_size(s, args["selection"]) if args["selection"] else None
         values = review.options(s, args["group"], coll.config.max_free_values) if args["group"] else []
         acting = args["group"] or overview.main_group(s)
         for hit in hits:
@@ -47,5 +49,6 @@ def page():
                      progress=None) if shown else None
     return render_template("search/search.html", args=args, hits=hits, groups=groups, values=values,
                            statuses=review.FILTER_STATUSES, error=error, acting=acting, data=data,
+                           selection_size=selection_size,
                            shortcuts=shortcuts(all_option_keys({acting: options}), remap=user_preferences()["keys"])
                            if shown else []), status

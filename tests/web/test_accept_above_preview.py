@@ -16,7 +16,7 @@ def test_the_preview_list_is_exactly_what_gets_accepted(client):
     assert [l["id"] for l in preview["labels"]] == expected
     assert [c["id"] for c in preview["cards"]] == expected[:48]
     assert client.get(f"/api/labels/accept-above?group=material&threshold={threshold}").get_json().keys() \
-        == {"count", "group", "threshold", "value"}  # without list: the count alone, as before
+        == {"count", "group", "threshold", "value", "selection"}  # without list: no labels, no cards
 
     # Someone corrects one of them after the preview: the confirmation leaves it as it is.
     changed = next(l for l in labels if l["id"] == expected[0])

@@ -98,3 +98,54 @@ def test_search_hits_light_up(client, mapped):
     assert answer["hits"] == 5 and len(answer["points"]) == 5
     similar = client.get("/api/map/highlight", query_string={"similar": answer["points"][0]["image_id"], "k": 3})
     assert similar.status_code == 200 and len(similar.get_json()["points"]) == 3
+
+
+def test_a_selection_is_also_a_bulk_accept_that_previews_and_a_search_filter(client, mapped, web_config):
+    from sqlalchemy import select
+
+    from labeler.store import db
+    from labeler.store.catalog import Label
+
+    csrf = login(client, Users.reviewer)
+    whole = client.get("/api/map").get_json()
+    group = whole["group"]
+    x0, y0, x1, y1 = whole["bbox"]
+    box = [x0, y0, (x0 + x1) / 2, y1]
+    want = {i for i, x in zip(whole["ids"], whole["x"]) if x <= box[2]}
+    done = post_json(client, "/api/map/select", {"bbox": box, "group": group}, csrf).get_json()
+    assert done["count"] == len(want) and 0 < len(want) < len(whole["ids"])
+    assert done["accept_url"].endswith("#accept") and f"group={group}" in done["accept_url"]
+    queue = client.get(done["accept_url"].split("#")[0]).get_data(as_text=True)
+    assert 'data-testid="queue-selection"' in queue and f'name="selection" value="{done["selection"]}"' in queue
+
+    def proposed(inside: bool) -> set[int]:
+        with db.session_scope(web_config) as s:
+            rows = s.execute(select(Label.id, Label.image_id).where(
+                Label.group == group, Label.status == "proposed", Label.value.is_not(None))).all()
+        return {label for label, image in rows if (image in want) == inside}
+
+    inside, outside = proposed(True), proposed(False)
+    query = {"group": group, "threshold": 0, "selection": done["selection"]}
+    preview = client.get("/api/labels/accept-above", query_string={**query, "list": 1}).get_json()
+    assert preview["count"] == len(inside) > 0 and {label["id"] for label in preview["labels"]} == inside
+    everywhere = client.get("/api/labels/accept-above", query_string={"group": group, "threshold": 0}).get_json()
+    assert everywhere["count"] == len(inside) + len(outside)
+    accepted = post_json(client, "/api/labels/accept-above", query, csrf).get_json()
+    assert accepted["accepted"] == len(inside) and accepted["selection"] == done["selection"]
+    assert proposed(True) == set() and proposed(False) == outside  # the rest of the group untouched
+    # the same selection filters a search: text or "similar", every hit inside, none missed
+    hits = client.get("/api/search", query_string={"q": "a red hammer", "k": 500,
+                                                   "selection": done["selection"]}).get_json()["hits"]
+    assert {hit["image_id"] for hit in hits} == want
+    outside_image = next(i for i in whole["ids"] if i not in want)
+    similar = client.get("/api/search", query_string={"similar": outside_image, "k": 5,
+                                                      "selection": done["selection"]}).get_json()["hits"]
+    assert len(similar) == 5 and {hit["image_id"] for hit in similar} <= want
+    page = client.get(done["search_url"] + "&q=a+red+hammer").get_data(as_text=True)
+    assert 'data-testid="search-selection"' in page and f'{len(want)} images of a map selection' in page
+    # an unknown selection is a 404 naming it, a word a 400, wherever a selection is read
+    for url in ("/api/search?q=saw&selection=99999", "/review?selection=99999",
+                f"/api/labels/accept-above?group={group}&threshold=0.5&selection=99999"):
+        response = client.get(url)
+        assert response.status_code == 404 and "no map selection 99999" in response.get_data(as_text=True), url
+    assert client.get("/api/search?q=saw&selection=x").status_code == 400
