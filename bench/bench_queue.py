@@ -13,7 +13,7 @@ is the same page without the team's exclusions (no reviewer): the ratio is what 
 ``--database-url`` puts the catalog on that database (PostgreSQL) instead of HOME/catalog.db: the
 build, the label run and every timing then go through it.
 
-``--web`` also times the whole ``GET /review`` request of that page (the reviewer's queue as the
+``--web`` also times the dashboard (``GET /``) and the whole ``GET /review`` request of that page (the reviewer's queue as the
 browser asks for it: the page, its claim on the cards, the group list, the value filter's options
 and the progress line), through the real app in process. It times the progress line alone too
 (``decisions.progress``, sent with every decision as well): its first call after labels were added
@@ -141,6 +141,8 @@ def main() -> None:
             url = f"/review?group={args.group}&status=proposed&sort={sort}"
             whole = _times(partial(_get, client, url), args.repeat)
             print(f"{sort:16} {whole[0]:9.1f} / {whole[1]:9.1f}", flush=True)
+        dashboard = _times(partial(_get, client, "/"), min(args.repeat, 5))  # where a login lands
+        print(f"GET / (the dashboard), ms p50 / p95 over {min(args.repeat, 5)}: {dashboard[0]:.1f} / {dashboard[1]:.1f}")
 
 
 if __name__ == "__main__":
