@@ -402,3 +402,17 @@ def test_the_label_groups_are_found_by_jumping_through_the_index(labeled):
         s.execute(Label.__table__.delete())
         assert label_groups(s) == []  # an empty catalog: no groups, not [None]
         s.rollback()
+
+
+def test_a_bulk_write_gets_a_large_page_cache_and_gives_it_back(indexed_collection):
+    """accept's and undo's chunks run with a 256 MB page cache; the pooled connection goes back as it came."""
+    from sqlalchemy import text
+
+    with db.session_scope(indexed_collection.config) as s:
+        before = s.execute(text("PRAGMA cache_size")).scalar()
+        with db.bulk_page_cache(s):
+            assert s.execute(text("PRAGMA cache_size")).scalar() == -db.BULK_CACHE_KIB != before
+        assert s.execute(text("PRAGMA cache_size")).scalar() == before
+        with pytest.raises(ZeroDivisionError), db.bulk_page_cache(s):
+            1 / 0
+        assert s.execute(text("PRAGMA cache_size")).scalar() == before

@@ -315,6 +315,10 @@ def _write(collection: Collection, group: str, target: float, evidence: Evidence
         progress(0, total)
     for first, last in id_chunks(chosen_ids, WRITE_CHUNK):
         def chunk(s: Session, first: int = first, last: int = last, before: int = done) -> int:
+            with db.bulk_page_cache(s):
+                return _accept_chunk(s, first, last, before)
+
+        def _accept_chunk(s: Session, first: int, last: int, before: int) -> int:
             chosen = (Label.id >= first, Label.id <= last, Label.fit_id == evidence.fit.id,
                       Label.status == "proposed", Label.value.is_not(None), Label.confidence >= threshold)
             s.execute(insert(ReviewEvent).from_select(
@@ -361,6 +365,10 @@ def undo(collection: Collection, run_id: int, user_id: int | None = None,
         progress(0, len(ids))
     for first, last in id_chunks(ids, WRITE_CHUNK):
         def chunk(s: Session, first: int = first, last: int = last) -> tuple[int, int]:
+            with db.bulk_page_cache(s):
+                return _undo_chunk(s, first, last)
+
+        def _undo_chunk(s: Session, first: int, last: int) -> tuple[int, int]:
             in_range = (Label.id >= first, Label.id <= last, Label.accept_run_id == run_id)
             mine = (*in_range, Label.status == AUTO)
             decided = s.scalar(select(func.count()).select_from(Label).where(*in_range, Label.status != AUTO))

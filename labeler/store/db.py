@@ -348,3 +348,25 @@ def driver_rows(session: Session, query) -> list[tuple]:
         return cursor.fetchall()
     finally:
         cursor.close()
+
+
+BULK_CACHE_KIB = 256 * 1024  # as the label writer's (sqlite_writer.CACHE_KIB)
+
+
+@contextmanager
+def bulk_page_cache(session: Session, kib: int = BULK_CACHE_KIB) -> Iterator[None]:
+    """SQLite: ``session``'s connection keeps up to ``kib`` KiB of pages inside, so a bulk write
+    that touches an index page again and again writes it once at commit instead of spilling it to
+    the WAL each time (an accept chunk of 50,000 labels at 9M: 4.9 s of UPDATE → 2.5 s); the pooled
+    connection then gets its own size back. Elsewhere, nothing."""
+    if session.get_bind().dialect.name != "sqlite":
+        yield
+        return
+    cursor = session.connection().connection.driver_connection.cursor()  # this unit of work's transaction
+    before = cursor.execute("PRAGMA cache_size").fetchone()[0]
+    try:
+        cursor.execute(f"PRAGMA cache_size = -{kib}")
+        yield
+    finally:
+        cursor.execute(f"PRAGMA cache_size = {int(before)}")
+        cursor.close()
