@@ -1042,7 +1042,7 @@ def stats(session: Session) -> dict:
         entry["options"][key] -= 1
         entry["statuses"][status] -= 1
         entry["total"] -= 1
-        if confidence is not None:
+        if confidence is not None and status in STATUSES:  # the histogram counts the known statuses
             entry["histogram"][bisect.bisect_right(_BIN_EDGES, confidence)] -= 1
     for group in [g for g, entry in out.items() if entry["total"] == 0]:
         del out[group]  # every label of the group is on an image that is gone
