@@ -16,6 +16,8 @@ import numpy as np
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from ..store import db
+
 # Migration 0013 runs the same statement for every group; a change here is a change there.
 _RANKED = """
     SELECT id, row_number() OVER (ORDER BY
@@ -43,29 +45,27 @@ def store_informative(session: Session, groups: Sequence[str]) -> int:
             moved += int(result.rowcount or 0)
         return moved
     cursor = session.connection().connection.driver_connection.cursor()  # this unit of work's transaction
-    cache = cursor.execute("PRAGMA cache_size").fetchone()[0]
     try:
-        cursor.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
-        columns = _read_groups(cursor, list(groups))
-        moved_ids, moved_ranks = [], []
-        for ids, priority, margin, predicted, stored in columns.values():
-            rank = ranks(ids, priority, margin, predicted)
-            at = np.flatnonzero(np.isnan(stored) | (stored != rank))
-            moved_ids.append(ids[at])
-            moved_ranks.append(rank[at])
-        if not moved_ids:
-            return 0
-        # every group at once, in id order: a group's labels lie on every page of the table (each
-        # image's labels are neighbours), so group by group would rewrite the whole table per group
-        ids, rank = np.concatenate(moved_ids), np.concatenate(moved_ranks)
-        order = np.argsort(ids, kind="stable")
-        ids, rank = ids[order], rank[order]
-        for start in range(0, len(ids), _ROWS):
-            cursor.executemany("UPDATE labels SET informative_rank = ? WHERE id = ?",
-                               zip(rank[start:start + _ROWS].tolist(), ids[start:start + _ROWS].tolist()))
-        return len(ids)
+        with db.bulk_page_cache(session):  # the pages an id-ordered pass touches stay in memory
+            columns = _read_groups(cursor, list(groups))
+            moved_ids, moved_ranks = [], []
+            for ids, priority, margin, predicted, stored in columns.values():
+                rank = ranks(ids, priority, margin, predicted)
+                at = np.flatnonzero(np.isnan(stored) | (stored != rank))
+                moved_ids.append(ids[at])
+                moved_ranks.append(rank[at])
+            if not moved_ids:
+                return 0
+            # every group at once, in id order: a group's labels lie on every page of the table (each
+            # image's labels are neighbours), so group by group would rewrite the whole table per group
+            ids, rank = np.concatenate(moved_ids), np.concatenate(moved_ranks)
+            order = np.argsort(ids, kind="stable")
+            ids, rank = ids[order], rank[order]
+            for start in range(0, len(ids), _ROWS):
+                cursor.executemany("UPDATE labels SET informative_rank = ? WHERE id = ?",
+                                   zip(rank[start:start + _ROWS].tolist(), ids[start:start + _ROWS].tolist()))
+            return len(ids)
     finally:
-        cursor.execute(f"PRAGMA cache_size = {int(cache)}")  # a pooled connection goes back as it came
         cursor.close()
 
 
@@ -97,7 +97,6 @@ def _read_groups(cursor, groups: list[str]) -> dict[str, tuple]:
 
 
 _ROWS = 200_000  # rows read, or made into Python values, at a time
-_CACHE_KIB = 256 * 1024  # as the label writer's: the pages an id-ordered pass touches stay in memory
 
 
 def ranks(ids: np.ndarray, priority: np.ndarray, margin: np.ndarray, predicted: np.ndarray) -> np.ndarray:

@@ -350,7 +350,7 @@ def driver_rows(session: Session, query) -> list[tuple]:
         cursor.close()
 
 
-BULK_CACHE_KIB = 256 * 1024  # as the label writer's (sqlite_writer.CACHE_KIB)
+BULK_CACHE_KIB = 256 * 1024  # as sqlite_writer.CACHE_KIB (that process runs without SQLAlchemy)
 
 
 @contextmanager
