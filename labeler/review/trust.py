@@ -316,24 +316,21 @@ def _write(collection: Collection, group: str, target: float, evidence: Evidence
     for first, last in id_chunks(chosen_ids, WRITE_CHUNK):
         def chunk(s: Session, first: int = first, last: int = last, before: int = done) -> int:
             with db.bulk_page_cache(s):
-                return _accept_chunk(s, first, last, before)
-
-        def _accept_chunk(s: Session, first: int, last: int, before: int) -> int:
-            chosen = (Label.id >= first, Label.id <= last, Label.fit_id == evidence.fit.id,
-                      Label.status == "proposed", Label.value.is_not(None), Label.confidence >= threshold)
-            s.execute(insert(ReviewEvent).from_select(
-                ["label_id", "user_id", "action", "before_value", "after_value", "before_status", "after_status",
-                 "created_at", "run_id"],
-                select(Label.id, literal(user_id, Integer), literal(AUTO, String), Label.value, Label.value,
-                       literal("proposed", String), literal(AUTO, String), literal(now, DateTime),
-                       literal(run_id, Integer)).where(*chosen)))
-            written = int(s.execute(update(Label).where(*chosen).values(
-                status=AUTO, accept_run_id=run_id, reviewed_by=user_id, reviewed_at=now, version=Label.version + 1)
-                .execution_options(synchronize_session=False)).rowcount)
-            run = s.get(AcceptRun, run_id)
-            run.accepted = before + written
-            run.coverage = round(run.accepted / max(evidence.unreviewed, 1), 4)
-            return written
+                chosen = (Label.id >= first, Label.id <= last, Label.fit_id == evidence.fit.id,
+                          Label.status == "proposed", Label.value.is_not(None), Label.confidence >= threshold)
+                s.execute(insert(ReviewEvent).from_select(
+                    ["label_id", "user_id", "action", "before_value", "after_value", "before_status", "after_status",
+                     "created_at", "run_id"],
+                    select(Label.id, literal(user_id, Integer), literal(AUTO, String), Label.value, Label.value,
+                           literal("proposed", String), literal(AUTO, String), literal(now, DateTime),
+                           literal(run_id, Integer)).where(*chosen)))
+                written = int(s.execute(update(Label).where(*chosen).values(
+                    status=AUTO, accept_run_id=run_id, reviewed_by=user_id, reviewed_at=now, version=Label.version + 1)
+                    .execution_options(synchronize_session=False)).rowcount)
+                run = s.get(AcceptRun, run_id)
+                run.accepted = before + written
+                run.coverage = round(run.accepted / max(evidence.unreviewed, 1), 4)
+                return written
 
         done += db.write_transaction(collection.config, chunk)
         if progress is not None:
@@ -366,22 +363,19 @@ def undo(collection: Collection, run_id: int, user_id: int | None = None,
     for first, last in id_chunks(ids, WRITE_CHUNK):
         def chunk(s: Session, first: int = first, last: int = last) -> tuple[int, int]:
             with db.bulk_page_cache(s):
-                return _undo_chunk(s, first, last)
-
-        def _undo_chunk(s: Session, first: int, last: int) -> tuple[int, int]:
-            in_range = (Label.id >= first, Label.id <= last, Label.accept_run_id == run_id)
-            mine = (*in_range, Label.status == AUTO)
-            decided = s.scalar(select(func.count()).select_from(Label).where(*in_range, Label.status != AUTO))
-            s.execute(insert(ReviewEvent).from_select(
-                ["label_id", "user_id", "action", "before_value", "after_value", "before_status", "after_status",
-                 "created_at", "run_id"],
-                select(Label.id, literal(user_id, Integer), literal("undo-auto", String), Label.value, Label.value,
-                       literal(AUTO, String), literal("proposed", String), literal(now, DateTime),
-                       literal(run_id, Integer)).where(*mine)))
-            back = s.execute(update(Label).where(*mine).values(
-                status="proposed", accept_run_id=None, reviewed_by=None, reviewed_at=None, version=Label.version + 1)
-                .execution_options(synchronize_session=False)).rowcount
-            return int(back), int(decided or 0)
+                in_range = (Label.id >= first, Label.id <= last, Label.accept_run_id == run_id)
+                mine = (*in_range, Label.status == AUTO)
+                decided = s.scalar(select(func.count()).select_from(Label).where(*in_range, Label.status != AUTO))
+                s.execute(insert(ReviewEvent).from_select(
+                    ["label_id", "user_id", "action", "before_value", "after_value", "before_status", "after_status",
+                     "created_at", "run_id"],
+                    select(Label.id, literal(user_id, Integer), literal("undo-auto", String), Label.value, Label.value,
+                           literal(AUTO, String), literal("proposed", String), literal(now, DateTime),
+                           literal(run_id, Integer)).where(*mine)))
+                back = s.execute(update(Label).where(*mine).values(
+                    status="proposed", accept_run_id=None, reviewed_by=None, reviewed_at=None, version=Label.version + 1)
+                    .execution_options(synchronize_session=False)).rowcount
+                return int(back), int(decided or 0)
 
         back, decided = db.write_transaction(collection.config, chunk)
         returned, kept = returned + back, kept + decided
