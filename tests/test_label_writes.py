@@ -454,18 +454,26 @@ def test_a_run_that_writes_most_labels_sets_the_queue_indexes_aside_and_builds_t
         assert queue_indexes.missing(s) == []
     assert _queue_pages(indexed_collection) == pages
 
+    # one group's relabel that changes every proposal, in a catalog of three: each index is updated
+    # in place, since a rebuild would write the two other groups' entries again
+    strategy = "single" if small.methods["concept"]["strategy"] != "single" else "mean-embedding"
+    one = label_collection(indexed_collection, prompt_set, groups=["concept"], strategy=strategy)
+    assert one.updated >= one.labeled / 2 and one.rebuilt_indexes == []
+    pages = _queue_pages(indexed_collection)
+
     def stop(_done: int) -> None:
         raise KeyboardInterrupt
 
+    four = ["handle", "size", "context", "orientation"]  # most of what the indexes will hold
     with pytest.raises(KeyboardInterrupt):  # after its first chunk: the indexes are away
-        label_collection(indexed_collection, prompt_set, groups=["handle"], chunk_rows=7, progress=stop)
+        label_collection(indexed_collection, prompt_set, groups=four, chunk_rows=7, progress=stop)
     with indexed_collection.session() as s:
         assert len(queue_indexes.missing(s)) == len(queue_indexes.QUEUE_INDEXES)
     assert _queue_pages(indexed_collection) == pages  # slower without them, never different
     cli = Cli(indexed_collection.config.home, indexed_collection.config.model)
     checked = cli.json("check", expect=1)
     assert any("ix_labels_queue_id" in p and "check --repair" in p for p in checked["problems"])
-    rerun = label_collection(indexed_collection, prompt_set, groups=["handle"])
+    rerun = label_collection(indexed_collection, prompt_set, groups=["handle"])  # builds what a run left away
     assert rerun.rebuilt_indexes and rerun.to_dict()["rebuilt_indexes"] == rerun.rebuilt_indexes
     with indexed_collection.session() as s:
         assert queue_indexes.missing(s) == []

@@ -405,8 +405,9 @@ def propose_and_write(collection: Collection, run: LabelRun, report: LabelReport
                     if not len(ids):
                         continue
                 batch = writer.plan(s, ids, propose(run, ids, vecs), run.prompt_set_id, report)
-                if first and queue_indexes.worth_setting_aside(run.embeddings[0] * len(run.todo), len(batch.rows),
-                                                               batch.images * len(run.todo)):
+                if first and queue_indexes.worth_setting_aside(
+                        run.embeddings[0] * len(run.todo), len(batch.rows), batch.images * len(run.todo),
+                        lambda: queue_indexes.rows_of_other_groups(s, run.todo)):
                     queue_indexes.set_aside(s)  # committed with this unit of work, before the writer writes
                 first = False
             if process is None:
