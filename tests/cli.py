@@ -29,9 +29,9 @@ class Cli:
         self.model = model
         self.runner = CliRunner()
 
-    def __call__(self, *args: str, expect: int | None = 0):
+    def __call__(self, *args: str, expect: int | None = 0, stdin: str | None = None):
         prefix = ["--home", str(self.home)] + (["--model", self.model] if self.model else [])
-        result = self.runner.invoke(cli, prefix + [str(a) for a in args], catch_exceptions=False)
+        result = self.runner.invoke(cli, prefix + [str(a) for a in args], input=stdin, catch_exceptions=False)
         if expect is not None:
             assert result.exit_code == expect, (result.exit_code, result.output)
         return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import pytest
 from sqlalchemy import select
@@ -11,7 +12,7 @@ from labeler.store import db, users
 from labeler.store.catalog import User
 from labeler.config import Config
 from labeler.store.users import UserError
-from tests.cli import manage
+from tests.cli import Cli
 
 
 def test_passwords_are_hashed_and_checked(empty_config):
@@ -63,17 +64,18 @@ def test_tokens_are_stored_hashed_and_replace_each_other(empty_config):
 
 def test_user_commands(tmp_path):
     home = tmp_path / "home"
-    added = manage("--home", home, "user", "add", "ada", "--role", "admin", "--password-stdin", stdin="s3cret pass\n")
-    assert added.returncode == 0, added.stderr
+    run = partial(Cli(home, None), expect=None)  # in process; the browser suite adds its users by manage.py
+    added = run("user", "add", "ada", "--role", "admin", "--password-stdin", stdin="s3cret pass\n")
+    assert added.exit_code == 0, added.stderr
     assert "created admin 'ada'" in added.stdout
-    again = manage("--home", home, "user", "add", "ada", "--password-stdin", stdin="s3cret pass\n")
-    assert again.returncode == 2 and again.stderr.strip() == "error: user 'ada' already exists"
-    empty = manage("--home", home, "user", "add", "bob", "--password-stdin", stdin="")
-    assert empty.returncode == 2 and empty.stderr.startswith("error: no password on stdin")
-    token = manage("--home", home, "user", "token", "ada")
-    assert token.returncode == 0 and len(token.stdout.strip()) >= 40
-    missing = manage("--home", home, "user", "token", "nobody")
-    assert missing.returncode == 2 and missing.stderr.strip() == "error: no user named 'nobody'"
+    again = run("user", "add", "ada", "--password-stdin", stdin="s3cret pass\n")
+    assert again.exit_code == 2 and again.stderr.strip() == "error: user 'ada' already exists"
+    empty = run("user", "add", "bob", "--password-stdin", stdin="")
+    assert empty.exit_code == 2 and empty.stderr.startswith("error: no password on stdin")
+    token = run("user", "token", "ada")
+    assert token.exit_code == 0 and len(token.stdout.strip()) >= 40
+    missing = run("user", "token", "nobody")
+    assert missing.exit_code == 2 and missing.stderr.strip() == "error: no user named 'nobody'"
     with db.session_scope(Config(home=home)) as s:
         ada = s.scalar(select(User).where(User.name == "ada"))
         assert ada.role == "admin" and users.authenticate(s, "ada", "s3cret pass") is not None
@@ -90,25 +92,27 @@ def test_the_demo_admins_generated_password_passes_the_rules(empty_config):
 
 def test_weak_passwords_are_refused_by_the_cli(tmp_path):
     home = tmp_path / "home"
+    run = partial(Cli(home, None), expect=None)
     for weak, message in (("12345678", "at least 10"), (" " * 8, "at least 10"), (" " * 12, "all whitespace"),
                           ("qwertyuiop", "too common")):
-        refused = manage("--home", home, "user", "add", "ada", "--password-stdin", stdin=weak + "\n")
-        assert refused.returncode == 2, refused.stderr
+        refused = run("user", "add", "ada", "--password-stdin", stdin=weak + "\n")
+        assert refused.exit_code == 2, refused.stderr
         assert message in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_passwd_disable_enable_and_list_commands(tmp_path):
     home = tmp_path / "home"
     config = Config(home=home)
+    run = partial(Cli(home, None), expect=None)
     for name, role in (("ada", "admin"), ("rita", "reviewer")):
-        manage("--home", home, "user", "add", name, "--role", role, "--password-stdin", stdin="first password\n",
+        run("user", "add", name, "--role", role, "--password-stdin", stdin="first password\n",
                expect=0)
-    token = manage("--home", home, "user", "token", "rita", expect=0).stdout.strip()
+    token = run("user", "token", "rita", expect=0).stdout.strip()
 
-    weak = manage("--home", home, "user", "passwd", "rita", "--password-stdin", stdin="password\n")
-    assert weak.returncode == 2 and "at least 10" in weak.stderr
-    changed = manage("--home", home, "user", "passwd", "rita", "--password-stdin", stdin="second password\n")
-    assert changed.returncode == 0, changed.stderr
+    weak = run("user", "passwd", "rita", "--password-stdin", stdin="password\n")
+    assert weak.exit_code == 2 and "at least 10" in weak.stderr
+    changed = run("user", "passwd", "rita", "--password-stdin", stdin="second password\n")
+    assert changed.exit_code == 0, changed.stderr
     assert "sessions have ended" in changed.stdout
     with db.session_scope(config) as s:
         assert users.authenticate(s, "rita", "first password") is None
@@ -116,23 +120,23 @@ def test_passwd_disable_enable_and_list_commands(tmp_path):
         assert rita is not None and rita.session_generation == 1
         assert users.user_for_token(s, token).name == "rita"  # a new password keeps the API token
 
-    disabled = manage("--home", home, "user", "disable", "rita", "--json")
-    assert disabled.returncode == 0, disabled.stderr
+    disabled = run("user", "disable", "rita", "--json")
+    assert disabled.exit_code == 0, disabled.stderr
     assert json.loads(disabled.stdout) == {"name": "rita", "disabled": True}
     with db.session_scope(config) as s:
         assert users.authenticate(s, "rita", "second password") is None
         assert users.user_for_token(s, token) is None
         assert users.get_user(s, "rita").session_generation == 2
 
-    listed = json.loads(manage("--home", home, "user", "list", "--json", expect=0).stdout)
+    listed = json.loads(run("user", "list", "--json", expect=0).stdout)
     assert [(u["name"], u["role"], u["disabled"]) for u in listed] == [("ada", "admin", False),
                                                                       ("rita", "reviewer", True)]
-    plain = manage("--home", home, "user", "list", expect=0).stdout
+    plain = run("user", "list", expect=0).stdout
     assert "rita\treviewer\tdisabled" in plain and "ada\tadmin\tactive" in plain
 
-    manage("--home", home, "user", "enable", "rita", expect=0)
+    run("user", "enable", "rita", expect=0)
     with db.session_scope(config) as s:
         assert users.authenticate(s, "rita", "second password") is not None
         assert users.user_for_token(s, token) is None  # disabling revoked the token for good
-    missing = manage("--home", home, "user", "disable", "nobody")
-    assert missing.returncode == 2 and missing.stderr.strip() == "error: no user named 'nobody'"
+    missing = run("user", "disable", "nobody")
+    assert missing.exit_code == 2 and missing.stderr.strip() == "error: no user named 'nobody'"
