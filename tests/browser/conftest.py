@@ -30,7 +30,8 @@ import pytest
 playwright_api = pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright  # noqa: E402
 
-from tests.cli import ROOT, manage, manage_argv  # noqa: E402
+from labeler.store import db  # noqa: E402
+from tests.cli import ROOT, Cli, manage_argv  # noqa: E402
 
 CHROMIUM = Path(os.environ.get("LABELER_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -110,19 +111,25 @@ def demo(tmp_path_factory, model_spec: str) -> Iterator[Demo]:
     kept = os.environ.get("LABELER_BROWSER_HOME")
     home = Path(kept) if kept else tmp_path_factory.mktemp("browser") / "home"
     if not (home / "catalog.db").exists():
-        manage("--home", home, "--model", model_spec, "demo", "--count", DEMO_COUNT, "--seed", DEMO_SEED,
-               "--no-serve", "--json", expect=0)
-        add_accounts(home, model_spec)
+        build_demo(home, model_spec, DEMO_COUNT, DEMO_SEED)
 
     with serving(home, model_spec) as url:
         yield Demo(home=home, model=model_spec, url=url)
 
 
+def build_demo(home: Path, model_spec: str, count: int, seed: int) -> None:
+    """``manage.py demo --no-serve`` of ``count`` images and the accounts, in this process (the
+    model is already loaded here; tests/browser/test_main_job.py runs the real ``make demo``)."""
+    Cli(home, model_spec).json("demo", "--count", count, "--seed", seed, "--no-serve")
+    add_accounts(home, model_spec)
+
+
 def add_accounts(home: Path, model_spec: str) -> None:
     """The admin and the two reviewers, with the suite's password."""
+    cli = Cli(home, model_spec)
     for name, role in ((Accounts.admin, "admin"), (Accounts.reviewer, "reviewer"), (Accounts.second, "reviewer")):
-        manage("--home", home, "--model", model_spec, "user", "add", name, "--role", role, "--password-stdin",
-               stdin=PASSWORD + "\n", expect=0)
+        cli("user", "add", name, "--role", role, "--password-stdin", stdin=PASSWORD + "\n")
+    db.dispose_engines()  # nothing of this process's left open on the catalog the server gets
 
 
 @contextmanager
@@ -219,5 +226,5 @@ def wait_for_images(page: Page) -> None:
     assert not broken, f"images that did not load: {broken}"
 
 
-__all__ = ["Accounts", "Contexts", "Demo", "GROUP_OF", "add_accounts", "api", "expect", "login",
+__all__ = ["Accounts", "Contexts", "Demo", "GROUP_OF", "add_accounts", "build_demo", "api", "expect", "login",
            "queue_url", "serving", "wait_for_images"]

@@ -18,9 +18,8 @@ import pytest
 from playwright.sync_api import Page
 
 from labeler.core.prompts import home_prompt_set_dir
-from tests.browser.conftest import (TIMEOUT_MS, VIEWPORT, Accounts, Demo, add_accounts, expect, login, queue_url,
+from tests.browser.conftest import (TIMEOUT_MS, VIEWPORT, Accounts, Demo, build_demo, expect, login, queue_url,
                                     serving)
-from tests.cli import manage
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -34,9 +33,7 @@ NEXT_KEY_S = 0.12  # the fast annotator's second key, after the first
 @pytest.fixture(scope="module")
 def team(tmp_path_factory, model_spec: str, browser) -> Iterator[Demo]:
     home = tmp_path_factory.mktemp("team") / "home"
-    manage("--home", home, "--model", model_spec, "demo", "--count", IMAGES, "--seed", 11, "--no-serve", "--json",
-           expect=0)
-    add_accounts(home, model_spec)
+    build_demo(home, model_spec, IMAGES, 11)
     with serving(home, model_spec) as url:
         yield Demo(home=home, model=model_spec, url=url)
 

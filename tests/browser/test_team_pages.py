@@ -11,8 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.browser.conftest import Accounts, Contexts, Demo, add_accounts, expect, queue_url, serving
-from tests.cli import manage
+from tests.browser.conftest import Accounts, Contexts, Demo, build_demo, expect, queue_url, serving
 
 pytestmark = pytest.mark.browser
 
@@ -20,9 +19,7 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def small_team(tmp_path_factory, model_spec: str, browser) -> Iterator[Demo]:
     home = tmp_path_factory.mktemp("team-pages") / "home"
-    manage("--home", home, "--model", model_spec, "demo", "--count", 40, "--seed", 5, "--no-serve", "--json",
-           expect=0)
-    add_accounts(home, model_spec)
+    build_demo(home, model_spec, 40, 5)
     with serving(home, model_spec) as url:
         yield Demo(home=home, model=model_spec, url=url)
 
