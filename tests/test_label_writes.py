@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 from alembic import command
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
+from labeler.labeling import bulk
 from labeler.store import db, queue_indexes, sqlite_writer
 from labeler.review import present, decisions as review
 from labeler.core import stored_scores
@@ -385,7 +386,7 @@ def test_the_writer_process_refuses_a_batch_whose_image_went_and_skips_the_rest(
         first, second = s.scalars(select(Label).where(Label.group == "concept").order_by(Label.image_id).limit(2))
         rows = [tuple({"image_id": label.image_id, "group": "concept", "value": "saw", "predicted": "saw",
                        "confidence": 0.5, "margin": 0.1, "strategy": "single", "option_scores": None,
-                       "prompt_set_id": label.prompt_set_id, "fit_id": None, "priority": None,
+                       "prompt_set_id": label.prompt_set_id, "fit_id": None, "priority": None, "informative_rank": None,
                        "updated_at": 0}[key] for key in writer.keys) for label in (first, second)]
     with sqlite_writer.WriterProcess(db.sqlite_path(config), writer.sql) as process:
         process.submit(rows[:1], [("images", [first.image_id]), ("images", [10**9])])
@@ -433,6 +434,13 @@ def test_labeling_under_a_wsgi_host_whose_executable_is_not_python(indexed_colle
 def _queue_pages(collection) -> dict[str, list[int]]:
     with collection.session() as s:
         return {sort: [label.id for label in review.queue_page(s, "concept", None, "proposed", sort, 12).labels]
+                for sort in ("uncertainty", "informative", "confidence", "confidence_asc", "id")}
+
+
+def _queue_images(collection) -> dict[str, list[int]]:
+    """The image ids of each sort's first page of proposed ``concept`` labels."""
+    with collection.session() as s:
+        return {sort: [label.image_id for label in review.queue_page(s, "concept", None, "proposed", sort, 12).labels]
                 for sort in ("uncertainty", "informative", "confidence", "confidence_asc", "id")}
 
 
@@ -489,3 +497,30 @@ def test_a_rerun_that_changes_little_keeps_the_queue_indexes(indexed_collection,
     monkeypatch.setattr(queue_indexes, "BULK_ROWS", 1)
     again = label_collection(indexed_collection, prompt_set, groups=["concept"], recheck=True)
     assert again.inserted == again.updated == 0 and again.rebuilt_indexes == []
+
+
+def test_a_first_run_can_insert_its_rows_with_their_rank_and_leave_the_rank_pass_nothing(indexed_collection,
+                                                                                       monkeypatch):
+    """Where the dialect ranks ahead (PostgreSQL; here SQLite, switched on), a group's first run
+    scores every chunk once without writing, so its rows go in with their "most informative" rank
+    and the pass after the writes, which checks every rank, moves none. The queue reads the same
+    order as a run that wrote the ranks afterwards, and later runs rank as before."""
+    prompt_set = load_prompt_set("workshop")
+    after = label_collection(indexed_collection, prompt_set, groups=["concept"], chunk_rows=7)
+    assert after.ranked_ahead == [] and after.ranks_moved == after.inserted > 0
+    pages = _queue_images(indexed_collection)
+    with indexed_collection.session() as s:
+        written_after = dict(s.execute(select(Label.id, Label.informative_rank).where(Label.group == "concept")).all())
+        s.execute(delete(Label).where(Label.group == "concept"))
+    monkeypatch.setattr(bulk, "RANK_AHEAD_DIALECTS", ("sqlite",))
+    ahead = label_collection(indexed_collection, prompt_set, groups=["concept", "color"], chunk_rows=7)
+    assert ahead.ranked_ahead == ["color", "concept"] and ahead.ranks_moved == 0
+    with indexed_collection.session() as s:
+        ranks = sorted(s.scalars(select(Label.informative_rank).where(Label.group == "concept")))
+        by_image = dict(s.execute(select(Label.image_id, Label.informative_rank).where(Label.group == "concept")).all())
+    assert ranks == sorted(written_after.values()) == list(range(len(ranks)))
+    assert _queue_images(indexed_collection) == pages
+    assert len(by_image) == after.inserted
+    # a group that has labels is ranked after its writes, as before
+    again = label_collection(indexed_collection, prompt_set, groups=["concept"], strategy="single")
+    assert again.ranked_ahead == [] and again.updated > 0

@@ -57,6 +57,9 @@ def test_catalog_runs_on_postgresql(postgres_url, tmp_path, model_spec):
 
     labels = label_collection(collection, load_prompt_set("workshop"))
     assert labels.labeled == 10 * len(load_prompt_set("workshop").groups)
+    # a first run inserts its rows with their rank: the rank's UPDATE after them, which would write
+    # a new version of every row here, finds none to move
+    assert labels.ranked_ahead == sorted(load_prompt_set("workshop").groups) and labels.ranks_moved == 0
     # The bulk upsert and the change-only rerun on PostgreSQL: nothing changed, nothing written.
     before = label_rows(collection)
     for recheck in (False, True):

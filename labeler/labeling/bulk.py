@@ -16,7 +16,7 @@ from collections import Counter, deque
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from sqlalchemy import Numeric, case, cast, delete, func, literal_column, or_, select
@@ -167,6 +167,8 @@ class LabelReport:
     methods: dict[str, dict] = field(default_factory=dict)  # {group: {"strategy", "fit_id"}}
     skipped_duplicates: int = 0  # images marked as duplicates, left unlabeled (issue 26)
     rebuilt_indexes: list[str] = field(default_factory=list)  # queue indexes set aside and built again
+    ranked_ahead: list[str] = field(default_factory=list)  # groups whose new rows came with their rank
+    ranks_moved: int = 0  # labels whose "most informative" rank the pass after the writes rewrote
 
     def to_dict(self) -> dict:
         return {"labeled": self.labeled, "kept_reviewed": self.kept_reviewed,
@@ -174,7 +176,8 @@ class LabelReport:
                 "inserted": self.inserted, "updated": self.updated, "unchanged": self.unchanged,
                 "images": self.images, "strategy": self.strategy, "prompt_set": self.prompt_set,
                 "methods": self.methods, "skipped_duplicates": self.skipped_duplicates,
-                "rebuilt_indexes": self.rebuilt_indexes, "seconds": round(self.seconds, 3)}
+                "rebuilt_indexes": self.rebuilt_indexes, "ranked_ahead": self.ranked_ahead,
+                "ranks_moved": self.ranks_moved, "seconds": round(self.seconds, 3)}
 
 
 def current_fit(session: Session, model_id: int, group: str, prompt_set_id: int) -> Fit | None:
@@ -297,6 +300,9 @@ def label_collection(collection: Collection, prompt_set: PromptSet, strategy: st
             progress(report.images)
     else:
         start_run(collection, run)
+        if run.unlabeled and run.writer.dialect in RANK_AHEAD_DIALECTS:
+            run.ranked = rank_ahead(collection, run, chunk_rows)
+            report.ranked_ahead = sorted(run.ranked)
         propose_and_write(collection, run, report, chunk_rows, progress)
         finish_run(collection, run, report)
     report.seconds = time.perf_counter() - started
@@ -319,6 +325,9 @@ class LabelRun:
     priority: dict[str, dict[int, int]]  # cold-start review order of unreviewed groups
     fresh_ranks: dict[str, dict[int, int]]  # the part of it chosen by this run
     skip: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [M] marked duplicates, sorted
+    unlabeled: list[str] = field(default_factory=list)  # the groups of todo without a label yet
+    # {group: (image ids [N] sorted, "most informative" rank [N])}, found before the rows are written
+    ranked: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 def plan_run(collection: Collection, prompt_set: PromptSet, strategy: str | None, names: list[str],
@@ -342,11 +351,12 @@ def plan_run(collection: Collection, prompt_set: PromptSet, strategy: str | None
         priority = stored_priority(s, unreviewed, prompt_set_id)
         fresh = cold_start_priority(collection, s, model_id, encoded, [g for g in unreviewed if g not in priority])
         writer = LabelWriter(s.get_bind().dialect)
+        unlabeled = [g for g in todo if s.scalar(select(Label.id).where(Label.group == g).limit(1)) is None]
     report.methods = {name: {"strategy": p.strategy, "fit_id": p.fit_id} for name, p in how.items()}
     report.prompt_set = {"id": prompt_set_id, "name": prompt_set.name, "version": prompt_set.version,
                          "content_hash": prompt_set.content_hash}
     return LabelRun(model_id, prompt_set_id, encoded, scale, how, embeddings, stamps, todo, writer,
-                    {**priority, **fresh}, fresh, skip)
+                    {**priority, **fresh}, fresh, skip, unlabeled)
 
 
 def start_run(collection: Collection, run: LabelRun) -> None:
@@ -358,14 +368,62 @@ def start_run(collection: Collection, run: LabelRun) -> None:
         remember_priority(s, run.fresh_ranks, run.prompt_set_id)
 
 
-def propose(run: LabelRun, ids: np.ndarray, vecs: np.ndarray) -> dict[str, Proposal]:
-    """Each stale group's proposals for a chunk: image ``ids`` ``[N]`` with vectors ``vecs`` ``[N, D]``."""
+def propose(run: LabelRun, ids: np.ndarray, vecs: np.ndarray, groups: Sequence[str] | None = None
+            ) -> dict[str, Proposal]:
+    """Each stale group's (or ``groups``') proposals for a chunk: image ``ids`` ``[N]`` with vectors
+    ``vecs`` ``[N, D]``."""
     proposals = {}
-    for name in run.todo:
+    for name in run.todo if groups is None else groups:
         cosines, confidence, decision = run.how[name].decide(run.encoded[name], vecs, run.scale)
         proposals[name] = Proposal.of(run.encoded[name], run.how[name], ids, cosines, confidence, decision,
                                       run.priority.get(name, {}))
     return proposals
+
+
+# Where the first run of a group finds its "most informative" ranks before writing its rows (see
+# rank_ahead): on PostgreSQL the rank's UPDATE after the rows writes a new version of every row.
+RANK_AHEAD_DIALECTS = ("postgresql",)
+
+
+def _read_chunk(collection: Collection, session: Session, run: LabelRun, after: int, chunk_rows: int
+                ) -> tuple[np.ndarray, np.ndarray, int, int] | None:
+    """The next ``chunk_rows`` embedded images after image id ``after`` (keyset paging): ``(ids [N],
+    vectors [N, D], how many marked duplicates were taken out, the last id read)``; None at the end."""
+    ids, vecs = collection.vectors.read_after(session, run.model_id, after, chunk_rows)
+    if not len(ids):
+        return None
+    last = int(ids[-1])
+    if not len(run.skip):
+        return ids, vecs, 0, last
+    kept = ~np.isin(ids, run.skip)  # marked duplicates get no proposals
+    return ids[kept], vecs[kept], int((~kept).sum()), last
+
+
+def rank_ahead(collection: Collection, run: LabelRun, chunk_rows: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The "most informative" rank of every label the run will write for its groups that have no
+    label yet: ``{group: (image ids [N] sorted, rank [N])}``, from a pass that scores every chunk
+    and writes nothing. With it the rows are inserted with their rank, and the rank pass after the
+    run (``queue_order.store_informative``, which checks every label's rank all the same) finds
+    nothing to move, instead of writing every row a second time. An image embedded between the two
+    passes is inserted without a rank, and that pass gives it one."""
+    parts: dict[str, list[tuple]] = {g: [] for g in run.unlabeled}
+    codes: dict[str | None, int] = {None: -1}
+    last = -1
+    while True:
+        with collection.session() as s:
+            chunk = _read_chunk(collection, s, run, last, chunk_rows)
+        if chunk is None:
+            break
+        ids, vecs, _, last = chunk
+        for name, proposal in propose(run, ids, vecs, run.unlabeled).items():
+            predicted = np.array([codes.setdefault(v, len(codes)) for v in proposal.value.tolist()], np.int64)
+            parts[name].append((ids, proposal.priority, proposal.margin, predicted))
+    out = {}
+    for name, chunks in parts.items():
+        if chunks:
+            ids, priority, margin, predicted = (np.concatenate(c) for c in zip(*chunks))
+            out[name] = (ids, queue_order.ranks(ids, priority, margin, predicted))
+    return out
 
 
 def propose_and_write(collection: Collection, run: LabelRun, report: LabelReport, chunk_rows: int,
@@ -392,19 +450,17 @@ def propose_and_write(collection: Collection, run: LabelRun, report: LabelReport
         first = True  # the first chunk tells whether this run rewrites most labels (queue_indexes)
         while True:
             with collection.session() as s:
-                ids, vecs = collection.vectors.read_after(s, run.model_id, last, chunk_rows)
-                if not len(ids):
+                chunk = _read_chunk(collection, s, run, last, chunk_rows)
+                if chunk is None:
                     break
-                last = int(ids[-1])
-                if len(run.skip):  # marked duplicates get no proposals
-                    kept = ~np.isin(ids, run.skip)
-                    report.skipped_duplicates += int((~kept).sum())
-                    if not kept.all() and progress is not None:
-                        progress(int((~kept).sum()))
-                    ids, vecs = ids[kept], vecs[kept]
-                    if not len(ids):
-                        continue
-                batch = writer.plan(s, ids, propose(run, ids, vecs), run.prompt_set_id, report)
+                ids, vecs, passed, last = chunk
+                if passed:
+                    report.skipped_duplicates += passed
+                    if progress is not None:
+                        progress(passed)
+                if not len(ids):
+                    continue
+                batch = writer.plan(s, ids, propose(run, ids, vecs), run.prompt_set_id, report, run.ranked)
                 if first and queue_indexes.worth_setting_aside(
                         run.embeddings[0] * len(run.todo), len(batch.rows), batch.images * len(run.todo),
                         lambda: queue_indexes.rows_of_other_groups(s, run.todo)):
@@ -426,7 +482,8 @@ def finish_run(collection: Collection, run: LabelRun, report: LabelReport) -> No
     aside (this one, or one that stopped half way), and stamp each group with the inputs it was
     labeled from, so an unchanged rerun skips it."""
     with collection.session() as s:
-        queue_order.store_informative(s, run.todo)  # before the indexes: one sort each, not a write per row
+        # before the indexes: one sort each, not a write per row
+        report.ranks_moved = queue_order.store_informative(s, run.todo)
         report.rebuilt_indexes = queue_indexes.restore(s)
         for name in run.todo:
             _remember(s, name, run.stamps[name], report)
@@ -573,6 +630,9 @@ def _quoted(column: str) -> str:
 # What a proposal writes; status, reviewer and version belong to the review.
 _WRITTEN = ("value", "predicted", "confidence", "margin", "strategy", "fit_id", "priority", "option_scores",
             "prompt_set_id", "updated_at")
+# What an insert writes besides: a first run's rank, where it is known ahead (rank_ahead). An
+# update leaves the rank to the pass after the run, which writes only the ranks that moved.
+_INSERTED = (*_WRITTEN, "informative_rank")
 _READ = ("image_id", "group", "status", "value", "confidence", "margin", "strategy", "fit_id", "priority",
          "prompt_set_id")
 
@@ -633,7 +693,7 @@ class LabelWriter:
                   "status": proposed, "accept_run_id": literal_column("NULL"), "reviewed_at": literal_column("NULL")},
             where=table.c.status.in_([proposed, literal_column("'auto'")]))
         self.statement = statement.on_conflict_do_update(**conflict)
-        columns = ["image_id", "group", *_WRITTEN]
+        columns = ["image_id", "group", *_INSERTED]
         if dialect.name == "postgresql":
             # PostgreSQL: each chunk is COPYed into a temporary table, then one INSERT ... SELECT
             # with the same ON CONFLICT clause (its bulk-load path; executemany sent a statement per row)
@@ -645,6 +705,7 @@ class LabelWriter:
                               f"{', '.join(_quoted(c) for c in columns)} FROM labels WITH NO DATA")
             self.copy_sql = f"COPY {_STAGE} ({', '.join(_quoted(c) for c in columns)}) FROM STDIN"
         self.compiled = self.statement.compile(dialect=dialect, column_keys=columns)
+        self.dialect = dialect.name
         self.sqlite = dialect.name == "sqlite"
         self.sql = str(self.compiled)
         self.positional = bool(self.compiled.positional)
@@ -654,9 +715,10 @@ class LabelWriter:
         self.stamp = table.c.updated_at.type.bind_processor(dialect)
 
     def plan(self, session: Session, ids: np.ndarray, proposals: dict[str, Proposal], prompt_set_id: int,
-             report: LabelReport) -> "Batch":
+             report: LabelReport, ranked: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> "Batch":
         """Compare the chunk's ``proposals`` with the stored labels of images ``ids`` ``[N]``: the rows
-        to write, counted into ``report`` as if every write lands (:meth:`Batch.settle` corrects it)."""
+        to write, counted into ``report`` as if every write lands (:meth:`Batch.settle` corrects it).
+        ``ranked``: the ranks a new row of a group is inserted with (:func:`rank_ahead`)."""
         table = Label.__table__
         # by the image range alone: with a group filter too, SQLite took a group index and read every
         # label of those groups on every chunk (quadratic: 49 of 146 s at 1M images)
@@ -697,7 +759,8 @@ class LabelWriter:
                      "strategy": repeat(proposal.proposer.strategy), "fit_id": repeat(proposal.proposer.fit_id),
                      "priority": priority, "option_scores": stored_scores.encode(proposal.cosines[at],
                                                                                   proposal.option_confidence[at]),
-                     "prompt_set_id": repeat(prompt_set_id), "updated_at": repeat(stamp)}
+                     "prompt_set_id": repeat(prompt_set_id), "updated_at": repeat(stamp),
+                     "informative_rank": _ranks_of(ids[at], (ranked or {}).get(name))}
             rows += zip(*(given[key] for key in self.keys))
             positions.append(at)
             ranks.append(np.full(len(at), rank[name]))
@@ -743,6 +806,17 @@ class LabelWriter:
             return cursor.rowcount if cursor.rowcount is not None and cursor.rowcount >= 0 else len(rows)
         finally:
             cursor.close()
+
+
+def _ranks_of(ids: np.ndarray, ranked: tuple[np.ndarray, np.ndarray] | None) -> Iterable[int | None]:
+    """The rank found ahead for each of image ``ids`` ``[N]`` (None where it was not)."""
+    if ranked is None:
+        return repeat(None)
+    known, rank = ranked
+    at = np.minimum(np.searchsorted(known, ids), len(known) - 1)
+    hit = known[at] == ids
+    values = rank[at].tolist()
+    return values if hit.all() else [v if h else None for v, h in zip(values, hit.tolist())]
 
 
 def _changes(ids: np.ndarray, proposal: Proposal, stored: list[np.ndarray] | None, prompt_set_id: int
