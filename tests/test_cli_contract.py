@@ -72,14 +72,13 @@ def test_user_mistakes_are_one_line_on_stderr(tmp_path):
 
 
 def test_stats_and_check_on_an_empty_home(tmp_path):
-    home = ["--home", tmp_path / "home"]
+    cli = Cli(tmp_path / "home", None)
     # read commands never create a home (issue 9): a missing one is an error until a write makes it
-    assert manage(*home, "stats", "--json").returncode == 2 and not (tmp_path / "home").exists()
-    upgrade = manage(*home, "db", "upgrade", "--json")
-    assert upgrade.returncode == 0 and json.loads(upgrade.stdout)["revision"]
-    stats = json.loads(manage(*home, "stats", "--json").stdout)
+    assert cli("stats", "--json", expect=2) and not (tmp_path / "home").exists()
+    assert cli.json("db", "upgrade")["revision"]
+    stats = cli.json("stats")
     assert (stats["images"], stats["embedded"], stats["failed"], stats["missing"]) == (0, 0, 0, 0)
-    assert json.loads(manage(*home, "check", "--json").stdout)["ok"] is True
+    assert cli.json("check")["ok"] is True
 
 
 @pytest.mark.parametrize("module", sorted(p.stem for p in (ROOT / "labeler" / "commands").glob("*.py")

@@ -25,7 +25,7 @@ from labeler.ingest.ray_engine import DecodeStage, EmbedStage
 from labeler.errors import ConfigError
 from labeler.ingest.walk import load_file
 from labeler.encoding.preprocessing import NumpyPreprocess
-from tests.cli import manage
+from tests.cli import Cli, manage
 from tests.imagegen import picture, write_broken_corpus, write_good_images
 from tests.raycluster import ray_head
 
@@ -64,10 +64,18 @@ def folder(tmp_path) -> Path:
 
 
 def index(home: Path, folder: Path, model: str, *flags: str, env: dict | None = None) -> dict:
+    """``manage.py index`` in a real process: the README's command against the cluster."""
     import json
 
     done = manage("--home", home, "--model", model, "index", folder, "--json", *flags, env=env, expect=0)
     return json.loads(done.stdout)
+
+
+def index_locally(home: Path, folder: Path, model: str) -> dict:
+    """The local runner's ``index``, in this process (the model is loaded here already)."""
+    report = Cli(home, model).json("index", folder)
+    db.dispose_engines()
+    return report
 
 
 def catalog(home: Path, model: str) -> tuple[list[tuple], list[tuple], dict[str, np.ndarray]]:
@@ -93,8 +101,8 @@ def assert_same_collection(local: Path, ray: Path, model: str) -> None:
     assert sorted(ray_vectors) == sorted(local_vectors)
     for sha256, vector in local_vectors.items():
         assert float(vector @ ray_vectors[sha256]) >= 0.9999, sha256
-    check = manage("--home", ray, "--model", model, "check", "--json", expect=0)
-    assert '"ok": true' in check.stdout
+    assert Cli(ray, model).json("check")["ok"] is True
+    db.dispose_engines()
 
 
 def comparable(report: dict) -> dict:
@@ -109,7 +117,7 @@ def test_the_readmes_cluster_gives_the_local_runners_catalog_and_stays_increment
     local, ray = tmp_path / "local", tmp_path / "ray"
     flags = ("--address", head.address)
 
-    first_local = index(local, folder, model_spec)
+    first_local = index_locally(local, folder, model_spec)
     first_ray = index(ray, folder, model_spec, *flags, env=head.env)
     assert comparable(first_ray) == comparable(first_local)
     assert first_ray["failed"] == BROKEN and first_ray["duplicates"] == 1
@@ -128,7 +136,7 @@ def test_the_readmes_cluster_gives_the_local_runners_catalog_and_stays_increment
     picture(98).save(changed, changed.suffix.lstrip(".").upper().replace("JPG", "JPEG"))
     picture(97).save(folder / "broken" / "zero_0.jpg", "JPEG")  # a failure fixed
     sorted(folder.glob("good_*"))[-1].unlink()
-    second_local = index(local, folder, model_spec)
+    second_local = index_locally(local, folder, model_spec)
     second_ray = index(ray, folder, model_spec, env={**head.env, "LABELER_ENGINE": "ray",
                                                      "RAY_ADDRESS": head.address})
     assert comparable(second_ray) == comparable(second_local)
