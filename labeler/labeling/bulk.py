@@ -381,9 +381,10 @@ def propose(run: LabelRun, ids: np.ndarray, vecs: np.ndarray, groups: Sequence[s
 
 
 # Where the first run of a group finds its "most informative" ranks before writing its rows (see
-# rank_ahead). At 1,000,000 images × 9 groups on SQLite the scoring pass took 9.8 s and the rank
-# pass after the writes, left with nothing to write, 38.7 s instead of 77.7 s; on PostgreSQL the
-# rank's UPDATE wrote a new version of every row. A bench can take a dialect out to compare.
+# rank_ahead). At 1,000,000 images × 9 groups on SQLite the scoring pass took 11.6 s and the rank
+# pass after the writes, left with nothing to write, 36.1 s instead of 63.2 s (bench/bench_rank_ahead.py,
+# which takes the dialects out to compare); on PostgreSQL the rank's UPDATE wrote a new version of
+# every row.
 RANK_AHEAD_DIALECTS = ("postgresql", "sqlite")
 
 
