@@ -451,6 +451,8 @@ def propose_and_write(collection: Collection, run: LabelRun, report: LabelReport
         sent: deque[Batch] = deque()
         last = -1
         first = True  # the first chunk tells whether this run rewrites most labels (queue_indexes)
+        # rank_ahead's loop, but planned inside the unit of work and written after it closes: a
+        # generator of chunks would hold it open (and set_aside's DROP uncommitted) across the write
         while True:
             with collection.session() as s:
                 chunk = _read_chunk(collection, s, run, last, chunk_rows)
