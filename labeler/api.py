@@ -175,10 +175,10 @@ class Labeler:
         return {"ok": not problems, "problems": problems, "repaired": repaired, "unrepaired": unrepaired, **info}
 
     def _queue_index_problems(self) -> list[str]:
-        """The review queue's indexes a label run set aside and did not build again (it stopped)."""
+        """The review queue's indexes a label or accept run set aside and did not build again (it stopped)."""
         with self._existing().session() as s:
             gone = queue_indexes.missing(s)
-        return [f"the review queue's indexes {', '.join(gone)} are missing (a label run stopped half way; "
+        return [f"the review queue's indexes {', '.join(gone)} are missing (a label or accept run stopped half way; "
                 "queue pages sort whole groups until they are back): run label, or check --repair"] if gone else []
 
     def _index_problems(self) -> list[str]:

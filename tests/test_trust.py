@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from labeler.collection import Collection
 from labeler.config import Config
@@ -21,7 +21,7 @@ from labeler.ingest.run import index_paths
 from labeler.labeling.bulk import label_collection
 from labeler.review import decisions as review
 from labeler.review import trust
-from labeler.store import db
+from labeler.store import db, queue_indexes
 from labeler.store.catalog import AcceptRun, ImageFile, Label, ReviewEvent, Setting, utcnow
 from tests.cli import Cli
 
@@ -214,7 +214,7 @@ def test_accept_writes_auto_labels_with_their_run_and_undo_returns_them(labeled,
                          .order_by(ReviewEvent.id.desc()).limit(1)).one() == done["run"]
 
     undone = cli.json("accept", "--undo", done["run"])
-    assert undone == {"run": done["run"], "group": GROUP, "returned": len(still) - 1, "kept": 1}
+    assert undone == {"run": done["run"], "group": GROUP, "returned": len(still) - 1, "kept": 1, "rebuilt_indexes": []}
     final = statuses(collection)
     assert final[still[0]] == ("accepted", after[still[0]][1], done["run"])  # the person's decision stays
     assert all(final[i][0] == "proposed" and final[i][2] is None for i in still[1:])
@@ -229,15 +229,22 @@ def test_id_chunks_hold_at_most_size_ids_each_in_order():
     assert trust.id_chunks(np.zeros(0, np.int64), 3) == []
 
 
-def test_accept_writes_in_chunks_with_progress_and_leaves_a_decision_made_meanwhile(
-        labeled, trust_world, tmp_path, monkeypatch):
-    collection, cli = labeled
-    review_sample(cli, trust_world, tmp_path, 110)
+def planned_accept(collection: Collection, cli: Cli, world: Path, tmp_path: Path) -> tuple[dict, list[int]]:
+    """110 random reviews, learn, label; then what ``accept --dry-run`` at 0.9 says and the ids of
+    the labels it would accept."""
+    review_sample(cli, world, tmp_path, 110)
     learn_and_label(cli)
     dry = trust.accept(collection, GROUP, 0.9, dry_run=True)
     with collection.session() as s:
         planned = s.scalars(select(Label.id).where(Label.group == GROUP, Label.status == "proposed",
                                                    Label.confidence >= dry["threshold"]).order_by(Label.id)).all()
+    return dry, planned
+
+
+def test_accept_writes_in_chunks_with_progress_and_leaves_a_decision_made_meanwhile(
+        labeled, trust_world, tmp_path, monkeypatch):
+    collection, cli = labeled
+    dry, planned = planned_accept(collection, cli, trust_world, tmp_path)
     assert len(planned) == dry["accepted"] > 20
     monkeypatch.setattr(trust, "WRITE_CHUNK", 7)
     late = planned[-1]  # in the last chunk: a reviewer decides it while the first chunks are written
@@ -265,9 +272,44 @@ def test_accept_writes_in_chunks_with_progress_and_leaves_a_decision_made_meanwh
 
     undo_seen: list[tuple[int, int]] = []
     undone = trust.undo(collection, done["run"], progress=lambda d, t: undo_seen.append((d, t)))
-    assert undone == {"run": done["run"], "group": GROUP, "returned": done["accepted"], "kept": 0}
+    assert undone == {"run": done["run"], "group": GROUP, "returned": done["accepted"], "kept": 0,
+                      "rebuilt_indexes": []}  # a few labels: the queue indexes are updated in place
     assert undo_seen[-1] == (done["accepted"], done["accepted"]) and len(undo_seen) > 2
     assert all(v[0] != "auto" for v in statuses(collection).values())
+
+
+def test_an_accept_that_moves_most_labels_sets_the_queue_indexes_aside_and_builds_them_again(
+        labeled, trust_world, tmp_path, monkeypatch):
+    """Past BULK_ROWS (500,000 in use; here 1) an accept or undo of a group that holds most of the
+    labels drops the queue indexes while it writes and builds them again: the same labels change,
+    and the indexes agree with the table after."""
+    collection, cli = labeled
+    dry, planned = planned_accept(collection, cli, trust_world, tmp_path)
+    names = [ix.name for ix in queue_indexes.QUEUE_INDEXES]
+    monkeypatch.setattr(queue_indexes, "BULK_ROWS", 1)
+    monkeypatch.setattr(queue_indexes, "BULK_SHARE", 0.05)  # this accept moves about a tenth of the labels here
+    monkeypatch.setattr(trust, "WRITE_CHUNK", 7)
+    gone_while_writing: list[list[str]] = []
+
+    def progress(done: int, total: int) -> None:
+        with collection.session() as s:
+            gone_while_writing.append(queue_indexes.missing(s))
+
+    done = trust.accept(collection, GROUP, 0.9, progress=progress)
+    assert done["accepted"] == len(planned) and done["rebuilt_indexes"] == names
+    assert gone_while_writing and all(gone == names for gone in gone_while_writing)
+    assert sorted(i for i, v in statuses(collection).items() if v[0] == "auto") == planned
+
+    def consistent() -> None:
+        with collection.session() as s:
+            assert queue_indexes.missing(s) == []
+            assert s.execute(text("PRAGMA integrity_check")).scalar() == "ok"  # every index matches the table
+
+    consistent()
+    undone = trust.undo(collection, done["run"])
+    assert undone["returned"] == len(planned) and undone["rebuilt_indexes"] == names
+    assert all(v[0] != "auto" for v in statuses(collection).values())
+    consistent()
 
 
 def test_a_second_accept_of_a_group_is_refused_while_one_runs(labeled, trust_world, tmp_path):
