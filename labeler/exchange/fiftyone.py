@@ -27,7 +27,7 @@ from ..collection import Collection
 from ..core.prompts import PromptSet
 from ..files import replace_atomically
 from ..store.catalog import User
-from .export import REVIEWED, ExportError, check_target, export_label, group_choices, labeled_images
+from .records import REVIEWED, ExportError, check_target, export_label, group_choices, labeled_images
 
 ATTRIBUTES = ("status", "predicted", "predicted_confidence", "reviewed_by")
 

@@ -31,7 +31,7 @@ from ..collection import Collection
 from ..core.prompts import PromptSet
 from ..files import replace_atomically
 from ..store.catalog import User
-from .export import ExportError, Item, _is_under, check_target, export_label, group_choices, labeled_images
+from .records import ExportError, Item, check_target, export_label, group_choices, is_under, labeled_images
 
 FILES = ("metadata.parquet", "README.md", "dataset_info.json")
 OLD_METADATA = "metadata.jsonl"  # an earlier export's: imagefolder refuses two metadata formats in one folder
@@ -77,7 +77,7 @@ def export_hf(collection: Collection, out: Path, groups: Sequence[str] | None, p
 
 def metadata_row(item: Item, folder: Path, groups: list[str], reviewers: dict[int, str]) -> dict:
     """One image's ``metadata.parquet`` row; :class:`ExportError` when it lies outside ``folder``."""
-    path = next((p for p in item.paths if _is_under(p, folder)), None)
+    path = next((p for p in item.paths if is_under(p, folder)), None)
     if path is None:
         raise ExportError(f"{item.paths[0] if item.paths else item.image.id} is not under {folder}; "
                           "--format hf needs a folder that holds every image (give a higher one)")
