@@ -458,3 +458,24 @@ def test_a_bulk_write_gets_a_large_page_cache_and_gives_it_back(indexed_collecti
         with pytest.raises(RuntimeError), db.bulk_page_cache(s):
             raise RuntimeError("a chunk that fails")
         assert s.execute(text("PRAGMA cache_size")).scalar() == before
+
+
+def test_an_index_build_gets_a_memory_map_and_helper_threads_and_gives_them_back(indexed_collection):
+    """queue_indexes.restore builds with both; the pooled connection goes back as it came."""
+    from sqlalchemy import text
+
+    def settings(s) -> tuple[int, int]:
+        return s.execute(text("PRAGMA threads")).scalar(), s.execute(text("PRAGMA mmap_size")).scalar()
+
+    with db.session_scope(indexed_collection.config) as s:
+        before = settings(s)
+        with db.index_build_settings(s):
+            threads, mmap = settings(s)
+            assert threads == min(os.cpu_count() or 1, 8) and mmap > 0 and (threads, mmap) != before
+            queue_indexes.set_aside(s)
+            assert queue_indexes.restore(s) == [ix.name for ix in queue_indexes.QUEUE_INDEXES]
+        assert settings(s) == before
+        with pytest.raises(RuntimeError), db.index_build_settings(s):
+            raise RuntimeError("a build that fails")
+        assert settings(s) == before
+        s.rollback()

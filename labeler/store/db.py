@@ -351,6 +351,7 @@ def driver_rows(session: Session, query) -> list[tuple]:
 
 
 BULK_CACHE_KIB = 256 * 1024  # as sqlite_writer.CACHE_KIB (that process runs without SQLAlchemy)
+INDEX_BUILD_MMAP = 1 << 33  # bytes; SQLite caps it at its build's maximum (2 GiB in most)
 
 
 @contextmanager
@@ -369,4 +370,27 @@ def bulk_page_cache(session: Session, kib: int = BULK_CACHE_KIB) -> Iterator[Non
         yield
     finally:
         cursor.execute(f"PRAGMA cache_size = {int(before)}")
+        cursor.close()
+
+
+@contextmanager
+def index_build_settings(session: Session) -> Iterator[None]:
+    """SQLite: ``CREATE INDEX`` in ``session``'s connection reads the table through a memory map
+    and sorts with a helper thread per core; the pooled connection then gets its own settings back.
+    Building the six queue indexes over 9,000,000 labels: 49.6 and 48.7 s without, 38.7 and 34.4 s
+    with (alternating, in ``ROLLBACK``ed transactions on one home). A bigger page cache made it
+    slower (14.6 → 20.2 s for one index). Elsewhere, nothing."""
+    if session.get_bind().dialect.name != "sqlite":
+        yield
+        return
+    cursor = session.connection().connection.driver_connection.cursor()  # this unit of work's transaction
+    threads = cursor.execute("PRAGMA threads").fetchone()[0]
+    mmap = cursor.execute("PRAGMA mmap_size").fetchone()[0]
+    try:
+        cursor.execute(f"PRAGMA threads = {os.cpu_count() or 1}")
+        cursor.execute(f"PRAGMA mmap_size = {INDEX_BUILD_MMAP}")
+        yield
+    finally:
+        cursor.execute(f"PRAGMA threads = {int(threads)}")
+        cursor.execute(f"PRAGMA mmap_size = {int(mmap)}")
         cursor.close()

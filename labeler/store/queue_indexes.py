@@ -20,6 +20,7 @@ from collections.abc import Callable
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from . import db
 from .catalog import Label
 
 QUEUE_INDEXES = tuple(sorted((ix for ix in Label.__table__.indexes if ix.name.startswith("ix_labels_queue_")),
@@ -69,7 +70,8 @@ def restore(session: Session) -> list[str]:
     """Build the queue indexes that are missing, in ``session``'s transaction; returns their names."""
     gone = missing(session)
     connection = session.connection()
-    for ix in QUEUE_INDEXES:
-        if ix.name in gone:
-            ix.create(connection)
+    with db.index_build_settings(session):
+        for ix in QUEUE_INDEXES:
+            if ix.name in gone:
+                ix.create(connection)
     return gone
