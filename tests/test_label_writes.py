@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import command
 from sqlalchemy import delete, func, select
 
-from labeler.labeling import bulk
+from labeler.labeling import bulk, queue_order
 from labeler.store import db, queue_indexes, sqlite_writer
 from labeler.review import present, decisions as review
 from labeler.core import stored_scores
@@ -522,3 +522,33 @@ def test_a_first_run_inserts_its_rows_with_their_rank_and_leaves_the_rank_pass_n
     assert _queue_images(indexed_collection) == pages
     again = label_collection(indexed_collection, prompt_set, groups=["concept"], strategy="single")
     assert again.ranked_ahead == [] and again.updated > 0
+
+
+def test_a_group_whose_rows_are_not_the_ones_ranked_ahead_is_ranked_again_after_the_writes(indexed_collection,
+                                                                                             monkeypatch):
+    """An image embedded between the scoring pass and the writes is inserted without a rank (here
+    rank_ahead forgets one image, as if it came later): the test after the writes sees it, and the
+    rank pass orders the group as if there had been no pass ahead; a group ranked as planned is
+    left alone."""
+    prompt_set = load_prompt_set("workshop")
+    monkeypatch.setattr(bulk, "RANK_AHEAD_DIALECTS", ())
+    label_collection(indexed_collection, prompt_set, groups=["concept"], chunk_rows=7)
+    pages = _queue_images(indexed_collection)
+    with indexed_collection.session() as s:
+        s.execute(delete(Label).where(Label.group == "concept"))
+    monkeypatch.undo()
+    planned = bulk.rank_ahead
+
+    def one_image_late(collection, run, chunk_rows):
+        ranked = planned(collection, run, chunk_rows)
+        ids, rank = ranked["concept"]
+        keep = rank != rank.max()  # the last in the order: the others keep their ranks
+        return {**ranked, "concept": (ids[keep], rank[keep])}
+
+    monkeypatch.setattr(bulk, "rank_ahead", one_image_late)
+    late = label_collection(indexed_collection, prompt_set, groups=["concept", "color"], chunk_rows=7)
+    assert late.ranked_ahead == ["color", "concept"] and late.ranks_moved == 1  # the late image's, color's none
+    with indexed_collection.session() as s:
+        assert queue_order.stored_as_planned(s, "concept", late.inserted // 2)
+        assert not queue_order.stored_as_planned(s, "concept", late.inserted // 2 - 1)
+    assert _queue_images(indexed_collection) == pages

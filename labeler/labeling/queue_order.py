@@ -13,10 +13,11 @@ from typing import Sequence
 
 import numpy as np
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from ..store import db
+from ..store.catalog import Label
 
 # Migration 0013 runs the same statement for every group; a change here is a change there.
 _RANKED = """
@@ -25,6 +26,20 @@ _RANKED = """
     FROM (SELECT id, priority, margin, row_number() OVER (
               PARTITION BY predicted ORDER BY margin IS NULL, margin, id) AS turn
           FROM labels WHERE "group" = :group) AS turns"""
+
+
+def stored_as_planned(session: Session, group: str, planned: int) -> bool:
+    """Whether ``group``'s labels are exactly the ``planned`` ones its first run ranked before
+    writing (``bulk.rank_ahead``), each inserted with its rank: then :func:`store_informative`
+    would move none, and its read of every label can be skipped (24.7 s for 8,000,000 labels; the
+    test reads the informative-rank index in 0.07 s a group).
+
+    A row gets a rank only if its image was ranked, and an image has one row per group, so as many
+    rows as ``planned``, all with a rank, are the ranked images themselves. An image embedded
+    between the two passes (no rank) or removed (one row fewer) fails the test."""
+    rows, ranked = session.execute(select(func.count(), func.count(Label.informative_rank))
+                                   .where(Label.group == group)).one()
+    return rows == ranked == planned
 
 
 def store_informative(session: Session, groups: Sequence[str]) -> int:
@@ -36,6 +51,8 @@ def store_informative(session: Session, groups: Sequence[str]) -> int:
     order, a page at random per row (about 2 s per 100,000 labels); there the groups are read in one
     pass over the table in id order (:func:`_read_groups`), each ordered with numpy (:func:`ranks`),
     and the moved ranks of all groups written back together in id order."""
+    if not groups:
+        return 0  # SQLite would still walk the table for none
     if session.get_bind().dialect.name == "postgresql":
         moved = 0
         for group in groups:
