@@ -35,8 +35,10 @@ def stored_as_planned(session: Session, group: str, planned: int) -> bool:
     test reads the informative-rank index in 0.07 s a group).
 
     A row gets a rank only if its image was ranked, and an image has one row per group, so as many
-    rows as ``planned``, all with a rank, are the ranked images themselves. An image embedded
-    between the two passes (no rank) or removed (one row fewer) fails the test."""
+    rows as ``planned``, all with a rank, are the ranked images themselves. Their ranks are the ones
+    this module would give: ``rank_ahead`` breaks ties by image id, and a first run inserts a group's
+    rows in image id order, so in label id order too. An image embedded between the two passes (no
+    rank) or removed (one row fewer) fails the test."""
     rows, ranked = session.execute(select(func.count(), func.count(Label.informative_rank))
                                    .where(Label.group == group)).one()
     return rows == ranked == planned
