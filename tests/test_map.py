@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 
 import numpy as np
 import pytest
@@ -230,7 +231,9 @@ def test_migration_0022_puts_image_id_last_in_the_colour_indexes_and_goes_back(i
 
     def columns() -> dict[str, list[str]]:
         db.dispose_engines()
-        return {ix["name"]: ix["column_names"] for ix in inspect(db.get_engine(config)).get_indexes("labels")}
+        with warnings.catch_warnings():  # the spot-check index is on an expression: not one of these
+            warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based index")
+            return {ix["name"]: ix["column_names"] for ix in inspect(db.get_engine(config)).get_indexes("labels")}
 
     model = {ix.name: [c.name for c in ix.columns] for ix in Label.__table__.indexes if ix.name in columns()}
     assert columns() == {**columns(), **model} and len(model) >= 7
