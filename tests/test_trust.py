@@ -343,7 +343,7 @@ def postgres_url():
 
 
 @pytest.mark.slow
-def test_accept_and_undo_on_postgresql(postgres_url, tmp_path, model_spec, trust_world):
+def test_accept_and_undo_on_postgresql(postgres_url, tmp_path, model_spec, trust_world, monkeypatch):
     from labeler.exchange.importing import import_labels
 
     config = Config(home=tmp_path / "home", database_url=postgres_url, model=model_spec)
@@ -364,11 +364,17 @@ def test_accept_and_undo_on_postgresql(postgres_url, tmp_path, model_spec, trust
     learn(collection, [GROUP])
     label_collection(collection, load_prompt_set("workshop"), groups=[GROUP])
     done = trust.accept(collection, GROUP, 0.9)
-    assert done["accepted"] > 0 and done["lower_bound"] >= 0.9
+    assert done["accepted"] > 0 and done["lower_bound"] >= 0.9 and done["rebuilt_indexes"] == []  # in place
     with collection.session() as s:
         assert s.scalar(select(func.count()).select_from(ReviewEvent).where(ReviewEvent.run_id == done["run"])) \
             == done["accepted"]
-    assert trust.undo(collection, done["run"])["returned"] == done["accepted"]
+    monkeypatch.setattr(queue_indexes, "BULK_ROWS", 1)  # the undo sets the queue indexes aside and builds them again
+    monkeypatch.setattr(queue_indexes, "BULK_SHARE", 0.05)
+    undone = trust.undo(collection, done["run"])
+    assert undone["returned"] == done["accepted"]
+    assert undone["rebuilt_indexes"] == [ix.name for ix in queue_indexes.QUEUE_INDEXES]
+    with collection.session() as s:
+        assert queue_indexes.missing(s) == []
     with collection.session() as s:
         assert s.scalar(select(func.count()).select_from(Label).where(Label.status == "auto")) == 0
     assert not (config.home / "catalog.db").exists()
