@@ -22,13 +22,13 @@ from xml.sax.saxutils import quoteattr
 from sqlalchemy import select
 
 from ..review import duplicate_marks, flags, qa
-from ..store.catalog import AcceptRun, Image, Label, User
+from ..store.catalog import DECIDED, AcceptRun, Image, Label, User
 from ..collection import Collection
 from ..files import replace_atomically
 from ..core.prompts import PromptSet
 from .fiftyone import export_fiftyone
 from .huggingface import export_hf
-from .records import REVIEWED, ExportError, Item, check_target, export_label, group_choices, is_under, labeled_images
+from .records import ExportError, Item, check_target, export_label, group_choices, is_under, labeled_images
 
 FORMATS = ("csv", "jsonl", "coco", "labelstudio", "hf", "fiftyone")
 CONCEPT_GROUP = "concept"
@@ -331,7 +331,7 @@ def coco(items: Sequence[Item], groups: list[str], choices: dict[str, list[str]]
 
 
 def _reviewed(label: Label | None) -> bool:
-    return label is not None and label.status in REVIEWED and label.value is not None
+    return label is not None and label.status in DECIDED and label.value is not None
 
 
 def coco_truth(items: Sequence[Item], groups: list[str], choices: dict[str, list[str]], root: Path,

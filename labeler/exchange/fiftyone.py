@@ -26,8 +26,8 @@ from sqlalchemy import select
 from ..collection import Collection
 from ..core.prompts import PromptSet
 from ..files import replace_atomically
-from ..store.catalog import User
-from .records import REVIEWED, ExportError, check_target, export_label, group_choices, labeled_images
+from ..store.catalog import DECIDED, User
+from .records import ExportError, check_target, export_label, group_choices, labeled_images
 
 ATTRIBUTES = ("status", "predicted", "predicted_confidence", "reviewed_by")
 
@@ -55,7 +55,7 @@ def export_fiftyone(collection: Collection, out: Path, groups: Sequence[str] | N
         for group, label in sorted(item.labels.items()):
             data = export_label(label, reviewers)
             attributes = {"group": group, **{k: data[k] for k in ATTRIBUTES},
-                          "reviewed": label.status in REVIEWED}
+                          "reviewed": label.status in DECIDED}
             if data["value"] is not None:
                 combined.setdefault(key, []).append(
                     {"label": data["value"], "confidence": data["confidence"], "attributes": attributes})

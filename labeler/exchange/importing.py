@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from ..review import decisions as review
 from ..review.values import lookalike, normalise, value_problem
 from ..store import label_totals
-from ..store.catalog import Label, User
+from ..store.catalog import DECIDED, Label, User
 from ..collection import Collection
 from ..store.csvfiles import ID_COLUMNS, IMAGE_URL_COLUMN, CsvError, CsvRows, RowMatcher
 from ..errors import LabelerError
@@ -37,7 +37,6 @@ from ..core.prompts import PromptSet
 CONVERTER_COLUMNS = ("id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement",
                      "history")
 NEWER_REVIEW = "newer_review"  # the skip reason of a cell whose label changed since the export
-REVIEWED = ("accepted", "corrected")
 EXAMPLES = 20  # skipped cells listed one by one in the report; the rest are only counted
 MAX_UNMATCHED = 1000  # unmatched rows listed in the report; ``unmatched_count`` counts them all
 CHUNK = 5000  # rows matched and written at a time
@@ -297,7 +296,7 @@ def _newer_review(cell: Cell, label: Label | None, value: str) -> bool:
     """Whether ``label`` changed since the export that wrote ``cell`` (its version is newer), other
     than to the reviewed ``value`` itself."""
     return (label is not None and cell.version is not None and label.version > cell.version
-            and not (label.value == value and label.status in REVIEWED))
+            and not (label.value == value and label.status in DECIDED))
 
 
 def write_plan(session: Session, plan: list[tuple[int, str, str]], existing: dict[tuple[int, str], Label],
@@ -308,7 +307,7 @@ def write_plan(session: Session, plan: list[tuple[int, str, str]], existing: dic
     added = False
     for image_id, group, value in plan:
         label = existing.get((image_id, group))
-        if label is not None and label.value == value and label.status in REVIEWED:
+        if label is not None and label.value == value and label.status in DECIDED:
             report["unchanged"] += 1
             continue
         if label is None:
@@ -639,7 +638,7 @@ def _our_reviewer(data: dict, group: str, choice: str) -> str | None:
     but it named no one (``--user`` then); None: not our reviewed value."""
     provenance = data.get("labeler")
     ours = provenance.get(group) if isinstance(provenance, dict) else None
-    if not isinstance(ours, dict) or ours.get("status") not in REVIEWED or ours.get("value") != choice:
+    if not isinstance(ours, dict) or ours.get("status") not in DECIDED or ours.get("value") != choice:
         return None
     name = ours.get("reviewed_by")
     return name.strip() if isinstance(name, str) else ""

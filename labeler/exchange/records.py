@@ -24,7 +24,6 @@ from ..collection import Collection
 from ..errors import LabelerError
 from ..core.prompts import PromptSet
 
-REVIEWED = ("accepted", "corrected")  # what a reviewer decided a value is: COCO's ground truth
 
 
 class ExportError(LabelerError):

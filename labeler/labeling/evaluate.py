@@ -17,7 +17,7 @@ import numpy as np
 from sqlalchemy import select
 
 from ..core import scoring
-from ..store.catalog import REVIEWED_ONLY, Label
+from ..store.catalog import DECIDED, REVIEWED_ONLY, Label
 from ..collection import Collection
 from ..store.csvfiles import match_rows, read_csv
 from ..errors import LabelerError
@@ -56,7 +56,7 @@ def truth_from_reviews(collection: Collection, groups: Sequence[str]) -> Truth:
         # value IS NOT NULL stays out of the SQL: it offers SQLite (group, value) as a range over the
         # whole group, which it may pick over the seek on (group, status) of the reviewed labels.
         rows = s.execute(select(Label.image_id, Label.group, Label.value).where(
-            Label.group.in_(list(groups)), Label.status.in_(("accepted", "corrected")), REVIEWED_ONLY))
+            Label.group.in_(list(groups)), Label.status.in_(DECIDED), REVIEWED_ONLY))
         for image_id, group, value in rows:
             if value is not None:
                 values[group][image_id] = value

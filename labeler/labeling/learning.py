@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from ..core import fewshot, scoring
 from ..core import replay as replay_maths
-from ..store.catalog import REVIEWED_ONLY, Fit, Label, PromptSetRecord
+from ..store.catalog import DECIDED, REVIEWED_ONLY, Fit, Label, PromptSetRecord
 from ..store.stats import label_groups
 from ..collection import Collection
 from ..errors import LabelerError
@@ -28,7 +28,6 @@ from .candidates import candidate_texts, encode_candidates, related_ensembles, s
 from .bulk import EncodedGroup, encode_groups, last_run_prompt_set_id, logit_scale, record_prompt_set
 from ..core.prompts import PromptSet, bump_version, parse_prompt_set
 
-REVIEWED = ("accepted", "corrected")
 
 
 class LearnError(LabelerError):
@@ -55,7 +54,7 @@ def reviews(session: Session, group: str, option_names: Sequence[str]) -> Review
     """
     index = {name: i for i, name in enumerate(option_names)}
     rows = session.execute(select(Label.image_id, Label.value)
-                           .where(Label.group == group, Label.status.in_(REVIEWED), REVIEWED_ONLY)
+                           .where(Label.group == group, Label.status.in_(DECIDED), REVIEWED_ONLY)
                            .order_by(Label.image_id)).all()
     ids, labels, skipped = [], [], {}
     for image_id, value in rows:
@@ -113,7 +112,7 @@ def learn(collection: Collection, groups: Sequence[str] | None = None, prompt_se
     with collection.session() as s:
         model_id = collection.models.require_id(s)
         known = label_groups(s)
-        reviewed_groups = set(s.scalars(select(Label.group).where(Label.status.in_(REVIEWED), REVIEWED_ONLY)
+        reviewed_groups = set(s.scalars(select(Label.group).where(Label.status.in_(DECIDED), REVIEWED_ONLY)
                                    .distinct()))
     names = list(groups) if groups else known
     if not known:

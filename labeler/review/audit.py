@@ -23,9 +23,9 @@ from ..collection import Collection
 from ..core import fewshot
 from ..errors import LabelerError
 from ..labeling.bulk import logit_scale
-from ..labeling.learning import REVIEWED, option_vectors, prompt_set_of_labels, reviews
+from ..labeling.learning import option_vectors, prompt_set_of_labels, reviews
 from ..store import db
-from ..store.catalog import REVIEWED_ONLY, ImageFile, Label, ReviewEvent, Setting, User
+from ..store.catalog import DECIDED, REVIEWED_ONLY, ImageFile, Label, ReviewEvent, Setting, User
 from ..store.stats import label_groups
 
 MIN_REVIEWS = 10  # fewer reviewed labels than this: nothing to cross-validate on
@@ -140,7 +140,7 @@ def audit_group(collection: Collection, group: str, limit: int = 200) -> dict:
         s.execute(update(Label).where(Label.group == group, REVIEWED_ONLY).values(suspect_score=None)
                   .execution_options(synchronize_session=False))
         ids = dict(s.execute(select(Label.image_id, Label.id).where(Label.group == group, REVIEWED_ONLY,
-                                                                      Label.status.in_(REVIEWED))).all())
+                                                                      Label.status.in_(DECIDED))).all())
         table = Label.__table__  # Core: a score is no decision, so the label's version stays
         rows = [{"label_id": ids[int(i)], "score": round(float(v), 6)} for i, v in zip(image_ids, score) if int(i) in ids]
         if rows:
@@ -182,7 +182,7 @@ def audit(collection: Collection, group: str | None = None, limit: int = 200) ->
     """Audit one group, or every group with enough reviewed labels; a list of :func:`audit_group` reports."""
     with collection.session() as s:
         known = label_groups(s)
-        reviewed = dict(s.execute(select(Label.group, func.count()).where(Label.status.in_(REVIEWED), REVIEWED_ONLY)
+        reviewed = dict(s.execute(select(Label.group, func.count()).where(Label.status.in_(DECIDED), REVIEWED_ONLY)
                                   .group_by(Label.group)).all())
     if group is not None:
         if group not in known:

@@ -277,6 +277,8 @@ class Label(Base):
 
 # A label's statuses other than "proposed" (review.decisions.STATUSES holds them all).
 NOT_PROPOSED = ("auto", "accepted", "corrected", "rejected")
+# A value a person decided, kept or corrected: what learn learns from and exports call ground truth.
+DECIDED = ("accepted", "corrected")
 # The condition of ix_labels_group_reviewed, word for word: SQLite uses a partial index only for a
 # query that repeats it, so a query seeking reviewed labels adds this (alone or beside a status test).
 # The IN beside it lets SQLite seek (group, status) in the queue's indexes of migration 0013 as well:
