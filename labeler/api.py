@@ -216,13 +216,14 @@ class Labeler:
 
     # -- labeling ----------------------------------------------------------------------------
     def label(self, prompt_set: PromptSetRef, strategy: str | None = None, groups: Sequence[str] | None = None,
-              progress: Progress = None) -> dict:
+              progress: Progress = None, stage: Callable[[str, int | None], None] | None = None) -> dict:
         """Propose a label per embedded image and group of ``prompt_set`` (``manage.py label``);
-        reviewed labels are kept. ``strategy`` None: each group's fit from reviews where it has one."""
+        reviewed labels are kept. ``strategy`` None: each group's fit from reviews where it has one.
+        ``stage(name, total)``: each pass starts, ``progress`` counting again (``label_collection``)."""
         chosen = self.prompt_set(prompt_set)
         check_request(chosen, strategy or DEFAULT_STRATEGY, groups)  # before the catalog is opened
         return label_collection(self.collection(), chosen, strategy, list(groups) if groups else None,
-                                progress=progress).to_dict()
+                                progress=progress, stage=stage).to_dict()
 
     def search_prompts(self, out: str | Path, groups: Sequence[str] | None = None,
                        prompt_set: PromptSetRef | None = None, candidates: str | Path | None = None,

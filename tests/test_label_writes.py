@@ -552,3 +552,60 @@ def test_a_group_whose_rows_are_not_the_ones_ranked_ahead_is_ranked_again_after_
         assert queue_order.stored_as_planned(s, "concept", late.inserted // 2)
         assert not queue_order.stored_as_planned(s, "concept", late.inserted // 2 - 1)
     assert _queue_images(indexed_collection) == pages
+
+
+def test_a_first_run_counts_each_pass_over_the_images_as_a_stage_of_its_own(indexed_collection):
+    """The scoring pass ahead, the labeling pass and the finishing step (queue order and indexes)
+    each start a stage: the bar counts the images of each pass from 0, and the last step is not
+    left behind a bar at 100%. A relabel has no pass ahead; a run with nothing to do, no stage."""
+    prompt_set = load_prompt_set("workshop")
+    stages: list[tuple[str, int | None]] = []
+    counts: list[int] = [0]
+
+    def stage(name: str, total: int | None) -> None:
+        stages.append((name, total))
+        counts.append(0)
+
+    def progress(n: int) -> None:
+        counts[-1] += n
+
+    with indexed_collection.session() as s:
+        images = s.scalar(select(func.count()).select_from(Image))
+    label_collection(indexed_collection, prompt_set, groups=["concept"], chunk_rows=7, progress=progress, stage=stage)
+    assert stages == [("scoring ahead", images), ("labeling", images), ("queue order and indexes", None)]
+    assert counts == [0, images, images, 0]
+    stages.clear()
+    counts[:] = [0]
+    label_collection(indexed_collection, prompt_set, groups=["concept"], strategy="single", chunk_rows=7,
+                     progress=progress, stage=stage)
+    assert stages == [("labeling", images), ("queue order and indexes", None)] and counts == [0, images, 0]
+    stages.clear()
+    counts[:] = [0]
+    label_collection(indexed_collection, prompt_set, groups=["concept"], strategy="single", progress=progress,
+                     stage=stage)
+    assert stages == [] and counts == [images]
+
+
+def test_the_bar_of_each_stage_is_a_line_of_its_own_on_a_terminal(monkeypatch):
+    import os
+    import sys
+
+    from labeler.commands.context import Progress
+
+    parent, child = os.openpty()
+    with os.fdopen(child, "w") as terminal:
+        monkeypatch.setattr(sys, "stderr", terminal)
+        assert Progress(None, None, quiet=False)._bar is None  # no step named yet: nothing drawn
+        with Progress("scoring ahead", 4, quiet=False) as bar:
+            bar.update(4)
+            bar.stage("labeling", 4)
+            bar.update(2)
+            bar.stage("queue order and indexes", None)
+        terminal.flush()
+    monkeypatch.undo()
+    shown = os.read(parent, 65536).decode()
+    os.close(parent)
+    assert shown.index("scoring ahead") < shown.index("labeling") < shown.index("queue order and indexes")
+    with Progress("labeling", 4, quiet=True) as quiet:  # --json: no bar at all
+        quiet.stage("queue order and indexes", None)
+        assert quiet._bar is None

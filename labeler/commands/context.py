@@ -49,13 +49,24 @@ def emit(as_json: bool, data: Any, human: Callable[[Any], None] | None = None) -
 
 
 class Progress:
-    """A progress bar on a terminal; silent under --json or when stderr is not a terminal."""
+    """A progress bar on a terminal; silent under --json or when stderr is not a terminal.
 
-    def __init__(self, label: str, total: int | None, quiet: bool):
+    ``label`` None: no bar until the work names its first step (:meth:`stage`)."""
+
+    def __init__(self, label: str | None, total: int | None, quiet: bool):
         self.enabled = not quiet and sys.stderr.isatty()
-        self._bar = click.progressbar(length=total or 0, label=label, file=sys.stderr) if self.enabled else None
-        if self._bar is not None:
-            self._bar.__enter__()
+        self._bar = None
+        if label is not None:
+            self._open(label, total)
+
+    def _open(self, label: str, total: int | None, counted: bool = True) -> None:
+        if not self.enabled:
+            return
+        if not counted:  # a step with nothing to count: its name, not a bar stuck at 0%
+            click.echo(f"{label} ...", file=sys.stderr)
+            return
+        self._bar = click.progressbar(length=total or 0, label=label, file=sys.stderr)
+        self._bar.__enter__()
 
     def update(self, n: int = 1) -> None:
         if self._bar is not None:
@@ -64,6 +75,12 @@ class Progress:
     def set_total(self, total: int) -> None:
         if self._bar is not None:
             self._bar.length = total
+
+    def stage(self, label: str, total: int | None) -> None:
+        """End this bar's line and start a bar of its own for the next step: ``label``, 0 of
+        ``total``; a step with no count (``total`` None) shows its name alone."""
+        self.close()
+        self._open(label, total, counted=total is not None)
 
     def close(self) -> None:
         if self._bar is not None:

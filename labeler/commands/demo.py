@@ -52,8 +52,8 @@ def demo(count: int, seed: int, prompt_set: str, serve: bool, port: int, as_json
         truth = _world(config.home / "demo-world", count, seed, as_json)
     with Progress("indexing", count, as_json) as bar:
         report = index_paths(collection, [truth.parent], progress=bar.update)
-    with Progress("labeling", None, as_json) as bar:
-        labels = label_collection(collection, prompts, progress=bar.update)
+    with Progress(None, None, as_json) as bar:  # label names its passes (stage)
+        labels = label_collection(collection, prompts, progress=bar.update, stage=bar.stage)
     _share_truth(config.home, truth)
     with collection.session() as s:
         account = create_demo_admin(s, config.home)

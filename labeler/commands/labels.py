@@ -34,8 +34,8 @@ def label(prompt_set_path: str, strategy: str | None, groups: tuple[str, ...], a
     # Validate everything before the catalog is opened, so a bad prompt set changes nothing.
     prompt_set = api.prompt_set(prompt_set_path)
     check_request(prompt_set, strategy or DEFAULT_STRATEGY, groups)
-    with Progress("labeling", api.images(), as_json) as bar:
-        report = api.label(prompt_set, strategy, groups or None, progress=bar.update)
+    with Progress(None, None, as_json) as bar:  # label names its passes (stage)
+        report = api.label(prompt_set, strategy, groups or None, progress=bar.update, stage=bar.stage)
 
     def human(data: dict) -> None:
         click.echo(f"labeled {data['labeled']} (inserted {data['inserted']}, updated {data['updated']}, "

@@ -274,13 +274,17 @@ def remember_priority(session: Session, ranks: dict[str, dict[int, int]], prompt
 
 def label_collection(collection: Collection, prompt_set: PromptSet, strategy: str | None = None,
                      groups: Sequence[str] | None = None, chunk_rows: int = CHUNK_ROWS,
-                     progress=None, recheck: bool = False) -> LabelReport:
+                     progress=None, recheck: bool = False, stage=None) -> LabelReport:
     """Write one proposed ``Label`` per embedded image and group; reviewed labels are kept.
 
     ``strategy`` None: each group proposes with what it learned from its reviews (``manage.py
     learn``) when it has a fit for this prompt-set version, else with :data:`DEFAULT_STRATEGY`;
     a named strategy forces that zero-shot strategy. ``progress(n)`` is called with the number
-    of images finished in each chunk.
+    of images finished in each chunk. ``stage(name, total)``, when given, is called as each pass
+    over the images starts (``progress`` then counts from 0 of ``total`` again) and before the
+    finishing step (``total`` None): a first run's scoring pass, then the labeling pass, then the
+    queue order and indexes (tens of seconds at a million images). A run with nothing to relabel
+    names no stage.
 
     Only proposals that changed are written. A group whose inputs are as they were at its last
     full run is skipped without reading a vector; ``recheck`` compares its rows anyway.
@@ -301,9 +305,15 @@ def label_collection(collection: Collection, prompt_set: PromptSet, strategy: st
     else:
         start_run(collection, run)
         if run.unlabeled and run.writer.dialect in RANK_AHEAD_DIALECTS:
-            run.ranked = rank_ahead(collection, run, chunk_rows)
+            if stage is not None:
+                stage("scoring ahead", run.embeddings[0])
+            run.ranked = rank_ahead(collection, run, chunk_rows, progress if stage is not None else None)
             report.ranked_ahead = sorted(run.ranked)
+        if stage is not None:
+            stage("labeling", run.embeddings[0])
         propose_and_write(collection, run, report, chunk_rows, progress)
+        if stage is not None:
+            stage("queue order and indexes", None)
         finish_run(collection, run, report)
     report.seconds = time.perf_counter() - started
     return report
@@ -402,13 +412,15 @@ def _read_chunk(collection: Collection, session: Session, run: LabelRun, after: 
     return ids[kept], vecs[kept], int((~kept).sum()), last
 
 
-def rank_ahead(collection: Collection, run: LabelRun, chunk_rows: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def rank_ahead(collection: Collection, run: LabelRun, chunk_rows: int,
+               progress=None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The "most informative" rank of every label the run will write for its groups that have no
     label yet: ``{group: (image ids [N] sorted, rank [N])}``, from a pass that scores every chunk
     and writes nothing. With it the rows are inserted with their rank, instead of writing every row
     a second time in the rank pass after the run (``queue_order.store_informative``), which then
     skips the group (``queue_order.stored_as_planned``). An image embedded or removed between the
-    two passes fails that test, and the pass orders the group again."""
+    two passes fails that test, and the pass orders the group again. ``progress(n)``: the images
+    of each chunk, as the labeling pass counts them."""
     parts: dict[str, list[tuple]] = {g: [] for g in run.unlabeled}
     codes: dict[str | None, int] = {None: -1}
     last = -1
@@ -417,7 +429,9 @@ def rank_ahead(collection: Collection, run: LabelRun, chunk_rows: int) -> dict[s
             chunk = _read_chunk(collection, s, run, last, chunk_rows)
         if chunk is None:
             break
-        ids, vecs, _, last = chunk
+        ids, vecs, passed, last = chunk
+        if progress is not None:
+            progress(passed + len(ids))
         for name, proposal in propose(run, ids, vecs, run.unlabeled).items():
             predicted = np.array([codes.setdefault(v, len(codes)) for v in proposal.value.tolist()], np.int64)
             parts[name].append((ids, proposal.priority, proposal.margin, predicted))
