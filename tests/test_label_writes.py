@@ -539,8 +539,8 @@ def test_a_group_whose_rows_are_not_the_ones_ranked_ahead_is_ranked_again_after_
     monkeypatch.undo()
     planned = bulk.rank_ahead
 
-    def one_image_late(collection, run, chunk_rows):
-        ranked = planned(collection, run, chunk_rows)
+    def one_image_late(collection, run, chunk_rows, progress=None):
+        ranked = planned(collection, run, chunk_rows, progress)
         ids, rank = ranked["concept"]
         keep = rank != rank.max()  # the last in the order: the others keep their ranks
         return {**ranked, "concept": (ids[keep], rank[keep])}
