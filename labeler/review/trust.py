@@ -352,14 +352,12 @@ def _set_aside_if_worth(collection: Collection, rows: int) -> bool:
     ``auto`` took 28.8 s of ``UPDATE`` in one transaction with the indexes, 1.5 s without, and
     8.3 s to build the six again (``ROLLBACK``ed trials on the same home).
     """
-    def decide(s: Session) -> bool:
-        if not queue_indexes.worth_setting_aside(
-                rows, rows, rows, lambda: s.scalar(select(func.count()).select_from(Label)) - rows):
-            return False
-        queue_indexes.set_aside(s)
-        return True
-
-    return db.write_transaction(collection.config, decide)
+    with collection.session() as s:  # decided without the write lock: most runs keep the indexes
+        worth = queue_indexes.worth_setting_aside(
+            rows, rows, rows, lambda: s.scalar(select(func.count()).select_from(Label)) - rows)
+    if worth:
+        db.write_transaction(collection.config, queue_indexes.set_aside)
+    return worth
 
 
 def _restore(collection: Collection, aside: bool) -> list[str]:
