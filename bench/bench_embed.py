@@ -212,11 +212,12 @@ def main() -> None:
             rows[kind]["cosine"] = cosines(tmp / "bare", out)
         bare = rows["bare"]
         print(f"load average at end {os.getloadavg()[0]:.2f}")
-        print(f"{'system':<16}{'end-to-end img/s':>18}{'start-up s':>12}{'steady img/s':>14}{'steady/bare':>13}"
+        names = {kind: "bare open_clip" if kind == "bare" else f"labeler {kind}" for kind in rows}
+        width = max(16, *(len(name) + 1 for name in names.values()))
+        print(f"{'system':<{width}}{'end-to-end img/s':>18}{'start-up s':>12}{'steady img/s':>14}{'steady/bare':>13}"
               f"{'forward img/s':>15}{'forward/bare':>14}{'peak RSS MB':>13}{'min cosine':>12}")
         for kind, r in rows.items():
-            name = "bare open_clip" if kind == "bare" else f"labeler {kind}"
-            print(f"{name:<16}{r['end_to_end']:>18.1f}{r['startup']:>12.2f}{r['steady']:>14.1f}"
+            print(f"{names[kind]:<{width}}{r['end_to_end']:>18.1f}{r['startup']:>12.2f}{r['steady']:>14.1f}"
                   f"{r['steady'] / bare['steady']:>13.2f}{r['forward']:>15.1f}{r['forward'] / bare['forward']:>14.2f}"
                   f"{r['peak_rss_mb']:>13.0f}{r['cosine']:>12.5f}")
 
