@@ -176,3 +176,22 @@ def test_auto_gives_fp32_where_no_int8_recipe_is_faithful(tmp_path, onnx_cache):
         check_mode("fast")
     with pytest.raises(ModelUnavailable):
         check_mode("auto")  # a setting, resolved before any encoder sees it
+
+
+def test_quantising_never_touches_another_process_s_files(tmp_path, onnx_cache):
+    # quantize_dynamic writes "<input>-inferred.onnx" beside its input and deletes it: two first runs
+    # of a model once deleted each other's ("No such file") or read it half-written. Another process's
+    # file, there while this one quantises, must come through untouched, and nothing of ours stay.
+    folder = _fp32_copy(onnx_cache, tmp_path / "cache")
+    theirs = {name: f"another process's {name}".encode() for name in ("image-inferred.onnx", "text-inferred.onnx")}
+    for name, data in theirs.items():
+        (folder / name).write_bytes(data)
+    before = {p.name for p in folder.iterdir()}
+    int8.quantize(folder, "s8-reduced")
+    assert {name: (folder / name).read_bytes() for name in theirs} == theirs
+    made = {p.name for p in folder.iterdir()} - before
+    assert made == {"image.int8-s8-reduced.onnx", "text.int8-s8-reduced.onnx"}
+    fp32 = OnnxEncoder(TINY_NAME, folder, onnx_export.read_meta(folder), "fp32")
+    quantised = OnnxEncoder(TINY_NAME, folder, onnx_export.read_meta(folder), "int8", "s8-reduced")
+    texts = ["a red hammer", "a saw on a bench"]
+    assert float((fp32.encode_texts(texts) * quantised.encode_texts(texts)).sum(axis=1).min()) >= int8.FLOOR

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -65,23 +67,34 @@ def read_choices(folder: Path) -> dict:
 
 
 def quantize(folder: Path, recipe: str) -> None:
-    """Write both towers of ``recipe`` (dynamic int8 weights of every MatMul and Gemm), atomically."""
+    """Write both towers of ``recipe`` (dynamic int8 weights of every MatMul and Gemm), atomically.
+
+    Two processes may quantise one export at once (two first runs of a model). ``quantize_dynamic``
+    writes its shape-inferred copy beside its input as ``<input>-inferred.onnx`` and deletes it, so
+    each process reads the tower through its own hard link (a copy where links are refused), and
+    the two never share, or delete, each other's files."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     for tower in ("image", "text"):
         target = tower_file(folder, tower, recipe)
         if target.exists():
             continue
-        tmp = folder / f"{tower}.int8-{recipe}.{os.getpid()}.tmp.onnx"
+        mine = f"{os.getpid()}.{threading.get_ident()}"
+        tmp, source = folder / f"{tower}.int8-{recipe}.{mine}.tmp.onnx", folder / f"{tower}.{mine}.src.onnx"
         quiet = logging.getLogger().level
         logging.getLogger().setLevel(logging.ERROR)  # its pre-processing advice is for calibrated quantisation
         try:
-            quantize_dynamic(folder / f"{tower}.onnx", tmp, weight_type=QuantType.QInt8,
+            try:
+                os.link(folder / f"{tower}.onnx", source)
+            except OSError:
+                shutil.copyfile(folder / f"{tower}.onnx", source)
+            quantize_dynamic(source, tmp, weight_type=QuantType.QInt8,
                              op_types_to_quantize=["MatMul", "Gemm"], **RECIPES[recipe])
             os.replace(tmp, target)
         finally:
             logging.getLogger().setLevel(quiet)
             tmp.unlink(missing_ok=True)
+            source.unlink(missing_ok=True)
 
 
 def _drop(folder: Path, recipe: str) -> None:
