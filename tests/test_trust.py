@@ -19,6 +19,7 @@ from labeler.core.prompts import load_prompt_set
 from labeler.demo_world import generate_world
 from labeler.ingest.run import index_paths
 from labeler.labeling.bulk import label_collection
+from labeler.review import audit
 from labeler.review import decisions as review
 from labeler.review import trust
 from labeler.store import db, queue_indexes
@@ -404,6 +405,9 @@ def test_audit_finds_imported_labels_that_are_wrong(labeled, trust_world, tmp_pa
     assert sum(top) >= 6, top
     assert all(x["reviewed_by"] == "import" for x in suspects)
     flagged = [Path(x["path"]).name in wrong for x in suspects if x["score"] >= report["cutoff"]]
+    assert len(flagged) == report["flagged"]  # the cutoff is one of the scores as reported and stored
+    with collection.session() as s:
+        assert audit.suspect_count(s, GROUP) == report["flagged"]  # and as the dashboard counts them
     assert sum(flagged) >= 5 and sum(flagged) / len(flagged) >= 3 * len(wrong) / len(files)  # thrice the base rate
     with collection.session() as s:  # the queue's suspect sort: the same order
         queue, total = review.list_labels(s, group=GROUP, sort="suspect", limit=20)

@@ -125,6 +125,10 @@ def audit_group(collection: Collection, group: str, limit: int = 200) -> dict:
     fit = fewshot.learn_group(vecs, labels, text_vecs, scale)
     probs = fewshot.out_of_fold_confidence(vecs, labels, text_vecs, scale, fit.method, fit.params, fit.temperature)
     score, flagged = suspect_scores(probs, labels)
+    # Scores are stored to 6 places, and the cutoff is one of them: rounded once, here, the catalog's
+    # "score >= cutoff" counts what this run flagged (unrounded, a flagged label whose score rounded
+    # down fell below its own cutoff, and the dashboard lost it).
+    score = np.round(score, 6)
     order = np.argsort(-score, kind="stable")
     # Confident learning says how many labels are wrong; the cutoff puts that many of the most
     # suspect above it (its own set is not a score threshold: lower-scored labels of a class
@@ -142,7 +146,7 @@ def audit_group(collection: Collection, group: str, limit: int = 200) -> dict:
         ids = dict(s.execute(select(Label.image_id, Label.id).where(Label.group == group, REVIEWED_ONLY,
                                                                       Label.status.in_(DECIDED))).all())
         table = Label.__table__  # Core: a score is no decision, so the label's version stays
-        rows = [{"label_id": ids[int(i)], "score": round(float(v), 6)} for i, v in zip(image_ids, score) if int(i) in ids]
+        rows = [{"label_id": ids[int(i)], "score": float(v)} for i, v in zip(image_ids, score) if int(i) in ids]
         if rows:
             s.execute(update(table).where(table.c.id == bindparam("label_id")).values(suspect_score=bindparam("score")),
                       rows)
