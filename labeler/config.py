@@ -30,7 +30,7 @@ class Config:
     database_url: str | None = None  # None: SQLite file inside home
     model: str | None = None  # None: the collection's model, else DEFAULT_MODEL
     device: str | None = None  # None: cuda when available, else cpu
-    encoder_mode: str | None = None  # fp32, int8 or torch (labeler.encoding.encoder.MODES); None: the collection's, else fp32
+    encoder_mode: str | None = None  # fp32, int8, torch or auto (labeler.encoding.encoder.MODE_SETTINGS); None: the collection's, else auto
     encoder_cache: Path | None = None  # ONNX exports; None: LABELER_ENCODER_CACHE or ~/.cache/labeler/encoders
     # the fp32 towers' runtime: auto (measured per CPU kind), onnxruntime or openvino (labeler.encoding.runtimes)
     encoder_runtime: str | None = None

@@ -93,11 +93,34 @@ def _models(home):
 
 
 @pytest.mark.slow
+def test_a_new_collection_gets_the_mode_auto_gives_here_and_keeps_it(tmp_path, world, onnx_cache):
+    """No --mode and no LABELER_ENCODER_MODE: int8 where this CPU kind's recipe is faithful and agrees
+    with fp32's labels, else fp32; recorded, so a later run keeps it whatever auto would say then."""
+    from labeler.encoding import cpu, int8
+    from labeler.encoding.encoder import resolve_auto
+
+    home = tmp_path / "home"
+    env = {"LABELER_ENCODER_CACHE": str(onnx_cache)}
+    report = json.loads(manage("--home", home, "--model", "labeler-tiny", "index", world, "--json",
+                               env=env, expect=0).stdout)
+    expected = resolve_auto("labeler-tiny", "cpu", onnx_cache)
+    folder = onnx_export.export_dir(onnx_cache, f"local-dir:{TINY_DIR}", None)
+    assert expected == ("int8" if int8.agrees(int8.read_choices(folder).get(cpu.detect().key)) else "fp32")
+    models, settings = _models(home)
+    assert settings["encoder_mode"] == expected and report["backend"]["mode"] == expected
+    assert models == {("labeler-tiny#int8" if expected == "int8" else "labeler-tiny"): report["embedded"]}
+    assert report["backend"].get("auto_picks_int8", False) == (expected == "int8")
+    # the recorded mode holds: a later run without a flag uses it, and so does a fresh handle
+    again = json.loads(manage("--home", home, "index", world, "--json", env=env, expect=0).stdout)
+    assert again["embedded"] == 0 and _models(home)[1]["encoder_mode"] == expected
+    assert in_session(Collection(Config(home=home, encoder_cache=onnx_cache)).models.mode) == expected
+
+
 def test_the_collection_records_its_mode(tmp_path, world, onnx_cache):
     """fp32 and int8 vectors live under two catalog identities; a search in the other mode fails clearly."""
     home = tmp_path / "home"
     env = {"LABELER_ENCODER_CACHE": str(onnx_cache)}
-    n = json.loads(manage("--home", home, "--model", "labeler-tiny", "index", world, "--json",
+    n = json.loads(manage("--home", home, "--model", "labeler-tiny", "index", world, "--mode", "fp32", "--json",
                           env=env, expect=0).stdout)["embedded"]
     models, settings = _models(home)
     assert n > 20

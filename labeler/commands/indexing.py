@@ -51,7 +51,7 @@ def _with_mode(mode: str | None, as_json: bool, **settings) -> Labeler:
 
 
 mode_option = click.option("--mode", type=click.Choice(MODE_SETTINGS), default=None,
-                           help="Encoder mode [env LABELER_ENCODER_MODE; default: the collection's, else fp32]: "
+                           help="Encoder mode [env LABELER_ENCODER_MODE; default: the collection's, else auto]: "
                                 "fp32 (ONNX Runtime), int8 (faster, cosine >= 0.99, kept apart; refused on a CPU where it "
                                 "cannot keep that), torch; auto: int8 where it is faithful and its labels agree with "
                                 "fp32's at 99.5% on this CPU kind, else fp32.")

@@ -18,7 +18,7 @@ from ..store.catalog import Model, Setting
 from ..config import Config
 from typing import Callable
 
-from ..encoding.encoder import (AUTO_MODE, DEFAULT_MODE, MODE_SETTINGS, Encoder, check_mode, default_cache_dir,
+from ..encoding.encoder import (AUTO_MODE, DEFAULT_SETTING, MODE_SETTINGS, Encoder, check_mode, default_cache_dir,
                                 describe_backend, load_encoder, resolve_auto, vector_kind)
 from ..encoding.model_spec import DEFAULT_MODEL
 from ..errors import CatalogError
@@ -64,10 +64,11 @@ class ModelRegistry:
         return row.value if row else None
 
     def mode(self, session: Session) -> str:
-        """The mode in force: an explicit ``config.encoder_mode``, else the collection's, else fp32.
-        ``auto`` keeps the collection's mode, and gives a new one int8 or fp32 (:func:`resolve_auto`)."""
+        """The mode in force: an explicit ``config.encoder_mode``, else the collection's, else ``auto``
+        (:data:`DEFAULT_SETTING`). ``auto`` keeps the collection's mode, and gives a new one int8 or
+        fp32 (:func:`resolve_auto`)."""
         if self._mode is None:
-            mode = check_mode(self.config.encoder_mode or self.stored_mode(session) or DEFAULT_MODE, MODE_SETTINGS)
+            mode = check_mode(self.config.encoder_mode or self.stored_mode(session) or DEFAULT_SETTING, MODE_SETTINGS)
             if mode == AUTO_MODE:
                 mode = self.stored_mode(session) or resolve_auto(
                     self.spec(session), self.config.device, self.config.encoder_cache or default_cache_dir(),
