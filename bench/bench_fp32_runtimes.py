@@ -2,12 +2,13 @@
 
 The numbers behind "fp32 on AVX2: what was tried" in the README. ViT-B-32 with random weights
 (the speed does not depend on them), exported once to ONNX by labeler (``--encoders`` keeps the
-export); then torch (bare open_clip), ONNX Runtime and OpenVINO in the settings below each embed
-one batch of 32, in turn, ``--rounds`` times, so a busy machine slows them alike. Prints each one's
+export); then torch (bare open_clip), ONNX Runtime and OpenVINO in the settings below (OpenVINO's bf16
+row is labeler's ``openvino-bf16``, a candidate only where the CPU has bf16 products; ``--int8`` adds
+the int8 recipe this CPU kind chose) each embed one batch of 32, in turn, ``--rounds`` times, so a busy machine slows them alike. Prints each one's
 median wall-clock img/s and CPU seconds per image (process CPU time: less sensitive to other
 load), both as ratios to torch's in the same rounds, and each one's min cosine to torch.
 
-    .venv/bin/python bench/bench_fp32_runtimes.py [--rounds 4] [--encoders DIR]
+    .venv/bin/python bench/bench_fp32_runtimes.py [--rounds 4] [--encoders DIR] [--int8]
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def ort_system(path: Path, threads: int, spin: bool = True, arena: bool = True, 
     return lambda x: session.run(None, {"pixels": x})[0]
 
 
-def openvino_system(path: Path, threads: int, hint: str, static: int | None = None):
+def openvino_system(path: Path, threads: int, hint: str, static: int | None = None, precision: str = "f32"):
     import numpy as np
     import openvino as ov
 
@@ -48,7 +49,7 @@ def openvino_system(path: Path, threads: int, hint: str, static: int | None = No
     if static:
         model.reshape({"pixels": [static, 3, 224, 224]})
     compiled = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": hint, "INFERENCE_NUM_THREADS": threads,
-                                                 "INFERENCE_PRECISION_HINT": "f32"})
+                                                 "INFERENCE_PRECISION_HINT": precision})
     requests = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
     if requests <= 1:
         request = compiled.create_infer_request()
@@ -69,6 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--encoders", type=Path, default=None, help="keep the ONNX export here")
+    parser.add_argument("--int8", action="store_true", help="also time the int8 recipe this CPU kind chose")
     args = parser.parse_args()
     import numpy as np
     import open_clip
@@ -106,9 +108,15 @@ def main() -> None:
             print("OpenVINO is not installed: its rows are left out", flush=True)
         else:
             systems.update({"openvino LATENCY (labeler's)": openvino_system(image, threads, "LATENCY"),
+                            "openvino bf16 LATENCY (not fp32)": openvino_system(image, threads, "LATENCY",
+                                                                                 precision="bf16"),
                             "openvino THROUGHPUT": openvino_system(image, threads, "THROUGHPUT"),
                             "openvino THROUGHPUT static 16": openvino_system(image, threads, "THROUGHPUT", 16),
                             "openvino LATENCY static 32": openvino_system(image, threads, "LATENCY", 32)})
+        if args.int8:  # not fp32: the int8 recipe this CPU kind chose, for the speed it trades fidelity for
+            int8 = load_encoder(f"ViT-B-32:{weights}", "cpu", "int8", args.encoders or Path(tmp) / "encoders")
+            systems[f"onnxruntime int8 {int8.recipe}"] = ort_system(int8.folder / f"image.int8-{int8.recipe}.onnx",
+                                                                    threads)
         pixels = np.random.default_rng(0).normal(size=(BATCH, 3, 224, 224)).astype(np.float32)
         ref = bare(pixels)
         ref /= np.linalg.norm(ref, axis=1, keepdims=True)
@@ -126,10 +134,10 @@ def main() -> None:
                 cpu[name].append(time.process_time() - c0)
         print(f"load average at end {os.getloadavg()[0]:.2f}; batch {BATCH}, median of {args.rounds} rounds")
         base_wall, base_cpu = np.median(wall["torch (bare open_clip)"]), np.median(cpu["torch (bare open_clip)"])
-        print(f"{'system':<32}{'img/s':>8}{'wall vs torch':>15}{'CPU s/img':>11}{'CPU vs torch':>14}{'min cosine':>12}")
+        print(f"{'system':<36}{'img/s':>8}{'wall vs torch':>15}{'CPU s/img':>11}{'CPU vs torch':>14}{'min cosine':>12}")
         for name in systems:
             w, c = np.median(wall[name]), np.median(cpu[name])
-            print(f"{name:<32}{BATCH / w:>8.2f}{base_wall / w:>15.2f}{c / BATCH:>11.4f}{base_cpu / c:>14.2f}"
+            print(f"{name:<36}{BATCH / w:>8.2f}{base_wall / w:>15.2f}{c / BATCH:>11.4f}{base_cpu / c:>14.2f}"
                   f"{cosine[name]:>12.7f}")
 
 
