@@ -289,8 +289,10 @@ def label(collection: Collection, progress: Progress, params: dict) -> tuple[dic
     """``label_collection`` with the prompt set on offer under ``params["prompt_set"]`` (the lab's
     saved version first) and ``params["strategy"]`` (absent: each group's fit, else the default).
 
-    Steps: one per image. Returns (the label report plus the prompt set's name and version and
-    the strategy, the one-line summary the lab shows).
+    Steps: one per image and pass: a first run scores every image ahead of the labeling pass, and
+    the bar then covers both, never going back; the finishing step (the queue order and indexes,
+    tens of seconds at a million images) is named in the message. Returns (the label report plus
+    the prompt set's name and version and the strategy, the one-line summary the lab shows).
     """
     prompt_set, _ = lab.open_prompt_set(collection.config.home, params["prompt_set"])
     strategy = params.get("strategy") or None
@@ -298,11 +300,22 @@ def label(collection: Collection, progress: Progress, params: dict) -> tuple[dic
         images = collection.vectors.count(s, collection.models.require_id(s))
     where = f"labeling with {prompt_set.name} v{prompt_set.version}"
     progress.set(0, images, f"{where}: 0 of {images} images")
+    step = {"name": "labeling", "start": 0}
+
+    def stage(name: str, total: int | None) -> None:
+        if name == "scoring ahead":  # a pass before the labeling one: the bar covers both
+            progress.set(total=progress.done + total + images)
+        step.update(name=name, start=progress.done)
+        progress.set(message=f"{where}: {name}" if total is None else counted(0))
+
+    def counted(seen: int) -> str:
+        named = "" if step["name"] == "labeling" else f"{step['name']}, "
+        return f"{where}: {named}{seen} of {images} images"
 
     def images_done(n: int) -> None:
-        progress.advance(n, f"{where}: {progress.done + n} of {images} images")
+        progress.advance(n, counted(progress.done + n - step["start"]))
 
-    report = label_collection(collection, prompt_set, strategy, progress=images_done)
+    report = label_collection(collection, prompt_set, strategy, progress=images_done, stage=stage)
     summary = (f"Labeled with {prompt_set.name} v{prompt_set.version} ({strategy or 'each group’s fit'}): "
                f"{report.labeled} labels, {report.updated} changed, {report.kept_reviewed} reviewed kept.")
     return {**report.to_dict(), "prompt_set": prompt_set.name, "version": prompt_set.version,

@@ -79,3 +79,33 @@ def test_changing_the_group_on_the_pick_form_opens_that_groups_first_option(clie
     assert f'<option value="{workshop.group(other).option_names[0]}" selected>' in html
     # A hand-written link to an option the group lacks is still a clear 404.
     assert client.get(f"/lab?set=workshop&group={other}&option={option}").status_code == 404
+
+
+def test_a_first_label_job_counts_both_passes_and_names_the_finishing_step(indexed_collection):
+    # A first run scores every image ahead of the labeling pass, then builds the queue order and
+    # indexes: the job's bar covers both passes without going back, and its message names each.
+    collection = indexed_collection
+    with collection.session() as s:
+        job = Job(kind="label", status="running", done=0)
+        s.add(job)
+        s.flush()
+        job_id = job.id
+        images = collection.vectors.count(s, collection.models.require_id(s))
+    recorder = RecordedProgress(collection, job_id)
+
+    result, summary = jobs.label(collection, recorder, {"prompt_set": "workshop"})
+
+    assert result["ranked_ahead"] and summary.startswith("Labeled with workshop")
+    dones = [done for done, _, _ in recorder.seen]
+    assert dones == sorted(dones), "progress never goes backwards"
+    assert (dones[-1], recorder.seen[-1][1]) == (2 * images, 2 * images)  # both passes counted
+    messages = [m for _, _, m in recorder.seen if m]
+    scoring = [m for m in messages if ": scoring ahead, " in m]
+    labeling = [m for m in messages if re.search(rf": \d+ of {images} images$", m)]
+    assert scoring and scoring[-1].endswith(f"scoring ahead, {images} of {images} images")
+    assert labeling and labeling[-1].endswith(f": {images} of {images} images")
+    assert messages.index(scoring[-1]) < messages.index(labeling[-1])  # scored first, then labeled
+    assert messages[-1].endswith(": queue order and indexes")
+    with collection.session() as s:
+        row = s.get(Job, job_id)
+        assert (row.done, row.total) == (2 * images, 2 * images)
