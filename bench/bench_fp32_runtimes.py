@@ -2,9 +2,10 @@
 
 The numbers behind "fp32 on AVX2: what was tried" in the README. ViT-B-32 with random weights
 (the speed does not depend on them), exported once to ONNX by labeler (``--encoders`` keeps the
-export); then torch (bare open_clip), ONNX Runtime and OpenVINO in the settings below (OpenVINO's bf16
-row is labeler's ``openvino-bf16``, a candidate only where the CPU has bf16 products; ``--int8`` adds
-the int8 recipe this CPU kind chose) each embed one batch of 32, in turn, ``--rounds`` times, so a busy machine slows them alike. Prints each one's
+export); then torch (bare open_clip), ONNX Runtime and OpenVINO in the settings below each embed
+one batch of 32, in turn, ``--rounds`` times, so a busy machine slows them alike. OpenVINO's bf16 row
+is not fp32 (what bf16 products give where the CPU has them; tried and dropped, see the README), and
+``--int8`` adds the int8 recipe this CPU kind chose, for comparison. Prints each one's
 median wall-clock img/s and CPU seconds per image (process CPU time: less sensitive to other
 load), both as ratios to torch's in the same rounds, and each one's min cosine to torch.
 

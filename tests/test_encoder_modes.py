@@ -116,6 +116,7 @@ def test_a_new_collection_gets_the_mode_auto_gives_here_and_keeps_it(tmp_path, w
     assert in_session(Collection(Config(home=home, encoder_cache=onnx_cache)).models.mode) == expected
 
 
+@pytest.mark.slow
 def test_the_collection_records_its_mode(tmp_path, world, onnx_cache):
     """fp32 and int8 vectors live under two catalog identities; a search in the other mode fails clearly."""
     home = tmp_path / "home"
