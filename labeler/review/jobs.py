@@ -232,8 +232,9 @@ def learn_and_relabel(collection: Collection, progress: Progress, params: dict) 
 
     Steps, so the bar moves with the work: ``fewshot.FOLDS + 1`` per group learned (one per
     cross-validation fold, one for the final fit), then one per chunk of images relabeled per
-    prompt set. Returns (``{"learn": {group: report}, "relabel": [label report, ...]}``, a
-    one-line summary).
+    prompt set (two passes for a set with a group that has no label yet: it is scored ahead), and
+    the finishing step (the queue order and indexes) named in the message. Returns (``{"learn":
+    {group: report}, "relabel": [label report, ...]}``, a one-line summary).
     """
     with collection.session() as s:
         model_id = collection.models.require_id(s)
@@ -266,17 +267,24 @@ def learn_and_relabel(collection: Collection, progress: Progress, params: dict) 
     relabeled = []
     for prompt_set, groups in by_set.values():
         where = f"relabeling with {prompt_set.name} v{prompt_set.version}"
-        seen = 0
+        step = {"name": "", "seen": 0, "passes": 1}
 
-        def images_done(n: int, where: str = where) -> None:
-            nonlocal seen
-            seen += n
-            progress.advance(1, f"{where}: {seen} of {images} images")
+        def images_done(n: int, where: str = where, step: dict = step) -> None:
+            step["seen"] += n
+            progress.advance(1, f"{where}: {step['name']}{step['seen']} of {images} images")
+
+        def stage(name: str, total: int | None, where: str = where, step: dict = step) -> None:
+            if name == "scoring ahead":  # a group with no label yet is scored ahead: a pass more
+                step["passes"] += 1
+                progress.set(total=progress.total + chunks)
+            step.update(name="" if name == "labeling" else f"{name}, ", seen=0)
+            progress.set(message=f"{where}: {name}" if total is None else f"{where}: {step['name']}0 of {images} images")
 
         start = progress.done
         progress.set(message=f"{where}: 0 of {images} images")
-        relabeled.append(label_collection(collection, prompt_set, None, groups, progress=images_done).to_dict())
-        progress.set(start + chunks)  # however many chunks the run took, this set's share is done
+        relabeled.append(label_collection(collection, prompt_set, None, groups, progress=images_done,
+                                          stage=stage).to_dict())
+        progress.set(start + chunks * step["passes"])  # however many chunks the run took, its share is done
     fitted = sum(1 for entry in report.values() if entry.get("method") not in (None, "zero-shot"))
     changed = sum(r["updated"] + r["inserted"] for r in relabeled)
     kept = sum(r["kept_reviewed"] for r in relabeled)

@@ -52,6 +52,11 @@ def test_a_learn_job_moves_per_group_and_per_fold(app, web_build):
     folds = [m for _, _, m in recorder.seen if m and re.match(r"learning from reviews: concept, fold \d+ of \d+", m)]
     assert len(folds) >= 2, recorder.seen
     assert len(set(dones)) >= groups + 2, dones  # every group, each concept fold, the relabeling
+    # The relabel counts its images, then names its finishing step instead of sitting at 100%.
+    messages = [m for _, _, m in recorder.seen if m]
+    counted = [i for i, m in enumerate(messages) if re.search(r"^relabeling with workshop v\d+: 60 of 60 images$", m)]
+    assert counted and messages[-1].endswith(": queue order and indexes"), messages[-4:]
+    assert counted[-1] < len(messages) - 1
     with collection.session() as s:
         row = s.get(Job, job_id)
         assert (row.done, row.total) == (total, total)
