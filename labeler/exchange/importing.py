@@ -87,11 +87,14 @@ class Skipped:
 class Source:
     """A file read a row at a time: ``rows()`` reads it (again) from the start."""
 
-    kind: str  # csv | converter-csv | labelstudio
+    kind: str  # csv | long-csv | converter-csv | labelstudio
     groups: list[str]
     size: int  # bytes, for progress
     rows: Callable[[], Iterator[Row | Skipped]]
     bytes_read: Callable[[], int]  # how far the current ``rows()`` has read
+    # each row names only some groups (a long CSV: one group a row), so a group a row does not
+    # name is no skipped cell
+    sparse: bool = False
 
 
 def import_labels(collection: Collection, path: Path, groups: Sequence[str] | None = None,
@@ -147,7 +150,7 @@ def import_labels(collection: Collection, path: Path, groups: Sequence[str] | No
             report["rows"] += len(rows)
             ids = matcher.match([row.ref for row in rows])
             existing = _labels(s, [i for i in ids if i is not None], source.groups)
-            plan = plan_rows(path, source.groups, rows, ids, existing, tally, overwrite_newer)
+            plan = plan_rows(path, source.groups, rows, ids, existing, tally, overwrite_newer, source.sparse)
             checker.check(source.groups, plan, existing, report)
             refused = refused or (checker.checked and checker.unknown and not allow_new_values)
             if not refused:  # once refused, the rest is only read, for the report's list of unknowns
@@ -253,16 +256,17 @@ class _Tally:
 
 def plan_rows(path: Path, groups: list[str], rows: list[Row], ids: list[int | None],
               existing: dict[tuple[int, str], Label], tally: _Tally,
-              overwrite_newer: bool = False) -> list[tuple[int, str, str]]:
+              overwrite_newer: bool = False, sparse: bool = False) -> list[tuple[int, str, str]]:
     """``(image_id, group, value)`` to write, in file order; unmatched rows and skipped cells go
     into ``tally`` (a cell whose label changed since the export as ``newer_review``, unless
-    ``overwrite_newer``). A value the review UI would refuse stops the import."""
+    ``overwrite_newer``). ``sparse``: a row's groups are its own cells' (a long CSV), not all of
+    ``groups``. A value the review UI would refuse stops the import."""
     plan: list[tuple[int, str, str]] = []
     for row, image_id in zip(rows, ids):
         if image_id is None:
             tally.unmatched(row)
             continue
-        for group in groups:
+        for group in [g for g in groups if g in row.cells] if sparse else groups:
             value, reason = _cell_value(path, row.where, group, row.cells.get(group),
                                         existing.get((image_id, group)), overwrite_newer)
             if reason:
@@ -445,6 +449,8 @@ def _read_csv(path: Path) -> Source:
     groups = [c for c in columns if c and c not in ignored and ":" not in c and c != "paths"
               and not (converter and (c.startswith("_data_") or c.endswith("_transcript")))]
     groups = list(dict.fromkeys(groups))
+    if not converter and sorted(groups) == list(LONG_COLUMNS):
+        return _read_long_csv(path, header)
     current = [header]
 
     def rows() -> Iterator[Row | Skipped]:
@@ -468,6 +474,34 @@ def _read_csv(path: Path) -> Source:
 
     return Source("converter-csv" if converter else "csv", groups, header.size, rows,
                   lambda: current[-1].bytes_read)
+
+
+LONG_COLUMNS = ("group", "value")  # a long CSV's columns besides the image's: one (group, value) a row
+
+
+def _read_long_csv(path: Path, header: CsvRows) -> Source:
+    """A CSV of one ``group`` and ``value`` a row beside the image's column (``file``, ``path`` or
+    ``image_id``), as tools that export one annotation a line write it. A first pass finds its
+    groups; an image's groups may be spread over any rows, and a row without a group is skipped."""
+    groups: dict[str, None] = {}
+    for _, row in header:
+        name = (row.get("group") or "").strip()
+        if name:
+            groups[name] = None
+    current: list[CsvRows] = [header]
+
+    def rows() -> Iterator[Row | Skipped]:
+        reader = CsvRows(path, (*ID_COLUMNS, IMAGE_URL_COLUMN))
+        current.append(reader)
+        for line, row in reader:
+            name = (row.get("group") or "").strip()
+            if not name:
+                yield Skipped(line, "*", "no group named in the group column")
+                continue
+            yield Row(line, {k: row.get(k) or "" for k in (*ID_COLUMNS, IMAGE_URL_COLUMN)},
+                      {name: Cell(row.get("value") or "")})
+
+    return Source("long-csv", list(groups), header.size, rows, lambda: current[-1].bytes_read, sparse=True)
 
 
 def _version(cell: str | None) -> int | None:
