@@ -141,6 +141,8 @@ def build(home: Path, n: int, seed: int = 0, model: str = "tiny", database_url: 
         _add_images(collection, model_id, image_ids, vecs.astype(np.float32))
         next_id += count
         added += count
+    with collection.session() as s:  # as ``index`` leaves a real collection (PostgreSQL: ANALYZE)
+        db.analyze_after_bulk(s, added, ("images", "image_files", "embeddings"))
     db.dispose_engines()  # checkpoint the WAL: the catalog file is then the whole catalog
     return {"images": have + added, "added": added, "seconds": round(time.perf_counter() - started, 1),
             "dim": int(real.shape[1])}

@@ -178,8 +178,9 @@ class Labeler:
         """The review queue's indexes a label or accept run set aside and did not build again (it stopped)."""
         with self._existing().session() as s:
             gone = queue_indexes.missing(s)
-        return [f"the review queue's indexes {', '.join(gone)} are missing (a label or accept run stopped half way; "
-                "queue pages sort whole groups until they are back): run label, or check --repair"] if gone else []
+        return [f"the review queue's indexes (or, on PostgreSQL, the labels' foreign keys) {', '.join(gone)} are "
+                "missing (a label or accept run stopped half way; queue pages sort whole groups until they are "
+                "back): run label, or check --repair"] if gone else []
 
     def _index_problems(self) -> list[str]:
         collection = self.collection()

@@ -33,6 +33,20 @@ def shown_scores(collection: Collection) -> dict:
         return present.label_dict(label)["scores"]
 
 
+def own_database(postgres_url: str, name: str) -> str:
+    """A fresh database ``name`` on the test server, apart from the other tests'; its URL."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    url = make_url(postgres_url)
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="module")
 def postgres_url():
     reason = postgres.available()
@@ -102,17 +116,7 @@ def test_team_review_runs_on_postgresql(postgres_url, tmp_path, model_spec):
     from labeler.store import users
     from labeler.store.catalog import QaTask, utcnow
 
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-
-    url = make_url(postgres_url)
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:  # a database of its own, apart from the other test's
-        conn.exec_driver_sql("DROP DATABASE IF EXISTS team")
-        conn.exec_driver_sql("CREATE DATABASE team")
-    admin.dispose()
-    config = Config(home=tmp_path / "home", database_url=url.set(database="team").render_as_string(hide_password=False),
-                    model=model_spec)
+    config = Config(home=tmp_path / "home", database_url=own_database(postgres_url, "team"), model=model_spec)
     collection = Collection(config)
     photos = tmp_path / "photos"
     write_good_images(photos, 8)
@@ -170,3 +174,69 @@ def test_team_review_runs_on_postgresql(postgres_url, tmp_path, model_spec):
                         break
                     after = page.last
                 assert walked == expected and expected, (sort, status)
+
+
+def analyzed(collection: Collection) -> set[str]:
+    """The tables an ANALYZE (not autovacuum's) has given statistics."""
+    with collection.session() as s:
+        return set(s.scalars(text("SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL")))
+
+
+def foreign_keys(collection: Collection) -> dict[str, str]:
+    """The labels table's foreign keys as PostgreSQL defines them, by name."""
+    with collection.session() as s:
+        return dict(s.execute(text("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                                   "WHERE conrelid = 'labels'::regclass AND contype = 'f'")).all())
+
+
+@pytest.mark.slow
+def test_a_bulk_label_run_sets_the_foreign_keys_aside_and_adds_them_back_as_they_were(postgres_url, tmp_path,
+                                                                                     model_spec, monkeypatch):
+    """A run that rewrites most labels drops the labels' foreign keys with the queue indexes (a
+    trigger per row and key was most of PostgreSQL's upsert) and adds them back, same names and
+    definitions, checked in one scan; a run that stopped with them away leaves them to the next run
+    or check --repair, which first give orphaned labels what ON DELETE would have."""
+    from sqlalchemy.exc import IntegrityError
+
+    from labeler.store import queue_indexes, users
+    from tests.cli import Cli
+
+    config = Config(home=tmp_path / "home", database_url=own_database(postgres_url, "bulk"), model=model_spec)
+    collection = Collection(config)
+    photos = tmp_path / "photos"
+    write_good_images(photos, 8)
+    monkeypatch.setattr(db, "BULK_ANALYZE_ROWS", 1)  # 8 images count as a bulk load here
+    index_paths(collection, [photos])
+    assert analyzed(collection) == {"images", "image_files", "embeddings"}  # the planner knows them
+    before = foreign_keys(collection)
+    assert {d.split(" REFERENCES ")[1].split("(")[0] for d in before.values()} == {"images", "prompt_sets", "fits",
+                                                                                    "users"}
+    monkeypatch.setattr(queue_indexes, "BULK_ROWS", 1)  # a first run of 8 images counts as bulk here
+    report = label_collection(collection, load_prompt_set("workshop"))
+    assert set(before) <= set(report.rebuilt_indexes)  # they were away, and are back
+    assert foreign_keys(collection) == before and "labels" in analyzed(collection)
+    with collection.session() as s:
+        assert queue_indexes.missing(s) == []
+        image_id, label_id = s.execute(select(Label.image_id, Label.id).order_by(Label.id)).first()
+    with pytest.raises(IntegrityError), collection.session() as s:  # enforced again
+        s.execute(Label.__table__.update().where(Label.id == label_id).values(image_id=10 ** 9))
+
+    # A run stopped with the keys away; meanwhile a reviewer was deleted and a label lost its image.
+    with collection.session() as s:
+        queue_indexes.set_aside(s)
+    with collection.session() as s:
+        assert set(before) <= set(queue_indexes.missing(s)) and foreign_keys(collection) == {}
+        gone = users.create_user(s, "gone", "a long enough password", "reviewer").id
+        s.execute(Label.__table__.update().where(Label.id == label_id + 1).values(reviewed_by=gone))
+        s.execute(text("DELETE FROM users WHERE id = :id"), {"id": gone})
+        s.execute(Label.__table__.update().where(Label.id == label_id).values(image_id=10 ** 9))
+    monkeypatch.setenv("LABELER_DATABASE_URL", config.database_url)
+    checked = Cli(config.home, model_spec).json("check", expect=1)
+    assert any("foreign keys" in p and "check --repair" in p for p in checked["problems"]), checked
+    with collection.session() as s:
+        assert set(queue_indexes.restore(s)) >= set(before)
+    assert foreign_keys(collection) == before
+    with collection.session() as s:
+        assert s.get(Label, label_id) is None  # its image was gone: removed, as CASCADE would have
+        assert s.get(Label, label_id + 1).reviewed_by is None  # its reviewer was gone: SET NULL
+        assert s.scalar(select(func.count()).select_from(Label).where(Label.image_id == image_id)) > 0

@@ -107,6 +107,8 @@ def _index_paths(collection: Collection, roots: Sequence[Path], embed: bool,
         # Images registered earlier by `ingest` alone (or before a crash) still need vectors.
         runner.run(unembedded_images(collection, runner.model_id), queue_loaded)
         runner.finish()
+    with collection.session() as s:
+        db.analyze_after_bulk(s, counts.added + runner.embedded, ("images", "image_files", "embeddings"))
     report = IndexReport(added=counts.added, unchanged=counts.unchanged, failed=counts.failed,
                          embedded=runner.embedded, duplicates=counts.duplicates,
                          moved=counts.moved, missing=counts.missing, files=len(paths),

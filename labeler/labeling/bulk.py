@@ -509,6 +509,7 @@ def finish_run(collection: Collection, run: LabelRun, report: LabelReport) -> No
         report.ranks_moved += queue_order.store_informative(s, astray)
         for name in run.todo:
             _remember(s, name, run.stamps[name], report)
+        db.analyze_after_bulk(s, report.inserted + report.updated, ("labels",))  # the queue's plans
 
 
 @contextmanager

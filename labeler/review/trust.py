@@ -339,7 +339,8 @@ def _write(collection: Collection, group: str, target: float, evidence: Evidence
         done += db.write_transaction(collection.config, chunk)
         if progress is not None:
             progress(done, total)
-    return {**_report(group, evidence, choice, run=run_id, accepted=done), "rebuilt_indexes": _restore(collection, aside)}
+    return {**_report(group, evidence, choice, run=run_id, accepted=done),
+            "rebuilt_indexes": _restore(collection, aside, done)}
 
 
 def _set_aside_if_worth(collection: Collection, rows: int) -> bool:
@@ -356,17 +357,20 @@ def _set_aside_if_worth(collection: Collection, rows: int) -> bool:
         worth = queue_indexes.worth_setting_aside(
             rows, rows, rows, lambda: s.scalar(select(func.count()).select_from(Label)) - rows)
     if worth:
-        db.write_transaction(collection.config, queue_indexes.set_aside)
+        db.write_transaction(collection.config, lambda s: queue_indexes.set_aside(s, keys=False))
     return worth
 
 
-def _restore(collection: Collection, aside: bool) -> list[str]:
-    """Build the queue indexes a run set aside (or one that stopped half way did); their names."""
+def _restore(collection: Collection, aside: bool, changed: int) -> list[str]:
+    """Build the queue indexes a run set aside (or one that stopped half way did); their names.
+    On PostgreSQL a run that moved ``changed`` statuses refreshes the labels' statistics."""
     if not aside:
         with collection.session() as s:
-            if not queue_indexes.missing(s):
-                return []
-    return db.write_transaction(collection.config, queue_indexes.restore)
+            aside = bool(queue_indexes.missing(s))
+    rebuilt = db.write_transaction(collection.config, queue_indexes.restore) if aside else []
+    with collection.session() as s:
+        db.analyze_after_bulk(s, changed, ("labels",))  # the queue plans from the statuses' shares
+    return rebuilt
 
 
 def undo(collection: Collection, run_id: int, user_id: int | None = None,
@@ -419,7 +423,7 @@ def undo(collection: Collection, run_id: int, user_id: int | None = None,
 
     db.write_transaction(collection.config, finish)
     return {"run": run_id, "group": group, "returned": returned, "kept": int(kept),
-            "rebuilt_indexes": _restore(collection, aside)}
+            "rebuilt_indexes": _restore(collection, aside, returned)}
 
 
 def spot_checks(session: Session, run: AcceptRun) -> dict:
