@@ -84,12 +84,12 @@ def set_aside(session: Session, keys: bool = True) -> None:
         session.execute(text(f"DROP INDEX IF EXISTS {ix.name}"))
     if not (keys and _postgresql(session)):
         return
-    keys = dict(session.execute(text(
+    found = dict(session.execute(text(
         "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
         "WHERE conrelid = 'labels'::regclass AND contype = 'f' ORDER BY conname")).all())
-    if keys:
-        session.merge(Setting(key=KEYS_ASIDE, value=json.dumps({**_keys_aside(session), **keys})))
-        for name in keys:
+    if found:
+        session.merge(Setting(key=KEYS_ASIDE, value=json.dumps({**_keys_aside(session), **found})))
+        for name in found:
             session.execute(text(f'ALTER TABLE labels DROP CONSTRAINT "{name}"'))
 
 
