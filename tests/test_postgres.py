@@ -212,8 +212,12 @@ def test_a_bulk_label_run_sets_the_foreign_keys_aside_and_adds_them_back_as_they
     assert {d.split(" REFERENCES ")[1].split("(")[0] for d in before.values()} == {"images", "prompt_sets", "fits",
                                                                                     "users"}
     monkeypatch.setattr(queue_indexes, "BULK_ROWS", 1)  # a first run of 8 images counts as bulk here
-    report = label_collection(collection, load_prompt_set("workshop"))
+    workshop = load_prompt_set("workshop")
+    report = label_collection(collection, workshop, chunk_rows=3)  # chunks written by PG_WRITERS threads
+    assert report.inserted == report.labeled == 8 * len(workshop.groups) and report.images == 8
     assert set(before) <= set(report.rebuilt_indexes)  # they were away, and are back
+    again = label_collection(collection, workshop, recheck=True)  # one chunk, in turn: the same proposals
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, report.labeled)
     assert foreign_keys(collection) == before and "labels" in analyzed(collection)
     with collection.session() as s:
         assert queue_indexes.missing(s) == []

@@ -13,10 +13,11 @@ import json
 import threading
 import time
 from collections import Counter, deque
-from contextlib import contextmanager, nullcontext
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from sqlalchemy import Numeric, case, cast, delete, func, literal_column, or_, select
@@ -396,6 +397,9 @@ def propose(run: LabelRun, ids: np.ndarray, vecs: np.ndarray, groups: Sequence[s
 # which takes the dialects out to compare); on PostgreSQL the rank's UPDATE wrote a new version of
 # every row.
 RANK_AHEAD_DIALECTS = ("postgresql", "sqlite")
+# PostgreSQL: chunks written at once, each by a thread on a connection of its own (the server does
+# the work; the threads wait on it without the interpreter lock)
+PG_WRITERS = 2
 
 
 def _read_chunk(collection: Collection, session: Session, run: LabelRun, after: int, chunk_rows: int
@@ -448,21 +452,19 @@ def propose_and_write(collection: Collection, run: LabelRun, report: LabelReport
     """Score every present embedded image, ``chunk_rows`` at a time, and write what changed.
 
     Each chunk is read, scored and planned in one read unit of work (keyset paging on the image
-    id). SQLite, more than one chunk: each is written by a process of its own while the next one
-    is read, scored and planned here (see sqlite_writer); otherwise each is written in turn.
+    id), then handed to :class:`_Writes`, which writes it alongside the next ones where there are
+    several.
     """
     writer = run.writer
 
-    def finished(batch: Batch, written: int) -> None:
-        batch.settle(written, report)
-        report.images += batch.images
-        if progress is not None:
-            progress(batch.images)
+    def finished(written: list[tuple[Batch, int]]) -> None:
+        for batch, count in written:
+            batch.settle(count, report)
+            report.images += batch.images
+            if progress is not None:
+                progress(batch.images)
 
-    apart = writer.sqlite and run.embeddings[0] > chunk_rows
-    with _no_cycle_collection(), (sqlite_writer.WriterProcess(db.sqlite_path(collection.config), writer.sql)
-                                  if apart else nullcontext()) as process:
-        sent: deque[Batch] = deque()
+    with _no_cycle_collection(), _Writes(collection, writer, several=run.embeddings[0] > chunk_rows) as writes:
         last = -1
         first = True  # the first chunk tells whether this run rewrites most labels (queue_indexes)
         # rank_ahead's loop, but planned inside the unit of work and written after it closes: a
@@ -485,15 +487,55 @@ def propose_and_write(collection: Collection, run: LabelRun, report: LabelReport
                         lambda: queue_indexes.rows_of_other_groups(s, run.todo)):
                     queue_indexes.set_aside(s)  # committed with this unit of work, before the writer writes
                 first = False
-            if process is None:
-                finished(batch, writer.execute(collection, batch))
-                continue
-            process.submit(batch.rows, batch.references)  # waits while the process writes the one before
-            sent.append(batch)
-            if len(sent) > 1:
-                finished(sent.popleft(), process.result())
-        while sent:
-            finished(sent.popleft(), process.result())
+            finished(writes.send(batch))
+        finished(writes.drain())
+
+
+class _Writes:
+    """Where a run's chunks are written, each in a transaction of its own: in turn, here (one
+    chunk); on SQLite by a process of its own while the next chunk is read, scored and planned here
+    (see sqlite_writer); on PostgreSQL by :data:`PG_WRITERS` threads on connections of their own,
+    so the server upserts one chunk while it receives the next and this thread scores a third.
+    Chunks cover disjoint image ranges, so their writes never meet. :meth:`send` and :meth:`drain`
+    return the chunks finished meanwhile, in order, with how many rows each wrote."""
+
+    def __init__(self, collection: Collection, writer: "LabelWriter", several: bool):
+        self.collection, self.writer = collection, writer
+        self._stack = ExitStack()
+        self._process = self._pool = None
+        if several and writer.sqlite:
+            self._process = self._stack.enter_context(
+                sqlite_writer.WriterProcess(db.sqlite_path(collection.config), writer.sql))
+        elif several:
+            self._pool = self._stack.enter_context(ThreadPoolExecutor(PG_WRITERS, "labeler-label-writer"))
+        self._ahead = 1 if self._process else PG_WRITERS if self._pool else 0  # chunks left in flight
+        self._pending: deque[tuple[Batch, Callable[[], int]]] = deque()
+
+    def __enter__(self) -> "_Writes":
+        return self
+
+    def __exit__(self, *exc) -> bool | None:
+        return self._stack.__exit__(*exc)
+
+    def send(self, batch: Batch) -> list[tuple[Batch, int]]:
+        if self._process is not None:
+            self._process.submit(batch.rows, batch.references)  # waits while it writes the one before
+            self._pending.append((batch, self._process.result))
+        elif self._pool is not None:
+            self._pending.append((batch, self._pool.submit(self.writer.execute, self.collection, batch).result))
+        else:
+            self._pending.append((batch, lambda: self.writer.execute(self.collection, batch)))
+        return self._finished(self._ahead)
+
+    def drain(self) -> list[tuple[Batch, int]]:
+        return self._finished(0)
+
+    def _finished(self, left: int) -> list[tuple[Batch, int]]:
+        done = []
+        while len(self._pending) > left:
+            batch, result = self._pending.popleft()
+            done.append((batch, result()))
+        return done
 
 
 def finish_run(collection: Collection, run: LabelRun, report: LabelReport) -> None:
