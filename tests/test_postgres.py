@@ -198,7 +198,9 @@ def test_a_bulk_label_run_sets_the_foreign_keys_aside_and_adds_them_back_as_they
     or check --repair, which first give orphaned labels what ON DELETE would have."""
     from sqlalchemy.exc import IntegrityError
 
+    from labeler.labeling.bulk import Batch, LabelWriter
     from labeler.store import queue_indexes, users
+    from labeler.store.catalog import utcnow
     from tests.cli import Cli
 
     config = Config(home=tmp_path / "home", database_url=own_database(postgres_url, "bulk"), model=model_spec)
@@ -218,6 +220,24 @@ def test_a_bulk_label_run_sets_the_foreign_keys_aside_and_adds_them_back_as_they
     assert set(before) <= set(report.rebuilt_indexes)  # they were away, and are back
     again = label_collection(collection, workshop, recheck=True)  # one chunk, in turn: the same proposals
     assert (again.inserted, again.updated, again.unchanged) == (0, 0, report.labeled)
+
+    # A chunk planned as all new (COPYed straight into labels) whose labels someone inserted since:
+    # the COPY rolls back to its savepoint and the rows take the upsert, which leaves a review alone.
+    with collection.session() as s:
+        reviewed, proposed = s.scalars(select(Label).where(Label.group == "concept").order_by(Label.id).limit(2))
+        review.decide(s, reviewed.id, "correct", None, reviewed.version, "saw" if reviewed.value != "saw" else "mug")
+        kept = s.get(Label, reviewed.id).value
+        new = "book" if proposed.value != "book" else "mug"
+        writer = LabelWriter(s.get_bind().dialect)
+        given = {"group": "concept", "value": new, "predicted": new, "confidence": 0.5, "margin": 0.1,
+                 "strategy": "single", "fit_id": None, "priority": None, "option_scores": None,
+                 "prompt_set_id": proposed.prompt_set_id, "updated_at": utcnow(), "informative_rank": None}
+        rows = [tuple({**given, "image_id": label.image_id}[k] for k in writer.keys) for label in (reviewed, proposed)]
+        ids = (reviewed.id, proposed.id, proposed.prompt_set_id)
+    assert writer.execute(collection, Batch(images=2, rows=rows, prompt_set_id=ids[2], fresh=True)) == 1
+    with collection.session() as s:
+        assert s.get(Label, ids[0]).value == kept  # the review kept
+        assert s.get(Label, ids[1]).value == new  # the proposal rewritten by the upsert
     assert foreign_keys(collection) == before and "labels" in analyzed(collection)
     with collection.session() as s:
         assert queue_indexes.missing(s) == []
