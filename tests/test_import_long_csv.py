@@ -70,3 +70,33 @@ def test_a_long_csv_with_an_unknown_group_or_value_is_refused_whole(labeled, tmp
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], result.stderr
         assert labels(collection) == before  # nothing written, not even the good row
+
+
+def test_an_image_and_group_set_twice_in_one_file_keeps_the_last_value_and_says_so(labeled, tmp_path, monkeypatch):
+    from labeler.exchange import importing
+
+    monkeypatch.setattr(importing, "CHUNK", 2)  # the repeat lands in a later chunk than its first line
+    collection, cli = labeled
+    before = labels(collection)
+    with collection.session() as s:
+        first, second = s.scalars(select(ImageFile.image_id).order_by(ImageFile.image_id).limit(2)).all()
+    options = [o for o in WORKSHOP.groups["concept"].option_names if o != before[(first, "concept")][0]]
+    source = tmp_path / "long.csv"
+    source.write_text("image_id,group,value\n"
+                      f"{first},concept,{options[0]}\n"  # line 2
+                      f"{second},color,{before[(second, 'color')][0]}\n"
+                      f"{first},color,{before[(first, 'color')][0]}\n"
+                      f"{first},concept,{options[1]}\n")  # line 5: the same image and group again
+
+    report = cli.json("import-labels", source)
+
+    assert report["repeated"] == 1 and report["repeated_rows"] == [{"line": 5, "group": "concept", "image_id": first}]
+    after = labels(collection)
+    assert after[(first, "concept")] == (options[1], "corrected")  # the file's last value stands
+    assert after[(first, "color")] == (before[(first, "color")][0], "accepted")
+
+    source.write_text("image_id,group,value\n" f"{second},concept,saw\n" f"{second},concept,mug\n")
+    result = cli("import-labels", source)
+    assert "note: 1 value repeats an image and group an earlier line of the file set; the last one stands " \
+           "(first at line 3, concept)" in result.stderr
+    assert labels(collection)[(second, "concept")][0] == "mug"

@@ -293,6 +293,12 @@ def _import_human(d: dict) -> None:
                f"{', '.join(d['groups'])} ({d['rows']} rows read)")
     for reason, count in d["skipped"].items():
         click.echo(f"  skipped {count}: {reason}")
+    if d["repeated"]:
+        first = d["repeated_rows"][0]
+        where = f"line {first['line']}" if isinstance(first["line"], int) else first["line"]
+        click.echo(f"note: {d['repeated']} {'value repeats' if d['repeated'] == 1 else 'values repeat'} an image "
+                   f"and group an earlier line of the file set; the last one stands (first at {where}, "
+                   f"{first['group']})", err=True)
     if d["prompt_set"] is None:
         click.echo("warning: values were not checked: the collection has no labels yet (pass --prompt-set)",
                    err=True)

@@ -123,14 +123,17 @@ def import_labels(collection: Collection, path: Path, groups: Sequence[str] | No
     the values to write (:func:`plan_rows`), check them against the prompt set, write them
     (:func:`write_plan`). ``total`` gets the file's size in bytes, ``progress`` the bytes read
     since its last call. ``rows`` counts the rows read; ``unmatched`` lists the first
-    ``MAX_UNMATCHED`` unmatched rows and ``unmatched_count`` counts them all.
+    ``MAX_UNMATCHED`` unmatched rows and ``unmatched_count`` counts them all. A cell whose image and
+    group an earlier line of the file already set is written too (the file's last value stands) and
+    counted in ``repeated``, the first ``EXAMPLES`` listed in ``repeated_rows``.
     """
     source = read_source(path)
     source.groups = _chosen_groups(source, groups, path)
     tally = _Tally({"source": str(path), "format": source.kind, "groups": source.groups, "prompt_set": None,
                     "rows": 0, "imported": 0, "accepted": 0, "corrected": 0, "unchanged": 0, "skipped": {},
                     "skipped_rows": [], "unknown_groups": [], "unknown_values": {}, "unmatched": [],
-                    "unmatched_count": 0, "reviewers": {}, "unnamed_annotators": 0})
+                    "unmatched_count": 0, "reviewers": {}, "unnamed_annotators": 0,
+                    "repeated": 0, "repeated_rows": []})
     report = tally.report
     if total is not None:
         total(source.size)
@@ -236,10 +239,26 @@ def _chosen_groups(source: Source, groups: Sequence[str] | None, path: Path) -> 
 
 @dataclass
 class _Tally:
-    """The import report being filled, and the skipped cells counted by reason."""
+    """The import report being filled, the skipped cells counted by reason, and which image and
+    group the file has set so far (a bit per image id and group: a million images take 125 kB a
+    group, where a set of pairs would take hundreds of MB)."""
 
     report: dict
     skips: Counter = field(default_factory=Counter)
+    seen: dict[str, bytearray] = field(default_factory=dict)
+
+    def planned(self, where: int | str, image_id: int, group: str) -> None:
+        """Note a cell that will be written; count it as repeated when an earlier line set the same."""
+        bits = self.seen.setdefault(group, bytearray())
+        byte, bit = divmod(image_id, 8)
+        if byte >= len(bits):
+            bits.extend(bytes(byte + 1 - len(bits) + 4096))
+        if not bits[byte] >> bit & 1:
+            bits[byte] |= 1 << bit
+            return
+        self.report["repeated"] += 1
+        if len(self.report["repeated_rows"]) < EXAMPLES:
+            self.report["repeated_rows"].append({"line": where, "group": group, "image_id": image_id})
 
     def skip(self, where: int | str, group: str, reason: str) -> None:
         self.skips[reason] += 1
@@ -272,6 +291,7 @@ def plan_rows(path: Path, groups: list[str], rows: list[Row], ids: list[int | No
             if reason:
                 tally.skip(row.where, group, reason)
             else:
+                tally.planned(row.where, image_id, group)
                 plan.append((image_id, group, value))
     return plan
 
