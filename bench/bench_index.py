@@ -44,7 +44,7 @@ from labeler.collection import Collection, in_session  # noqa: E402
 from labeler.config import Config  # noqa: E402
 from labeler.vectors.index import FaissIndex  # noqa: E402
 from labeler.vectors.index_keeper import SAVE_FRACTION, measure_recall  # noqa: E402
-from labeler.vectors.model_registry import MODEL_KEY  # noqa: E402
+from labeler.vectors.model_registry import MODE_KEY, MODEL_KEY  # noqa: E402
 
 DIM, CLUSTERS, BATCH, BATCHES, OLD_CHECKPOINT = 512, 1000, 64, 20, 256
 SPREAD = 0.039  # per-dimension noise: cosine ≈ 0.75 between a point and its cluster centre
@@ -80,6 +80,7 @@ def build(home: Path, n: int, rng: np.random.Generator, centres: np.ndarray, ind
         s.add(model)
         s.flush()
         s.add(Setting(key=MODEL_KEY, value=SPEC))
+        s.add(Setting(key=MODE_KEY, value="fp32"))  # as index records it: auto would load the spec
         model_id = model.id
     for start in range(0, n, 20_000):
         add_images(collection, model_id, points(rng, centres, min(20_000, n - start)), first=start + 1)

@@ -164,7 +164,7 @@ def synthetic_collection(home: Path, vecs: np.ndarray, texts: dict[str, np.ndarr
     from labeler.store.catalog import Image, Model, PromptEmbedding, Setting
     from labeler.collection import Collection
     from labeler.config import Config
-    from labeler.vectors.model_registry import MODEL_KEY
+    from labeler.vectors.model_registry import MODE_KEY, MODEL_KEY
 
     spec = f"bench-synthetic-{vecs.shape[1]}"
     collection = Collection(Config(home=home, model=spec))
@@ -172,6 +172,7 @@ def synthetic_collection(home: Path, vecs: np.ndarray, texts: dict[str, np.ndarr
         model = Model(spec=spec, dim=vecs.shape[1], preprocess={}, logit_scale=SCALE)
         s.add(model)
         s.add(Setting(key=MODEL_KEY, value=spec))
+        s.add(Setting(key=MODE_KEY, value="fp32"))  # as index records it: auto would load the spec
         s.flush()
         model_id = model.id
         for name, text_vecs in texts.items():
