@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Where an ``index`` run's time goes, thread by thread: a sampling profile of the real command.
 
-Generates photo-like 1024x768 JPEGs (``bench_embed.make_photos``) and random ViT-B-32 weights,
+Generates photo-like 1024x768 JPEGs (``labeler.encoding.probe_images.write_photos``, as bench_embed makes them) and random ViT-B-32 weights,
 exports the ONNX towers once (apart from the run), then runs ``manage.py index PHOTOS`` under
 py-spy (``--threads --idle``: every thread sampled whether it runs or waits). Each thread's
 samples are put in the labeler function they were in (the innermost frame in ``labeler/``,
@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_embed import make_photos  # noqa: E402
+from labeler.encoding.probe_images import write_photos  # noqa: E402
 
 # A sample whose innermost frames are one of these is a thread waiting, not working.
 WAITS = ("wait (threading.py", "result (concurrent/futures", "get (queue.py", "_worker (concurrent/futures",
@@ -100,7 +100,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_profile.") as tmp:
         tmp = Path(tmp)
         photos, cache = tmp / "photos", tmp / "encoders"
-        make_photos(photos, args.images)
+        write_photos(photos, args.images)
         import open_clip
         import torch
 
