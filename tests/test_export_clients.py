@@ -369,6 +369,23 @@ def test_export_refuses_an_existing_file_unless_forced(labeled, tmp_path):
     assert "tasks.labeling-config.xml exists" in refused.stderr and not (tmp_path / "tasks.json").exists()
 
 
+def test_export_without_a_format_writes_what_the_name_says_or_asks(labeled, tmp_path):
+    collection, cli = labeled
+    cli("export", tmp_path / "labels.jsonl")
+    first = json.loads((tmp_path / "labels.jsonl").read_text().splitlines()[0])
+    assert {"image_id", "path", "labels"} <= set(first) and first["labels"]
+    cli("export", tmp_path / "labels")  # no suffix: CSV, as before
+    assert (tmp_path / "labels").read_text().startswith("image_id,path,")
+    for name, said in (("labels.json", "pass --format coco or --format labelstudio"),
+                       ("labels.txt", "pass --format (csv, jsonl, coco, labelstudio, hf, fiftyone)")):
+        result = cli("export", tmp_path / name, expect=2)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and said in lines[0], result.stderr
+        assert not (tmp_path / name).exists()
+    cli("export", "--format", "csv", tmp_path / "labels.json")  # a format given is a format taken
+    assert (tmp_path / "labels.json").read_text().startswith("image_id,path,")
+
+
 def test_export_writes_only_regular_files(labeled, tmp_path):
     collection, cli = labeled
     device = "/dev/null"

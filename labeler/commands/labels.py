@@ -159,9 +159,27 @@ def _replay(collection, prompt_set, known, shots: list[int], order: str, seed: i
     emit(as_json, results, human)
 
 
+EXPORT_FORMATS = ["csv", "jsonl", "coco", "labelstudio", "hf", "fiftyone"]
+SUFFIX_FORMATS = {"": "csv", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+def export_format(out: Path) -> str:
+    """The format ``export`` writes when ``--format`` is not given, from OUT's suffix. A ``.json``
+    could be COCO or Label Studio, and another suffix any format, so those are for the user to say:
+    ``export labels.json`` used to write CSV into a file of that name."""
+    suffix = out.suffix.lower()
+    if suffix in SUFFIX_FORMATS:
+        return SUFFIX_FORMATS[suffix]
+    if suffix == ".json":
+        raise LabelerError(f"{out.name}: a .json export is COCO or Label Studio: pass --format coco or "
+                           "--format labelstudio (or name it .jsonl for a label a line)")
+    raise LabelerError(f"{out.name}: pass --format ({', '.join(EXPORT_FORMATS)}); without it OUT ends in "
+                       ".csv or .jsonl")
+
+
 @click.command("export")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "coco", "labelstudio", "hf", "fiftyone"]), default="csv",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default=None,
+              help="[default: from OUT's name: csv for .csv or no suffix, jsonl for .jsonl or .ndjson]")
 @click.option("--group", "groups", multiple=True, metavar="G", help="Only these groups (repeatable).")
 @click.option("--concept-group", default="concept", show_default=True, help="The group that gives COCO categories.")
 @click.option("--prompt-set", "prompt_set_path", default=None, metavar="FILE",
@@ -209,6 +227,7 @@ def export(fmt: str, groups: tuple[str, ...], concept_group: str, prompt_set_pat
     if (label_studio_url is not None and token is None) or (label_studio_url is None and given):
         # LABEL_STUDIO_API_KEY alone, set for other tools, asks for nothing
         raise LabelerError("--label-studio-url and --token (or LABEL_STUDIO_API_KEY) go together")
+    fmt = fmt or export_format(out)
     with Progress("sending to Label Studio", None, as_json) as bar:
         result = get_labeler().export(fmt, out, groups or None, concept_group, prompt_set_path, root,
                                       image_url_prefix, force, coco_segmentation=coco_segmentation,
