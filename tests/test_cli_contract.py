@@ -114,6 +114,26 @@ def test_files_and_settings_the_user_got_wrong_exit_1_with_one_line(empty_cli, t
     assert one_error_line(bad_setting, 1) == "error: LABELER_BATCH_SIZE must be a whole number, not 'lots'"
 
 
+def test_clicks_own_refusals_are_one_line_too(empty_cli, tmp_path):
+    # an unknown option, a missing one, a bad choice, a path that is not there, an unknown command:
+    # Click printed its usage block, a hint and a blank line before the error
+    for args, said in ((("search", "hammer", "--limit", "3"), "No such option '--limit'"),
+                       (("sample", "--group", "concept"), "Missing option '--count'"),
+                       (("user", "add", "bob", "--role", "king"), "Invalid value for '--role'"),
+                       (("index", tmp_path / "nowhere"), "does not exist"),
+                       (("relabel",), "No such command 'relabel'"),
+                       (("--nope", "stats"), "No such option '--nope'")):
+        line = one_error_line(empty_cli(*args, expect=None), 2)
+        assert said in line and line.endswith("--help')"), line
+    # a group run without a command still shows its help (exit 2, as Click does)
+    bare = empty_cli("user", expect=2)
+    assert bare.stderr.startswith("Usage: ") and "add" in bare.stderr
+    # and the real program, as a person runs it
+    real = manage("--home", tmp_path / "home", "export", "--format", "xml", tmp_path / "x")
+    assert real.returncode == 2 and real.stdout == ""
+    assert real.stderr.count("\n") == 1 and real.stderr.startswith("error: Invalid value for '--format'")
+
+
 def test_serving_on_a_taken_port_is_one_line(empty_cli):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
