@@ -439,6 +439,11 @@ class Labeler:
         with user_file(out):
             return trust.sample(self._existing(), group, count, out, seed)
 
+    def filter_notes(self, where: dict[str, str] | Sequence[str] | None) -> list[str]:
+        """Why ``where`` filters can match nothing (an unknown group, a value no label holds); empty
+        when each names something (see :func:`labeler.search.filter_notes`)."""
+        return search_module.filter_notes(self._existing(), _where(where))
+
     def audit(self, group: str | None = None, limit: int = 200) -> list[dict]:
         """Reviewed or imported labels that are probably wrong, per group (``manage.py audit``):
         ``[{"group", "cutoff", "flagged", "audited", "method", "suspects"}]``; scores are kept for

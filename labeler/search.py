@@ -32,6 +32,7 @@ from .collection import Collection
 from .errors import LabelerError, NotFound
 from .core.prompts import PromptSet, generic_templates
 from .review.decisions import FILTER_STATUSES
+from .store.stats import label_groups, label_values
 
 
 class QuerySyntaxError(LabelerError):
@@ -244,6 +245,26 @@ def parse_where(items: Sequence[str]) -> dict[str, str]:
             raise LabelerError(f"bad filter {item!r}: use GROUP=VALUE, e.g. concept=hammer")
         where[group.strip()] = value.strip()
     return where
+
+
+FILTER_VALUES_SHOWN = 12  # a group's values named in a filter's note; a long list is cut
+
+
+def filter_notes(collection: Collection, where: dict[str, str] | None) -> list[str]:
+    """Why ``GROUP=VALUE`` filters can match nothing: a group with no labels, or a value none of its
+    labels holds (a typo reads as "no matches" otherwise). Empty when every filter names something."""
+    notes = []
+    with collection.session() as s:
+        groups = None
+        for group, value in (where or {}).items():
+            values = label_values(s, group)
+            if not values:
+                groups = label_groups(s) if groups is None else groups
+                notes.append(f"no labels in group '{group}' (have: {', '.join(groups) or 'no labels yet'})")
+            elif value not in values and value != "none":
+                shown = ", ".join(values[:FILTER_VALUES_SHOWN]) + (", ..." if len(values) > FILTER_VALUES_SHOWN else "")
+                notes.append(f"no label of group '{group}' is '{value}' (its values: {shown})")
+    return notes
 
 
 def allowed_ids(collection: Collection, where: dict[str, str] | None, status: str | None,

@@ -16,6 +16,7 @@ from labeler.labeling.learning import learn
 from labeler.ingest.run import index_paths
 from labeler.core.prompts import load_prompt_set
 from labeler.search import search
+from labeler.store.stats import label_groups, label_values
 from tests import postgres
 from tests.imagegen import write_broken_corpus, write_good_images
 
@@ -84,6 +85,10 @@ def test_catalog_runs_on_postgresql(postgres_url, tmp_path, model_spec):
     assert list(scores) == load_prompt_set("workshop").groups["concept"].option_names
     hits = search(collection, "a red hammer", k=3)
     assert len(hits) == 3 and hits[0].score >= hits[-1].score
+    with collection.session() as s:  # the loose index scans of groups and values
+        held = s.scalars(select(Label.value).where(Label.group == "palette", Label.value.is_not(None)).distinct())
+        assert label_values(s, "palette") == sorted(held) and label_values(s, "nope") == []
+        assert label_groups(s) == sorted(load_prompt_set("workshop").groups)
     # Learning from reviews on PostgreSQL: reviews, a stored fit, labels that record it, the window-function sort.
     with collection.session() as s:
         for label in s.scalars(select(Label).where(Label.group == "palette").order_by(Label.id).limit(6)):

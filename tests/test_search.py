@@ -149,6 +149,23 @@ def test_search_and_similar_cli(indexed_cli, indexed_collection):
     assert "no image in the catalog" in indexed_cli("similar", "/no/such.png", expect=2).output
 
 
+def test_a_filter_that_names_nothing_says_so(indexed_cli, indexed_collection):
+    from labeler.labeling.bulk import label_collection
+
+    label_collection(indexed_collection, load_prompt_set("workshop"), "mean-score")
+    with indexed_collection.session() as s:
+        held = sorted(s.scalars(select(Label.value).where(Label.group == "concept", Label.value.is_not(None))
+                                .distinct()))
+    typo = indexed_cli("search", "a hammer", "--where", "concept=hamer")
+    assert typo.exit_code == 0 and "no matches" in typo.stdout  # no match is an answer, not an error
+    note = typo.stderr.strip().splitlines()
+    assert len(note) == 1 and note[0].startswith("note: no label of group 'concept' is 'hamer' (its values: ")
+    assert note[0].endswith(f"(its values: {', '.join(held)})")  # what the labels hold, in order
+    group = indexed_cli("similar", "1", "--where", "colour=red")  # the group is 'color'
+    assert "note: no labels in group 'colour' (have: color, concept," in group.stderr
+    assert indexed_cli("search", "a hammer", "--where", "concept=hammer", "-k", "1").stderr == ""
+
+
 def test_a_prompt_another_process_cached_meanwhile_is_not_an_error(indexed_collection):
     from labeler.store.catalog import PromptEmbedding
     from labeler.vectors.vector_store import _insert_new

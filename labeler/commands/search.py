@@ -47,7 +47,15 @@ def search_command(query: str | None, k: int, templates: bool, concept: str | No
         hits = api.search_concept(concept, prompt_set_path, k, where, status, exact=exact)
     else:
         hits = api.search(query, k, where, status, templates, exact=exact)
+    _explain_empty(api, hits, where)
     emit(as_json, hits, _print_hits)
+
+
+def _explain_empty(api, hits: list, where: tuple[str, ...]) -> None:
+    """No hits under filters: say on stderr which filter names nothing (exit 0 still: no match is an answer)."""
+    if not hits and where:
+        for note in api.filter_notes(where):
+            click.echo(f"note: {note}", err=True)
 
 
 @click.command("similar")
@@ -58,7 +66,10 @@ def search_command(query: str | None, k: int, templates: bool, concept: str | No
 @json_option
 def similar_command(image: str, k: int, where: tuple[str, ...], status: str | None, as_json: bool) -> None:
     """Images most like IMAGE (a catalog id or a path), best first."""
-    emit(as_json, get_labeler().similar(image, k, where, status), _print_hits)
+    api = get_labeler()
+    hits = api.similar(image, k, where, status)
+    _explain_empty(api, hits, where)
+    emit(as_json, hits, _print_hits)
 
 
 COMMANDS = [search_command, similar_command]

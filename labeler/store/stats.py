@@ -35,3 +35,16 @@ SELECT name FROM g WHERE name IS NOT NULL""")
 def label_groups(session: Session) -> list[str]:
     """The groups that have labels, sorted."""
     return [name for (name,) in session.execute(_GROUPS)]
+
+
+# The same jump, through one group's values (its part of the (group, value) index).
+_VALUES = text("""WITH RECURSIVE v(value) AS (
+    SELECT min(value) FROM labels WHERE "group" = :group
+    UNION ALL
+    SELECT (SELECT min(value) FROM labels WHERE "group" = :group AND value > v.value) FROM v WHERE v.value IS NOT NULL)
+SELECT value FROM v WHERE value IS NOT NULL""")
+
+
+def label_values(session: Session, group: str) -> list[str]:
+    """The values ``group``'s labels hold, sorted (no labels: empty; "none of these" is not listed)."""
+    return [value for (value,) in session.execute(_VALUES, {"group": group})]
