@@ -255,15 +255,15 @@ def filter_notes(collection: Collection, where: dict[str, str] | None) -> list[s
     labels holds (a typo reads as "no matches" otherwise). Empty when every filter names something."""
     notes = []
     with collection.session() as s:
-        groups = None
+        groups = label_groups(s)
         for group, value in (where or {}).items():
-            values = label_values(s, group)
-            if not values:
-                groups = label_groups(s) if groups is None else groups
+            if group not in groups:
                 notes.append(f"no labels in group '{group}' (have: {', '.join(groups) or 'no labels yet'})")
-            elif value not in values and value != "none":
+                continue
+            values = label_values(s, group)
+            if value != "none" and value not in values:  # "none": the labels that hold no value
                 shown = ", ".join(values[:FILTER_VALUES_SHOWN]) + (", ..." if len(values) > FILTER_VALUES_SHOWN else "")
-                notes.append(f"no label of group '{group}' is '{value}' (its values: {shown})")
+                notes.append(f"no label of group '{group}' is '{value}' (its values: {shown or 'none'})")
     return notes
 
 
