@@ -122,6 +122,7 @@ def test_clicks_own_refusals_are_one_line_too(empty_cli, tmp_path):
                        (("user", "add", "bob", "--role", "king"), "Invalid value for '--role'"),
                        (("index", tmp_path / "nowhere"), "does not exist"),
                        (("relabel",), "No such command 'relabel'"),
+                       (("reindex", "--type", "IVFx"), "unknown index type 'IVFx'"),  # was exit 1
                        (("--nope", "stats"), "No such option '--nope'")):
         line = one_error_line(empty_cli(*args, expect=None), 2)
         assert said in line and line.endswith("--help')"), line

@@ -154,7 +154,7 @@ def test_reindex_changes_the_type_on_purpose(indexed_cli, indexed_collection):
     assert (ivf["index"]["type"], ivf["index"]["nlist"]) == ("ivf", 8) and ivf["recall"] >= 0.95
     flat = indexed_cli.json("reindex", "--type", "flat")
     assert (flat["index"]["type"], flat["recall"]) == ("flat", 1.0)
-    bad = indexed_cli("reindex", "--type", "NoSuchIndex", expect=1)
+    bad = indexed_cli("reindex", "--type", "NoSuchIndex", expect=2)  # bad input; LABELER_INDEX's is exit 1
     assert "unknown index type 'NoSuchIndex'" in bad.output
     assert indexed_cli.json("check")["ok"]
 

@@ -9,6 +9,7 @@ import click
 
 from ..store import db
 from ..config import ENGINES
+from ..errors import LabelerError
 from ..encoding.encoder import MODE_SETTINGS
 from .context import Progress, emit, get_config, get_labeler, json_option
 
@@ -140,8 +141,20 @@ def _describe(d: dict) -> str:
     return f"index: {index['type']} ({index['factory']}{probe}), {index['vectors']} vectors{recall}"
 
 
+def _index_type(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--type`` checked before any work: a wrong one is bad input (exit 2), as a bad choice is."""
+    if value is not None:
+        from ..vectors.index import check_factory  # lazy: FAISS only for the commands that use it
+
+        try:
+            check_factory(value)
+        except LabelerError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
+
+
 @click.command("reindex")
-@click.option("--type", "index_type", default=None, metavar="auto|flat|ivf|hnsw|FACTORY",
+@click.option("--type", "index_type", default=None, metavar="auto|flat|ivf|hnsw|FACTORY", callback=_index_type,
               help="The index to build: auto (Flat while small, then IVF), flat (exact), ivf, hnsw, or a "
                    "FAISS factory string such as 'IVF4096,Flat' [default: LABELER_INDEX, else auto].")
 @json_option

@@ -117,9 +117,10 @@ def audit_group(collection: Collection, group: str, limit: int = 200) -> dict:
         image_ids, vecs = collection.vectors.read(s, found.image_ids, model_id=model_id)
         scale = logit_scale(collection, s)
     if len(found) < MIN_REVIEWS or len(np.unique(found.labels)) < 2:
-        raise AuditError(f"group '{group}' has {len(found)} reviewed labels of "
-                         f"{len(np.unique(found.labels))} options: audit needs {MIN_REVIEWS} or more, "
-                         "of two options or more")
+        reviewed, options_seen = len(found), len(np.unique(found.labels))
+        raise AuditError(f"group '{group}' has {reviewed} reviewed label{'s' * (reviewed != 1)} of "
+                         f"{options_seen} option{'s' * (options_seen != 1)}: audit needs {MIN_REVIEWS} or "
+                         "more, of two options or more")
     labels = found.labels[np.searchsorted(found.image_ids, image_ids)]
     text_vecs = option_vectors(collection, prompt_set, group)
     fit = fewshot.learn_group(vecs, labels, text_vecs, scale)
