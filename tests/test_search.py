@@ -166,6 +166,13 @@ def test_a_filter_that_names_nothing_says_so(indexed_cli, indexed_collection):
     assert indexed_cli("search", "a hammer", "--where", "concept=hammer", "-k", "1").stderr == ""
 
 
+def test_a_search_of_an_empty_collection_says_what_to_run(empty_cli):
+    empty_cli("db", "upgrade")  # a catalog, no images yet
+    result = empty_cli("search", "a hammer")
+    assert result.exit_code == 0 and "no matches" in result.stdout
+    assert result.stderr == "note: no image is embedded yet; run: manage.py index PATH\n"
+
+
 def test_a_prompt_another_process_cached_meanwhile_is_not_an_error(indexed_collection):
     from labeler.store.catalog import PromptEmbedding
     from labeler.vectors.vector_store import _insert_new
