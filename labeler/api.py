@@ -439,10 +439,10 @@ class Labeler:
         with user_file(out):
             return trust.sample(self._existing(), group, count, out, seed)
 
-    def filter_notes(self, where: dict[str, str] | Sequence[str] | None) -> list[str]:
-        """Why ``where`` filters can match nothing (an unknown group, a value no label holds); empty
-        when each names something (see :func:`labeler.search.filter_notes`)."""
-        return search_module.filter_notes(self._existing(), _where(where))
+    def no_hit_notes(self, where: dict[str, str] | Sequence[str] | None = None) -> list[str]:
+        """Why a search under ``where`` can find nothing (nothing embedded, an unknown group, a value
+        no label holds); empty when none applies (see :func:`labeler.search.no_hit_notes`)."""
+        return search_module.no_hit_notes(self._existing(), _where(where))
 
     def audit(self, group: str | None = None, limit: int = 200) -> list[dict]:
         """Reviewed or imported labels that are probably wrong, per group (``manage.py audit``):

@@ -250,12 +250,15 @@ def parse_where(items: Sequence[str]) -> dict[str, str]:
 FILTER_VALUES_SHOWN = 12  # a group's values named in a filter's note; a long list is cut
 
 
-def filter_notes(collection: Collection, where: dict[str, str] | None) -> list[str]:
-    """Why ``GROUP=VALUE`` filters can match nothing: a group with no labels, or a value none of its
-    labels holds (a typo reads as "no matches" otherwise). Empty when every filter names something."""
+def no_hit_notes(collection: Collection, where: dict[str, str] | None) -> list[str]:
+    """Why a search can find nothing, where the user can change it (a plain "no matches" otherwise):
+    no image embedded yet; or a ``GROUP=VALUE`` filter whose group has no labels, or whose value none
+    of its labels holds. Empty when neither is the case."""
     notes = []
     with collection.session() as s:
-        groups = label_groups(s)
+        if collection.vectors.count(s) == 0:
+            return ["no image is embedded yet; run: manage.py index PATH"]
+        groups = label_groups(s) if where else []
         for group, value in (where or {}).items():
             if group not in groups:
                 notes.append(f"no labels in group '{group}' (have: {', '.join(groups) or 'no labels yet'})")

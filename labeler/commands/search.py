@@ -54,12 +54,8 @@ def search_command(query: str | None, k: int, templates: bool, concept: str | No
 def _explain_empty(api, hits: list, where: tuple[str, ...]) -> None:
     """No hits: say on stderr why, where it is something the user can change (an empty collection,
     a filter that names nothing); exit 0 still: no match is an answer."""
-    if hits:
-        return
-    if api.stats()["embedded"] == 0:
-        click.echo("note: no image is embedded yet; run: manage.py index PATH", err=True)
-    elif where:
-        for note in api.filter_notes(where):
+    if not hits:
+        for note in api.no_hit_notes(where):
             click.echo(f"note: {note}", err=True)
 
 
